@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Module graph (one direction only):
+//   tributary (CLI) → TributaryServices → TributaryPostgres, TributaryStorage → TributaryCore → C system libraries
+// TributaryCore is pure logic: no sockets, files or clocks.
+let package = Package(
+    name: "Tributary",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tributary", targets: ["tributary"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+
+        .target(
+            name: "TributaryCore",
+            dependencies: ["CZlib", "COpenSSL", .product(name: "Yams", package: "Yams")]
+        ),
+        .target(
+            name: "TributaryPostgres",
+            dependencies: ["CLibPQ", "TributaryCore", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "TributaryStorage",
+            dependencies: ["TributaryCore", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "TributaryServices",
+            dependencies: [
+                "TributaryCore", "TributaryPostgres", "TributaryStorage",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "tributary",
+            dependencies: [
+                "TributaryServices",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "TributaryCoreTests", dependencies: ["TributaryCore"]),
+        .testTarget(
+            name: "TributaryIntegrationTests",
+            dependencies: ["TributaryServices", "tributary"],
+            resources: []
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

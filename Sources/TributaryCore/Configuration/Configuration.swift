@@ -1,0 +1,136 @@
+/// Everything Tributary is configured with: the target side and each source slot.
+public struct Configuration: Sendable {
+    public var target: TargetConfiguration
+    public var sources: [SourceConfiguration]
+
+    public init(target: TargetConfiguration, sources: [SourceConfiguration]) {
+        self.target = target
+        self.sources = sources
+    }
+
+    /// The sources an operator named, or all of them; an unknown name is an error that lists the known ones.
+    public func sources(named names: [String]) throws -> [SourceConfiguration] {
+        guard !names.isEmpty else { return sources }
+        return try names.map { name in
+            guard let source = sources.first(where: { $0.name == name }) else {
+                throw ConfigurationError(
+                    file: "--source", problem: "no source named \"\(name)\" (configured: \(sources.map(\.name).joined(separator: ", ")))")
+            }
+            return source
+        }
+    }
+}
+
+/// One source database and its logical replication slot (`slots/<source>.yaml`).
+public struct SourceConfiguration: Sendable {
+    /// Short name used in object keys, STG table names and commands (`qvp`).
+    public var name: String
+    /// libpq connection string or URI, environment already expanded. Never log it: it may hold a password.
+    public var connection: String
+    public var slot: String
+    public var publication: String
+    /// Whether `snapshot` may create the publication when it does not exist.
+    public var createPublication: Bool
+    public var tables: [TableConfiguration]
+    /// Object-storage buckets whose files move to the target bucket (the object-sync stage).
+    public var buckets: [String]
+    /// The file it came from, for messages.
+    public var file: String
+
+    public init(name: String, connection: String, slot: String, publication: String, createPublication: Bool,
+                tables: [TableConfiguration], buckets: [String] = [], file: String) {
+        self.name = name
+        self.connection = connection
+        self.slot = slot
+        self.publication = publication
+        self.createPublication = createPublication
+        self.tables = tables
+        self.buckets = buckets
+        self.file = file
+    }
+}
+
+/// One replicated table.
+public struct TableConfiguration: Sendable, Hashable {
+    public var table: QualifiedName
+    /// Key columns when the table's primary key or replica identity index is not the key to use.
+    public var key: [String]?
+    /// Name of the table in schema `stg`; defaults to `<source>_<table>`, or `<source>_<schema>_<table>`
+    /// when the schema is neither `public` nor named like the source.
+    public var stagingTable: String
+    public var excludedColumns: [String]
+
+    public init(table: QualifiedName, key: [String]? = nil, stagingTable: String, excludedColumns: [String] = []) {
+        self.table = table
+        self.key = key
+        self.stagingTable = stagingTable
+        self.excludedColumns = excludedColumns
+    }
+
+    public static func defaultStagingTable(source: String, table: QualifiedName) -> String {
+        table.schema == "public" || table.schema == source
+            ? "\(source)_\(table.name)" : "\(source)_\(table.schema)_\(table.name)"
+    }
+}
+
+/// Where the OCI layer lives.
+public enum StagingLocation: Sendable, Hashable, CustomStringConvertible {
+    /// A directory on the local filesystem (tests, the local demo, a mounted volume).
+    case directory(String)
+    /// OCI Object Storage: `oci://<namespace>/<bucket>/<prefix>`.
+    case objectStorage(namespace: String, bucket: String, prefix: String)
+
+    public var description: String {
+        switch self {
+        case .directory(let path): return "file://\(path)"
+        case .objectStorage(let namespace, let bucket, let prefix): return "oci://\(namespace)/\(bucket)/\(prefix)"
+        }
+    }
+}
+
+/// Micro-batch limits: a batch closes on a transaction boundary once it reaches any of them.
+public struct BatchLimits: Sendable, Hashable {
+    public var rowsMax: Int = 100_000
+    public var bytesMax: Int = 64 << 20
+    public var ageMillisecondsMax: Int = 1000
+    /// Above this, a transaction being assembled spills to the work directory.
+    public var memoryBytesMax: Int = 64 << 20
+
+    public init() {}
+}
+
+/// Bulk snapshot settings.
+public struct SnapshotSettings: Sendable, Hashable {
+    /// Parallel COPY workers per source.
+    public var jobs: Int = 2
+    /// Uncompressed bytes after which a part file is closed and the next one begun.
+    public var partBytesMax: Int = 256 << 20
+    /// Heap bytes per range when a large table is split for parallel copy.
+    public var rangeBytes: Int = 128 << 20
+    /// gzip level: 1 is several times faster than 6 and the files are short-lived.
+    public var compressionLevel: Int = 1
+
+    public init() {}
+}
+
+/// The target side (`slots/tributary.yaml`).
+public struct TargetConfiguration: Sendable {
+    /// libpq connection string of the Uni PACC database. Never log it.
+    public var connection: String
+    public var staging: StagingLocation
+    /// Local scratch space: spill files and parts waiting for upload.
+    public var workDirectory: String
+    public var batch: BatchLimits
+    public var snapshot: SnapshotSettings
+    public var file: String
+
+    public init(connection: String, staging: StagingLocation, workDirectory: String,
+                batch: BatchLimits = .init(), snapshot: SnapshotSettings = .init(), file: String) {
+        self.connection = connection
+        self.staging = staging
+        self.workDirectory = workDirectory
+        self.batch = batch
+        self.snapshot = snapshot
+        self.file = file
+    }
+}

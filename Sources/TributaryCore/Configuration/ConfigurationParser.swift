@@ -1,0 +1,187 @@
+import Foundation
+import Yams
+
+/// Turns the texts of the configuration files into a `Configuration`. Reading the files happens at the
+/// edge (the caller passes names and contents); this only parses and validates.
+public enum ConfigurationParser {
+    /// The target file's name inside the configuration directory; every other `*.yaml` is a source.
+    public static let targetFileName = "tributary.yaml"
+
+    public struct File: Sendable {
+        public var name: String
+        public var text: String
+        public init(name: String, text: String) {
+            self.name = name
+            self.text = text
+        }
+    }
+
+    /// - Parameters:
+    ///   - directory: the configuration directory, against which relative paths resolve.
+    public static func parse(files: [File], directory: String, environment: [String: String]) throws -> Configuration {
+        guard let targetFile = files.first(where: { ($0.name as NSString).lastPathComponent == targetFileName }) else {
+            throw ConfigurationError(
+                file: directory, problem: "no \(targetFileName) here: it names the target database and the staging store")
+        }
+        let target = try parseTarget(targetFile, directory: directory, environment: environment)
+        let sources = try files.filter { $0.name != targetFile.name }
+            .sorted { $0.name < $1.name }
+            .map { try parseSource($0, environment: environment) }
+        guard !sources.isEmpty else {
+            throw ConfigurationError(file: directory, problem: "no source file (one YAML per source, e.g. qvp.yaml)")
+        }
+        var seen: [String: String] = [:]
+        for source in sources {
+            if let other = seen[source.name] {
+                throw ConfigurationError(file: source.file, keyPath: "source", problem: "source \"\(source.name)\" is also defined in \(other)")
+            }
+            seen[source.name] = source.file
+        }
+        return Configuration(target: target, sources: sources)
+    }
+
+    static func root(_ file: File, environment: [String: String]) throws -> YAMLReader {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: file.text)
+        } catch let error as YamlError {
+            throw ConfigurationError(file: file.name, line: yamlLine(error), problem: "not valid YAML: \(yamlProblem(error))")
+        }
+        guard let node else { throw ConfigurationError(file: file.name, problem: "the file is empty") }
+        return try YAMLReader(file: file.name, path: "", node: node, environment: environment)
+    }
+
+    static func parseTarget(_ file: File, directory: String, environment: [String: String]) throws -> TargetConfiguration {
+        let root = try root(file, environment: environment)
+        try root.requireOnly(["target", "staging", "work_dir", "batch", "snapshot"])
+        guard let targetSection = try root.child("target") else {
+            throw ConfigurationError(file: file.name, keyPath: "target", problem: "required key is missing")
+        }
+        try targetSection.requireOnly(["connection"])
+        let connection = try targetSection.requiredString("connection")
+        let staging = try parseStaging(try root.requiredString("staging"), root: root, directory: directory)
+        let workDirectory = resolve(try root.string("work_dir") ?? ".tributary/work", against: directory)
+
+        var batch = BatchLimits()
+        if let section = try root.child("batch") {
+            try section.requireOnly(["max_rows", "max_bytes", "max_age", "memory_max"])
+            batch.rowsMax = try section.integer("max_rows", in: 1...100_000_000) ?? batch.rowsMax
+            batch.bytesMax = try section.bytes("max_bytes") ?? batch.bytesMax
+            batch.ageMillisecondsMax = try section.milliseconds("max_age") ?? batch.ageMillisecondsMax
+            batch.memoryBytesMax = try section.bytes("memory_max") ?? batch.memoryBytesMax
+        }
+        var snapshot = SnapshotSettings()
+        if let section = try root.child("snapshot") {
+            try section.requireOnly(["jobs", "part_size", "range_size", "compression_level"])
+            snapshot.jobs = try section.integer("jobs", in: 1...64) ?? snapshot.jobs
+            snapshot.partBytesMax = try section.bytes("part_size") ?? snapshot.partBytesMax
+            snapshot.rangeBytes = try section.bytes("range_size") ?? snapshot.rangeBytes
+            snapshot.compressionLevel = try section.integer("compression_level", in: 1...9) ?? snapshot.compressionLevel
+        }
+        return TargetConfiguration(connection: connection, staging: staging, workDirectory: workDirectory,
+                                   batch: batch, snapshot: snapshot, file: file.name)
+    }
+
+    static func parseStaging(_ text: String, root: YAMLReader, directory: String) throws -> StagingLocation {
+        if text.hasPrefix("oci://") {
+            let parts = text.dropFirst("oci://".count).split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count >= 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw root.error("staging", root.node("staging")!, "expected oci://<namespace>/<bucket>/<prefix>, found \"\(text)\"")
+            }
+            let prefix = parts.count == 3 ? String(parts[2]).trimmingCharacters(in: CharacterSet(charactersIn: "/")) : ""
+            return .objectStorage(namespace: String(parts[0]), bucket: String(parts[1]), prefix: prefix)
+        }
+        if text.hasPrefix("file://") {
+            return .directory(resolve(String(text.dropFirst("file://".count)), against: directory))
+        }
+        if text.contains("://") {
+            throw root.error("staging", root.node("staging")!, "unsupported scheme in \"\(text)\": use file:///path, a path, or oci://namespace/bucket/prefix")
+        }
+        return .directory(resolve(text, against: directory))
+    }
+
+    static func parseSource(_ file: File, environment: [String: String]) throws -> SourceConfiguration {
+        let root = try root(file, environment: environment)
+        try root.requireOnly(["source", "connection", "slot", "publication", "create_publication", "tables", "buckets"])
+        let stem = ((file.name as NSString).lastPathComponent as NSString).deletingPathExtension
+        let name = try root.string("source") ?? stem
+        guard name.first.map({ $0.isASCII && $0.isLowercase }) == true,
+              name.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLowercase || $0.isNumber)) }), name.count <= 20 else {
+            throw ConfigurationError(file: file.name, keyPath: "source",
+                                     problem: "\"\(name)\" is not a usable source name: lower-case letters, digits and _, starting with a letter, at most 20")
+        }
+        let connection = try root.requiredString("connection")
+        let slot = try root.string("slot") ?? "tributary_\(name)"
+        try requireSlotName(slot, root: root)
+        let publication = try root.string("publication") ?? "tributary_\(name)"
+        let createPublication = try root.bool("create_publication") ?? true
+        guard let tableReaders = try root.children("tables"), !tableReaders.isEmpty else {
+            throw ConfigurationError(file: file.name, line: root.node("tables")?.mark?.line, keyPath: "tables",
+                                     problem: "at least one table is required")
+        }
+        var tables: [TableConfiguration] = []
+        for reader in tableReaders {
+            let table = try parseTable(reader, source: name)
+            if tables.contains(where: { $0.table == table.table }) {
+                throw ConfigurationError(file: file.name, line: reader.line, keyPath: reader.path, problem: "table \(table.table) is listed twice")
+            }
+            if let clash = tables.first(where: { $0.stagingTable == table.stagingTable }) {
+                throw ConfigurationError(file: file.name, line: reader.line, keyPath: reader.path,
+                                         problem: "STG table \(table.stagingTable) is also used by \(clash.table): set stg_table")
+            }
+            tables.append(table)
+        }
+        let buckets = try root.stringList("buckets") ?? []
+        return SourceConfiguration(name: name, connection: connection, slot: slot, publication: publication,
+                                   createPublication: createPublication, tables: tables, buckets: buckets, file: file.name)
+    }
+
+    static func parseTable(_ reader: YAMLReader, source: String) throws -> TableConfiguration {
+        try reader.requireOnly(["name", "key", "stg_table", "exclude_columns"])
+        let text = try reader.requiredString("name")
+        guard let table = QualifiedName(parsing: text) else {
+            throw reader.error("name", reader.node("name")!, "\"\(text)\" is not a table name: write schema.table, with \"double quotes\" around mixed-case parts")
+        }
+        let stagingTable = try reader.string("stg_table") ?? TableConfiguration.defaultStagingTable(source: source, table: table)
+        guard stagingTable.utf8.count <= 63 else {
+            throw reader.error("stg_table", reader.node("stg_table") ?? reader.node("name")!,
+                               "STG table name \"\(stagingTable)\" is longer than PostgreSQL's 63 bytes: set a shorter stg_table")
+        }
+        let key = try reader.stringList("key")
+        if let key, key.isEmpty { throw reader.error("key", reader.node("key")!, "an empty key: leave it out to use the primary key") }
+        return TableConfiguration(table: table, key: key, stagingTable: stagingTable,
+                                  excludedColumns: try reader.stringList("exclude_columns") ?? [])
+    }
+
+    static func requireSlotName(_ slot: String, root: YAMLReader) throws {
+        // PostgreSQL's rule for replication slot names.
+        guard !slot.isEmpty, slot.count <= 63,
+              slot.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLowercase || $0.isNumber)) }) else {
+            throw root.error("slot", root.node("slot") ?? root.node("connection")!,
+                             "\"\(slot)\" is not a valid slot name: lower-case letters, digits and _ only, at most 63")
+        }
+    }
+
+    public static func resolve(_ path: String, against directory: String) -> String {
+        let expanded = (path as NSString).expandingTildeInPath
+        if expanded.hasPrefix("/") { return (expanded as NSString).standardizingPath }
+        return ((directory as NSString).appendingPathComponent(expanded) as NSString).standardizingPath
+    }
+
+    static func yamlLine(_ error: YamlError) -> Int? {
+        switch error {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): return mark.line
+        default: return nil
+        }
+    }
+
+    static func yamlProblem(_ error: YamlError) -> String {
+        switch error {
+        case .scanner(let context, let problem, _, _), .parser(let context, let problem, _, _),
+             .composer(let context, let problem, _, _):
+            return [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ", ")
+        case .reader(let problem, _, _, _): return problem
+        default: return "\(error)"
+        }
+    }
+}

@@ -1,0 +1,56 @@
+/// SQL text for the snapshot and its load. Every identifier passes through `SQL`.
+public enum SnapshotSQL {
+    /// The COPY that reads one work item on a source under the exported snapshot.
+    public static func copyOut(table: QualifiedName, columns: [String], item: SnapshotWorkItem) -> String {
+        let options = "(FORMAT csv, HEADER true)"
+        if item.isWholeTable {
+            return "COPY \(table.sql) (\(SQL.identifierList(columns))) TO STDOUT \(options)"
+        }
+        var conditions: [String] = []
+        // TID range scans (PostgreSQL 14+) read just these pages.
+        if let first = item.firstPage { conditions.append("ctid >= '(\(first),0)'::tid") }
+        if let end = item.endPage { conditions.append("ctid < '(\(end),0)'::tid") }
+        return "COPY (SELECT \(SQL.identifierList(columns)) FROM ONLY \(table.sql) WHERE \(conditions.joined(separator: " AND "))) TO STDOUT \(options)"
+    }
+
+    /// The table a snapshot's rows are loaded into before it replaces the STG table. `_lsn` defaults
+    /// to the consistent point, so COPY needs no extra column: every snapshot row is as of that LSN.
+    public static func createLoadTable(_ loadTable: QualifiedName, relation: RelationSchema, consistentPoint: LSN) -> String {
+        let columns = relation.columns.map { column in
+            "\(SQL.identifier(column.name)) \(column.stagingType)" + (relation.key.contains(column.name) ? " NOT NULL" : "")
+        }
+        let metadata = [
+            "\(SQL.identifier(StagingColumns.lsn)) pg_lsn NOT NULL DEFAULT \(SQL.literal(consistentPoint.description))",
+            "\(SQL.identifier(StagingColumns.deleted)) boolean NOT NULL DEFAULT false",
+        ]
+        return "CREATE TABLE IF NOT EXISTS \(loadTable.sql) (\((columns + metadata).joined(separator: ", ")))"
+    }
+
+    /// COPY of one snapshot part into the load table; `HEADER MATCH` makes the server check that the
+    /// file's columns are the ones expected.
+    public static func copyIn(_ loadTable: QualifiedName, relation: RelationSchema) -> String {
+        "COPY \(loadTable.sql) (\(SQL.identifierList(relation.columnNames))) FROM STDIN (FORMAT csv, HEADER match)"
+    }
+
+    /// Turns a fully loaded load table into the STG table, in one transaction: key, then swap.
+    public static func promote(_ loadTable: QualifiedName, to stagingTable: QualifiedName, relation: RelationSchema) -> [String] {
+        let keyName = SQL.identifier(SQL.truncated(stagingTable.name, bytes: 58) + "_pkey")
+        return [
+            "ALTER TABLE \(loadTable.sql) ADD CONSTRAINT \(keyName) PRIMARY KEY (\(SQL.identifierList(relation.key)))",
+            "ALTER TABLE \(loadTable.sql) ALTER COLUMN \(SQL.identifier(StagingColumns.lsn)) DROP DEFAULT",
+            "DROP TABLE IF EXISTS \(stagingTable.sql)",
+            "ALTER TABLE \(loadTable.sql) SET SCHEMA \(SQL.identifier(stagingTable.schema))",
+            "ALTER TABLE \(SQL.identifier(stagingTable.schema)).\(SQL.identifier(loadTable.name)) RENAME TO \(SQL.identifier(stagingTable.name))",
+        ]
+    }
+}
+
+/// Metadata columns of every STG table (DESIGN.md §4).
+public enum StagingColumns {
+    /// Commit LSN of the change that wrote the row (the consistent point for snapshot rows).
+    public static let lsn = "_lsn"
+    /// A tombstone: the row was deleted at `_lsn`; kept so an older change can never resurrect it.
+    public static let deleted = "_deleted"
+    public static let schema = "stg"
+    public static let loadSchema = "tributary_load"
+}

@@ -1,0 +1,81 @@
+import Foundation
+
+/// One data file in the staging store, as a manifest lists it. The applier checks `sha256` and
+/// `bytes` before it applies anything from the file.
+public struct StagedFile: Sendable, Hashable, Codable {
+    public var key: String
+    public var rows: Int
+    /// Size of the stored (compressed) object.
+    public var bytes: Int
+    public var uncompressedBytes: Int
+    /// Hex SHA-256 of the stored object.
+    public var sha256: String
+
+    public init(key: String, rows: Int, bytes: Int, uncompressedBytes: Int, sha256: String) {
+        self.key = key
+        self.rows = rows
+        self.bytes = bytes
+        self.uncompressedBytes = uncompressedBytes
+        self.sha256 = sha256
+    }
+}
+
+/// One table of a snapshot: its schema, its STG table and its part files.
+public struct SnapshotTable: Sendable, Hashable, Codable {
+    public var relation: RelationSchema
+    public var stagingTable: String
+    public var rows: Int
+    public var parts: [StagedFile]
+
+    public init(relation: RelationSchema, stagingTable: String, rows: Int, parts: [StagedFile]) {
+        self.relation = relation
+        self.stagingTable = stagingTable
+        self.rows = rows
+        self.parts = parts
+    }
+}
+
+/// `manifest.json` of a snapshot. Written last: a snapshot exists only once its manifest does.
+public struct SnapshotManifest: Sendable, Hashable, Codable {
+    public static let currentFormat = "tributary-snapshot/1"
+
+    public var format: String
+    public var source: String
+    public var slot: String
+    /// The slot's consistent point: every row of the snapshot is as of this LSN, and streaming starts here.
+    public var consistentPoint: LSN
+    public var snapshotName: String
+    public var startedAt: Date
+    public var finishedAt: Date
+    public var tables: [SnapshotTable]
+
+    public init(source: String, slot: String, consistentPoint: LSN, snapshotName: String,
+                startedAt: Date, finishedAt: Date, tables: [SnapshotTable]) {
+        self.format = Self.currentFormat
+        self.source = source
+        self.slot = slot
+        self.consistentPoint = consistentPoint
+        self.snapshotName = snapshotName
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.tables = tables
+    }
+}
+
+/// The one JSON form of manifests: stable key order, ISO dates, snake_case keys.
+public enum ManifestCoding {
+    public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return Array(try encoder.encode(value))
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(type, from: Data(bytes))
+    }
+}

@@ -1,0 +1,70 @@
+/// Object keys in the staging store (the OCI layer). Keys are deterministic, so a replayed batch or a
+/// re-run snapshot writes the same names, and LSNs are 16 zero-padded hex digits, so lexical listing
+/// order is LSN order.
+///
+///     <source>/snapshot/<consistent-lsn>/manifest.json
+///     <source>/snapshot/<consistent-lsn>/<schema>.<table>/<range>-<part>.csv.gz
+///     <source>/cdc/<end-lsn>/manifest.json
+///     <source>/cdc/<end-lsn>/<schema>.<table>.csv.gz
+public enum ObjectNaming {
+    public static let manifestName = "manifest.json"
+
+    public static func snapshotPrefix(source: String) -> String { "\(source)/snapshot/" }
+
+    public static func snapshotDirectory(source: String, consistentPoint: LSN) -> String {
+        snapshotPrefix(source: source) + consistentPoint.paddedHex + "/"
+    }
+
+    public static func snapshotManifest(source: String, consistentPoint: LSN) -> String {
+        snapshotDirectory(source: source, consistentPoint: consistentPoint) + manifestName
+    }
+
+    public static func snapshotPart(source: String, consistentPoint: LSN, table: QualifiedName, range: Int, part: Int) -> String {
+        snapshotDirectory(source: source, consistentPoint: consistentPoint)
+            + tableComponent(table) + "/" + padded(range, 5) + "-" + padded(part, 4) + ".csv.gz"
+    }
+
+    public static func cdcPrefix(source: String) -> String { "\(source)/cdc/" }
+
+    public static func cdcDirectory(source: String, endLSN: LSN) -> String {
+        cdcPrefix(source: source) + endLSN.paddedHex + "/"
+    }
+
+    public static func cdcFile(source: String, endLSN: LSN, table: QualifiedName) -> String {
+        cdcDirectory(source: source, endLSN: endLSN) + tableComponent(table) + ".csv.gz"
+    }
+
+    /// The LSN directory a key under `<source>/snapshot/` or `<source>/cdc/` belongs to.
+    public static func lsnComponent(of key: String, after prefix: String) -> LSN? {
+        guard key.hasPrefix(prefix) else { return nil }
+        let rest = key.dropFirst(prefix.count)
+        guard let slash = rest.firstIndex(of: "/") else { return nil }
+        return LSN(rest[rest.startIndex..<slash])
+    }
+
+    /// `schema.table` with every byte outside `A-Z a-z 0-9 _ -` percent-encoded, so any identifier
+    /// (dots, slashes, quotes, unicode) makes one safe path component on every store.
+    public static func tableComponent(_ table: QualifiedName) -> String {
+        encode(table.schema) + "." + encode(table.name)
+    }
+
+    static func encode(_ text: String) -> String {
+        var result = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                result.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = String(byte, radix: 16, uppercase: true)
+                result += "%" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return result
+    }
+
+    static func padded(_ number: Int, _ width: Int) -> String {
+        let text = String(number)
+        return String(repeating: "0", count: max(0, width - text.count)) + text
+    }
+}

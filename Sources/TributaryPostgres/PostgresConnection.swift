@@ -1,0 +1,331 @@
+import CLibPQ
+import Foundation
+import TributaryCore
+
+/// One libpq connection, owned by its own OS thread (see `ThreadExecutor`): every method runs there,
+/// so blocking libpq calls never stall Swift's cooperative pool.
+///
+/// Work that streams (COPY through gzip to a file) runs as one isolated closure via `run`, so the
+/// per-row loop stays on the connection's thread without a hop per row.
+public actor PostgresConnection {
+    public enum Mode: Sendable {
+        case regular
+        /// `replication=database`: replication commands plus simple-protocol SQL.
+        case replication
+    }
+
+    /// A LISTEN notification.
+    public struct Notification: Sendable, Equatable {
+        public var channel: String
+        public var payload: String
+    }
+
+    /// Pinned on every connection so values come out in one canonical text form (DESIGN.md §3).
+    public static let sessionSettings = """
+        SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; \
+        SET extra_float_digits = 3; SET bytea_output = hex
+        """
+
+    /// "qvp (127.0.0.1:54321/qvp as tributary)": names the server in every error, never the password.
+    public nonisolated let endpoint: String
+    private nonisolated let executor: ThreadExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    private var handle: OpaquePointer?
+
+    private init(endpoint: String, executor: ThreadExecutor) {
+        self.endpoint = endpoint
+        self.executor = executor
+    }
+
+    // Isolated, so PQfinish runs on the thread that owns the handle.
+    isolated deinit {
+        if let handle { PQfinish(handle) }
+        executor.shutdown()
+    }
+
+    /// Opens a connection on a thread of its own.
+    /// - Parameters:
+    ///   - name: what the server is to the operator (`qvp`, `target`): used in errors and the thread name.
+    public static func connect(_ conninfo: String, name: String, mode: Mode = .regular,
+                               applicationName: String = "tributary") async throws -> PostgresConnection {
+        let connection = PostgresConnection(
+            endpoint: describe(conninfo, name: name), executor: ThreadExecutor(name: "pq \(name)"))
+        try await connection.open(conninfo, mode: mode, applicationName: applicationName)
+        return connection
+    }
+
+    private func open(_ conninfo: String, mode: Mode, applicationName: String) throws {
+        // Later keywords win, so the defaults before `dbname` yield to the operator's conninfo and
+        // the ones after it are forced: the staging files must be UTF-8.
+        var parameters = [("connect_timeout", "10"), ("dbname", conninfo),
+                          ("fallback_application_name", applicationName), ("client_encoding", "UTF8")]
+        if mode == .replication { parameters.append(("replication", "database")) }
+        let connection = withCStringArrays(parameters.map(\.0), parameters.map(\.1)) { keys, values in
+            PQconnectdbParams(keys, values, 1)
+        }
+        guard let connection else {
+            throw PostgresError(kind: .connectionFailed, endpoint: endpoint, message: "out of memory opening a connection")
+        }
+        guard PQstatus(connection) == CONNECTION_OK else {
+            let message = String(cString: PQerrorMessage(connection))
+            PQfinish(connection)
+            throw PostgresError(kind: .connectionFailed, endpoint: endpoint, message: message)
+        }
+        PQsetNoticeProcessor(connection, { _, _ in }, nil)
+        handle = connection
+        try execute(Self.sessionSettings)
+    }
+
+    /// Closes the connection; the owning thread ends after this.
+    public func close() {
+        if let handle { PQfinish(handle) }
+        handle = nil
+    }
+
+    /// Runs `body` on this connection's thread: for work that must not hop per step (COPY loops).
+    public func run<T: Sendable>(_ body: @Sendable (isolated PostgresConnection) throws -> T) throws -> T {
+        try body(self)
+    }
+
+    // MARK: Statements
+
+    /// Runs one or more statements with the simple protocol, discarding rows.
+    public func execute(_ sql: String) throws {
+        let connection = try live()
+        var result = PQexec(connection, sql)
+        defer { PQclear(result) }
+        try check(result, sql: sql, accepting: [PGRES_COMMAND_OK, PGRES_TUPLES_OK])
+        // PQexec returns the last result only; any earlier error already aborted the string.
+        while let next = PQgetResult(connection) {
+            PQclear(result)
+            result = next
+        }
+    }
+
+    /// A parameterised query (extended protocol, text values). Not available on replication connections.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [String?] = []) throws -> QueryResult {
+        let connection = try live()
+        let result = withOptionalCStrings(parameters) { values in
+            PQexecParams(connection, sql, Int32(parameters.count), nil, values, nil, nil, 0)
+        }
+        defer { PQclear(result) }
+        try check(result, sql: sql, accepting: [PGRES_COMMAND_OK, PGRES_TUPLES_OK])
+        return Self.read(result!)
+    }
+
+    /// A query with the simple protocol: the only kind a replication connection takes.
+    @discardableResult
+    public func simpleQuery(_ sql: String) throws -> QueryResult {
+        let connection = try live()
+        let result = PQexec(connection, sql)
+        defer { PQclear(result) }
+        try check(result, sql: sql, accepting: [PGRES_COMMAND_OK, PGRES_TUPLES_OK])
+        return Self.read(result!)
+    }
+
+    /// BEGIN … COMMIT around `body`; ROLLBACK when it throws.
+    public func transaction<T>(_ begin: String = "BEGIN", _ body: (isolated PostgresConnection) throws -> T) throws -> T {
+        try execute(begin)
+        do {
+            let value = try body(self)
+            try execute("COMMIT")
+            return value
+        } catch {
+            if let handle, PQstatus(handle) == CONNECTION_OK { try? execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    // MARK: COPY
+
+    /// Runs a `COPY … TO STDOUT` and hands each chunk (one row per chunk, as libpq delivers it) to
+    /// `consume`. Returns the number of chunks. If `consume` throws, the COPY is cancelled.
+    @discardableResult
+    public func copyOut(_ sql: String, _ consume: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        let connection = try live()
+        let start = PQexec(connection, sql)
+        defer { PQclear(start) }
+        try check(start, sql: sql, accepting: [PGRES_COPY_OUT])
+        var chunks = 0
+        var failure: Error?
+        while true {
+            var buffer: UnsafeMutablePointer<CChar>?
+            let length = PQgetCopyData(connection, &buffer, 0)
+            if length > 0, let buffer {
+                defer { PQfreemem(buffer) }
+                if failure == nil {
+                    do {
+                        try consume(UnsafeRawBufferPointer(start: buffer, count: Int(length)))
+                        chunks += 1
+                    } catch {
+                        failure = error
+                        cancelRunningStatement(connection)
+                    }
+                }
+            } else if length == -1 {
+                break
+            } else {
+                throw lost(connection, doing: sql)
+            }
+        }
+        let end = PQgetResult(connection)
+        defer { PQclear(end) }
+        while let extra = PQgetResult(connection) { PQclear(extra) }
+        if let failure { throw failure }
+        try check(end, sql: sql, accepting: [PGRES_COMMAND_OK])
+        return chunks
+    }
+
+    /// Runs a `COPY … FROM STDIN`; `produce` calls `send` with the data. If `produce` throws, the
+    /// COPY is aborted (nothing of it is kept) and the error is rethrown. Returns rows copied.
+    @discardableResult
+    public func copyIn(_ sql: String, _ produce: (_ send: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> Int {
+        let connection = try live()
+        let start = PQexec(connection, sql)
+        defer { PQclear(start) }
+        try check(start, sql: sql, accepting: [PGRES_COPY_IN])
+        var failure: Error?
+        do {
+            try produce { data in
+                guard data.count > 0 else { return }
+                let status = PQputCopyData(connection, data.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(data.count))
+                if status != 1 { throw self.lost(connection, doing: sql) }
+            }
+        } catch {
+            failure = error
+        }
+        let reason = failure.map { "aborted by tributary: \($0)" }
+        if PQputCopyEnd(connection, reason) != 1 { throw lost(connection, doing: sql) }
+        let end = PQgetResult(connection)
+        defer { PQclear(end) }
+        while let extra = PQgetResult(connection) { PQclear(extra) }
+        if let failure { throw failure }
+        try check(end, sql: sql, accepting: [PGRES_COMMAND_OK])
+        return Int(String(cString: PQcmdTuples(end))) ?? 0
+    }
+
+    // MARK: LISTEN/NOTIFY
+
+    /// Waits up to `timeout` seconds for notifications on channels this connection LISTENs to.
+    public func waitForNotifications(timeout: Double) throws -> [Notification] {
+        let connection = try live()
+        var notifications = drainNotifications(connection)
+        guard notifications.isEmpty else { return notifications }
+        var descriptor = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, Int32(timeout * 1000))
+        if ready > 0 {
+            if PQconsumeInput(connection) == 0 { throw lost(connection, doing: "LISTEN") }
+            notifications = drainNotifications(connection)
+        }
+        return notifications
+    }
+
+    private func drainNotifications(_ connection: OpaquePointer) -> [Notification] {
+        var result: [Notification] = []
+        while let notify = PQnotifies(connection) {
+            result.append(Notification(channel: String(cString: notify.pointee.relname),
+                                       payload: String(cString: notify.pointee.extra)))
+            PQfreemem(notify)
+        }
+        return result
+    }
+
+    // MARK: Internals
+
+    private func live() throws -> OpaquePointer {
+        guard let handle else {
+            throw PostgresError(kind: .connectionLost, endpoint: endpoint, message: "connection is closed")
+        }
+        return handle
+    }
+
+    private func cancelRunningStatement(_ connection: OpaquePointer) {
+        guard let cancel = PQgetCancel(connection) else { return }
+        var error = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(cancel, &error, Int32(error.count))
+        PQfreeCancel(cancel)
+    }
+
+    private func lost(_ connection: OpaquePointer, doing sql: String) -> PostgresError {
+        PostgresError(kind: .connectionLost, endpoint: endpoint,
+                      message: String(cString: PQerrorMessage(connection)) + " (during \(Self.summary(sql)))")
+    }
+
+    private func check(_ result: OpaquePointer?, sql: String, accepting: [ExecStatusType]) throws {
+        guard let result else {
+            throw lost(handle!, doing: sql)
+        }
+        let status = PQresultStatus(result)
+        if accepting.contains(status) { return }
+        func field(_ code: Character) -> String? {
+            PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0) }
+        }
+        let broken = handle.map { PQstatus($0) != CONNECTION_OK } ?? true
+        let message = field("M") ?? String(cString: PQresultErrorMessage(result))
+        throw PostgresError(
+            kind: broken ? .connectionLost : (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR ? .statementFailed : .protocolViolation),
+            endpoint: endpoint, sqlState: field("C"),
+            message: message.isEmpty ? "unexpected result \(String(cString: PQresStatus(status))) for \(Self.summary(sql))" : message,
+            detail: field("D"), hint: field("H"))
+    }
+
+    private static func read(_ result: OpaquePointer) -> QueryResult {
+        let rowCount = Int(PQntuples(result))
+        let columnCount = Int(PQnfields(result))
+        let columns = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
+        var rows: [[String?]] = []
+        rows.reserveCapacity(rowCount)
+        for row in 0..<rowCount {
+            rows.append((0..<columnCount).map { column in
+                PQgetisnull(result, Int32(row), Int32(column)) == 1
+                    ? nil : String(cString: PQgetvalue(result, Int32(row), Int32(column)))
+            })
+        }
+        return QueryResult(columns: columns, rows: rows, affectedRows: Int(String(cString: PQcmdTuples(result))) ?? 0)
+    }
+
+    static func summary(_ sql: String) -> String {
+        let flat = PostgresError.oneLine(sql)
+        return flat.count > 80 ? String(flat.prefix(77)) + "..." : flat
+    }
+
+    /// "name (host:port/dbname as user)" from a conninfo, without the password.
+    public nonisolated static func describe(_ conninfo: String, name: String) -> String {
+        var error: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(conninfo, &error) else {
+            if let error { PQfreemem(error) }
+            return name
+        }
+        defer { PQconninfoFree(options) }
+        var values: [String: String] = [:]
+        var option = options
+        while let keyword = option.pointee.keyword {
+            if let value = option.pointee.val { values[String(cString: keyword)] = String(cString: value) }
+            option += 1
+        }
+        let host = values["host"] ?? values["hostaddr"] ?? "localhost"
+        let port = values["port"] ?? "5432"
+        var where_ = "\(host):\(port)"
+        if let database = values["dbname"] { where_ += "/\(database)" }
+        if let user = values["user"] { where_ += " as \(user)" }
+        return "\(name) (\(where_))"
+    }
+}
+
+private func withCStringArrays<R>(_ keys: [String], _ values: [String],
+                                  _ body: (UnsafePointer<UnsafePointer<CChar>?>, UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let keyPointers = keys.map { UnsafePointer(strdup($0)) } + [nil]
+    let valuePointers = values.map { UnsafePointer(strdup($0)) } + [nil]
+    defer {
+        keyPointers.forEach { free(UnsafeMutablePointer(mutating: $0)) }
+        valuePointers.forEach { free(UnsafeMutablePointer(mutating: $0)) }
+    }
+    return body(keyPointers, valuePointers)
+}
+
+private func withOptionalCStrings<R>(_ values: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    let pointers: [UnsafePointer<CChar>?] = values.map { $0.map { UnsafePointer(strdup($0)) } ?? nil }
+    defer { pointers.forEach { free(UnsafeMutablePointer(mutating: $0)) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
+}

@@ -1,0 +1,61 @@
+import Foundation
+
+/// An error from PostgreSQL or libpq, with the server's fields so callers can decide on retry
+/// (SQLSTATE class 08 and 40 are transient) and operators see message, detail and hint.
+public struct PostgresError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// The connection could not be opened (unreachable, authentication, no such database).
+        case connectionFailed
+        /// The server rejected a statement.
+        case statementFailed
+        /// The connection broke while in use.
+        case connectionLost
+        /// The server said something the adapter does not expect.
+        case protocolViolation
+    }
+
+    public var kind: Kind
+    /// Where it happened, for the operator: "qvp (127.0.0.1:5432/qvp)".
+    public var endpoint: String
+    public var sqlState: String?
+    public var message: String
+    public var detail: String?
+    public var hint: String?
+
+    public init(kind: Kind, endpoint: String, sqlState: String? = nil, message: String, detail: String? = nil, hint: String? = nil) {
+        self.kind = kind
+        self.endpoint = endpoint
+        self.sqlState = sqlState
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+    }
+
+    /// Connection trouble, serialization failures and deadlocks: worth retrying.
+    public var isTransient: Bool {
+        if kind == .connectionLost { return true }
+        guard let sqlState else { return false }
+        return sqlState.hasPrefix("08") || sqlState == "40001" || sqlState == "40P01" || sqlState == "57P01"
+    }
+
+    /// One line: libpq's multi-line messages are folded.
+    public var description: String {
+        var parts = ["\(endpoint): \(Self.oneLine(message))"]
+        if let detail { parts.append("detail: \(Self.oneLine(detail))") }
+        if let hint { parts.append("hint: \(Self.oneLine(hint))") }
+        return parts.joined(separator: "; ")
+    }
+
+    static func oneLine(_ text: String) -> String {
+        text.split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+            .joined(separator: " ")
+    }
+}
+
+extension PostgresError {
+    public static let uniqueViolation = "23505"
+    public static let undefinedObject = "42704"
+    public static let duplicateObject = "42710"
+}

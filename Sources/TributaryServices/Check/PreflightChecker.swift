@@ -1,0 +1,132 @@
+import TributaryCore
+import TributaryPostgres
+import TributaryStorage
+
+/// `tributary check`: every requirement of sources, target and staging store, each reported on its
+/// own, so an operator fixes them all in one round.
+public struct PreflightChecker: Sendable {
+    public struct Result: Sendable {
+        public var subject: String
+        public var passed: Bool
+        public var message: String
+    }
+
+    public let configuration: Configuration
+    public let store: (any StagingStore)?
+
+    public init(configuration: Configuration, store: (any StagingStore)?) {
+        self.configuration = configuration
+        self.store = store
+    }
+
+    public func run(sources: [SourceConfiguration]) async -> [Result] {
+        var results: [Result] = []
+        for source in sources {
+            results += await check(source)
+        }
+        results += await checkTarget()
+        results += await checkStore()
+        return results
+    }
+
+    func check(_ source: SourceConfiguration) async -> [Result] {
+        var results: [Result] = []
+        func pass(_ message: String) { results.append(Result(subject: source.name, passed: true, message: message)) }
+        func fail(_ message: String) { results.append(Result(subject: source.name, passed: false, message: message)) }
+
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary check")
+        } catch {
+            fail("unreachable: \(error)")
+            return results
+        }
+        do {
+            let server = try await connection.query("""
+                SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS number,
+                       current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots) AS free_slots,
+                       current_setting('max_wal_senders')::int - (SELECT count(*) FROM pg_stat_replication) AS free_senders,
+                       (SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1) AS slot_lsn,
+                       EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $2) AS publication_exists
+                """, [source.slot, source.publication])
+            pass("reachable: PostgreSQL \(server.value(0, "version")!) at \(connection.endpoint)")
+            if Int(server.value(0, "number")!)! < 150000 {
+                fail("PostgreSQL 15 or newer is required (pgoutput protocol 2 with streaming and MERGE)")
+            }
+            do {
+                try await SourceChecks.requireLogicalDecoding(on: connection, source: source)
+                pass("wal_level = logical and the role may replicate")
+            } catch {
+                fail("\(error)")
+            }
+            if let lsn = server.value(0, "slot_lsn") {
+                pass("replication slot \(source.slot) exists (confirmed up to \(lsn))")
+            } else if Int(server.value(0, "free_slots")!)! > 0, Int(server.value(0, "free_senders")!)! > 0 {
+                pass("replication slot \(source.slot) can be created (\(server.value(0, "free_slots")!) free)")
+            } else {
+                fail("no free replication slot or WAL sender: raise max_replication_slots and max_wal_senders and restart")
+            }
+            if server.value(0, "publication_exists") == "t" {
+                pass("publication \(source.publication) exists")
+            } else if source.createPublication {
+                pass("publication \(source.publication) will be created by snapshot")
+            } else {
+                fail("publication \(source.publication) does not exist and create_publication is false: create it, or set create_publication: true")
+            }
+            for table in source.tables {
+                do {
+                    let described = try await SourceCatalog.describe(table, source: source, on: connection)
+                    var note = "\(described.relation.columns.count) columns, key (\(described.relation.key.joined(separator: ", ")))"
+                    if !described.omittedColumns.isEmpty { note += ", not replicated: \(described.omittedColumns.joined(separator: ", "))" }
+                    pass("table \(table.table) → stg.\(table.stagingTable): \(note)")
+                } catch {
+                    fail("\(error)")
+                }
+            }
+        } catch {
+            fail("\(error)")
+        }
+        await connection.close()
+        return results
+    }
+
+    func checkTarget() async -> [Result] {
+        do {
+            let connection = try await PostgresConnection.connect(configuration.target.connection, name: "target", applicationName: "tributary check")
+            let server = try await connection.query("""
+                SELECT current_setting('server_version') AS version, has_database_privilege(current_database(), 'CREATE') AS may_create
+                """)
+            var results = [Result(subject: "target", passed: true,
+                                  message: "reachable: PostgreSQL \(server.value(0, "version")!) at \(connection.endpoint)")]
+            if server.value(0, "may_create") == "t" {
+                try await connection.execute("CREATE TEMP TABLE tributary_check (x int); DROP TABLE tributary_check")
+                results.append(Result(subject: "target", passed: true, message: "writable, may create schemas tributary and stg"))
+            } else {
+                results.append(Result(subject: "target", passed: false,
+                                      message: "the role may not create schemas: GRANT CREATE ON DATABASE <db> TO <role>"))
+            }
+            await connection.close()
+            return results
+        } catch {
+            return [Result(subject: "target", passed: false, message: "\(error)")]
+        }
+    }
+
+    func checkStore() async -> [Result] {
+        guard let store else {
+            return [Result(subject: "staging", passed: false, message: "no staging store could be opened for \(configuration.target.staging)")]
+        }
+        let key = "_check/probe-\(UInt64.random(in: 0...UInt64.max))"
+        do {
+            try await store.put(key: key, bytes: Array("tributary check".utf8))
+            let back = try await store.get(key: key)
+            try await store.delete(key: key)
+            guard back == Array("tributary check".utf8) else {
+                return [Result(subject: "staging", passed: false, message: "\(store) returned other bytes than were written")]
+            }
+            return [Result(subject: "staging", passed: true, message: "\(store) is writable and readable")]
+        } catch {
+            return [Result(subject: "staging", passed: false, message: "\(store): \(error)")]
+        }
+    }
+}

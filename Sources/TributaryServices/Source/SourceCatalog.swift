@@ -1,0 +1,153 @@
+import TributaryCore
+import TributaryPostgres
+
+/// Looks configured tables up in a source's catalog: existence, privileges, columns and their STG
+/// types, the key, and the size used to plan the copy.
+public enum SourceCatalog {
+    public static func describe(_ tables: [TableConfiguration], source: SourceConfiguration,
+                                on connection: PostgresConnection) async throws -> [SourceTable] {
+        var result: [SourceTable] = []
+        for table in tables {
+            result.append(try await describe(table, source: source, on: connection))
+        }
+        return result
+    }
+
+    public static func describe(_ table: TableConfiguration, source: SourceConfiguration,
+                                on connection: PostgresConnection) async throws -> SourceTable {
+        let found = try await connection.query("""
+            SELECT c.oid, c.relkind, c.relreplident,
+                   pg_relation_size(c.oid) / current_setting('block_size')::bigint AS pages,
+                   greatest(c.reltuples, 0)::bigint AS estimated_rows, pg_table_size(c.oid) AS estimated_bytes,
+                   has_table_privilege(c.oid, 'SELECT') AS readable
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+            """, [table.table.schema, table.table.name])
+        guard !found.isEmpty else {
+            throw OperatorError("table \(table.table) does not exist on \(source.name): create it, or remove it from \(source.file)")
+        }
+        let oid = UInt32(found.value(0, "oid")!)!
+        guard found.value(0, "readable") == "t" else {
+            throw OperatorError("the role of \(source.name) may not read \(table.table): GRANT SELECT ON \(table.table.sql) TO <role>")
+        }
+        let replicaIdentity = found.value(0, "relreplident")!
+        let (columns, omitted) = try await describeColumns(oid: oid, table: table, source: source, on: connection)
+        let key = try await key(oid: oid, replicaIdentity: replicaIdentity, table: table, source: source,
+                                columns: columns.map(\.name), on: connection)
+        return SourceTable(
+            configuration: table, oid: oid,
+            relation: RelationSchema(table: table.table, columns: columns, key: key),
+            pages: Int(found.value(0, "pages")!)!, estimatedRows: Int(found.value(0, "estimated_rows")!)!,
+            estimatedBytes: Int(found.value(0, "estimated_bytes")!)!, isPartitioned: found.value(0, "relkind") == "p",
+            omittedColumns: omitted)
+    }
+
+    static func describeColumns(oid: UInt32, table: TableConfiguration, source: SourceConfiguration,
+                                on connection: PostgresConnection) async throws -> ([ColumnSchema], [String]) {
+        let rows = try await connection.query("""
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS formatted, a.atttypid, a.attnotnull,
+                   a.attgenerated <> '' AS generated
+            FROM pg_attribute a
+            WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
+            """, [String(oid)])
+        let names = rows.rows.map { $0[0]! }
+        for excluded in table.excludedColumns where !names.contains(excluded) {
+            throw OperatorError("\(source.file): exclude_columns names \"\(excluded)\", which \(table.table) on \(source.name) does not have")
+        }
+        let catalog = try await typeCatalog(oids: rows.rows.map { UInt32($0[2]!)! }, on: connection)
+        var columns: [ColumnSchema] = []
+        var omitted: [String] = []
+        for row in rows.rows {
+            let name = row[0]!
+            if row[4] == "t" || table.excludedColumns.contains(name) {
+                omitted.append(name)
+                continue
+            }
+            let typeOid = UInt32(row[2]!)!
+            let stagingType = try StagingTypeMapper.stagingType(oid: typeOid, formattedWithModifier: row[1]!, catalog: catalog)
+            columns.append(ColumnSchema(name: name, sourceType: row[1]!, stagingType: stagingType,
+                                        typeOid: typeOid, notNull: row[3] == "t"))
+        }
+        return (columns, omitted)
+    }
+
+    /// Every type the columns use, with the domains' base types and the arrays' element types.
+    static func typeCatalog(oids: [UInt32], on connection: PostgresConnection) async throws -> [UInt32: CatalogType] {
+        let rows = try await connection.query("""
+            WITH RECURSIVE used(oid) AS (
+                SELECT unnest($1::oid[])
+                UNION
+                SELECT next.oid FROM used JOIN pg_type t ON t.oid = used.oid
+                CROSS JOIN LATERAL (VALUES (t.typbasetype), (t.typelem)) AS next(oid)
+                WHERE next.oid <> 0
+            )
+            SELECT t.oid, n.nspname, t.typtype, t.typbasetype, format_type(t.typbasetype, t.typtypmod) AS base_formatted,
+                   t.typelem, t.typcategory = 'A' AND t.typelem <> 0 AS is_array
+            FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+            WHERE t.oid IN (SELECT oid FROM used)
+            """, ["{" + oids.map(String.init).joined(separator: ",") + "}"])
+        var catalog: [UInt32: CatalogType] = [:]
+        for row in rows.rows {
+            let kind: CatalogType.Kind = switch row[2] {
+            case "c": .composite
+            case "d": .domain
+            case "e": .enumeration
+            case "p": .pseudo
+            case "r": .range
+            case "m": .multirange
+            default: .base
+            }
+            let oid = UInt32(row[0]!)!
+            catalog[oid] = CatalogType(oid: oid, schema: row[1]!, kind: kind, baseTypeOID: UInt32(row[3]!)!,
+                                       baseFormatted: row[4] ?? "", elementOID: UInt32(row[5]!)!, isArray: row[6] == "t")
+        }
+        return catalog
+    }
+
+    /// The key the STG table is merged on. It must be what logical replication sends as the old key
+    /// of updates and deletes (the replica identity), or a deletion could not be matched.
+    static func key(oid: UInt32, replicaIdentity: String, table: TableConfiguration, source: SourceConfiguration,
+                    columns: [String], on connection: PostgresConnection) async throws -> [String] {
+        let rows = try await connection.query("""
+            SELECT i.indisprimary, i.indisreplident, a.attname
+            FROM pg_index i
+            CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+            WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisreplident)
+            ORDER BY i.indexrelid, k.position
+            """, [String(oid)])
+        let primaryKey = rows.rows.filter { $0[0] == "t" }.map { $0[2]! }
+        let identityIndex = rows.rows.filter { $0[1] == "t" }.map { $0[2]! }
+        let identity: [String]? = switch replicaIdentity {
+        case "d": primaryKey.isEmpty ? nil : primaryKey
+        case "i": identityIndex
+        case "f": primaryKey.isEmpty ? nil : primaryKey
+        default: nil
+        }
+        if let configured = table.key {
+            for column in configured where !columns.contains(column) {
+                throw OperatorError("\(source.file): key of \(table.table) names \"\(column)\", which is not a replicated column of the table on \(source.name)")
+            }
+            // With REPLICA IDENTITY FULL the old row carries every column, so any key works.
+            guard replicaIdentity == "f" || Set(configured) == Set(identity ?? []) else {
+                throw OperatorError("""
+                    key [\(configured.joined(separator: ", "))] of \(table.table) in \(source.file) is not its replica identity on \(source.name): \
+                    ALTER TABLE \(table.table.sql) REPLICA IDENTITY FULL, or remove key to use [\((identity ?? []).joined(separator: ", "))]
+                    """)
+            }
+            return configured
+        }
+        guard let identity, !identity.isEmpty else {
+            throw OperatorError("""
+                table \(table.table) on \(source.name) has no primary key and no replica identity index, so updates and deletes \
+                cannot be matched: add a primary key, or ALTER TABLE \(table.table.sql) REPLICA IDENTITY USING INDEX <unique index>, \
+                or set REPLICA IDENTITY FULL and give key: [...] for it in \(source.file)
+                """)
+        }
+        for column in identity where !columns.contains(column) {
+            throw OperatorError("key column \"\(column)\" of \(table.table) on \(source.name) is excluded or generated: it must be replicated")
+        }
+        return identity
+    }
+}

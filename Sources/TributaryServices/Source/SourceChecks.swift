@@ -1,0 +1,21 @@
+import TributaryCore
+import TributaryPostgres
+
+/// Requirements a source must meet before a slot can be created or consumed.
+enum SourceChecks {
+    static func requireLogicalDecoding(on connection: PostgresConnection, source: SourceConfiguration) async throws {
+        let settings = try await connection.query("""
+            SELECT current_setting('wal_level') AS wal_level,
+                   (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS may_replicate,
+                   current_user AS role
+            """)
+        let walLevel = settings.value(0, "wal_level") ?? "?"
+        guard walLevel == "logical" else {
+            throw OperatorError("wal_level is \(walLevel) on \(source.name): set wal_level = logical in postgresql.conf and restart the server")
+        }
+        guard settings.value(0, "may_replicate") == "t" else {
+            let role = settings.value(0, "role") ?? "?"
+            throw OperatorError("role \(role) on \(source.name) may not replicate: ALTER ROLE \(SQL.identifier(role)) WITH REPLICATION")
+        }
+    }
+}

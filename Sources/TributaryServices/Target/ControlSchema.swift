@@ -1,0 +1,85 @@
+import TributaryCore
+import TributaryPostgres
+
+/// The `tributary` schema in the target: all pipeline state lives here (DESIGN.md §5), so any
+/// process can stop and another take over from what the database says.
+public enum ControlSchema {
+    /// Ordered migrations; a migration never changes once released.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE tributary.sources (
+            source text PRIMARY KEY,
+            slot text NOT NULL,
+            state text NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'paused', 'draining', 'drained')),
+            snapshot_lsn pg_lsn,
+            flushed_lsn pg_lsn,
+            flushed_commit_time timestamptz,
+            applied_lsn pg_lsn,
+            applied_commit_time timestamptz,
+            drain_lsn pg_lsn,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE tributary.snapshots (
+            source text NOT NULL,
+            snapshot_lsn pg_lsn NOT NULL,
+            slot text NOT NULL,
+            state text NOT NULL CHECK (state IN ('loading', 'applied')),
+            tables integer NOT NULL,
+            rows bigint NOT NULL,
+            started_at timestamptz NOT NULL DEFAULT now(),
+            finished_at timestamptz,
+            PRIMARY KEY (source, snapshot_lsn)
+        );
+        CREATE TABLE tributary.snapshot_parts (
+            source text NOT NULL,
+            snapshot_lsn pg_lsn NOT NULL,
+            object_key text NOT NULL,
+            rows bigint NOT NULL,
+            loaded_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (source, snapshot_lsn, object_key)
+        );
+        CREATE TABLE tributary.snapshot_tables (
+            source text NOT NULL,
+            snapshot_lsn pg_lsn NOT NULL,
+            stg_table text NOT NULL,
+            source_table text NOT NULL,
+            rows bigint NOT NULL,
+            finished_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (source, snapshot_lsn, stg_table)
+        );
+        CREATE TABLE tributary.applied_batches (
+            source text NOT NULL,
+            end_lsn pg_lsn NOT NULL,
+            start_lsn pg_lsn NOT NULL,
+            rows bigint NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (source, end_lsn)
+        );
+        """,
+    ]
+
+    /// Any number of processes may call this at once; an advisory lock serialises them.
+    public static func migrate(on connection: PostgresConnection) async throws {
+        try await connection.run { connection in
+            try connection.transaction { connection in
+                try connection.execute("SELECT pg_advisory_xact_lock(\(advisoryLockMigrations))")
+                try connection.execute("""
+                    CREATE SCHEMA IF NOT EXISTS tributary;
+                    CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(StagingColumns.schema));
+                    CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(StagingColumns.loadSchema));
+                    CREATE TABLE IF NOT EXISTS tributary.schema_version (version integer NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now())
+                    """)
+                let current = Int(try connection.query("SELECT coalesce(max(version), 0) FROM tributary.schema_version").scalar ?? "0") ?? 0
+                guard current <= migrations.count else {
+                    throw OperatorError("the target's tributary schema is version \(current), newer than this tributary knows (\(migrations.count)): upgrade tributary")
+                }
+                for version in current..<migrations.count {
+                    try connection.execute(migrations[version])
+                    try connection.query("INSERT INTO tributary.schema_version (version) VALUES ($1)", [String(version + 1)])
+                }
+            }
+        }
+    }
+
+    static let advisoryLockMigrations: Int64 = 0x7472_6962_0001
+}

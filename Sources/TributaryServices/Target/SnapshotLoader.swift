@@ -1,0 +1,214 @@
+import Foundation
+import Logging
+import TributaryCore
+import TributaryPostgres
+import TributaryStorage
+
+/// Loads complete snapshots from the staging store into STG.
+///
+/// Each part is copied into a load table in its own transaction, recorded in
+/// `tributary.snapshot_parts` in that same transaction; when every part of a table is in, one
+/// transaction adds the key and swaps the load table in as `stg.<table>`. A kill at any moment
+/// leaves either a recorded part or nothing, never a half-loaded table that looks complete, and
+/// the next run carries on from what is recorded.
+public struct SnapshotLoader: Sendable {
+    public struct Report: Sendable {
+        public var source: String
+        public var consistentPoint: LSN
+        public var tables: Int
+        public var rows: Int
+        public var partsLoaded: Int
+        public var partsAlreadyLoaded: Int
+    }
+
+    public let target: String
+    public let store: any StagingStore
+    public let jobs: Int
+    public let logger: Logger
+
+    public init(target: String, store: any StagingStore, jobs: Int, logger: Logger) {
+        self.target = target
+        self.store = store
+        self.jobs = jobs
+        self.logger = logger
+    }
+
+    /// The newest complete snapshot of `source` in the store, unless it is applied already.
+    public func pendingSnapshot(source: String, on connection: PostgresConnection) async throws -> SnapshotManifest? {
+        let prefix = ObjectNaming.snapshotPrefix(source: source)
+        let manifests = try await store.list(prefix: prefix, startAfter: nil)
+            .filter { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }
+            .compactMap { ObjectNaming.lsnComponent(of: $0.key, after: prefix) }
+        guard let newest = manifests.max() else { return nil }
+        let applied = try await connection.query("""
+            SELECT 1 FROM tributary.snapshots WHERE source = $1 AND snapshot_lsn >= $2::pg_lsn AND state = 'applied'
+            """, [source, newest.description])
+        guard applied.isEmpty else { return nil }
+        let key = ObjectNaming.snapshotManifest(source: source, consistentPoint: newest)
+        let manifest: SnapshotManifest
+        do {
+            manifest = try ManifestCoding.decode(SnapshotManifest.self, from: try await store.get(key: key))
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError.corrupt(key: key, reason: "not a snapshot manifest (\(error))")
+        }
+        guard manifest.format == SnapshotManifest.currentFormat else {
+            throw OperatorError("\(key) has format \(manifest.format); this tributary reads \(SnapshotManifest.currentFormat): upgrade tributary")
+        }
+        return manifest
+    }
+
+    /// Loads `source`'s pending snapshot, if any. Returns nil when there was nothing to do.
+    public func load(source: String, onStart: @Sendable (TransferProgress) -> Void = { _ in }) async throws -> Report? {
+        let control = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
+        try await ControlSchema.migrate(on: control)
+        guard let manifest = try await pendingSnapshot(source: source, on: control) else {
+            await control.close()
+            return nil
+        }
+        var log = logger.with(source: source)
+        log[metadataKey: LogKey.lsn] = .string(manifest.consistentPoint.description)
+        let lsnText = manifest.consistentPoint.description
+        try await control.query("""
+            INSERT INTO tributary.snapshots (source, snapshot_lsn, slot, state, tables, rows)
+            VALUES ($1, $2::pg_lsn, $3, 'loading', $4, $5) ON CONFLICT DO NOTHING
+            """, [source, lsnText, manifest.slot, String(manifest.tables.count), String(manifest.tables.reduce(0) { $0 + $1.rows })])
+
+        let loadTables = manifest.tables.indices.map { loadTable(source: source, lsn: manifest.consistentPoint, index: $0) }
+        let finished = Set(try await control.query(
+            "SELECT stg_table FROM tributary.snapshot_tables WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
+            [source, lsnText]).rows.map { $0[0]! })
+        for (index, table) in manifest.tables.enumerated() where !finished.contains(table.stagingTable) {
+            try await control.execute(SnapshotSQL.createLoadTable(loadTables[index], relation: table.relation,
+                                                                  consistentPoint: manifest.consistentPoint))
+        }
+        let loaded = Set(try await control.query(
+            "SELECT object_key FROM tributary.snapshot_parts WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
+            [source, lsnText]).rows.map { $0[0]! })
+
+        var work: [(table: Int, part: StagedFile)] = []
+        for (index, table) in manifest.tables.enumerated() where !finished.contains(table.stagingTable) {
+            work += table.parts.filter { !loaded.contains($0.key) }.map { (index, $0) }
+        }
+        // Largest first, so one big part does not run alone at the end.
+        work.sort { $0.part.bytes > $1.part.bytes }
+        let progress = TransferProgress(title: "load \(source)", tables: manifest.tables.enumerated().map { index, table in
+            (table.stagingTable, table.rows, table.parts.reduce(0) { $0 + $1.uncompressedBytes }, work.filter { $0.table == index }.count)
+        })
+        onStart(progress)
+        log.info("loading snapshot", metadata: ["parts": .stringConvertible(work.count), "already_loaded": .stringConvertible(loaded.count)])
+
+        let queue = WorkQueue(work)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<max(1, min(jobs, work.count)) {
+                group.addTask {
+                    try await loadWorker(queue: queue, manifest: manifest, loadTables: loadTables, progress: progress)
+                }
+            }
+            try await group.waitForAll()
+        }
+
+        // Promotion builds each key index: spread it over the jobs as well.
+        let promotions = WorkQueue(manifest.tables.indices.filter { !finished.contains(manifest.tables[$0].stagingTable) })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<max(1, jobs) {
+                group.addTask { [log] in try await promoteWorker(queue: promotions, manifest: manifest, loadTables: loadTables, logger: log) }
+            }
+            try await group.waitForAll()
+        }
+
+        try await control.run { [manifest] connection in
+            try connection.transaction { connection in
+                try connection.query("""
+                    UPDATE tributary.snapshots SET state = 'applied', finished_at = now()
+                    WHERE source = $1 AND snapshot_lsn = $2::pg_lsn
+                    """, [manifest.source, lsnText])
+                // A new snapshot restarts the stream at its consistent point.
+                try connection.query("""
+                    INSERT INTO tributary.sources AS s (source, slot, snapshot_lsn, applied_lsn)
+                    VALUES ($1, $2, $3::pg_lsn, $3::pg_lsn)
+                    ON CONFLICT (source) DO UPDATE SET slot = excluded.slot, snapshot_lsn = excluded.snapshot_lsn,
+                        applied_lsn = excluded.applied_lsn, applied_commit_time = NULL, updated_at = now()
+                    """, [manifest.source, manifest.slot, lsnText])
+            }
+        }
+        await control.close()
+        let rows = manifest.tables.reduce(0) { $0 + $1.rows }
+        log.info("snapshot applied to STG", metadata: [LogKey.rows: .stringConvertible(rows), "tables": .stringConvertible(manifest.tables.count)])
+        return Report(source: source, consistentPoint: manifest.consistentPoint, tables: manifest.tables.count, rows: rows,
+                      partsLoaded: work.count, partsAlreadyLoaded: loaded.count)
+    }
+
+    /// `tributary_load.<source>_<lsn>_<n>`: unique per snapshot and table, and short.
+    func loadTable(source: String, lsn: LSN, index: Int) -> QualifiedName {
+        QualifiedName(schema: StagingColumns.loadSchema, name: "\(source)_\(lsn.paddedHex)_\(index)")
+    }
+
+    private func loadWorker(queue: WorkQueue<(table: Int, part: StagedFile)>, manifest: SnapshotManifest,
+                            loadTables: [QualifiedName], progress: TransferProgress) async throws {
+        let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
+        while let (index, part) = await queue.take() {
+            let table = manifest.tables[index]
+            let local = try await store.fetch(key: part.key)
+            defer { local.release() }
+            let counter = progress.tables[index]
+            let lsnText = manifest.consistentPoint.description
+            try await connection.run { [loadTable = loadTables[index]] connection in
+                try connection.transaction { connection in
+                    let rows = try connection.copyIn(SnapshotSQL.copyIn(loadTable, relation: table.relation)) { send in
+                        // Checksum and size are verified as the bytes stream; a mismatch throws,
+                        // which aborts the COPY and rolls the part back.
+                        try GzipFileReader.read(path: local.path, key: part.key, expected: part) { chunk in
+                            try send(chunk)
+                            counter.add(rows: 0, bytes: chunk.count)
+                        }
+                    }
+                    guard rows == part.rows else {
+                        throw StorageError.corrupt(key: part.key, reason: "\(rows) rows, the manifest says \(part.rows)")
+                    }
+                    try connection.query("""
+                        INSERT INTO tributary.snapshot_parts (source, snapshot_lsn, object_key, rows) VALUES ($1, $2::pg_lsn, $3, $4)
+                        """, [manifest.source, lsnText, part.key, String(rows)])
+                    counter.add(rows: rows, bytes: 0)
+                }
+            }
+            counter.finishUnit()
+        }
+        await connection.close()
+    }
+
+    private func promoteWorker(queue: WorkQueue<Int>, manifest: SnapshotManifest, loadTables: [QualifiedName], logger: Logger) async throws {
+        let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
+        while let index = await queue.take() {
+            let table = manifest.tables[index]
+            let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
+            let started = ContinuousClock.now
+            try await connection.run { [loadTable = loadTables[index]] connection in
+                try connection.transaction { connection in
+                    let rows = Int(try connection.query("SELECT count(*) FROM \(loadTable.sql)").scalar ?? "0") ?? 0
+                    guard rows == table.rows else {
+                        throw OperatorError("\(loadTable) holds \(rows) rows but the snapshot of \(table.relation.table) has \(table.rows): the load was disturbed; drop that table and run apply again")
+                    }
+                    for statement in SnapshotSQL.promote(loadTable, to: stagingTable, relation: table.relation) {
+                        try connection.execute(statement)
+                    }
+                    try connection.query("""
+                        INSERT INTO tributary.snapshot_tables (source, snapshot_lsn, stg_table, source_table, rows)
+                        VALUES ($1, $2::pg_lsn, $3, $4, $5)
+                        """, [manifest.source, manifest.consistentPoint.description, table.stagingTable,
+                              table.relation.table.description, String(rows)])
+                }
+                // Statistics now, so the first merges and BL queries get good plans.
+                try connection.execute("ANALYZE \(stagingTable.sql)")
+            }
+            logger.info("STG table ready", metadata: [LogKey.table: .string(stagingTable.description), LogKey.rows: .stringConvertible(table.rows),
+                                                      LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds))])
+        }
+        await connection.close()
+    }
+}
+
+extension Duration {
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import TributaryCore
+
+/// The staging store on a local (or mounted) filesystem. Objects are files under `root`; a put goes
+/// to a temporary name, is fsynced and renamed into place, and the directory is fsynced, so a reader
+/// never sees half an object and a crash never leaves one.
+///
+/// File operations block (fsync can take a while), so they run on the store's own thread.
+public actor FilesystemStagingStore: StagingStore {
+    public nonisolated let root: String
+    private nonisolated let executor = ThreadExecutor(name: "staging fs")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    private var temporarySequence = 0
+
+    public init(root: String) throws {
+        self.root = (root as NSString).standardizingPath
+        try LocalFiles.makeDirectory(self.root + "/.incoming")
+    }
+
+    public nonisolated var description: String { "staging store file://\(root)" }
+
+    public func put(key: String, file: String) throws {
+        let destination = try path(for: key)
+        try LocalFiles.makeDirectory((destination as NSString).deletingLastPathComponent)
+        if rename(file, destination) != 0 {
+            guard errno == EXDEV else { throw StorageError.io(operation: "move \(file) to", path: destination, errno: errno) }
+            // Another filesystem: copy through a temporary name instead.
+            try write(key: key, destination: destination) { output in
+                try FileInput(path: file).forEachChunk { try output.write($0) }
+            }
+            LocalFiles.remove(file)
+            return
+        }
+        try LocalFiles.syncDirectory((destination as NSString).deletingLastPathComponent)
+    }
+
+    public func put(key: String, bytes: [UInt8]) throws {
+        let destination = try path(for: key)
+        try LocalFiles.makeDirectory((destination as NSString).deletingLastPathComponent)
+        try write(key: key, destination: destination) { try $0.write(bytes) }
+    }
+
+    public func get(key: String) throws -> [UInt8] {
+        let file = try path(for: key)
+        guard FileManager.default.fileExists(atPath: file) else { throw StorageError.notFound(key: key, store: description) }
+        return try FileInput.readAll(file)
+    }
+
+    public func fetch(key: String) throws -> LocalObject {
+        let file = try path(for: key)
+        guard FileManager.default.fileExists(atPath: file) else { throw StorageError.notFound(key: key, store: description) }
+        return LocalObject(path: file, isTemporary: false)
+    }
+
+    public func head(key: String) throws -> StoredObject? {
+        var status = stat()
+        guard stat(try path(for: key), &status) == 0 else { return nil }
+        return StoredObject(key: key, size: Int(status.st_size))
+    }
+
+    public func list(prefix: String, startAfter: String?) throws -> [StoredObject] {
+        // Walk only the deepest directory the prefix names.
+        let directoryPart = prefix.contains("/") ? String(prefix[..<prefix.lastIndex(of: "/")!]) : ""
+        let base = directoryPart.isEmpty ? root : root + "/" + directoryPart
+        var results: [StoredObject] = []
+        guard let enumerator = FileManager.default.enumerator(atPath: base) else { return [] }
+        while let relative = enumerator.nextObject() as? String {
+            let key = directoryPart.isEmpty ? relative : directoryPart + "/" + relative
+            guard !key.hasPrefix(".incoming"), key.hasPrefix(prefix) else { continue }
+            if let startAfter, key <= startAfter { continue }
+            var status = stat()
+            guard stat(root + "/" + key, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { continue }
+            results.append(StoredObject(key: key, size: Int(status.st_size)))
+        }
+        // Byte order, as object stores list: Swift's String `<` on these ASCII keys is that.
+        return results.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
+    }
+
+    public func delete(key: String) throws {
+        let file = try path(for: key)
+        if unlink(file) != 0 && errno != ENOENT { throw StorageError.io(operation: "delete", path: file, errno: errno) }
+    }
+
+    private func write(key: String, destination: String, _ body: (FileOutput) throws -> Void) throws {
+        temporarySequence += 1
+        let temporary = "\(root)/.incoming/\(getpid())-\(temporarySequence)"
+        do {
+            let output = try FileOutput(creating: temporary)
+            try body(output)
+            try output.syncAndClose()
+            guard rename(temporary, destination) == 0 else {
+                throw StorageError.io(operation: "rename into", path: destination, errno: errno)
+            }
+            try LocalFiles.syncDirectory((destination as NSString).deletingLastPathComponent)
+        } catch {
+            LocalFiles.remove(temporary)
+            throw error
+        }
+    }
+
+    private nonisolated func path(for key: String) throws -> String {
+        guard !key.isEmpty, !key.hasPrefix("/"), !key.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
+            throw StorageError.unsupported("object key \"\(key)\" is not usable in a filesystem store")
+        }
+        return root + "/" + key
+    }
+}

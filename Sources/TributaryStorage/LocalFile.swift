@@ -1,0 +1,96 @@
+import Foundation
+
+/// A file opened for writing with plain POSIX calls: large sequential writes, explicit fsync.
+public final class FileOutput {
+    public let path: String
+    private var descriptor: Int32
+
+    public init(creating path: String) throws {
+        self.path = path
+        descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw StorageError.io(operation: "create", path: path, errno: errno) }
+    }
+
+    deinit { if descriptor >= 0 { Glibc.close(descriptor) } }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.io(operation: "write", path: path, errno: errno)
+            }
+            offset += written
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    /// fsync, then close: after this returns the bytes survive a crash.
+    public func syncAndClose() throws {
+        guard fsync(descriptor) == 0 else { throw StorageError.io(operation: "fsync", path: path, errno: errno) }
+        Glibc.close(descriptor)
+        descriptor = -1
+    }
+}
+
+/// A file opened for sequential reading.
+public final class FileInput {
+    public let path: String
+    private let descriptor: Int32
+
+    public init(path: String) throws {
+        self.path = path
+        descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StorageError.io(operation: "open", path: path, errno: errno) }
+    }
+
+    deinit { Glibc.close(descriptor) }
+
+    /// Calls `body` with consecutive chunks until the end of the file.
+    public func forEachChunk(size: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let count = read(descriptor, buffer.baseAddress!, size)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.io(operation: "read", path: path, errno: errno)
+            }
+            if count == 0 { return }
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        }
+    }
+
+    public static func readAll(_ path: String) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        try FileInput(path: path).forEachChunk { bytes.append(contentsOf: $0) }
+        return bytes
+    }
+}
+
+public enum LocalFiles {
+    /// Creates `path` and its parents; existing directories are fine.
+    public static func makeDirectory(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw StorageError.io(operation: "create directory", path: path, errno: (error as NSError).code == 0 ? EIO : Int32((error as NSError).code))
+        }
+    }
+
+    /// fsync a directory, so a rename or create inside it is durable.
+    public static func syncDirectory(_ path: String) throws {
+        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StorageError.io(operation: "open directory", path: path, errno: errno) }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw StorageError.io(operation: "fsync directory", path: path, errno: errno) }
+    }
+
+    public static func remove(_ path: String) {
+        unlink(path)
+    }
+}

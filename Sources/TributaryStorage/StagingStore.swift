@@ -1,0 +1,44 @@
+/// What a listing says of one object.
+public struct StoredObject: Sendable, Hashable {
+    public var key: String
+    public var size: Int
+
+    public init(key: String, size: Int) {
+        self.key = key
+        self.size = size
+    }
+}
+
+/// A local copy of an object, to stream from. `release()` removes it when it was a temporary download.
+public struct LocalObject: Sendable {
+    public var path: String
+    public var isTemporary: Bool
+
+    public init(path: String, isTemporary: Bool) {
+        self.path = path
+        self.isTemporary = isTemporary
+    }
+
+    public func release() {
+        if isTemporary { LocalFiles.remove(path) }
+    }
+}
+
+/// The OCI layer: a flat key space with lexical listing. Implementations make every `put` atomic:
+/// a reader sees the whole object or none of it.
+public protocol StagingStore: Sendable, CustomStringConvertible {
+    /// Stores the file at `file` under `key`. The local file is consumed (moved or deleted).
+    func put(key: String, file: String) async throws
+    /// Stores small contents (a manifest) under `key`.
+    func put(key: String, bytes: [UInt8]) async throws
+    /// The whole object; for small objects such as manifests.
+    func get(key: String) async throws -> [UInt8]
+    /// A local file with the object's bytes, for streaming.
+    func fetch(key: String) async throws -> LocalObject
+    /// Size of the object, or nil when it does not exist.
+    func head(key: String) async throws -> StoredObject?
+    /// Objects whose key starts with `prefix` and sorts after `startAfter`, in lexical order.
+    func list(prefix: String, startAfter: String?) async throws -> [StoredObject]
+    /// Removes the object; a missing object is not an error.
+    func delete(key: String) async throws
+}

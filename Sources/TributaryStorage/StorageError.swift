@@ -1,0 +1,31 @@
+import Foundation
+
+/// A staging-store or local-file failure, naming the object or path and what to do.
+public enum StorageError: Error, CustomStringConvertible, Sendable {
+    case io(operation: String, path: String, errno: Int32)
+    case notFound(key: String, store: String)
+    case alreadyExists(key: String, store: String)
+    case checksumMismatch(key: String, expected: String, actual: String)
+    case sizeMismatch(key: String, expected: Int, actual: Int)
+    case corrupt(key: String, reason: String)
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case .io(let operation, let path, let code):
+            return "cannot \(operation) \(path): \(String(cString: strerror(code)))"
+        case .notFound(let key, let store):
+            return "object \(key) does not exist in \(store)"
+        case .alreadyExists(let key, let store):
+            return "object \(key) already exists in \(store) and must not be replaced"
+        case .checksumMismatch(let key, let expected, let actual):
+            return "object \(key) is corrupt: SHA-256 is \(actual), the manifest says \(expected); re-run the stage that wrote it"
+        case .sizeMismatch(let key, let expected, let actual):
+            return "object \(key) is corrupt: \(actual) bytes, the manifest says \(expected); re-run the stage that wrote it"
+        case .corrupt(let key, let reason):
+            return "object \(key) is corrupt: \(reason); re-run the stage that wrote it"
+        case .unsupported(let what):
+            return what
+        }
+    }
+}

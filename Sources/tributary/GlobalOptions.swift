@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TributaryCore
+import TributaryServices
+import TributaryStorage
+
+/// Options every subcommand takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Configuration directory (default: $TRIBUTARY_CONFIG or ./slots).")
+    var config: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: Logger.Level = .info
+
+    var configurationDirectory: String {
+        config ?? ProcessInfo.processInfo.environment["TRIBUTARY_CONFIG"] ?? "slots"
+    }
+
+    func loadConfiguration() throws -> Configuration {
+        try ConfigurationLoader.load(directory: configurationDirectory)
+    }
+
+    func makeLogger(_ label: String) -> Logger {
+        LoggingSystem.bootstrapOnce(level: logLevel)
+        return Logger(label: label)
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+extension LoggingSystem {
+    private static let bootstrapped = BootstrapFlag()
+
+    static func bootstrapOnce(level: Logger.Level) {
+        guard bootstrapped.claim() else { return }
+        bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+final class BootstrapFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var claimed = false
+
+    func claim() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if claimed { return false }
+        claimed = true
+        return true
+    }
+}
+
+/// Opens the staging store the configuration names.
+enum StagingStores {
+    static func open(_ target: TargetConfiguration) throws -> any StagingStore {
+        switch target.staging {
+        case .directory(let path):
+            return try FilesystemStagingStore(root: path)
+        case .objectStorage:
+            throw OperatorError("\(target.file): staging \(target.staging) needs OCI support, which this build does not have yet: use a file:// staging store")
+        }
+    }
+}
+
+/// Runs a subcommand body and turns failures into one line on stderr and an exit code:
+/// 2 for configuration and usage problems, 1 for everything else.
+enum CommandRunner {
+    static func run(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let exit as ExitCode {
+            throw exit
+        } catch let error as ConfigurationError {
+            printError("configuration: \(error)")
+            throw ExitCode(2)
+        } catch {
+            printError("\(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    static func printError(_ message: String) {
+        FileHandle.standardError.write(Data("tributary: error: \(message)\n".utf8))
+    }
+}

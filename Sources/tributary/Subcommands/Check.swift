@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+import TributaryServices
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate the configuration, the sources, the target and the staging store before anything runs.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .customLong("source"), help: "Check only this source (repeatable).")
+    var sources: [String] = []
+
+    func run() async throws {
+        try await CommandRunner.run {
+            let configuration = try global.loadConfiguration()
+            print("ok    config   \(configuration.sources.count) sources, target and staging read from \(global.configurationDirectory)")
+            let store = try? StagingStores.open(configuration.target)
+            let results = await PreflightChecker(configuration: configuration, store: store)
+                .run(sources: try configuration.sources(named: sources))
+            for result in results {
+                print((result.passed ? "ok    " : "FAIL  ") + Format.pad(result.subject, 9) + result.message)
+            }
+            let failures = results.filter { !$0.passed }.count
+            if failures > 0 {
+                CommandRunner.printError("\(failures) check\(failures == 1 ? "" : "s") failed")
+                throw ExitCode(1)
+            }
+        }
+    }
+}

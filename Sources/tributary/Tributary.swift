@@ -1,0 +1,15 @@
+import ArgumentParser
+
+@main
+struct Tributary: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tributary",
+        abstract: "Change-data-capture replicator: QVP and SVP into Uni PACC through the OCI layer.",
+        discussion: """
+            Every stage is a subcommand that can run alone, run again without harm, and be chained:
+              check → snapshot → apply --once → verify
+            Configuration is read from --config DIR (default ./slots, or $TRIBUTARY_CONFIG).
+            """,
+        subcommands: [Check.self, Snapshot.self, Apply.self, Verify.self]
+    )
+}
