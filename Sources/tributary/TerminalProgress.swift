@@ -101,7 +101,7 @@ final class ProgressDisplay: Sendable {
 
     init(logger: Logger) { self.logger = logger }
 
-    var start: @Sendable (TransferProgress) -> Void {
+    var start: @Sendable (TransferProgress) async -> Void {
         { [self] progress in
             let display = Task { [logger] in await TerminalProgress(logger: logger).show(progress) }
             task.withLock { $0 = display }

@@ -56,7 +56,8 @@ public struct TableConfiguration: Sendable, Hashable {
     /// Key columns when the table's primary key or replica identity index is not the key to use.
     public var key: [String]?
     /// Name of the table in schema `stg`; defaults to `<source>_<table>`, or `<source>_<schema>_<table>`
-    /// when the schema is neither `public` nor named like the source.
+    /// when the schema is neither `public` nor named like the source, folded to lower case with every
+    /// other character made `_`, so BL SQL never needs to quote it.
     public var stagingTable: String
     public var excludedColumns: [String]
 
@@ -68,8 +69,9 @@ public struct TableConfiguration: Sendable, Hashable {
     }
 
     public static func defaultStagingTable(source: String, table: QualifiedName) -> String {
-        table.schema == "public" || table.schema == source
+        let name = table.schema == "public" || table.schema == source
             ? "\(source)_\(table.name)" : "\(source)_\(table.schema)_\(table.name)"
+        return String(name.lowercased().map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" })
     }
 }
 

@@ -1,8 +1,12 @@
 /// SQL text for the snapshot and its load. Every identifier passes through `SQL`.
 public enum SnapshotSQL {
     /// The COPY that reads one work item on a source under the exported snapshot.
-    public static func copyOut(table: QualifiedName, columns: [String], item: SnapshotWorkItem) -> String {
+    /// A partitioned table cannot be COPYed directly, only through a query.
+    public static func copyOut(table: QualifiedName, columns: [String], item: SnapshotWorkItem, partitioned: Bool = false) -> String {
         let options = "(FORMAT csv, HEADER true)"
+        if item.isWholeTable && partitioned {
+            return "COPY (SELECT \(SQL.identifierList(columns)) FROM \(table.sql)) TO STDOUT \(options)"
+        }
         if item.isWholeTable {
             return "COPY \(table.sql) (\(SQL.identifierList(columns))) TO STDOUT \(options)"
         }

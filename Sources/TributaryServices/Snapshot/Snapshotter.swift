@@ -39,7 +39,7 @@ public struct Snapshotter: Sendable {
         var tableIndex: Int
     }
 
-    public func run(options: Options, onStart: @Sendable (TransferProgress) -> Void = { _ in }) async throws -> SnapshotManifest {
+    public func run(options: Options, onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> SnapshotManifest {
         let startedAt = Date()
         let control = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
         // Everything that can be wrong is checked before anything is created.
@@ -145,13 +145,13 @@ public struct Snapshotter: Sendable {
     }
 
     private func copyAll(tables: [SourceTable], consistentPoint: LSN, snapshotName: String, jobs: Int,
-                         logger: Logger, onStart: @Sendable (TransferProgress) -> Void) async throws -> [LocalPart] {
+                         logger: Logger, onStart: @Sendable (TransferProgress) async -> Void) async throws -> [LocalPart] {
         let items = SnapshotPlanner.plan(
             tables.map { .init(pages: $0.pages, splittable: !$0.isPartitioned) }, rangeBytes: settings.rangeBytes)
         let progress = TransferProgress(title: "snapshot \(source.name)", tables: tables.enumerated().map { index, table in
             (table.name.description, table.estimatedRows, table.estimatedBytes, items.filter { $0.tableIndex == index }.count)
         })
-        onStart(progress)
+        await onStart(progress)
         let directory = "\(workDirectory)/snapshot-\(source.name)-\(consistentPoint.paddedHex)"
         try LocalFiles.makeDirectory(directory)
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -224,7 +224,7 @@ public struct Snapshotter: Sendable {
                 sha256: summary.sha256), tableIndex: item.tableIndex))
         }
 
-        let sql = SnapshotSQL.copyOut(table: table.name, columns: table.relation.columnNames, item: item)
+        let sql = SnapshotSQL.copyOut(table: table.name, columns: table.relation.columnNames, item: item, partitioned: table.isPartitioned)
         try connection.copyOut(sql) { chunk in
             guard header != nil else {
                 // COPY sends the header row first, even for an empty table; every part repeats it.

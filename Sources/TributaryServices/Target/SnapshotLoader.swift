@@ -60,7 +60,7 @@ public struct SnapshotLoader: Sendable {
     }
 
     /// Loads `source`'s pending snapshot, if any. Returns nil when there was nothing to do.
-    public func load(source: String, onStart: @Sendable (TransferProgress) -> Void = { _ in }) async throws -> Report? {
+    public func load(source: String, onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report? {
         let control = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
         try await ControlSchema.migrate(on: control)
         guard let manifest = try await pendingSnapshot(source: source, on: control) else {
@@ -96,7 +96,7 @@ public struct SnapshotLoader: Sendable {
         let progress = TransferProgress(title: "load \(source)", tables: manifest.tables.enumerated().map { index, table in
             (table.stagingTable, table.rows, table.parts.reduce(0) { $0 + $1.uncompressedBytes }, work.filter { $0.table == index }.count)
         })
-        onStart(progress)
+        await onStart(progress)
         log.info("loading snapshot", metadata: ["parts": .stringConvertible(work.count), "already_loaded": .stringConvertible(loaded.count)])
 
         let queue = WorkQueue(work)

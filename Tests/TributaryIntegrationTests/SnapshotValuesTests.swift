@@ -1,0 +1,134 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryPostgres
+@testable import TributaryServices
+
+/// Values that break naive pipelines survive snapshot → staging → STG unchanged, row for row.
+@Suite struct SnapshotValuesTests {
+    static let awkwardSchema = """
+        CREATE TYPE mood AS ENUM ('sad', 'ok', 'très "bien"', 'with,comma');
+        CREATE DOMAIN positive_amount AS numeric(10,3) CHECK (VALUE > 0);
+        CREATE SCHEMA "Sales Data";
+        CREATE TABLE "Sales Data"."Order Lines" (
+            "Order Id" bigint NOT NULL,
+            line integer NOT NULL,
+            "we""ird" text,
+            vc varchar(50), ch char(5), b bytea, n numeric, f8 double precision, f4 real,
+            d date, ts timestamp, tstz timestamptz, ints integer[], texts text[], grid integer[][],
+            j jsonb, js json, iv interval, m mood, moods mood[], amount positive_amount,
+            r int4range, tr tstzrange, u uuid, flag boolean, bits bit varying(10), addr inet, p point, big text,
+            PRIMARY KEY ("Order Id", line)
+        );
+        INSERT INTO "Sales Data"."Order Lines" ("Order Id", line) VALUES (1, 1);  -- NULL everywhere else
+        INSERT INTO "Sales Data"."Order Lines" VALUES
+          (1, 2, '', '', '', '', 0, 0, 0, '2000-01-01', '2000-01-01 00:00', '2000-01-01 00:00+00', '{}', '{}', '{}',
+           '{}', '""', '0', 'ok', '{}', 1, 'empty', 'empty', '00000000-0000-0000-0000-000000000000', false, '', '0.0.0.0', '(0,0)', ''),
+          (2, 1, E'a "quoted", value\\nsecond line\\r\\nthird', 'comma,comma', 'x,"y', '\\x00ff0001', 'NaN', '-0', 'Infinity',
+           'infinity', 'infinity', '-infinity', '{1,NULL,3}', '{"a",NULL,"NULL","","with,comma","quote\\"","back\\\\slash"}', '{{1,2},{3,NULL}}',
+           '{"a": [1, null, "x\\\\ny"], "ü": {}, "k": "\\\\N"}', '{ "b" :  1,  "b": 2 }', '1 year 2 mons -3 days 04:05:06.789', 'très "bien"',
+           '{sad,"très \\"bien\\"","with,comma",NULL}', 1234567.125, '[1,10)', '[2020-01-01 00:00+00,)', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', true,
+           B'1010', '2001:db8::1/64', '(1.5,-2.25)', 'small'),
+          (2, 2, E'back\\\\slash \\\\N \\\\\\\\ end', '\\N', 'NULL', '\\x', 'Infinity', '-Infinity', '-Infinity',
+           '-infinity', '4713-01-01 00:00 BC', '0044-03-15 12:00:00.000001+00 BC', '{-2147483648,2147483647}', '{"\\\\N", "NULL", " spaced "}', NULL,
+           '"just a string"', '[1, 2.50, 3e2]', '-178000000 years', 'sad', '{"with,comma"}', 0.001, '(,5]', '(,)', NULL, NULL,
+           B'1', '10.0.0.1', '(-0,0)', 'NULL'),
+          (3, 1, 'Grüße 😀 日本語 ‍ zero-width joiner', 'ñ', 'é', '\\x5c4e', '-1.5e-20', 1.7976931348623157e308, 1.17549435e-38,
+           '1999-12-31', '1999-12-31 23:59:59.999999', '1999-12-31 23:59:59.999999+14', NULL, '{"日本"}', NULL,
+           'null', 'null', '-00:00:00.000001', NULL, NULL, 99.999, '[-5,-1]', NULL, NULL, NULL, NULL, NULL, NULL,
+           (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 30000) AS i)),
+          (3, 2, 'tab	and null-ish \\0', NULL, NULL, NULL, 0.1 + 0.2, 0.1::float8 + 0.2::float8, 'NaN', NULL, NULL,
+           '2026-11-25 10:00:00.5+05:30', '{NULL}', '{NULL,NULL}', NULL, '[]', '[]', '1 day', 'with,comma', '{}', NULL,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, repeat('x', 5000));
+
+        CREATE TABLE identity_indexed (code text NOT NULL, region text NOT NULL, payload text);
+        CREATE UNIQUE INDEX identity_indexed_key ON identity_indexed (region, code);
+        ALTER TABLE identity_indexed REPLICA IDENTITY USING INDEX identity_indexed_key;
+        INSERT INTO identity_indexed SELECT 'c' || i, 'r' || (i % 3), CASE WHEN i % 2 = 0 THEN NULL ELSE 'p' || i END FROM generate_series(1, 50) i;
+
+        CREATE TABLE measurements (taken date NOT NULL, sensor int NOT NULL, value float8, PRIMARY KEY (taken, sensor))
+            PARTITION BY RANGE (taken);
+        CREATE TABLE measurements_2025 PARTITION OF measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+        CREATE TABLE measurements_2026 PARTITION OF measurements FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+        INSERT INTO measurements SELECT date '2025-06-01' + i, i % 4, i / 7.0 FROM generate_series(0, 400) i;
+        """
+
+    static let tables = ["\"Sales Data\".\"Order Lines\"", "public.identity_indexed", "public.measurements"]
+
+    @Test func awkwardValuesArriveInSTGRowForRow() async throws {
+        let fixture = try await PipelineFixture.make("values", sources: [("qvp", Self.tables)])
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute(Self.awkwardSchema)
+
+        let manifest = try await fixture.snapshot("qvp")
+        #expect(manifest.tables.map(\.rows) == [6, 50, 401])
+        let report = try #require(try await fixture.load("qvp"))
+        #expect(report.rows == 457)
+
+        let target = try await fixture.connectTarget()
+        for table in manifest.tables {
+            let columns = SQL.identifierList(table.relation.columnNames)
+            let order = SQL.identifierList(table.relation.key)
+            let sourceRows = try await source.query(
+                "SELECT ROW(\(columns))::text FROM \(table.relation.table.sql) ORDER BY \(order)").rows.map { $0[0]! }
+            let stagingRows = try await target.query(
+                "SELECT ROW(\(columns))::text FROM stg.\(SQL.identifier(table.stagingTable)) ORDER BY \(order)").rows.map { $0[0]! }
+            #expect(sourceRows.count == stagingRows.count, "\(table.relation.table)")
+            for (sourceRow, stagingRow) in zip(sourceRows, stagingRows) where sourceRow != stagingRow {
+                Issue.record("\(table.relation.table) differs:\n  source: \(sourceRow.prefix(300))\n  stg:    \(stagingRow.prefix(300))")
+            }
+            let digest = "md5(string_agg(ROW(\(columns))::text, '|' ORDER BY \(order)))"
+            let sourceDigest = try await source.query("SELECT \(digest) FROM \(table.relation.table.sql)").scalar
+            let stagingDigest = try await target.query("SELECT \(digest) FROM stg.\(SQL.identifier(table.stagingTable))").scalar
+            #expect(sourceDigest == stagingDigest, "\(table.relation.table)")
+        }
+        // The large value really was stored out of line on the source, so TOAST was exercised.
+        let toasted = try await source.query("""
+            SELECT pg_relation_size(reltoastrelid) > 0 FROM pg_class WHERE oid = '"Sales Data"."Order Lines"'::regclass
+            """).scalar
+        #expect(toasted == "t")
+        // STG keys and types: composite key kept, enum as text, domain as its base type.
+        let columns = try await target.query("""
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+            WHERE a.attrelid = 'stg.qvp_sales_data_order_lines'::regclass AND a.attname IN ('m', 'moods', 'amount', 'Order Id')
+            ORDER BY a.attnum
+            """).rows.map { "\($0[0]!): \($0[1]!)" }
+        #expect(columns == ["Order Id: bigint", "m: text", "moods: text[]", "amount: numeric(10,3)"])
+        let key = try await target.query("""
+            SELECT string_agg(a.attname, ',' ORDER BY k.ord) FROM pg_index i
+            CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+            WHERE i.indrelid = 'stg.qvp_identity_indexed'::regclass AND i.indisprimary
+            """).scalar
+        #expect(key == "region,code")
+
+        let comparisons = try await fixture.verify("qvp")
+        #expect(comparisons.count == 3)
+        #expect(comparisons.allSatisfy { $0.matches })
+    }
+
+    @Test func largeTablesSplitIntoRangesAndPartsLoadTheSameRows() async throws {
+        var fixture = try await PipelineFixture.make("ranges", sources: [("qvp", ["public.wide"])])
+        // Tiny ranges and parts: one table becomes many ranges and each range several parts.
+        fixture.snapshotYAML = "  jobs: 3\n  range_size: 256KiB\n  part_size: 64KiB\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("""
+            CREATE TABLE wide (id int PRIMARY KEY, a text, b numeric, c timestamptz);
+            INSERT INTO wide SELECT i, md5(i::text) || repeat('z', i % 50), i / 3.0, '2020-01-01'::timestamptz + i * interval '1 minute'
+            FROM generate_series(1, 30000) i;
+            ANALYZE wide;
+            """)
+        let manifest = try await fixture.snapshot("qvp")
+        let parts = manifest.tables[0].parts
+        let ranges = Set(parts.map { $0.key.split(separator: "/").last!.prefix(5) })
+        #expect(ranges.count > 3, "expected several ctid ranges, got \(ranges.count)")
+        #expect(parts.count > ranges.count, "expected ranges to rotate into several parts")
+        #expect(parts.allSatisfy { $0.uncompressedBytes < 64 * 1024 + 4096 })
+        #expect(manifest.tables[0].rows == 30000)
+        _ = try await fixture.load("qvp")
+        let comparisons = try await fixture.verify("qvp")
+        #expect(comparisons.allSatisfy { $0.matches })
+        let target = try await fixture.connectTarget()
+        #expect(try await target.query("SELECT count(DISTINCT id) FROM stg.qvp_wide").scalar == "30000")
+    }
+}

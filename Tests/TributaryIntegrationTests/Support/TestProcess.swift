@@ -1,0 +1,81 @@
+import Foundation
+
+/// Runs a command as a child process via posix_spawn, output to files (a full pipe can never
+/// stall it), stdin from /dev/null. Foundation's Process is avoided: on Linux its waitUntilExit
+/// can miss the child's exit.
+final class TestProcess: @unchecked Sendable {
+    struct Outcome: Sendable {
+        var status: Int32
+        var signalled: Bool
+        var standardOutput: String
+        var standardError: String
+    }
+
+    private(set) var pid: pid_t = 0
+    private let executable: String
+    private let arguments: [String]
+    private let environment: [String: String]
+    private let outputPath: String
+    private let errorPath: String
+
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) {
+        let base = NSTemporaryDirectory() + "tributary-process-\(UUID().uuidString)"
+        outputPath = base + ".out"
+        errorPath = base + ".err"
+        self.executable = executable
+        self.arguments = arguments
+        self.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
+
+    func start() throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        let status = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        guard status == 0 else { throw TestFailure("cannot start \(executable): \(String(cString: strerror(status)))") }
+    }
+
+    func kill(signal: Int32 = SIGKILL) { Glibc.kill(pid, signal) }
+
+    /// Polls for the exit without blocking a cooperative thread.
+    func wait() async -> Outcome {
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return outcome(status)
+    }
+
+    /// Blocking wait, for the one-time cluster setup.
+    func waitBlocking() -> Outcome {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return outcome(status)
+    }
+
+    private func outcome(_ status: Int32) -> Outcome {
+        defer {
+            try? FileManager.default.removeItem(atPath: outputPath)
+            try? FileManager.default.removeItem(atPath: errorPath)
+        }
+        let signalled = (status & 0x7f) != 0
+        return Outcome(status: signalled ? -(status & 0x7f) : (status >> 8) & 0xff, signalled: signalled,
+                       standardOutput: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
+                       standardError: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
+    }
+
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> Outcome {
+        let process = TestProcess(executable, arguments, environment: environment)
+        try process.start()
+        return await process.wait()
+    }
+}
