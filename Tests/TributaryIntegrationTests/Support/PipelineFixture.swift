@@ -26,7 +26,7 @@ struct PipelineFixture {
 
     static func make(_ label: String, sources: [(name: String, tables: [String])]) async throws -> PipelineFixture {
         let clusters = try await TestClusters.shared()
-        let root = NSTemporaryDirectory() + "tributary-\(label)-\(UUID().uuidString.prefix(8))"
+        let root = clusters.directory + "/\(label)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root + "/slots", withIntermediateDirectories: true)
         var made: [Source] = []
         for source in sources {
