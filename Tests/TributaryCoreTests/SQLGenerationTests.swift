@@ -1,0 +1,43 @@
+import Testing
+import TributaryCore
+
+/// Golden strings: the SQL the pipeline sends, exactly.
+@Suite struct SQLGenerationTests {
+    let table = QualifiedName(schema: "Sales", name: "order lines")
+    let relation = RelationSchema(
+        table: QualifiedName(schema: "Sales", name: "order lines"),
+        columns: [.init(name: "id", sourceType: "bigint", stagingType: "bigint", typeOid: 20, notNull: true),
+                  .init(name: "mood", sourceType: "public.mood", stagingType: "text", typeOid: 5000, notNull: false)],
+        key: ["id"])
+
+    @Test func copyOut() {
+        #expect(SnapshotSQL.copyOut(table: table, columns: ["id", "mood"], item: .init(tableIndex: 0, rangeIndex: 0, firstPage: nil, endPage: nil))
+                == #"COPY "Sales"."order lines" ("id", "mood") TO STDOUT (FORMAT csv, HEADER true)"#)
+        #expect(SnapshotSQL.copyOut(table: table, columns: ["id"], item: .init(tableIndex: 0, rangeIndex: 1, firstPage: 128, endPage: 256))
+                == #"COPY (SELECT "id" FROM ONLY "Sales"."order lines" WHERE ctid >= '(128,0)'::tid AND ctid < '(256,0)'::tid) TO STDOUT (FORMAT csv, HEADER true)"#)
+        #expect(SnapshotSQL.copyOut(table: table, columns: ["id"], item: .init(tableIndex: 0, rangeIndex: 2, firstPage: 256, endPage: nil))
+                == #"COPY (SELECT "id" FROM ONLY "Sales"."order lines" WHERE ctid >= '(256,0)'::tid) TO STDOUT (FORMAT csv, HEADER true)"#)
+        #expect(SnapshotSQL.copyOut(table: table, columns: ["id"], item: .init(tableIndex: 0, rangeIndex: 0, firstPage: nil, endPage: nil), partitioned: true)
+                == #"COPY (SELECT "id" FROM "Sales"."order lines") TO STDOUT (FORMAT csv, HEADER true)"#)
+    }
+
+    @Test func loadTableAndPromotion() {
+        let load = QualifiedName(schema: "tributary_load", name: "qvp_00000000016B3748_0")
+        #expect(SnapshotSQL.createLoadTable(load, relation: relation, consistentPoint: LSN(0x16B3748))
+                == #"CREATE TABLE IF NOT EXISTS "tributary_load"."qvp_00000000016B3748_0" ("id" bigint NOT NULL, "mood" text, "_lsn" pg_lsn NOT NULL DEFAULT '0/16B3748', "_deleted" boolean NOT NULL DEFAULT false)"#)
+        #expect(SnapshotSQL.copyIn(load, relation: relation)
+                == #"COPY "tributary_load"."qvp_00000000016B3748_0" ("id", "mood") FROM STDIN (FORMAT csv, HEADER match)"#)
+        #expect(SnapshotSQL.promote(load, to: QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation) == [
+            #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ADD CONSTRAINT "qvp_lines_pkey" PRIMARY KEY ("id")"#,
+            #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ALTER COLUMN "_lsn" DROP DEFAULT"#,
+            #"DROP TABLE IF EXISTS "stg"."qvp_lines""#,
+            #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" SET SCHEMA "stg""#,
+            #"ALTER TABLE "stg"."qvp_00000000016B3748_0" RENAME TO "qvp_lines""#,
+        ])
+    }
+
+    @Test func checksum() {
+        #expect(ChecksumSQL.checksum(table: QualifiedName(schema: "stg", name: "qvp_lines"), columns: ["id", "mood"], excludeTombstones: true)
+                == #"SELECT count(*) AS rows, coalesce(sum(('x' || substr(md5(ROW("id", "mood")::text), 1, 16))::bit(64)::bigint::numeric), 0) AS checksum FROM "stg"."qvp_lines" WHERE NOT "_deleted""#)
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+import TributaryCore
+
+@Suite struct StagingFormatTests {
+    @Test func objectNamesAreSafeAndOrderedByLSN() {
+        let table = QualifiedName(schema: "Sales Data", name: "a/b.c")
+        #expect(ObjectNaming.snapshotPart(source: "qvp", consistentPoint: LSN(0x1A2B3C4), table: table, range: 3, part: 12)
+                == "qvp/snapshot/0000000001A2B3C4/Sales%20Data.a%2Fb%2Ec/00003-0012.csv.gz")
+        #expect(ObjectNaming.cdcFile(source: "svp", endLSN: LSN(0x10), table: QualifiedName(schema: "public", name: "t"))
+                == "svp/cdc/0000000000000010/public.t.csv.gz")
+        let early = ObjectNaming.cdcDirectory(source: "q", endLSN: LSN(0xFFFF_FFFF))
+        let late = ObjectNaming.cdcDirectory(source: "q", endLSN: LSN(0x1_0000_0000))
+        #expect(early < late)
+        #expect(ObjectNaming.lsnComponent(of: late + "manifest.json", after: "q/cdc/") == LSN(0x1_0000_0000))
+    }
+
+    @Test func gzipRoundTripAndTruncationIsDetected() throws {
+        let input = Array((0..<200_000).map { UInt8(truncatingIfNeeded: $0 * 31 % 251) })
+        var compressed: [UInt8] = []
+        let encoder = GzipEncoder(level: 1)
+        for chunk in stride(from: 0, to: input.count, by: 7000) {
+            input[chunk..<min(chunk + 7000, input.count)].withUnsafeBytes { bytes in encoder.compress(bytes) { compressed.append(contentsOf: $0) } }
+        }
+        encoder.finish { compressed.append(contentsOf: $0) }
+        #expect(Array(compressed.prefix(2)) == [0x1F, 0x8B])
+
+        func decompress(_ bytes: [UInt8]) throws -> [UInt8] {
+            var output: [UInt8] = []
+            let decoder = GzipDecoder()
+            try bytes.withUnsafeBytes { try decoder.decompress($0) { output.append(contentsOf: $0) } }
+            try decoder.finish()
+            return output
+        }
+        #expect(try decompress(compressed) == input)
+        #expect(throws: GzipDecoder.Failure.truncated) { try decompress(Array(compressed.dropLast(9))) }
+        var corrupt = compressed
+        corrupt[corrupt.count / 2] ^= 0xFF
+        #expect(throws: GzipDecoder.Failure.self) { try decompress(corrupt) }
+    }
+
+    @Test func sha256KnownVector() {
+        #expect(SHA256Hasher.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
+    @Test func manifestRoundTripsWithStableJSON() throws {
+        let manifest = SnapshotManifest(
+            source: "qvp", slot: "tributary_qvp", consistentPoint: LSN(0x16B3748), snapshotName: "00000003-00000002-1",
+            startedAt: Date(timeIntervalSince1970: 1_700_000_000), finishedAt: Date(timeIntervalSince1970: 1_700_000_060),
+            tables: [SnapshotTable(relation: RelationSchema(table: QualifiedName(schema: "public", name: "t"),
+                                                            columns: [.init(name: "id", sourceType: "integer", stagingType: "integer", typeOid: 23, notNull: true)],
+                                                            key: ["id"]),
+                                   stagingTable: "qvp_t", rows: 1,
+                                   parts: [StagedFile(key: "k", rows: 1, bytes: 30, uncompressedBytes: 12, sha256: "ab")])])
+        let encoded = try ManifestCoding.encode(manifest)
+        let text = String(decoding: encoded, as: UTF8.self)
+        #expect(text.contains("\"consistent_point\" : \"0/16B3748\""))
+        #expect(text.contains("\"type_oid\" : 23"))
+        #expect(try ManifestCoding.decode(SnapshotManifest.self, from: encoded) == manifest)
+        #expect(try ManifestCoding.encode(manifest) == encoded)
+    }
+}
