@@ -3,7 +3,7 @@
 # Usage: deploy/install-deps.sh [--bench]   (--bench adds pgcopydb for the benchmarks)
 set -euo pipefail
 packages=(postgresql-15 postgresql-contrib libpq-dev zlib1g-dev libssl-dev libcurl4-openssl-dev pkg-config)
-[ "${1:-}" = "--bench" ] && packages+=(pgcopydb)
+[ "${1:-}" = "--bench" ] && packages+=(pgcopydb bc)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

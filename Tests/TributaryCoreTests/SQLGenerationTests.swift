@@ -23,13 +23,14 @@ import TributaryCore
 
     @Test func loadTableAndPromotion() {
         let load = QualifiedName(schema: "tributary_load", name: "qvp_00000000016B3748_0")
-        #expect(SnapshotSQL.createLoadTable(load, relation: relation, consistentPoint: LSN(0x16B3748))
-                == #"CREATE TABLE IF NOT EXISTS "tributary_load"."qvp_00000000016B3748_0" ("id" bigint NOT NULL, "mood" text, "_lsn" pg_lsn NOT NULL DEFAULT '0/16B3748', "_deleted" boolean NOT NULL DEFAULT false)"#)
+        #expect(SnapshotSQL.createLoadTable(load, relation: relation)
+                == #"CREATE TABLE IF NOT EXISTS "tributary_load"."qvp_00000000016B3748_0" ("id" bigint NOT NULL, "mood" text) WITH (autovacuum_enabled = false)"#)
         #expect(SnapshotSQL.copyIn(load, relation: relation)
                 == #"COPY "tributary_load"."qvp_00000000016B3748_0" ("id", "mood") FROM STDIN (FORMAT csv, HEADER match)"#)
-        #expect(SnapshotSQL.promote(load, to: QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation) == [
+        #expect(SnapshotSQL.promote(load, to: QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation, consistentPoint: LSN(0x16B3748)) == [
             #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ADD CONSTRAINT "qvp_lines_pkey" PRIMARY KEY ("id")"#,
-            #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ALTER COLUMN "_lsn" DROP DEFAULT"#,
+            #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ADD COLUMN "_lsn" pg_lsn NOT NULL DEFAULT '0/16B3748', ADD COLUMN "_deleted" boolean NOT NULL DEFAULT false"#,
+            #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ALTER COLUMN "_lsn" DROP DEFAULT, RESET (autovacuum_enabled)"#,
             #"DROP TABLE IF EXISTS "stg"."qvp_lines""#,
             #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" SET SCHEMA "stg""#,
             #"ALTER TABLE "stg"."qvp_00000000016B3748_0" RENAME TO "qvp_lines""#,

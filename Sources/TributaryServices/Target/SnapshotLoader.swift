@@ -80,8 +80,7 @@ public struct SnapshotLoader: Sendable {
             "SELECT stg_table FROM tributary.snapshot_tables WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
             [source, lsnText]).rows.map { $0[0]! })
         for (index, table) in manifest.tables.enumerated() where !finished.contains(table.stagingTable) {
-            try await control.execute(SnapshotSQL.createLoadTable(loadTables[index], relation: table.relation,
-                                                                  consistentPoint: manifest.consistentPoint))
+            try await control.execute(SnapshotSQL.createLoadTable(loadTables[index], relation: table.relation))
         }
         let loaded = Set(try await control.query(
             "SELECT object_key FROM tributary.snapshot_parts WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
@@ -154,6 +153,7 @@ public struct SnapshotLoader: Sendable {
             defer { local.release() }
             let counter = progress.tables[index]
             let lsnText = manifest.consistentPoint.description
+            let started = ContinuousClock.now
             try await connection.run { [loadTable = loadTables[index]] connection in
                 try connection.transaction { connection in
                     let rows = try connection.copyIn(SnapshotSQL.copyIn(loadTable, relation: table.relation)) { send in
@@ -174,6 +174,8 @@ public struct SnapshotLoader: Sendable {
                 }
             }
             counter.finishUnit()
+            logger.debug("part loaded", metadata: [LogKey.object: .string(part.key), LogKey.rows: .stringConvertible(part.rows),
+                                                   LogKey.seconds: .string(String(format: "%.2f", (ContinuousClock.now - started).seconds))])
         }
         await connection.close()
     }
@@ -186,11 +188,16 @@ public struct SnapshotLoader: Sendable {
             let started = ContinuousClock.now
             try await connection.run { [loadTable = loadTables[index]] connection in
                 try connection.transaction { connection in
-                    let rows = Int(try connection.query("SELECT count(*) FROM \(loadTable.sql)").scalar ?? "0") ?? 0
+                    // Each part's row count was checked and recorded with it; their sum must be the table's.
+                    let rows = Int(try connection.query("""
+                        SELECT coalesce(sum(rows), 0) FROM tributary.snapshot_parts
+                        WHERE source = $1 AND snapshot_lsn = $2::pg_lsn AND object_key = ANY($3::text[])
+                        """, [manifest.source, manifest.consistentPoint.description, PostgresArray.literal(table.parts.map(\.key))]).scalar ?? "0") ?? 0
                     guard rows == table.rows else {
-                        throw OperatorError("\(loadTable) holds \(rows) rows but the snapshot of \(table.relation.table) has \(table.rows): the load was disturbed; drop that table and run apply again")
+                        throw OperatorError("\(loadTable) holds \(rows) rows of recorded parts but the snapshot of \(table.relation.table) has \(table.rows): run apply again")
                     }
-                    for statement in SnapshotSQL.promote(loadTable, to: stagingTable, relation: table.relation) {
+                    for statement in SnapshotSQL.promote(loadTable, to: stagingTable, relation: table.relation,
+                                                                      consistentPoint: manifest.consistentPoint) {
                         try connection.execute(statement)
                     }
                     try connection.query("""
