@@ -50,9 +50,11 @@ size=$(on_source -d bench -Atc "SELECT pg_size_pretty(sum(pg_table_size(relid)))
 rows=$(on_source -d bench -Atc "SELECT sum(n_live_tup) FROM pg_stat_user_tables")
 tables="pgbench_accounts pgbench_branches pgbench_tellers pgbench_history wide"
 now() { date +%s.%N; }
-on_target -d postgres -c "CHECKPOINT"
+# Each method starts from a clean slate: no checkpoint owed for an earlier method's WAL.
+settle() { on_source -d postgres -c "CHECKPOINT"; on_target -d postgres -c "CHECKPOINT"; sync; }
 
 echo "1/3 psql COPY pipe" >&2
+settle
 on_target -d postgres -c "CREATE DATABASE pipe"
 start=$(now)
 pg_dump -h 127.0.0.1 -p $source_port -U postgres --section=pre-data bench | on_target -d pipe -o /dev/null
@@ -64,6 +66,7 @@ on_target -d pipe -c "ANALYZE"
 pipe_seconds=$(echo "$(now) - $start" | bc)
 
 echo "2/3 pgcopydb clone" >&2
+settle
 on_target -d postgres -c "CREATE DATABASE pgcopydb"
 start=$(now)
 pgcopydb clone --source "$source_uri" --target "$(target_uri pgcopydb)" --table-jobs "$jobs" --index-jobs "$jobs" \
@@ -71,6 +74,7 @@ pgcopydb clone --source "$source_uri" --target "$(target_uri pgcopydb)" --table-
 pgcopydb_seconds=$(echo "$(now) - $start" | bc)
 
 echo "3/3 tributary snapshot + apply --once" >&2
+settle
 on_target -d postgres -c "CREATE DATABASE tributary"
 mkdir -p "$work/slots"
 cat >"$work/slots/tributary.yaml" <<YAML
