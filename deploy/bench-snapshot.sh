@@ -3,7 +3,8 @@
 # types, three ways, on the same clusters in the same run:
 #   1. psql pipe   COPY TO STDOUT | COPY FROM STDIN per table, schema and indexes via pg_dump sections
 #   2. pgcopydb    pgcopydb clone (the closest peer)
-#   3. tributary   tributary snapshot + tributary apply --once (through gzip files in a staging dir)
+#   3. tributary   tributary snapshot, then tributary apply --once (through gzip files in a staging dir)
+#   4. tributary   tributary snapshot --apply: the same, loading parts while the snapshot runs
 # Prints a table of wall times and ratios. Environment: BENCH_SCALE (pgbench scale, default 20),
 # BENCH_WIDE_ROWS (default 500000), BENCH_JOBS (default 2).
 set -euo pipefail
@@ -25,6 +26,9 @@ deploy/pg-cluster.sh init "$work/source" $source_port --logical
 deploy/pg-cluster.sh init "$work/target" $target_port
 on_source() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $source_port -U postgres "$@"; }
 on_target() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $target_port -U postgres "$@"; }
+# Autovacuum would work on one method's fresh tables while the next method is timed; every method
+# runs its own ANALYZE (pgcopydb and the pipe a VACUUM ANALYZE), so it is off for all of them.
+for run in on_source on_target; do $run -d postgres -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" -o /dev/null; done
 source_uri="postgresql://postgres:$PGPASSWORD@127.0.0.1:$source_port/bench"
 target_uri() { echo "postgresql://postgres:$PGPASSWORD@127.0.0.1:$target_port/$1"; }
 
@@ -62,7 +66,7 @@ for table in $tables; do
   on_source -d bench -c "COPY $table TO STDOUT" | on_target -d pipe -c "COPY $table FROM STDIN"
 done
 pg_dump -h 127.0.0.1 -p $source_port -U postgres --section=post-data bench | on_target -d pipe -o /dev/null
-on_target -d pipe -c "ANALYZE"
+on_target -d pipe -c "VACUUM ANALYZE"
 pipe_seconds=$(echo "$(now) - $start" | bc)
 
 echo "2/3 pgcopydb clone" >&2
@@ -73,34 +77,47 @@ pgcopydb clone --source "$source_uri" --target "$(target_uri pgcopydb)" --table-
   --dir "$work/pgcopydb" --no-owner >"$work/pgcopydb.log" 2>&1 || { tail -20 "$work/pgcopydb.log" >&2; exit 1; }
 pgcopydb_seconds=$(echo "$(now) - $start" | bc)
 
-echo "3/3 tributary snapshot + apply --once" >&2
+echo "3/4 tributary snapshot, then apply --once" >&2
 settle
 on_target -d postgres -c "CREATE DATABASE tributary"
 mkdir -p "$work/slots"
-cat >"$work/slots/tributary.yaml" <<YAML
+write_config() {
+  cat >"$work/slots/tributary.yaml" <<YAML
 target:
-  connection: "$(target_uri tributary)"
-staging: ../staging
+  connection: "$(target_uri "$1")"
+staging: ../staging-$1
 work_dir: ../work
 snapshot:
   jobs: $jobs
 YAML
+}
+write_config tributary
 {
   echo "source: bench"; echo "connection: \"$source_uri\""; echo "tables:"
   for table in pgbench_accounts pgbench_branches pgbench_tellers wide; do echo "  - name: public.$table"; done
 } >"$work/slots/bench.yaml"
 start=$(now)
-"$tributary" snapshot --config "$work/slots" --log-level warning
+"$tributary" snapshot --config "$work/slots" --log-level warning >/dev/null
 snapshot_seconds=$(echo "$(now) - $start" | bc)
-"$tributary" apply --once --config "$work/slots" --log-level warning
+"$tributary" apply --once --config "$work/slots" --log-level warning >/dev/null
 tributary_seconds=$(echo "$(now) - $start" | bc)
-staged=$(du -sh "$work/staging" | cut -f1)
-"$tributary" verify --config "$work/slots" | tail -1
+staged=$(du -sh "$work/staging-tributary" | cut -f1)
+"$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/  /' >&2
+
+echo "4/4 tributary snapshot --apply (load while copying)" >&2
+settle
+on_target -d postgres -c "CREATE DATABASE pipelined"
+write_config pipelined
+start=$(now)
+"$tributary" snapshot --apply --restart --config "$work/slots" --log-level warning >/dev/null
+pipelined_seconds=$(echo "$(now) - $start" | bc)
+"$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/  /' >&2
 
 ratio() { echo "scale=2; $1 / $pgcopydb_seconds" | bc; }
 printf '\nsnapshot + load of %s rows (%s of tables): pgbench scale %s + wide %s rows, %s jobs\n' "$rows" "$size" "$scale" "$wide_rows" "$jobs"
-printf '%-34s %10s %14s\n' "method" "seconds" "vs pgcopydb"
-printf '%-34s %10.1f %14s\n' "psql COPY TO | COPY FROM pipe" "$pipe_seconds" "$(ratio "$pipe_seconds")x"
-printf '%-34s %10.1f %14s\n' "pgcopydb clone" "$pgcopydb_seconds" "1.00x"
-printf '%-34s %10.1f %14s\n' "tributary snapshot + apply" "$tributary_seconds" "$(ratio "$tributary_seconds")x"
-printf '%-34s %10.1f %14s\n' "  of which snapshot (staged $staged)" "$snapshot_seconds" ""
+printf '%-38s %10s %14s\n' "method" "seconds" "vs pgcopydb"
+printf '%-38s %10.1f %14s\n' "psql COPY TO | COPY FROM pipe" "$pipe_seconds" "$(ratio "$pipe_seconds")x"
+printf '%-38s %10.1f %14s\n' "pgcopydb clone" "$pgcopydb_seconds" "1.00x"
+printf '%-38s %10.1f %14s\n' "tributary snapshot, apply --once" "$tributary_seconds" "$(ratio "$tributary_seconds")x"
+printf '%-38s %10.1f %14s\n' "  of which snapshot (staged $staged)" "$snapshot_seconds" ""
+printf '%-38s %10.1f %14s\n' "tributary snapshot --apply" "$pipelined_seconds" "$(ratio "$pipelined_seconds")x"

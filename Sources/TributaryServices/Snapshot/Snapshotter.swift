@@ -39,7 +39,9 @@ public struct Snapshotter: Sendable {
         var tableIndex: Int
     }
 
-    public func run(options: Options, onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> SnapshotManifest {
+    /// - Parameter observer: told of each part once it is durable in the store (see `SnapshotObserver`).
+    public func run(options: Options, observer: (any SnapshotObserver)? = nil,
+                    onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> SnapshotManifest {
         let startedAt = Date()
         let control = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
         // Everything that can be wrong is checked before anything is created.
@@ -63,8 +65,12 @@ public struct Snapshotter: Sendable {
         log.info("created replication slot with exported snapshot", metadata: ["snapshot": .string(snapshotName)])
 
         do {
+            await observer?.snapshotStarted(SnapshotManifest(
+                source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
+                startedAt: startedAt, finishedAt: startedAt,
+                tables: tables.map { SnapshotTable(relation: $0.relation, stagingTable: $0.configuration.stagingTable, rows: 0, parts: []) }))
             let parts = try await copyAll(tables: tables, consistentPoint: consistentPoint, snapshotName: snapshotName,
-                                          jobs: options.jobs ?? settings.jobs, logger: log, onStart: onStart)
+                                          jobs: options.jobs ?? settings.jobs, observer: observer, logger: log, onStart: onStart)
             await replication.close()
             let manifest = SnapshotManifest(
                 source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
@@ -145,7 +151,7 @@ public struct Snapshotter: Sendable {
     }
 
     private func copyAll(tables: [SourceTable], consistentPoint: LSN, snapshotName: String, jobs: Int,
-                         logger: Logger, onStart: @Sendable (TransferProgress) async -> Void) async throws -> [LocalPart] {
+                         observer: (any SnapshotObserver)?, logger: Logger, onStart: @Sendable (TransferProgress) async -> Void) async throws -> [LocalPart] {
         let items = SnapshotPlanner.plan(
             tables.map { .init(pages: $0.pages, splittable: !$0.isPartitioned) }, rangeBytes: settings.rangeBytes)
         let progress = TransferProgress(title: "snapshot \(source.name)", tables: tables.enumerated().map { index, table in
@@ -163,8 +169,8 @@ public struct Snapshotter: Sendable {
         return try await withThrowingTaskGroup(of: [LocalPart].self) { group in
             for _ in 0..<workerCount {
                 group.addTask {
-                    try await copyWorker(queue: queue, tables: tables, consistentPoint: consistentPoint,
-                                         snapshotName: snapshotName, directory: directory, progress: progress)
+                    try await copyWorker(queue: queue, tables: tables, consistentPoint: consistentPoint, snapshotName: snapshotName,
+                                         directory: directory, progress: progress, observer: observer)
                 }
             }
             var all: [LocalPart] = []
@@ -174,7 +180,8 @@ public struct Snapshotter: Sendable {
     }
 
     private func copyWorker(queue: WorkQueue<SnapshotWorkItem>, tables: [SourceTable], consistentPoint: LSN,
-                            snapshotName: String, directory: String, progress: TransferProgress) async throws -> [LocalPart] {
+                            snapshotName: String, directory: String, progress: TransferProgress,
+                            observer: (any SnapshotObserver)?) async throws -> [LocalPart] {
         let connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
         try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         try await connection.execute("SET TRANSACTION SNAPSHOT \(SQL.literal(snapshotName))")
@@ -188,6 +195,7 @@ public struct Snapshotter: Sendable {
             }
             for part in parts {
                 try await store.put(key: part.file.key, file: part.path)
+                await observer?.partStored(tableIndex: part.tableIndex, file: part.file)
             }
             counter.finishUnit()
             stored += parts

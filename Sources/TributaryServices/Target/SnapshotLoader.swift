@@ -70,18 +70,10 @@ public struct SnapshotLoader: Sendable {
         var log = logger.with(source: source)
         log[metadataKey: LogKey.lsn] = .string(manifest.consistentPoint.description)
         let lsnText = manifest.consistentPoint.description
-        try await control.query("""
-            INSERT INTO tributary.snapshots (source, snapshot_lsn, slot, state, tables, rows)
-            VALUES ($1, $2::pg_lsn, $3, 'loading', $4, $5) ON CONFLICT DO NOTHING
-            """, [source, lsnText, manifest.slot, String(manifest.tables.count), String(manifest.tables.reduce(0) { $0 + $1.rows })])
-
-        let loadTables = manifest.tables.indices.map { loadTable(source: source, lsn: manifest.consistentPoint, index: $0) }
+        let loadTables = try await begin(manifest, on: control)
         let finished = Set(try await control.query(
             "SELECT stg_table FROM tributary.snapshot_tables WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
             [source, lsnText]).rows.map { $0[0]! })
-        for (index, table) in manifest.tables.enumerated() where !finished.contains(table.stagingTable) {
-            try await control.execute(SnapshotSQL.createLoadTable(loadTables[index], relation: table.relation))
-        }
         let loaded = Set(try await control.query(
             "SELECT object_key FROM tributary.snapshot_parts WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
             [source, lsnText]).rows.map { $0[0]! })
@@ -144,40 +136,71 @@ public struct SnapshotLoader: Sendable {
         QualifiedName(schema: StagingColumns.loadSchema, name: "\(source)_\(lsn.paddedHex)_\(index)")
     }
 
+    /// Records the snapshot as loading and creates the load tables of the tables not yet promoted.
+    /// Safe to repeat; the eager load calls it before the manifest exists (parts may be empty then).
+    func begin(_ manifest: SnapshotManifest, on connection: PostgresConnection) async throws -> [QualifiedName] {
+        let lsnText = manifest.consistentPoint.description
+        try await connection.query("""
+            INSERT INTO tributary.snapshots (source, snapshot_lsn, slot, state, tables, rows)
+            VALUES ($1, $2::pg_lsn, $3, 'loading', $4, $5)
+            ON CONFLICT (source, snapshot_lsn) DO UPDATE SET tables = excluded.tables, rows = excluded.rows
+            """, [manifest.source, lsnText, manifest.slot, String(manifest.tables.count), String(manifest.tables.reduce(0) { $0 + $1.rows })])
+        let finished = Set(try await connection.query(
+            "SELECT stg_table FROM tributary.snapshot_tables WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
+            [manifest.source, lsnText]).rows.map { $0[0]! })
+        let loadTables = manifest.tables.indices.map { loadTable(source: manifest.source, lsn: manifest.consistentPoint, index: $0) }
+        for (index, table) in manifest.tables.enumerated() where !finished.contains(table.stagingTable) {
+            try await connection.execute(SnapshotSQL.createLoadTable(loadTables[index], relation: table.relation))
+        }
+        return loadTables
+    }
+
     private func loadWorker(queue: WorkQueue<(table: Int, part: StagedFile)>, manifest: SnapshotManifest,
                             loadTables: [QualifiedName], progress: TransferProgress) async throws {
         let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
         while let (index, part) = await queue.take() {
-            let table = manifest.tables[index]
-            let local = try await store.fetch(key: part.key)
-            defer { local.release() }
-            let counter = progress.tables[index]
-            let lsnText = manifest.consistentPoint.description
             let started = ContinuousClock.now
-            try await connection.run { [loadTable = loadTables[index]] connection in
-                try connection.transaction { connection in
-                    let rows = try connection.copyIn(SnapshotSQL.copyIn(loadTable, relation: table.relation)) { send in
-                        // Checksum and size are verified as the bytes stream; a mismatch throws,
-                        // which aborts the COPY and rolls the part back.
-                        try GzipFileReader.read(path: local.path, key: part.key, expected: part) { chunk in
-                            try send(chunk)
-                            counter.add(rows: 0, bytes: chunk.count)
-                        }
-                    }
-                    guard rows == part.rows else {
-                        throw StorageError.corrupt(key: part.key, reason: "\(rows) rows, the manifest says \(part.rows)")
-                    }
-                    try connection.query("""
-                        INSERT INTO tributary.snapshot_parts (source, snapshot_lsn, object_key, rows) VALUES ($1, $2::pg_lsn, $3, $4)
-                        """, [manifest.source, lsnText, part.key, String(rows)])
-                    counter.add(rows: rows, bytes: 0)
-                }
-            }
-            counter.finishUnit()
+            try await loadPart(part, relation: manifest.tables[index].relation, into: loadTables[index], source: manifest.source,
+                               consistentPoint: manifest.consistentPoint, counter: progress.tables[index], on: connection)
+            progress.tables[index].finishUnit()
             logger.debug("part loaded", metadata: [LogKey.object: .string(part.key), LogKey.rows: .stringConvertible(part.rows),
                                                    LogKey.seconds: .string(String(format: "%.2f", (ContinuousClock.now - started).seconds))])
         }
         await connection.close()
+    }
+
+    /// One part into its load table, recorded in `tributary.snapshot_parts` in the same transaction;
+    /// a part already recorded is skipped, so callers may race or repeat.
+    func loadPart(_ part: StagedFile, relation: RelationSchema, into loadTable: QualifiedName, source: String,
+                  consistentPoint: LSN, counter: TransferProgress.Table?, on connection: PostgresConnection) async throws {
+        let local = try await store.fetch(key: part.key)
+        defer { local.release() }
+        let lsnText = consistentPoint.description
+        try await connection.run { connection in
+            try connection.transaction { connection in
+                // Serialises two loaders on the same part; the loser sees it recorded and stops.
+                try connection.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [part.key])
+                let recorded = try connection.query("""
+                    SELECT 1 FROM tributary.snapshot_parts WHERE source = $1 AND snapshot_lsn = $2::pg_lsn AND object_key = $3
+                    """, [source, lsnText, part.key])
+                guard recorded.isEmpty else { return }
+                let rows = try connection.copyIn(SnapshotSQL.copyIn(loadTable, relation: relation)) { send in
+                    // Checksum and size are verified as the bytes stream; a mismatch throws,
+                    // which aborts the COPY and rolls the part back.
+                    try GzipFileReader.read(path: local.path, key: part.key, expected: part) { chunk in
+                        try send(chunk)
+                        counter?.add(rows: 0, bytes: chunk.count)
+                    }
+                }
+                guard rows == part.rows else {
+                    throw StorageError.corrupt(key: part.key, reason: "\(rows) rows, the manifest says \(part.rows)")
+                }
+                try connection.query("""
+                    INSERT INTO tributary.snapshot_parts (source, snapshot_lsn, object_key, rows) VALUES ($1, $2::pg_lsn, $3, $4)
+                    """, [source, lsnText, part.key, String(rows)])
+                counter?.add(rows: rows, bytes: 0)
+            }
+        }
     }
 
     private func promoteWorker(queue: WorkQueue<Int>, manifest: SnapshotManifest, loadTables: [QualifiedName], logger: Logger) async throws {

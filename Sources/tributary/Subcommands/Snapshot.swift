@@ -20,6 +20,9 @@ struct Snapshot: AsyncParsableCommand {
     @Flag(help: "Drop the existing slot (and a publication tributary created) and take a new snapshot.")
     var restart = false
 
+    @Flag(help: "Also load the snapshot into STG, part by part while it is being taken (same as apply --once, sooner).")
+    var apply = false
+
     func validate() throws {
         if let jobs, !(1...64).contains(jobs) { throw ValidationError("--jobs must be from 1 to 64") }
     }
@@ -34,14 +37,33 @@ struct Snapshot: AsyncParsableCommand {
                                               workDirectory: configuration.target.workDirectory, logger: logger)
                 let display = ProgressDisplay(logger: logger)
                 let started = ContinuousClock.now
-                let manifest = try await display.around {
-                    try await snapshotter.run(options: .init(restart: restart, jobs: jobs), onStart: display.start)
+                let loader = SnapshotLoader(target: configuration.target.connection, store: store,
+                                            jobs: jobs ?? configuration.target.snapshot.jobs, logger: logger)
+                let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs ?? configuration.target.snapshot.jobs) : nil
+                let manifest: SnapshotManifest
+                do {
+                    manifest = try await display.around {
+                        try await snapshotter.run(options: .init(restart: restart, jobs: jobs), observer: eager, onStart: display.start)
+                    }
+                } catch {
+                    try? await eager?.finish()
+                    throw error
                 }
                 let rows = manifest.tables.reduce(0) { $0 + $1.rows }
                 let bytes = manifest.tables.flatMap(\.parts).reduce(0) { $0 + $1.bytes }
                 print("snapshot \(source.name): \(manifest.tables.count) tables, \(Format.count(rows)) rows, \(Format.bytes(bytes)) gzip "
                       + "in \(Format.duration((ContinuousClock.now - started).seconds)); slot \(source.slot) at \(manifest.consistentPoint); "
                       + "\(store)/\(ObjectNaming.snapshotManifest(source: source.name, consistentPoint: manifest.consistentPoint))")
+                guard let eager else { continue }
+                do {
+                    try await eager.finish()
+                } catch {
+                    logger.warning("loading while copying stopped: \(error); loading the remaining parts now")
+                }
+                if let report = try await loader.load(source: source.name) {
+                    print("apply \(source.name): snapshot at \(report.consistentPoint) loaded into STG: \(report.tables) tables, "
+                          + "\(Format.count(report.rows)) rows; \(Format.duration((ContinuousClock.now - started).seconds)) in all")
+                }
             }
         }
     }
