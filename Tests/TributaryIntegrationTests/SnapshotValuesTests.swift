@@ -131,4 +131,27 @@ import TributaryPostgres
         let target = try await fixture.connectTarget()
         #expect(try await target.query("SELECT count(DISTINCT id) FROM stg.qvp_wide").scalar == "30000")
     }
+
+    @Test func partsAreLoadedWhileTheSnapshotRuns() async throws {
+        var fixture = try await PipelineFixture.make("eager", sources: [("qvp", ["public.wide"])])
+        fixture.snapshotYAML = "  jobs: 2\n  range_size: 256KiB\n  part_size: 64KiB\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("""
+            CREATE TABLE wide (id int PRIMARY KEY, a text);
+            INSERT INTO wide SELECT i, md5(i::text) FROM generate_series(1, 40000) i;
+            ANALYZE wide;
+            """)
+        let configuration = try fixture.configuration()
+        let loader = SnapshotLoader(target: fixture.target, store: try fixture.store(), jobs: 2, logger: PipelineFixture.logger)
+        let eager = EagerSnapshotLoad(loader: loader, jobs: 2)
+        let manifest = try await Snapshotter(source: configuration.sources[0], settings: configuration.target.snapshot,
+                                             store: try fixture.store(), workDirectory: configuration.target.workDirectory,
+                                             logger: PipelineFixture.logger).run(options: .init(), observer: eager)
+        try await eager.finish()
+        let report = try #require(try await loader.load(source: "qvp"))
+        // Every part was loaded before the manifest existed; the ordinary load only promoted.
+        #expect(report.partsAlreadyLoaded == manifest.tables[0].parts.count)
+        #expect(report.partsLoaded == 0)
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
 }
