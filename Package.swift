@@ -49,7 +49,7 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "TributaryCoreTests", dependencies: ["TributaryCore"]),
+        .testTarget(name: "TributaryCoreTests", dependencies: ["TributaryCore"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "TributaryIntegrationTests",
             dependencies: ["TributaryServices", "tributary"],

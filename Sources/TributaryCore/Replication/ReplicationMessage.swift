@@ -1,0 +1,41 @@
+/// The CopyBoth messages of a replication connection around the plugin's payload
+/// (PostgreSQL docs, "Streaming Replication Protocol").
+public enum ReplicationMessage: Sendable, Equatable {
+    /// 'w': start LSN int64, end-of-WAL int64, send time int64, payload.
+    case xLogData(start: LSN, walEnd: LSN, sendTime: Int64, payload: [UInt8])
+    /// 'k': end-of-WAL int64, send time int64, reply requested int8.
+    case keepalive(walEnd: LSN, sendTime: Int64, replyRequested: Bool)
+
+    public struct Unknown: Error, CustomStringConvertible {
+        public let type: UInt8
+        public var description: String { "unknown replication message type \(type)" }
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> ReplicationMessage {
+        var reader = ByteReader(bytes)
+        switch try reader.uint8() {
+        case UInt8(ascii: "w"):
+            let start = try reader.lsn(), end = try reader.lsn(), time = try reader.int64()
+            return .xLogData(start: start, walEnd: end, sendTime: time, payload: Array(bytes[reader.offset...]))
+        case UInt8(ascii: "k"):
+            return .keepalive(walEnd: try reader.lsn(), sendTime: try reader.int64(), replyRequested: try reader.uint8() != 0)
+        case let type:
+            throw Unknown(type: type)
+        }
+    }
+
+    /// 'r' Standby Status Update: written, flushed and applied LSN, client time, reply requested.
+    /// Flushed (what the server turns into the slot's confirmed_flush_lsn) and applied are the durable
+    /// position: a batch's end only once its manifest is in the staging store. Written is what has
+    /// merely been received, for pg_stat_replication.
+    public static func standbyStatus(received: LSN, durable: LSN, clientTime: Int64, replyRequested: Bool = false) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.uint8(UInt8(ascii: "r"))
+        writer.lsn(max(received, durable))
+        writer.lsn(durable)
+        writer.lsn(durable)
+        writer.int64(clientTime)
+        writer.uint8(replyRequested ? 1 : 0)
+        return writer.bytes
+    }
+}
