@@ -205,6 +205,60 @@ public actor PostgresConnection {
         return Int(String(cString: PQcmdTuples(end))) ?? 0
     }
 
+    // MARK: Replication (CopyBoth)
+
+    /// Sends `START_REPLICATION …`; afterwards only `nextReplicationMessage` and
+    /// `sendReplicationMessage` may be used on this connection.
+    public func startReplication(_ command: String) throws {
+        let connection = try live()
+        let result = PQexec(connection, command)
+        defer { PQclear(result) }
+        try check(result, sql: command, accepting: [PGRES_COPY_BOTH])
+    }
+
+    /// The next CopyData message from the server, or nil when none arrived within `timeout` seconds.
+    /// Uses libpq's non-blocking read and waits on the socket, so a quiet server never pins the thread.
+    public func nextReplicationMessage(timeout: Double) throws -> [UInt8]? {
+        let connection = try live()
+        for attempt in 0..<2 {
+            var buffer: UnsafeMutablePointer<CChar>?
+            let length = PQgetCopyData(connection, &buffer, 1)
+            if length > 0, let buffer {
+                defer { PQfreemem(buffer) }
+                return Array(UnsafeRawBufferPointer(start: buffer, count: Int(length)))
+            }
+            if length == -1 {
+                let result = PQgetResult(connection)
+                defer { PQclear(result) }
+                try check(result, sql: "START_REPLICATION", accepting: [])
+                throw PostgresError(kind: .connectionLost, endpoint: endpoint, message: "the server ended the replication stream")
+            }
+            if length == -2 { throw lost(connection, doing: "START_REPLICATION") }
+            guard attempt == 0 else { return nil }
+            var descriptor = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, Int32(max(0, timeout) * 1000))
+            if ready < 0 && errno != EINTR { throw lost(connection, doing: "poll") }
+            if ready <= 0 { return nil }
+            if PQconsumeInput(connection) == 0 { throw lost(connection, doing: "START_REPLICATION") }
+        }
+        return nil
+    }
+
+    /// Sends a CopyData message (a standby status update) and flushes it.
+    public func sendReplicationMessage(_ bytes: [UInt8]) throws {
+        let connection = try live()
+        let sent = bytes.withUnsafeBytes { buffer in
+            PQputCopyData(connection, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(buffer.count))
+        }
+        guard sent == 1, PQflush(connection) == 0 else { throw lost(connection, doing: "standby status update") }
+    }
+
+    /// Runs `body` isolated to this connection, with suspension points allowed (awaiting other
+    /// actors, such as the staging store) between its synchronous libpq calls.
+    public func runAsync<T: Sendable>(_ body: @Sendable (isolated PostgresConnection) async throws -> T) async throws -> T {
+        try await body(self)
+    }
+
     // MARK: LISTEN/NOTIFY
 
     /// Waits up to `timeout` seconds for notifications on channels this connection LISTENs to.

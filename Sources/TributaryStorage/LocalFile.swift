@@ -29,6 +29,13 @@ public final class FileOutput {
         try bytes.withUnsafeBytes { try write($0) }
     }
 
+    /// Close without fsync.
+    public func close() throws {
+        guard descriptor >= 0 else { return }
+        Glibc.close(descriptor)
+        descriptor = -1
+    }
+
     /// fsync, then close: after this returns the bytes survive a crash.
     public func syncAndClose() throws {
         guard fsync(descriptor) == 0 else { throw StorageError.io(operation: "fsync", path: path, errno: errno) }

@@ -7,9 +7,9 @@ struct Tributary: AsyncParsableCommand {
         abstract: "Change-data-capture replicator: QVP and SVP into Uni PACC through the OCI layer.",
         discussion: """
             Every stage is a subcommand that can run alone, run again without harm, and be chained:
-              check → snapshot → apply --once → verify
+              check → snapshot → replicate (per source) → apply → verify
             Configuration is read from --config DIR (default ./slots, or $TRIBUTARY_CONFIG).
             """,
-        subcommands: [Check.self, Snapshot.self, Apply.self, Verify.self]
+        subcommands: [Check.self, Snapshot.self, Replicate.self, Apply.self, Verify.self]
     )
 }

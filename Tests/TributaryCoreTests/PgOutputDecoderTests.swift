@@ -143,9 +143,9 @@ import Testing
     @Test func replicationFramingAndStatusUpdate() throws {
         let keepalive: [UInt8] = [UInt8(ascii: "k"), 0, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 9, 1]
         #expect(try ReplicationMessage.decode(keepalive) == .keepalive(walEnd: LSN(0x01020304), sendTime: 9, replyRequested: true))
-        let status = ReplicationMessage.standbyStatus(received: LSN(0x20), durable: LSN(0x10), clientTime: 5)
+        let status = ReplicationMessage.standbyStatus(durable: LSN(0x10), clientTime: 5)
         #expect(status.count == 34 && status[0] == UInt8(ascii: "r"))
-        #expect(Array(status[1..<9]) == [0, 0, 0, 0, 0, 0, 0, 0x20])
+        #expect(Array(status[1..<9]) == [0, 0, 0, 0, 0, 0, 0, 0x10])
         #expect(Array(status[9..<17]) == [0, 0, 0, 0, 0, 0, 0, 0x10])
         #expect(Array(status[17..<25]) == [0, 0, 0, 0, 0, 0, 0, 0x10])
     }

@@ -58,5 +58,11 @@ import TributaryCore
         #expect(text.contains("\"type_oid\" : 23"))
         #expect(try ManifestCoding.decode(SnapshotManifest.self, from: encoded) == manifest)
         #expect(try ManifestCoding.encode(manifest) == encoded)
+        // Lag is measured below a second: times keep their microseconds.
+        var precise = manifest
+        precise.finishedAt = Date(timeIntervalSince1970: 1_700_000_060.123456)
+        let decoded = try ManifestCoding.decode(SnapshotManifest.self, from: try ManifestCoding.encode(precise))
+        #expect(abs(decoded.finishedAt.timeIntervalSince1970 - 1_700_000_060.123456) < 0.000_002)
+        #expect(String(decoding: try ManifestCoding.encode(precise), as: UTF8.self).contains("\"2023-11-14T22:14:20.123456Z\""))
     }
 }

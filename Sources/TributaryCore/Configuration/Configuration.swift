@@ -97,6 +97,8 @@ public struct BatchLimits: Sendable, Hashable {
     public var ageMillisecondsMax: Int = 1000
     /// Above this, a transaction being assembled spills to the work directory.
     public var memoryBytesMax: Int = 64 << 20
+    /// An idle source gets a heartbeat this often, so its slot advances and lag stays measurable.
+    public var heartbeatMilliseconds: Int = 10_000
 
     public init() {}
 }

@@ -64,11 +64,12 @@ public enum ConfigurationParser {
 
         var batch = BatchLimits()
         if let section = try root.child("batch") {
-            try section.requireOnly(["max_rows", "max_bytes", "max_age", "memory_max"])
+            try section.requireOnly(["max_rows", "max_bytes", "max_age", "memory_max", "heartbeat"])
             batch.rowsMax = try section.integer("max_rows", in: 1...100_000_000) ?? batch.rowsMax
             batch.bytesMax = try section.bytes("max_bytes") ?? batch.bytesMax
             batch.ageMillisecondsMax = try section.milliseconds("max_age") ?? batch.ageMillisecondsMax
             batch.memoryBytesMax = try section.bytes("memory_max") ?? batch.memoryBytesMax
+            batch.heartbeatMilliseconds = try section.milliseconds("heartbeat") ?? batch.heartbeatMilliseconds
         }
         var snapshot = SnapshotSettings()
         if let section = try root.child("snapshot") {

@@ -58,6 +58,8 @@ public struct ByteWriter {
 
     public mutating func uint8(_ value: UInt8) { bytes.append(value) }
 
+    public mutating func uint32(_ value: UInt32) { unsigned(UInt64(value), 4) }
+
     public mutating func int64(_ value: Int64) { unsigned(UInt64(bitPattern: value), 8) }
 
     public mutating func lsn(_ value: LSN) { unsigned(value.value, 8) }

@@ -82,9 +82,10 @@ public struct PgOutputDecoder: Sendable {
         }
     }
 
-    public private(set) var inStream = false
+    public private(set) var inStream: Bool
 
-    public init() {}
+    /// - Parameter inStream: true to decode messages spilled from inside a stream block.
+    public init(inStream: Bool = false) { self.inStream = inStream }
 
     /// - Parameter lsn: where the message starts in the WAL, for error messages.
     public mutating func decode(_ bytes: [UInt8], at lsn: LSN) throws -> PgOutputMessage {

@@ -25,13 +25,13 @@ public enum ReplicationMessage: Sendable, Equatable {
     }
 
     /// 'r' Standby Status Update: written, flushed and applied LSN, client time, reply requested.
-    /// Flushed (what the server turns into the slot's confirmed_flush_lsn) and applied are the durable
-    /// position: a batch's end only once its manifest is in the staging store. Written is what has
-    /// merely been received, for pg_stat_replication.
-    public static func standbyStatus(received: LSN, durable: LSN, clientTime: Int64, replyRequested: Bool = false) -> [UInt8] {
+    /// All three are the durable position: a batch's end only once its manifest is in the staging
+    /// store (flushed becomes the slot's confirmed_flush_lsn). Reporting less than was received as
+    /// written also makes a caught-up walsender send keepalives, whose position lets an idle slot advance.
+    public static func standbyStatus(durable: LSN, clientTime: Int64, replyRequested: Bool = false) -> [UInt8] {
         var writer = ByteWriter()
         writer.uint8(UInt8(ascii: "r"))
-        writer.lsn(max(received, durable))
+        writer.lsn(durable)
         writer.lsn(durable)
         writer.lsn(durable)
         writer.int64(clientTime)

@@ -62,20 +62,50 @@ public struct SnapshotManifest: Sendable, Hashable, Codable {
     }
 }
 
-/// The one JSON form of manifests: stable key order, ISO dates, snake_case keys.
+/// The one JSON form of manifests: stable key order, ISO dates with microseconds (lag is measured
+/// in fractions of a second), snake_case keys.
 public enum ManifestCoding {
     public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Self.format(date))
+        }
         encoder.keyEncodingStrategy = .convertToSnakeCase
         return Array(try encoder.encode(value))
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
         let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let text = try container.decode(String.self)
+            guard let date = Self.parse(text) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: "not an ISO 8601 time: \(text)")
+            }
+            return date
+        }
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         return try decoder.decode(type, from: Data(bytes))
+    }
+
+    /// `2026-11-25T09:23:31.315304Z`
+    static func format(_ date: Date) -> String {
+        let seconds = date.timeIntervalSince1970.rounded(.down)
+        let micros = Int(((date.timeIntervalSince1970 - seconds) * 1_000_000).rounded())
+        let whole = Date(timeIntervalSince1970: seconds).formatted(.iso8601.year().month().day().dateSeparator(.dash)
+            .time(includingFractionalSeconds: false).timeSeparator(.colon))
+        let fraction = String(min(micros, 999_999))
+        return whole + "." + String(repeating: "0", count: 6 - fraction.count) + fraction + "Z"
+    }
+
+    static func parse(_ text: String) -> Date? {
+        guard text.hasSuffix("Z") else { return nil }
+        let body = text.dropLast()
+        let (whole, fraction) = body.firstIndex(of: ".").map { (body[..<$0], body[body.index(after: $0)...]) } ?? (body, "")
+        guard let base = try? Date(String(whole) + "Z", strategy: .iso8601) else { return nil }
+        let micros = fraction.isEmpty ? 0 : (Double("0." + fraction) ?? 0)
+        return base.addingTimeInterval(micros)
     }
 }

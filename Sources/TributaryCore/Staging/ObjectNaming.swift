@@ -5,7 +5,7 @@
 ///     <source>/snapshot/<consistent-lsn>/manifest.json
 ///     <source>/snapshot/<consistent-lsn>/<schema>.<table>/<range>-<part>.csv.gz
 ///     <source>/cdc/<end-lsn>/manifest.json
-///     <source>/cdc/<end-lsn>/<schema>.<table>.csv.gz
+///     <source>/cdc/<end-lsn>/<schema>.<table>.csv.gz     (<schema>.<table>~1.csv.gz after a schema change)
 public enum ObjectNaming {
     public static let manifestName = "manifest.json"
 
@@ -30,8 +30,12 @@ public enum ObjectNaming {
         cdcPrefix(source: source) + endLSN.paddedHex + "/"
     }
 
-    public static func cdcFile(source: String, endLSN: LSN, table: QualifiedName) -> String {
-        cdcDirectory(source: source, endLSN: endLSN) + tableComponent(table) + ".csv.gz"
+    public static func cdcFile(source: String, endLSN: LSN, table: QualifiedName, segment: Int = 0) -> String {
+        cdcDirectory(source: source, endLSN: endLSN) + tableComponent(table) + (segment == 0 ? "" : "~\(segment)") + ".csv.gz"
+    }
+
+    public static func cdcManifest(source: String, endLSN: LSN) -> String {
+        cdcDirectory(source: source, endLSN: endLSN) + manifestName
     }
 
     /// The LSN directory a key under `<source>/snapshot/` or `<source>/cdc/` belongs to.

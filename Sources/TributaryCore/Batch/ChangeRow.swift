@@ -1,0 +1,108 @@
+/// The metadata columns that lead every CDC file's rows (DESIGN.md §3).
+public enum ChangeColumns {
+    /// I, U, D, or T (a truncate of the table at this position).
+    public static let operation = "_op"
+    /// Commit LSN of the transaction.
+    public static let lsn = "_lsn"
+    /// Order within the batch.
+    public static let sequence = "_seq"
+    /// Columns pgoutput marked as unchanged TOAST: the stored value must be kept, never NULLed.
+    public static let unchanged = "_unchanged"
+
+    public static let all = [operation, lsn, sequence, unchanged]
+}
+
+public enum ChangeOperation: String, Sendable, Codable {
+    case insert = "I", update = "U", delete = "D", truncate = "T"
+}
+
+/// Turns decoded changes into CSV rows of a CDC file: `_op,_lsn,_seq,_unchanged,<columns…>`.
+public struct ChangeRowEncoder: Sendable {
+    public struct Failure: Error, CustomStringConvertible, Equatable {
+        public var description: String
+    }
+
+    /// The relation's columns in the order pgoutput sends them.
+    public let columnNames: [String]
+    /// Positions of the merge key among them.
+    public let keyPositions: [Int]
+
+    public init(columnNames: [String], key: [String]) throws {
+        self.columnNames = columnNames
+        keyPositions = try key.map { name in
+            guard let position = columnNames.firstIndex(of: name) else {
+                throw Failure(description: "key column \"\(name)\" is not among the replicated columns \(columnNames)")
+            }
+            return position
+        }
+    }
+
+    public var header: [UInt8] {
+        var line: [UInt8] = []
+        for (index, name) in (ChangeColumns.all + columnNames).enumerated() {
+            if index > 0 { line.append(UInt8(ascii: ",")) }
+            CSVEncoding.appendField(name, to: &line)
+        }
+        line.append(10)
+        return line
+    }
+
+    /// The rows one change becomes. An update whose key changed is a delete of the old key followed
+    /// by an upsert of the new row; so is the old-row form (REPLICA IDENTITY FULL) when the key differs.
+    public func rows(for message: PgOutputMessage) throws -> [(ChangeOperation, [PgOutputMessage.TupleValue])] {
+        switch message {
+        case .insert(_, _, let new):
+            return [(.insert, try checked(new))]
+        case .update(_, _, let old, let new):
+            let new = try checked(new)
+            if let old, try keyChanged(from: checked(old.values), to: new) {
+                return [(.delete, try checked(old.values)), (.update, new)]
+            }
+            return [(.update, new)]
+        case .delete(_, _, let old):
+            return [(.delete, try checked(old.values))]
+        case .truncate:
+            return [(.truncate, Array(repeating: .null, count: columnNames.count))]
+        default:
+            return []
+        }
+    }
+
+    /// Appends one CSV row.
+    /// - Parameter lsn: the commit LSN's text form, made once per transaction.
+    public func append(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
+                       to line: inout [UInt8]) throws {
+        line.append(operation.rawValue.utf8.first!)
+        line.append(UInt8(ascii: ","))
+        line.append(contentsOf: lsn)
+        line.append(UInt8(ascii: ","))
+        line.append(contentsOf: String(sequence).utf8)
+        line.append(UInt8(ascii: ","))
+        var unchanged: [String] = []
+        for (index, value) in values.enumerated() where value == .unchanged { unchanged.append(columnNames[index]) }
+        if !unchanged.isEmpty { CSVEncoding.appendField(PostgresArray.literal(unchanged), to: &line) }
+        for value in values {
+            line.append(UInt8(ascii: ","))
+            switch value {
+            case .null, .unchanged:
+                break
+            case .text(let bytes):
+                bytes.withUnsafeBytes { CSVEncoding.appendField($0, to: &line) }
+            case .binary:
+                throw Failure(description: "a binary tuple value arrived, but Tributary asks pgoutput for text only")
+            }
+        }
+        line.append(10)
+    }
+
+    private func checked(_ values: [PgOutputMessage.TupleValue]) throws -> [PgOutputMessage.TupleValue] {
+        guard values.count == columnNames.count else {
+            throw Failure(description: "a tuple has \(values.count) values but the relation has \(columnNames.count) columns")
+        }
+        return values
+    }
+
+    private func keyChanged(from old: [PgOutputMessage.TupleValue], to new: [PgOutputMessage.TupleValue]) throws -> Bool {
+        keyPositions.contains { old[$0] != new[$0] && new[$0] != .unchanged }
+    }
+}

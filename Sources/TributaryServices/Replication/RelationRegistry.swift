@@ -1,0 +1,78 @@
+import Logging
+import TributaryCore
+import TributaryPostgres
+
+/// What the replicator knows of each relation pgoutput has described: whether it is replicated,
+/// and if so its schema as the manifest carries it and the encoder for its rows.
+final class RelationRegistry {
+    struct Replicated {
+        var relation: RelationSchema
+        var stagingTable: String
+        var encoder: ChangeRowEncoder
+    }
+
+    enum Entry {
+        case replicated(Replicated)
+        /// In the publication but not in the configuration: skipped, warned about once.
+        case skipped
+    }
+
+    private let source: SourceConfiguration
+    private var described: [QualifiedName: SourceTable]
+    private let catalog: PostgresConnection
+    private let logger: Logger
+    private(set) var entries: [UInt32: Entry] = [:]
+
+    init(source: SourceConfiguration, described: [SourceTable], catalog: PostgresConnection, logger: Logger) {
+        self.source = source
+        self.described = Dictionary(uniqueKeysWithValues: described.map { ($0.name, $0) })
+        self.catalog = catalog
+        self.logger = logger
+    }
+
+    subscript(oid: UInt32) -> Entry? { entries[oid] }
+
+    /// Takes a Relation message. Returns true when a replicated table's schema differs from what was
+    /// known (a column added, dropped or retyped on the source).
+    @discardableResult
+    func update(_ message: PgOutputMessage.Relation) async throws -> Bool {
+        let name = QualifiedName(schema: message.namespace, name: message.name)
+        guard let configured = source.tables.first(where: { $0.table == name }) else {
+            if entries[message.oid] == nil {
+                logger.warning("table is in the publication but not in the configuration: skipping its changes",
+                               metadata: [LogKey.table: .string(name.description)])
+            }
+            entries[message.oid] = .skipped
+            return false
+        }
+        let columnNames = message.columns.map(\.name)
+        var table = described[name]
+        // A column the catalog description lacks, or a different type: the table changed since.
+        if table == nil || !matches(table!.relation, message) {
+            table = try await SourceCatalog.describe(configured, source: source, on: catalog)
+            described[name] = table
+        }
+        guard let table else { return false }
+        let columns = try columnNames.map { column in
+            guard let known = table.relation.columns.first(where: { $0.name == column }) else {
+                throw OperatorError("\(source.name): pgoutput sent column \"\(column)\" of \(name), which the source catalog does not list: is it excluded? Excluded columns must be left out of the publication's column list")
+            }
+            return known
+        }
+        let relation = RelationSchema(table: name, columns: columns, key: table.relation.key)
+        let changed: Bool
+        if case .replicated(let previous) = entries[message.oid] { changed = previous.relation != relation } else { changed = false }
+        entries[message.oid] = .replicated(Replicated(
+            relation: relation, stagingTable: configured.stagingTable,
+            encoder: try ChangeRowEncoder(columnNames: columnNames, key: relation.key)))
+        if changed {
+            logger.notice("table schema changed on the source; the next rows carry the new schema",
+                          metadata: [LogKey.table: .string(name.description)])
+        }
+        return changed
+    }
+
+    private func matches(_ relation: RelationSchema, _ message: PgOutputMessage.Relation) -> Bool {
+        message.columns.allSatisfy { column in relation.columns.contains { $0.name == column.name && $0.typeOid == column.typeOid } }
+    }
+}

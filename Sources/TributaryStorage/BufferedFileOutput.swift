@@ -1,0 +1,30 @@
+/// Appends many small records to a file with few system calls.
+public final class BufferedFileOutput {
+    private let output: FileOutput
+    private var buffer: [UInt8] = []
+    private let capacity: Int
+    public private(set) var bytesWritten = 0
+
+    public init(creating path: String, capacity: Int = 1 << 20) throws {
+        output = try FileOutput(creating: path)
+        self.capacity = capacity
+        buffer.reserveCapacity(capacity)
+    }
+
+    public func append(_ bytes: some Collection<UInt8>) throws {
+        buffer.append(contentsOf: bytes)
+        bytesWritten += bytes.count
+        if buffer.count >= capacity { try flush() }
+    }
+
+    public func flush() throws {
+        try output.write(buffer)
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Flushes and closes without fsync: for scratch files a crash makes worthless anyway.
+    public func close() throws {
+        try flush()
+        try output.close()
+    }
+}

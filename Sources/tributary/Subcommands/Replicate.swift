@@ -1,0 +1,61 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import TributaryCore
+import TributaryServices
+
+struct Replicate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Follow a source's replication slot and write its changes to the staging store as micro-batches.",
+        discussion: """
+            Runs until SIGTERM or SIGINT, then finishes the batch in hand, makes it durable, acknowledges it and exits 0. \
+            The slot must exist: run tributary snapshot first.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .customLong("source"), help: "The source to follow.")
+    var source: String
+
+    @Option(help: "Stop once everything up to this LSN (e.g. 0/16B3748) is durable in the staging store.")
+    var endLSN: String?
+
+    func validate() throws {
+        if let endLSN, LSN(endLSN) == nil { throw ValidationError("--end-lsn \(endLSN) is not an LSN such as 0/16B3748") }
+    }
+
+    func run() async throws {
+        try await CommandRunner.run {
+            let configuration = try global.loadConfiguration()
+            let logger = global.makeLogger("tributary.replicate")
+            let store = try StagingStores.open(configuration.target)
+            let stop = StopSignal()
+            let signals = SignalHandlers.install([SIGTERM, SIGINT]) { signal in
+                logger.notice("signal \(signal): finishing the batch in hand")
+                stop.request()
+            }
+            defer { _ = signals }
+            let sourceConfiguration = try configuration.sources(named: [source])[0]
+            let settings = Replicator.Settings(
+                limits: configuration.target.batch, compressionLevel: configuration.target.snapshot.compressionLevel,
+                heartbeatSeconds: Double(configuration.target.batch.heartbeatMilliseconds) / 1000, endLSN: endLSN.flatMap(LSN.init))
+            let summary = try await Replicator(source: sourceConfiguration, settings: settings, store: store,
+                                               workDirectory: configuration.target.workDirectory, logger: logger, stop: stop).run()
+            print("replicate \(source): \(summary.batches) batches, \(Format.count(summary.transactions)) transactions, "
+                  + "\(Format.count(summary.rows)) rows; durable and acknowledged up to \(summary.durableLSN)")
+        }
+    }
+}
+
+/// Turns signals into calls, off the signal handler's restricted context.
+enum SignalHandlers {
+    static func install(_ signals: [Int32], _ handler: @escaping @Sendable (Int32) -> Void) -> [DispatchSourceSignal] {
+        signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { handler(number) }
+            source.resume()
+            return source
+        }
+    }
+}
