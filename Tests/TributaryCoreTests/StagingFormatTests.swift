@@ -65,4 +65,13 @@ import TributaryCore
         #expect(abs(decoded.finishedAt.timeIntervalSince1970 - 1_700_000_060.123456) < 0.000_002)
         #expect(String(decoding: try ManifestCoding.encode(precise), as: UTF8.self).contains("\"2023-11-14T22:14:20.123456Z\""))
     }
+
+    @Test func batchManifestRoundTrips() throws {
+        let manifest = BatchManifest(source: "qvp", slot: "s", firstCommitLSN: LSN(0x10), endLSN: LSN(0x20),
+                                     firstCommitTime: Date(timeIntervalSince1970: 1_800_000_000.25),
+                                     lastCommitTime: Date(timeIntervalSince1970: 1_800_000_001.5), transactions: 2, rows: 0, files: [])
+        let encoded = try ManifestCoding.encode(manifest)
+        #expect(String(decoding: encoded, as: UTF8.self).contains("\"end_lsn\" : \"0/20\""))
+        #expect(try ManifestCoding.decode(BatchManifest.self, from: encoded) == manifest)
+    }
 }

@@ -44,6 +44,12 @@ public struct BatchManifest: Sendable, Hashable, Codable {
     public var rows: Int
     public var files: [BatchFile]
 
+    // The coders' snake_case conversion would read `first_commit_lsn` back as `firstCommitLsn`.
+    enum CodingKeys: String, CodingKey {
+        case format, source, slot, firstCommitTime, lastCommitTime, transactions, rows, files
+        case firstCommitLSN = "firstCommitLsn", endLSN = "endLsn"
+    }
+
     public init(source: String, slot: String, firstCommitLSN: LSN, endLSN: LSN, firstCommitTime: Date, lastCommitTime: Date,
                 transactions: Int, rows: Int, files: [BatchFile]) {
         self.format = Self.currentFormat

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryPostgres
+import TributaryServices
+
+/// What the replicator writes, read back from the staging store: every kind of change, with the
+/// metadata the applier needs, in commit order.
+@Suite struct ReplicatorChangeTests {
+    @Test func everyKindOfChangeArrivesInCommitOrder() async throws {
+        var fixture = try await PipelineFixture.make("changes", sources: [("qvp", ["public.items", "public.notes"])])
+        fixture.sources[0].extraYAML = ""
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("""
+            CREATE TABLE items (id int PRIMARY KEY, name text, doc text, qty int);
+            ALTER TABLE items ALTER COLUMN doc SET STORAGE EXTERNAL;
+            CREATE TABLE notes (id int PRIMARY KEY, body text);
+            CREATE TABLE unconfigured (id int PRIMARY KEY);
+            INSERT INTO items VALUES (1, 'one', repeat('d', 5000), 1);
+            """)
+        _ = try await fixture.snapshot("qvp")
+        // The publication must cover the unconfigured table for its skipping to be exercised.
+        try await source.execute("ALTER PUBLICATION tributary_qvp ADD TABLE unconfigured")
+
+        try await source.execute("INSERT INTO items VALUES (2, 'two', NULL, 2), (3, '', 'small', 3)")
+        try await source.execute("UPDATE items SET qty = 10 WHERE id = 1")                   // doc untouched: unchanged TOAST
+        try await source.execute("UPDATE items SET id = 20 WHERE id = 2")                    // key change
+        try await source.execute("DELETE FROM items WHERE id = 3")
+        try await source.execute("BEGIN; INSERT INTO items VALUES (4, 'rolled back', NULL, 0); ROLLBACK")
+        try await source.execute("""
+            BEGIN; INSERT INTO items VALUES (5, 'kept', NULL, 5); SAVEPOINT s; INSERT INTO items VALUES (6, 'undone', NULL, 6);
+            ROLLBACK TO SAVEPOINT s; INSERT INTO unconfigured VALUES (1); COMMIT
+            """)
+        // Interleaved transactions: a opens first, b commits first.
+        let a = try await fixture.connectSource("qvp"), b = try await fixture.connectSource("qvp")
+        try await a.execute("BEGIN; INSERT INTO notes VALUES (1, 'from a')")
+        try await b.execute("BEGIN; INSERT INTO notes VALUES (2, 'from b')")
+        try await b.execute("COMMIT")
+        try await a.execute("COMMIT")
+        try await source.execute("ALTER TABLE notes ADD COLUMN tag text")
+        try await source.execute("INSERT INTO notes VALUES (3, 'with tag', 'red')")
+        try await source.execute("TRUNCATE notes")
+
+        // Small batches, so the run spans several.
+        var limits = BatchLimits()
+        limits.rowsMax = 3
+        let summary = try await fixture.replicateUntilCaughtUp("qvp", limits: limits)
+        #expect(summary.batches >= 3)
+        let staged = try await fixture.stagedChanges("qvp")
+        let rows = staged.rows
+
+        let items = rows.filter { $0.table == "qvp_items" }
+        #expect(items.map { "\($0.operation)\($0["id"] ?? "-")" } == ["I2", "I3", "U1", "D2", "U20", "D3", "I5"])
+        #expect(items.first { $0["id"] == "3" }?.values["name"] == .some(""), "empty string must stay empty, not NULL")
+        #expect(items.first { $0["id"] == "2" }?.values["doc"] == .some(nil), "NULL must stay NULL")
+        let toast = try #require(items.first { $0.operation == "U" && $0["id"] == "1" })
+        #expect(toast.unchanged == "{\"doc\"}" && toast["doc"] == nil && toast["qty"] == "10")
+        #expect(!rows.contains { $0["name"] == "rolled back" || $0["name"] == "undone" })
+        #expect(!rows.contains { $0.table.contains("unconfigured") })
+
+        let notes = rows.filter { $0.table == "qvp_notes" }
+        #expect(notes.map { "\($0.operation)\($0["id"] ?? "-")" } == ["I2", "I1", "I3", "T-"])
+        #expect(notes.first { $0["id"] == "3" }?["tag"] == "red")
+        // The added column reaches the manifest of the batch that first carries it.
+        let withTag = staged.manifests.flatMap(\.files).filter { $0.stagingTable == "qvp_notes" }.last!
+        #expect(withTag.relation.columnNames == ["id", "body", "tag"])
+        #expect(withTag.relation.columns.last?.stagingType == "text")
+
+        // Commit order: LSNs never go back, across batches (listed in name order) and within them.
+        let lsns = rows.map(\.lsn)
+        #expect(lsns == lsns.sorted())
+        #expect(staged.manifests.map(\.endLSN) == staged.manifests.map(\.endLSN).sorted())
+        for (manifest, batch) in zip(staged.manifests, staged.batches) {
+            #expect(batch.allSatisfy { $0.lsn >= manifest.firstCommitLSN && $0.lsn < manifest.endLSN })
+        }
+        // The slot was confirmed exactly as far as the store holds.
+        let confirmed = try await source.query("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1",
+                                               [fixture.source("qvp").slot]).scalar.flatMap(LSN.init)
+        #expect(confirmed == summary.durableLSN)
+        #expect(confirmed! >= staged.manifests.last!.endLSN)
+    }
+}

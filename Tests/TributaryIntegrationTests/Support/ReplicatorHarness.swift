@@ -1,0 +1,22 @@
+import Foundation
+import TributaryCore
+import TributaryPostgres
+import TributaryServices
+
+/// Runs the replicator in process until the source's current WAL position is durable in the store.
+extension PipelineFixture {
+    func replicateUntilCaughtUp(_ sourceName: String, limits: BatchLimits = BatchLimits(), heartbeatSeconds: Double = 60) async throws -> Replicator.Summary {
+        let source = try await connectSource(sourceName)
+        let end = LSN(try await source.query("SELECT pg_current_wal_lsn()").scalar!)!
+        await source.close()
+        let configuration = try configuration()
+        var settings = Replicator.Settings(limits: limits, heartbeatSeconds: heartbeatSeconds, endLSN: end)
+        settings.statusSeconds = 1
+        return try await Replicator(source: try configuration.sources(named: [sourceName])[0], settings: settings, store: try store(),
+                                    workDirectory: configuration.target.workDirectory, logger: Self.logger, stop: StopSignal()).run()
+    }
+
+    func stagedChanges(_ source: String) async throws -> StagedChanges {
+        try await StagedChanges.read(source: source, store: try store())
+    }
+}
