@@ -7,7 +7,9 @@ import TributaryServices
 extension PipelineFixture {
     func replicateUntilCaughtUp(_ sourceName: String, limits: BatchLimits = BatchLimits(), heartbeatSeconds: Double = 60) async throws -> Replicator.Summary {
         let source = try await connectSource(sourceName)
-        let end = LSN(try await source.query("SELECT pg_current_wal_lsn()").scalar!)!
+        // The insert position: with asynchronous commit, pg_current_wal_lsn() (the write position)
+        // can lag behind commits that already returned.
+        let end = LSN(try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!)!
         await source.close()
         let configuration = try configuration()
         var settings = Replicator.Settings(limits: limits, heartbeatSeconds: heartbeatSeconds, endLSN: end)

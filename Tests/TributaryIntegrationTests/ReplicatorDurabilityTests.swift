@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryPostgres
+import TributaryServices
+
+/// The commit protocol under failure: kill -9 anywhere loses nothing, SIGTERM finishes cleanly,
+/// and an idle source's slot keeps advancing.
+@Suite struct ReplicatorDurabilityTests {
+    func eventsFixture(_ label: String) async throws -> PipelineFixture {
+        var fixture = try await PipelineFixture.make(label, sources: [("qvp", ["public.events"])])
+        fixture.snapshotYAML = "  jobs: 1\nbatch:\n  max_rows: 200\n  max_age: 200ms\n  heartbeat: 300ms\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("CREATE TABLE events (txn int, n int, payload text, PRIMARY KEY (txn, n))")
+        _ = try await fixture.snapshot("qvp")
+        return fixture
+    }
+
+    /// Commits transactions 1, 2, 3 … each inserting `txn % 7 + 1` rows, until stopped.
+    func startWorkload(_ fixture: PipelineFixture) -> BackgroundWriter {
+        let writer = BackgroundWriter()
+        let conninfo = fixture.source("qvp").conninfo
+        writer.start {
+            let connection = try await PostgresConnection.connect(conninfo, name: "workload")
+            var transaction = 0
+            while !writer.stopped {
+                transaction += 1
+                try await connection.query("""
+                    INSERT INTO events SELECT $1::int, n, md5(n::text) FROM generate_series(1, $1::int % 7 + 1) n
+                    """, [String(transaction)])
+            }
+            return transaction
+        }
+        return writer
+    }
+
+    @Test func killedReplicatorLosesNothing() async throws {
+        let fixture = try await eventsFixture("killrep")
+        let workload = startWorkload(fixture)
+        var kills = 0
+        for _ in 0..<6 {
+            try fixture.writeConfiguration()
+            let replicator = TestProcess(Paths.tributary, ["replicate", "--source", "qvp", "--config", fixture.configurationDirectory])
+            try replicator.start()
+            try await Task.sleep(for: .milliseconds(Int.random(in: 300...1500)))
+            replicator.kill()
+            if (await replicator.wait()).signalled { kills += 1 }
+        }
+        let transactions = try await workload.stop()
+        #expect(kills == 6)
+        #expect(transactions > 20)
+        // One last run to the end of the WAL.
+        _ = try await fixture.replicateUntilCaughtUp("qvp")
+
+        let staged = try await fixture.stagedChanges("qvp")
+        // Every committed transaction is there, whole, in some batch (replays may repeat it).
+        var seen: [Int: Set<Int>] = [:]
+        for row in staged.rows { seen[Int(row["txn"]!)!, default: []].insert(Int(row["n"]!)!) }
+        let missing = (1...transactions).filter { seen[$0] != Set(1...($0 % 7 + 1)) }
+        #expect(missing.isEmpty, "transactions missing or incomplete: \(missing.prefix(10))")
+        // In commit order: within each batch rows follow commit LSN, and transactions appear in the
+        // order they committed.
+        for batch in staged.batches {
+            #expect(batch.map(\.lsn) == batch.map(\.lsn).sorted())
+            let order = batch.map { Int($0["txn"]!)! }
+            #expect(order == order.sorted())
+        }
+    }
+
+    @Test func sigtermFinishesTheBatchAndAcknowledgesIt() async throws {
+        let fixture = try await eventsFixture("sigterm")
+        let workload = startWorkload(fixture)
+        try fixture.writeConfiguration()
+        let replicator = TestProcess(Paths.tributary, ["replicate", "--source", "qvp", "--config", fixture.configurationDirectory])
+        try replicator.start()
+        try await Task.sleep(for: .seconds(2))
+        replicator.kill(signal: SIGTERM)
+        let outcome = await replicator.wait()
+        _ = try await workload.stop()
+        #expect(outcome.status == 0, "\(outcome.standardError)")
+        #expect(outcome.standardOutput.contains("durable and acknowledged up to"))
+        let staged = try await fixture.stagedChanges("qvp")
+        #expect(!staged.manifests.isEmpty)
+        let source = try await fixture.connectSource("qvp")
+        let confirmed = LSN(try await source.query("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1",
+                                                   [fixture.source("qvp").slot]).scalar!)!
+        // Acknowledged exactly what is stored, no more: the last manifest's end (or a later idle position).
+        #expect(confirmed >= staged.manifests.last!.endLSN)
+        let acknowledged = outcome.standardOutput.split(separator: " ").last.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(acknowledged.flatMap(LSN.init) == confirmed)
+    }
+
+    @Test func heartbeatsAdvanceAnIdleSlot() async throws {
+        let fixture = try await eventsFixture("heartbeat")
+        let source = try await fixture.connectSource("qvp")
+        let slot = fixture.source("qvp").slot
+        let before = LSN(try await source.query("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", [slot]).scalar!)!
+        // The rest of the cluster is busy: WAL grows in another database, while this source stays idle.
+        let busy = try await fixture.clusters.makeDatabase("busy", onSource: true)
+        let other = try await PostgresConnection.connect(busy, name: "busy")
+        try await other.execute("CREATE TABLE churn (x int)")
+
+        try fixture.writeConfiguration()
+        let replicator = TestProcess(Paths.tributary, ["replicate", "--source", "qvp", "--config", fixture.configurationDirectory])
+        try replicator.start()
+        var confirmed: [LSN] = []
+        for _ in 0..<12 {
+            try await other.execute("INSERT INTO churn SELECT generate_series(1, 1000)")
+            try await Task.sleep(for: .milliseconds(250))
+            confirmed.append(LSN(try await source.query(
+                "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", [slot]).scalar!)!)
+        }
+        replicator.kill(signal: SIGTERM)
+        #expect((await replicator.wait()).status == 0)
+        #expect(confirmed.last! > before, "the idle slot did not advance")
+        #expect(Set(confirmed).count >= 3, "the slot advanced only \(Set(confirmed).count - 1) times in 3 s")
+        // Heartbeats arrive as their own transactions: batches with a commit time and no rows.
+        let staged = try await fixture.stagedChanges("qvp")
+        let heartbeats = staged.manifests.filter { $0.rows == 0 && $0.transactions > 0 }
+        #expect(heartbeats.count >= 2)
+    }
+}
