@@ -79,4 +79,26 @@ import TributaryServices
         #expect(confirmed == summary.durableLSN)
         #expect(confirmed! >= staged.manifests.last!.endLSN)
     }
+
+    /// One transaction of a million rows: pgoutput streams it before it commits, the replicator
+    /// spills it to disk, and the whole of it lands in one batch at its commit.
+    @Test func millionRowTransaction() async throws {
+        let fixture = try await PipelineFixture.make("million", sources: [("qvp", ["public.big"])])
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("CREATE TABLE big (id int PRIMARY KEY, label text)")
+        _ = try await fixture.snapshot("qvp")
+        try await source.execute("INSERT INTO big SELECT i, 'row ' || i FROM generate_series(1, 1000000) i")
+        try await source.execute("BEGIN; INSERT INTO big SELECT i, 'never' FROM generate_series(2000001, 2300000) i; ROLLBACK")
+        let summary = try await fixture.replicateUntilCaughtUp("qvp")
+        #expect(summary.rows == 1_000_000)
+        let staged = try await fixture.stagedChanges("qvp")
+        let batch = try #require(staged.manifests.firstIndex { $0.rows > 0 })
+        #expect(staged.manifests[batch].rows == 1_000_000 && staged.manifests[batch].transactions == 1)
+        let rows = staged.batches[batch]
+        #expect(rows.count == 1_000_000)
+        #expect(Set(rows.map(\.lsn)).count == 1)
+        #expect(rows.first?["id"] == "1" && rows.last?["id"] == "1000000")
+        #expect(rows.allSatisfy { $0.operation == "I" })
+        #expect(rows.reduce(0) { $0 + Int($1["id"]!)! } == 500_000_500_000)
+    }
 }
