@@ -62,13 +62,27 @@ public final class FileInput {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
         defer { buffer.deallocate() }
         while true {
-            let count = read(descriptor, buffer.baseAddress!, size)
+            let count = Glibc.read(descriptor, buffer.baseAddress!, size)
             if count < 0 {
                 if errno == EINTR { continue }
                 throw StorageError.io(operation: "read", path: path, errno: errno)
             }
             if count == 0 { return }
             try body(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        }
+    }
+
+    /// Reads up to `count` bytes; an empty result means the end of the file.
+    public func read(upTo count: Int) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        while true {
+            let read = bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress!, count) }
+            if read < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.io(operation: "read", path: path, errno: errno)
+            }
+            bytes.removeLast(count - read)
+            return bytes
         }
     }
 

@@ -101,4 +101,30 @@ import TributaryServices
         #expect(rows.allSatisfy { $0.operation == "I" })
         #expect(rows.reduce(0) { $0 + Int($1["id"]!)! } == 500_000_500_000)
     }
+
+    /// A transaction streamed in several chunks, with a column added between its rows: each row is
+    /// written under the schema it was made with.
+    @Test func schemaChangeInsideAStreamedTransaction() async throws {
+        var fixture = try await PipelineFixture.make("streamddl", sources: [("qvp", ["public.notes"])])
+        fixture.snapshotYAML = "  jobs: 1\nbatch:\n  memory_max: 64KiB\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+        _ = try await fixture.snapshot("qvp")
+        try await source.execute("""
+            BEGIN;
+            INSERT INTO notes SELECT i, 'before ' || i FROM generate_series(1, 3000) i;
+            ALTER TABLE notes ADD COLUMN tag text;
+            INSERT INTO notes SELECT i, 'after ' || i, 'tag ' || i FROM generate_series(3001, 6000) i;
+            COMMIT
+            """)
+        let summary = try await fixture.replicateUntilCaughtUp("qvp")
+        #expect(summary.rows == 6000)
+        let staged = try await fixture.stagedChanges("qvp")
+        let files = staged.manifests.flatMap(\.files)
+        #expect(files.map(\.relation.columnNames) == [["id", "body"], ["id", "body", "tag"]])
+        #expect(files.map(\.file.rows) == [3000, 3000])
+        let rows = staged.rows
+        #expect(rows.filter { $0["tag"] != nil }.count == 3000)
+        #expect(rows.first { $0["id"] == "6000" }?["tag"] == "tag 6000")
+    }
 }

@@ -95,7 +95,8 @@ public struct BatchLimits: Sendable, Hashable {
     public var rowsMax: Int = 100_000
     public var bytesMax: Int = 64 << 20
     public var ageMillisecondsMax: Int = 1000
-    /// Above this, a transaction being assembled spills to the work directory.
+    /// Above this, the source streams a transaction before it commits (its logical_decoding_work_mem)
+    /// and the replicator spills it to the work directory.
     public var memoryBytesMax: Int = 64 << 20
     /// An idle source gets a heartbeat this often, so its slot advances and lag stays measurable.
     public var heartbeatMilliseconds: Int = 10_000

@@ -83,6 +83,9 @@ public struct Replicator: Sendable {
 
         let replication = try await PostgresConnection.connect(
             source.connection, name: source.name, mode: .replication, applicationName: "tributary replicate \(source.name)")
+        let system = try await replication.simpleQuery("IDENTIFY_SYSTEM")
+        // Transactions larger than this reach us streamed before they commit, and go to spill files.
+        try await replication.execute("SET logical_decoding_work_mem = '\(max(64, settings.limits.memoryBytesMax >> 10))kB'")
         let start = slot.value(0, "confirmed_flush_lsn").flatMap(LSN.init) ?? .zero
         let publication = SQL.literal(SQL.identifier(source.publication))
         try await replication.startReplication("""
@@ -91,7 +94,9 @@ public struct Replicator: Sendable {
             """)
         var log = logger
         log[metadataKey: LogKey.slot] = .string(source.slot)
-        log.info("replicating", metadata: [LogKey.lsn: .string(start.description)])
+        log.info("replicating", metadata: [LogKey.lsn: .string(start.description),
+                                           "system": .string(system.value(0, "systemid") ?? "?"),
+                                           "timeline": .string(system.value(0, "timeline") ?? "?")])
         let session = ReplicationSession(
             replicator: self, registry: RelationRegistry(source: source, described: tables, catalog: side, logger: log),
             side: side, directory: directory, durable: start, logger: log)
@@ -196,8 +201,10 @@ private final class ReplicationSession: @unchecked Sendable {
         case .streamStop:
             currentStream = nil
         case .relation(let relation):
-            // Inside a stream: the schema this transaction's changes were made under; replayed in order.
+            // Inside a stream: the schema this transaction's changes were made under, replayed in
+            // order at its commit. Registered now too, so a warning about skipped tables comes early.
             try currentStream?.append(xid: relation.xid!, payload: payload)
+            try await registry.update(relation)
         case .insert(let xid?, _, _), .update(let xid?, _, _, _), .delete(let xid?, _, _), .truncate(let xid?, _, _, _):
             guard let spill = currentStream else { throw OperatorError("\(replicator.source.name): a streamed change arrived outside a stream block") }
             try spill.append(xid: xid, payload: payload)
@@ -206,12 +213,10 @@ private final class ReplicationSession: @unchecked Sendable {
                 throw OperatorError("\(replicator.source.name): stream commit for transaction \(xid), which never streamed")
             }
             batch.begin(commitLSN: commit.commitLSN)
-            try spill.replay { change in
+            try await spill.replay { change in
                 switch change {
                 case .relation(let relation):
-                    // Synchronous lookups only here: the registry already knows streamed relations,
-                    // as pgoutput sent them inside the stream and they were registered below.
-                    _ = relation
+                    if try await registry.update(relation) { batch.schemaChanged(relationOid: relation.oid) }
                 case .insert(_, let oid, _), .update(_, let oid, _, _), .delete(_, let oid, _):
                     try append(change, relationOid: oid)
                 case .truncate(_, let oids, _, _):
@@ -231,9 +236,6 @@ private final class ReplicationSession: @unchecked Sendable {
         case .type, .origin, .message:
             // Types are read from the catalog; heartbeats need no handling beyond their transaction.
             break
-        }
-        if case .relation(let relation) = message, relation.xid != nil {
-            if try await registry.update(relation) { batch.schemaChanged(relationOid: relation.oid) }
         }
     }
 

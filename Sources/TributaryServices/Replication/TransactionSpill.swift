@@ -29,14 +29,20 @@ final class TransactionSpill {
 
     func abortSubtransaction(_ xid: UInt32) { abortedSubtransactions.insert(xid) }
 
-    /// Replays the surviving messages in order; changes of aborted subtransactions are skipped.
-    func replay(_ body: (PgOutputMessage) throws -> Void) throws {
+    /// Replays the surviving messages in order, Relation messages included, so each change meets
+    /// the schema it was made under; changes of aborted subtransactions are skipped.
+    func replay(_ body: (PgOutputMessage) async throws -> Void) async throws {
         try output.close()
         var decoder = PgOutputDecoder(inStream: true)
+        let input = try FileInput(path: path)
         var pending: [UInt8] = []
-        try FileInput(path: path).forEachChunk { chunk in
+        var offset = 0
+        while true {
+            let chunk = try input.read(upTo: 1 << 20)
+            if chunk.isEmpty { break }
+            pending.removeFirst(offset)
+            offset = 0
             pending.append(contentsOf: chunk)
-            var offset = 0
             while pending.count - offset >= 8 {
                 var reader = ByteReader(pending, offset: offset)
                 let xid = try reader.uint32()
@@ -45,10 +51,10 @@ final class TransactionSpill {
                 let payload = Array(pending[(offset + 8)..<(offset + 8 + length)])
                 offset += 8 + length
                 if abortedSubtransactions.contains(xid) { continue }
-                try body(try decoder.decode(payload, at: .zero))
+                try await body(try decoder.decode(payload, at: .zero))
             }
-            pending.removeFirst(offset)
         }
+        guard offset == pending.count else { throw OperatorError("spill file \(path) ends inside a record") }
     }
 
     func discard() {
