@@ -34,6 +34,8 @@ public struct SourceConfiguration: Sendable {
     public var tables: [TableConfiguration]
     /// Object-storage buckets whose files move to the target bucket (the object-sync stage).
     public var buckets: [String]
+    /// What the applier does when a batch's schema differs from the STG table.
+    public var schemaChanges: SchemaChangePolicy = .addColumns
     /// The file it came from, for messages.
     public var file: String
 
@@ -48,6 +50,15 @@ public struct SourceConfiguration: Sendable {
         self.buckets = buckets
         self.file = file
     }
+}
+
+/// How the applier follows schema changes on a source.
+public enum SchemaChangePolicy: String, Sendable {
+    /// A column added on the source is added to STG; a dropped one is kept and left NULL from then
+    /// on; a changed type stops the source.
+    case addColumns = "add_columns"
+    /// Any difference stops the source until the operator has changed STG.
+    case stop
 }
 
 /// One replicated table.

@@ -103,7 +103,7 @@ public enum ConfigurationParser {
 
     static func parseSource(_ file: File, environment: [String: String]) throws -> SourceConfiguration {
         let root = try root(file, environment: environment)
-        try root.requireOnly(["source", "connection", "slot", "publication", "create_publication", "tables", "buckets"])
+        try root.requireOnly(["source", "connection", "slot", "publication", "create_publication", "tables", "buckets", "schema_changes"])
         let stem = ((file.name as NSString).lastPathComponent as NSString).deletingPathExtension
         let name = try root.string("source") ?? stem
         guard name.first.map({ $0.isASCII && $0.isLowercase }) == true,
@@ -133,8 +133,15 @@ public enum ConfigurationParser {
             tables.append(table)
         }
         let buckets = try root.stringList("buckets") ?? []
-        return SourceConfiguration(name: name, connection: connection, slot: slot, publication: publication,
-                                   createPublication: createPublication, tables: tables, buckets: buckets, file: file.name)
+        var source = SourceConfiguration(name: name, connection: connection, slot: slot, publication: publication,
+                                         createPublication: createPublication, tables: tables, buckets: buckets, file: file.name)
+        if let text = try root.string("schema_changes") {
+            guard let policy = SchemaChangePolicy(rawValue: text) else {
+                throw root.error("schema_changes", root.node("schema_changes")!, "expected add_columns or stop, found \"\(text)\"")
+            }
+            source.schemaChanges = policy
+        }
+        return source
     }
 
     static func parseTable(_ reader: YAMLReader, source: String) throws -> TableConfiguration {

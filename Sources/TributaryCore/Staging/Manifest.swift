@@ -91,7 +91,7 @@ public enum ManifestCoding {
     }
 
     /// `2026-11-25T09:23:31.315304Z`
-    static func format(_ date: Date) -> String {
+    public static func format(_ date: Date) -> String {
         let seconds = date.timeIntervalSince1970.rounded(.down)
         let micros = Int(((date.timeIntervalSince1970 - seconds) * 1_000_000).rounded())
         let whole = Date(timeIntervalSince1970: seconds).formatted(.iso8601.year().month().day().dateSeparator(.dash)

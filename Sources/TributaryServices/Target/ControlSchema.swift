@@ -56,6 +56,14 @@ public enum ControlSchema {
             PRIMARY KEY (source, end_lsn)
         );
         """,
+        // The newest TRUNCATE applied per STG table: changes older than it are void, whatever order
+        // batches arrive in, so a replay can never bring back a truncated row STG never saw.
+        """
+        CREATE TABLE tributary.truncations (
+            stg_table text PRIMARY KEY,
+            lsn pg_lsn NOT NULL
+        );
+        """,
     ]
 
     /// Any number of processes may call this at once; an advisory lock serialises them.

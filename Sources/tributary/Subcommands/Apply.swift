@@ -4,8 +4,11 @@ import TributaryServices
 
 struct Apply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Apply what the staging store holds to STG in the target.",
-        discussion: "With --once: load every complete snapshot not yet applied, then exit. Running it again does nothing.")
+        abstract: "Apply what the staging store holds to STG in the target: snapshots, then change batches in LSN order.",
+        discussion: """
+            Without --once it keeps applying, woken by the replicators' NOTIFY (and a slow poll), until SIGTERM or SIGINT. \
+            With --once it applies what is there and exits. Running it again never applies anything twice.
+            """)
 
     @OptionGroup var global: GlobalOptions
 
@@ -15,36 +18,45 @@ struct Apply: AsyncParsableCommand {
     @Flag(help: "Apply what is there now and exit.")
     var once = false
 
-    @Option(help: "Parallel target connections (default: snapshot.jobs in tributary.yaml).")
+    @Option(help: "Parallel target connections for snapshot loads (default: snapshot.jobs in tributary.yaml).")
     var jobs: Int?
 
     func run() async throws {
         try await CommandRunner.run {
-            guard once else {
-                throw ValidationErrorMessage("continuous apply is not available in this build yet: run tributary apply --once")
-            }
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("tributary.apply")
             let store = try StagingStores.open(configuration.target)
-            let loader = SnapshotLoader(target: configuration.target.connection, store: store,
-                                        jobs: jobs ?? configuration.target.snapshot.jobs, logger: logger)
-            for source in try configuration.sources(named: sources) {
+            let stop = StopSignal()
+            let applier = ChangeApplier(target: configuration.target.connection, sources: try configuration.sources(named: sources),
+                                        store: store, settings: .init(jobs: jobs ?? configuration.target.snapshot.jobs),
+                                        logger: logger, stop: stop)
+            let started = ContinuousClock.now
+            if once {
                 let display = ProgressDisplay(logger: logger)
-                let started = ContinuousClock.now
-                let report = try await display.around { try await loader.load(source: source.name, onStart: display.start) }
-                guard let report else {
-                    print("apply \(source.name): nothing to apply (no new snapshot)")
-                    continue
+                let report = try await display.around { try await applier.applyOnce(onSnapshotStart: display.start) }
+                for snapshot in report.snapshots {
+                    print("apply \(snapshot.source): snapshot at \(snapshot.consistentPoint) loaded into STG: \(snapshot.tables) tables, "
+                          + "\(Format.count(snapshot.rows)) rows"
+                          + (snapshot.partsAlreadyLoaded > 0 ? " (\(snapshot.partsAlreadyLoaded) parts were loaded by an earlier run)" : ""))
                 }
-                print("apply \(source.name): snapshot at \(report.consistentPoint) loaded into STG: \(report.tables) tables, "
-                      + "\(Format.count(report.rows)) rows in \(Format.duration((ContinuousClock.now - started).seconds))"
-                      + (report.partsAlreadyLoaded > 0 ? " (\(report.partsAlreadyLoaded) parts were loaded by an earlier run)" : ""))
+                if report.snapshots.isEmpty && report.batches == 0 {
+                    print("apply: nothing to apply")
+                } else {
+                    print("apply: \(report.batches) change batches, \(Format.count(report.rows)) changes applied in "
+                          + Format.duration((ContinuousClock.now - started).seconds))
+                }
+                return
+            }
+            let signals = SignalHandlers.install([SIGTERM, SIGINT]) { signal in
+                logger.notice("signal \(signal): stopping after the batch in hand")
+                stop.request()
+            }
+            defer { _ = signals }
+            let failures = try await applier.run()
+            guard failures.isEmpty else {
+                for (source, error) in failures.sorted(by: { $0.key < $1.key }) { CommandRunner.printError("\(source): \(error)") }
+                throw ExitCode(1)
             }
         }
     }
-}
-
-struct ValidationErrorMessage: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

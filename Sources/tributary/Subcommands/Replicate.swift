@@ -39,8 +39,10 @@ struct Replicate: AsyncParsableCommand {
             let settings = Replicator.Settings(
                 limits: configuration.target.batch, compressionLevel: configuration.target.snapshot.compressionLevel,
                 heartbeatSeconds: Double(configuration.target.batch.heartbeatMilliseconds) / 1000, endLSN: endLSN.flatMap(LSN.init))
+            let notifier = TargetNotifier(target: configuration.target.connection, logger: logger)
             let summary = try await Replicator(source: sourceConfiguration, settings: settings, store: store,
-                                               workDirectory: configuration.target.workDirectory, logger: logger, stop: stop).run()
+                                               workDirectory: configuration.target.workDirectory, logger: logger, stop: stop,
+                                               onBatch: { await notifier.batchWritten($0) }).run()
             print("replicate \(source): \(summary.batches) batches, \(Format.count(summary.transactions)) transactions, "
                   + "\(Format.count(summary.rows)) rows; durable and acknowledged up to \(summary.durableLSN)")
         }

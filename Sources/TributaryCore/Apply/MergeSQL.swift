@@ -1,0 +1,105 @@
+/// SQL that applies one CDC file to its STG table (DESIGN.md §4), generated from the relation
+/// schema. Run in the batch's transaction, in this order: `createTemporary`, `copyIn`, then per
+/// truncate `truncatePoint` / `tombstoneOlderThan`, then `merge`.
+public struct MergeSQL: Sendable {
+    public let relation: RelationSchema
+    public let target: QualifiedName
+    public let temporary: QualifiedName
+
+    public init(relation: RelationSchema, stagingTable: String, temporaryName: String) {
+        self.relation = relation
+        target = QualifiedName(schema: StagingColumns.schema, name: stagingTable)
+        temporary = QualifiedName(schema: "pg_temp", name: temporaryName)
+    }
+
+    private var keys: [String] { relation.key }
+    private var values: [ColumnSchema] { relation.columns.filter { !relation.key.contains($0.name) } }
+    private var lsn: String { SQL.identifier(StagingColumns.lsn) }
+    private var deleted: String { SQL.identifier(StagingColumns.deleted) }
+
+    public var createTemporary: String {
+        let columns = ["_op text", "_lsn pg_lsn", "_seq bigint", "_unchanged text[]"]
+            + relation.columns.map { "\(SQL.identifier($0.name)) \($0.stagingType)" }
+        return "CREATE TEMPORARY TABLE \(SQL.identifier(temporary.name)) (\(columns.joined(separator: ", "))) ON COMMIT DROP"
+    }
+
+    public var copyIn: String {
+        "COPY \(SQL.identifier(temporary.name)) (\(SQL.identifierList(ChangeColumns.all + relation.columnNames))) FROM STDIN (FORMAT csv, HEADER match)"
+    }
+
+    /// The last TRUNCATE in the file: its sequence and LSN, or no row.
+    public var truncatePoint: String {
+        "SELECT _seq, _lsn FROM \(SQL.identifier(temporary.name)) WHERE _op = 'T' ORDER BY _seq DESC LIMIT 1"
+    }
+
+    /// A TRUNCATE at `lsn` makes every older row a tombstone; tombstones keep the truncate's LSN so
+    /// that no older change can bring a row back.
+    public func tombstoneOlderThan(_ lsn: LSN) -> String {
+        "UPDATE \(target.sql) SET \(deleted) = true, \(self.lsn) = \(SQL.literal(lsn.description))::pg_lsn "
+            + "WHERE \(self.lsn) < \(SQL.literal(lsn.description))::pg_lsn"
+    }
+
+    /// Whether any change in the file left a TOASTed column out: then the folding merge is needed.
+    public var hasUnchanged: String {
+        "SELECT EXISTS (SELECT 1 FROM \(SQL.identifier(temporary.name)) WHERE _unchanged IS NOT NULL)"
+    }
+
+    /// Merges the newest change per key, guarded by LSN: a row changes only when the incoming LSN is
+    /// newer than the stored one. Deletes become tombstones, also for keys STG never saw.
+    /// - Parameters:
+    ///   - afterSequence: changes up to this sequence were wiped by a TRUNCATE later in the file.
+    ///   - truncatedAt: the table's newest TRUNCATE; changes older than it are void.
+    ///   - folding: reduce with unchanged-TOAST folding (see `foldedChanges`).
+    public func merge(afterSequence: Int?, truncatedAt: LSN?, folding: Bool) -> String {
+        let filter = self.filter(afterSequence) + (truncatedAt.map { " AND _lsn > \(SQL.literal($0.description))::pg_lsn" } ?? "")
+        let source = folding ? foldedChanges(filter: filter) : newestChanges(filter: filter)
+        let on = keys.map { "t.\(SQL.identifier($0)) = s.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        let assignments = values.enumerated().map { index, column in
+            let name = SQL.identifier(column.name)
+            return folding ? "\(name) = CASE WHEN s.\(carried(index)) THEN s.\(name) ELSE t.\(name) END" : "\(name) = s.\(name)"
+        } + ["\(deleted) = false", "\(lsn) = s._lsn"]
+        let insertColumns = SQL.identifierList(relation.columnNames) + ", \(lsn), \(deleted)"
+        let insertValues = relation.columnNames.map { "s.\(SQL.identifier($0))" }.joined(separator: ", ")
+        let keyColumns = SQL.identifierList(keys)
+        let keyValues = keys.map { "s.\(SQL.identifier($0))" }.joined(separator: ", ")
+        return """
+            MERGE INTO \(target.sql) AS t USING (\(source)) AS s ON \(on) \
+            WHEN MATCHED AND s._lsn > t.\(lsn) AND s._op = 'D' THEN UPDATE SET \(deleted) = true, \(lsn) = s._lsn \
+            WHEN MATCHED AND s._lsn > t.\(lsn) THEN UPDATE SET \(assignments.joined(separator: ", ")) \
+            WHEN NOT MATCHED AND s._op = 'D' THEN INSERT (\(keyColumns), \(lsn), \(deleted)) VALUES (\(keyValues), s._lsn, true) \
+            WHEN NOT MATCHED THEN INSERT (\(insertColumns)) VALUES (\(insertValues), s._lsn, false)
+            """
+    }
+
+    private func filter(_ afterSequence: Int?) -> String {
+        "_op <> 'T'" + (afterSequence.map { " AND _seq > \($0)" } ?? "")
+    }
+
+    /// The newest change of each key.
+    func newestChanges(filter: String) -> String {
+        let keyList = SQL.identifierList(keys)
+        return "SELECT DISTINCT ON (\(keyList)) * FROM \(SQL.identifier(temporary.name)) WHERE \(filter) "
+            + "ORDER BY \(keyList), _seq DESC"
+    }
+
+    /// The newest change of each key, where a column the newest change left out as unchanged TOAST
+    /// takes the value of the newest earlier change in the file that carried it; `_carried_<n>` says
+    /// whether any did (if none, the stored value stays).
+    func foldedChanges(filter: String) -> String {
+        let partition = "PARTITION BY \(SQL.identifierList(keys))"
+        var columns = keys.map(SQL.identifier) + ["_op", "_lsn"]
+        var outer = columns
+        for (index, column) in values.enumerated() {
+            let name = SQL.identifier(column.name)
+            let carries = "(_op IN ('I', 'U') AND NOT coalesce(\(SQL.literal(column.name)) = ANY (_unchanged), false))"
+            columns.append("first_value(\(name)) OVER (\(partition) ORDER BY \(carries) DESC, _seq DESC) AS \(name)")
+            columns.append("bool_or(\(carries)) OVER (\(partition)) AS \(carried(index))")
+            outer += [name, carried(index)]
+        }
+        columns.append("row_number() OVER (\(partition) ORDER BY _seq DESC) AS _newest")
+        return "SELECT \(outer.joined(separator: ", ")) FROM (SELECT \(columns.joined(separator: ", ")) "
+            + "FROM \(SQL.identifier(temporary.name)) WHERE \(filter)) AS changes WHERE _newest = 1"
+    }
+
+    private func carried(_ index: Int) -> String { "_carried_\(index)" }
+}

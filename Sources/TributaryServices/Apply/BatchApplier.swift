@@ -1,0 +1,135 @@
+import Foundation
+import Logging
+import TributaryCore
+import TributaryPostgres
+import TributaryStorage
+
+/// Applies one CDC batch to STG in one target transaction (DESIGN.md §4): every file is COPYed
+/// into a temporary table while its checksum is verified, reduced to the newest change per key and
+/// merged where the incoming LSN is newer, and the batch is recorded in `tributary.applied_batches`
+/// in the same transaction. A batch already recorded changes nothing.
+struct BatchApplier {
+    struct Outcome: Sendable {
+        var applied: Bool
+        var rows: Int
+        var inserts = 0, updates = 0, deletes = 0, truncates = 0
+    }
+
+    let source: SourceConfiguration
+    let store: any StagingStore
+    let logger: Logger
+
+    func apply(_ manifest: BatchManifest, on connection: PostgresConnection) async throws -> Outcome {
+        // Files are fetched before the transaction opens, so no transaction waits on the store.
+        var locals: [LocalObject] = []
+        defer { locals.forEach { $0.release() } }
+        for file in manifest.files { locals.append(try await store.fetch(key: file.file.key)) }
+        let columnsByTable = try await stagingColumns(for: manifest, on: connection)
+        let policy = source.schemaChanges
+        let sourceName = source.name
+        let logger = logger
+        return try await connection.run { [locals] connection in
+            try connection.transaction { connection in
+                let recorded = try connection.query("""
+                    INSERT INTO tributary.applied_batches (source, end_lsn, start_lsn, rows)
+                    VALUES ($1, $2::pg_lsn, $3::pg_lsn, $4) ON CONFLICT DO NOTHING
+                    """, [sourceName, manifest.endLSN.description, manifest.firstCommitLSN.description, String(manifest.rows)])
+                guard recorded.affectedRows == 1 else { return Outcome(applied: false, rows: 0) }
+                var outcome = Outcome(applied: true, rows: manifest.rows)
+                for (index, file) in manifest.files.enumerated() {
+                    try Self.followSchema(file, existing: columnsByTable[file.stagingTable], policy: policy, source: sourceName,
+                                          logger: logger, on: connection)
+                    try Self.applyFile(file, path: locals[index].path, number: index, on: connection)
+                    outcome.inserts += file.inserts
+                    outcome.updates += file.updates
+                    outcome.deletes += file.deletes
+                    outcome.truncates += file.truncates
+                }
+                try connection.query("""
+                    UPDATE tributary.sources SET applied_lsn = greatest(applied_lsn, $2::pg_lsn),
+                        applied_commit_time = greatest(applied_commit_time, $3::timestamptz), updated_at = now()
+                    WHERE source = $1
+                    """, [sourceName, manifest.endLSN.description, ManifestCoding.format(manifest.lastCommitTime)])
+                return outcome
+            }
+        }
+    }
+
+    static func applyFile(_ file: BatchFile, path: String, number: Int, on connection: isolated PostgresConnection) throws {
+        let sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, temporaryName: "tributary_changes_\(number)")
+        try connection.execute(sql.createTemporary)
+        let rows = try connection.copyIn(sql.copyIn) { send in
+            // A bad checksum or a cut gzip stream throws here: the COPY is aborted and with it the
+            // whole batch's transaction, so nothing of the batch is applied.
+            try GzipFileReader.read(path: path, key: file.file.key, expected: file.file) { try send($0) }
+        }
+        guard rows == file.file.rows else {
+            throw StorageError.corrupt(key: file.file.key, reason: "\(rows) rows, the manifest says \(file.file.rows)")
+        }
+        var afterSequence: Int?
+        if file.truncates > 0, let point = try connection.query(sql.truncatePoint).rows.first {
+            afterSequence = Int(point[0]!)
+            let lsn = LSN(point[1]!)!
+            try connection.execute(sql.tombstoneOlderThan(lsn))
+            try connection.query("""
+                INSERT INTO tributary.truncations (stg_table, lsn) VALUES ($1, $2::pg_lsn)
+                ON CONFLICT (stg_table) DO UPDATE SET lsn = greatest(tributary.truncations.lsn, excluded.lsn)
+                """, [file.stagingTable, lsn.description])
+        }
+        let truncatedAt = try connection.query("SELECT lsn FROM tributary.truncations WHERE stg_table = $1", [file.stagingTable])
+            .scalar.flatMap(LSN.init)
+        let folding = try connection.query(sql.hasUnchanged).scalar == "t"
+        try connection.execute(sql.merge(afterSequence: afterSequence, truncatedAt: truncatedAt, folding: folding))
+    }
+
+    /// Brings the STG table in line with the batch's relation schema, as the policy allows.
+    static func followSchema(_ file: BatchFile, existing: [String: String]?, policy: SchemaChangePolicy, source: String,
+                             logger: Logger, on connection: isolated PostgresConnection) throws {
+        let table = QualifiedName(schema: StagingColumns.schema, name: file.stagingTable)
+        guard let existing else {
+            // No snapshot created it (the table joined the configuration later): create it empty.
+            let relation = file.relation
+            try connection.execute(SnapshotSQL.createLoadTable(table, relation: relation).replacingOccurrences(of: " WITH (autovacuum_enabled = false)", with: ""))
+            try connection.execute("""
+                ALTER TABLE \(table.sql) ADD PRIMARY KEY (\(SQL.identifierList(relation.key))), \
+                ADD COLUMN \(SQL.identifier(StagingColumns.lsn)) pg_lsn NOT NULL DEFAULT '0/0', \
+                ADD COLUMN \(SQL.identifier(StagingColumns.deleted)) boolean NOT NULL DEFAULT false
+                """)
+            logger.warning("STG table did not exist and was created empty: snapshot this table to fill it",
+                           metadata: [LogKey.table: .string(table.description)])
+            return
+        }
+        for column in file.relation.columns {
+            if let type = existing[column.name] {
+                guard type == column.stagingType else {
+                    throw OperatorError("""
+                        column \(column.name) of \(file.relation.table) on \(source) changed type from \(type) to \(column.stagingType): \
+                        ALTER TABLE \(table.sql) ALTER COLUMN \(SQL.identifier(column.name)) TYPE \(column.stagingType) on the target, then restart apply
+                        """)
+                }
+                continue
+            }
+            guard policy == .addColumns else {
+                throw OperatorError("""
+                    column \(column.name) was added to \(file.relation.table) on \(source) and schema_changes is stop: \
+                    ALTER TABLE \(table.sql) ADD COLUMN \(SQL.identifier(column.name)) \(column.stagingType) on the target, then restart apply
+                    """)
+            }
+            try connection.execute("ALTER TABLE \(table.sql) ADD COLUMN IF NOT EXISTS \(SQL.identifier(column.name)) \(column.stagingType)")
+            logger.notice("added column to STG", metadata: [LogKey.table: .string(table.description), "column": .string(column.name)])
+        }
+    }
+
+    /// Column name → type of each STG table the batch touches (nil when the table does not exist).
+    func stagingColumns(for manifest: BatchManifest, on connection: PostgresConnection) async throws -> [String: [String: String]] {
+        var result: [String: [String: String]] = [:]
+        for table in Set(manifest.files.map(\.stagingTable)) {
+            let rows = try await connection.query("""
+                SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                """, [QualifiedName(schema: StagingColumns.schema, name: table).sql])
+            if !rows.isEmpty { result[table] = Dictionary(uniqueKeysWithValues: rows.rows.map { ($0[0]!, $0[1]!) }) }
+        }
+        return result
+    }
+}

@@ -1,0 +1,36 @@
+import Testing
+@testable import TributaryCore
+
+/// Golden strings for the LSN-guarded merge.
+@Suite struct MergeSQLTests {
+    let sql = MergeSQL(
+        relation: RelationSchema(table: QualifiedName(schema: "public", name: "items"),
+                                 columns: [.init(name: "id", sourceType: "integer", stagingType: "integer", typeOid: 23, notNull: true),
+                                           .init(name: "doc", sourceType: "text", stagingType: "text", typeOid: 25, notNull: false)],
+                                 key: ["id"]),
+        stagingTable: "qvp_items", temporaryName: "tributary_changes_0")
+
+    @Test func temporaryTableAndCopy() {
+        #expect(sql.createTemporary == #"CREATE TEMPORARY TABLE "tributary_changes_0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) ON COMMIT DROP"#)
+        #expect(sql.copyIn == #"COPY "tributary_changes_0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT csv, HEADER match)"#)
+        #expect(sql.tombstoneOlderThan(LSN(0x30)) == #"UPDATE "stg"."qvp_items" SET "_deleted" = true, "_lsn" = '0/30'::pg_lsn WHERE "_lsn" < '0/30'::pg_lsn"#)
+    }
+
+    @Test func newestChangeMerge() {
+        #expect(sql.merge(afterSequence: 7, truncatedAt: LSN(0x30), folding: false) == """
+            MERGE INTO "stg"."qvp_items" AS t USING (SELECT DISTINCT ON ("id") * FROM "tributary_changes_0" WHERE _op <> 'T' AND _seq > 7 AND _lsn > '0/30'::pg_lsn ORDER BY "id", _seq DESC) AS s ON t."id" = s."id" \
+            WHEN MATCHED AND s._lsn > t."_lsn" AND s._op = 'D' THEN UPDATE SET "_deleted" = true, "_lsn" = s._lsn \
+            WHEN MATCHED AND s._lsn > t."_lsn" THEN UPDATE SET "doc" = s."doc", "_deleted" = false, "_lsn" = s._lsn \
+            WHEN NOT MATCHED AND s._op = 'D' THEN INSERT ("id", "_lsn", "_deleted") VALUES (s."id", s._lsn, true) \
+            WHEN NOT MATCHED THEN INSERT ("id", "doc", "_lsn", "_deleted") VALUES (s."id", s."doc", s._lsn, false)
+            """)
+    }
+
+    @Test func foldingMergeKeepsStoredValueWhenNothingCarriedIt() {
+        let merge = sql.merge(afterSequence: nil, truncatedAt: nil, folding: true)
+        #expect(merge.contains(#"first_value("doc") OVER (PARTITION BY "id" ORDER BY (_op IN ('I', 'U') AND NOT coalesce('doc' = ANY (_unchanged), false)) DESC, _seq DESC) AS "doc""#))
+        #expect(merge.contains(#"bool_or((_op IN ('I', 'U') AND NOT coalesce('doc' = ANY (_unchanged), false))) OVER (PARTITION BY "id") AS _carried_0"#))
+        #expect(merge.contains(#""doc" = CASE WHEN s._carried_0 THEN s."doc" ELSE t."doc" END"#))
+        #expect(merge.contains("WHERE _newest = 1"))
+    }
+}
