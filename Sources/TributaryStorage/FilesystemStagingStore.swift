@@ -11,6 +11,8 @@ public actor FilesystemStagingStore: StagingStore {
     private nonisolated let executor = ThreadExecutor(name: "staging fs")
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     private var temporarySequence = 0
+    /// Several stores (and processes) share `.incoming`: names must never collide.
+    private nonisolated let instance = UInt64.random(in: 0...UInt64.max)
 
     public init(root: String) throws {
         self.root = (root as NSString).standardizingPath
@@ -83,7 +85,7 @@ public actor FilesystemStagingStore: StagingStore {
 
     private func write(key: String, destination: String, _ body: (FileOutput) throws -> Void) throws {
         temporarySequence += 1
-        let temporary = "\(root)/.incoming/\(getpid())-\(temporarySequence)"
+        let temporary = "\(root)/.incoming/\(getpid())-\(String(instance, radix: 36))-\(temporarySequence)"
         do {
             let output = try FileOutput(creating: temporary)
             try body(output)

@@ -39,6 +39,32 @@ public struct MergeSQL: Sendable {
             + "WHERE \(self.lsn) < \(SQL.literal(lsn.description))::pg_lsn"
     }
 
+    /// A key change arrives as a delete of the old key directly followed (same LSN, next sequence) by
+    /// an upsert of the new key. When the upsert left TOASTed columns out as unchanged, their values
+    /// belong to the old key: take them from its newest earlier change in the file that carried them
+    /// all, else from its stored row. Run until it changes no row, so chains of moves resolve in order.
+    public var resolveKeyMoves: String {
+        let table = SQL.identifier(temporary.name)
+        let sameOldKey = { (alias: String) in keys.map { "\(alias).\(SQL.identifier($0)) = d.\(SQL.identifier($0))" }.joined(separator: " AND ") }
+        let valueList = values.map { SQL.identifier($0.name) }
+        let assignments = values.map { column in
+            let name = SQL.identifier(column.name)
+            return "\(name) = CASE WHEN \(SQL.literal(column.name)) = ANY (moved._unchanged) THEN fill.\(name) ELSE moved.\(name) END"
+        } + ["_unchanged = NULL"]
+        return """
+            UPDATE \(table) AS moved SET \(assignments.joined(separator: ", ")) FROM (\
+            SELECT u._seq AS _move, origin.* FROM \(table) AS u \
+            JOIN \(table) AS d ON d._op = 'D' AND d._lsn = u._lsn AND d._seq = u._seq - 1 \
+            CROSS JOIN LATERAL (SELECT \(valueList.joined(separator: ", ")) FROM (\
+            SELECT \(valueList.map { "e.\($0)" }.joined(separator: ", ")), e._seq AS _order FROM \(table) AS e \
+            WHERE \(sameOldKey("e")) AND e._seq < d._seq AND e._op IN ('I', 'U') AND NOT coalesce(e._unchanged && u._unchanged, false) \
+            UNION ALL SELECT \(valueList.map { "s.\($0)" }.joined(separator: ", ")), -1 FROM \(target.sql) AS s \
+            WHERE \(sameOldKey("s")) AND NOT s.\(deleted)) AS candidates ORDER BY _order DESC LIMIT 1) AS origin \
+            WHERE u._op = 'U' AND u._unchanged IS NOT NULL) AS fill \
+            WHERE moved._seq = fill._move
+            """
+    }
+
     /// Whether any change in the file left a TOASTed column out: then the folding merge is needed.
     public var hasUnchanged: String {
         "SELECT EXISTS (SELECT 1 FROM \(SQL.identifier(temporary.name)) WHERE _unchanged IS NOT NULL)"

@@ -8,13 +8,17 @@ public struct ColumnSchema: Sendable, Hashable, Codable {
     public var stagingType: String
     public var typeOid: UInt32
     public var notNull: Bool
+    /// The value rows that existed when the column was added with a constant default carry without
+    /// any change being written (PostgreSQL's "missing value"); STG gives its existing rows the same.
+    public var missingValue: String?
 
-    public init(name: String, sourceType: String, stagingType: String, typeOid: UInt32, notNull: Bool) {
+    public init(name: String, sourceType: String, stagingType: String, typeOid: UInt32, notNull: Bool, missingValue: String? = nil) {
         self.name = name
         self.sourceType = sourceType
         self.stagingType = stagingType
         self.typeOid = typeOid
         self.notNull = notNull
+        self.missingValue = missingValue
     }
 }
 

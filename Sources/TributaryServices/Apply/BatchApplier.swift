@@ -78,7 +78,14 @@ struct BatchApplier {
         }
         let truncatedAt = try connection.query("SELECT lsn FROM tributary.truncations WHERE stg_table = $1", [file.stagingTable])
             .scalar.flatMap(LSN.init)
-        let folding = try connection.query(sql.hasUnchanged).scalar == "t"
+        var folding = try connection.query(sql.hasUnchanged).scalar == "t"
+        if folding && file.deletes > 0 {
+            // Each pass resolves at least the first unresolved move of every chain; bounded by the rows.
+            for _ in 0..<max(1, file.file.rows) {
+                if try connection.query(sql.resolveKeyMoves).affectedRows == 0 { break }
+            }
+            folding = try connection.query(sql.hasUnchanged).scalar == "t"
+        }
         try connection.execute(sql.merge(afterSequence: afterSequence, truncatedAt: truncatedAt, folding: folding))
     }
 
@@ -115,7 +122,16 @@ struct BatchApplier {
                     ALTER TABLE \(table.sql) ADD COLUMN \(SQL.identifier(column.name)) \(column.stagingType) on the target, then restart apply
                     """)
             }
-            try connection.execute("ALTER TABLE \(table.sql) ADD COLUMN IF NOT EXISTS \(SQL.identifier(column.name)) \(column.stagingType)")
+            if let value = column.missingValue {
+                // Existing source rows have this value without any change saying so; STG's too.
+                try connection.execute("""
+                    ALTER TABLE \(table.sql) ADD COLUMN IF NOT EXISTS \(SQL.identifier(column.name)) \(column.stagingType) \
+                    DEFAULT \(SQL.literal(value))::\(column.stagingType)
+                    """)
+                try connection.execute("ALTER TABLE \(table.sql) ALTER COLUMN \(SQL.identifier(column.name)) DROP DEFAULT")
+            } else {
+                try connection.execute("ALTER TABLE \(table.sql) ADD COLUMN IF NOT EXISTS \(SQL.identifier(column.name)) \(column.stagingType)")
+            }
             logger.notice("added column to STG", metadata: [LogKey.table: .string(table.description), "column": .string(column.name)])
         }
     }

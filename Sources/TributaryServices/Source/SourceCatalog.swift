@@ -46,7 +46,8 @@ public enum SourceCatalog {
                                 on connection: PostgresConnection) async throws -> ([ColumnSchema], [String]) {
         let rows = try await connection.query("""
             SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS formatted, a.atttypid, a.attnotnull,
-                   a.attgenerated <> '' AS generated
+                   a.attgenerated <> '' AS generated,
+                   CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END AS missing_value
             FROM pg_attribute a
             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
             ORDER BY a.attnum
@@ -67,7 +68,7 @@ public enum SourceCatalog {
             let typeOid = UInt32(row[2]!)!
             let stagingType = try StagingTypeMapper.stagingType(oid: typeOid, formattedWithModifier: row[1]!, catalog: catalog)
             columns.append(ColumnSchema(name: name, sourceType: row[1]!, stagingType: stagingType,
-                                        typeOid: typeOid, notNull: row[3] == "t"))
+                                        typeOid: typeOid, notNull: row[3] == "t", missingValue: row[5]))
         }
         return (columns, omitted)
     }

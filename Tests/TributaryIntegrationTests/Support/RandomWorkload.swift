@@ -1,0 +1,82 @@
+import Foundation
+import TributaryPostgres
+
+/// A seeded random workload over `accounts` and `ledger`: every kind of change the pipeline must
+/// carry. The seed is printed so a failure can be replayed.
+struct RandomWorkload {
+    static let schema = """
+        CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric(12,2), doc text, tags text[]);
+        ALTER TABLE accounts ALTER COLUMN doc SET STORAGE EXTERNAL;
+        CREATE TABLE ledger (a int, b int, note text, PRIMARY KEY (a, b));
+        INSERT INTO accounts SELECT i, 'owner ' || i, i, CASE WHEN i % 5 = 0 THEN repeat(md5(i::text), 100) END, ARRAY['t' || i]
+        FROM generate_series(1, 200) i;
+        INSERT INTO ledger SELECT i, 1, 'seed' FROM generate_series(1, 100) i;
+        """
+
+    var generator: SeededGenerator
+    var nextID = 1000
+
+    init(seed: UInt64) {
+        print("RandomWorkload seed \(seed)")
+        generator = SeededGenerator(seed: seed)
+    }
+
+    mutating func step(_ one: PostgresConnection, _ two: PostgresConnection, addColumnAt: Int?, step index: Int) async throws {
+        func pick() -> Int { Int.random(in: 1...nextID, using: &generator) }
+        if index == addColumnAt {
+            try await one.execute("ALTER TABLE accounts ADD COLUMN region text DEFAULT 'eu'")
+            return
+        }
+        switch Int.random(in: 0..<100, using: &generator) {
+        case 0..<25:
+            nextID += 1
+            let big = Bool.random(using: &generator)
+            try await one.query("INSERT INTO accounts (id, owner, balance, doc) VALUES ($1::int, $2, $3, \(big ? "repeat(md5($1::text), 100)" : "NULL"))",
+                                [String(nextID), "owner \(nextID)", String(nextID % 1000)])
+        case 25..<45:
+            // Leaves doc untouched: unchanged TOAST.
+            try await one.query("UPDATE accounts SET balance = balance + 1, tags = array_append(tags, 'x') WHERE id = $1", [String(pick())])
+        case 45..<52:
+            try await one.query("UPDATE accounts SET doc = repeat(md5(random()::text), 90) WHERE id = $1", [String(pick())])
+        case 52..<60:
+            try await one.query("DELETE FROM accounts WHERE id = $1", [String(pick())])
+        case 60..<66:
+            nextID += 1
+            try await one.query("UPDATE accounts SET id = $2 WHERE id = $1", [String(pick()), String(nextID)])
+        case 66..<68:
+            try await one.execute("TRUNCATE ledger")
+        case 68..<72:
+            try await one.execute("BEGIN; INSERT INTO accounts (id, owner) VALUES (-1, 'rolled back'); DELETE FROM ledger; ROLLBACK")
+        case 72..<75:
+            let base = Int.random(in: 1...1_000_000, using: &generator) * 10
+            try await one.query("INSERT INTO ledger SELECT $1::int + i, 2, 'bulk' FROM generate_series(1, 2000) i ON CONFLICT DO NOTHING",
+                                [String(base)])
+        case 75..<80:
+            // Insert then update in one transaction, the TOASTed value written once.
+            nextID += 1
+            try await one.execute("""
+                BEGIN; INSERT INTO accounts (id, owner, doc) VALUES (\(nextID), 'fresh', repeat(md5('\(nextID)'), 100));
+                UPDATE accounts SET owner = 'fresh and updated' WHERE id = \(nextID); COMMIT
+                """)
+        default:
+            // Two sessions interleaved: the second commits first.
+            let a = Int.random(in: 1...1_000_000, using: &generator), b = a + 1
+            try await one.execute("BEGIN; INSERT INTO ledger VALUES (\(a), 3, 'first open') ON CONFLICT DO NOTHING")
+            try await two.execute("BEGIN; INSERT INTO ledger VALUES (\(b), 3, 'first commit') ON CONFLICT DO NOTHING; COMMIT")
+            try await one.execute("COMMIT")
+        }
+    }
+}
+
+/// SplitMix64: small, fast, reproducible.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
