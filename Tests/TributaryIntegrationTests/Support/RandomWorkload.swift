@@ -15,10 +15,18 @@ struct RandomWorkload {
 
     var generator: SeededGenerator
     var nextID = 1000
+    /// Values large enough to be stored out of line, so updates leave them out as unchanged TOAST.
+    let largeValues: Bool
 
-    init(seed: UInt64) {
+    init(seed: UInt64, largeValues: Bool = true) {
         print("RandomWorkload seed \(seed)")
         generator = SeededGenerator(seed: seed)
+        self.largeValues = largeValues
+    }
+
+    /// The large value expression, or a small one when large values are off.
+    func large(_ seed: String, _ times: Int) -> String {
+        largeValues ? "repeat(md5(\(seed)), \(times))" : "md5(\(seed))"
     }
 
     mutating func step(_ one: PostgresConnection, _ two: PostgresConnection, addColumnAt: Int?, step index: Int) async throws {
@@ -31,13 +39,13 @@ struct RandomWorkload {
         case 0..<25:
             nextID += 1
             let big = Bool.random(using: &generator)
-            try await one.query("INSERT INTO accounts (id, owner, balance, doc) VALUES ($1::int, $2, $3, \(big ? "repeat(md5($1::text), 100)" : "NULL"))",
+            try await one.query("INSERT INTO accounts (id, owner, balance, doc) VALUES ($1::int, $2, $3, \(big ? large("$1::text", 100) : "NULL"))",
                                 [String(nextID), "owner \(nextID)", String(nextID % 1000)])
         case 25..<45:
             // Leaves doc untouched: unchanged TOAST.
             try await one.query("UPDATE accounts SET balance = balance + 1, tags = array_append(tags, 'x') WHERE id = $1", [String(pick())])
         case 45..<52:
-            try await one.query("UPDATE accounts SET doc = repeat(md5(random()::text), 90) WHERE id = $1", [String(pick())])
+            try await one.query("UPDATE accounts SET doc = \(large("random()::text", 90)) WHERE id = $1", [String(pick())])
         case 52..<60:
             try await one.query("DELETE FROM accounts WHERE id = $1", [String(pick())])
         case 60..<66:
@@ -55,7 +63,7 @@ struct RandomWorkload {
             // Insert then update in one transaction, the TOASTed value written once.
             nextID += 1
             try await one.execute("""
-                BEGIN; INSERT INTO accounts (id, owner, doc) VALUES (\(nextID), 'fresh', repeat(md5('\(nextID)'), 100));
+                BEGIN; INSERT INTO accounts (id, owner, doc) VALUES (\(nextID), 'fresh', \(large("'\(nextID)'", 100)));
                 UPDATE accounts SET owner = 'fresh and updated' WHERE id = \(nextID); COMMIT
                 """)
         default:

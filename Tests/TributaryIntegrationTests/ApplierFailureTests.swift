@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryPostgres
+import TributaryStorage
+@testable import TributaryServices
+
+/// The applier under replays, reordering, kills and damaged files.
+@Suite struct ApplierFailureTests {
+    /// One source with a random workload replicated into many small batches.
+    func replicatedFixture(_ label: String, steps: Int = 300, rowsPerBatch: Int = 40, largeValues: Bool = true) async throws -> PipelineFixture {
+        var fixture = try await PipelineFixture.make(label, sources: [("qvp", ["public.accounts", "public.ledger"])])
+        fixture.snapshotYAML = "  jobs: 1\nbatch:\n  max_rows: \(rowsPerBatch)\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute(RandomWorkload.schema)
+        _ = try await fixture.snapshot("qvp")
+        var workload = RandomWorkload(seed: UInt64.random(in: 1...UInt64.max), largeValues: largeValues)
+        let two = try await fixture.connectSource("qvp")
+        for step in 0..<steps { try await workload.step(source, two, addColumnAt: nil, step: step) }
+        var limits = try fixture.configuration().target.batch
+        limits.rowsMax = rowsPerBatch
+        _ = try await fixture.replicateUntilCaughtUp("qvp", limits: limits)
+        return fixture
+    }
+
+    func liveRows(_ connectionInfo: String, table: String) async throws -> [String] {
+        let connection = try await PostgresConnection.connect(connectionInfo, name: "target")
+        let columns = try await connection.query("""
+            SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
+            WHERE attrelid = 'stg.\(table)'::regclass AND attnum > 0 AND NOT attisdropped
+            """).scalar!
+        return try await connection.query("SELECT ROW(\(columns))::text AS r FROM stg.\(table) WHERE NOT _deleted ORDER BY r").rows.map { $0[0]! }
+    }
+
+    /// Without out-of-line values: an update that leaves a TOASTed column unchanged means "keep the
+    /// value as of this point in LSN order", which only in-order application can honour (the
+    /// applier applies strictly in LSN order; replays of applied batches stay harmless, see above).
+    @Test func batchesAppliedTwiceOrShuffledWithReplaysGiveTheSameSTG() async throws {
+        let fixture = try await replicatedFixture("shuffle", largeValues: false)
+        let store = try fixture.store()
+        let configuration = try fixture.configuration()
+        let manifests = try await fixture.stagedChanges("qvp").manifests
+        #expect(manifests.count > 10)
+
+        // In order, twice: the second run applies nothing.
+        let applier = ChangeApplier(target: fixture.target, sources: configuration.sources, store: store, settings: .init(jobs: 1),
+                                    logger: PipelineFixture.logger)
+        let first = try await applier.applyOnce()
+        #expect(first.batches == manifests.count)
+        #expect(try await applier.applyOnce().batches == 0)
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+
+        // A second target: the snapshot, then every batch in a shuffled order, many of them twice.
+        let shuffledTarget = try await fixture.clusters.makeDatabase("shuffled", onSource: false)
+        _ = try await SnapshotLoader(target: shuffledTarget, store: store, jobs: 1, logger: PipelineFixture.logger).load(source: "qvp")
+        var generator = SeededGenerator(seed: UInt64.random(in: 1...UInt64.max))
+        let order = (manifests + manifests.filter { _ in Bool.random(using: &generator) }).shuffled(using: &generator)
+        let connection = try await PostgresConnection.connect(shuffledTarget, name: "target")
+        let batchApplier = BatchApplier(source: configuration.sources[0], store: store, logger: PipelineFixture.logger)
+        var applied = 0
+        for manifest in order where try await batchApplier.apply(manifest, on: connection).applied { applied += 1 }
+        #expect(applied == manifests.count, "each batch applies once, replays change nothing")
+        for table in ["qvp_accounts", "qvp_ledger"] {
+            let inOrder = try await liveRows(fixture.target, table: table)
+            let shuffled = try await liveRows(shuffledTarget, table: table)
+            #expect(inOrder == shuffled, "\(table) differs after a shuffled apply")
+        }
+    }
+
+    @Test func applierKilledDuringMergesFinishesCorrectly() async throws {
+        let fixture = try await replicatedFixture("killapply", steps: 400, rowsPerBatch: 4)
+        let manifests = try await fixture.stagedChanges("qvp").manifests.count
+        #expect(manifests > 40)
+        let target = try await fixture.connectTarget()
+        var kills = 0
+        for fraction in [0.1, 0.35, 0.6, 0.85] {
+            try fixture.writeConfiguration()
+            let apply = TestProcess(Paths.tributary, ["apply", "--once", "--config", fixture.configurationDirectory])
+            try apply.start()
+            let deadline = ContinuousClock.now + .seconds(120)
+            while ContinuousClock.now < deadline, waitpid(apply.pid, nil, WNOHANG) == 0 {
+                let count = try? await target.query("SELECT count(*) FROM tributary.applied_batches").scalar.flatMap { Int($0) }
+                if let count, count >= Int(Double(manifests) * fraction) {
+                    apply.kill()
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(3))
+            }
+            if (await apply.wait()).signalled { kills += 1 }
+        }
+        #expect(kills >= 2)
+        let finish = try await fixture.tributary(["apply", "--once"])
+        #expect(finish.status == 0, "\(finish.standardError)")
+        #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches").scalar == String(manifests))
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+
+    @Test func corruptOrTruncatedFileStopsTheSourceAndAppliesNothingOfItsBatch() async throws {
+        let fixture = try await replicatedFixture("corrupt", steps: 150)
+        let manifests = try await fixture.stagedChanges("qvp").manifests
+        let victim = try #require(manifests.dropFirst(2).first { !$0.files.isEmpty })
+        let file = fixture.stagingDirectory + "/" + victim.files[0].file.key
+        let original = try Data(contentsOf: URL(fileURLWithPath: file))
+        let target = try await fixture.connectTarget()
+
+        for damage in ["corrupt", "truncated"] {
+            var bytes = original
+            if damage == "corrupt" { bytes[bytes.count / 2] ^= 0x5A } else { bytes = bytes.prefix(bytes.count * 2 / 3) }
+            try bytes.write(to: URL(fileURLWithPath: file))
+            let outcome = try await fixture.tributary(["apply", "--once"])
+            #expect(outcome.status == 1, "\(damage): \(outcome.standardError)")
+            #expect(outcome.standardError.contains(victim.files[0].file.key), "\(damage): object not named: \(outcome.standardError)")
+            #expect(outcome.standardError.contains("is corrupt"), "\(damage): \(outcome.standardError)")
+            // Everything before the damaged batch is applied, nothing of it or after it.
+            let applied = try await target.query("SELECT max(end_lsn) FROM tributary.applied_batches").scalar.flatMap(LSN.init)
+            #expect(applied.map { $0 < victim.endLSN } ?? true, "\(damage): the damaged batch or a later one was applied")
+            #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches WHERE end_lsn >= $1::pg_lsn",
+                                           [victim.endLSN.description]).scalar == "0")
+        }
+        try original.write(to: URL(fileURLWithPath: file))
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+}
