@@ -228,9 +228,10 @@ public actor PostgresConnection {
                 return Array(UnsafeRawBufferPointer(start: buffer, count: Int(length)))
             }
             if length == -1 {
+                // The server ended the stream (a shutdown or an error): report its error if it sent one.
                 let result = PQgetResult(connection)
                 defer { PQclear(result) }
-                try check(result, sql: "START_REPLICATION", accepting: [])
+                try check(result, sql: "START_REPLICATION", accepting: [PGRES_COMMAND_OK, PGRES_COPY_OUT])
                 throw PostgresError(kind: .connectionLost, endpoint: endpoint, message: "the server ended the replication stream")
             }
             if length == -2 { throw lost(connection, doing: "START_REPLICATION") }

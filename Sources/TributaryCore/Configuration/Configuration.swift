@@ -105,7 +105,7 @@ public enum StagingLocation: Sendable, Hashable, CustomStringConvertible {
 public struct BatchLimits: Sendable, Hashable {
     public var rowsMax: Int = 100_000
     public var bytesMax: Int = 64 << 20
-    public var ageMillisecondsMax: Int = 1000
+    public var ageMillisecondsMax: Int = 500
     /// Above this, the source streams a transaction before it commits (its logical_decoding_work_mem)
     /// and the replicator spills it to the work directory.
     public var memoryBytesMax: Int = 64 << 20

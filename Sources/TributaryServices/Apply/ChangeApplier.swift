@@ -99,8 +99,10 @@ public struct ChangeApplier: Sendable {
     private func applyPending(_ source: SourceConfiguration, on connection: PostgresConnection, into report: inout Report,
                               limit: Int?, onSnapshotStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws {
         let log = logger.with(source: source.name)
-        if let snapshot = try await SnapshotLoader(target: target, store: store, jobs: settings.jobs, logger: logger)
-            .load(source: source.name, onStart: onSnapshotStart) {
+        let snapshots = SnapshotLoader(target: target, store: store, jobs: settings.jobs, logger: logger)
+        // A cheap look first: the load itself opens its own connections.
+        if try await snapshots.pendingSnapshot(source: source.name, on: connection) != nil,
+           let snapshot = try await snapshots.load(source: source.name, onStart: onSnapshotStart) {
             report.snapshots.append(snapshot)
         }
         let state = try await connection.query("SELECT applied_lsn FROM tributary.sources WHERE source = $1", [source.name])

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Benchmark: the applier.
+#   1. speed    a backlog of about 1M changes, caught up by native logical replication
+#               (CREATE SUBSCRIPTION into a copy of the tables) and by tributary replicate + apply
+#               into STG, one after the other; each is timed until a marker row committed last is
+#               visible on the target (both apply in commit order).
+#   2. latency  pgbench -R 200 on the source with the pipeline live, and a probe table committed
+#               10 times a second; a trigger on its STG table records when each row became visible.
+# Environment: BENCH_SCALE (pgbench scale, default 10), BENCH_SECONDS (latency run, default 30).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scale=${BENCH_SCALE:-10}; seconds=${BENCH_SECONDS:-30}
+work=${TMPDIR:-/tmp}/tributary-bench-apply-$(id -u)
+export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
+source_port=55521; target_port=55522
+
+deploy/install-deps.sh --bench
+echo "building tributary (release)" >&2
+swift build -c release --product tributary >/dev/null
+tributary=$(swift build -c release --show-bin-path)/tributary
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  deploy/pg-cluster.sh stop "$work/source" || true; deploy/pg-cluster.sh stop "$work/target" || true
+}
+trap cleanup EXIT
+deploy/pg-cluster.sh stop "$work/source" 2>/dev/null || true; deploy/pg-cluster.sh stop "$work/target" 2>/dev/null || true
+rm -rf "$work"; mkdir -p "$work/slots"
+deploy/pg-cluster.sh init "$work/source" $source_port --logical
+deploy/pg-cluster.sh init "$work/target" $target_port
+on_source() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $source_port -U postgres -d bench "$@"; }
+on_target() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $target_port -U postgres "$@"; }
+psql -X -q -h 127.0.0.1 -p $source_port -U postgres -d postgres -c "CREATE DATABASE bench"
+pgbench -q -i -s "$scale" -h 127.0.0.1 -p $source_port -U postgres bench >/dev/null 2>&1
+on_source <<'SQL'
+ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY;
+CREATE TABLE orders (id bigint PRIMARY KEY, customer int, amount numeric(12,2), note text, placed timestamptz);
+CREATE TABLE marker (id int PRIMARY KEY, at timestamptz);
+CREATE TABLE latency_probe (id bigserial PRIMARY KEY, committed_at timestamptz NOT NULL);
+CREATE PUBLICATION native_pub FOR TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history, orders, marker;
+SQL
+tables="pgbench_accounts pgbench_branches pgbench_tellers pgbench_history orders marker latency_probe"
+source_conninfo="host=127.0.0.1 port=$source_port dbname=bench user=postgres password=$PGPASSWORD"
+
+echo "native: a subscription with its initial copy, then paused" >&2
+on_target -d postgres -c "CREATE DATABASE native" -c "CREATE DATABASE tributary" -c "CREATE DATABASE staged"
+on_target -d postgres -c "ALTER SYSTEM SET wal_receiver_status_interval = '1s'" -c "SELECT pg_reload_conf()" -o /dev/null
+pg_dump -s -h 127.0.0.1 -p $source_port -U postgres $(for t in $tables; do echo -t "$t"; done) bench | on_target -d native -o /dev/null
+on_target -d native -c "CREATE SUBSCRIPTION native_sub CONNECTION '$source_conninfo' PUBLICATION native_pub"
+until [ "$(on_target -d native -Atc "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")" = 0 ]; do sleep 0.5; done
+on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
+
+echo "tributary: snapshot and load" >&2
+cat >"$work/slots/tributary.yaml" <<YAML
+target:
+  connection: "host=127.0.0.1 port=$target_port dbname=tributary user=postgres password=$PGPASSWORD"
+staging: ../staging
+work_dir: ../work
+YAML
+{ echo "source: bench"; echo "connection: \"$source_conninfo\""; echo "tables:"
+  for t in $tables; do echo "  - name: public.$t"; done; } >"$work/slots/bench.yaml"
+"$tributary" snapshot --apply --config "$work/slots" --log-level warning >/dev/null
+# A second target loads the same snapshot now, and later the staged backlog alone: the apply stage
+# without the source's decoding in front of it.
+mkdir -p "$work/staged-slots"
+sed "s/dbname=tributary/dbname=staged/" "$work/slots/tributary.yaml" >"$work/staged-slots/tributary.yaml"
+cp "$work/slots/bench.yaml" "$work/staged-slots/"
+"$tributary" apply --once --config "$work/staged-slots" --log-level warning >/dev/null
+on_target -d tributary <<'SQL'
+CREATE TABLE latency_seen (id bigint PRIMARY KEY, visible_at timestamptz NOT NULL);
+CREATE FUNCTION record_visible() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN INSERT INTO latency_seen VALUES (NEW.id, clock_timestamp()) ON CONFLICT DO NOTHING; RETURN NULL; END $$;
+CREATE TRIGGER record_visible AFTER INSERT ON stg.bench_latency_probe FOR EACH ROW EXECUTE FUNCTION record_visible();
+SQL
+
+echo "building a backlog of about 1M changes" >&2
+on_source <<'SQL'
+DO $$ BEGIN FOR t IN 0..99 LOOP
+  INSERT INTO orders SELECT t * 4000 + i, i % 997, i * 1.5, 'order ' || i, now() FROM generate_series(1, 4000) i; COMMIT;
+END LOOP; END $$;
+DO $$ BEGIN FOR t IN 0..1999 LOOP
+  UPDATE orders SET amount = amount + 1 WHERE id > t * 100 AND id <= t * 100 + 100; COMMIT;
+END LOOP; END $$;
+DO $$ BEGIN FOR t IN 0..99 LOOP
+  DELETE FROM orders WHERE id > 200000 + t * 1000 AND id <= 200000 + t * 1000 + 1000; COMMIT;
+END LOOP; END $$;
+SQL
+pgbench -n -b tpcb-like -c 4 -j 2 -t 25000 -h 127.0.0.1 -p $source_port -U postgres bench >/dev/null 2>&1
+on_source -c "INSERT INTO marker VALUES (1, now())" -c "CHECKPOINT"
+now() { date +%s.%N; }
+wait_for_marker() { until [ "$(on_target -d "$1" -Atc "SELECT count(*) FROM $2 WHERE id = 1")" = 1 ]; do sleep 0.05; done; }
+
+echo "1/2 native logical replication catching up" >&2
+start=$(now)
+on_target -d native -c "ALTER SUBSCRIPTION native_sub ENABLE"
+wait_for_marker native marker
+native_seconds=$(echo "$(now) - $start" | bc)
+on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
+
+echo "2/2 tributary replicate + apply catching up" >&2
+start=$(now)
+"$tributary" replicate --source bench --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
+"$tributary" apply --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
+wait_for_marker tributary stg.bench_marker
+tributary_seconds=$(echo "$(now) - $start" | bc)
+changes=$(on_target -d tributary -Atc "SELECT sum(rows) FROM tributary.applied_batches")
+
+echo "tributary apply --once alone, on the staged backlog" >&2
+on_target -d postgres -c "CHECKPOINT"
+start=$(now)
+"$tributary" apply --once --config "$work/staged-slots" --log-level warning >/dev/null
+staged_seconds=$(echo "$(now) - $start" | bc)
+
+echo "latency: pgbench -R 200 for $seconds s with the pipeline live" >&2
+echo "INSERT INTO latency_probe (committed_at) VALUES (clock_timestamp());" > "$work/probe.sql"
+pgbench -n -b tpcb-like -R 200 -T "$seconds" -c 2 -j 2 -h 127.0.0.1 -p $source_port -U postgres bench >/dev/null 2>&1 &
+load=$!
+pgbench -n -f "$work/probe.sql" -R 10 -T "$seconds" -c 1 -h 127.0.0.1 -p $source_port -U postgres bench >/dev/null 2>&1
+wait $load || true
+sleep 3
+read -r p50 p95 p99 probes < <(on_target -d tributary -Atc "
+  SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l)::numeric, 3), round(percentile_cont(0.95) WITHIN GROUP (ORDER BY l)::numeric, 3),
+         round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l)::numeric, 3), count(*)
+  FROM (SELECT extract(epoch FROM s.visible_at - p.committed_at) AS l FROM latency_seen s JOIN stg.bench_latency_probe p USING (id)) x" | tr '|' ' ')
+
+printf '\ncatching up on a backlog of %s row changes (pgbench scale %s plus mixed transactions)\n' "$changes" "$scale"
+printf '%-40s %10s %14s %10s\n' "applier" "seconds" "changes/s" "ratio"
+printf '%-40s %10.1f %14.0f %10s\n' "native logical replication" "$native_seconds" "$(echo "$changes / $native_seconds" | bc -l)" "1.00x"
+printf '%-40s %10.1f %14.0f %10s\n' "tributary replicate + apply (STG)" "$tributary_seconds" "$(echo "$changes / $tributary_seconds" | bc -l)" \
+  "$(echo "scale=2; $native_seconds / $tributary_seconds" | bc)x"
+printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone (staged backlog)" "$staged_seconds" "$(echo "$changes / $staged_seconds" | bc -l)" \
+  "$(echo "scale=2; $native_seconds / $staged_seconds" | bc)x"
+printf '\ncommit-to-visible-in-STG latency under pgbench -R 200 (%s probes, default settings): p50 %s s, p95 %s s, p99 %s s\n' "$probes" "$p50" "$p95" "$p99"
