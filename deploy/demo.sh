@@ -55,6 +55,37 @@ step "tributary apply --once"
 step "tributary verify: every source table against its STG table"
 "$tributary" verify --config slots
 
+step "continuous CDC: a workload on both sources while replicate and apply run"
+pids=()
+"$tributary" replicate --source qvp --config slots --log-level warning & pids+=($!)
+"$tributary" replicate --source svp --config slots --log-level warning & pids+=($!)
+"$tributary" apply --config slots & pids+=($!)
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+psql_on -p "$QVP_PORT" -d qvp <<'SQL'
+UPDATE customers SET email = 'renamed+' || id || '@example.com' WHERE id % 10 = 0;
+UPDATE policies SET status = 'lapsed' WHERE id % 7 = 0;
+DELETE FROM policy_coverages WHERE coverage_code = 'GLASS' AND policy_id % 4 = 0;
+INSERT INTO customers (first_name, last_name, email) SELECT 'New', 'Customer ' || i, 'new' || i || '@example.com' FROM generate_series(1, 500) i;
+UPDATE claims SET adjuster_notes = 'reviewed' WHERE id % 40 = 0;  -- leaves the large descriptions untouched
+SQL
+psql_on -p "$SVP_PORT" -d svp <<'SQL'
+UPDATE svp.contracts SET state = 'ENDED', ends_on = current_date WHERE starts_on < date '2018-06-01';
+UPDATE svp.attachments SET seq = seq + 10 WHERE seq = 2 AND size_bytes % 3 = 0;  -- key changes
+DELETE FROM svp.service_visits WHERE visited_on < date '2019-03-01';
+INSERT INTO svp.incidents SELECT 990000 + row_number() OVER (), contract_id, now(), 100, 1, 'new incident', NULL FROM svp.contracts LIMIT 300;
+SQL
+applied_up_to() {
+  local end
+  end=$(psql_on -p "$2" -d "$1" -Atc "SELECT pg_current_wal_insert_lsn()")
+  until [ "$(psql_on -p "$UNIPACC_PORT" -d unipacc -Atc "SELECT coalesce(applied_lsn >= '$end', false) FROM tributary.sources WHERE source = '$1'")" = t ]; do sleep 0.2; done
+}
+applied_up_to qvp "$QVP_PORT"; applied_up_to svp "$SVP_PORT"
+kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; trap - EXIT
+psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT source, applied_lsn, applied_commit_time, (SELECT count(*) FROM tributary.applied_batches b WHERE b.source = s.source) AS batches FROM tributary.sources s ORDER BY source"
+
+step "tributary verify, after CDC"
+"$tributary" verify --config slots
+
 cat <<DONE
 
 The demo clusters keep running. Look around:
