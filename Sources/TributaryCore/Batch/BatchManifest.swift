@@ -28,7 +28,7 @@ public struct BatchFile: Sendable, Hashable, Codable {
 /// `manifest.json` of a CDC micro-batch: whole transactions in commit order. Written after every
 /// data file; the batch exists only once its manifest does, and only then is `endLSN` reported to
 /// the source as flushed.
-public struct BatchManifest: Sendable, Hashable, Codable {
+public struct BatchManifest: VersionedManifest, Hashable {
     public static let currentFormat = "tributary-batch/1"
 
     public var format: String

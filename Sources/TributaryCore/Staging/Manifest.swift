@@ -35,8 +35,14 @@ public struct SnapshotTable: Sendable, Hashable, Codable {
     }
 }
 
+/// A manifest format with a version stamp, so a reader refuses what it does not know.
+public protocol VersionedManifest: Codable, Sendable {
+    static var currentFormat: String { get }
+    var format: String { get }
+}
+
 /// `manifest.json` of a snapshot. Written last: a snapshot exists only once its manifest does.
-public struct SnapshotManifest: Sendable, Hashable, Codable {
+public struct SnapshotManifest: VersionedManifest, Hashable {
     public static let currentFormat = "tributary-snapshot/1"
 
     public var format: String

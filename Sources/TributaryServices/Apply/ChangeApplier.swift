@@ -118,7 +118,7 @@ public struct ChangeApplier: Sendable {
             if next.isEmpty { break }
             for key in next {
                 let started = ContinuousClock.now
-                let manifest = try await readManifest(key)
+                let manifest = try await store.manifest(BatchManifest.self, at: key)
                 let outcome = try await applier.apply(manifest, on: connection)
                 after = max(after, manifest.endLSN)
                 count += 1
@@ -142,20 +142,5 @@ public struct ChangeApplier: Sendable {
         // "~" sorts after every key inside the applied batch's directory and before the next one.
         try await store.list(prefix: ObjectNaming.cdcPrefix(source: source), startAfter: ObjectNaming.cdcDirectory(source: source, endLSN: lsn) + "~")
             .map(\.key).filter { $0.hasSuffix("/" + ObjectNaming.manifestName) }
-    }
-
-    private func readManifest(_ key: String) async throws -> BatchManifest {
-        let manifest: BatchManifest
-        do {
-            manifest = try ManifestCoding.decode(BatchManifest.self, from: try await store.get(key: key))
-        } catch let error as StorageError {
-            throw error
-        } catch {
-            throw StorageError.corrupt(key: key, reason: "not a batch manifest (\(error))")
-        }
-        guard manifest.format == BatchManifest.currentFormat else {
-            throw OperatorError("\(key) has format \(manifest.format); this tributary reads \(BatchManifest.currentFormat): upgrade tributary")
-        }
-        return manifest
     }
 }

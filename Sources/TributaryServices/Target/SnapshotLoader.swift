@@ -44,19 +44,7 @@ public struct SnapshotLoader: Sendable {
             SELECT 1 FROM tributary.snapshots WHERE source = $1 AND snapshot_lsn >= $2::pg_lsn AND state = 'applied'
             """, [source, newest.description])
         guard applied.isEmpty else { return nil }
-        let key = ObjectNaming.snapshotManifest(source: source, consistentPoint: newest)
-        let manifest: SnapshotManifest
-        do {
-            manifest = try ManifestCoding.decode(SnapshotManifest.self, from: try await store.get(key: key))
-        } catch let error as StorageError {
-            throw error
-        } catch {
-            throw StorageError.corrupt(key: key, reason: "not a snapshot manifest (\(error))")
-        }
-        guard manifest.format == SnapshotManifest.currentFormat else {
-            throw OperatorError("\(key) has format \(manifest.format); this tributary reads \(SnapshotManifest.currentFormat): upgrade tributary")
-        }
-        return manifest
+        return try await store.manifest(SnapshotManifest.self, at: ObjectNaming.snapshotManifest(source: source, consistentPoint: newest))
     }
 
     /// Loads `source`'s pending snapshot, if any. Returns nil when there was nothing to do.
