@@ -126,6 +126,7 @@ private final class ReplicationSession: @unchecked Sendable {
     var currentStream: TransactionSpill?
     var lastStatus = ContinuousClock.now
     var lastActivity = ContinuousClock.now
+    var heartbeatWarned = false
 
     init(replicator: Replicator, registry: RelationRegistry, side: PostgresConnection, directory: String, durable: LSN, logger: Logger) {
         self.replicator = replicator
@@ -268,7 +269,17 @@ private final class ReplicationSession: @unchecked Sendable {
         if !inTransaction && batch.isEmpty && ContinuousClock.now - lastActivity >= .seconds(settings.heartbeatSeconds) {
             lastActivity = .now
             // Its own transaction, so it arrives with a commit time: the lag clock's fresh timestamp.
-            _ = try? await side.query("SELECT pg_logical_emit_message(true, $1, now()::text)", [Replicator.heartbeatPrefix])
+            do {
+                try await side.query("SELECT pg_logical_emit_message(true, $1, now()::text)", [Replicator.heartbeatPrefix])
+            } catch {
+                // Not worth stopping for; worth saying once.
+                guard !heartbeatWarned else { return }
+                heartbeatWarned = true
+                logger.warning("""
+                    heartbeat failed, so an idle source's slot advances only on server keepalives and its lag has no fresh \
+                    timestamp: GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) to the role (\(error))
+                    """)
+            }
         }
     }
 
