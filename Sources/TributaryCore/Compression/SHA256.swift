@@ -20,13 +20,16 @@ public final class SHA256Hasher {
         bytes.withUnsafeBytes { update($0) }
     }
 
-    /// Lower-case hex digest. Ends the hasher.
-    public func finalizeHex() -> String {
+    /// The 32-byte digest. Ends the hasher.
+    public func finalizeBytes() -> [UInt8] {
         var digest = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 0
         EVP_DigestFinal_ex(context, &digest, &length)
-        return Hex.encode(digest)
+        return digest
     }
+
+    /// Lower-case hex digest. Ends the hasher.
+    public func finalizeHex() -> String { Hex.encode(finalizeBytes()) }
 
     public static func hex(_ bytes: [UInt8]) -> String {
         let hasher = SHA256Hasher()
