@@ -106,6 +106,9 @@ public enum ManifestCoding {
         return whole + "." + String(repeating: "0", count: 6 - fraction.count) + fraction + "Z"
     }
 
+    /// Reads the form `format` writes (fractional seconds optional).
+    public static func parseTimestamp(_ text: String) -> Date? { parse(text) }
+
     static func parse(_ text: String) -> Date? {
         guard text.hasSuffix("Z") else { return nil }
         let body = text.dropLast()

@@ -1,0 +1,56 @@
+import ArgumentParser
+import Foundation
+import TributaryCore
+import TributaryServices
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show each source's state and lag: WAL the source holds, batches staged, what is applied and how late.",
+        discussion: "Reads state only, so it works whether or not anything is running. --json prints a stable shape for monitoring.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .customLong("source"), help: "Only this source (repeatable).")
+    var sources: [String] = []
+
+    @Flag(help: "Print JSON (documented in the README) instead of text.")
+    var json = false
+
+    @Option(help: "Redraw every SECONDS until interrupted.")
+    var watch: Double?
+
+    func run() async throws {
+        try await CommandRunner.run {
+            let configuration = try global.loadConfiguration()
+            let reader = StatusReader(target: configuration.target.connection, store: try StagingStores.open(configuration.target))
+            let selected = try configuration.sources(named: sources)
+            repeat {
+                let report = StatusReport(generatedAt: Date(), sources: try await reader.read(selected))
+                if let watch, !json {
+                    print("\u{1B}[2J\u{1B}[H", terminator: "")
+                    print("tributary status, every \(watch) s (Ctrl-C to stop)\n")
+                }
+                if json {
+                    print(String(decoding: try ManifestCoding.encode(report), as: UTF8.self))
+                } else {
+                    for status in report.sources { print(Self.line(status)) }
+                }
+                if let watch { try await Task.sleep(for: .seconds(watch)) }
+            } while watch != nil
+        }
+    }
+
+    static func line(_ status: SourceStatus) -> String {
+        var parts = [Format.pad(status.source, 6), Format.pad(status.state, 16)]
+        parts.append("replicator " + (status.replicatorActive.map { $0 ? "active" : "DOWN" } ?? "?"))
+        parts.append("source \(status.sourceLSN ?? "?")")
+        parts.append("confirmed \(status.confirmedLSN ?? "-")")
+        parts.append("held \(status.sourceLagBytes.map(Format.bytes) ?? "-")")
+        parts.append("retained \(status.retainedWALBytes.map(Format.bytes) ?? "-")")
+        parts.append("staged \(status.stagedBatches) batches (\(Format.bytes(status.stagedBytes)))")
+        parts.append("applied \(status.appliedLSN ?? "-")")
+        parts.append("lag \(status.lagSeconds.map { String(format: "%.1f s", $0) } ?? "-")")
+        parts.append(String(format: "%.0f changes/s", status.changesPerSecond))
+        return parts.joined(separator: "  ") + status.warnings.map { "\n        warning: " + $0 }.joined()
+    }
+}
