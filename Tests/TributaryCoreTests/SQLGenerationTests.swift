@@ -37,6 +37,11 @@ import TributaryCore
         ])
     }
 
+    @Test func stagingTableForChangesWithoutASnapshot() {
+        #expect(SnapshotSQL.createStagingTable(QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation)
+                == #"CREATE TABLE IF NOT EXISTS "stg"."qvp_lines" ("id" bigint NOT NULL, "mood" text, "_lsn" pg_lsn NOT NULL, "_deleted" boolean NOT NULL DEFAULT false, PRIMARY KEY ("id"))"#)
+    }
+
     @Test func checksum() {
         #expect(ChecksumSQL.checksum(table: QualifiedName(schema: "stg", name: "qvp_lines"), columns: ["id", "mood"], excludeTombstones: true)
                 == #"SELECT count(*) AS rows, coalesce(sum(('x' || substr(md5(ROW("id", "mood")::text), 1, 16))::bit(64)::bigint::numeric), 0) AS checksum FROM "stg"."qvp_lines" WHERE NOT "_deleted""#)

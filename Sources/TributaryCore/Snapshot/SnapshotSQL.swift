@@ -30,6 +30,19 @@ public enum SnapshotSQL {
         return "CREATE TABLE IF NOT EXISTS \(loadTable.sql) (\(columns.joined(separator: ", "))) WITH (autovacuum_enabled = false)"
     }
 
+    /// An empty STG table, for a table whose changes arrive before any snapshot filled it: the same
+    /// shape promotion gives a loaded table (source columns, `_lsn`, `_deleted`, the key).
+    public static func createStagingTable(_ table: QualifiedName, relation: RelationSchema) -> String {
+        let columns = relation.columns.map { column in
+            "\(SQL.identifier(column.name)) \(column.stagingType)" + (relation.key.contains(column.name) ? " NOT NULL" : "")
+        } + [
+            "\(SQL.identifier(StagingColumns.lsn)) pg_lsn NOT NULL",
+            "\(SQL.identifier(StagingColumns.deleted)) boolean NOT NULL DEFAULT false",
+            "PRIMARY KEY (\(SQL.identifierList(relation.key)))",
+        ]
+        return "CREATE TABLE IF NOT EXISTS \(table.sql) (\(columns.joined(separator: ", ")))"
+    }
+
     /// COPY of one snapshot part into the load table; `HEADER MATCH` makes the server check that the
     /// file's columns are the ones expected.
     public static func copyIn(_ loadTable: QualifiedName, relation: RelationSchema) -> String {

@@ -95,13 +95,7 @@ struct BatchApplier {
         let table = QualifiedName(schema: StagingColumns.schema, name: file.stagingTable)
         guard let existing else {
             // No snapshot created it (the table joined the configuration later): create it empty.
-            let relation = file.relation
-            try connection.execute(SnapshotSQL.createLoadTable(table, relation: relation).replacingOccurrences(of: " WITH (autovacuum_enabled = false)", with: ""))
-            try connection.execute("""
-                ALTER TABLE \(table.sql) ADD PRIMARY KEY (\(SQL.identifierList(relation.key))), \
-                ADD COLUMN \(SQL.identifier(StagingColumns.lsn)) pg_lsn NOT NULL DEFAULT '0/0', \
-                ADD COLUMN \(SQL.identifier(StagingColumns.deleted)) boolean NOT NULL DEFAULT false
-                """)
+            try connection.execute(SnapshotSQL.createStagingTable(table, relation: file.relation))
             logger.warning("STG table did not exist and was created empty: snapshot this table to fill it",
                            metadata: [LogKey.table: .string(table.description)])
             return

@@ -141,13 +141,13 @@ private final class ReplicationSession: @unchecked Sendable {
     var settings: Replicator.Settings { replicator.settings }
 
     func run(on connection: isolated PostgresConnection) async throws -> Replicator.Summary {
-        summary.durableLSN = durable
         while true {
             // Stop only between transactions: the batch in hand is closed, made durable and acknowledged.
             if !inTransaction && (replicator.stop.isRequested || reachedEnd) {
                 if !batch.isEmpty { try await closeBatch(on: connection) }
                 try sendStatus(on: connection)
                 logger.info("stopped", metadata: [LogKey.lsn: .string(durable.description)])
+                summary.durableLSN = durable
                 return summary
             }
             if let bytes = try connection.nextReplicationMessage(timeout: 0.1) {
@@ -171,7 +171,6 @@ private final class ReplicationSession: @unchecked Sendable {
             // confirm it; an idle source's slot keeps advancing.
             if batch.isEmpty && !inTransaction && walEnd > durable {
                 durable = walEnd
-                summary.durableLSN = durable
                 try sendStatus(on: connection)
             } else if replyRequested {
                 try sendStatus(on: connection)
@@ -297,7 +296,6 @@ private final class ReplicationSession: @unchecked Sendable {
         summary.batches += 1
         summary.transactions += manifest.transactions
         summary.rows += manifest.rows
-        summary.durableLSN = durable
         batch = BatchBuilder(directory: directory + "/batch", compressionLevel: settings.compressionLevel)
         logger.info("batch written", metadata: [
             LogKey.batch: .string(manifest.endLSN.paddedHex), LogKey.lsn: .string(manifest.endLSN.description),

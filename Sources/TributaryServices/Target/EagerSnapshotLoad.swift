@@ -33,7 +33,7 @@ public final class EagerSnapshotLoad: SnapshotObserver {
         do {
             let control = try await PostgresConnection.connect(loader.target, name: "target", applicationName: "tributary apply")
             try await ControlSchema.migrate(on: control)
-            let loadTables = try await loader.begin(header, on: control)
+            let loadTables = try await loader.begin(header, on: control).loadTables
             await control.close()
             let workers = Task { [queue, loader, jobs] in
                 try await withThrowingTaskGroup(of: Void.self) { group in

@@ -58,10 +58,7 @@ public struct SnapshotLoader: Sendable {
         var log = logger.with(source: source)
         log[metadataKey: LogKey.lsn] = .string(manifest.consistentPoint.description)
         let lsnText = manifest.consistentPoint.description
-        let loadTables = try await begin(manifest, on: control)
-        let finished = Set(try await control.query(
-            "SELECT stg_table FROM tributary.snapshot_tables WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
-            [source, lsnText]).rows.map { $0[0]! })
+        let (loadTables, finished) = try await begin(manifest, on: control)
         let loaded = Set(try await control.query(
             "SELECT object_key FROM tributary.snapshot_parts WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
             [source, lsnText]).rows.map { $0[0]! })
@@ -126,7 +123,9 @@ public struct SnapshotLoader: Sendable {
 
     /// Records the snapshot as loading and creates the load tables of the tables not yet promoted.
     /// Safe to repeat; the eager load calls it before the manifest exists (parts may be empty then).
-    func begin(_ manifest: SnapshotManifest, on connection: PostgresConnection) async throws -> [QualifiedName] {
+    /// Returns every table's load table, and the STG names of the tables already promoted.
+    func begin(_ manifest: SnapshotManifest, on connection: PostgresConnection) async throws
+        -> (loadTables: [QualifiedName], finished: Set<String>) {
         let lsnText = manifest.consistentPoint.description
         try await connection.query("""
             INSERT INTO tributary.snapshots (source, snapshot_lsn, slot, state, tables, rows)
@@ -140,7 +139,7 @@ public struct SnapshotLoader: Sendable {
         for (index, table) in manifest.tables.enumerated() where !finished.contains(table.stagingTable) {
             try await connection.execute(SnapshotSQL.createLoadTable(loadTables[index], relation: table.relation))
         }
-        return loadTables
+        return (loadTables, finished)
     }
 
     private func loadWorker(queue: WorkQueue<(table: Int, part: StagedFile)>, manifest: SnapshotManifest,
