@@ -31,7 +31,7 @@ let package = Package(
         ),
         .target(
             name: "TributaryStorage",
-            dependencies: ["TributaryCore", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["TributaryCore", "CCurl", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "TributaryServices",

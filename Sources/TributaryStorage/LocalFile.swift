@@ -72,6 +72,19 @@ public final class FileInput {
         }
     }
 
+    public func seek(to offset: Int64) throws {
+        guard lseek(descriptor, off_t(offset), SEEK_SET) >= 0 else { throw StorageError.io(operation: "seek in", path: path, errno: errno) }
+    }
+
+    /// Reads up to `buffer.count` bytes into `buffer`; 0 means the end of the file.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        while true {
+            let read = Glibc.read(descriptor, buffer.baseAddress!, buffer.count)
+            if read >= 0 { return read }
+            if errno != EINTR { throw StorageError.io(operation: "read", path: path, errno: errno) }
+        }
+    }
+
     /// Reads up to `count` bytes; an empty result means the end of the file.
     public func read(upTo count: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)

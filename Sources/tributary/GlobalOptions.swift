@@ -55,18 +55,6 @@ final class BootstrapFlag: @unchecked Sendable {
     }
 }
 
-/// Opens the staging store the configuration names.
-enum StagingStores {
-    static func open(_ target: TargetConfiguration) throws -> any StagingStore {
-        switch target.staging {
-        case .directory(let path):
-            return try FilesystemStagingStore(root: path)
-        case .objectStorage:
-            throw OperatorError("\(target.file): staging \(target.staging) needs OCI support, which this build does not have yet: use a file:// staging store")
-        }
-    }
-}
-
 /// Runs a subcommand body and turns failures into one line on stderr and an exit code:
 /// 2 for configuration and usage problems, 1 for everything else.
 enum CommandRunner {

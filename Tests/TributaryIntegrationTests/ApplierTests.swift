@@ -8,8 +8,9 @@ import TributaryPostgres
 @Suite struct ApplierTests {
     static let tables = ["public.accounts", "public.ledger"]
 
-    func twoSourceFixture(_ label: String) async throws -> PipelineFixture {
+    func twoSourceFixture(_ label: String, configure: (inout PipelineFixture) -> Void = { _ in }) async throws -> PipelineFixture {
         var fixture = try await PipelineFixture.make(label, sources: [("qvp", Self.tables), ("svp", Self.tables)])
+        configure(&fixture)
         fixture.snapshotYAML = "  jobs: 2\nbatch:\n  max_age: 200ms\n  heartbeat: 300ms\n"
         for source in ["qvp", "svp"] {
             try await fixture.connectSource(source).execute(RandomWorkload.schema)
@@ -54,7 +55,12 @@ import TributaryPostgres
     }
 
     @Test func randomWorkloadOnBothSourcesEndsEqualInSTG() async throws {
-        let fixture = try await twoSourceFixture("e2e")
+        try await runRandomWorkloadEndsEqual(try await twoSourceFixture("e2e"), steps: 250)
+    }
+
+    /// Replicators for both sources and the applier run while a seeded random workload (with a
+    /// column added mid-stream on qvp) runs; afterwards every table equals its STG table.
+    func runRandomWorkloadEndsEqual(_ fixture: PipelineFixture, steps: Int) async throws {
         let stop = StopSignal()
         let replicators = try ["qvp", "svp"].map { source in
             let replicator = try replicator(fixture, source, stop: stop)
@@ -67,8 +73,8 @@ import TributaryPostgres
             for (index, source) in ["qvp", "svp"].enumerated() {
                 var workload = RandomWorkload(seed: UInt64.random(in: 1...UInt64.max))
                 let one = try await fixture.connectSource(source), two = try await fixture.connectSource(source)
-                for step in 0..<250 {
-                    try await workload.step(one, two, addColumnAt: index == 0 ? 120 : nil, step: step)
+                for step in 0..<steps {
+                    try await workload.step(one, two, addColumnAt: index == 0 ? steps / 2 : nil, step: step)
                 }
             }
             try await waitUntilApplied(fixture, sources: ["qvp", "svp"])

@@ -101,6 +101,26 @@ public enum StagingLocation: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// How to reach OCI Object Storage for an `oci://` staging store (section `oci` of tributary.yaml).
+public struct OCISettings: Sendable, Hashable {
+    /// Default: `OCI_CLI_CONFIG_FILE`, `OCI_CONFIG_FILE`, then `~/.oci/config`.
+    public var configFile: String?
+    /// Default: `OCI_CLI_PROFILE`, then `DEFAULT`.
+    public var profile: String?
+    /// Overrides the profile's region.
+    public var region: String?
+    /// Overrides the regional endpoint, e.g. `http://127.0.0.1:9000` for the emulator.
+    public var endpoint: String?
+    public var multipartThreshold: Int = 128 << 20
+    public var partSize: Int = 64 << 20
+    /// Concurrent requests (connections), which is also how many parts upload at once.
+    public var connections: Int = 4
+    /// Attempts per request, the first included.
+    public var attempts: Int = 8
+
+    public init() {}
+}
+
 /// Micro-batch limits: a batch closes on a transaction boundary once it reaches any of them.
 public struct BatchLimits: Sendable, Hashable {
     public var rowsMax: Int = 100_000
@@ -138,10 +158,12 @@ public struct TargetConfiguration: Sendable {
     public var workDirectory: String
     public var batch: BatchLimits
     public var snapshot: SnapshotSettings
+    public var oci: OCISettings
     public var file: String
 
     public init(connection: String, staging: StagingLocation, workDirectory: String,
-                batch: BatchLimits = .init(), snapshot: SnapshotSettings = .init(), file: String) {
+                batch: BatchLimits = .init(), snapshot: SnapshotSettings = .init(), oci: OCISettings = .init(), file: String) {
+        self.oci = oci
         self.connection = connection
         self.staging = staging
         self.workDirectory = workDirectory

@@ -53,7 +53,7 @@ public enum ConfigurationParser {
 
     static func parseTarget(_ file: File, directory: String, environment: [String: String]) throws -> TargetConfiguration {
         let root = try root(file, environment: environment)
-        try root.requireOnly(["target", "staging", "work_dir", "batch", "snapshot"])
+        try root.requireOnly(["target", "staging", "work_dir", "batch", "snapshot", "oci"])
         guard let targetSection = try root.child("target") else {
             throw ConfigurationError(file: file.name, keyPath: "target", problem: "required key is missing")
         }
@@ -79,8 +79,23 @@ public enum ConfigurationParser {
             snapshot.rangeBytes = try section.bytes("range_size") ?? snapshot.rangeBytes
             snapshot.compressionLevel = try section.integer("compression_level", in: 1...9) ?? snapshot.compressionLevel
         }
+        var oci = OCISettings()
+        if let section = try root.child("oci") {
+            try section.requireOnly(["config_file", "profile", "region", "endpoint", "multipart_threshold", "part_size", "connections", "attempts"])
+            oci.configFile = try section.string("config_file").map { resolve($0, against: directory) }
+            oci.profile = try section.string("profile")
+            oci.region = try section.string("region")
+            oci.endpoint = try section.string("endpoint")
+            if let endpoint = oci.endpoint, !(endpoint.hasPrefix("https://") || endpoint.hasPrefix("http://")) {
+                throw section.error("endpoint", section.node("endpoint")!, "expected http(s)://host[:port], found \"\(endpoint)\"")
+            }
+            oci.multipartThreshold = try section.bytes("multipart_threshold") ?? oci.multipartThreshold
+            oci.partSize = try section.bytes("part_size") ?? oci.partSize
+            oci.connections = try section.integer("connections", in: 1...64) ?? oci.connections
+            oci.attempts = try section.integer("attempts", in: 1...100) ?? oci.attempts
+        }
         return TargetConfiguration(connection: connection, staging: staging, workDirectory: workDirectory,
-                                   batch: batch, snapshot: snapshot, file: file.name)
+                                   batch: batch, snapshot: snapshot, oci: oci, file: file.name)
     }
 
     static func parseStaging(_ text: String, root: YAMLReader, directory: String) throws -> StagingLocation {

@@ -12,9 +12,10 @@ public struct PreflightChecker: Sendable {
     }
 
     public let configuration: Configuration
-    public let store: (any StagingStore)?
+    /// The store, or why it could not be opened (bad credentials, say).
+    public let store: Swift.Result<any StagingStore, any Error>
 
-    public init(configuration: Configuration, store: (any StagingStore)?) {
+    public init(configuration: Configuration, store: Swift.Result<any StagingStore, any Error>) {
         self.configuration = configuration
         self.store = store
     }
@@ -113,8 +114,11 @@ public struct PreflightChecker: Sendable {
     }
 
     func checkStore() async -> [Result] {
-        guard let store else {
-            return [Result(subject: "staging", passed: false, message: "no staging store could be opened for \(configuration.target.staging)")]
+        let store: any StagingStore
+        switch self.store {
+        case .success(let opened): store = opened
+        case .failure(let error):
+            return [Result(subject: "staging", passed: false, message: "\(configuration.target.staging) cannot be opened: \(error)")]
         }
         let key = "_check/probe-\(UInt64.random(in: 0...UInt64.max))"
         do {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import TributaryServices
+import TributaryStorage
 
 struct Apply: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,7 +26,7 @@ struct Apply: AsyncParsableCommand {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("tributary.apply")
-            let store = try StagingStores.open(configuration.target)
+            let store = try StagingStores.open(configuration.target, logger: global.makeLogger("staging"))
             let stop = StopSignal()
             let applier = ChangeApplier(target: configuration.target.connection, sources: try configuration.sources(named: sources),
                                         store: store, settings: .init(jobs: jobs ?? configuration.target.snapshot.jobs),

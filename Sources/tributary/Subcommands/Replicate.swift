@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import TributaryCore
 import TributaryServices
+import TributaryStorage
 
 struct Replicate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,7 +29,7 @@ struct Replicate: AsyncParsableCommand {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("tributary.replicate")
-            let store = try StagingStores.open(configuration.target)
+            let store = try StagingStores.open(configuration.target, logger: global.makeLogger("staging"))
             let stop = StopSignal()
             let signals = SignalHandlers.install([SIGTERM, SIGINT]) { signal in
                 logger.notice("signal \(signal): finishing the batch in hand")

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TributaryCore
 import TributaryServices
+import TributaryStorage
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,7 +23,7 @@ struct Status: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let reader = StatusReader(target: configuration.target.connection, store: try StagingStores.open(configuration.target))
+            let reader = StatusReader(target: configuration.target.connection, store: try StagingStores.open(configuration.target, logger: global.makeLogger("staging")))
             let selected = try configuration.sources(named: sources)
             repeat {
                 let report = StatusReport(generatedAt: Date(), sources: try await reader.read(selected))

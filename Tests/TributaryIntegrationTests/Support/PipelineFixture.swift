@@ -23,6 +23,9 @@ struct PipelineFixture {
     let target: String
     var sources: [Source]
     var snapshotYAML = "  jobs: 2\n"
+    /// The staging URL as tributary.yaml spells it, and any further target settings (an `oci:` section).
+    var staging = "../staging"
+    var extraTargetYAML = ""
 
     static func make(_ label: String, sources: [(name: String, tables: [String])]) async throws -> PipelineFixture {
         let clusters = try await TestClusters.shared()
@@ -45,8 +48,9 @@ struct PipelineFixture {
         let targetYAML = """
             target:
               connection: "\(target)"
-            staging: ../staging
+            staging: \(staging)
             work_dir: ../work
+            \(extraTargetYAML)
             snapshot:
             \(snapshotYAML)
             """
@@ -71,8 +75,8 @@ struct PipelineFixture {
         return try ConfigurationLoader.load(directory: configurationDirectory, environment: [:])
     }
 
-    func store() throws -> FilesystemStagingStore {
-        try FilesystemStagingStore(root: stagingDirectory)
+    func store() throws -> any StagingStore {
+        try StagingStores.open(try configuration().target, logger: Self.logger)
     }
 
     func snapshot(_ source: String, restart: Bool = false,

@@ -23,7 +23,7 @@ struct StagedChanges {
 
     var rows: [Row] { batches.flatMap { $0 } }
 
-    static func read(source: String, store: FilesystemStagingStore) async throws -> StagedChanges {
+    static func read(source: String, store: any StagingStore) async throws -> StagedChanges {
         var result = StagedChanges()
         let keys = try await store.list(prefix: ObjectNaming.cdcPrefix(source: source), startAfter: nil)
             .map(\.key).filter { $0.hasSuffix("/manifest.json") }

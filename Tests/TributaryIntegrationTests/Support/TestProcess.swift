@@ -40,11 +40,24 @@ final class TestProcess: @unchecked Sendable {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
-        let status = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        // The test runner blocks some signals; a child inheriting that mask would ignore SIGTERM.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t(), all = sigset_t()
+        sigemptyset(&empty)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard status == 0 else { throw TestFailure("cannot start \(executable): \(String(cString: strerror(status)))") }
     }
 
     func kill(signal: Int32 = SIGKILL) { Glibc.kill(pid, signal) }
+
+    /// What the process has written to standard output so far.
+    func outputSoFar() -> String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
     /// Polls for the exit without blocking a cooperative thread.
     func wait() async -> Outcome {

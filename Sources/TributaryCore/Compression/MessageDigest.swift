@@ -1,12 +1,25 @@
 import COpenSSL
 
-/// Incremental SHA-256 (libcrypto), for manifests' file checksums.
-public final class SHA256Hasher {
-    private let context: OpaquePointer
+/// Incremental message digest (libcrypto): SHA-256 for manifests' checksums, MD5 for OCI's
+/// `Content-MD5`.
+public class MessageDigest {
+    public enum Algorithm: Sendable {
+        case sha256, md5
+    }
 
-    public init() {
+    private let context: OpaquePointer
+    private let length: Int
+
+    public init(_ algorithm: Algorithm) {
         context = EVP_MD_CTX_new()!
-        EVP_DigestInit_ex(context, EVP_sha256(), nil)
+        switch algorithm {
+        case .sha256:
+            EVP_DigestInit_ex(context, EVP_sha256(), nil)
+            length = 32
+        case .md5:
+            EVP_DigestInit_ex(context, EVP_md5(), nil)
+            length = 16
+        }
     }
 
     deinit { EVP_MD_CTX_free(context) }
@@ -20,16 +33,20 @@ public final class SHA256Hasher {
         bytes.withUnsafeBytes { update($0) }
     }
 
-    /// The 32-byte digest. Ends the hasher.
+    /// The digest. Ends the hasher.
     public func finalizeBytes() -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        EVP_DigestFinal_ex(context, &digest, &length)
-        return digest
+        var digest = [UInt8](repeating: 0, count: 64)
+        var written: UInt32 = 0
+        EVP_DigestFinal_ex(context, &digest, &written)
+        return Array(digest.prefix(length))
     }
 
     /// Lower-case hex digest. Ends the hasher.
     public func finalizeHex() -> String { Hex.encode(finalizeBytes()) }
+}
+
+public final class SHA256Hasher: MessageDigest {
+    public init() { super.init(.sha256) }
 
     public static func hex(_ bytes: [UInt8]) -> String {
         let hasher = SHA256Hasher()

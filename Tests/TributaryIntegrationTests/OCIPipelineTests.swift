@@ -1,0 +1,28 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryStorage
+
+/// Snapshot, replicate and apply unchanged over an oci:// staging store, with the emulator failing
+/// a tenth of all requests.
+@Suite struct OCIPipelineTests {
+    @Test func pipelineOverOCIWithFailingRequestsLosesAndDuplicatesNothing() async throws {
+        let emulator = try await OCIEmulator.start()
+        try await emulator.setFaults(["error_rate": 0.1, "statuses": [503, 429], "seed": 11])
+        let harness = ApplierTests()
+        let fixture = try await harness.twoSourceFixture("oci") { fixture in
+            fixture.staging = "oci://\(OCIEmulator.namespace)/\(OCIEmulator.bucket)/pipeline"
+            // Files above 16 KiB go up in parts, so multipart uploads run under faults too.
+            fixture.extraTargetYAML = emulator.targetYAML(attempts: 15, multipartThreshold: "16KiB", partSize: "8KiB")
+        }
+        try await harness.runRandomWorkloadEndsEqual(fixture, steps: 150)
+
+        let store = try fixture.store()
+        #expect(store is OCIStagingStore)
+        #expect(try await store.list(prefix: "qvp/cdc/", startAfter: nil).count > 4, "the batches went to the emulator")
+        let stats = try await emulator.stats()
+        #expect(stats["injected_errors"]! >= stats["requests"]! / 20, "\(stats)")
+        #expect(stats["multipart_commits"]! > 0, "\(stats)")
+        #expect(stats["rejected_signatures"] == 0)
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import TributaryCore
+import TributaryStorage
+
+/// deploy/oci-emulator.py on a free loopback port, trusting the test API key of
+/// Tests/TributaryCoreTests/Fixtures/oci; stopped when the test ends.
+final class OCIEmulator: @unchecked Sendable {
+    static let namespace = "tributary"
+    static let bucket = "staging"
+    static let configFile = Paths.repository + "/Tests/TributaryCoreTests/Fixtures/oci/config"
+
+    let endpoint: String
+    private let process: TestProcess
+    private let control = HTTPClient()
+
+    private init(endpoint: String, process: TestProcess) {
+        self.endpoint = endpoint
+        self.process = process
+    }
+
+    deinit {
+        process.kill(signal: SIGTERM)
+        _ = process.waitBlocking()
+    }
+
+    static func start(pageSize: Int = 1000) async throws -> OCIEmulator {
+        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "/usr/local/bin/python3"
+        let process = TestProcess(python, [Paths.repository + "/deploy/oci-emulator.py", "--oci-config", configFile,
+                                           "--namespace", namespace, "--bucket", bucket, "--page-size", String(pageSize)])
+        try process.start()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if let line = process.outputSoFar().split(separator: "\n").first(where: { $0.hasPrefix("listening on ") }) {
+                return OCIEmulator(endpoint: String(line.dropFirst("listening on ".count)), process: process)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        process.kill()
+        let outcome = await process.wait()
+        throw TestFailure("the OCI emulator did not start: \(outcome.standardError)")
+    }
+
+    /// Switches fault injection: error_rate, statuses, slow_rate, delay_ms, drop_rate, fail_path, seed.
+    func setFaults(_ faults: [String: Any]) async throws {
+        let body = try JSONSerialization.data(withJSONObject: faults)
+        let response = try await control.send(HTTPRequest(method: "POST", endpoint: endpoint, pathAndQuery: "/_emulator/faults",
+                                                          headers: [("content-type", "application/json")], body: .bytes(Array(body))))
+        guard response.status == 200 else { throw TestFailure("emulator refused faults: \(response.status)") }
+    }
+
+    func stats() async throws -> [String: Int] {
+        let response = try await control.send(HTTPRequest(method: "GET", endpoint: endpoint, pathAndQuery: "/_emulator/stats"))
+        return try JSONDecoder().decode([String: Int].self, from: Data(response.body))
+    }
+
+    /// A client signing with the test key.
+    func client(settings: OCIObjectStorageClient.Settings = .init()) throws -> OCIObjectStorageClient {
+        let credentials = try OCICredentials.load(configFile: Self.configFile, profile: "DEFAULT", logger: PipelineFixture.logger)
+        return try OCIObjectStorageClient(endpoint: endpoint, signer: credentials.signer, settings: settings, logger: PipelineFixture.logger)
+    }
+
+    /// The `oci:` section of tributary.yaml for this emulator.
+    func targetYAML(attempts: Int = 8, multipartThreshold: String = "128MiB", partSize: String = "1MiB") -> String {
+        """
+        oci:
+          config_file: \(Self.configFile)
+          endpoint: \(endpoint)
+          attempts: \(attempts)
+          multipart_threshold: \(multipartThreshold)
+          part_size: \(partSize)
+
+        """
+    }
+}
