@@ -22,7 +22,9 @@ public final class OCIPrivateKey: @unchecked Sendable {
 
     public init(pem: [UInt8], passphrase: String?) throws {
         let encrypted = String(decoding: pem, as: UTF8.self).contains("ENCRYPTED")
-        guard let bio = pem.withUnsafeBytes({ BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }) else {
+        // A memory BIO that owns a copy: BIO_new_mem_buf would borrow the array's storage past the
+        // closure that lends it, which an optimised build may already have freed.
+        guard let bio = BIO_new(BIO_s_mem()), pem.withUnsafeBytes({ BIO_write(bio, $0.baseAddress, Int32($0.count)) }) == Int32(pem.count) else {
             throw Failure.unreadable("out of memory")
         }
         defer { BIO_free(bio) }

@@ -46,6 +46,10 @@ public struct ChangeApplier: Sendable {
     public func applyOnce(onSnapshotStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report {
         let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
         try await ControlSchema.migrate(on: connection)
+        guard try await Self.claimApplierLock(on: connection) else {
+            await connection.close()
+            throw OperatorError("another tributary apply (or run, or drain) is applying to this target: let it finish, or stop it first", kind: .applierBusy)
+        }
         var report = Report()
         for source in sources {
             try await applyPending(source, on: connection, into: &report, limit: nil, onSnapshotStart: onSnapshotStart)
@@ -89,9 +93,21 @@ public struct ChangeApplier: Sendable {
         return failures
     }
 
+    /// One applier per target: two would race to record the same batch. Held for the session, so a
+    /// killed applier releases it with its connection.
+    static let applierLock: Int64 = 0x7472_6962_0002
+
+    public static func claimApplierLock(on connection: PostgresConnection) async throws -> Bool {
+        try await connection.query("SELECT pg_try_advisory_lock($1)", [String(applierLock)]).scalar == "t"
+    }
+
     private func connectAndListen() async throws -> PostgresConnection {
         let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
         try await ControlSchema.migrate(on: connection)
+        guard try await Self.claimApplierLock(on: connection) else {
+            await connection.close()
+            throw OperatorError("another tributary apply (or run, or drain) is applying to this target: stop it first", kind: .applierBusy)
+        }
         try await connection.execute("LISTEN \(Self.channel)")
         return connection
     }
@@ -105,8 +121,9 @@ public struct ChangeApplier: Sendable {
            let snapshot = try await snapshots.load(source: source.name, onStart: onSnapshotStart) {
             report.snapshots.append(snapshot)
         }
-        let state = try await connection.query("SELECT applied_lsn FROM tributary.sources WHERE source = $1", [source.name])
-        guard let applied = state.scalar.flatMap(LSN.init) else {
+        let state = try await connection.query("SELECT applied_lsn, apply_paused FROM tributary.sources WHERE source = $1", [source.name])
+        if state.value(0, "apply_paused") == "t" { return }
+        guard let applied = state.value(0, "applied_lsn").flatMap(LSN.init) else {
             // No snapshot applied yet: changes have nothing to apply to.
             return
         }

@@ -72,7 +72,7 @@ public struct Replicator: Sendable {
             throw OperatorError("replication slot \"\(source.slot)\" does not exist on \(source.name): run tributary snapshot --source \(source.name) first")
         }
         if let pid = slot.value(0, "active_pid") {
-            throw OperatorError("replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): another replicator is running for it")
+            throw OperatorError("replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): another replicator is running for it", kind: .slotInUse)
         }
         let tables = try await SourceCatalog.describe(source.tables, source: source, on: side)
         let directory = "\(workDirectory)/replicate-\(source.name)"

@@ -64,6 +64,11 @@ public enum ControlSchema {
             lsn pg_lsn NOT NULL
         );
         """,
+        // Pause may hold the applier as well as the replicator; drain remembers when it began.
+        """
+        ALTER TABLE tributary.sources ADD COLUMN apply_paused boolean NOT NULL DEFAULT false,
+            ADD COLUMN drain_started_at timestamptz;
+        """,
     ]
 
     /// Any number of processes may call this at once; an advisory lock serialises them.

@@ -35,19 +35,23 @@ struct Verify: AsyncParsableCommand {
                                                       options: [.prettyPrinted, .sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
             } else {
-                print(Format.pad("source", 8) + Format.pad("table", 34) + Format.pad("stg table", 34)
-                      + Format.pad("source rows", 13, right: true) + Format.pad("stg rows", 13, right: true) + "  result")
-                for row in all {
-                    let result = row.matches ? "match" : (row.problem ?? (row.sourceRows != row.stagingRows ? "ROW COUNT DIFFERS" : "CONTENT DIFFERS"))
-                    print(Format.pad(row.source, 8) + Format.pad(row.table, 34) + Format.pad(row.stagingTable, 34)
-                          + Format.pad(Format.count(row.sourceRows), 13, right: true)
-                          + Format.pad(row.stagingRows.map(Format.count) ?? "-", 13, right: true) + "  " + result)
-                }
-                let mismatches = all.filter { !$0.matches }.count
-                print(mismatches == 0 ? "verify: all \(all.count) tables match: source and STG are identical row for row"
-                                      : "verify: \(mismatches) of \(all.count) tables differ")
+                Self.printTable(all)
             }
             if !all.allSatisfy(\.matches) { throw ExitCode(1) }
         }
+    }
+
+    static func printTable(_ all: [TableComparer.Comparison]) {
+        print(Format.pad("source", 8) + Format.pad("table", 34) + Format.pad("stg table", 34)
+              + Format.pad("source rows", 13, right: true) + Format.pad("stg rows", 13, right: true) + "  result")
+        for row in all {
+            let result = row.matches ? "match" : (row.problem ?? (row.sourceRows != row.stagingRows ? "ROW COUNT DIFFERS" : "CONTENT DIFFERS"))
+            print(Format.pad(row.source, 8) + Format.pad(row.table, 34) + Format.pad(row.stagingTable, 34)
+                  + Format.pad(Format.count(row.sourceRows), 13, right: true)
+                  + Format.pad(row.stagingRows.map(Format.count) ?? "-", 13, right: true) + "  " + result)
+        }
+        let mismatches = all.filter { !$0.matches }.count
+        print(mismatches == 0 ? "verify: all \(all.count) tables match: source and STG are identical row for row"
+                              : "verify: \(mismatches) of \(all.count) tables differ")
     }
 }

@@ -1,0 +1,107 @@
+import Foundation
+import Logging
+import TributaryCore
+import TributaryPostgres
+import TributaryStorage
+
+/// Runs one source's replicator as the control state says: running, paused (the slot is left
+/// alone and keeps its position), draining (up to the drain LSN, then idle) or drained. A lost
+/// connection is retried with backoff; anything else is permanent and ends `run` with its reason.
+public struct ReplicationSupervisor: Sendable {
+    public let source: SourceConfiguration
+    public let settings: Replicator.Settings
+    public let store: any StagingStore
+    public let target: String
+    public let workDirectory: String
+    public let logger: Logger
+    public let stop: StopSignal
+    /// How often the control state is read while the replicator runs or idles.
+    public var pollSeconds = 0.5
+
+    public init(source: SourceConfiguration, settings: Replicator.Settings, store: any StagingStore, target: String,
+                workDirectory: String, logger: Logger, stop: StopSignal) {
+        self.source = source
+        self.settings = settings
+        self.store = store
+        self.target = target
+        self.workDirectory = workDirectory
+        self.logger = logger.with(source: source.name)
+        self.stop = stop
+    }
+
+    public func run() async throws {
+        var control = try await connectControl()
+        let notifier = TargetNotifier(target: target, logger: logger)
+        var backoff = 1.0
+        var announced: SourceState?
+        var started = false
+        while !stop.isRequested {
+            let current: SourceControlState
+            do {
+                current = try await SourceControl.state(of: source.name, on: control)
+                    ?? SourceControlState(state: .running, applyPaused: false, drainLSN: nil, flushedLSN: nil, appliedLSN: nil)
+            } catch let error as PostgresError where error.isTransient {
+                logger.warning("target connection lost, reconnecting in \(backoff) s: \(error)")
+                try await Task.sleep(for: .seconds(backoff))
+                backoff = min(backoff * 2, 30)
+                if let fresh = try? await connectControl() { control = fresh }
+                continue
+            }
+            if current.state != announced {
+                logger.notice("replication \(current.state.rawValue)", metadata: current.drainLSN.map { [LogKey.lsn: .string($0.description)] } ?? [:])
+                announced = current.state
+            }
+            var drainDone = false
+            if current.state == .draining, let end = current.drainLSN, let flushed = current.flushedLSN { drainDone = flushed >= end }
+            if current.state == .paused || current.state == .drained || drainDone {
+                try await Task.sleep(for: .seconds(pollSeconds))
+                continue
+            }
+            var partSettings = settings
+            if current.state == .draining { partSettings.endLSN = current.drainLSN }
+            let partStop = StopSignal()
+            let watcher = Task { [stop, source, pollSeconds] in
+                // A fresh connection: the control one may be busy recording a position.
+                let watch = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary run \(source.name) control")
+                defer { Task { await watch.close() } }
+                while !Task.isCancelled {
+                    if stop.isRequested { break }
+                    let now = try? await SourceControl.state(of: source.name, on: watch)
+                    if let now, now.state != current.state || now.drainLSN != current.drainLSN { break }
+                    try? await Task.sleep(for: .seconds(pollSeconds))
+                }
+                partStop.request()
+            }
+            do {
+                let summary = try await Replicator(source: source, settings: partSettings, store: store, workDirectory: workDirectory,
+                                                   logger: logger, stop: partStop, onBatch: { await notifier.batchWritten($0) }).run()
+                watcher.cancel()
+                started = true
+                try await SourceControl.recordFlushed(source.name, at: summary.durableLSN, on: control)
+                backoff = 1
+            } catch let error as PostgresError where error.isTransient {
+                watcher.cancel()
+                logger.warning("replication interrupted, resuming in \(backoff) s: \(error)")
+                try await Task.sleep(for: .seconds(backoff))
+                backoff = min(backoff * 2, 30)
+            } catch let error as OperatorError where error.kind == .slotInUse && started {
+                // After a pause or during a drain, `tributary drain` may be finishing this source itself.
+                watcher.cancel()
+                logger.info("slot busy, retrying in \(backoff) s: \(error)")
+                try await Task.sleep(for: .seconds(backoff))
+                backoff = min(backoff * 2, 5)
+            } catch {
+                // Two replicators for one slot at start-up, a missing slot, a type change: permanent.
+                watcher.cancel()
+                throw error
+            }
+        }
+        await control.close()
+    }
+
+    private func connectControl() async throws -> PostgresConnection {
+        let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary run \(source.name)")
+        try await ControlSchema.migrate(on: connection)
+        return connection
+    }
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import TributaryCore
+import TributaryServices
+import TributaryStorage
+
+struct Drain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "For switchover: bring STG exactly up to each source's current WAL position, then mark the sources drained.",
+        discussion: """
+            Make the sources read-only first. drain records each source's end LSN, waits until every change up to it \
+            is in the staging store and applied to STG (doing the replicating or applying itself where no tributary \
+            run, replicate or apply does), marks the sources drained (replication stops; the slots stay until you drop \
+            them), prints a report and verifies every table. Exit 0 only when the target is complete and matches.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .customLong("source"), help: "Drain only this source (repeatable; default: all).")
+    var sources: [String] = []
+
+    @Option(help: "Give up after SECONDS (the sources stay draining; run drain again to go on).")
+    var timeout: Double?
+
+    @Flag(help: "Refuse when a source still has write transactions open.")
+    var requireReadOnly = false
+
+    @Flag(help: "Skip the verification at the end.")
+    var noVerify = false
+
+    func run() async throws {
+        try await CommandRunner.run {
+            let configuration = try global.loadConfiguration()
+            let logger = global.makeLogger("tributary.drain")
+            let store = try StagingStores.open(configuration.target, logger: global.makeLogger("staging"))
+            let selected = try configuration.sources(named: sources)
+            let settings = Replicator.Settings(
+                limits: configuration.target.batch, compressionLevel: configuration.target.snapshot.compressionLevel,
+                heartbeatSeconds: Double(configuration.target.batch.heartbeatMilliseconds) / 1000)
+            let started = ContinuousClock.now
+            let printer = DrainProgressPrinter()
+            let reports = try await DrainCoordinator(configuration: configuration, sources: selected, store: store,
+                                                     replicatorSettings: settings, logger: logger)
+                .run(timeoutSeconds: timeout, requireReadOnly: requireReadOnly) { await printer.show($0) }
+            let seconds = (ContinuousClock.now - started).seconds
+            print("\ndrain: complete in \(Format.duration(seconds)); the sources are drained and their slots kept "
+                  + "(drop them with SELECT pg_drop_replication_slot('<slot>') on each source after cutover)")
+            print(Format.pad("source", 8) + Format.pad("end LSN", 18) + Format.pad("batches", 10, right: true) + Format.pad("rows", 12, right: true))
+            for report in reports {
+                print(Format.pad(report.source, 8) + Format.pad(report.endLSN.description, 18)
+                      + Format.pad(Format.count(report.batches), 10, right: true) + Format.pad(Format.count(report.rows), 12, right: true))
+            }
+            guard !noVerify else { return }
+            print("")
+            let comparer = TableComparer(target: configuration.target.connection)
+            var all: [TableComparer.Comparison] = []
+            for source in selected { all += try await comparer.compare(source: source) }
+            Verify.printTable(all)
+            if !all.allSatisfy(\.matches) { throw ExitCode(1) }
+        }
+    }
+}
+
+/// One line per source at most every two seconds while the drain waits.
+private actor DrainProgressPrinter {
+    private var last = ContinuousClock.now - .seconds(10)
+
+    func show(_ progress: [DrainCoordinator.Progress]) {
+        guard ContinuousClock.now - last >= .seconds(2) || progress.allSatisfy(\.done) else { return }
+        last = ContinuousClock.now
+        for item in progress {
+            print("drain \(item.source): end \(item.endLSN), flushed \(item.flushedLSN?.description ?? "-"), applied \(item.appliedLSN?.description ?? "-"), "
+                  + "\(item.stagedBatches) batches to apply" + (item.done ? " — done" : ""))
+        }
+    }
+}

@@ -1,0 +1,154 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryPostgres
+import TributaryServices
+
+/// `tributary run`, pause, resume, drain and verify, driven as an operator would, as processes.
+@Suite struct OperatingTests {
+    func fixture(_ label: String) async throws -> PipelineFixture {
+        var fixture = try await PipelineFixture.make(label, sources: [("qvp", ApplierTests.tables), ("svp", ApplierTests.tables)])
+        fixture.snapshotYAML = "  jobs: 2\nbatch:\n  max_age: 200ms\n  heartbeat: 300ms\n"
+        for source in ["qvp", "svp"] {
+            try await fixture.connectSource(source).execute(RandomWorkload.schema)
+            _ = try await fixture.snapshot(source)
+        }
+        return fixture
+    }
+
+    func startRun(_ fixture: PipelineFixture) throws -> TestProcess {
+        try fixture.writeConfiguration()
+        let process = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"])
+        try process.start()
+        return process
+    }
+
+    /// Runs steps of one seeded workload per source; the workloads carry on where the last call stopped.
+    func workload(_ fixture: PipelineFixture, steps: Range<Int>, _ workloads: inout [RandomWorkload]) async throws {
+        for (index, source) in ["qvp", "svp"].enumerated() {
+            let one = try await fixture.connectSource(source), two = try await fixture.connectSource(source)
+            for step in steps { try await workloads[index].step(one, two, addColumnAt: nil, step: step) }
+        }
+    }
+
+    func newWorkloads() -> [RandomWorkload] {
+        let seed = UInt64.random(in: 1...UInt64.max / 2)
+        return [RandomWorkload(seed: seed), RandomWorkload(seed: seed + 1)]
+    }
+
+    func state(_ fixture: PipelineFixture, _ source: String) async throws -> SourceControlState? {
+        try await SourceControl.state(of: source, on: try await fixture.connectTarget())
+    }
+
+    func slotActive(_ fixture: PipelineFixture, _ source: String) async throws -> Bool {
+        try await fixture.connectSource(source).query("SELECT active FROM pg_replication_slots WHERE slot_name = $1", [fixture.source(source).slot]).scalar == "t"
+    }
+
+    func bothActive(_ fixture: PipelineFixture) async throws -> Bool {
+        let qvp = try await slotActive(fixture, "qvp"), svp = try await slotActive(fixture, "svp")
+        return qvp && svp
+    }
+
+    func eventually(_ what: String, seconds: Double = 30, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { throw TestFailure("not within \(seconds) s: \(what)") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    func statusOf(_ fixture: PipelineFixture, _ source: String) async throws -> SourceStatus {
+        let configuration = try fixture.configuration()
+        return try await StatusReader(target: fixture.target, store: try fixture.store()).read(try configuration.sources(named: [source]))[0]
+    }
+
+    @Test func pauseResumeAndDrainUnderAWorkloadLoseNothing() async throws {
+        let fixture = try await fixture("operate")
+        let run = try startRun(fixture)
+        do {
+            var workloads = newWorkloads()
+            try await workload(fixture, steps: 0..<40, &workloads)
+            try await eventually("both slots consumed") { try await bothActive(fixture) }
+
+            // Pause qvp: its slot is released within a second or so, and the WAL it retains grows.
+            let paused = try await fixture.tributary(["pause", "qvp"])
+            #expect(paused.status == 0 && paused.standardOutput.contains("qvp: running → paused"), "\(paused.standardOutput)\(paused.standardError)")
+            try await eventually("qvp's slot released", seconds: 5) { try await !slotActive(fixture, "qvp") }
+            let before = try await statusOf(fixture, "qvp")
+            #expect(before.state == "paused" && before.replicatorActive == false)
+            try await workload(fixture, steps: 40..<120, &workloads)
+            let after = try await statusOf(fixture, "qvp")
+            #expect(after.retainedWALBytes! > before.retainedWALBytes!, "retained WAL grows while paused")
+            #expect(try await slotActive(fixture, "svp"), "svp keeps replicating")
+
+            // Resume; pause and resume again while the workload runs.
+            #expect(try await fixture.tributary(["resume", "qvp"]).status == 0)
+            try await eventually("qvp's slot consumed again", seconds: 5) { try await slotActive(fixture, "qvp") }
+            let toggling = Task {
+                var statuses: [Int32] = []
+                for _ in 0..<3 {
+                    statuses.append(try await fixture.tributary(["pause", "--all"]).status)
+                    try await Task.sleep(for: .milliseconds(700))
+                    statuses.append(try await fixture.tributary(["resume", "--all"]).status)
+                    try await Task.sleep(for: .milliseconds(700))
+                }
+                return statuses
+            }
+            try await workload(fixture, steps: 120..<220, &workloads)
+            #expect(try await toggling.value == [0, 0, 0, 0, 0, 0])
+
+            // Switchover: the workload has stopped; drain brings STG up to date and verifies it.
+            let drained = try await fixture.tributary(["drain", "--timeout", "60"])
+            #expect(drained.status == 0, "\(drained.standardOutput)\(drained.standardError)")
+            #expect(drained.standardOutput.contains("drain: complete"))
+            #expect(drained.standardOutput.contains("verify: all 4 tables match"), "\(drained.standardOutput)")
+            for source in ["qvp", "svp"] {
+                let state = try #require(try await state(fixture, source))
+                #expect(state.state == .drained)
+                #expect(state.flushedLSN! >= state.drainLSN!)
+            }
+            try await eventually("replication stopped after the drain", seconds: 5) {
+                let qvp = try await slotActive(fixture, "qvp"), svp = try await slotActive(fixture, "svp")
+                return !qvp && !svp
+            }
+        } catch {
+            run.kill()
+            _ = await run.wait()
+            throw error
+        }
+        run.kill(signal: SIGTERM)
+        let outcome = await run.wait()
+        #expect(outcome.status == 0, "\(outcome.standardError.suffix(2000))")
+        for source in ["qvp", "svp"] { #expect(try await fixture.verify(source).allSatisfy(\.matches)) }
+    }
+
+    @Test func sigtermMidWorkloadThenRestartLosesNothing() async throws {
+        let fixture = try await fixture("sigterm")
+        var workloads = newWorkloads()
+        let first = try startRun(fixture)
+        let stopping = Task {
+            try await Task.sleep(for: .seconds(2))
+            first.kill(signal: SIGTERM)
+            return await first.wait()
+        }
+        try await workload(fixture, steps: 0..<150, &workloads)
+        let stopped = try await stopping.value
+        #expect(stopped.status == 0 && !stopped.signalled, "graceful stop: \(stopped.standardError.suffix(2000))")
+        #expect(stopped.standardOutput.contains("stopped cleanly"))
+
+        // A second process while one runs is refused: two replicators for one slot never run.
+        let second = try startRun(fixture)
+        try await eventually("the restarted run consumes both slots") { try await bothActive(fixture) }
+        let duplicate = try await fixture.tributary(["run", "--no-apply", "--source", "qvp"])
+        #expect(duplicate.status == 1 && duplicate.standardError.contains("in use by process"), "\(duplicate.standardError)")
+
+        try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp", "svp"])
+        second.kill(signal: SIGTERM)
+        #expect(await second.wait().status == 0)
+        for source in ["qvp", "svp"] {
+            for comparison in try await fixture.verify(source) {
+                #expect(comparison.matches, "\(source) \(comparison.table)")
+            }
+        }
+    }
+}

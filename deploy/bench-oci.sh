@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Benchmark: upload and download throughput to the OCI emulator on loopback, tributary's client
+# (`tributary objects put|get`, multipart above the threshold) beside curl sending the same bytes to
+# the same emulator with a request signed beforehand, in the same run. Both include their process start.
+# Environment: BENCH_SMALL_COUNT (1 MiB objects per tool, default 20), BENCH_LARGE_MIB (default 1024).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${BENCH_SMALL_COUNT:-20}; large_mib=${BENCH_LARGE_MIB:-1024}
+work=${TMPDIR:-/tmp}/tributary-bench-oci-$(id -u)
+keys=$PWD/Tests/TributaryCoreTests/Fixtures/oci
+
+deploy/install-deps.sh
+echo "building tributary (release)" >&2
+swift build -c release --product tributary >/dev/null
+tributary=$(swift build -c release --show-bin-path)/tributary
+
+emulator_pid=""
+cleanup() { [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+rm -rf "$work"; mkdir -p "$work/slots" "$work/data" "$work/files"
+/usr/bin/python3 deploy/oci-emulator.py --oci-config "$keys/config" --namespace tributary --bucket bench \
+  --data "$work/data" > "$work/emulator.out" 2>&1 &
+emulator_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$work/emulator.out" && break; sleep 0.1; done
+endpoint=$(sed -n 's/^listening on //p' "$work/emulator.out")
+cat > "$work/slots/tributary.yaml" <<YAML
+target:
+  connection: "host=127.0.0.1 dbname=unused"
+staging: oci://tributary/bench/run
+work_dir: $work/work
+oci:
+  config_file: $keys/config
+  endpoint: $endpoint
+YAML
+# The loader wants a source; this one is never contacted.
+printf 'source: bench\nconnection: "host=127.0.0.1 dbname=unused"\ntables:\n  - name: public.unused\n' > "$work/slots/bench.yaml"
+
+# curl's side: the same signature scheme, made with python3-cryptography from the same key.
+sign() { # method path -> curl -H arguments, one per line
+  /usr/bin/python3 - "$1" "$2" "$endpoint" "$keys" <<'PY'
+import base64, configparser, email.utils, sys
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+method, path, endpoint, keys = sys.argv[1:]
+config = configparser.ConfigParser(); config.read(f"{keys}/config"); profile = config["DEFAULT"]
+key = serialization.load_pem_private_key(open(f"{keys}/{profile['key_file']}", "rb").read(), None)
+date, host = email.utils.formatdate(usegmt=True), endpoint.split("://")[1]
+text = f"date: {date}\n(request-target): {method.lower()} {path}\nhost: {host}"
+signature = base64.b64encode(key.sign(text.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
+key_id = f"{profile['tenancy']}/{profile['user']}/{profile['fingerprint']}"
+print(f"date: {date}"); print(f"host: {host}")
+print(f'authorization: Signature algorithm="rsa-sha256",headers="date (request-target) host",keyId="{key_id}",signature="{signature}",version="1"')
+PY
+}
+# Signed ahead of the clock (a signature stays valid for 5 minutes), so curl's time is the transfer's.
+declare -A signed
+presign() { signed["$1 $2"]=$(sign "$1" "/n/tributary/b/bench/o/$2"); }
+curl_call() { # method name file
+  local path="/n/tributary/b/bench/o/$2" headers=()
+  while IFS= read -r line; do headers+=(-H "$line"); done <<< "${signed["$1 $2"]}"
+  if [ "$1" = PUT ]; then
+    curl -sf -T "$3" -H "Expect:" "${headers[@]}" "$endpoint$path" >/dev/null
+  else
+    curl -sf -o "$3" "${headers[@]}" "$endpoint$path"
+  fi
+}
+seconds() { local start=$1; echo "$(date +%s.%N) - $start" | bc; }
+mibps() { echo "scale=1; $1 / $2" | bc; }
+
+echo "writing test files (1 MiB and $large_mib MiB of random bytes)" >&2
+head -c $((1 << 20)) /dev/urandom > "$work/files/small"
+head -c $((large_mib << 20)) /dev/urandom > "$work/files/large"
+
+declare -A result
+run() { # label tool direction size_mib command...
+  local label=$1; shift
+  local start; start=$(date +%s.%N)
+  "$@"
+  result[$label]=$(seconds "$start")
+}
+small_put_tributary() { for i in $(seq "$count"); do "$tributary" objects put --config "$work/slots" "$work/files/small" "small-t-$i" >/dev/null; done; }
+small_get_tributary() { for i in $(seq "$count"); do "$tributary" objects get --config "$work/slots" "small-t-$i" "$work/files/back" >/dev/null; done; }
+small_put_curl() { for i in $(seq "$count"); do curl_call PUT "run/small-c-$i" "$work/files/small"; done; }
+small_get_curl() { for i in $(seq "$count"); do curl_call GET "run/small-c-$i" "$work/files/back"; done; }
+
+for i in $(seq "$count"); do presign PUT "run/small-c-$i"; presign GET "run/small-c-$i"; done
+presign PUT run/large-c; presign GET run/large-c
+echo "1 MiB objects, $count each" >&2
+run small_put_curl small_put_curl
+run small_put_tributary small_put_tributary
+run small_get_curl small_get_curl
+run small_get_tributary small_get_tributary
+echo "$large_mib MiB object" >&2
+run large_put_curl curl_call PUT run/large-c "$work/files/large"
+run large_put_tributary "$tributary" objects put --config "$work/slots" "$work/files/large" large-t
+run large_get_curl curl_call GET run/large-c "$work/files/back"
+cmp -s "$work/files/large" "$work/files/back" || { echo "curl download differs" >&2; exit 1; }
+run large_get_tributary "$tributary" objects get --config "$work/slots" large-t "$work/files/back"
+cmp -s "$work/files/large" "$work/files/back" || { echo "tributary download differs" >&2; exit 1; }
+
+small_total=$count
+printf "\n%-28s %12s %12s %8s\n" "transfer" "curl MiB/s" "tributary" "ratio"
+for row in "small_put:1 MiB upload:$small_total" "small_get:1 MiB download:$small_total" \
+           "large_put:$large_mib MiB upload (multipart):$large_mib" "large_get:$large_mib MiB download:$large_mib"; do
+  IFS=: read -r key label mib <<< "$row"
+  c=$(mibps "$mib" "${result[${key}_curl]}"); t=$(mibps "$mib" "${result[${key}_tributary]}")
+  printf "%-28s %12s %12s %7sx\n" "$label" "$c" "$t" "$(echo "scale=2; $t / $c" | bc)"
+done
