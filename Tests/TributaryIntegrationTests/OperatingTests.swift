@@ -16,9 +16,9 @@ import TributaryServices
         return fixture
     }
 
-    func startRun(_ fixture: PipelineFixture) throws -> TestProcess {
+    func startRun(_ fixture: PipelineFixture, _ extra: [String] = []) throws -> TestProcess {
         try fixture.writeConfiguration()
-        let process = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"])
+        let process = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"] + extra)
         try process.start()
         return process
     }
@@ -137,12 +137,20 @@ import TributaryServices
         #expect(stopped.standardOutput.contains("stopped cleanly"))
 
         // A second process while one runs is refused: two replicators for one slot never run.
-        let second = try startRun(fixture)
+        let metricsPort = Int.random(in: 20_000...60_000)
+        let second = try startRun(fixture, ["--metrics-port", String(metricsPort)])
         try await eventually("the restarted run consumes both slots") { try await bothActive(fixture) }
         let duplicate = try await fixture.tributary(["run", "--no-apply", "--source", "qvp"])
         #expect(duplicate.status == 1 && duplicate.standardError.contains("in use by process"), "\(duplicate.standardError)")
 
         try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp", "svp"])
+        // Metrics: the stages' counters and the lag gauges, in Prometheus text.
+        let scraped = try await TestProcess.run("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(metricsPort)/metrics"])
+        for line in ["tributary_batches_applied_total{source=\"qvp\"}", "tributary_batches_written_total{source=\"svp\"}",
+                     "tributary_source_lag_bytes{source=\"qvp\"}", "tributary_staged_batches{source=\"svp\"}",
+                     "tributary_source_state{source=\"qvp\",state=\"running\"} 1"] {
+            #expect(scraped.standardOutput.contains(line), "\(line) in \(scraped.standardOutput)")
+        }
         second.kill(signal: SIGTERM)
         #expect(await second.wait().status == 0)
         for source in ["qvp", "svp"] {
@@ -150,5 +158,44 @@ import TributaryServices
                 #expect(comparison.matches, "\(source) \(comparison.table)")
             }
         }
+    }
+
+    @Test func verifyNamesTheKeyRangeThatDiffersAndRunsTheIndicatorChecks() async throws {
+        var fixture = try await PipelineFixture.make("verify", sources: [("qvp", ["public.items"])])
+        fixture.sources[0].extraYAML = """
+            checks:
+              - name: items
+                source: SELECT count(*) FROM items
+                target: SELECT count(*) FROM stg.qvp_items WHERE NOT _deleted
+              - name: amount total
+                source: SELECT sum(amount) FROM items
+                target: SELECT sum(amount) FROM stg.qvp_items WHERE NOT _deleted
+
+            """
+        try await fixture.connectSource("qvp").execute("""
+            CREATE TABLE items (id int PRIMARY KEY, amount numeric(12,2), note text);
+            INSERT INTO items SELECT i, i * 1.5, 'item ' || i FROM generate_series(1, 20000) i
+            """)
+        _ = try await fixture.snapshot("qvp")
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        let equal = try await fixture.tributary(["verify"])
+        #expect(equal.status == 0, "\(equal.standardOutput)\(equal.standardError)")
+        #expect(equal.standardOutput.contains("all 1 tables match") && equal.standardOutput.contains("all 2 checks agree"), "\(equal.standardOutput)")
+
+        try await fixture.connectTarget().execute("UPDATE stg.qvp_items SET amount = amount + 1 WHERE id = 13217")
+        let differs = try await fixture.tributary(["verify", "--json", "--recheck", "0"])
+        #expect(differs.status == 1)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(differs.standardOutput.utf8)) as? [String: Any])
+        let table = try #require((report["tables"] as? [[String: Any]])?.first)
+        #expect(table["match"] as? Bool == false)
+        let ranges = try #require(table["differing_ranges"] as? [String])
+        #expect(ranges.count == 1, "\(ranges)")
+        // "(lo) <= id < (hi)" in the keys' text order, holding the altered key, and narrow.
+        let bounds = ranges[0].split(separator: " ").filter { $0.hasPrefix("(") }.map { String($0.dropFirst().dropLast()) }
+        #expect(bounds.count == 2 && bounds[0] <= "13217" && "13217" < bounds[1], "\(ranges)")
+        let checks = try #require(report["checks"] as? [[String: Any]])
+        #expect(checks.map { $0["match"] as? Bool } == [true, false], "\(checks)")
+        let text = try await fixture.tributary(["verify", "--recheck", "0"])
+        #expect(text.standardOutput.contains("differs where") && text.standardOutput.contains("check: amount total"), "\(text.standardOutput)")
     }
 }

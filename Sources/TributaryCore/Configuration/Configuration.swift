@@ -36,6 +36,8 @@ public struct SourceConfiguration: Sendable {
     public var buckets: [String]
     /// What the applier does when a batch's schema differs from the STG table.
     public var schemaChanges: SchemaChangePolicy = .addColumns
+    /// Key-indicator queries `verify` runs on both sides.
+    public var checks: [IndicatorCheck] = []
     /// The file it came from, for messages.
     public var file: String
 
@@ -49,6 +51,20 @@ public struct SourceConfiguration: Sendable {
         self.tables = tables
         self.buckets = buckets
         self.file = file
+    }
+}
+
+/// A business figure that must agree: `sourceSQL` on the source and `targetSQL` on the target must
+/// return the same rows (compared as text, in the order they return them).
+public struct IndicatorCheck: Sendable, Hashable {
+    public var name: String
+    public var sourceSQL: String
+    public var targetSQL: String
+
+    public init(name: String, sourceSQL: String, targetSQL: String) {
+        self.name = name
+        self.sourceSQL = sourceSQL
+        self.targetSQL = targetSQL
     }
 }
 

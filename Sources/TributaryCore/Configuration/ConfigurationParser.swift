@@ -118,7 +118,7 @@ public enum ConfigurationParser {
 
     static func parseSource(_ file: File, environment: [String: String]) throws -> SourceConfiguration {
         let root = try root(file, environment: environment)
-        try root.requireOnly(["source", "connection", "slot", "publication", "create_publication", "tables", "buckets", "schema_changes"])
+        try root.requireOnly(["source", "connection", "slot", "publication", "create_publication", "tables", "buckets", "schema_changes", "checks"])
         let stem = ((file.name as NSString).lastPathComponent as NSString).deletingPathExtension
         let name = try root.string("source") ?? stem
         guard name.first.map({ $0.isASCII && $0.isLowercase }) == true,
@@ -155,6 +155,11 @@ public enum ConfigurationParser {
                 throw root.error("schema_changes", root.node("schema_changes")!, "expected add_columns or stop, found \"\(text)\"")
             }
             source.schemaChanges = policy
+        }
+        for reader in try root.children("checks") ?? [] {
+            try reader.requireOnly(["name", "source", "target"])
+            source.checks.append(IndicatorCheck(name: try reader.requiredString("name"), sourceSQL: try reader.requiredString("source"),
+                                                targetSQL: try reader.requiredString("target")))
         }
         return source
     }

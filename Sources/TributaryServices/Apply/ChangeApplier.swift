@@ -74,6 +74,7 @@ public struct ChangeApplier: Sendable {
                         throw error
                     } catch {
                         logger.with(source: source.name).error("source stopped: \(error)")
+                        PipelineMetrics.error(source: source.name, part: "apply")
                         failures[source.name] = error
                     }
                 }
@@ -142,6 +143,7 @@ public struct ChangeApplier: Sendable {
                 guard outcome.applied else { continue }
                 report.batches += 1
                 report.rows += outcome.rows
+                PipelineMetrics.batchApplied(source: source.name, rows: outcome.rows)
                 log.info("batch applied", metadata: [
                     LogKey.batch: .string(manifest.endLSN.paddedHex),
                     LogKey.lsn: .string("\(manifest.firstCommitLSN)..\(manifest.endLSN)"),

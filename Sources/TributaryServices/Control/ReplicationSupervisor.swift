@@ -81,6 +81,7 @@ public struct ReplicationSupervisor: Sendable {
                 backoff = 1
             } catch let error as PostgresError where error.isTransient {
                 watcher.cancel()
+                PipelineMetrics.error(source: source.name, part: "replicate")
                 logger.warning("replication interrupted, resuming in \(backoff) s: \(error)")
                 try await Task.sleep(for: .seconds(backoff))
                 backoff = min(backoff * 2, 30)

@@ -302,6 +302,7 @@ private final class ReplicationSession: @unchecked Sendable {
             LogKey.rows: .stringConvertible(manifest.rows), "transactions": .stringConvertible(manifest.transactions),
             LogKey.seconds: .string(String(format: "%.3f", (ContinuousClock.now - started).seconds)),
         ])
+        PipelineMetrics.batchWritten(source: manifest.source, rows: manifest.rows, bytes: manifest.files.reduce(0) { $0 + $1.file.bytes })
         await replicator.onBatch(manifest)
     }
 

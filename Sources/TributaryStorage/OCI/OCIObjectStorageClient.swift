@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import TributaryCore
 
 /// The Object Storage calls Tributary needs, signed with an API key, retried with backoff on 429,
@@ -237,6 +238,7 @@ public final class OCIObjectStorageClient: Sendable {
                 retryReason = failure.message
             }
             let delay = settings.retry.delay(beforeRetry: attempt - 1, unit: Double.random(in: 0..<1))
+            Counter(label: "tributary_oci_retries_total", dimensions: [("operation", operation)]).increment()
             logger.debug("OCI request will be retried", metadata: [
                 "operation": "\(operation)", "object": "\(object)", "attempt": "\(attempt)", "reason": "\(retryReason)",
                 "delay_ms": "\(Int(delay * 1000))",

@@ -52,11 +52,9 @@ struct Drain: AsyncParsableCommand {
             }
             guard !noVerify else { return }
             print("")
-            let comparer = TableComparer(target: configuration.target.connection)
-            var all: [TableComparer.Comparison] = []
-            for source in selected { all += try await comparer.compare(source: source) }
-            Verify.printTable(all)
-            if !all.allSatisfy(\.matches) { throw ExitCode(1) }
+            let outcome = try await Verify.verify(configuration.target.connection, sources: selected, tables: [], rechecks: 0)
+            outcome.printTable()
+            if !outcome.matches { throw ExitCode(1) }
         }
     }
 }

@@ -27,6 +27,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Do not run the applier (another process does).")
     var noApply = false
 
+    @Option(help: "Serve Prometheus metrics on this port at /metrics (lag, backlog, batches, rows, errors).")
+    var metricsPort: Int?
+
     @Option(help: "Seconds a graceful stop may take before the parts are cancelled.")
     var shutdownTimeout: Double = 60
 
@@ -41,6 +44,10 @@ struct Run: AsyncParsableCommand {
             let store = try StagingStores.open(configuration.target, logger: global.makeLogger("staging"))
             let selected = try configuration.sources(named: sources)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            let metrics = try metricsPort.map {
+                try MetricsEndpoint(port: $0, reader: StatusReader(target: configuration.target.connection, store: store), sources: selected, logger: logger)
+            }
+            defer { _ = metrics }
             if !noReplicate {
                 for source in selected {
                     let settings = Replicator.Settings(

@@ -1,11 +1,18 @@
 import ArgumentParser
 import Foundation
+import TributaryCore
 import TributaryServices
 
 struct Verify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Compare every source table with its STG table: row count and content checksum.",
-        discussion: "Exits 0 when every table matches, 1 otherwise.")
+        abstract: "Compare every source table with its STG table (row count and content checksum), and run the key-indicator checks.",
+        discussion: """
+            A table that differs is narrowed down to the key ranges (in the keys' text order) that differ. While replication \
+            is live, rows in flight can differ for a moment: a differing table is compared again up to --recheck times, a \
+            second apart, and reported as matching only if it then does. The checks: section of a source's YAML holds \
+            indicator queries (one SQL for the source, one for the target) whose results must be equal. Exits 0 when all \
+            match, 1 otherwise.
+            """)
 
     @OptionGroup var global: GlobalOptions
 
@@ -15,43 +22,92 @@ struct Verify: AsyncParsableCommand {
     @Option(name: .customLong("table"), help: "Verify only this table (schema.table or STG name; repeatable).")
     var tables: [String] = []
 
+    @Option(help: "Compare a differing table again this many times, a second apart (rows in flight settle).")
+    var recheck = 3
+
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let comparer = TableComparer(target: configuration.target.connection)
-            var all: [TableComparer.Comparison] = []
-            for source in try configuration.sources(named: sources) {
-                all += try await comparer.compare(source: source, tables: tables)
-            }
+            let outcome = try await Self.verify(configuration.target.connection, sources: try configuration.sources(named: sources),
+                                                tables: tables, rechecks: recheck)
             if json {
-                let rows = all.map { row -> [String: Any] in
-                    ["source": row.source, "table": row.table, "stg_table": row.stagingTable, "source_rows": row.sourceRows,
-                     "stg_rows": row.stagingRows as Any, "match": row.matches, "problem": row.problem as Any]
-                }
-                let data = try JSONSerialization.data(withJSONObject: ["tables": rows, "match": all.allSatisfy(\.matches)],
-                                                      options: [.prettyPrinted, .sortedKeys])
-                print(String(decoding: data, as: UTF8.self))
+                print(outcome.json())
             } else {
-                Self.printTable(all)
+                outcome.printTable()
             }
-            if !all.allSatisfy(\.matches) { throw ExitCode(1) }
+            if !outcome.matches { throw ExitCode(1) }
         }
     }
 
-    static func printTable(_ all: [TableComparer.Comparison]) {
-        print(Format.pad("source", 8) + Format.pad("table", 34) + Format.pad("stg table", 34)
-              + Format.pad("source rows", 13, right: true) + Format.pad("stg rows", 13, right: true) + "  result")
-        for row in all {
-            let result = row.matches ? "match" : (row.problem ?? (row.sourceRows != row.stagingRows ? "ROW COUNT DIFFERS" : "CONTENT DIFFERS"))
-            print(Format.pad(row.source, 8) + Format.pad(row.table, 34) + Format.pad(row.stagingTable, 34)
-                  + Format.pad(Format.count(row.sourceRows), 13, right: true)
-                  + Format.pad(row.stagingRows.map(Format.count) ?? "-", 13, right: true) + "  " + result)
+    struct Outcome {
+        var tables: [TableComparer.Comparison]
+        var checks: [IndicatorChecker.Outcome]
+
+        var matches: Bool { tables.allSatisfy(\.matches) && checks.allSatisfy(\.matches) }
+
+        func printTable() {
+            print(Format.pad("source", 8) + Format.pad("table", 34) + Format.pad("stg table", 34)
+                  + Format.pad("source rows", 13, right: true) + Format.pad("stg rows", 13, right: true) + "  result")
+            for row in tables {
+                let result = row.matches ? "match" : (row.problem ?? (row.sourceRows != row.stagingRows ? "ROW COUNT DIFFERS" : "CONTENT DIFFERS"))
+                print(Format.pad(row.source, 8) + Format.pad(row.table, 34) + Format.pad(row.stagingTable, 34)
+                      + Format.pad(Format.count(row.sourceRows), 13, right: true)
+                      + Format.pad(row.stagingRows.map(Format.count) ?? "-", 13, right: true) + "  " + result)
+                for range in row.differingRanges { print("        differs where \(range)") }
+            }
+            for check in checks {
+                let result = check.matches ? "match" : (check.problem ?? "DIFFERS: source \(Self.text(check.sourceRows)), target \(Self.text(check.targetRows ?? []))")
+                print(Format.pad(check.source, 8) + Format.pad("check: " + check.name, 68) + "  " + result)
+            }
+            let tableMismatches = tables.filter { !$0.matches }.count
+            let checkMismatches = checks.filter { !$0.matches }.count
+            if tableMismatches + checkMismatches == 0 {
+                print("verify: all \(tables.count) tables match: source and STG are identical row for row"
+                      + (checks.isEmpty ? "" : "; all \(checks.count) checks agree"))
+            } else {
+                print("verify: \(tableMismatches) of \(tables.count) tables differ" + (checks.isEmpty ? "" : ", \(checkMismatches) of \(checks.count) checks differ"))
+            }
         }
-        let mismatches = all.filter { !$0.matches }.count
-        print(mismatches == 0 ? "verify: all \(all.count) tables match: source and STG are identical row for row"
-                              : "verify: \(mismatches) of \(all.count) tables differ")
+
+        static func text(_ rows: [[String?]]) -> String {
+            rows.prefix(3).map { "(" + $0.map { $0 ?? "NULL" }.joined(separator: ", ") + ")" }.joined(separator: " ") + (rows.count > 3 ? " …" : "")
+        }
+
+        func json() -> String {
+            let tableRows = tables.map { row -> [String: Any] in
+                ["source": row.source, "table": row.table, "stg_table": row.stagingTable, "source_rows": row.sourceRows,
+                 "stg_rows": row.stagingRows as Any, "match": row.matches, "problem": row.problem as Any, "differing_ranges": row.differingRanges]
+            }
+            let checkRows = checks.map { check -> [String: Any] in
+                ["source": check.source, "name": check.name, "match": check.matches, "problem": check.problem as Any,
+                 "source_rows": check.sourceRows.map { $0.map { $0 as Any } }, "target_rows": (check.targetRows?.map { $0.map { $0 as Any } }) as Any]
+            }
+            let data = try! JSONSerialization.data(withJSONObject: ["tables": tableRows, "checks": checkRows, "match": matches],
+                                                   options: [.prettyPrinted, .sortedKeys])
+            return String(decoding: data, as: UTF8.self)
+        }
+    }
+
+    static func verify(_ target: String, sources: [SourceConfiguration], tables: [String], rechecks: Int) async throws -> Outcome {
+        let comparer = TableComparer(target: target)
+        var outcome = Outcome(tables: [], checks: [])
+        for source in sources {
+            var results = try await comparer.compare(source: source, tables: tables)
+            var attempt = 0
+            while attempt < rechecks, results.contains(where: { !$0.matches && $0.problem == nil }) {
+                attempt += 1
+                try await Task.sleep(for: .seconds(1))
+                let again = try await comparer.compare(source: source, tables: results.filter { !$0.matches && $0.problem == nil }.map(\.table))
+                for fresh in again {
+                    if let index = results.firstIndex(where: { $0.table == fresh.table }) { results[index] = fresh }
+                }
+            }
+            outcome.tables += results
+            outcome.checks += try await IndicatorChecker(target: target).run(source: source)
+        }
+        return outcome
     }
 }
