@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded default: three local PostgreSQL clusters (QVP, SVP and
-# Uni PACC), demo data, then tributary check → snapshot → apply --once → verify, with the local
-# filesystem as the staging store (the OCI layer).
+# Uni PACC), demo data, then tributary check → snapshot → apply --once → verify, then CDC under
+# tributary run with a workload, status, pause/resume, drain at switchover and verify, with the
+# local filesystem as the staging store (the OCI layer).
 #
 #   deploy/demo.sh            run it (again: starts over from fresh clusters)
 #   deploy/demo.sh stop       stop the demo clusters
@@ -55,12 +56,11 @@ step "tributary apply --once"
 step "tributary verify: every source table against its STG table"
 "$tributary" verify --config slots
 
-step "continuous CDC: a workload on both sources while replicate and apply run"
-pids=()
-"$tributary" replicate --source qvp --config slots --log-level warning & pids+=($!)
-"$tributary" replicate --source svp --config slots --log-level warning & pids+=($!)
-"$tributary" apply --config slots & pids+=($!)
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+step "tributary run: a replicator per source and the applier, in one supervised process"
+"$tributary" run --config slots --log-level warning --metrics-port "${METRICS_PORT:-9187}" & run_pid=$!
+trap 'kill "$run_pid" 2>/dev/null || true' EXIT
+sleep 3
+step "a workload on both sources while the pipeline runs"
 psql_on -p "$QVP_PORT" -d qvp <<'SQL'
 UPDATE customers SET email = 'renamed+' || id || '@example.com' WHERE id % 10 = 0;
 UPDATE policies SET status = 'lapsed' WHERE id % 7 = 0;
@@ -74,17 +74,32 @@ UPDATE svp.attachments SET seq = seq + 10 WHERE seq = 2 AND size_bytes % 3 = 0; 
 DELETE FROM svp.service_visits WHERE visited_on < date '2019-03-01';
 INSERT INTO svp.incidents SELECT 990000 + row_number() OVER (), contract_id, now(), 100, 1, 'new incident', NULL FROM svp.contracts LIMIT 300;
 SQL
-applied_up_to() {
-  local end
-  end=$(psql_on -p "$2" -d "$1" -Atc "SELECT pg_current_wal_insert_lsn()")
-  until [ "$(psql_on -p "$UNIPACC_PORT" -d unipacc -Atc "SELECT coalesce(applied_lsn >= '$end', false) FROM tributary.sources WHERE source = '$1'")" = t ]; do sleep 0.2; done
-}
-applied_up_to qvp "$QVP_PORT"; applied_up_to svp "$SVP_PORT"
-kill -TERM "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; trap - EXIT
-psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT source, applied_lsn, applied_commit_time, (SELECT count(*) FROM tributary.applied_batches b WHERE b.source = s.source) AS batches FROM tributary.sources s ORDER BY source"
+sleep 1
+step "tributary status: lag at a glance"
+"$tributary" status --config slots
+step "tributary pause svp: its slot is released and retains WAL; qvp goes on"
+"$tributary" pause --config slots svp
+sleep 1  # the replicator finishes the batch in hand and releases the slot within a second
+psql_on -p "$SVP_PORT" -d svp -c "UPDATE svp.incidents SET severity = 2 WHERE incident_id % 50 = 0" -o /dev/null
+sleep 1
+"$tributary" status --config slots
+step "tributary resume svp"
+"$tributary" resume --config slots svp
+step "metrics (Prometheus text, a few lines)"
+curl -sf "http://127.0.0.1:${METRICS_PORT:-9187}/metrics" | grep -E '^tributary_(source_lag_bytes|lag_seconds|batches_applied_total)' || true
 
-step "tributary verify, after CDC"
+step "switchover: sources read-only, then tributary drain (which verifies at the end)"
+psql_on -p "$QVP_PORT" -d postgres -c "ALTER DATABASE qvp SET default_transaction_read_only = on"
+psql_on -p "$SVP_PORT" -d postgres -c "ALTER DATABASE svp SET default_transaction_read_only = on"
+"$tributary" drain --config slots --timeout 300 --require-read-only --log-level notice
+kill -TERM "$run_pid"; wait "$run_pid" 2>/dev/null || true; trap - EXIT
+psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT source, state, drain_lsn, applied_lsn, applied_commit_time, (SELECT count(*) FROM tributary.applied_batches b WHERE b.source = s.source) AS batches FROM tributary.sources s ORDER BY source"
+
+step "tributary verify, after the drain"
 "$tributary" verify --config slots
+# The demo sources stay usable afterwards.
+psql_on -p "$QVP_PORT" -d postgres -c "ALTER DATABASE qvp RESET default_transaction_read_only"
+psql_on -p "$SVP_PORT" -d postgres -c "ALTER DATABASE svp RESET default_transaction_read_only"
 
 cat <<DONE
 

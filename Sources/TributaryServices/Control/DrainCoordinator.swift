@@ -73,6 +73,9 @@ public struct DrainCoordinator: Sendable {
         let reader = StatusReader(target: configuration.target.connection, store: store)
         var ownReplicators: [String: Task<Void, Never>] = [:]
         let outcomes = ReplicatorOutcomes()
+        // A running `tributary run` restarts its replicator with the drain's end LSN: a slot idle for a
+        // moment is that, not an orphan. Only a slot idle for two seconds is taken over.
+        var idleSince: [String: ContinuousClock.Instant] = [:]
         while true {
             let statuses = try await reader.read(sources)
             var progress: [Progress] = []
@@ -93,7 +96,9 @@ public struct DrainCoordinator: Sendable {
             for (source, status) in zip(sources, statuses) where !(progress.first { $0.source == source.name }!.done) {
                 let flushed = status.flushedLSN.flatMap(LSN.init)
                 let end = ends[source.name]!
-                if status.replicatorActive != true, flushed.map({ $0 < end }) ?? true, ownReplicators[source.name] == nil {
+                if status.replicatorActive == true { idleSince[source.name] = nil } else if idleSince[source.name] == nil { idleSince[source.name] = .now }
+                let orphaned = idleSince[source.name].map { ContinuousClock.now - $0 >= .seconds(2) } ?? false
+                if orphaned, flushed.map({ $0 < end }) ?? true, ownReplicators[source.name] == nil {
                     ownReplicators[source.name] = Task {
                         do {
                             await outcomes.record(source.name, .success(try await replicate(source, until: end, target: target)))

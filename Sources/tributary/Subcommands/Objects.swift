@@ -29,52 +29,67 @@ struct Objects: AsyncParsableCommand {
     }
 
     struct Put: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Upload a local file as KEY (in parts when large); the file is kept.")
+        static let configuration = CommandConfiguration(abstract: "Upload local files (FILE KEY pairs), in parts when large; the files are kept.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Local file.") var file: String
-        @Argument(help: "Object key.") var key: String
+        @Argument(help: "FILE KEY [FILE KEY ...]") var pairs: [String]
+
+        func validate() throws {
+            if pairs.isEmpty || pairs.count % 2 != 0 { throw ValidationError("give FILE KEY pairs") }
+        }
 
         func run() async throws {
             try await CommandRunner.run {
                 let configuration = try global.loadConfiguration()
                 let store = try StagingStores.open(configuration.target, logger: global.makeLogger("objects"))
-                // put(file:) consumes its file: hand it a hard link (or copy) so the operator's file stays.
                 try LocalFiles.makeDirectory(configuration.target.workDirectory)
-                let staged = configuration.target.workDirectory + "/put-\(UUID().uuidString)"
-                if link(file, staged) != 0 { try FileManager.default.copyItem(atPath: file, toPath: staged) }
                 let started = ContinuousClock.now
-                do {
-                    try await store.put(key: key, file: staged)
-                } catch {
-                    LocalFiles.remove(staged)
-                    throw error
+                var total = 0
+                for index in stride(from: 0, to: pairs.count, by: 2) {
+                    let (file, key) = (pairs[index], pairs[index + 1])
+                    // put(file:) consumes its file: hand it a hard link (or a copy) so the operator's file stays.
+                    let staged = configuration.target.workDirectory + "/put-\(UUID().uuidString)"
+                    if link(file, staged) != 0 { try FileManager.default.copyItem(atPath: file, toPath: staged) }
+                    let size = (try FileManager.default.attributesOfItem(atPath: staged)[.size] as? Int) ?? 0
+                    do {
+                        try await store.put(key: key, file: staged)
+                    } catch {
+                        LocalFiles.remove(staged)
+                        throw error
+                    }
+                    total += size
+                    print("uploaded \(key): \(size) bytes")
                 }
-                let size = try await store.head(key: key)?.size ?? 0
-                print("uploaded \(key): \(size) bytes in \(started.duration(to: .now))")
+                print("uploaded \(pairs.count / 2) objects, \(total) bytes in \(Format.duration((ContinuousClock.now - started).seconds))")
             }
         }
     }
 
     struct Get: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Download KEY to a local file.")
+        static let configuration = CommandConfiguration(abstract: "Download objects to local files (KEY FILE pairs).")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Object key.") var key: String
-        @Argument(help: "Local file to write.") var file: String
+        @Argument(help: "KEY FILE [KEY FILE ...]") var pairs: [String]
+
+        func validate() throws {
+            if pairs.isEmpty || pairs.count % 2 != 0 { throw ValidationError("give KEY FILE pairs") }
+        }
 
         func run() async throws {
             try await CommandRunner.run {
                 let store = try StagingStores.open(try global.loadConfiguration().target, logger: global.makeLogger("objects"))
                 let started = ContinuousClock.now
-                let local = try await store.fetch(key: key)
-                defer { local.release() }
-                if local.isTemporary {
+                for index in stride(from: 0, to: pairs.count, by: 2) {
+                    let (key, file) = (pairs[index], pairs[index + 1])
+                    let local = try await store.fetch(key: key)
+                    defer { local.release() }
                     LocalFiles.remove(file)
-                    guard rename(local.path, file) == 0 else { throw StorageError.io(operation: "move the download to", path: file, errno: errno) }
-                } else {
-                    LocalFiles.remove(file)
-                    try FileManager.default.copyItem(atPath: local.path, toPath: file)
+                    if local.isTemporary {
+                        guard rename(local.path, file) == 0 else { throw StorageError.io(operation: "move the download to", path: file, errno: errno) }
+                    } else {
+                        try FileManager.default.copyItem(atPath: local.path, toPath: file)
+                    }
+                    print("downloaded \(key) to \(file)")
                 }
-                print("downloaded \(key) to \(file) in \(started.duration(to: .now))")
+                print("downloaded \(pairs.count / 2) objects in \(Format.duration((ContinuousClock.now - started).seconds))")
             }
         }
     }

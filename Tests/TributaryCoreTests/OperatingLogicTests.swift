@@ -1,0 +1,78 @@
+import Testing
+import TributaryCore
+
+/// Pure pieces of the OCI client and of verify: retry decisions, multipart ranges, key-range SQL,
+/// and the configuration that drives them.
+@Suite struct OperatingLogicTests {
+    @Test func retriesOnThrottlingAndServerErrorsButNotOnNotImplemented() {
+        #expect(OCIRetryPolicy.isRetryable(status: 429))
+        #expect(OCIRetryPolicy.isRetryable(status: 500) && OCIRetryPolicy.isRetryable(status: 503))
+        #expect(!OCIRetryPolicy.isRetryable(status: 501))
+        #expect(!OCIRetryPolicy.isRetryable(status: 400) && !OCIRetryPolicy.isRetryable(status: 404) && !OCIRetryPolicy.isRetryable(status: 412))
+        let policy = OCIRetryPolicy(attempts: 5, baseDelaySeconds: 0.1, maxDelaySeconds: 2)
+        #expect(policy.delay(beforeRetry: 0, unit: 1) == 0.1)
+        #expect(policy.delay(beforeRetry: 3, unit: 1) == 0.8)
+        #expect(policy.delay(beforeRetry: 10, unit: 1) == 2, "capped")
+        #expect(policy.delay(beforeRetry: 3, unit: 0.5) == 0.4, "full jitter scales the ceiling")
+    }
+
+    @Test func multipartPlansCoverTheFileExactlyOnce() {
+        let plan = MultipartPlan(size: 10 * 1024 + 5, partSize: 1024)
+        #expect(plan.parts.count == 11)
+        #expect(plan.parts.map(\.number) == Array(1...11))
+        #expect(plan.parts.last!.length == 5)
+        #expect(plan.parts.reduce(Int64(0)) { $0 + $1.length } == 10 * 1024 + 5)
+        #expect(zip(plan.parts, plan.parts.dropFirst()).allSatisfy { $0.offset + $0.length == $1.offset })
+        #expect(MultipartPlan(size: 4096, partSize: 1024).parts.count == 4)
+    }
+
+    @Test func keyRangesCompareTheKeysTextFormInCCollation() {
+        let within = KeyRangeSQL.within(["region", "id"], lower: ["eu", "10"], upper: ["us", nil])
+        #expect(within == #"ROW("region"::text COLLATE "C", "id"::text COLLATE "C") >= ROW('eu' COLLATE "C", '10' COLLATE "C") AND ROW("region"::text COLLATE "C", "id"::text COLLATE "C") < ROW('us' COLLATE "C", NULL)"#)
+        #expect(KeyRangeSQL.within(["id"], lower: nil, upper: nil) == "true")
+        let sums = KeyRangeSQL.bucketChecksums(table: QualifiedName(schema: "stg", name: "qvp_items"), columns: ["id", "amount"], key: ["id"],
+                                               bounds: [["100"], ["200"]], lower: nil, upper: nil, excludeTombstones: true)
+        #expect(sums.contains(#"CASE WHEN ROW("id"::text COLLATE "C") < ROW('100' COLLATE "C") THEN 0 WHEN ROW("id"::text COLLATE "C") < ROW('200' COLLATE "C") THEN 1 ELSE 2 END"#))
+        #expect(sums.contains(#"AND NOT "_deleted""#))
+    }
+
+    @Test func ociSettingsAndIndicatorChecksAreRead() throws {
+        let configuration = try ConfigurationParser.parse(files: [
+            .init(name: "slots/tributary.yaml", text: """
+                target:
+                  connection: "host=db"
+                staging: oci://ns/bucket/pre/fix
+                oci:
+                  config_file: oci/config
+                  profile: MIGRATION
+                  endpoint: http://127.0.0.1:9000
+                  multipart_threshold: 16MiB
+                  part_size: 8MiB
+                  connections: 6
+                  attempts: 3
+                """),
+            .init(name: "slots/qvp.yaml", text: """
+                connection: "host=qvp"
+                tables:
+                  - name: public.items
+                checks:
+                  - name: item count
+                    source: SELECT count(*) FROM items
+                    target: SELECT count(*) FROM stg.qvp_items WHERE NOT _deleted
+                """),
+        ], directory: "/etc/tributary/slots", environment: [:])
+        #expect(configuration.target.staging == .objectStorage(namespace: "ns", bucket: "bucket", prefix: "pre/fix"))
+        let oci = configuration.target.oci
+        #expect(oci.configFile == "/etc/tributary/slots/oci/config")
+        #expect(oci.profile == "MIGRATION" && oci.endpoint == "http://127.0.0.1:9000")
+        #expect(oci.multipartThreshold == 16 << 20 && oci.partSize == 8 << 20 && oci.connections == 6 && oci.attempts == 3)
+        #expect(configuration.sources[0].checks == [IndicatorCheck(name: "item count", sourceSQL: "SELECT count(*) FROM items",
+                                                                   targetSQL: "SELECT count(*) FROM stg.qvp_items WHERE NOT _deleted")])
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationParser.parse(files: [
+                .init(name: "slots/tributary.yaml", text: "target:\n  connection: x\nstaging: /s\noci:\n  endpoint: ftp://x\n"),
+                .init(name: "slots/qvp.yaml", text: "connection: x\ntables:\n  - name: public.a\n"),
+            ], directory: "/d", environment: [:])
+        }
+    }
+}
