@@ -34,6 +34,9 @@ oci:
 YAML
 # The loader wants a source; this one is never contacted.
 printf 'source: bench\nconnection: "host=127.0.0.1 dbname=unused"\ntables:\n  - name: public.unused\n' > "$work/slots/bench.yaml"
+# The same with multipart off, to compare one PutObject stream with curl's.
+mkdir -p "$work/single"; cp "$work/slots/bench.yaml" "$work/single/"
+sed 's/^oci:$/oci:\n  multipart_threshold: 4GiB/' "$work/slots/tributary.yaml" > "$work/single/tributary.yaml"
 
 # curl's side: the same signature scheme, made with python3-cryptography from the same key.
 sign() { # method path -> curl -H arguments, one per line
@@ -111,6 +114,7 @@ run small_get_curl small_get_curl
 run small_get_tributary small_get_tributary
 echo "$large_mib MiB object" >&2
 run large_put_curl curl_call PUT run/large-c "$work/files/large"
+run large_single_tributary "$tributary" objects put --config "$work/single" "$work/files/large" large-s
 run large_put_tributary "$tributary" objects put --config "$work/slots" "$work/files/large" large-t
 run large_get_curl curl_call GET run/large-c "$work/files/back"
 cmp -s "$work/files/large" "$work/files/back" || { echo "curl download differs" >&2; exit 1; }
@@ -120,8 +124,10 @@ cmp -s "$work/files/large" "$work/files/back" || { echo "tributary download diff
 small_total=$count
 printf "\n%-28s %12s %12s %8s\n" "transfer" "curl MiB/s" "tributary" "ratio"
 for row in "small_put:1 MiB upload:$small_total" "small_get:1 MiB download:$small_total" \
-           "large_put:$large_mib MiB upload (multipart):$large_mib" "large_get:$large_mib MiB download:$large_mib"; do
+           "large_single:$large_mib MiB upload (one PUT):$large_mib" "large_put:$large_mib MiB upload (multipart):$large_mib" \
+           "large_get:$large_mib MiB download:$large_mib"; do
   IFS=: read -r key label mib <<< "$row"
-  c=$(mibps "$mib" "${result[${key}_curl]}"); t=$(mibps "$mib" "${result[${key}_tributary]}")
+  curl_key=${key}_curl; [ "$key" = large_single ] && curl_key=large_put_curl
+  c=$(mibps "$mib" "${result[$curl_key]}"); t=$(mibps "$mib" "${result[${key}_tributary]}")
   printf "%-28s %12s %12s %7sx\n" "$label" "$c" "$t" "$(echo "scale=2; $t / $c" | bc)"
 done

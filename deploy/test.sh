@@ -10,6 +10,7 @@ swift test --skip-build || status=$?
 # A crashed test process cannot stop its clusters: stop any it left behind.
 for pidfile in /tmp/tributary-tests-*/*/data/postmaster.pid; do
   [ -e "$pidfile" ] || continue
+  kill -0 "$(head -1 "$pidfile")" 2>/dev/null || continue  # a stale file of a cluster long gone
   deploy/pg-cluster.sh stop "$(dirname "$(dirname "$pidfile")")" || true
 done
 exit $status

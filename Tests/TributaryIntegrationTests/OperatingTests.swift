@@ -198,4 +198,27 @@ import TributaryServices
         let text = try await fixture.tributary(["verify", "--recheck", "0"])
         #expect(text.standardOutput.contains("differs where") && text.standardOutput.contains("check: amount total"), "\(text.standardOutput)")
     }
+
+    @Test func pauseWithApplyHoldsTheApplierUntilResume() async throws {
+        let fixture = try await PipelineFixture.make("pause-apply", sources: [("qvp", ["public.items"])])
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT i, 'n' FROM generate_series(1, 10) i")
+        _ = try await fixture.snapshot("qvp")
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+
+        let paused = try await fixture.tributary(["pause", "qvp", "--apply"])
+        #expect(paused.standardOutput.contains("(replication and apply)"), "\(paused.standardOutput)")
+        try await source.execute("INSERT INTO items SELECT i, 'late' FROM generate_series(11, 20) i")
+        let end = try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!
+        #expect(try await fixture.tributary(["replicate", "--source", "qvp", "--end-lsn", end]).status == 0)
+        let held = try await fixture.tributary(["apply", "--once"])
+        #expect(held.standardOutput.contains("nothing to apply"), "\(held.standardOutput)")
+        #expect(try await fixture.connectTarget().query("SELECT count(*) FROM stg.qvp_items").scalar == "10")
+
+        #expect(try await fixture.tributary(["resume", "qvp"]).standardOutput.contains("qvp: paused → running"))
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        #expect(try await fixture.connectTarget().query("SELECT count(*) FROM stg.qvp_items").scalar == "20")
+        let bad = try await fixture.tributary(["pause"])
+        #expect(bad.status != 0 && bad.standardError.contains("name the sources, or give --all"))
+    }
 }

@@ -61,15 +61,25 @@ public struct ReplicationSupervisor: Sendable {
             if current.state == .draining { partSettings.endLSN = current.drainLSN }
             let partStop = StopSignal()
             let watcher = Task { [stop, source, pollSeconds] in
-                // A fresh connection: the control one may be busy recording a position.
-                let watch = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary run \(source.name) control")
-                defer { Task { await watch.close() } }
-                while !Task.isCancelled {
-                    if stop.isRequested { break }
-                    let now = try? await SourceControl.state(of: source.name, on: watch)
-                    if let now, now.state != current.state || now.drainLSN != current.drainLSN { break }
+                // Its own connection, opened again whenever it is lost: a pause must reach the replicator
+                // even while the target connection of the main loop is away.
+                var watch: PostgresConnection?
+                while !Task.isCancelled && !stop.isRequested {
+                    if watch == nil {
+                        watch = try? await PostgresConnection.connect(target, name: "target", applicationName: "tributary run \(source.name) control")
+                    }
+                    if let connection = watch {
+                        do {
+                            let now = try await SourceControl.state(of: source.name, on: connection)
+                            if let now, now.state != current.state || now.drainLSN != current.drainLSN { break }
+                        } catch {
+                            await connection.close()
+                            watch = nil
+                        }
+                    }
                     try? await Task.sleep(for: .seconds(pollSeconds))
                 }
+                await watch?.close()
                 partStop.request()
             }
             do {
