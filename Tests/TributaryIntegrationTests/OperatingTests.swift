@@ -69,6 +69,8 @@ import TributaryServices
             var workloads = newWorkloads()
             try await workload(fixture, steps: 0..<40, &workloads)
             try await eventually("both slots consumed") { try await bothActive(fixture) }
+            let running = try await statusOf(fixture, "qvp")
+            #expect(running.state == "running" && running.replicatorActive == true)
 
             // Pause qvp: its slot is released within a second or so, and the WAL it retains grows.
             let paused = try await fixture.tributary(["pause", "qvp"])
@@ -120,6 +122,12 @@ import TributaryServices
         let outcome = await run.wait()
         #expect(outcome.status == 0, "\(outcome.standardError.suffix(2000))")
         for source in ["qvp", "svp"] { #expect(try await fixture.verify(source).allSatisfy(\.matches)) }
+
+        // After cutover, the slots go only when asked, and only for drained sources.
+        let dropped = try await fixture.tributary(["drop-slot", "--all"])
+        #expect(dropped.status == 0 && dropped.standardOutput.contains("qvp: dropped replication slot"), "\(dropped.standardOutput)\(dropped.standardError)")
+        #expect(try await fixture.connectSource("qvp").query("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+                                                             [fixture.source("qvp").slot]).scalar == "0")
     }
 
     @Test func sigtermMidWorkloadThenRestartLosesNothing() async throws {
@@ -220,5 +228,7 @@ import TributaryServices
         #expect(try await fixture.connectTarget().query("SELECT count(*) FROM stg.qvp_items").scalar == "20")
         let bad = try await fixture.tributary(["pause"])
         #expect(bad.status != 0 && bad.standardError.contains("name the sources, or give --all"))
+        let refused = try await fixture.tributary(["drop-slot", "qvp"])
+        #expect(refused.status == 1 && refused.standardError.contains("not drained: run tributary drain first"), "\(refused.standardError)")
     }
 }
