@@ -109,7 +109,8 @@ public struct ChangeApplier: Sendable {
             await connection.close()
             throw OperatorError("another tributary apply (or run, or drain) is applying to this target: stop it first", kind: .applierBusy)
         }
-        try await connection.execute("LISTEN \(Self.channel)")
+        // Batches written wake it, and so do pause and resume.
+        try await connection.execute("LISTEN \(Self.channel); LISTEN \(SourceControl.channel)")
         return connection
     }
 
