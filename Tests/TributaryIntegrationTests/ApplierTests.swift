@@ -8,12 +8,14 @@ import TributaryPostgres
 @Suite struct ApplierTests {
     static let tables = ["public.accounts", "public.ledger"]
 
-    func twoSourceFixture(_ label: String, configure: (inout PipelineFixture) -> Void = { _ in }) async throws -> PipelineFixture {
+    func twoSourceFixture(_ label: String, configure: (inout PipelineFixture) -> Void = { _ in },
+                          seed: String? = nil) async throws -> PipelineFixture {
         var fixture = try await PipelineFixture.make(label, sources: [("qvp", Self.tables), ("svp", Self.tables)])
         configure(&fixture)
         fixture.snapshotYAML = "  jobs: 2\nbatch:\n  max_age: 200ms\n  heartbeat: 300ms\n"
         for source in ["qvp", "svp"] {
             try await fixture.connectSource(source).execute(RandomWorkload.schema)
+            if let seed { try await fixture.connectSource(source).execute(seed) }
             _ = try await fixture.snapshot(source)
         }
         return fixture

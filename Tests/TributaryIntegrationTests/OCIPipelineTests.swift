@@ -10,11 +10,12 @@ import TributaryStorage
         let emulator = try await OCIEmulator.start()
         try await emulator.setFaults(["error_rate": 0.1, "statuses": [503, 429], "seed": 11])
         let harness = ApplierTests()
-        let fixture = try await harness.twoSourceFixture("oci") { fixture in
+        // Enough seed rows that each snapshot part is far above the 64 KiB multipart threshold: multipart
+        // uploads run under faults too.
+        let fixture = try await harness.twoSourceFixture("oci", configure: { fixture in
             fixture.staging = "oci://\(OCIEmulator.namespace)/\(OCIEmulator.bucket)/pipeline"
-            // Files above 16 KiB go up in parts, so multipart uploads run under faults too.
-            fixture.extraTargetYAML = emulator.targetYAML(attempts: 15, multipartThreshold: "16KiB", partSize: "8KiB")
-        }
+            fixture.extraTargetYAML = emulator.targetYAML(attempts: 15, multipartThreshold: "64KiB", partSize: "32KiB")
+        }, seed: "INSERT INTO ledger SELECT i, 7, md5(random()::text) || md5(random()::text) FROM generate_series(1, 20000) i")
         try await harness.runRandomWorkloadEndsEqual(fixture, steps: 150)
 
         let store = try fixture.store()

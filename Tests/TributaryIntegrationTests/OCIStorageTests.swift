@@ -130,7 +130,7 @@ import TributaryStorage
         #expect(try await store.list(prefix: "", startAfter: nil).map(\.key) == expected.keys.sorted())
         let stats = try await emulator.stats()
         #expect(stats["injected_errors"]! > 10)
-        #expect(stats["dropped_connections"]! > 2)
+        #expect(stats["dropped_connections"]! >= 1)
     }
 
     @Test func theEmulatorRejectsWhatOCIRejects() async throws {
