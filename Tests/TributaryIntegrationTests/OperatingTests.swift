@@ -78,6 +78,9 @@ import TributaryServices
             try await eventually("qvp's slot released", seconds: 5) { try await !slotActive(fixture, "qvp") }
             let before = try await statusOf(fixture, "qvp")
             #expect(before.state == "paused" && before.replicatorActive == false)
+            #expect(before.warnings.contains { $0.hasPrefix("paused: the source retains WAL") }, "\(before.warnings)")
+            let screen = try await fixture.tributary(["status", "--source", "qvp"])
+            #expect(screen.standardOutput.contains("paused") && screen.standardOutput.contains("replicator stopped"), "\(screen.standardOutput)")
             try await workload(fixture, steps: 40..<120, &workloads)
             let after = try await statusOf(fixture, "qvp")
             #expect(after.retainedWALBytes! > before.retainedWALBytes!, "retained WAL grows while paused")
@@ -108,6 +111,7 @@ import TributaryServices
                 let state = try #require(try await state(fixture, source))
                 #expect(state.state == .drained)
                 #expect(state.flushedLSN! >= state.drainLSN!)
+                #expect(try await statusOf(fixture, source).drainLSN == state.drainLSN?.description)
             }
             try await eventually("replication stopped after the drain", seconds: 5) {
                 let qvp = try await slotActive(fixture, "qvp"), svp = try await slotActive(fixture, "svp")
@@ -230,5 +234,32 @@ import TributaryServices
         #expect(bad.status != 0 && bad.standardError.contains("name the sources, or give --all"))
         let refused = try await fixture.tributary(["drop-slot", "qvp"])
         #expect(refused.status == 1 && refused.standardError.contains("not drained: run tributary drain first"), "\(refused.standardError)")
+    }
+
+    @Test func aSeparateReplicateProcessObeysPauseAndResume() async throws {
+        let fixture = try await PipelineFixture.make("replicate-pause", sources: [("qvp", ["public.items"])])
+        try await fixture.connectSource("qvp").execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
+        _ = try await fixture.snapshot("qvp")
+        try fixture.writeConfiguration()
+        let replicate = TestProcess(Paths.tributary, ["replicate", "--source", "qvp", "--config", fixture.configurationDirectory])
+        try replicate.start()
+        do {
+            try await eventually("the slot consumed") { try await slotActive(fixture, "qvp") }
+            #expect(try await fixture.tributary(["pause", "qvp"]).status == 0)
+            try await eventually("the slot released", seconds: 5) { try await !slotActive(fixture, "qvp") }
+            try await fixture.connectSource("qvp").execute("INSERT INTO items VALUES (1, 'while paused')")
+            #expect(try await fixture.tributary(["resume", "qvp"]).status == 0)
+            try await eventually("the slot consumed again", seconds: 5) { try await slotActive(fixture, "qvp") }
+        } catch {
+            replicate.kill()
+            _ = await replicate.wait()
+            throw error
+        }
+        try await Task.sleep(for: .seconds(1))
+        replicate.kill(signal: SIGTERM)
+        let outcome = await replicate.wait()
+        #expect(outcome.status == 0, "\(outcome.standardError.suffix(1500))")
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        #expect(try await fixture.connectTarget().query("SELECT name FROM stg.qvp_items WHERE id = 1").scalar == "while paused")
     }
 }

@@ -27,6 +27,7 @@ import TributaryServices
             var lag_seconds: Double?
             var changes_per_second: Double
             var warnings: [String]
+            var drain_lsn: String?
         }
         var generated_at: String
         var sources: [Source]
@@ -35,7 +36,7 @@ import TributaryServices
     static let documentedKeys: Set<String> = [
         "source", "slot", "state", "replicator_active", "source_lsn", "confirmed_lsn", "source_lag_bytes", "retained_wal_bytes",
         "wal_status", "staged_batches", "staged_bytes", "flushed_lsn", "applied_lsn", "applied_commit_time", "lag_seconds",
-        "changes_per_second", "warnings",
+        "changes_per_second", "warnings", "drain_lsn",
     ]
 
     func statusJSON(_ fixture: PipelineFixture) async throws -> Documented.Source {

@@ -29,7 +29,10 @@ public struct ReplicationSupervisor: Sendable {
         self.stop = stop
     }
 
-    public func run() async throws {
+    /// Runs until stopped; returns what all its replicator runs wrote.
+    @discardableResult
+    public func run() async throws -> Replicator.Summary {
+        var total = Replicator.Summary()
         var control = try await connectControl()
         let notifier = TargetNotifier(target: target, logger: logger)
         var backoff = 1.0
@@ -87,6 +90,10 @@ public struct ReplicationSupervisor: Sendable {
                                                    logger: logger, stop: partStop, onBatch: { await notifier.batchWritten($0) }).run()
                 watcher.cancel()
                 started = true
+                total.batches += summary.batches
+                total.transactions += summary.transactions
+                total.rows += summary.rows
+                total.durableLSN = max(total.durableLSN, summary.durableLSN)
                 try await SourceControl.recordFlushed(source.name, at: summary.durableLSN, on: control)
                 backoff = 1
             } catch let error as PostgresError where error.isTransient {
@@ -108,6 +115,7 @@ public struct ReplicationSupervisor: Sendable {
             }
         }
         await control.close()
+        return total
     }
 
     private func connectControl() async throws -> PostgresConnection {

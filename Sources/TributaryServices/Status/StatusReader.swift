@@ -29,11 +29,13 @@ public struct SourceStatus: Sendable, Codable, Equatable {
     /// Changes applied per second over the last minute.
     public var changesPerSecond: Double
     public var warnings: [String]
+    /// While draining or drained: the end the drain fixed.
+    public var drainLSN: String?
 
     enum CodingKeys: String, CodingKey {
         case state, source, slot, replicatorActive, confirmedLSN = "confirmedLsn", sourceLSN = "sourceLsn", sourceLagBytes
         case retainedWALBytes = "retainedWalBytes", walStatus, stagedBatches, stagedBytes, flushedLSN = "flushedLsn"
-        case appliedLSN = "appliedLsn", appliedCommitTime, lagSeconds, changesPerSecond, warnings
+        case appliedLSN = "appliedLsn", appliedCommitTime, lagSeconds, changesPerSecond, warnings, drainLSN = "drainLsn"
     }
 }
 
@@ -59,7 +61,7 @@ public struct StatusReader: Sendable {
         var status = SourceStatus(state: "not snapshotted", source: source.name, slot: source.slot, stagedBatches: 0, stagedBytes: 0,
                                   changesPerSecond: 0, warnings: [])
         let control = try await target.query("""
-            SELECT state, flushed_lsn, applied_lsn, applied_commit_time, extract(epoch FROM now() - applied_commit_time) AS lag,
+            SELECT state, flushed_lsn, applied_lsn, drain_lsn, applied_commit_time, extract(epoch FROM now() - applied_commit_time) AS lag,
                    (SELECT coalesce(sum(rows), 0) / 60.0 FROM tributary.applied_batches
                     WHERE source = $1 AND applied_at > now() - interval '1 minute') AS rate
             FROM tributary.sources WHERE source = $1
@@ -67,6 +69,7 @@ public struct StatusReader: Sendable {
         if !control.isEmpty {
             status.state = control.value(0, "state")!
             status.flushedLSN = control.value(0, "flushed_lsn")
+            status.drainLSN = control.value(0, "drain_lsn")
             status.appliedLSN = control.value(0, "applied_lsn")
             status.appliedCommitTime = control.value(0, "applied_commit_time").flatMap(Self.parseTime)
             status.lagSeconds = control.value(0, "lag").flatMap(Double.init)
@@ -98,8 +101,11 @@ public struct StatusReader: Sendable {
                 status.sourceLagBytes = slot.value(0, "lag").flatMap(Int.init)
                 status.retainedWALBytes = slot.value(0, "retained").flatMap(Int.init)
                 status.walStatus = slot.value(0, "wal_status")
-                if status.replicatorActive == false && status.state == "running" {
-                    status.warnings.append("no replicator is consuming the slot: the source retains WAL until tributary replicate --source \(source.name) runs")
+                if status.replicatorActive == false && (status.state == "running" || status.state == "draining") {
+                    status.warnings.append("no replicator is consuming the slot: the source retains WAL until tributary run (or replicate --source \(source.name)) runs")
+                }
+                if status.state == "paused" {
+                    status.warnings.append("paused: the source retains WAL for the slot until tributary resume \(source.name)")
                 }
                 if let safe = slot.value(0, "safe_wal_size").flatMap(Int.init), let retained = status.retainedWALBytes,
                    safe < retained / 4 {

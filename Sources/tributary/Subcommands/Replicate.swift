@@ -10,6 +10,7 @@ struct Replicate: AsyncParsableCommand {
         abstract: "Follow a source's replication slot and write its changes to the staging store as micro-batches.",
         discussion: """
             Runs until SIGTERM or SIGINT, then finishes the batch in hand, makes it durable, acknowledges it and exits 0. \
+            It obeys pause, resume and drain like tributary run. With --end-lsn it stops at that LSN and ignores them. \
             The slot must exist: run tributary snapshot first.
             """)
 
@@ -40,10 +41,18 @@ struct Replicate: AsyncParsableCommand {
             let settings = Replicator.Settings(
                 limits: configuration.target.batch, compressionLevel: configuration.target.snapshot.compressionLevel,
                 heartbeatSeconds: Double(configuration.target.batch.heartbeatMilliseconds) / 1000, endLSN: endLSN.flatMap(LSN.init))
-            let notifier = TargetNotifier(target: configuration.target.connection, logger: logger)
-            let summary = try await Replicator(source: sourceConfiguration, settings: settings, store: store,
+            let summary: Replicator.Summary
+            if settings.endLSN == nil {
+                // Under the control state, like a part of tributary run: pause, resume and drain reach it.
+                summary = try await ReplicationSupervisor(source: sourceConfiguration, settings: settings, store: store,
+                                                          target: configuration.target.connection,
+                                                          workDirectory: configuration.target.workDirectory, logger: logger, stop: stop).run()
+            } else {
+                let notifier = TargetNotifier(target: configuration.target.connection, logger: logger)
+                summary = try await Replicator(source: sourceConfiguration, settings: settings, store: store,
                                                workDirectory: configuration.target.workDirectory, logger: logger, stop: stop,
                                                onBatch: { await notifier.batchWritten($0) }).run()
+            }
             print("replicate \(source): \(summary.batches) batches, \(Format.count(summary.transactions)) transactions, "
                   + "\(Format.count(summary.rows)) rows; durable and acknowledged up to \(summary.durableLSN)")
         }

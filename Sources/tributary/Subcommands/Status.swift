@@ -43,7 +43,9 @@ struct Status: AsyncParsableCommand {
 
     static func line(_ status: SourceStatus) -> String {
         var parts = [Format.pad(status.source, 6), Format.pad(status.state, 16)]
-        parts.append("replicator " + (status.replicatorActive.map { $0 ? "active" : "DOWN" } ?? "?"))
+        // Not consuming the slot is expected of a paused or drained source, and a fault otherwise.
+        let expectedIdle = status.state == "paused" || status.state == "drained"
+        parts.append("replicator " + (status.replicatorActive.map { $0 ? "active" : (expectedIdle ? "stopped" : "DOWN") } ?? "?"))
         parts.append("source \(status.sourceLSN ?? "?")")
         parts.append("confirmed \(status.confirmedLSN ?? "-")")
         parts.append("held \(status.sourceLagBytes.map(Format.bytes) ?? "-")")
@@ -52,6 +54,7 @@ struct Status: AsyncParsableCommand {
         parts.append("applied \(status.appliedLSN ?? "-")")
         parts.append("lag \(status.lagSeconds.map { String(format: "%.1f s", $0) } ?? "-")")
         parts.append(String(format: "%.0f changes/s", status.changesPerSecond))
+        if let drain = status.drainLSN { parts.append("drain end \(drain)") }
         return parts.joined(separator: "  ") + status.warnings.map { "\n        warning: " + $0 }.joined()
     }
 }
