@@ -75,7 +75,7 @@ import TributaryServices
             // Pause qvp: its slot is released within a second or so, and the WAL it retains grows.
             let paused = try await fixture.tributary(["pause", "qvp"])
             #expect(paused.status == 0 && paused.standardOutput.contains("qvp: running → paused"), "\(paused.standardOutput)\(paused.standardError)")
-            try await eventually("qvp's slot released", seconds: 5) { try await !slotActive(fixture, "qvp") }
+            try await eventually("qvp's slot released", seconds: 10) { try await !slotActive(fixture, "qvp") }
             let before = try await statusOf(fixture, "qvp")
             #expect(before.state == "paused" && before.replicatorActive == false)
             #expect(before.warnings.contains { $0.hasPrefix("paused: the source retains WAL") }, "\(before.warnings)")
@@ -88,7 +88,7 @@ import TributaryServices
 
             // Resume; pause and resume again while the workload runs.
             #expect(try await fixture.tributary(["resume", "qvp"]).status == 0)
-            try await eventually("qvp's slot consumed again", seconds: 5) { try await slotActive(fixture, "qvp") }
+            try await eventually("qvp's slot consumed again", seconds: 10) { try await slotActive(fixture, "qvp") }
             let toggling = Task {
                 var statuses: [Int32] = []
                 for _ in 0..<3 {
@@ -113,7 +113,7 @@ import TributaryServices
                 #expect(state.flushedLSN! >= state.drainLSN!)
                 #expect(try await statusOf(fixture, source).drainLSN == state.drainLSN?.description)
             }
-            try await eventually("replication stopped after the drain", seconds: 5) {
+            try await eventually("replication stopped after the drain", seconds: 10) {
                 let qvp = try await slotActive(fixture, "qvp"), svp = try await slotActive(fixture, "svp")
                 return !qvp && !svp
             }
@@ -246,16 +246,22 @@ import TributaryServices
         do {
             try await eventually("the slot consumed") { try await slotActive(fixture, "qvp") }
             #expect(try await fixture.tributary(["pause", "qvp"]).status == 0)
-            try await eventually("the slot released", seconds: 5) { try await !slotActive(fixture, "qvp") }
-            try await fixture.connectSource("qvp").execute("INSERT INTO items VALUES (1, 'while paused')")
+            try await eventually("the slot released", seconds: 10) { try await !slotActive(fixture, "qvp") }
+            let source = try await fixture.connectSource("qvp")
+            let before = try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!
+            try await source.execute("INSERT INTO items VALUES (1, 'while paused')")
             #expect(try await fixture.tributary(["resume", "qvp"]).status == 0)
-            try await eventually("the slot consumed again", seconds: 5) { try await slotActive(fixture, "qvp") }
+            try await eventually("the slot consumed again", seconds: 10) { try await slotActive(fixture, "qvp") }
+            // SIGTERM stops at the next transaction boundary, received or not: wait until the row is staged.
+            let target = try await fixture.connectTarget()
+            try await eventually("the row written while paused is staged") {
+                try await target.query("SELECT coalesce(flushed_lsn > $1::pg_lsn, false) FROM tributary.sources WHERE source = 'qvp'", [before]).scalar == "t"
+            }
         } catch {
             replicate.kill()
             _ = await replicate.wait()
             throw error
         }
-        try await Task.sleep(for: .seconds(1))
         replicate.kill(signal: SIGTERM)
         let outcome = await replicate.wait()
         #expect(outcome.status == 0, "\(outcome.standardError.suffix(1500))")
