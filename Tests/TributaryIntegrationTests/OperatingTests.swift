@@ -151,7 +151,12 @@ import TributaryServices
         // A second process while one runs is refused: two replicators for one slot never run.
         let metricsPort = Int.random(in: 20_000...60_000)
         let second = try startRun(fixture, ["--metrics-port", String(metricsPort)])
-        try await eventually("the restarted run consumes both slots") { try await bothActive(fixture) }
+        do {
+            try await eventually("the restarted run consumes both slots") { try await bothActive(fixture) }
+        } catch {
+            second.kill()
+            throw TestFailure("\(error); the run said: \((await second.wait()).standardError.suffix(1500))")
+        }
         let duplicate = try await fixture.tributary(["run", "--no-apply", "--source", "qvp"])
         #expect(duplicate.status == 1 && duplicate.standardError.contains("in use by process"), "\(duplicate.standardError)")
 

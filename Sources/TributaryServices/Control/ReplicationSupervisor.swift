@@ -17,6 +17,9 @@ public struct ReplicationSupervisor: Sendable {
     public let stop: StopSignal
     /// How often the control state is read while the replicator runs or idles.
     public var pollSeconds = 0.5
+    /// At start-up a busy slot may be a previous replicator's walsender that is still exiting (a
+    /// restart right after a stop): it is retried this long before it counts as a second replicator.
+    public var startupGraceSeconds = 10.0
 
     public init(source: SourceConfiguration, settings: Replicator.Settings, store: any StagingStore, target: String,
                 workDirectory: String, logger: Logger, stop: StopSignal) {
@@ -38,6 +41,7 @@ public struct ReplicationSupervisor: Sendable {
         var backoff = 1.0
         var announced: SourceState?
         var started = false
+        let began = ContinuousClock.now
         while !stop.isRequested {
             let current: SourceControlState
             do {
@@ -102,11 +106,13 @@ public struct ReplicationSupervisor: Sendable {
                 logger.warning("replication interrupted, resuming in \(backoff) s: \(error)")
                 try await Task.sleep(for: .seconds(backoff))
                 backoff = min(backoff * 2, 30)
-            } catch let error as OperatorError where error.kind == .slotInUse && started {
-                // After a pause or during a drain, `tributary drain` may be finishing this source itself.
+            } catch let error as OperatorError
+                        where error.kind == .slotInUse && (started || ContinuousClock.now - began < .seconds(startupGraceSeconds)) {
+                // After a pause or during a drain, `tributary drain` may be finishing this source itself;
+                // at start-up, the walsender of a replicator that just stopped may still be exiting.
                 watcher.cancel()
-                logger.info("slot busy, retrying in \(backoff) s: \(error)")
-                try await Task.sleep(for: .seconds(backoff))
+                logger.info("slot busy, retrying in \(min(backoff, 1)) s: \(error)")
+                try await Task.sleep(for: .seconds(min(backoff, 1)))
                 backoff = min(backoff * 2, 5)
             } catch {
                 // Two replicators for one slot at start-up, a missing slot, a type change: permanent.
