@@ -21,6 +21,11 @@ struct GlobalOptions: ParsableArguments {
         try ConfigurationLoader.load(directory: configurationDirectory)
     }
 
+    /// The staging store tributary.yaml names, logging under `label`.
+    func openStagingStore(_ target: TargetConfiguration, label: String = "staging") throws -> any StagingStore {
+        try StagingStores.open(target, logger: makeLogger(label))
+    }
+
     func makeLogger(_ label: String) -> Logger {
         LoggingSystem.bootstrapOnce(level: logLevel)
         return Logger(label: label)

@@ -31,6 +31,12 @@ public struct Replicator: Sendable {
             self.statusSeconds = statusSeconds
             self.endLSN = endLSN
         }
+
+        /// As tributary.yaml sets them: its batch limits, compression level and heartbeat.
+        public init(target: TargetConfiguration, endLSN: LSN? = nil) {
+            self.init(limits: target.batch, compressionLevel: target.snapshot.compressionLevel,
+                      heartbeatSeconds: Double(target.batch.heartbeatMilliseconds) / 1000, endLSN: endLSN)
+        }
     }
 
     public struct Summary: Sendable {

@@ -94,7 +94,7 @@ actor CurlConnection {
         var status = 0
         tributary_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &status)
         try transfer.finishFile()
-        return HTTPResponse(status: status, headers: transfer.headers, body: transfer.body, bytesReceived: transfer.received)
+        return HTTPResponse(status: status, headers: transfer.headers, body: transfer.body)
     }
 }
 
@@ -104,7 +104,6 @@ private final class Transfer {
     var handle: UnsafeMutableRawPointer?
     var headers: [String: String] = [:]
     var body: [UInt8] = []
-    var received: Int64 = 0
     var failure: Error?
     private var output: FileOutput?
     private var input: FileInput?
@@ -151,7 +150,6 @@ private final class Transfer {
             } else {
                 transfer.body.append(contentsOf: bytes)
             }
-            transfer.received += Int64(length)
             return length
         } catch {
             transfer.failure = error

@@ -72,7 +72,6 @@ public struct HTTPResponse: Sendable {
     public var headers: [String: String]
     /// The body, unless it went to `responseFile`.
     public var body: [UInt8]
-    public var bytesReceived: Int64
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
 }

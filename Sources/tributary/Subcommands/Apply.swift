@@ -26,7 +26,7 @@ struct Apply: AsyncParsableCommand {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("tributary.apply")
-            let store = try StagingStores.open(configuration.target, logger: global.makeLogger("staging"))
+            let store = try global.openStagingStore(configuration.target)
             let stop = StopSignal()
             let applier = ChangeApplier(target: configuration.target.connection, sources: try configuration.sources(named: sources),
                                         store: store, settings: .init(jobs: jobs ?? configuration.target.snapshot.jobs),

@@ -32,11 +32,9 @@ struct Drain: AsyncParsableCommand {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("tributary.drain")
-            let store = try StagingStores.open(configuration.target, logger: global.makeLogger("staging"))
+            let store = try global.openStagingStore(configuration.target)
             let selected = try configuration.sources(named: sources)
-            let settings = Replicator.Settings(
-                limits: configuration.target.batch, compressionLevel: configuration.target.snapshot.compressionLevel,
-                heartbeatSeconds: Double(configuration.target.batch.heartbeatMilliseconds) / 1000)
+            let settings = Replicator.Settings(target: configuration.target)
             let started = ContinuousClock.now
             let printer = DrainProgressPrinter()
             let reports = try await DrainCoordinator(configuration: configuration, sources: selected, store: store,

@@ -20,7 +20,7 @@ struct Objects: AsyncParsableCommand {
 
         func run() async throws {
             try await CommandRunner.run {
-                let store = try StagingStores.open(try global.loadConfiguration().target, logger: global.makeLogger("objects"))
+                let store = try global.openStagingStore(try global.loadConfiguration().target, label: "objects")
                 for object in try await store.list(prefix: prefix, startAfter: after) {
                     print("\(object.size)\t\(object.key)")
                 }
@@ -40,7 +40,7 @@ struct Objects: AsyncParsableCommand {
         func run() async throws {
             try await CommandRunner.run {
                 let configuration = try global.loadConfiguration()
-                let store = try StagingStores.open(configuration.target, logger: global.makeLogger("objects"))
+                let store = try global.openStagingStore(configuration.target, label: "objects")
                 try LocalFiles.makeDirectory(configuration.target.workDirectory)
                 let started = ContinuousClock.now
                 var total = 0
@@ -75,7 +75,7 @@ struct Objects: AsyncParsableCommand {
 
         func run() async throws {
             try await CommandRunner.run {
-                let store = try StagingStores.open(try global.loadConfiguration().target, logger: global.makeLogger("objects"))
+                let store = try global.openStagingStore(try global.loadConfiguration().target, label: "objects")
                 let started = ContinuousClock.now
                 for index in stride(from: 0, to: pairs.count, by: 2) {
                     let (key, file) = (pairs[index], pairs[index + 1])
@@ -101,7 +101,7 @@ struct Objects: AsyncParsableCommand {
 
         func run() async throws {
             try await CommandRunner.run {
-                let store = try StagingStores.open(try global.loadConfiguration().target, logger: global.makeLogger("objects"))
+                let store = try global.openStagingStore(try global.loadConfiguration().target, label: "objects")
                 for key in keys {
                     try await store.delete(key: key)
                     print("removed \(key)")

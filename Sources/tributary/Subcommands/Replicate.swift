@@ -30,7 +30,7 @@ struct Replicate: AsyncParsableCommand {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("tributary.replicate")
-            let store = try StagingStores.open(configuration.target, logger: global.makeLogger("staging"))
+            let store = try global.openStagingStore(configuration.target)
             let stop = StopSignal()
             let signals = SignalHandlers.install([SIGTERM, SIGINT]) { signal in
                 logger.notice("signal \(signal): finishing the batch in hand")
@@ -38,9 +38,7 @@ struct Replicate: AsyncParsableCommand {
             }
             defer { _ = signals }
             let sourceConfiguration = try configuration.sources(named: [source])[0]
-            let settings = Replicator.Settings(
-                limits: configuration.target.batch, compressionLevel: configuration.target.snapshot.compressionLevel,
-                heartbeatSeconds: Double(configuration.target.batch.heartbeatMilliseconds) / 1000, endLSN: endLSN.flatMap(LSN.init))
+            let settings = Replicator.Settings(target: configuration.target, endLSN: endLSN.flatMap(LSN.init))
             let summary: Replicator.Summary
             if settings.endLSN == nil {
                 // Under the control state, like a part of tributary run: pause, resume and drain reach it.

@@ -41,7 +41,7 @@ struct Run: AsyncParsableCommand {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("tributary.run")
-            let store = try StagingStores.open(configuration.target, logger: global.makeLogger("staging"))
+            let store = try global.openStagingStore(configuration.target)
             let selected = try configuration.sources(named: sources)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             let metrics = try metricsPort.map {
@@ -50,9 +50,7 @@ struct Run: AsyncParsableCommand {
             defer { _ = metrics }
             if !noReplicate {
                 for source in selected {
-                    let settings = Replicator.Settings(
-                        limits: configuration.target.batch, compressionLevel: configuration.target.snapshot.compressionLevel,
-                        heartbeatSeconds: Double(configuration.target.batch.heartbeatMilliseconds) / 1000)
+                    let settings = Replicator.Settings(target: configuration.target)
                     // A stop signal per part: the service group shuts the parts down one by one, and a
                     // part that ended before its turn would count as a failure.
                     let stop = StopSignal()

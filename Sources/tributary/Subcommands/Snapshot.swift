@@ -32,7 +32,7 @@ struct Snapshot: AsyncParsableCommand {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("tributary.snapshot")
-            let store = try StagingStores.open(configuration.target, logger: global.makeLogger("staging"))
+            let store = try global.openStagingStore(configuration.target)
             for source in try configuration.sources(named: sources) {
                 let snapshotter = Snapshotter(source: source, settings: configuration.target.snapshot, store: store,
                                               workDirectory: configuration.target.workDirectory, logger: logger)
