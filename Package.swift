@@ -20,13 +20,13 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
-        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CISAL", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 
         .target(
             name: "TributaryCore",
-            dependencies: ["CZlib", "COpenSSL", .product(name: "Yams", package: "Yams")]
+            dependencies: ["CISAL", "COpenSSL", .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "TributaryPostgres",

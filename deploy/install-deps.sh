@@ -2,7 +2,7 @@
 # Installs the Debian packages Tributary builds and tests with, when they are missing.
 # Usage: deploy/install-deps.sh [--bench]   (--bench adds pgcopydb for the benchmarks)
 set -euo pipefail
-packages=(postgresql-15 postgresql-contrib libpq-dev zlib1g-dev libssl-dev libcurl4-openssl-dev pkg-config python3 python3-cryptography curl)
+packages=(postgresql-15 postgresql-contrib libpq-dev libisal-dev libssl-dev libcurl4-openssl-dev pkg-config python3 python3-cryptography curl)
 [ "${1:-}" = "--bench" ] && packages+=(pgcopydb bc)
 missing=()
 for package in "${packages[@]}"; do

@@ -37,6 +37,47 @@ import TributaryCore
         var corrupt = compressed
         corrupt[corrupt.count / 2] ^= 0xFF
         #expect(throws: GzipDecoder.Failure.self) { try decompress(corrupt) }
+        // A flipped bit in the trailer's CRC-32 is caught too, not only damage to the deflate data.
+        var badChecksum = compressed
+        badChecksum[badChecksum.count - 6] ^= 0x01
+        #expect(throws: GzipDecoder.Failure.corrupt("CRC-32 mismatch")) { try decompress(badChecksum) }
+        // Members written one after another read as one stream, as gzip reads them; garbage after a member does not.
+        #expect(try decompress(compressed + compressed) == input + input)
+        #expect(throws: GzipDecoder.Failure.self) { try decompress(compressed + [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09]) }
+        #expect(throws: GzipDecoder.Failure.truncated) { try decompress([]) }
+    }
+
+    /// Files written by other gzip implementations (here zlib through Python, with a file name in the header) read back.
+    @Test(arguments: GzipEncoder.levels)
+    func gzipInteroperatesWithOtherImplementations(level: Int) throws {
+        let text = Array(String(repeating: "1,\"quoted, text\",2024-01-01 00:00:00+00,\n", count: 20_000).utf8)
+        let encoder = GzipEncoder(level: level)
+        var compressed: [UInt8] = []
+        text.withUnsafeBytes { bytes in encoder.compress(bytes) { compressed.append(contentsOf: $0) } }
+        encoder.finish { compressed.append(contentsOf: $0) }
+        #expect(compressed.count < text.count / 4 || level == 0)
+
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gzip-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let ours = directory.appendingPathComponent("ours.gz"), theirs = directory.appendingPathComponent("theirs.gz")
+        try Data(compressed).write(to: ours)
+        // Python's gzip module is zlib: it must read ours, and we must read what it writes.
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        python.arguments = ["-c", """
+            import gzip, sys
+            data = gzip.open(sys.argv[1]).read()
+            with gzip.GzipFile(filename="named.csv", mode="wb", compresslevel=6, fileobj=open(sys.argv[2], "wb")) as f: f.write(data)
+            """, ours.path, theirs.path]
+        try python.run()
+        python.waitUntilExit()
+        #expect(python.terminationStatus == 0)
+        var output: [UInt8] = []
+        let decoder = GzipDecoder()
+        try Data(contentsOf: theirs).withUnsafeBytes { try decoder.decompress($0) { output.append(contentsOf: $0) } }
+        try decoder.finish()
+        #expect(output == text)
     }
 
     @Test func sha256KnownVector() {

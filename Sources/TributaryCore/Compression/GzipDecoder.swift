@@ -1,74 +1,82 @@
-import CZlib
+import CISAL
 
-/// Streaming gzip decompression. `finish()` throws when the stream ended early, so a truncated
-/// object is never mistaken for a complete one.
+/// Streaming gzip decompression with ISA-L igzip (several times faster than zlib's inflate).
+/// Every member's CRC-32 is checked, members written one after another are read as one stream
+/// (as gzip does), and `finish()` throws when the data ends inside a member, so a truncated object
+/// is never mistaken for a complete one.
 public final class GzipDecoder {
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case corrupt(String)
         case truncated
-        case trailingData
 
         public var description: String {
             switch self {
             case .corrupt(let message): return "not valid gzip data (\(message))"
             case .truncated: return "gzip data ends before its trailer: the object is truncated"
-            case .trailingData: return "data follows the end of the gzip stream"
             }
         }
     }
 
-    /// Heap-allocated: zlib keeps a pointer back to it, so it must never move.
-    private let stream = UnsafeMutablePointer<z_stream>.allocate(capacity: 1)
+    private let state: UnsafeMutablePointer<tributary_inflate>
     private var output: [UInt8]
-    private var ended = false
+    /// Between members: the previous one is complete and the next has not begun.
+    private var atMemberBoundary = false
+    private var sawInput = false
 
     public init() {
+        guard let state = tributary_inflate_new() else { fatalError("out of memory for a gzip stream") }
+        self.state = state
         output = [UInt8](repeating: 0, count: 256 << 10)
-        stream.initialize(to: z_stream())
-        let status = inflateInit2_(stream, 15 + 16, zlibVersion(), Int32(MemoryLayout<z_stream>.size))
-        precondition(status == Z_OK, "inflateInit2 failed: \(status)")
     }
 
-    deinit {
-        inflateEnd(stream)
-        stream.deallocate()
-    }
+    deinit { tributary_inflate_free(state) }
 
     public func decompress(_ input: UnsafeRawBufferPointer, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard input.count > 0 else { return }
-        guard !ended else { throw Failure.trailingData }
-        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress!.assumingMemoryBound(to: Bytef.self))
-        stream.pointee.avail_in = uInt(input.count)
-        let capacity = output.count
-        while stream.pointee.avail_in > 0 || stream.pointee.avail_out == 0 {
-            let (status, produced): (Int32, Int) = output.withUnsafeMutableBytes { buffer in
-                stream.pointee.next_out = buffer.baseAddress!.assumingMemoryBound(to: Bytef.self)
-                stream.pointee.avail_out = uInt(capacity)
-                let status = inflate(stream, Z_NO_FLUSH)
-                return (status, capacity - Int(stream.pointee.avail_out))
+        precondition(input.count <= Int(UInt32.max))
+        sawInput = true
+        var offset = 0
+        let capacity = UInt32(output.count)
+        while true {
+            if atMemberBoundary {
+                guard offset < input.count else { return }
+                tributary_inflate_next_member(state)
+                atMemberBoundary = false
             }
+            var consumed: UInt32 = 0, produced: UInt32 = 0, done: Int32 = 0
+            let status = output.withUnsafeMutableBytes { buffer in
+                tributary_inflate_run(state, input.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset,
+                                      UInt32(input.count - offset), buffer.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                      capacity, &consumed, &produced, &done)
+            }
+            guard status >= ISAL_DECOMP_OK else { throw Failure.corrupt(Self.describe(status)) }
+            offset += Int(consumed)
             if produced > 0 {
-                try output.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[0..<produced])) }
+                try output.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[0..<Int(produced)])) }
             }
-            switch status {
-            case Z_STREAM_END:
-                ended = true
-                if stream.pointee.avail_in > 0 { throw Failure.trailingData }
+            if done != 0 {
+                atMemberBoundary = true
+            } else if offset == input.count && produced < capacity {
+                // All input taken and nothing held back: wait for more.
                 return
-            case Z_OK:
-                continue
-            case Z_BUF_ERROR:
-                if stream.pointee.avail_in == 0 { return }
-                continue
-            default:
-                let message = stream.pointee.msg.map { String(cString: $0) } ?? "zlib status \(status)"
-                throw Failure.corrupt(message)
             }
         }
     }
 
     /// Call at end of input.
     public func finish() throws {
-        guard ended else { throw Failure.truncated }
+        guard sawInput && atMemberBoundary else { throw Failure.truncated }
+    }
+
+    private static func describe(_ status: Int32) -> String {
+        switch status {
+        case ISAL_INVALID_BLOCK: return "invalid deflate block"
+        case ISAL_INVALID_SYMBOL: return "invalid deflate symbol"
+        case ISAL_INVALID_LOOKBACK: return "invalid back-reference distance"
+        case ISAL_INVALID_WRAPPER: return "not a gzip header"
+        case ISAL_UNSUPPORTED_METHOD: return "unsupported compression method"
+        case ISAL_INCORRECT_CHECKSUM: return "CRC-32 mismatch"
+        default: return "igzip status \(status)"
+        }
     }
 }

@@ -14,7 +14,7 @@ public final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
     public init(name: String) {
         let thread = Thread { [self] in self.runLoop() }
         thread.name = name
-        // libpq and zlib need little stack; 1 MiB keeps hundreds of connections cheap.
+        // libpq and igzip need little stack; 1 MiB keeps hundreds of connections cheap.
         thread.stackSize = 1 << 20
         thread.start()
     }

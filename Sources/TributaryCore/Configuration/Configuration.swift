@@ -159,7 +159,7 @@ public struct SnapshotSettings: Sendable, Hashable {
     public var partBytesMax: Int = 256 << 20
     /// Heap bytes per range when a large table is split for parallel copy.
     public var rangeBytes: Int = 128 << 20
-    /// gzip level: 1 is several times faster than 6 and the files are short-lived.
+    /// igzip level 0–3: 1 compresses better than zlib's 1 at a fraction of its CPU, and the files are short-lived.
     public var compressionLevel: Int = 1
 
     public init() {}

@@ -77,7 +77,7 @@ public enum ConfigurationParser {
             snapshot.jobs = try section.integer("jobs", in: 1...64) ?? snapshot.jobs
             snapshot.partBytesMax = try section.bytes("part_size") ?? snapshot.partBytesMax
             snapshot.rangeBytes = try section.bytes("range_size") ?? snapshot.rangeBytes
-            snapshot.compressionLevel = try section.integer("compression_level", in: 1...9) ?? snapshot.compressionLevel
+            snapshot.compressionLevel = try section.integer("compression_level", in: GzipEncoder.levels) ?? snapshot.compressionLevel
         }
         var oci = OCISettings()
         if let section = try root.child("oci") {
