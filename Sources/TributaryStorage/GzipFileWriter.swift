@@ -13,9 +13,11 @@ public final class GzipFileWriter {
     private let output: FileOutput
     private let encoder: GzipEncoder
     private let hasher = SHA256Hasher()
-    /// Input is gathered before deflate: deflate per row (a COPY chunk is one row) costs far more.
+    /// Small writes are gathered before deflate: deflate per row costs far more.
     private var pending: [UInt8] = []
     private let pendingMax = 256 << 10
+    /// A write at least this large is compressed without being gathered first.
+    private let directMin = 64 << 10
     public private(set) var uncompressedBytes = 0
     private var compressedBytes = 0
 
@@ -28,6 +30,11 @@ public final class GzipFileWriter {
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         uncompressedBytes += bytes.count
+        if pending.isEmpty && bytes.count >= directMin {
+            // Already a large block: compress it where it is.
+            try encoder.compress(bytes, sink: emit)
+            return
+        }
         pending.append(contentsOf: bytes)
         if pending.count >= pendingMax { try flushPending() }
     }

@@ -78,7 +78,7 @@ import TributaryCore
         #expect(message.contains("not valid YAML"))
     }
 
-    @Test func otherMistakes() {
+    @Test func otherMistakes() throws {
         #expect(error([source("connection: x\ntables: [{name: a}]")]).contains("no tributary.yaml here"))
         #expect(error([target]).contains("no source file"))
         #expect(error([target, source("tables: [{name: a}]")]) == "slots/qvp.yaml:1: connection: required key is missing")
@@ -89,6 +89,15 @@ import TributaryCore
         #expect(error([target, source("connection: x\ncreate_publication: maybe\ntables: [{name: a}]")]).contains("expected true or false"))
         let badJobs = ConfigurationParser.File(name: "tributary.yaml", text: "target: {connection: x}\nstaging: s\nsnapshot: {jobs: 0}")
         #expect(error([badJobs, source("connection: x\ntables: [{name: a}]")]).contains("expected a whole number from 1 to 64"))
+        func snapshotError(_ yaml: String) -> String {
+            error([.init(name: "tributary.yaml", text: "target: {connection: x}\nstaging: s\nsnapshot: {\(yaml)}"),
+                   source("connection: x\ntables: [{name: a}]")])
+        }
+        // igzip has levels 0 to 3: a zlib level such as 6 is refused, not silently clamped.
+        #expect(snapshotError("compression_level: 6").contains("expected a whole number from 0 to 3"))
+        #expect(snapshotError("maintenance_work_mem: 64kB").contains("maintenance_work_mem: must be at least 1MiB"))
+        #expect(try parse([.init(name: "tributary.yaml", text: "target: {connection: x}\nstaging: s\nsnapshot: {maintenance_work_mem: 1GiB, compression_level: 0}"),
+                           source("connection: x\ntables: [{name: a}]")]).target.snapshot.maintenanceWorkMem == 1 << 30)
     }
 
     @Test func environmentExpansion() throws {

@@ -27,8 +27,9 @@ import TributaryCore
                 == #"CREATE TABLE IF NOT EXISTS "tributary_load"."qvp_00000000016B3748_0" ("id" bigint NOT NULL, "mood" text) WITH (autovacuum_enabled = false)"#)
         #expect(SnapshotSQL.copyIn(load, relation: relation)
                 == #"COPY "tributary_load"."qvp_00000000016B3748_0" ("id", "mood") FROM STDIN (FORMAT csv, HEADER match)"#)
+        #expect(SnapshotSQL.addKey(load, stagingTable: QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation)
+                == #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ADD CONSTRAINT "qvp_lines_pkey" PRIMARY KEY ("id")"#)
         #expect(SnapshotSQL.promote(load, to: QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation, consistentPoint: LSN(0x16B3748)) == [
-            #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ADD CONSTRAINT "qvp_lines_pkey" PRIMARY KEY ("id")"#,
             #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ADD COLUMN "_lsn" pg_lsn NOT NULL DEFAULT '0/16B3748', ADD COLUMN "_deleted" boolean NOT NULL DEFAULT false"#,
             #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ALTER COLUMN "_lsn" DROP DEFAULT, RESET (autovacuum_enabled)"#,
             #"DROP TABLE IF EXISTS "stg"."qvp_lines""#,

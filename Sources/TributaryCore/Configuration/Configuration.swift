@@ -156,11 +156,14 @@ public struct SnapshotSettings: Sendable, Hashable {
     /// Parallel COPY workers per source.
     public var jobs: Int = 2
     /// Uncompressed bytes after which a part file is closed and the next one begun.
-    public var partBytesMax: Int = 256 << 20
+    public var partBytesMax: Int = 32 << 20
     /// Heap bytes per range when a large table is split for parallel copy.
     public var rangeBytes: Int = 128 << 20
     /// igzip level 0–3: 1 compresses better than zlib's 1 at a fraction of its CPU, and the files are short-lived.
     public var compressionLevel: Int = 1
+    /// `maintenance_work_mem` of the sessions that build STG keys: an in-memory sort instead of
+    /// one spilled to disk. Per load job, on the target.
+    public var maintenanceWorkMem: Int = 256 << 20
 
     public init() {}
 }

@@ -49,14 +49,22 @@ public enum SnapshotSQL {
         "COPY \(loadTable.sql) (\(SQL.identifierList(relation.columnNames))) FROM STDIN (FORMAT csv, HEADER match)"
     }
 
-    /// Turns a fully loaded load table into the STG table, in one transaction: key, metadata
-    /// columns, then the swap.
+    /// The STG table's primary key, built on the fully loaded load table (named for the STG table,
+    /// because the index moves with the table at promotion).
+    public static func addKey(_ loadTable: QualifiedName, stagingTable: QualifiedName, relation: RelationSchema) -> String {
+        let keyName = SQL.identifier(SQL.truncated(stagingTable.name, bytes: 58) + "_pkey")
+        return "ALTER TABLE \(loadTable.sql) ADD CONSTRAINT \(keyName) PRIMARY KEY (\(SQL.identifierList(relation.key)))"
+    }
+
+    /// Whether the load table (`$1`, its qualified name) has its key already.
+    public static let hasKey = "SELECT 1 FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'"
+
+    /// Turns a fully loaded load table with its key (`addKey`) into the STG table, in one
+    /// transaction: metadata columns, then the swap. Catalog changes only, so it is quick.
     public static func promote(_ loadTable: QualifiedName, to stagingTable: QualifiedName, relation: RelationSchema,
                                consistentPoint: LSN) -> [String] {
-        let keyName = SQL.identifier(SQL.truncated(stagingTable.name, bytes: 58) + "_pkey")
         let lsn = SQL.identifier(StagingColumns.lsn)
         return [
-            "ALTER TABLE \(loadTable.sql) ADD CONSTRAINT \(keyName) PRIMARY KEY (\(SQL.identifierList(relation.key)))",
             "ALTER TABLE \(loadTable.sql) ADD COLUMN \(lsn) pg_lsn NOT NULL DEFAULT \(SQL.literal(consistentPoint.description)), "
                 + "ADD COLUMN \(SQL.identifier(StagingColumns.deleted)) boolean NOT NULL DEFAULT false",
             // Rows written later must say their LSN; the snapshot rows keep theirs.

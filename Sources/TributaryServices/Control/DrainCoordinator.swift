@@ -120,7 +120,7 @@ public struct DrainCoordinator: Sendable {
             // Apply what nobody applies.
             do {
                 _ = try await ChangeApplier(target: configuration.target.connection, sources: sources, store: store,
-                                            settings: .init(jobs: configuration.target.snapshot.jobs), logger: logger).applyOnce()
+                                            settings: .init(configuration.target.snapshot), logger: logger).applyOnce()
             } catch let error as OperatorError where error.kind == .applierBusy {
                 // tributary run or apply is applying: wait for it.
             }

@@ -8,4 +8,10 @@ public protocol SnapshotObserver: Sendable {
     func snapshotStarted(_ header: SnapshotManifest) async
     /// `file` of table `tableIndex` is durable in the staging store.
     func partStored(tableIndex: Int, file: StagedFile) async
+    /// Every part of table `tableIndex` has been reported through `partStored`; no more follow.
+    func tableCopied(tableIndex: Int) async
+}
+
+extension SnapshotObserver {
+    public func tableCopied(tableIndex: Int) async {}
 }

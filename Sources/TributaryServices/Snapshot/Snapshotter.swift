@@ -197,7 +197,7 @@ public struct Snapshotter: Sendable {
                 try await store.put(key: part.file.key, file: part.path)
                 await observer?.partStored(tableIndex: part.tableIndex, file: part.file)
             }
-            counter.finishUnit()
+            if counter.finishUnit() == 0 { await observer?.tableCopied(tableIndex: item.tableIndex) }
             stored += parts
         }
         try await connection.execute("COMMIT")
@@ -233,20 +233,24 @@ public struct Snapshotter: Sendable {
         }
 
         let sql = SnapshotSQL.copyOut(table: table.name, columns: table.relation.columnNames, item: item, partitioned: table.isPartitioned)
-        try connection.copyOut(sql) { chunk in
+        // Blocks small beside a part keep parts close to their limit; 256 KiB is enough to amortize
+        // the per-call cost of gzip and the hash.
+        let blockBytes = max(4096, min(256 * 1024, settings.partBytesMax / 8))
+        try connection.copyOut(sql, blockBytes: blockBytes) { rows, count in
             guard header != nil else {
-                // COPY sends the header row first, even for an empty table; every part repeats it.
-                header = Array(chunk)
+                // COPY sends the header row first (alone), even for an empty table; every part repeats it.
+                header = Array(rows)
                 try startPart()
                 return
             }
-            if writer!.uncompressedBytes >= settings.partBytesMax {
+            // Parts are rotated between blocks of whole rows, before a block would cross the limit.
+            if rowsInPart > 0, writer!.uncompressedBytes + rows.count > settings.partBytesMax {
                 try finishPart()
                 try startPart()
             }
-            try writer!.write(chunk)
-            rowsInPart += 1
-            counter.add(rows: 1, bytes: chunk.count)
+            try writer!.write(rows)
+            rowsInPart += count
+            counter.add(rows: count, bytes: rows.count)
         }
         guard header != nil else { throw OperatorError("\(source): COPY of \(table.name) sent no header row") }
         try finishPart()

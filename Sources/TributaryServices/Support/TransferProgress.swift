@@ -27,7 +27,9 @@ public final class TransferProgress: Sendable {
             byteCounter.add(bytes, ordering: .relaxed)
         }
 
-        public func finishUnit() { remainingCounter.subtract(1, ordering: .relaxed) }
+        /// Returns how many units remain.
+        @discardableResult
+        public func finishUnit() -> Int { remainingCounter.subtract(1, ordering: .acquiringAndReleasing).newValue }
     }
 
     /// What is moving: "snapshot qvp", "load qvp".

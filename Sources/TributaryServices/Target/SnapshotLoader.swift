@@ -24,12 +24,16 @@ public struct SnapshotLoader: Sendable {
     public let target: String
     public let store: any StagingStore
     public let jobs: Int
+    /// Bytes of `maintenance_work_mem` while a key is built.
+    public let maintenanceWorkMem: Int
     public let logger: Logger
 
-    public init(target: String, store: any StagingStore, jobs: Int, logger: Logger) {
+    public init(target: String, store: any StagingStore, jobs: Int,
+                maintenanceWorkMem: Int = SnapshotSettings().maintenanceWorkMem, logger: Logger) {
         self.target = target
         self.store = store
         self.jobs = jobs
+        self.maintenanceWorkMem = maintenanceWorkMem
         self.logger = logger
     }
 
@@ -190,13 +194,41 @@ public struct SnapshotLoader: Sendable {
         }
     }
 
+    /// Builds a fully loaded table's key and statistics on its load table, before promotion, so
+    /// that this (the slow part of promotion) can overlap the load of other tables. Nothing of it
+    /// is visible in STG; promotion finds the key and skips it. Safe to repeat.
+    func buildKey(_ table: SnapshotTable, loadTable: QualifiedName, on connection: PostgresConnection) async throws {
+        let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
+        let started = ContinuousClock.now
+        let built = try await connection.run { [maintenanceWorkMem] connection in
+            try connection.transaction { connection -> Bool in
+                guard try connection.query(SnapshotSQL.hasKey, [loadTable.sql]).isEmpty else { return false }
+                try Self.addKey(loadTable, stagingTable: stagingTable, relation: table.relation,
+                                maintenanceWorkMem: maintenanceWorkMem, on: connection)
+                try connection.execute("ANALYZE \(loadTable.sql)")
+                return true
+            }
+        }
+        guard built else { return }
+        logger.debug("key built", metadata: [LogKey.table: .string(stagingTable.description),
+                                             LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds))])
+    }
+
+    private static func addKey(_ loadTable: QualifiedName, stagingTable: QualifiedName, relation: RelationSchema,
+                               maintenanceWorkMem: Int, on connection: isolated PostgresConnection) throws {
+        // The sort behind the index stays in memory instead of spilling to disk.
+        try connection.execute("SET LOCAL maintenance_work_mem = '\(max(1, maintenanceWorkMem >> 10))kB'")
+        try connection.execute(SnapshotSQL.addKey(loadTable, stagingTable: stagingTable, relation: relation))
+    }
+
     private func promoteWorker(queue: WorkQueue<Int>, manifest: SnapshotManifest, loadTables: [QualifiedName], logger: Logger) async throws {
         let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
         while let index = await queue.take() {
             let table = manifest.tables[index]
             let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
             let started = ContinuousClock.now
-            try await connection.run { [loadTable = loadTables[index]] connection in
+            try await connection.run { [loadTable = loadTables[index], maintenanceWorkMem] connection in
+                var keyBuiltHere = false
                 try connection.transaction { connection in
                     // Each part's row count was checked and recorded with it; their sum must be the table's.
                     let rows = Int(try connection.query("""
@@ -205,6 +237,12 @@ public struct SnapshotLoader: Sendable {
                         """, [manifest.source, manifest.consistentPoint.description, PostgresArray.literal(table.parts.map(\.key))]).scalar ?? "0") ?? 0
                     guard rows == table.rows else {
                         throw OperatorError("\(loadTable) holds \(rows) rows of recorded parts but the snapshot of \(table.relation.table) has \(table.rows): run apply again")
+                    }
+                    // `snapshot --apply` builds the key as soon as a table's parts are in (`buildKey`).
+                    if try connection.query(SnapshotSQL.hasKey, [loadTable.sql]).isEmpty {
+                        try Self.addKey(loadTable, stagingTable: stagingTable, relation: table.relation,
+                                        maintenanceWorkMem: maintenanceWorkMem, on: connection)
+                        keyBuiltHere = true
                     }
                     for statement in SnapshotSQL.promote(loadTable, to: stagingTable, relation: table.relation,
                                                                       consistentPoint: manifest.consistentPoint) {
@@ -216,8 +254,8 @@ public struct SnapshotLoader: Sendable {
                         """, [manifest.source, manifest.consistentPoint.description, table.stagingTable,
                               table.relation.table.description, String(rows)])
                 }
-                // Statistics now, so the first merges and BL queries get good plans.
-                try connection.execute("ANALYZE \(stagingTable.sql)")
+                // Statistics now, so the first merges and BL queries get good plans (`buildKey` gathered them already).
+                if keyBuiltHere { try connection.execute("ANALYZE \(stagingTable.sql)") }
             }
             logger.info("STG table ready", metadata: [LogKey.table: .string(stagingTable.description), LogKey.rows: .stringConvertible(table.rows),
                                                       LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds))])

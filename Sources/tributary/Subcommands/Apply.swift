@@ -29,7 +29,7 @@ struct Apply: AsyncParsableCommand {
             let store = try global.openStagingStore(configuration.target)
             let stop = StopSignal()
             let applier = ChangeApplier(target: configuration.target.connection, sources: try configuration.sources(named: sources),
-                                        store: store, settings: .init(jobs: jobs ?? configuration.target.snapshot.jobs),
+                                        store: store, settings: .init(configuration.target.snapshot, jobs: jobs),
                                         logger: logger, stop: stop)
             let started = ContinuousClock.now
             if once {

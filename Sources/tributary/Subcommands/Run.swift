@@ -64,7 +64,7 @@ struct Run: AsyncParsableCommand {
             if !noApply {
                 let stop = StopSignal()
                 let applier = ChangeApplier(target: configuration.target.connection, sources: selected, store: store,
-                                            settings: .init(jobs: configuration.target.snapshot.jobs), logger: logger, stop: stop)
+                                            settings: .init(configuration.target.snapshot), logger: logger, stop: stop)
                 services.append(.init(service: Part(name: "apply", stop: stop) {
                     let failures = try await applier.run()
                     if let (source, error) = failures.sorted(by: { $0.key < $1.key }).first {

@@ -39,7 +39,8 @@ struct Snapshot: AsyncParsableCommand {
                 let display = ProgressDisplay(logger: logger)
                 let started = ContinuousClock.now
                 let loader = SnapshotLoader(target: configuration.target.connection, store: store,
-                                            jobs: jobs ?? configuration.target.snapshot.jobs, logger: logger)
+                                            jobs: jobs ?? configuration.target.snapshot.jobs,
+                                            maintenanceWorkMem: configuration.target.snapshot.maintenanceWorkMem, logger: logger)
                 let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs ?? configuration.target.snapshot.jobs) : nil
                 let manifest: SnapshotManifest
                 do {
