@@ -24,9 +24,12 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 
+        // Pure computation in C, for SIMD the Swift compiler does not give: the CSV-to-text loop.
+        .target(name: "CCSVTranscoder"),
+
         .target(
             name: "TributaryCore",
-            dependencies: ["CISAL", "COpenSSL", .product(name: "Yams", package: "Yams")]
+            dependencies: ["CISAL", "CCSVTranscoder", "COpenSSL", .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "TributaryPostgres",

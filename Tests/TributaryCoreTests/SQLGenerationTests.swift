@@ -26,7 +26,7 @@ import TributaryCore
         #expect(SnapshotSQL.createLoadTable(load, relation: relation)
                 == #"CREATE TABLE IF NOT EXISTS "tributary_load"."qvp_00000000016B3748_0" ("id" bigint NOT NULL, "mood" text) WITH (autovacuum_enabled = false)"#)
         #expect(SnapshotSQL.copyIn(load, relation: relation)
-                == #"COPY "tributary_load"."qvp_00000000016B3748_0" ("id", "mood") FROM STDIN (FORMAT csv, HEADER match)"#)
+                == #"COPY "tributary_load"."qvp_00000000016B3748_0" ("id", "mood") FROM STDIN (FORMAT text, HEADER match)"#)
         #expect(SnapshotSQL.addKey(load, stagingTable: QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation)
                 == #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ADD CONSTRAINT "qvp_lines_pkey" PRIMARY KEY ("id")"#)
         #expect(SnapshotSQL.promote(load, to: QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation, consistentPoint: LSN(0x16B3748)) == [

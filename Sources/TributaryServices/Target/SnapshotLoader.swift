@@ -178,9 +178,15 @@ public struct SnapshotLoader: Sendable {
                 let rows = try connection.copyIn(SnapshotSQL.copyIn(loadTable, relation: relation)) { send in
                     // Checksum and size are verified as the bytes stream; a mismatch throws,
                     // which aborts the COPY and rolls the part back.
-                    try GzipFileReader.read(path: local.path, key: part.key, expected: part) { chunk in
-                        try send(chunk)
-                        counter?.add(rows: 0, bytes: chunk.count)
+                    var transcoder = CSVToTextTranscoder()
+                    do {
+                        try GzipFileReader.read(path: local.path, key: part.key, expected: part) { chunk in
+                            try transcoder.transcode(chunk, sink: send)
+                            counter?.add(rows: 0, bytes: chunk.count)
+                        }
+                        try transcoder.finish(sink: send)
+                    } catch let failure as CSVToTextTranscoder.Failure {
+                        throw StorageError.corrupt(key: part.key, reason: failure.description)
                     }
                 }
                 guard rows == part.rows else {

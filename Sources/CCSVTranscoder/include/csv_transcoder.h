@@ -1,0 +1,33 @@
+// The inner loop of CSVToTextTranscoder (TributaryCore), in C for SIMD: it scans 16 bytes at a
+// time for the few bytes that need a decision, which the snapshot load would otherwise spend
+// more client CPU on than it saves on the server.
+#ifndef TRIBUTARY_CSV_TRANSCODER_H
+#define TRIBUTARY_CSV_TRANSCODER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tributary_csv_state {
+    /// Inside quotes.
+    uint8_t quoted;
+    /// Inside quotes, a quote was the last byte: the next one decides between `""` and the close.
+    uint8_t quote_open;
+    /// Outside quotes, a CR was the last byte: only a LF may follow.
+    uint8_t carriage_return;
+    /// The current field has neither a byte nor a quote yet: if it ends so, it is NULL.
+    uint8_t field_blank;
+    /// Fields of the current line were written already.
+    uint8_t line_started;
+    /// Lines completed.
+    int64_t lines;
+} tributary_csv_state;
+
+/// Bytes `out` must have room for when transcoding `count` input bytes.
+static inline size_t tributary_csv_text_capacity(size_t count) { return count * 3 + 64; }
+
+/// Transcodes `count` bytes of CSV into COPY text format at `out` (room for
+/// `tributary_csv_text_capacity(count)` bytes). Returns the bytes written, or -1 when a carriage
+/// return outside quotes is not followed by a line feed.
+ptrdiff_t tributary_csv_to_text(tributary_csv_state *state, const uint8_t *input, size_t count, uint8_t *out);
+
+#endif
