@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Benchmark: snapshot + load of a pgbench scale-20 database plus a wide 500k-row table of mixed
-# types, three ways, on the same clusters in the same run:
+# types, four ways, on the same clusters in the same run:
 #   1. psql pipe   COPY TO STDOUT | COPY FROM STDIN per table, schema and indexes via pg_dump sections
 #   2. pgcopydb    pgcopydb clone (the closest peer)
 #   3. tributary   tributary snapshot, then tributary apply --once (through gzip files in a staging dir)
 #   4. tributary   tributary snapshot --apply: the same, loading parts while the snapshot runs
 # Prints a table of wall times and ratios. Environment: BENCH_SCALE (pgbench scale, default 20),
-# BENCH_WIDE_ROWS (default 500000), BENCH_JOBS (default 2).
+# BENCH_WIDE_ROWS (default 500000), BENCH_JOBS (default 2), BENCH_ROUNDS (default 3: the methods
+# take turns, and each one's median counts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scale=${BENCH_SCALE:-20}; wide_rows=${BENCH_WIDE_ROWS:-500000}; jobs=${BENCH_JOBS:-2}
+scale=${BENCH_SCALE:-20}; wide_rows=${BENCH_WIDE_ROWS:-500000}; jobs=${BENCH_JOBS:-2}; rounds=${BENCH_ROUNDS:-3}
 work=${TMPDIR:-/tmp}/tributary-bench-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 source_port=55501; target_port=55502
@@ -57,29 +58,6 @@ now() { date +%s.%N; }
 # Each method starts from a clean slate: no checkpoint owed for an earlier method's WAL.
 settle() { on_source -d postgres -c "CHECKPOINT"; on_target -d postgres -c "CHECKPOINT"; sync; }
 
-echo "1/3 psql COPY pipe" >&2
-settle
-on_target -d postgres -c "CREATE DATABASE pipe"
-start=$(now)
-pg_dump -h 127.0.0.1 -p $source_port -U postgres --section=pre-data bench | on_target -d pipe -o /dev/null
-for table in $tables; do
-  on_source -d bench -c "COPY $table TO STDOUT" | on_target -d pipe -c "COPY $table FROM STDIN"
-done
-pg_dump -h 127.0.0.1 -p $source_port -U postgres --section=post-data bench | on_target -d pipe -o /dev/null
-on_target -d pipe -c "VACUUM ANALYZE"
-pipe_seconds=$(echo "$(now) - $start" | bc)
-
-echo "2/3 pgcopydb clone" >&2
-settle
-on_target -d postgres -c "CREATE DATABASE pgcopydb"
-start=$(now)
-pgcopydb clone --source "$source_uri" --target "$(target_uri pgcopydb)" --table-jobs "$jobs" --index-jobs "$jobs" \
-  --dir "$work/pgcopydb" --no-owner >"$work/pgcopydb.log" 2>&1 || { tail -20 "$work/pgcopydb.log" >&2; exit 1; }
-pgcopydb_seconds=$(echo "$(now) - $start" | bc)
-
-echo "3/4 tributary snapshot, then apply --once" >&2
-settle
-on_target -d postgres -c "CREATE DATABASE tributary"
 mkdir -p "$work/slots"
 write_config() {
   cat >"$work/slots/tributary.yaml" <<YAML
@@ -91,33 +69,81 @@ snapshot:
   jobs: $jobs
 YAML
 }
-write_config tributary
 {
   echo "source: bench"; echo "connection: \"$source_uri\""; echo "tables:"
   for table in pgbench_accounts pgbench_branches pgbench_tellers wide; do echo "  - name: public.$table"; done
 } >"$work/slots/bench.yaml"
-start=$(now)
-"$tributary" snapshot --config "$work/slots" --log-level warning >/dev/null
-snapshot_seconds=$(echo "$(now) - $start" | bc)
-"$tributary" apply --once --config "$work/slots" --log-level warning >/dev/null
-tributary_seconds=$(echo "$(now) - $start" | bc)
-staged=$(du -sh "$work/staging-tributary" | cut -f1)
-"$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/  /' >&2
 
-echo "4/4 tributary snapshot --apply (load while copying)" >&2
-settle
-on_target -d postgres -c "CREATE DATABASE pipelined"
-write_config pipelined
-start=$(now)
-"$tributary" snapshot --apply --restart --config "$work/slots" --log-level warning >/dev/null
-pipelined_seconds=$(echo "$(now) - $start" | bc)
-"$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/  /' >&2
+# Each method loads into a fresh database of its own; the previous round's copy is dropped first.
+fresh_database() {
+  on_target -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
+  rm -rf "$work/staging-$1" "$work/pgcopydb"
+  settle
+}
 
-ratio() { echo "scale=2; $1 / $pgcopydb_seconds" | bc; }
-printf '\nsnapshot + load of %s rows (%s of tables): pgbench scale %s + wide %s rows, %s jobs\n' "$rows" "$size" "$scale" "$wide_rows" "$jobs"
-printf '%-38s %10s %14s\n' "method" "seconds" "vs pgcopydb"
-printf '%-38s %10.1f %14s\n' "psql COPY TO | COPY FROM pipe" "$pipe_seconds" "$(ratio "$pipe_seconds")x"
-printf '%-38s %10.1f %14s\n' "pgcopydb clone" "$pgcopydb_seconds" "1.00x"
-printf '%-38s %10.1f %14s\n' "tributary snapshot, apply --once" "$tributary_seconds" "$(ratio "$tributary_seconds")x"
-printf '%-38s %10.1f %14s\n' "  of which snapshot (staged $staged)" "$snapshot_seconds" ""
-printf '%-38s %10.1f %14s\n' "tributary snapshot --apply" "$pipelined_seconds" "$(ratio "$pipelined_seconds")x"
+run_pipe() {
+  fresh_database pipe
+  local start; start=$(now)
+  pg_dump -h 127.0.0.1 -p $source_port -U postgres --section=pre-data bench | on_target -d pipe -o /dev/null
+  for table in $tables; do
+    on_source -d bench -c "COPY $table TO STDOUT" | on_target -d pipe -c "COPY $table FROM STDIN"
+  done
+  pg_dump -h 127.0.0.1 -p $source_port -U postgres --section=post-data bench | on_target -d pipe -o /dev/null
+  on_target -d pipe -c "VACUUM ANALYZE"
+  pipe_times+=("$(echo "$(now) - $start" | bc)")
+}
+
+run_pgcopydb() {
+  fresh_database pgcopydb
+  local start; start=$(now)
+  pgcopydb clone --source "$source_uri" --target "$(target_uri pgcopydb)" --table-jobs "$jobs" --index-jobs "$jobs" \
+    --dir "$work/pgcopydb" --no-owner >"$work/pgcopydb.log" 2>&1 || { tail -20 "$work/pgcopydb.log" >&2; exit 1; }
+  pgcopydb_times+=("$(echo "$(now) - $start" | bc)")
+}
+
+run_tributary() {
+  fresh_database tributary
+  write_config tributary
+  local start; start=$(now)
+  "$tributary" snapshot --restart --config "$work/slots" --log-level warning >/dev/null
+  snapshot_times+=("$(echo "$(now) - $start" | bc)")
+  "$tributary" apply --once --config "$work/slots" --log-level warning >/dev/null
+  tributary_times+=("$(echo "$(now) - $start" | bc)")
+  staged=$(du -sh "$work/staging-tributary" | cut -f1)
+  "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
+}
+
+run_pipelined() {
+  fresh_database pipelined
+  write_config pipelined
+  local start; start=$(now)
+  "$tributary" snapshot --apply --restart --config "$work/slots" --log-level warning >/dev/null
+  pipelined_times+=("$(echo "$(now) - $start" | bc)")
+  "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
+}
+
+# The machine's noise (about ±10% on a small VM) is as large as the differences measured, so the
+# methods take turns over several rounds and the median of each counts.
+pipe_times=(); pgcopydb_times=(); snapshot_times=(); tributary_times=(); pipelined_times=()
+for round in $(seq 1 "$rounds"); do
+  echo "round $round/$rounds: psql COPY pipe" >&2; run_pipe
+  echo "round $round/$rounds: pgcopydb clone" >&2; run_pgcopydb
+  echo "round $round/$rounds: tributary snapshot --apply (load while copying)" >&2; run_pipelined
+  echo "round $round/$rounds: tributary snapshot, then apply --once" >&2; run_tributary
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+spread() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.1f-%.1f", lo, hi }'; }
+pipe_seconds=$(median "${pipe_times[@]}"); pgcopydb_seconds=$(median "${pgcopydb_times[@]}")
+snapshot_seconds=$(median "${snapshot_times[@]}"); tributary_seconds=$(median "${tributary_times[@]}")
+pipelined_seconds=$(median "${pipelined_times[@]}")
+
+ratio() { printf '%.2f' "$(echo "scale=4; $1 / $pgcopydb_seconds" | bc)"; }
+printf '\nsnapshot + load of %s rows (%s of tables): pgbench scale %s + wide %s rows, %s jobs; median of %s rounds\n' \
+  "$rows" "$size" "$scale" "$wide_rows" "$jobs" "$rounds"
+printf '%-38s %10s %12s %14s\n' "method" "seconds" "range" "vs pgcopydb"
+printf '%-38s %10.1f %12s %14s\n' "psql COPY TO | COPY FROM pipe" "$pipe_seconds" "$(spread "${pipe_times[@]}")" "$(ratio "$pipe_seconds")x"
+printf '%-38s %10.1f %12s %14s\n' "pgcopydb clone" "$pgcopydb_seconds" "$(spread "${pgcopydb_times[@]}")" "1.00x"
+printf '%-38s %10.1f %12s %14s\n' "tributary snapshot, apply --once" "$tributary_seconds" "$(spread "${tributary_times[@]}")" "$(ratio "$tributary_seconds")x"
+printf '%-38s %10.1f %12s %14s\n' "  of which snapshot (staged $staged)" "$snapshot_seconds" "$(spread "${snapshot_times[@]}")" ""
+printf '%-38s %10.1f %12s %14s\n' "tributary snapshot --apply" "$pipelined_seconds" "$(spread "${pipelined_times[@]}")" "$(ratio "$pipelined_seconds")x"
