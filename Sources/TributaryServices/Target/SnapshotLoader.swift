@@ -67,21 +67,31 @@ public struct SnapshotLoader: Sendable {
             "SELECT object_key FROM tributary.snapshot_parts WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
             [source, lsnText]).rows.map { $0[0]! })
 
-        var work: [(table: Int, part: StagedFile)] = []
-        for (index, table) in manifest.tables.enumerated() where !finished.contains(table.stagingTable) {
-            work += table.parts.filter { !loaded.contains($0.key) }.map { (index, $0) }
+        // Each table's parts in order; the schedule spreads workers over tables and builds each
+        // key as soon as its table is in, so the key builds overlap the loads of other tables.
+        let queue = PartLoadQueue(tables: manifest.tables.count)
+        var partsToLoad = 0, partsPerTable = Array(repeating: 0, count: manifest.tables.count)
+        for (index, table) in manifest.tables.enumerated() {
+            guard !finished.contains(table.stagingTable) else {
+                await queue.skip(table: index)
+                continue
+            }
+            for part in table.parts where !loaded.contains(part.key) {
+                await queue.add(table: index, part: part)
+                partsToLoad += 1
+                partsPerTable[index] += 1
+            }
+            await queue.complete(table: index)
         }
-        // Largest first, so one big part does not run alone at the end.
-        work.sort { $0.part.bytes > $1.part.bytes }
+        await queue.close()
         let progress = TransferProgress(title: "load \(source)", tables: manifest.tables.enumerated().map { index, table in
-            (table.stagingTable, table.rows, table.parts.reduce(0) { $0 + $1.uncompressedBytes }, work.filter { $0.table == index }.count)
+            (table.stagingTable, table.rows, table.parts.reduce(0) { $0 + $1.uncompressedBytes }, partsPerTable[index])
         })
         await onStart(progress)
-        log.info("loading snapshot", metadata: ["parts": .stringConvertible(work.count), "already_loaded": .stringConvertible(loaded.count)])
+        log.info("loading snapshot", metadata: ["parts": .stringConvertible(partsToLoad), "already_loaded": .stringConvertible(loaded.count)])
 
-        let queue = WorkQueue(work)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<max(1, min(jobs, work.count)) {
+            for _ in 0..<max(1, jobs) {
                 group.addTask {
                     try await loadWorker(queue: queue, manifest: manifest, loadTables: loadTables, progress: progress)
                 }
@@ -89,7 +99,7 @@ public struct SnapshotLoader: Sendable {
             try await group.waitForAll()
         }
 
-        // Promotion builds each key index: spread it over the jobs as well.
+        // Keys are built; promotion swaps catalogs, one table after another in short transactions.
         let promotions = WorkQueue(manifest.tables.indices.filter { !finished.contains(manifest.tables[$0].stagingTable) })
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<max(1, jobs) {
@@ -117,7 +127,7 @@ public struct SnapshotLoader: Sendable {
         let rows = manifest.tables.reduce(0) { $0 + $1.rows }
         log.info("snapshot applied to STG", metadata: [LogKey.rows: .stringConvertible(rows), "tables": .stringConvertible(manifest.tables.count)])
         return Report(source: source, consistentPoint: manifest.consistentPoint, tables: manifest.tables.count, rows: rows,
-                      partsLoaded: work.count, partsAlreadyLoaded: loaded.count)
+                      partsLoaded: partsToLoad, partsAlreadyLoaded: loaded.count)
     }
 
     /// `tributary_load.<source>_<lsn>_<n>`: unique per snapshot and table, and short.
@@ -146,16 +156,26 @@ public struct SnapshotLoader: Sendable {
         return (loadTables, finished)
     }
 
-    private func loadWorker(queue: WorkQueue<(table: Int, part: StagedFile)>, manifest: SnapshotManifest,
+    private func loadWorker(queue: PartLoadQueue, manifest: SnapshotManifest,
                             loadTables: [QualifiedName], progress: TransferProgress) async throws {
         let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
-        while let (index, part) = await queue.take() {
-            let started = ContinuousClock.now
-            try await loadPart(part, relation: manifest.tables[index].relation, into: loadTables[index], source: manifest.source,
-                               consistentPoint: manifest.consistentPoint, counter: progress.tables[index], on: connection)
-            progress.tables[index].finishUnit()
-            logger.debug("part loaded", metadata: [LogKey.object: .string(part.key), LogKey.rows: .stringConvertible(part.rows),
-                                                   LogKey.seconds: .string(String(format: "%.2f", (ContinuousClock.now - started).seconds))])
+        var previous: Int?
+        while let job = await queue.next(after: previous) {
+            switch job {
+            case .load(let index, let part):
+                let started = ContinuousClock.now
+                try await loadPart(part, relation: manifest.tables[index].relation, into: loadTables[index], source: manifest.source,
+                                   consistentPoint: manifest.consistentPoint, counter: progress.tables[index], on: connection)
+                progress.tables[index].finishUnit()
+                logger.debug("part loaded", metadata: [LogKey.object: .string(part.key), LogKey.rows: .stringConvertible(part.rows),
+                                                       LogKey.seconds: .string(String(format: "%.2f", (ContinuousClock.now - started).seconds))])
+                previous = index
+                if await queue.loaded(table: index) {
+                    try await buildKey(manifest.tables[index], loadTable: loadTables[index], on: connection)
+                }
+            case .buildKey(let index):
+                try await buildKey(manifest.tables[index], loadTable: loadTables[index], on: connection)
+            }
         }
         await connection.close()
     }
