@@ -139,7 +139,10 @@ import TributaryServices
         var workloads = newWorkloads()
         let first = try startRun(fixture)
         let stopping = Task {
-            try await Task.sleep(for: .seconds(2))
+            // Mid-workload, but only once the run is up: a SIGTERM before its handlers exist
+            // would test the kernel's default action (a loaded CI machine can take seconds to start it).
+            try await eventually("the run consumes both slots") { try await bothActive(fixture) }
+            try await Task.sleep(for: .seconds(1))
             first.kill(signal: SIGTERM)
             return await first.wait()
         }
