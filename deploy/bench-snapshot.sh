@@ -6,11 +6,11 @@
 #   3. tributary   tributary snapshot, then tributary apply --once (through gzip files in a staging dir)
 #   4. tributary   tributary snapshot --apply: the same, loading parts while the snapshot runs
 # Prints a table of wall times and ratios. Environment: BENCH_SCALE (pgbench scale, default 20),
-# BENCH_WIDE_ROWS (default 500000), BENCH_JOBS (default 2), BENCH_ROUNDS (default 3: the methods
+# BENCH_WIDE_ROWS (default 500000), BENCH_JOBS (default 2), BENCH_ROUNDS (default 5: the methods
 # take turns, and each one's median counts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scale=${BENCH_SCALE:-20}; wide_rows=${BENCH_WIDE_ROWS:-500000}; jobs=${BENCH_JOBS:-2}; rounds=${BENCH_ROUNDS:-3}
+scale=${BENCH_SCALE:-20}; wide_rows=${BENCH_WIDE_ROWS:-500000}; jobs=${BENCH_JOBS:-2}; rounds=${BENCH_ROUNDS:-5}
 work=${TMPDIR:-/tmp}/tributary-bench-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 source_port=55501; target_port=55502
