@@ -221,16 +221,18 @@ public struct SnapshotLoader: Sendable {
     }
 
     /// Builds a fully loaded table's key and statistics on its load table, before promotion, so
-    /// that this (the slow part of promotion) can overlap the load of other tables. Nothing of it
-    /// is visible in STG; promotion finds the key and skips it. Safe to repeat.
+    /// that this can overlap the load of other tables (`PartLoadSchedule` hands every table to it
+    /// before promotion). Nothing of it is visible in STG. Safe to repeat.
     func buildKey(_ table: SnapshotTable, loadTable: QualifiedName, on connection: PostgresConnection) async throws {
         let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
         let started = ContinuousClock.now
         let built = try await connection.run { [maintenanceWorkMem] connection in
             try connection.transaction { connection -> Bool in
                 guard try connection.query(SnapshotSQL.hasKey, [loadTable.sql]).isEmpty else { return false }
-                try Self.addKey(loadTable, stagingTable: stagingTable, relation: table.relation,
-                                maintenanceWorkMem: maintenanceWorkMem, on: connection)
+                // The sort behind the index stays in memory instead of spilling to disk.
+                try connection.execute("SET LOCAL maintenance_work_mem = '\(max(1, maintenanceWorkMem >> 10))kB'")
+                try connection.execute(SnapshotSQL.addKey(loadTable, stagingTable: stagingTable, relation: table.relation))
+                // Statistics now, so the first merges and BL queries get good plans; they move with the table.
                 try connection.execute("ANALYZE \(loadTable.sql)")
                 return true
             }
@@ -240,21 +242,13 @@ public struct SnapshotLoader: Sendable {
                                              LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds))])
     }
 
-    private static func addKey(_ loadTable: QualifiedName, stagingTable: QualifiedName, relation: RelationSchema,
-                               maintenanceWorkMem: Int, on connection: isolated PostgresConnection) throws {
-        // The sort behind the index stays in memory instead of spilling to disk.
-        try connection.execute("SET LOCAL maintenance_work_mem = '\(max(1, maintenanceWorkMem >> 10))kB'")
-        try connection.execute(SnapshotSQL.addKey(loadTable, stagingTable: stagingTable, relation: relation))
-    }
-
     private func promoteWorker(queue: WorkQueue<Int>, manifest: SnapshotManifest, loadTables: [QualifiedName], logger: Logger) async throws {
         let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
         while let index = await queue.take() {
             let table = manifest.tables[index]
             let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
             let started = ContinuousClock.now
-            try await connection.run { [loadTable = loadTables[index], maintenanceWorkMem] connection in
-                var keyBuiltHere = false
+            try await connection.run { [loadTable = loadTables[index]] connection in
                 try connection.transaction { connection in
                     // Each part's row count was checked and recorded with it; their sum must be the table's.
                     let rows = Int(try connection.query("""
@@ -263,12 +257,6 @@ public struct SnapshotLoader: Sendable {
                         """, [manifest.source, manifest.consistentPoint.description, PostgresArray.literal(table.parts.map(\.key))]).scalar ?? "0") ?? 0
                     guard rows == table.rows else {
                         throw OperatorError("\(loadTable) holds \(rows) rows of recorded parts but the snapshot of \(table.relation.table) has \(table.rows): run apply again")
-                    }
-                    // `snapshot --apply` builds the key as soon as a table's parts are in (`buildKey`).
-                    if try connection.query(SnapshotSQL.hasKey, [loadTable.sql]).isEmpty {
-                        try Self.addKey(loadTable, stagingTable: stagingTable, relation: table.relation,
-                                        maintenanceWorkMem: maintenanceWorkMem, on: connection)
-                        keyBuiltHere = true
                     }
                     for statement in SnapshotSQL.promote(loadTable, to: stagingTable, relation: table.relation,
                                                                       consistentPoint: manifest.consistentPoint) {
@@ -280,8 +268,6 @@ public struct SnapshotLoader: Sendable {
                         """, [manifest.source, manifest.consistentPoint.description, table.stagingTable,
                               table.relation.table.description, String(rows)])
                 }
-                // Statistics now, so the first merges and BL queries get good plans (`buildKey` gathered them already).
-                if keyBuiltHere { try connection.execute("ANALYZE \(stagingTable.sql)") }
             }
             logger.info("STG table ready", metadata: [LogKey.table: .string(stagingTable.description), LogKey.rows: .stringConvertible(table.rows),
                                                       LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds))])
