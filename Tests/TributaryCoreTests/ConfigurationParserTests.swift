@@ -98,6 +98,13 @@ import TributaryCore
         #expect(snapshotError("maintenance_work_mem: 64kB").contains("maintenance_work_mem: must be at least 1MiB"))
         #expect(try parse([.init(name: "tributary.yaml", text: "target: {connection: x}\nstaging: s\nsnapshot: {maintenance_work_mem: 1GiB, compression_level: 0}"),
                            source("connection: x\ntables: [{name: a}]")]).target.snapshot.maintenanceWorkMem == 1 << 30)
+        func snapshotSettings(_ yaml: String) throws -> SnapshotSettings {
+            try parse([.init(name: "tributary.yaml", text: "target: {connection: x}\nstaging: s\nsnapshot: {\(yaml)}"),
+                       source("connection: x\ntables: [{name: a}]")]).target.snapshot
+        }
+        #expect(try snapshotSettings("freeze_max: 0").freezeBytesMax == 0, "0 turns frozen runs off")
+        #expect(try snapshotSettings("freeze_max: 512MiB").freezeBytesMax == 512 << 20)
+        #expect(snapshotError("freeze_max: lots").contains("freeze_max"))
     }
 
     @Test func environmentExpansion() throws {

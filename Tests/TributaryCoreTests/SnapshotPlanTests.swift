@@ -2,7 +2,7 @@ import Testing
 import TributaryCore
 
 @Suite struct SnapshotPlanTests {
-    @Test func splitsLargeTablesIntoOpenEndedRangesLargestFirst() {
+    @Test func splitsLargeTablesIntoOpenEndedRangesInRoundsLargestFirst() {
         // range 1 MiB = 128 pages.
         let items = SnapshotPlanner.plan([.init(pages: 10, splittable: true), .init(pages: 300, splittable: true),
                                           .init(pages: 5000, splittable: false)], rangeBytes: 1 << 20)
@@ -11,7 +11,8 @@ import TributaryCore
         let ranges = items.filter { $0.tableIndex == 1 }.sorted { $0.rangeIndex < $1.rangeIndex }
         #expect(ranges.map(\.firstPage) == [nil, 128, 256])
         #expect(ranges.map(\.endPage) == [128, 256, nil])
-        #expect(items.last?.tableIndex == 0)
+        // Every table's first range before any second one, so workers start on different tables.
+        #expect(items.map(\.tableIndex) == [2, 1, 0, 1, 1])
     }
 
     @Test func emptyTableIsOneItem() {
@@ -25,50 +26,145 @@ import TributaryCore
 
     func describe(_ job: Schedule.Job?) -> String {
         switch job {
-        case .load(let table, let part): return "load \(table) \(part)"
+        case .load(let table, let part, let frozen): return "load \(table) \(part)" + (frozen ? " frozen" : "")
+        case .commitRun: return "commit"
         case .buildKey(let table): return "key \(table)"
         case nil: return "nothing"
         }
     }
 
+    func schedule(_ parts: [[String]], frozenRunBytes: Int = 0, complete: Bool = true) -> Schedule {
+        var schedule = Schedule(tables: parts.count, frozenRunBytes: frozenRunBytes)
+        for (table, names) in parts.enumerated() {
+            for name in names { schedule.add(table: table, part: name, bytes: 100) }
+            if complete { schedule.complete(table: table) }
+        }
+        return schedule
+    }
+
     @Test func workersKeepToTheirTableAndTheLastPartBuildsTheKey() {
-        var schedule = Schedule(tables: 2)
-        for part in ["a0", "a1", "a2"] { schedule.add(table: 0, part: part, bytes: 100) }
-        for part in ["b0", "b1"] { schedule.add(table: 1, part: part, bytes: 100) }
-        schedule.complete(table: 0)
-        schedule.complete(table: 1)
+        var schedule = schedule([["a0", "a1", "a2"], ["b0", "b1"]])
         // Most bytes left first; the second worker goes to the table nobody loads, not to a1.
-        #expect(describe(schedule.next(after: nil)) == "load 0 a0")
-        #expect(describe(schedule.next(after: nil)) == "load 1 b0")
-        #expect(schedule.loaded(table: 1) == false)
-        #expect(describe(schedule.next(after: 1)) == "load 1 b1")
-        #expect(schedule.loaded(table: 1) == true, "b1 was table 1's last part: its worker builds the key")
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a0")
+        #expect(describe(schedule.next(worker: 1)) == "load 1 b0")
+        #expect(schedule.loaded(worker: 1, table: 1) == false)
+        #expect(describe(schedule.next(worker: 1)) == "load 1 b1")
+        #expect(schedule.loaded(worker: 1, table: 1) == true, "b1 was table 1's last part: its worker builds the key")
         // That worker is free again: it helps with table 0 while the other worker is on it.
-        #expect(describe(schedule.next(after: 1)) == "load 0 a1")
-        #expect(schedule.loaded(table: 0) == false)
-        #expect(describe(schedule.next(after: 0)) == "load 0 a2")
-        #expect(schedule.loaded(table: 0) == false, "a2 is still loading")
-        #expect(schedule.loaded(table: 0) == true)
-        #expect(describe(schedule.next(after: 0)) == "nothing")
+        #expect(describe(schedule.next(worker: 1)) == "load 0 a1")
+        #expect(schedule.loaded(worker: 1, table: 0) == false)
+        #expect(describe(schedule.next(worker: 1)) == "load 0 a2")
+        #expect(schedule.loaded(worker: 1, table: 0) == false, "a0 is still loading")
+        #expect(schedule.loaded(worker: 0, table: 0) == true)
+        #expect(describe(schedule.next(worker: 0)) == "nothing")
+        #expect(schedule.isDone)
     }
 
     @Test func aTableCopiedAfterItsPartsLoadedGetsItsKeyBuiltOnce() {
-        var schedule = Schedule(tables: 2)
-        schedule.add(table: 0, part: "a0", bytes: 10)
-        #expect(describe(schedule.next(after: nil)) == "load 0 a0")
-        #expect(schedule.loaded(table: 0) == false, "more parts of table 0 may still come")
-        #expect(describe(schedule.next(after: 0)) == "nothing")
+        var schedule = schedule([["a0"], []], complete: false)
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a0")
+        #expect(schedule.loaded(worker: 0, table: 0) == false, "more parts of table 0 may still come")
+        #expect(describe(schedule.next(worker: 0)) == "nothing")
         #expect(!schedule.isDone)
         schedule.complete(table: 0)
-        #expect(describe(schedule.next(after: nil)) == "key 0")
-        #expect(describe(schedule.next(after: nil)) == "nothing")
+        #expect(describe(schedule.next(worker: 1)) == "key 0")
+        #expect(describe(schedule.next(worker: 0)) == "nothing")
         // A table with nothing left to load (a resumed apply) still gets its key; a promoted one does not.
         schedule.complete(table: 1)
-        #expect(describe(schedule.next(after: nil)) == "key 1")
+        #expect(describe(schedule.next(worker: 0)) == "key 1")
         #expect(schedule.isDone)
         var promoted = Schedule(tables: 1)
         promoted.skip(table: 0)
-        #expect(describe(promoted.next(after: nil)) == "nothing")
+        #expect(describe(promoted.next(worker: 0)) == "nothing")
         #expect(promoted.isDone)
+    }
+
+    @Test func eachWorkerLoadsAnUntouchedTableFrozenAndTheKeyFollowsTheCommit() {
+        var schedule = schedule([["a0", "a1"], ["b0"]], frozenRunBytes: 1000)
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a0 frozen")
+        #expect(describe(schedule.next(worker: 1)) == "load 1 b0 frozen", "table 0 is held by worker 0's run")
+        #expect(schedule.loaded(worker: 1, table: 1) == false, "the key waits for the run's commit")
+        // Table 0 is held and busy, but it has only one part left: worker 1 asks it to let go.
+        #expect(describe(schedule.next(worker: 1)) == "commit")
+        #expect(describe(schedule.next(worker: 1)) == "key 1")
+        #expect(describe(schedule.next(worker: 1)) == "nothing", "asks worker 0's run to end")
+        #expect(schedule.loaded(worker: 0, table: 0) == false)
+        #expect(describe(schedule.next(worker: 0)) == "commit", "another worker waits for the backlog")
+        #expect(describe(schedule.next(worker: 1)) == "load 0 a1", "from then on, one transaction per part")
+        #expect(schedule.loaded(worker: 1, table: 0) == true)
+        #expect(describe(schedule.next(worker: 0)) == "nothing")
+        #expect(schedule.isDone)
+    }
+
+    @Test func aTableStillBeingCopiedStaysInItsRun() {
+        var schedule = schedule([["a0", "a1", "a2"]], frozenRunBytes: 1000, complete: false)
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a0 frozen")
+        #expect(describe(schedule.next(worker: 1)) == "nothing", "more parts may come for either worker")
+        _ = schedule.loaded(worker: 0, table: 0)
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a1 frozen", "no release was asked for")
+        schedule.complete(table: 0)
+        #expect(describe(schedule.next(worker: 1)) == "nothing", "now the backlog is final: worker 1 asks for a share")
+        _ = schedule.loaded(worker: 0, table: 0)
+        #expect(describe(schedule.next(worker: 0)) == "commit")
+        #expect(describe(schedule.next(worker: 1)) == "load 0 a2")
+    }
+
+    @Test func aRunWithNobodyWaitingLoadsItsWholeTableFrozen() {
+        var schedule = schedule([["a0", "a1", "a2"]], frozenRunBytes: 1000)
+        for part in ["a0", "a1", "a2"] {
+            #expect(describe(schedule.next(worker: 0)) == "load 0 \(part) frozen")
+            #expect(schedule.loaded(worker: 0, table: 0) == false)
+        }
+        #expect(describe(schedule.next(worker: 0)) == "commit")
+        #expect(describe(schedule.next(worker: 0)) == "key 0")
+        #expect(schedule.isDone)
+    }
+
+    @Test func aRunCommitsAtItsLimitAndTheRestLoadsPartByPart() {
+        var schedule = schedule([["a0", "a1", "a2", "a3"]], frozenRunBytes: 200)
+        for part in ["a0", "a1"] {
+            #expect(describe(schedule.next(worker: 0)) == "load 0 \(part) frozen")
+            _ = schedule.loaded(worker: 0, table: 0)
+        }
+        #expect(describe(schedule.next(worker: 0)) == "commit", "200 bytes loaded: what a kill can undo is bounded")
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a2")
+        _ = schedule.loaded(worker: 0, table: 0)
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a3", "the table was loaded into: it is never emptied again")
+        #expect(schedule.loaded(worker: 0, table: 0) == true)
+    }
+
+    @Test func aPartlyLoadedTableNeverStartsARun() {
+        var schedule = Schedule(tables: 1, frozenRunBytes: 1000)
+        schedule.add(table: 0, part: "a1", bytes: 100)
+        schedule.partlyLoaded(table: 0)
+        schedule.complete(table: 0)
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a1")
+    }
+
+    @Test func aRunWaitingForItsTableTakesInUntouchedTablesButNotOthersParts() {
+        var schedule = schedule([["a0"], [], []], frozenRunBytes: 1000, complete: false)
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a0 frozen")
+        _ = schedule.loaded(worker: 0, table: 0)
+        #expect(describe(schedule.next(worker: 0)) == "nothing", "table 0's next parts may still come: the run waits")
+        schedule.add(table: 1, part: "b0", bytes: 100)
+        #expect(describe(schedule.next(worker: 0)) == "load 1 b0 frozen", "an untouched table joins the run")
+        _ = schedule.loaded(worker: 0, table: 1)
+        schedule.complete(table: 1)
+        #expect(describe(schedule.next(worker: 0)) == "nothing", "table 1's key waits for the commit")
+        schedule.add(table: 0, part: "a1", bytes: 100)
+        schedule.complete(table: 0)
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a1 frozen")
+        _ = schedule.loaded(worker: 0, table: 0)
+        #expect(describe(schedule.next(worker: 0)) == "commit")
+        #expect(Set([describe(schedule.next(worker: 0)), describe(schedule.next(worker: 1))]) == ["key 0", "key 1"],
+                "the keys are free for any worker")
+        // A table another worker loaded into has parts waiting: a run ends to help rather than wait.
+        var other = self.schedule([["a0"], []], frozenRunBytes: 1000, complete: false)
+        #expect(describe(other.next(worker: 0)) == "load 0 a0 frozen")
+        _ = other.loaded(worker: 0, table: 0)
+        other.partlyLoaded(table: 1)
+        other.add(table: 1, part: "b0", bytes: 100)
+        #expect(describe(other.next(worker: 0)) == "commit")
+        #expect(describe(other.next(worker: 0)) == "load 1 b0")
     }
 }

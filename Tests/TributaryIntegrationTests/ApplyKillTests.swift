@@ -3,13 +3,15 @@ import Testing
 import TributaryCore
 import TributaryPostgres
 
-/// `apply --once` killed with SIGKILL at several moments: each time what the database holds is
+/// `apply --once` killed with SIGKILL at several moments, inside frozen runs and between parts: each time what the database holds is
 /// consistent (every loaded part recorded once, no STG table unless complete), and a rerun
 /// finishes with the right contents and no duplicates.
 @Suite struct ApplyKillTests {
     @Test func killedLoadResumesWithoutDuplicates() async throws {
         var fixture = try await PipelineFixture.make("kill", sources: [("qvp", ["public.orders", "public.lines"])])
-        fixture.snapshotYAML = "  jobs: 2\n  part_size: 64KiB\n  range_size: 1MiB\n"
+        // Frozen runs commit every 1MiB: kills land inside runs (undone whole) and between
+        // committed parts (resumed part by part, never emptied again).
+        fixture.snapshotYAML = "  jobs: 2\n  part_size: 64KiB\n  range_size: 1MiB\n  freeze_max: 1MiB\n"
         let source = try await fixture.connectSource("qvp")
         try await source.execute("""
             CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric, placed timestamptz);

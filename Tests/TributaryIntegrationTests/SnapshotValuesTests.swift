@@ -132,6 +132,31 @@ import TributaryPostgres
         #expect(try await target.query("SELECT count(DISTINCT id) FROM stg.qvp_wide").scalar == "30000")
     }
 
+    @Test func aTableLoadedByOneWorkerLandsFrozenInOneRun() async throws {
+        var fixture = try await PipelineFixture.make("frozen", sources: [("qvp", ["public.wide"])])
+        fixture.snapshotYAML = "  jobs: 2\n  range_size: 256KiB\n  part_size: 64KiB\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("""
+            CREATE TABLE wide (id int PRIMARY KEY, a text);
+            INSERT INTO wide SELECT i, md5(i::text) FROM generate_series(1, 20000) i;
+            ANALYZE wide;
+            """)
+        let manifest = try await fixture.snapshot("qvp")
+        #expect(manifest.tables[0].parts.count > 3)
+        let loader = SnapshotLoader(target: fixture.target, store: try fixture.store(), jobs: 1, logger: PipelineFixture.logger)
+        _ = try #require(try await loader.load(source: "qvp"))
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+        // COPY FREEZE marks every page all-visible (and frozen); ANALYZE at the key build counts them.
+        // Without FREEZE no page is, until a vacuum rewrites them all.
+        let target = try await fixture.connectTarget()
+        let pages = try await target.query("SELECT relpages, relallvisible FROM pg_class WHERE oid = 'stg.qvp_wide'::regclass").rows[0]
+        #expect(Int(pages[0]!)! > 10)
+        #expect(pages[0] == pages[1], "pages, all-visible pages: \(pages)")
+        try await target.execute("CREATE EXTENSION IF NOT EXISTS pg_visibility")
+        let frozen = try await target.query("SELECT all_frozen FROM pg_visibility_map_summary('stg.qvp_wide')").scalar
+        #expect(frozen == pages[0], "every page frozen: no vacuum has to rewrite them")
+    }
+
     @Test func partsAreLoadedWhileTheSnapshotRuns() async throws {
         var fixture = try await PipelineFixture.make("eager", sources: [("qvp", ["public.wide"])])
         fixture.snapshotYAML = "  jobs: 2\n  range_size: 256KiB\n  part_size: 64KiB\n"

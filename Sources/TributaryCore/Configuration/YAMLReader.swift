@@ -76,9 +76,10 @@ struct YAMLReader {
         return value
     }
 
-    func bytes(_ key: String) throws -> Int? {
+    /// A size; 0 only where it means "off" (`allowZero`).
+    func bytes(_ key: String, allowZero: Bool = false) throws -> Int? {
         guard let text = try string(key) else { return nil }
-        guard let value = Quantity.bytes(text), value > 0 else {
+        guard let value = Quantity.bytes(text), value > 0 || (allowZero && value == 0) else {
             throw error(key, mapping[key]!, "expected a size such as 64MiB or 1048576, found \"\(text)\"")
         }
         return value

@@ -1,13 +1,28 @@
-/// Decides which snapshot part a load worker takes next, and when a table's key is due.
+/// Decides which snapshot part a load worker takes next, when a table's key is due, and which
+/// parts load frozen.
 ///
 /// Two workers COPYing into the same table wait on each other for its extension lock, and a key
 /// can only be built once every part of its table is in. So a worker stays with its table while
-/// it has parts; a free worker takes the table nobody loads with the most bytes left; and the
-/// worker that loads a table's last part builds its key, while the others go on loading. The
-/// key builds then overlap the loads instead of all waiting for the end.
+/// it has parts; a free worker takes the table nobody loads with the most bytes left; and a key
+/// is built as soon as its table is in, while the other workers go on loading. The key builds
+/// then overlap the loads instead of all waiting for the end.
+///
+/// A worker that starts on a table nothing was loaded into opens a *frozen run*: one transaction
+/// that empties its tables and COPYs their parts with `FREEZE`, so rows are written frozen and
+/// all-visible. That spares the target the hint-bit pass when the key is built and the vacuum
+/// that would later rewrite every page. The run holds its tables alone; while its own tables have
+/// nothing to load it takes in further untouched tables rather than wait. It ends (commits, and
+/// its tables' keys become due) when its tables are fully loaded, when it has loaded
+/// `frozenRunBytes`, which bounds what a kill can undo, when another worker has nothing to do while
+/// the run has a backlog of fully copied tables, or when the run would wait while loaded tables have parts pending. From
+/// then on the parts of its unfinished tables load one transaction each, by whoever is free.
 public struct PartLoadSchedule<Part> {
     public enum Job {
-        case load(table: Int, part: Part)
+        /// Load `part` of `table`; `frozen`: within the worker's frozen run, which the first such
+        /// job opens and which holds `table` from then on.
+        case load(table: Int, part: Part, frozen: Bool)
+        /// Commit the worker's frozen run.
+        case commitRun
         case buildKey(table: Int)
     }
 
@@ -20,22 +35,46 @@ public struct PartLoadSchedule<Part> {
         /// Every part has been added.
         var complete = false
         var keyClaimed = false
+        /// Nothing of it has been loaded: a frozen run may empty it and begin afresh.
+        var fresh = true
+        /// The worker whose frozen run holds the table.
+        var heldBy: Int?
 
         var hasPending: Bool { head < pending.count }
+        var isLoaded: Bool { complete && !hasPending && loading == 0 }
+    }
+
+    struct Run {
+        var tables: [Int]
+        var bytes: Int
+        /// A free worker waits for this run's backlog: it ends after the part in hand.
+        var releaseRequested = false
     }
 
     private var tables: [Table]
     private var keysDue: [Int] = []
+    /// Worker → its open frozen run.
+    private var runs: [Int: Run] = [:]
+    /// Worker → the table of its last part, which it keeps to while that has parts.
+    private var lastTable: [Int: Int] = [:]
+    /// Bytes after which a frozen run commits; 0: no frozen runs.
+    public let frozenRunBytes: Int
 
-    public init(tables: Int) {
+    public init(tables: Int, frozenRunBytes: Int = 0) {
         self.tables = Array(repeating: Table(), count: tables)
+        self.frozenRunBytes = frozenRunBytes
     }
 
-    /// A part to load; `bytes` weighs the choice between tables.
+    /// A part to load; `bytes` weighs the choice between tables and counts towards a run's limit.
     public mutating func add(table: Int, part: Part, bytes: Int) {
         tables[table].pending.append(part)
         tables[table].pendingSizes.append(bytes)
         tables[table].pendingBytes += bytes
+    }
+
+    /// Some of `table` is loaded already (a resumed load): it is never emptied for a frozen run.
+    public mutating func partlyLoaded(table: Int) {
+        tables[table].fresh = false
     }
 
     /// No more parts of `table` will be added.
@@ -50,30 +89,37 @@ public struct PartLoadSchedule<Part> {
         tables[table].keyClaimed = true
     }
 
-    /// The next job for a worker whose last part was of table `previous`, or nil when nothing is
-    /// ready now (more may come).
-    public mutating func next(after previous: Int?) -> Job? {
+    /// The next job for `worker`, or nil when it has nothing to do now (more may come: ask again
+    /// after any change).
+    public mutating func next(worker: Int) -> Job? {
+        if runs[worker] != nil { return nextInRun(worker: worker) }
         if !keysDue.isEmpty { return .buildKey(table: keysDue.removeFirst()) }
+        let free = tables.indices.filter { tables[$0].hasPending && tables[$0].heldBy == nil }
         let choice: Int?
-        if let previous, tables[previous].hasPending {
+        if let previous = lastTable[worker], free.contains(previous) {
             choice = previous
         } else {
             // The table fewest workers load, then the one with most bytes left.
-            choice = tables.indices.filter { tables[$0].hasPending }
-                .min { (tables[$0].loading, -tables[$0].pendingBytes) < (tables[$1].loading, -tables[$1].pendingBytes) }
+            choice = free.min { (tables[$0].loading, -tables[$0].pendingBytes) < (tables[$1].loading, -tables[$1].pendingBytes) }
         }
-        guard let table = choice else { return nil }
-        let part = tables[table].pending[tables[table].head]
-        tables[table].pendingBytes -= tables[table].pendingSizes[tables[table].head]
-        tables[table].head += 1
-        tables[table].loading += 1
-        return .load(table: table, part: part)
+        guard let table = choice else {
+            requestRelease()
+            return nil
+        }
+        if frozenRunBytes > 0 && isFresh(table) {
+            runs[worker] = Run(tables: [], bytes: 0)
+            return load(table, inRunOf: worker)
+        }
+        tables[table].fresh = false
+        return .load(table: table, part: take(table), frozen: false)
     }
 
-    /// A worker finished loading a part of `table`. Returns true when the table's key is now due:
-    /// that worker builds it (it is not handed to anyone else).
-    public mutating func loaded(table: Int) -> Bool {
+    /// `worker` finished loading a part of `table`. Returns true when the table's key is now due:
+    /// that worker builds it (it is not handed to anyone else). A frozen run's keys come due
+    /// when it commits.
+    public mutating func loaded(worker: Int, table: Int) -> Bool {
         tables[table].loading -= 1
+        lastTable[worker] = table
         guard isKeyDue(table) else { return false }
         tables[table].keyClaimed = true
         return true
@@ -81,12 +127,71 @@ public struct PartLoadSchedule<Part> {
 
     /// Whether any job is left or may still come.
     public var isDone: Bool {
-        keysDue.isEmpty && tables.allSatisfy { $0.complete && !$0.hasPending && $0.loading == 0 }
+        keysDue.isEmpty && runs.isEmpty && tables.allSatisfy(\.isLoaded)
+    }
+
+    private mutating func nextInRun(worker: Int) -> Job? {
+        let run = runs[worker]!
+        if run.releaseRequested || run.bytes >= frozenRunBytes { return commitRun(of: worker) }
+        let own = run.tables.filter { tables[$0].hasPending }
+        if let table = own.first(where: { $0 == lastTable[worker] }) ?? own.max(by: { tables[$0].pendingBytes < tables[$1].pendingBytes }) {
+            return load(table, inRunOf: worker)
+        }
+        // Rather than wait for its own tables' next parts, the run takes in an untouched table.
+        if let table = tables.indices.filter({ isFresh($0) && tables[$0].hasPending })
+            .max(by: { tables[$0].pendingBytes < tables[$1].pendingBytes }) {
+            return load(table, inRunOf: worker)
+        }
+        if run.tables.allSatisfy({ tables[$0].isLoaded }) { return commitRun(of: worker) }
+        // Loaded tables have parts waiting: help with those instead of waiting for the run's.
+        if tables.indices.contains(where: { tables[$0].heldBy == nil && tables[$0].hasPending }) { return commitRun(of: worker) }
+        return nil
+    }
+
+    private mutating func load(_ table: Int, inRunOf worker: Int) -> Job {
+        if tables[table].heldBy == nil {
+            tables[table].heldBy = worker
+            tables[table].fresh = false
+            runs[worker]!.tables.append(table)
+        }
+        runs[worker]!.bytes += tables[table].pendingSizes[tables[table].head]
+        return .load(table: table, part: take(table), frozen: true)
+    }
+
+    private mutating func commitRun(of worker: Int) -> Job {
+        for table in runs.removeValue(forKey: worker)!.tables {
+            tables[table].heldBy = nil
+            claimKeyIfDue(table)
+        }
+        return .commitRun
+    }
+
+    private mutating func take(_ table: Int) -> Part {
+        let part = tables[table].pending[tables[table].head]
+        tables[table].pendingBytes -= tables[table].pendingSizes[tables[table].head]
+        tables[table].head += 1
+        tables[table].loading += 1
+        return part
+    }
+
+    private func isFresh(_ table: Int) -> Bool {
+        tables[table].fresh && tables[table].heldBy == nil && tables[table].loading == 0
+    }
+
+    /// A worker with nothing to do asks the run with the largest backlog to end after the part it
+    /// is loading. Only the backlog of fully copied tables counts: it is all that is left of them,
+    /// so sharing it shortens the end; while a table is still being copied its parts trickle in,
+    /// and the free worker may soon have a table of its own.
+    private mutating func requestRelease() {
+        let backlog = runs.filter { _, run in run.tables.contains { tables[$0].loading > 0 } }
+            .mapValues { run in run.tables.filter { tables[$0].complete }.reduce(0) { $0 + tables[$1].pendingBytes } }
+            .filter { $0.value > 0 }
+        guard let worker = backlog.max(by: { $0.value < $1.value })?.key else { return }
+        runs[worker]!.releaseRequested = true
     }
 
     private func isKeyDue(_ table: Int) -> Bool {
-        let state = tables[table]
-        return state.complete && !state.hasPending && state.loading == 0 && !state.keyClaimed
+        tables[table].isLoaded && !tables[table].keyClaimed && tables[table].heldBy == nil
     }
 
     private mutating func claimKeyIfDue(_ table: Int) {

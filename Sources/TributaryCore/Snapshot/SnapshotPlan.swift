@@ -19,7 +19,10 @@ public struct SnapshotWorkItem: Sendable, Hashable {
 }
 
 /// Splits tables into ctid page ranges so several workers copy one large table in parallel, and
-/// orders the work largest first so the last worker to finish is not holding the biggest table.
+/// orders the work in rounds: every table's first range, largest first, then every second range,
+/// and so on. Workers then copy different tables at once, so `snapshot --apply` receives parts of
+/// several tables together and each load worker can keep to a table of its own (a frozen run,
+/// `PartLoadSchedule`); and the work left at the end is ranges, no bigger than a range each.
 public enum SnapshotPlanner {
     public struct TableSize: Sendable {
         public var pages: Int
@@ -43,7 +46,7 @@ public enum SnapshotPlanner {
                 items.append((SnapshotWorkItem(tableIndex: index, rangeIndex: range, firstPage: first, endPage: end), pages))
             }
         }
-        return items.sorted { ($0.pages, $1.work.tableIndex, $1.work.rangeIndex) > ($1.pages, $0.work.tableIndex, $0.work.rangeIndex) }
+        return items.sorted { ($0.work.rangeIndex, -$0.pages, $0.work.tableIndex) < ($1.work.rangeIndex, -$1.pages, $1.work.tableIndex) }
             .map(\.work)
     }
 }

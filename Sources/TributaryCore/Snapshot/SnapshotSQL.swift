@@ -45,9 +45,10 @@ public enum SnapshotSQL {
 
     /// COPY of one snapshot part into the load table, in text format: the loader sends the staged
     /// CSV through `CSVToTextTranscoder`, which the server parses faster. `HEADER MATCH` makes the
-    /// server check that the file's columns are the ones expected.
-    public static func copyIn(_ loadTable: QualifiedName, relation: RelationSchema) -> String {
-        "COPY \(loadTable.sql) (\(SQL.identifierList(relation.columnNames))) FROM STDIN (FORMAT text, HEADER match)"
+    /// server check that the file's columns are the ones expected. `freeze` only in a transaction
+    /// that created or emptied the table (a frozen run).
+    public static func copyIn(_ loadTable: QualifiedName, relation: RelationSchema, freeze: Bool = false) -> String {
+        "COPY \(loadTable.sql) (\(SQL.identifierList(relation.columnNames))) FROM STDIN (FORMAT text, HEADER match\(freeze ? ", FREEZE" : ""))"
     }
 
     /// The STG table's primary key, built on the fully loaded load table (named for the STG table,

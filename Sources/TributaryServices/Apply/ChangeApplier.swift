@@ -16,12 +16,12 @@ public struct ChangeApplier: Sendable {
         public var pollSeconds: Double = 5
         /// Consecutive small batches applied per wake-up before other sources get a turn.
         public var batchesPerRound = 200
-        /// For the sessions that build STG keys when a snapshot is loaded.
-        public var maintenanceWorkMem = SnapshotSettings().maintenanceWorkMem
+        /// How a snapshot is loaded (key builds, frozen runs).
+        public var snapshot = SnapshotSettings()
         public init(jobs: Int) { self.jobs = jobs }
         public init(_ snapshot: SnapshotSettings, jobs: Int? = nil) {
             self.jobs = jobs ?? snapshot.jobs
-            maintenanceWorkMem = snapshot.maintenanceWorkMem
+            self.snapshot = snapshot
         }
     }
 
@@ -123,8 +123,7 @@ public struct ChangeApplier: Sendable {
     private func applyPending(_ source: SourceConfiguration, on connection: PostgresConnection, into report: inout Report,
                               limit: Int?, onSnapshotStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws {
         let log = logger.with(source: source.name)
-        let snapshots = SnapshotLoader(target: target, store: store, jobs: settings.jobs,
-                                       maintenanceWorkMem: settings.maintenanceWorkMem, logger: logger)
+        let snapshots = SnapshotLoader(target: target, store: store, jobs: settings.jobs, settings: settings.snapshot, logger: logger)
         // A cheap look first: the load itself opens its own connections.
         if try await snapshots.pendingSnapshot(source: source.name, on: connection) != nil,
            let snapshot = try await snapshots.load(source: source.name, onStart: onSnapshotStart) {

@@ -185,39 +185,44 @@ public struct Snapshotter: Sendable {
         let connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
         try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         try await connection.execute("SET TRANSACTION SNAPSHOT \(SQL.literal(snapshotName))")
-        var stored: [LocalPart] = []
-        while let item = await queue.take() {
-            let table = tables[item.tableIndex]
-            let counter = progress.tables[item.tableIndex]
-            let parts = try await connection.run { [source, settings] connection in
-                try Self.copy(item: item, table: table, source: source.name, consistentPoint: consistentPoint,
-                              settings: settings, directory: directory, counter: counter, on: connection)
+        let uploader = PartUploader()
+        let upload = Task { try await uploader.run(store: store, observer: observer, progress: progress) }
+        do {
+            while let item = await queue.take() {
+                let table = tables[item.tableIndex]
+                let counter = progress.tables[item.tableIndex]
+                try await connection.run { [source, settings] connection in
+                    try Self.copy(item: item, table: table, source: source.name, consistentPoint: consistentPoint,
+                                  settings: settings, directory: directory, counter: counter, on: connection, onPart: uploader.submit)
+                }
+                uploader.itemDone(tableIndex: item.tableIndex)
             }
-            for part in parts {
-                try await store.put(key: part.file.key, file: part.path)
-                await observer?.partStored(tableIndex: part.tableIndex, file: part.file)
-            }
-            if counter.finishUnit() == 0 { await observer?.tableCopied(tableIndex: item.tableIndex) }
-            stored += parts
+        } catch {
+            uploader.finish()
+            _ = try? await upload.value
+            throw error
         }
+        uploader.finish()
+        let stored = try await upload.value
         try await connection.execute("COMMIT")
         await connection.close()
         return stored
     }
 
     /// One work item: COPY → gzip → part files, rotated at row boundaries once a part reaches its
-    /// size limit. Runs on the connection's thread, so the per-row loop never hops.
+    /// size limit; each finished part goes to `onPart` at once. Runs on the connection's thread, so
+    /// the per-row loop never hops.
     static func copy(item: SnapshotWorkItem, table: SourceTable, source: String, consistentPoint: LSN,
                      settings: SnapshotSettings, directory: String, counter: TransferProgress.Table,
-                     on connection: isolated PostgresConnection) throws -> [LocalPart] {
-        var parts: [LocalPart] = []
+                     on connection: isolated PostgresConnection, onPart: (LocalPart) throws -> Void) throws {
+        var partCount = 0
         var header: [UInt8]?
         var writer: GzipFileWriter?
         var rowsInPart = 0
 
         func startPart() throws {
             let key = ObjectNaming.snapshotPart(source: source, consistentPoint: consistentPoint, table: table.name,
-                                                range: item.rangeIndex, part: parts.count)
+                                                range: item.rangeIndex, part: partCount)
             let path = directory + "/" + key.replacingOccurrences(of: "/", with: "~")
             writer = try GzipFileWriter(path: path, level: settings.compressionLevel)
             try writer!.write(header!)
@@ -226,8 +231,9 @@ public struct Snapshotter: Sendable {
         func finishPart() throws {
             let summary = try writer!.finish()
             let key = ObjectNaming.snapshotPart(source: source, consistentPoint: consistentPoint, table: table.name,
-                                                range: item.rangeIndex, part: parts.count)
-            parts.append(LocalPart(path: writer!.path, file: StagedFile(
+                                                range: item.rangeIndex, part: partCount)
+            partCount += 1
+            try onPart(LocalPart(path: writer!.path, file: StagedFile(
                 key: key, rows: rowsInPart, bytes: summary.bytes, uncompressedBytes: summary.uncompressedBytes,
                 sha256: summary.sha256), tableIndex: item.tableIndex))
         }
@@ -254,6 +260,5 @@ public struct Snapshotter: Sendable {
         }
         guard header != nil else { throw OperatorError("\(source): COPY of \(table.name) sent no header row") }
         try finishPart()
-        return parts
     }
 }

@@ -7,15 +7,19 @@ actor PartLoadQueue {
     typealias Job = PartLoadSchedule<StagedFile>.Job
 
     private var schedule: PartLoadSchedule<StagedFile>
-    private var waiters: [(previous: Int?, continuation: CheckedContinuation<Job?, Never>)] = []
+    private var waiters: [(worker: Int, continuation: CheckedContinuation<Job?, Never>)] = []
     private var closed = false
 
-    init(tables: Int) { schedule = PartLoadSchedule(tables: tables) }
+    init(tables: Int, frozenRunBytes: Int) {
+        schedule = PartLoadSchedule(tables: tables, frozenRunBytes: frozenRunBytes)
+    }
 
     func add(table: Int, part: StagedFile) {
-        schedule.add(table: table, part: part, bytes: part.bytes)
+        schedule.add(table: table, part: part, bytes: part.uncompressedBytes)
         wake()
     }
+
+    func partlyLoaded(table: Int) { schedule.partlyLoaded(table: table) }
 
     /// Every part of `table` was added.
     func complete(table: Int) {
@@ -31,23 +35,33 @@ actor PartLoadQueue {
         wake()
     }
 
-    func next(after previous: Int?) async -> Job? {
-        if let job = schedule.next(after: previous) { return job }
+    func next(worker: Int) async -> Job? {
+        if let job = schedule.next(worker: worker) {
+            // Taking a job can end a run or make a backlog that a waiting worker may now share.
+            wake()
+            return job
+        }
         if closed { return nil }
-        return await withCheckedContinuation { waiters.append((previous, $0)) }
+        return await withCheckedContinuation { waiters.append((worker, $0)) }
     }
 
     /// A part of `table` is loaded; true when the caller is now to build the table's key.
-    func loaded(table: Int) -> Bool { schedule.loaded(table: table) }
+    func loaded(worker: Int, table: Int) -> Bool {
+        defer { wake() }
+        return schedule.loaded(worker: worker, table: table)
+    }
 
+    /// Every waiter is asked again: what one cannot take (another's run) another may.
     private func wake() {
-        while !waiters.isEmpty {
-            if let job = schedule.next(after: waiters[0].previous) {
-                waiters.removeFirst().continuation.resume(returning: job)
+        var index = 0
+        while index < waiters.count {
+            if let job = schedule.next(worker: waiters[index].worker) {
+                waiters.remove(at: index).continuation.resume(returning: job)
+                index = 0
             } else if closed {
-                waiters.removeFirst().continuation.resume(returning: nil)
+                waiters.remove(at: index).continuation.resume(returning: nil)
             } else {
-                return
+                index += 1
             }
         }
     }

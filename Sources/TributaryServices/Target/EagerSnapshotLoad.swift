@@ -36,12 +36,16 @@ public final class EagerSnapshotLoad: SnapshotObserver {
             try await ControlSchema.migrate(on: control)
             let loadTables = try await loader.begin(header, on: control).loadTables
             await control.close()
-            let run = Started(header: header, loadTables: loadTables, queue: PartLoadQueue(tables: header.tables.count))
+            let queue = PartLoadQueue(tables: header.tables.count, frozenRunBytes: loader.frozenRunBytes)
+            let run = Started(header: header, loadTables: loadTables, queue: queue)
             started.withLock { $0 = run }
             let workers = Task { [loader, jobs] in
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    for _ in 0..<jobs {
-                        group.addTask { try await Self.work(run, loader: loader) }
+                    for worker in 0..<jobs {
+                        group.addTask {
+                            try await loader.work(worker, queue: run.queue, tables: run.header.tables, loadTables: run.loadTables,
+                                                  source: run.header.source, consistentPoint: run.header.consistentPoint, progress: nil)
+                        }
                     }
                     try await group.waitForAll()
                 }
@@ -68,26 +72,5 @@ public final class EagerSnapshotLoad: SnapshotObserver {
         let (workers, failure) = outcome.withLock { ($0.workers, $0.failure) }
         if let failure { throw OperatorError(failure) }
         try await workers?.value
-    }
-
-    private static func work(_ run: Started, loader: SnapshotLoader) async throws {
-        let connection = try await PostgresConnection.connect(loader.target, name: "target", applicationName: "tributary apply")
-        var previous: Int?
-        while let job = await run.queue.next(after: previous) {
-            switch job {
-            case .load(let index, let part):
-                try await loader.loadPart(part, relation: run.header.tables[index].relation, into: run.loadTables[index],
-                                          source: run.header.source, consistentPoint: run.header.consistentPoint,
-                                          counter: nil, on: connection)
-                previous = index
-                // The last part of a copied table: this worker builds its key, the others keep loading.
-                if await run.queue.loaded(table: index) {
-                    try await loader.buildKey(run.header.tables[index], loadTable: run.loadTables[index], on: connection)
-                }
-            case .buildKey(let index):
-                try await loader.buildKey(run.header.tables[index], loadTable: run.loadTables[index], on: connection)
-            }
-        }
-        await connection.close()
     }
 }

@@ -26,14 +26,16 @@ public struct SnapshotLoader: Sendable {
     public let jobs: Int
     /// Bytes of `maintenance_work_mem` while a key is built.
     public let maintenanceWorkMem: Int
+    /// Bytes a frozen run loads before it commits (`SnapshotSettings.freezeBytesMax`).
+    public let frozenRunBytes: Int
     public let logger: Logger
 
-    public init(target: String, store: any StagingStore, jobs: Int,
-                maintenanceWorkMem: Int = SnapshotSettings().maintenanceWorkMem, logger: Logger) {
+    public init(target: String, store: any StagingStore, jobs: Int, settings: SnapshotSettings = .init(), logger: Logger) {
         self.target = target
         self.store = store
         self.jobs = jobs
-        self.maintenanceWorkMem = maintenanceWorkMem
+        self.maintenanceWorkMem = settings.maintenanceWorkMem
+        self.frozenRunBytes = settings.freezeBytesMax
         self.logger = logger
     }
 
@@ -69,13 +71,14 @@ public struct SnapshotLoader: Sendable {
 
         // Each table's parts in order; the schedule spreads workers over tables and builds each
         // key as soon as its table is in, so the key builds overlap the loads of other tables.
-        let queue = PartLoadQueue(tables: manifest.tables.count)
+        let queue = PartLoadQueue(tables: manifest.tables.count, frozenRunBytes: frozenRunBytes)
         var partsToLoad = 0, partsPerTable = Array(repeating: 0, count: manifest.tables.count)
         for (index, table) in manifest.tables.enumerated() {
             guard !finished.contains(table.stagingTable) else {
                 await queue.skip(table: index)
                 continue
             }
+            if table.parts.contains(where: { loaded.contains($0.key) }) { await queue.partlyLoaded(table: index) }
             for part in table.parts where !loaded.contains(part.key) {
                 await queue.add(table: index, part: part)
                 partsToLoad += 1
@@ -91,9 +94,10 @@ public struct SnapshotLoader: Sendable {
         log.info("loading snapshot", metadata: ["parts": .stringConvertible(partsToLoad), "already_loaded": .stringConvertible(loaded.count)])
 
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<max(1, jobs) {
+            for worker in 0..<max(1, jobs) {
                 group.addTask {
-                    try await loadWorker(queue: queue, manifest: manifest, loadTables: loadTables, progress: progress)
+                    try await work(worker, queue: queue, tables: manifest.tables, loadTables: loadTables, source: source,
+                                   consistentPoint: manifest.consistentPoint, progress: progress)
                 }
             }
             try await group.waitForAll()
@@ -156,46 +160,85 @@ public struct SnapshotLoader: Sendable {
         return (loadTables, finished)
     }
 
-    private func loadWorker(queue: PartLoadQueue, manifest: SnapshotManifest,
-                            loadTables: [QualifiedName], progress: TransferProgress) async throws {
+    /// One load worker: takes jobs from `queue` until it closes. `apply` runs it, and so does the
+    /// eager load of `snapshot --apply`.
+    func work(_ worker: Int, queue: PartLoadQueue, tables: [SnapshotTable], loadTables: [QualifiedName], source: String,
+              consistentPoint: LSN, progress: TransferProgress?) async throws {
         let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
-        var previous: Int?
-        while let job = await queue.next(after: previous) {
+        // The tables of the worker's open frozen run, each with whether the run emptied it (only
+        // then may its COPYs write frozen rows); nil when no run is open.
+        var run: [Int: Bool]?
+        while let job = await queue.next(worker: worker) {
             switch job {
-            case .load(let index, let part):
-                let started = ContinuousClock.now
-                try await loadPart(part, relation: manifest.tables[index].relation, into: loadTables[index], source: manifest.source,
-                                   consistentPoint: manifest.consistentPoint, counter: progress.tables[index], on: connection)
-                progress.tables[index].finishUnit()
-                logger.debug("part loaded", metadata: [LogKey.object: .string(part.key), LogKey.rows: .stringConvertible(part.rows),
-                                                       LogKey.seconds: .string(String(format: "%.2f", (ContinuousClock.now - started).seconds))])
-                previous = index
-                if await queue.loaded(table: index) {
-                    try await buildKey(manifest.tables[index], loadTable: loadTables[index], on: connection)
+            case .load(let index, let part, let frozen):
+                var membership = RunMembership.none
+                if frozen {
+                    if run == nil {
+                        try await connection.execute("BEGIN")
+                        run = [:]
+                    }
+                    if run?[index] == nil { run?[index] = try await hold(loadTables[index], on: connection) }
+                    membership = .within(freeze: run?[index] ?? false)
                 }
+                let started = ContinuousClock.now
+                try await loadPart(part, relation: tables[index].relation, into: loadTables[index], source: source,
+                                   consistentPoint: consistentPoint, counter: progress?.tables[index], run: membership, on: connection)
+                progress?.tables[index].finishUnit()
+                logger.debug("part loaded", metadata: [LogKey.object: .string(part.key), LogKey.rows: .stringConvertible(part.rows),
+                                                       "frozen": .stringConvertible(run?[index] == true),
+                                                       LogKey.seconds: .string(String(format: "%.2f", (ContinuousClock.now - started).seconds))])
+                if await queue.loaded(worker: worker, table: index) {
+                    try await buildKey(tables[index], loadTable: loadTables[index], on: connection)
+                }
+            case .commitRun:
+                try await connection.execute("COMMIT")
+                run = nil
             case .buildKey(let index):
-                try await buildKey(manifest.tables[index], loadTable: loadTables[index], on: connection)
+                try await buildKey(tables[index], loadTable: loadTables[index], on: connection)
             }
         }
+        // The queue closed while a run was open (the snapshot stopped before its tables were
+        // complete). Each part the run loaded is whole and recorded, so it is kept.
+        if run != nil { try await connection.execute("COMMIT") }
         await connection.close()
+    }
+
+    /// Takes `loadTable` into the open frozen run: holds it alone and empties it, so that COPY may
+    /// write frozen rows. Returns false when it holds rows committed before (a resumed load): they
+    /// are kept, and its parts load without FREEZE.
+    func hold(_ loadTable: QualifiedName, on connection: PostgresConnection) async throws -> Bool {
+        try await connection.run { connection in
+            // TRUNCATE takes this lock too; taken first, the check below sees every earlier commit.
+            try connection.execute("LOCK TABLE \(loadTable.sql) IN ACCESS EXCLUSIVE MODE")
+            guard try connection.query("SELECT 1 FROM \(loadTable.sql) LIMIT 1").isEmpty else { return false }
+            try connection.execute("TRUNCATE \(loadTable.sql)")
+            return true
+        }
+    }
+
+    /// How a part's load relates to a frozen run.
+    enum RunMembership {
+        /// The part is a transaction of its own.
+        case none
+        /// Within the worker's open run; `freeze` when the run emptied the table.
+        case within(freeze: Bool)
     }
 
     /// One part into its load table, recorded in `tributary.snapshot_parts` in the same transaction;
     /// a part already recorded is skipped, so callers may race or repeat.
     func loadPart(_ part: StagedFile, relation: RelationSchema, into loadTable: QualifiedName, source: String,
-                  consistentPoint: LSN, counter: TransferProgress.Table?, on connection: PostgresConnection) async throws {
+                  consistentPoint: LSN, counter: TransferProgress.Table?, run: RunMembership = .none,
+                  on connection: PostgresConnection) async throws {
         let local = try await store.fetch(key: part.key)
         defer { local.release() }
         let lsnText = consistentPoint.description
         try await connection.run { connection in
-            try connection.transaction { connection in
-                // Serialises two loaders on the same part; the loser sees it recorded and stops.
-                try connection.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [part.key])
+            func copy(on connection: isolated PostgresConnection, freeze: Bool) throws {
                 let recorded = try connection.query("""
                     SELECT 1 FROM tributary.snapshot_parts WHERE source = $1 AND snapshot_lsn = $2::pg_lsn AND object_key = $3
                     """, [source, lsnText, part.key])
                 guard recorded.isEmpty else { return }
-                let rows = try connection.copyIn(SnapshotSQL.copyIn(loadTable, relation: relation)) { send in
+                let rows = try connection.copyIn(SnapshotSQL.copyIn(loadTable, relation: relation, freeze: freeze)) { send in
                     // Checksum and size are verified as the bytes stream; a mismatch throws,
                     // which aborts the COPY and rolls the part back.
                     var transcoder = CSVToTextTranscoder()
@@ -216,6 +259,19 @@ public struct SnapshotLoader: Sendable {
                     INSERT INTO tributary.snapshot_parts (source, snapshot_lsn, object_key, rows) VALUES ($1, $2::pg_lsn, $3, $4)
                     """, [source, lsnText, part.key, String(rows)])
                 counter?.add(rows: rows, bytes: 0)
+            }
+            switch run {
+            case .within(let freeze):
+                // The run holds the table alone: no other loader can be on this part.
+                try copy(on: connection, freeze: freeze)
+            case .none:
+                try connection.transaction { connection in
+                    // Serialises two loaders on the same part; the loser sees it recorded and stops.
+                    try connection.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [part.key])
+                    // Waits out a frozen run on the table, whose parts become visible when it commits.
+                    try connection.execute("LOCK TABLE \(loadTable.sql) IN ROW EXCLUSIVE MODE")
+                    try copy(on: connection, freeze: false)
+                }
             }
         }
     }

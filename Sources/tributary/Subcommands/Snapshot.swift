@@ -40,7 +40,7 @@ struct Snapshot: AsyncParsableCommand {
                 let started = ContinuousClock.now
                 let loader = SnapshotLoader(target: configuration.target.connection, store: store,
                                             jobs: jobs ?? configuration.target.snapshot.jobs,
-                                            maintenanceWorkMem: configuration.target.snapshot.maintenanceWorkMem, logger: logger)
+                                            settings: configuration.target.snapshot, logger: logger)
                 let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs ?? configuration.target.snapshot.jobs) : nil
                 let manifest: SnapshotManifest
                 do {
