@@ -130,6 +130,8 @@ for round in $(seq 1 "$rounds"); do
   echo "round $round/$rounds: pgcopydb clone" >&2; run_pgcopydb
   echo "round $round/$rounds: tributary snapshot --apply (load while copying)" >&2; run_pipelined
   echo "round $round/$rounds: tributary snapshot, then apply --once" >&2; run_tributary
+  echo "round $round/$rounds seconds: pipe ${pipe_times[-1]} pgcopydb ${pgcopydb_times[-1]}" \
+    "snapshot --apply ${pipelined_times[-1]} snapshot+apply ${tributary_times[-1]}" >&2
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

@@ -31,4 +31,38 @@ import TributaryStorage
         #expect(stats["multipart_commits"]! > 0, "\(stats)")
         #expect(stats["rejected_signatures"] == 0)
     }
+
+    /// A part the store refuses for good, mid-copy, while `snapshot --apply` loads: the snapshot
+    /// stops with the object named, leaves no manifest, no slot, no STG table and no local files,
+    /// and a rerun completes.
+    @Test func aPartTheStoreRefusesStopsTheSnapshotCleanly() async throws {
+        let emulator = try await OCIEmulator.start()
+        try await emulator.setFaults(["fail_path": "00000-0004.csv.gz"])
+        var fixture = try await PipelineFixture.make("ocifail", sources: [("qvp", ["public.orders"])])
+        fixture.staging = "oci://\(OCIEmulator.namespace)/\(OCIEmulator.bucket)/refused"
+        fixture.extraTargetYAML = emulator.targetYAML(attempts: 2)
+        fixture.snapshotYAML = "  jobs: 2\n  part_size: 64KiB\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("""
+            CREATE TABLE orders (id int PRIMARY KEY, note text);
+            INSERT INTO orders SELECT i, md5(i::text) || md5((i * 7)::text) FROM generate_series(1, 30000) i;
+            """)
+
+        let failed = try await fixture.tributary(["snapshot", "--apply"])
+        #expect(failed.status != 0)
+        #expect(failed.standardError.contains("00000-0004.csv.gz"), "\(failed.standardError)")
+        let store = try fixture.store()
+        #expect(try await store.list(prefix: "qvp/snapshot/", startAfter: nil).allSatisfy { !$0.key.hasSuffix("manifest.json") })
+        #expect(try await source.query("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
+                                       [fixture.source("qvp").slot]).scalar == "0", "the slot is dropped")
+        let target = try await fixture.connectTarget()
+        #expect(try await target.query("SELECT to_regclass('stg.qvp_orders') IS NULL").scalar == "t")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: fixture.root + "/work").filter { $0.hasPrefix("snapshot-") }
+        #expect(leftovers.isEmpty, "local part files left behind: \(leftovers)")
+
+        try await emulator.setFaults([:])
+        let retried = try await fixture.tributary(["snapshot", "--apply"])
+        #expect(retried.status == 0, "\(retried.standardError)")
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
 }
