@@ -9,13 +9,15 @@
 ///
 /// A worker that starts on a table nothing was loaded into opens a *frozen run*: one transaction
 /// that empties its tables and COPYs their parts with `FREEZE`, so rows are written frozen and
-/// all-visible. That spares the target the hint-bit pass when the key is built and the vacuum
+/// all-visible. That spares the target the hint-bit pass when the key is built, and the vacuum
 /// that would later rewrite every page. The run holds its tables alone; while its own tables have
-/// nothing to load it takes in further untouched tables rather than wait. It ends (commits, and
-/// its tables' keys become due) when its tables are fully loaded, when it has loaded
-/// `frozenRunBytes`, which bounds what a kill can undo, when another worker has nothing to do while
-/// the run has a backlog of fully copied tables, or when the run would wait while loaded tables have parts pending. From
-/// then on the parts of its unfinished tables load one transaction each, by whoever is free.
+/// nothing to load, it takes in further untouched tables rather than wait. It commits (and its
+/// tables' keys become due) when
+/// - its tables are fully loaded;
+/// - it has loaded `frozenRunBytes`, which bounds what a kill can undo;
+/// - another worker has nothing to do while the run has a backlog of fully copied tables;
+/// - or it would wait while tables loaded before have parts pending.
+/// From then on the parts of its unfinished tables load one transaction each, by whoever is free.
 public struct PartLoadSchedule<Part> {
     public enum Job {
         /// Load `part` of `table`; `frozen`: within the worker's frozen run, which the first such
