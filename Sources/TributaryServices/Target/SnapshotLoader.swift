@@ -168,6 +168,7 @@ public struct SnapshotLoader: Sendable {
         // The tables of the worker's open frozen run, each with whether the run emptied it (only
         // then may its COPYs write frozen rows); nil when no run is open.
         var run: [Int: Bool]?
+        var runStarted = ContinuousClock.now, runRows = 0, runParts = 0
         while let job = await queue.next(worker: worker) {
             switch job {
             case .load(let index, let part, let frozen):
@@ -176,7 +177,10 @@ public struct SnapshotLoader: Sendable {
                     if run == nil {
                         try await connection.execute("BEGIN")
                         run = [:]
+                        (runStarted, runRows, runParts) = (ContinuousClock.now, 0, 0)
                     }
+                    runRows += part.rows
+                    runParts += 1
                     if run?[index] == nil { run?[index] = try await hold(loadTables[index], on: connection) }
                     membership = .within(freeze: run?[index] ?? false)
                 }
@@ -192,6 +196,16 @@ public struct SnapshotLoader: Sendable {
                 }
             case .commitRun:
                 try await connection.execute("COMMIT")
+                var metadata: Logger.Metadata = [
+                    "parts": .stringConvertible(runParts), LogKey.rows: .stringConvertible(runRows),
+                    LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - runStarted).seconds)),
+                ]
+                // Tables the run emptied and loaded frozen, and resumed ones it only added to.
+                for (key, frozen) in [("frozen", true), ("resumed", false)] {
+                    let names = run?.filter { $0.value == frozen }.keys.map { tables[$0].stagingTable }.sorted() ?? []
+                    if !names.isEmpty { metadata[key] = .string(names.joined(separator: ",")) }
+                }
+                logger.info("load run committed", metadata: metadata)
                 run = nil
             case .buildKey(let index):
                 try await buildKey(tables[index], loadTable: loadTables[index], on: connection)
