@@ -60,9 +60,16 @@ import TributaryStorage
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: fixture.root + "/work").filter { $0.hasPrefix("snapshot-") }
         #expect(leftovers.isEmpty, "local part files left behind: \(leftovers)")
 
+        #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "1",
+                "the failed attempt's load table, with what was loaded of it")
+
         try await emulator.setFaults([:])
         let retried = try await fixture.tributary(["snapshot", "--apply"])
         #expect(retried.status == 0, "\(retried.standardError)")
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+        // The failed attempt's snapshot can never be applied now: its load table and records are gone.
+        #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0")
+        #expect(try await target.query("SELECT count(*) FROM tributary.snapshots").scalar == "1")
+        #expect(retried.standardError.contains("dropped the load tables of a superseded snapshot"))
     }
 }

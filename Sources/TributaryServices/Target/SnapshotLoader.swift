@@ -127,11 +127,38 @@ public struct SnapshotLoader: Sendable {
                     """, [manifest.source, manifest.slot, lsnText])
             }
         }
+        try await dropSuperseded(source: source, applied: manifest.consistentPoint, on: control, logger: log)
         await control.close()
         let rows = manifest.tables.reduce(0) { $0 + $1.rows }
         log.info("snapshot applied to STG", metadata: [LogKey.rows: .stringConvertible(rows), "tables": .stringConvertible(manifest.tables.count)])
         return Report(source: source, consistentPoint: manifest.consistentPoint, tables: manifest.tables.count, rows: rows,
                       partsLoaded: partsToLoad, partsAlreadyLoaded: loaded.count)
+    }
+
+    /// Older snapshots of `source` that were being loaded when a newer one was applied (a failed
+    /// `snapshot --apply`, or one replaced by `--restart` before its load finished) can never be
+    /// applied now: their load tables, which may hold much of a table, go with their records.
+    func dropSuperseded(source: String, applied: LSN, on connection: PostgresConnection, logger: Logger) async throws {
+        let stale = try await connection.query("""
+            SELECT snapshot_lsn, tables FROM tributary.snapshots WHERE source = $1 AND state = 'loading' AND snapshot_lsn < $2::pg_lsn
+            """, [source, applied.description])
+        for row in stale.rows {
+            guard let lsn = row[0].flatMap(LSN.init), let tables = row[1].flatMap({ Int($0) }) else { continue }
+            try await connection.run { connection in
+                try connection.transaction { connection in
+                    for index in 0..<tables {
+                        try connection.execute("DROP TABLE IF EXISTS \(loadTable(source: source, lsn: lsn, index: index).sql)")
+                    }
+                    for table in ["snapshot_parts", "snapshots"] {
+                        try connection.query("DELETE FROM tributary.\(table) WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
+                                             [source, lsn.description])
+                    }
+                }
+            }
+            logger.notice("dropped the load tables of a superseded snapshot", metadata: [
+                "superseded_lsn": .string(lsn.description), "tables": .stringConvertible(tables),
+            ])
+        }
     }
 
     /// `tributary_load.<source>_<lsn>_<n>`: unique per snapshot and table, and short.
