@@ -157,6 +157,25 @@ import TributaryPostgres
         #expect(frozen == pages[0], "every page frozen: no vacuum has to rewrite them")
     }
 
+    /// A target whose defaults would cancel a long COPY or key build, or a frozen run waiting for
+    /// its next part, does not stop the load: its sessions lift those timeouts.
+    @Test func loadSessionsLiftTheTargetsTimeouts() async throws {
+        let fixture = try await PipelineFixture.make("timeouts", sources: [("qvp", [])])
+        let target = try await fixture.connectTarget()
+        let database = try #require(try await target.query("SELECT current_database()").scalar)
+        try await target.execute("""
+            ALTER DATABASE \(SQL.identifier(database)) SET statement_timeout = '100ms';
+            ALTER DATABASE \(SQL.identifier(database)) SET idle_in_transaction_session_timeout = '100ms'
+            """)
+        let session = try await TargetSession.connect(fixture.target)
+        #expect(try await session.query("SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')").rows[0]
+                == ["0", "0"])
+        let plain = try await fixture.connectTarget()
+        #expect(try await plain.query("SELECT current_setting('statement_timeout')").scalar == "100ms", "the database default applies elsewhere")
+        await session.close()
+        await plain.close()
+    }
+
     @Test func partsAreLoadedWhileTheSnapshotRuns() async throws {
         var fixture = try await PipelineFixture.make("eager", sources: [("qvp", ["public.wide"])])
         fixture.snapshotYAML = "  jobs: 2\n  range_size: 256KiB\n  part_size: 64KiB\n"

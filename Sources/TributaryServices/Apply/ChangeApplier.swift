@@ -50,7 +50,7 @@ public struct ChangeApplier: Sendable {
 
     /// Applies everything there is now, then returns.
     public func applyOnce(onSnapshotStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report {
-        let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
+        let connection = try await TargetSession.connect(target)
         try await ControlSchema.migrate(on: connection)
         guard try await Self.claimApplierLock(on: connection) else {
             await connection.close()
@@ -109,7 +109,7 @@ public struct ChangeApplier: Sendable {
     }
 
     private func connectAndListen() async throws -> PostgresConnection {
-        let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
+        let connection = try await TargetSession.connect(target)
         try await ControlSchema.migrate(on: connection)
         guard try await Self.claimApplierLock(on: connection) else {
             await connection.close()

@@ -32,7 +32,7 @@ public final class EagerSnapshotLoad: SnapshotObserver {
 
     public func snapshotStarted(_ header: SnapshotManifest) async {
         do {
-            let control = try await PostgresConnection.connect(loader.target, name: "target", applicationName: "tributary apply")
+            let control = try await TargetSession.connect(loader.target)
             try await ControlSchema.migrate(on: control)
             let loadTables = try await loader.begin(header, on: control).loadTables
             await control.close()

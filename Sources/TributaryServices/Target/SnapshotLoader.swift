@@ -55,7 +55,7 @@ public struct SnapshotLoader: Sendable {
 
     /// Loads `source`'s pending snapshot, if any. Returns nil when there was nothing to do.
     public func load(source: String, onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report? {
-        let control = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
+        let control = try await TargetSession.connect(target)
         try await ControlSchema.migrate(on: control)
         guard let manifest = try await pendingSnapshot(source: source, on: control) else {
             await control.close()
@@ -191,7 +191,7 @@ public struct SnapshotLoader: Sendable {
     /// eager load of `snapshot --apply`.
     func work(_ worker: Int, queue: PartLoadQueue, tables: [SnapshotTable], loadTables: [QualifiedName], source: String,
               consistentPoint: LSN, progress: TransferProgress?) async throws {
-        let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
+        let connection = try await TargetSession.connect(target)
         // The tables of the worker's open frozen run, each with whether the run emptied it (only
         // then may its COPYs write frozen rows); nil when no run is open.
         var run: [Int: Bool]?
@@ -340,7 +340,7 @@ public struct SnapshotLoader: Sendable {
     }
 
     private func promoteWorker(queue: WorkQueue<Int>, manifest: SnapshotManifest, loadTables: [QualifiedName], logger: Logger) async throws {
-        let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary apply")
+        let connection = try await TargetSession.connect(target)
         while let index = await queue.take() {
             let table = manifest.tables[index]
             let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
