@@ -307,6 +307,8 @@ class Handler(BaseHTTPRequestHandler):
             elif self.command == "PUT":
                 return self.put_object(bucket, name)
             elif self.command in ("GET", "HEAD"):
+                if self.command == "GET":
+                    self.count("object_gets")
                 return self.get_object(bucket, name)
             elif self.command == "DELETE":
                 return self.delete_object(bucket, name)

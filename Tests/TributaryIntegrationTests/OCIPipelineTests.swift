@@ -72,4 +72,35 @@ import TributaryStorage
         #expect(try await target.query("SELECT count(*) FROM tributary.snapshots").scalar == "1")
         #expect(retried.standardError.contains("dropped the load tables of a superseded snapshot"))
     }
+
+    /// `snapshot --apply` over OCI loads each part from the file the copy wrote, not from a
+    /// download of what it just uploaded; with `apply_cache: 0`, every part is downloaded.
+    @Test func snapshotApplyLoadsTheCopysOwnFilesInsteadOfDownloads() async throws {
+        let emulator = try await OCIEmulator.start()
+        var fixture = try await PipelineFixture.make("ocihandoff", sources: [("qvp", ["public.orders"])])
+        fixture.staging = "oci://\(OCIEmulator.namespace)/\(OCIEmulator.bucket)/handoff"
+        fixture.extraTargetYAML = emulator.targetYAML()
+        fixture.snapshotYAML = "  jobs: 2\n  part_size: 64KiB\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("""
+            CREATE TABLE orders (id int PRIMARY KEY, note text);
+            INSERT INTO orders SELECT i, md5(i::text) || md5((i * 7)::text) FROM generate_series(1, 30000) i;
+            """)
+        func partGets() async throws -> Int { try await emulator.stats()["object_gets"] ?? 0 }
+
+        let handedOver = try await fixture.tributary(["snapshot", "--apply"])
+        #expect(handedOver.status == 0, "\(handedOver.standardError)")
+        let parts = try await fixture.store().list(prefix: "qvp/snapshot/", startAfter: nil).filter { $0.key.hasSuffix(".csv.gz") }.count
+        #expect(parts > 10)
+        let downloads = try await partGets()
+        #expect(downloads <= 2, "\(downloads) GETs for \(parts) parts: only the manifest is read back")
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+        #expect(!FileManager.default.fileExists(atPath: fixture.root + "/work/handoff/qvp"), "the local copies are gone")
+
+        fixture.snapshotYAML += "  apply_cache: 0\n"
+        let fetched = try await fixture.tributary(["snapshot", "--apply", "--restart"])
+        #expect(fetched.status == 0, "\(fetched.standardError)")
+        #expect(try await partGets() - downloads >= parts, "without the cache every part is downloaded")
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
 }

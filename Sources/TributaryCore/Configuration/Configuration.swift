@@ -170,6 +170,9 @@ public struct SnapshotSettings: Sendable, Hashable {
     /// FREEZE (`PartLoadSchedule`): rows land frozen, so no vacuum has to rewrite them later. A
     /// kill undoes at most this much of a table's load; 0 loads every part on its own, unfrozen.
     public var freezeBytesMax: Int = 4 << 30
+    /// `snapshot --apply`: compressed bytes of stored parts kept on local disk until loaded, so the
+    /// loader does not fetch them back from the store (with OCI, a download). 0: always fetch.
+    public var applyCacheBytes: Int = 1 << 30
 
     public init() {}
 }

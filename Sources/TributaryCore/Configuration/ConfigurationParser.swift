@@ -73,13 +73,14 @@ public enum ConfigurationParser {
         }
         var snapshot = SnapshotSettings()
         if let section = try root.child("snapshot") {
-            try section.requireOnly(["jobs", "part_size", "range_size", "compression_level", "maintenance_work_mem", "freeze_max"])
+            try section.requireOnly(["jobs", "part_size", "range_size", "compression_level", "maintenance_work_mem", "freeze_max", "apply_cache"])
             snapshot.jobs = try section.integer("jobs", in: 1...64) ?? snapshot.jobs
             snapshot.partBytesMax = try section.bytes("part_size") ?? snapshot.partBytesMax
             snapshot.rangeBytes = try section.bytes("range_size") ?? snapshot.rangeBytes
             snapshot.compressionLevel = try section.integer("compression_level", in: GzipEncoder.levels) ?? snapshot.compressionLevel
             snapshot.maintenanceWorkMem = try section.bytes("maintenance_work_mem") ?? snapshot.maintenanceWorkMem
             snapshot.freezeBytesMax = try section.bytes("freeze_max", allowZero: true) ?? snapshot.freezeBytesMax
+            snapshot.applyCacheBytes = try section.bytes("apply_cache", allowZero: true) ?? snapshot.applyCacheBytes
             if snapshot.maintenanceWorkMem < 1 << 20 {
                 throw section.error("maintenance_work_mem", section.node("maintenance_work_mem")!, "must be at least 1MiB")
             }

@@ -53,9 +53,11 @@ final class PartUploader: Sendable {
                     LocalFiles.remove(part.path)
                     continue
                 }
+                // Linked before the store takes the file (it moves or deletes it).
+                let local = observer?.partHandoff?.keep(part.path, bytes: part.file.bytes)
                 do {
                     try await store.put(key: part.file.key, file: part.path)
-                    await observer?.partStored(tableIndex: part.tableIndex, file: part.file)
+                    await observer?.partStored(tableIndex: part.tableIndex, file: part.file, local: local)
                     stored.append(part)
                 } catch {
                     failure.withLock { $0 = error }

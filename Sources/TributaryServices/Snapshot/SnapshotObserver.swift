@@ -4,14 +4,18 @@ import TributaryCore
 /// manifest exists. Only an optimisation: whatever the observer does must be repeatable from the
 /// store alone, because the manifest (written last) stays the only proof of a complete snapshot.
 public protocol SnapshotObserver: Sendable {
+    /// Where the copy may keep a local copy of each part for `partStored`; nil: nowhere.
+    var partHandoff: PartHandoff? { get }
     /// The slot exists; `tables` carry schemas and STG names, their `parts` still empty.
     func snapshotStarted(_ header: SnapshotManifest) async
-    /// `file` of table `tableIndex` is durable in the staging store.
-    func partStored(tableIndex: Int, file: StagedFile) async
+    /// `file` of table `tableIndex` is durable in the staging store; `local` is a copy of it on
+    /// local disk when `partHandoff` had room.
+    func partStored(tableIndex: Int, file: StagedFile, local: HandedOffPart?) async
     /// Every part of table `tableIndex` has been reported through `partStored`; no more follow.
     func tableCopied(tableIndex: Int) async
 }
 
 extension SnapshotObserver {
+    public var partHandoff: PartHandoff? { nil }
     public func tableCopied(tableIndex: Int) async {}
 }

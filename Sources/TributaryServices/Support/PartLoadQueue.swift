@@ -1,12 +1,18 @@
 import TributaryCore
 import TributaryStorage
 
+/// A part waiting to be loaded: its staged file, and a local copy of it when the copy kept one.
+struct QueuedPart: Sendable {
+    var file: StagedFile
+    var local: HandedOffPart?
+}
+
 /// `PartLoadSchedule` for parallel workers: they wait here until a job is ready or the producer
 /// closes the queue.
 actor PartLoadQueue {
-    typealias Job = PartLoadSchedule<StagedFile>.Job
+    typealias Job = PartLoadSchedule<QueuedPart>.Job
 
-    private var schedule: PartLoadSchedule<StagedFile>
+    private var schedule: PartLoadSchedule<QueuedPart>
     private var waiters: [(worker: Int, continuation: CheckedContinuation<Job?, Never>)] = []
     private var closed = false
 
@@ -14,8 +20,8 @@ actor PartLoadQueue {
         schedule = PartLoadSchedule(tables: tables, frozenRunBytes: frozenRunBytes)
     }
 
-    func add(table: Int, part: StagedFile) {
-        schedule.add(table: table, part: part, bytes: part.uncompressedBytes)
+    func add(table: Int, part: QueuedPart) {
+        schedule.add(table: table, part: part, bytes: part.file.uncompressedBytes)
         wake()
     }
 

@@ -18,17 +18,29 @@ public final class EagerSnapshotLoad: SnapshotObserver {
         var header: SnapshotManifest
         var loadTables: [QualifiedName]
         var queue: PartLoadQueue
+        var handoff: PartHandoff?
     }
 
     private let loader: SnapshotLoader
     private let jobs: Int
+    private let handoffDirectory: String?
+    private let handoffBytes: Int
     private let started = Mutex<Started?>(nil)
     private let outcome = Mutex<(workers: Task<Void, Error>?, failure: String?)>((nil, nil))
 
-    public init(loader: SnapshotLoader, jobs: Int) {
+    /// - Parameters:
+    ///   - handoffDirectory: this source's directory for the local copies of stored parts
+    ///     (`PartHandoff`); emptied when the snapshot starts, when its slot makes this run the only
+    ///     one of the source, so nothing a killed run left there survives.
+    ///   - handoffBytes: `snapshot.apply_cache`; 0 fetches every part from the store.
+    public init(loader: SnapshotLoader, jobs: Int, handoffDirectory: String? = nil, handoffBytes: Int = 0) {
         self.loader = loader
         self.jobs = jobs
+        self.handoffDirectory = handoffDirectory
+        self.handoffBytes = handoffBytes
     }
+
+    public var partHandoff: PartHandoff? { started.withLock { $0?.handoff } }
 
     public func snapshotStarted(_ header: SnapshotManifest) async {
         do {
@@ -37,7 +49,9 @@ public final class EagerSnapshotLoad: SnapshotObserver {
             let loadTables = try await loader.begin(header, on: control).loadTables
             await control.close()
             let queue = PartLoadQueue(tables: header.tables.count, frozenRunBytes: loader.frozenRunBytes)
-            let run = Started(header: header, loadTables: loadTables, queue: queue)
+            // Without the local copies the load still works, through the store.
+            let handoff = handoffDirectory.flatMap { handoffBytes > 0 ? try? PartHandoff(directory: $0, bytes: handoffBytes) : nil }
+            let run = Started(header: header, loadTables: loadTables, queue: queue, handoff: handoff)
             started.withLock { $0 = run }
             let workers = Task { [loader, jobs] in
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -56,9 +70,9 @@ public final class EagerSnapshotLoad: SnapshotObserver {
         }
     }
 
-    public func partStored(tableIndex: Int, file: StagedFile) async {
+    public func partStored(tableIndex: Int, file: StagedFile, local: HandedOffPart?) async {
         guard let run = started.withLock({ $0 }) else { return }
-        await run.queue.add(table: tableIndex, part: file)
+        await run.queue.add(table: tableIndex, part: QueuedPart(file: file, local: local))
     }
 
     public func tableCopied(tableIndex: Int) async {
@@ -70,6 +84,7 @@ public final class EagerSnapshotLoad: SnapshotObserver {
     public func finish() async throws {
         if let run = started.withLock({ $0 }) { await run.queue.close() }
         let (workers, failure) = outcome.withLock { ($0.workers, $0.failure) }
+        defer { started.withLock { $0?.handoff?.close() } }
         if let failure { throw OperatorError(failure) }
         try await workers?.value
     }

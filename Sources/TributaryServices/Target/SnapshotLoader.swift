@@ -80,7 +80,7 @@ public struct SnapshotLoader: Sendable {
             }
             if table.parts.contains(where: { loaded.contains($0.key) }) { await queue.partlyLoaded(table: index) }
             for part in table.parts where !loaded.contains(part.key) {
-                await queue.add(table: index, part: part)
+                await queue.add(table: index, part: QueuedPart(file: part, local: nil))
                 partsToLoad += 1
                 partsPerTable[index] += 1
             }
@@ -206,17 +206,19 @@ public struct SnapshotLoader: Sendable {
                         run = [:]
                         (runStarted, runRows, runParts) = (ContinuousClock.now, 0, 0)
                     }
-                    runRows += part.rows
+                    runRows += part.file.rows
                     runParts += 1
                     if run?[index] == nil { run?[index] = try await hold(loadTables[index], on: connection) }
                     membership = .within(freeze: run?[index] ?? false)
                 }
                 let started = ContinuousClock.now
-                try await loadPart(part, relation: tables[index].relation, into: loadTables[index], source: source,
-                                   consistentPoint: consistentPoint, counter: progress?.tables[index], run: membership, on: connection)
+                try await loadPart(part.file, local: part.local, relation: tables[index].relation, into: loadTables[index],
+                                   source: source, consistentPoint: consistentPoint, counter: progress?.tables[index],
+                                   run: membership, on: connection)
                 progress?.tables[index].finishUnit()
-                logger.debug("part loaded", metadata: [LogKey.object: .string(part.key), LogKey.rows: .stringConvertible(part.rows),
+                logger.debug("part loaded", metadata: [LogKey.object: .string(part.file.key), LogKey.rows: .stringConvertible(part.file.rows),
                                                        "frozen": .stringConvertible(run?[index] == true),
+                                                       "handed_over": .stringConvertible(part.local != nil),
                                                        LogKey.seconds: .string(String(format: "%.2f", (ContinuousClock.now - started).seconds))])
                 if await queue.loaded(worker: worker, table: index) {
                     try await buildKey(tables[index], loadTable: loadTables[index], on: connection)
@@ -267,11 +269,14 @@ public struct SnapshotLoader: Sendable {
 
     /// One part into its load table, recorded in `tributary.snapshot_parts` in the same transaction;
     /// a part already recorded is skipped, so callers may race or repeat.
-    func loadPart(_ part: StagedFile, relation: RelationSchema, into loadTable: QualifiedName, source: String,
-                  consistentPoint: LSN, counter: TransferProgress.Table?, run: RunMembership = .none,
+    /// `local`: the copy's own file of the part (`snapshot --apply`), read instead of fetching it
+    /// from the store; verified all the same.
+    func loadPart(_ part: StagedFile, local handedOver: HandedOffPart? = nil, relation: RelationSchema, into loadTable: QualifiedName,
+                  source: String, consistentPoint: LSN, counter: TransferProgress.Table?, run: RunMembership = .none,
                   on connection: PostgresConnection) async throws {
-        let local = try await store.fetch(key: part.key)
-        defer { local.release() }
+        let fetched = handedOver == nil ? try await store.fetch(key: part.key) : nil
+        defer { fetched?.release() }
+        let path = handedOver?.path ?? fetched!.path
         let lsnText = consistentPoint.description
         try await connection.run { connection in
             func copy(on connection: isolated PostgresConnection, freeze: Bool) throws {
@@ -284,7 +289,7 @@ public struct SnapshotLoader: Sendable {
                     // which aborts the COPY and rolls the part back.
                     var transcoder = CSVToTextTranscoder()
                     do {
-                        try GzipFileReader.read(path: local.path, key: part.key, expected: part) { chunk in
+                        try GzipFileReader.read(path: path, key: part.key, expected: part) { chunk in
                             try transcoder.transcode(chunk, sink: send)
                             counter?.add(rows: 0, bytes: chunk.count)
                         }

@@ -41,7 +41,9 @@ struct Snapshot: AsyncParsableCommand {
                 let loader = SnapshotLoader(target: configuration.target.connection, store: store,
                                             jobs: jobs ?? configuration.target.snapshot.jobs,
                                             settings: configuration.target.snapshot, logger: logger)
-                let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs ?? configuration.target.snapshot.jobs) : nil
+                let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs ?? configuration.target.snapshot.jobs,
+                                                      handoffDirectory: "\(configuration.target.workDirectory)/handoff/\(source.name)",
+                                                      handoffBytes: configuration.target.snapshot.applyCacheBytes) : nil
                 let manifest: SnapshotManifest
                 do {
                     manifest = try await display.around {
