@@ -132,15 +132,21 @@ import TributaryPostgres
         #expect(try await target.query("SELECT count(DISTINCT id) FROM stg.qvp_wide").scalar == "30000")
     }
 
-    @Test func aTableLoadedByOneWorkerLandsFrozenInOneRun() async throws {
-        var fixture = try await PipelineFixture.make("frozen", sources: [("qvp", ["public.wide"])])
+    /// qvp with one table `wide` (id, md5 text) of `rows` rows, snapshotted in many small parts.
+    func wideFixture(_ label: String, rows: Int) async throws -> PipelineFixture {
+        var fixture = try await PipelineFixture.make(label, sources: [("qvp", ["public.wide"])])
         fixture.snapshotYAML = "  jobs: 2\n  range_size: 256KiB\n  part_size: 64KiB\n"
         let source = try await fixture.connectSource("qvp")
         try await source.execute("""
             CREATE TABLE wide (id int PRIMARY KEY, a text);
-            INSERT INTO wide SELECT i, md5(i::text) FROM generate_series(1, 20000) i;
+            INSERT INTO wide SELECT i, md5(i::text) FROM generate_series(1, \(rows)) i;
             ANALYZE wide;
             """)
+        return fixture
+    }
+
+    @Test func aTableLoadedByOneWorkerLandsFrozenInOneRun() async throws {
+        let fixture = try await wideFixture("frozen", rows: 20000)
         let manifest = try await fixture.snapshot("qvp")
         #expect(manifest.tables[0].parts.count > 3)
         let loader = SnapshotLoader(target: fixture.target, store: try fixture.store(), jobs: 1, logger: PipelineFixture.logger)
@@ -177,14 +183,7 @@ import TributaryPostgres
     }
 
     @Test func partsAreLoadedWhileTheSnapshotRuns() async throws {
-        var fixture = try await PipelineFixture.make("eager", sources: [("qvp", ["public.wide"])])
-        fixture.snapshotYAML = "  jobs: 2\n  range_size: 256KiB\n  part_size: 64KiB\n"
-        let source = try await fixture.connectSource("qvp")
-        try await source.execute("""
-            CREATE TABLE wide (id int PRIMARY KEY, a text);
-            INSERT INTO wide SELECT i, md5(i::text) FROM generate_series(1, 40000) i;
-            ANALYZE wide;
-            """)
+        let fixture = try await wideFixture("eager", rows: 40000)
         let configuration = try fixture.configuration()
         let loader = SnapshotLoader(target: fixture.target, store: try fixture.store(), jobs: 2, logger: PipelineFixture.logger)
         let eager = EagerSnapshotLoad(loader: loader, jobs: 2)

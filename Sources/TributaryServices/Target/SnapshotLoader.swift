@@ -72,7 +72,7 @@ public struct SnapshotLoader: Sendable {
         // Each table's parts in order; the schedule spreads workers over tables and builds each
         // key as soon as its table is in, so the key builds overlap the loads of other tables.
         let queue = PartLoadQueue(tables: manifest.tables.count, frozenRunBytes: frozenRunBytes)
-        var partsToLoad = 0, partsPerTable = Array(repeating: 0, count: manifest.tables.count)
+        var partsPerTable = Array(repeating: 0, count: manifest.tables.count)
         for (index, table) in manifest.tables.enumerated() {
             guard !finished.contains(table.stagingTable) else {
                 await queue.skip(table: index)
@@ -81,12 +81,12 @@ public struct SnapshotLoader: Sendable {
             if table.parts.contains(where: { loaded.contains($0.key) }) { await queue.partlyLoaded(table: index) }
             for part in table.parts where !loaded.contains(part.key) {
                 await queue.add(table: index, part: QueuedPart(file: part, local: nil))
-                partsToLoad += 1
                 partsPerTable[index] += 1
             }
             await queue.complete(table: index)
         }
         await queue.close()
+        let partsToLoad = partsPerTable.reduce(0, +)
         let progress = TransferProgress(title: "load \(source)", tables: manifest.tables.enumerated().map { index, table in
             (table.stagingTable, table.rows, table.parts.reduce(0) { $0 + $1.uncompressedBytes }, partsPerTable[index])
         })
@@ -192,10 +192,8 @@ public struct SnapshotLoader: Sendable {
     func work(_ worker: Int, queue: PartLoadQueue, tables: [SnapshotTable], loadTables: [QualifiedName], source: String,
               consistentPoint: LSN, progress: TransferProgress?) async throws {
         let connection = try await TargetSession.connect(target)
-        // The tables of the worker's open frozen run, each with whether the run emptied it (only
-        // then may its COPYs write frozen rows); nil when no run is open.
-        var run: [Int: Bool]?
-        var runStarted = ContinuousClock.now, runRows = 0, runParts = 0
+        // The worker's open frozen run, if any.
+        var run: OpenRun?
         while let job = await queue.next(worker: worker) {
             switch job {
             case .load(let index, let part, let frozen):
@@ -203,13 +201,12 @@ public struct SnapshotLoader: Sendable {
                 if frozen {
                     if run == nil {
                         try await connection.execute("BEGIN")
-                        run = [:]
-                        (runStarted, runRows, runParts) = (ContinuousClock.now, 0, 0)
+                        run = OpenRun()
                     }
-                    runRows += part.file.rows
-                    runParts += 1
-                    if run?[index] == nil { run?[index] = try await hold(loadTables[index], on: connection) }
-                    membership = .within(freeze: run?[index] ?? false)
+                    if run!.tables[index] == nil { run!.tables[index] = try await hold(loadTables[index], on: connection) }
+                    run!.rows += part.file.rows
+                    run!.parts += 1
+                    membership = .within(freeze: run!.tables[index]!)
                 }
                 let started = ContinuousClock.now
                 try await loadPart(part.file, local: part.local, relation: tables[index].relation, into: loadTables[index],
@@ -217,7 +214,7 @@ public struct SnapshotLoader: Sendable {
                                    run: membership, on: connection)
                 progress?.tables[index].finishUnit()
                 logger.debug("part loaded", metadata: [LogKey.object: .string(part.file.key), LogKey.rows: .stringConvertible(part.file.rows),
-                                                       "frozen": .stringConvertible(run?[index] == true),
+                                                       "frozen": .stringConvertible(run?.tables[index] == true),
                                                        "handed_over": .stringConvertible(part.local != nil),
                                                        LogKey.seconds: .string(String(format: "%.2f", (ContinuousClock.now - started).seconds))])
                 if await queue.loaded(worker: worker, table: index) {
@@ -225,16 +222,7 @@ public struct SnapshotLoader: Sendable {
                 }
             case .commitRun:
                 try await connection.execute("COMMIT")
-                var metadata: Logger.Metadata = [
-                    "parts": .stringConvertible(runParts), LogKey.rows: .stringConvertible(runRows),
-                    LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - runStarted).seconds)),
-                ]
-                // Tables the run emptied and loaded frozen, and resumed ones it only added to.
-                for (key, frozen) in [("frozen", true), ("resumed", false)] {
-                    let names = run?.filter { $0.value == frozen }.keys.map { tables[$0].stagingTable }.sorted() ?? []
-                    if !names.isEmpty { metadata[key] = .string(names.joined(separator: ",")) }
-                }
-                logger.info("load run committed", metadata: metadata)
+                if let run { logger.info("load run committed", metadata: run.summary(tables)) }
                 run = nil
             case .buildKey(let index):
                 try await buildKey(tables[index], loadTable: loadTables[index], on: connection)
@@ -256,6 +244,28 @@ public struct SnapshotLoader: Sendable {
             guard try connection.query("SELECT 1 FROM \(loadTable.sql) LIMIT 1").isEmpty else { return false }
             try connection.execute("TRUNCATE \(loadTable.sql)")
             return true
+        }
+    }
+
+    /// A worker's frozen run while its transaction is open.
+    struct OpenRun {
+        /// Its tables, each with whether the run emptied it (only then may its COPYs write frozen rows).
+        var tables: [Int: Bool] = [:]
+        var rows = 0
+        var parts = 0
+        let started = ContinuousClock.now
+
+        /// For the log: tables loaded frozen, resumed ones only added to, parts, rows, seconds.
+        func summary(_ snapshotTables: [SnapshotTable]) -> Logger.Metadata {
+            var metadata: Logger.Metadata = [
+                "parts": .stringConvertible(parts), LogKey.rows: .stringConvertible(rows),
+                LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds)),
+            ]
+            for (key, frozen) in [("frozen", true), ("resumed", false)] {
+                let names = tables.filter { $0.value == frozen }.keys.map { snapshotTables[$0].stagingTable }.sorted()
+                if !names.isEmpty { metadata[key] = .string(names.joined(separator: ",")) }
+            }
+            return metadata
         }
     }
 
