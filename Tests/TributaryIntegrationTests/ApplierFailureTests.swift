@@ -36,7 +36,8 @@ import TributaryStorage
     /// value as of this point in LSN order", which only in-order application can honour (the
     /// applier applies strictly in LSN order; replays of applied batches stay harmless, see above).
     @Test func batchesAppliedTwiceOrShuffledWithReplaysGiveTheSameSTG() async throws {
-        let fixture = try await replicatedFixture("shuffle", largeValues: false)
+        // Small batches, so that even a workload heavy in bulk inserts stages well over 10 of them.
+        let fixture = try await replicatedFixture("shuffle", rowsPerBatch: 10, largeValues: false)
         let store = try fixture.store()
         let configuration = try fixture.configuration()
         let manifests = try await fixture.stagedChanges("qvp").manifests
