@@ -4,6 +4,8 @@
 #   pg-cluster.sh init  DIR PORT [--logical] [--fast]   initdb, configure, start
 #   pg-cluster.sh start DIR
 #   pg-cluster.sh stop  DIR
+#   pg-cluster.sh shutdown DIR MODE SECONDS             pg_ctl stop -m MODE, failing (no fallback) if the
+#                                                       server is not down within SECONDS: what a DBA sees
 #
 # PostgreSQL refuses to run as root: when run as root, the server runs as the `postgres` OS user.
 # Password auth over TCP (user postgres, password $PGPASSWORD, default "tributary"); trust on the
@@ -66,6 +68,11 @@ case "$cmd" in
     [ -e "$dir/data/postmaster.pid" ] || exit 0
     as_server_user "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null || \
       as_server_user "$PGBIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+    ;;
+  shutdown)
+    mode=${3:-fast}; seconds=${4:-60}
+    [ -e "$dir/data/postmaster.pid" ] || exit 0
+    as_server_user "$PGBIN/pg_ctl" -D "$dir/data" -m "$mode" -w -t "$seconds" stop >/dev/null
     ;;
   *) die "unknown command $cmd" ;;
 esac

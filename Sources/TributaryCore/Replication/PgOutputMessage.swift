@@ -21,6 +21,12 @@ public enum PgOutputMessage: Sendable, Equatable {
         public var finalLSN: LSN
         public var commitTime: Int64
         public var xid: UInt32
+
+        public init(finalLSN: LSN, commitTime: Int64, xid: UInt32) {
+            self.finalLSN = finalLSN
+            self.commitTime = commitTime
+            self.xid = xid
+        }
     }
 
     public struct Commit: Sendable, Equatable {
@@ -29,6 +35,13 @@ public enum PgOutputMessage: Sendable, Equatable {
         /// End of the commit record: where a restart after this transaction begins.
         public var endLSN: LSN
         public var commitTime: Int64
+
+        public init(flags: UInt8, commitLSN: LSN, endLSN: LSN, commitTime: Int64) {
+            self.flags = flags
+            self.commitLSN = commitLSN
+            self.endLSN = endLSN
+            self.commitTime = commitTime
+        }
     }
 
     public struct Relation: Sendable, Equatable {

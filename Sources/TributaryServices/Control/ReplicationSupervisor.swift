@@ -41,6 +41,8 @@ public struct ReplicationSupervisor: Sendable {
         var backoff = 1.0
         var announced: SourceState?
         var started = false
+        /// The source answered once: from then on a refused connection is worth waiting out.
+        var reached = false
         let began = ContinuousClock.now
         while !stop.isRequested {
             let current: SourceControlState
@@ -94,13 +96,17 @@ public struct ReplicationSupervisor: Sendable {
                                                    logger: logger, stop: partStop, onBatch: { await notifier.batchWritten($0) }).run()
                 watcher.cancel()
                 started = true
+                reached = true
                 total.batches += summary.batches
                 total.transactions += summary.transactions
                 total.rows += summary.rows
                 total.durableLSN = max(total.durableLSN, summary.durableLSN)
                 try await SourceControl.recordFlushed(source.name, at: summary.durableLSN, on: control)
                 backoff = 1
-            } catch let error as PostgresError where error.isTransient {
+            } catch let error as PostgresError where error.isTransient || (reached && error.kind == .connectionFailed) {
+                // Once the source has been reached, a refused connection is the source restarting
+                // (or briefly away): wait for it rather than give up.
+                if error.kind != .connectionFailed { reached = true }
                 watcher.cancel()
                 PipelineMetrics.error(source: source.name, part: "replicate")
                 logger.warning("replication interrupted, resuming in \(backoff) s: \(error)")

@@ -40,7 +40,6 @@ final class BatchBuilder {
     private(set) var endLSN = LSN.zero
     private(set) var firstCommitTime: Int64 = 0
     private(set) var lastCommitTime: Int64 = 0
-    private(set) var openedAt: ContinuousClock.Instant?
 
     init(directory: String, compressionLevel: Int) {
         self.directory = directory
@@ -50,11 +49,15 @@ final class BatchBuilder {
     var isEmpty: Bool { transactions == 0 }
 
     /// Uncompressed bytes written so far.
-    var bytes: Int { (Array(open.values) + finished).reduce(0) { $0 + $1.writer.uncompressedBytes } }
+    var bytes: Int {
+        var total = 0
+        for segment in open.values { total += segment.writer.uncompressedBytes }
+        for segment in finished { total += segment.writer.uncompressedBytes }
+        return total
+    }
 
     /// A transaction starts; `commitLSN` tags its rows.
     func begin(commitLSN: LSN) {
-        if openedAt == nil { openedAt = .now }
         transactionLSN = commitLSN
         transactionLSNText = Array(commitLSN.description.utf8)
     }

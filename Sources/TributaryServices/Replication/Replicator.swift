@@ -114,24 +114,24 @@ public struct Replicator: Sendable {
     }
 }
 
-/// The state of one replication connection's loop. Lives on that connection's thread.
+/// The I/O of one replication connection: reads messages, hands them to the
+/// `ReplicationStateMachine` and performs what it decides (batch files, spills, uploads, status
+/// updates, heartbeats). Lives on that connection's thread.
 private final class ReplicationSession: @unchecked Sendable {
     let replicator: Replicator
     let registry: RelationRegistry
     let side: PostgresConnection
     let directory: String
-    var logger: Logger
+    let logger: Logger
 
+    var machine: ReplicationStateMachine
     var decoder = PgOutputDecoder()
     var batch: BatchBuilder
     var summary = Replicator.Summary()
-    /// Confirmed to the server: everything up to here is in the staging store.
-    var durable: LSN
-    var inTransaction = false
+    /// The raw pgoutput payload of the message being handled, for spills.
+    var payload: [UInt8] = []
     var spills: [UInt32: TransactionSpill] = [:]
-    var currentStream: TransactionSpill?
-    var lastStatus = ContinuousClock.now
-    var lastActivity = ContinuousClock.now
+    var stopReported = false
     var heartbeatWarned = false
 
     init(replicator: Replicator, registry: RelationRegistry, side: PostgresConnection, directory: String, durable: LSN, logger: Logger) {
@@ -139,108 +139,99 @@ private final class ReplicationSession: @unchecked Sendable {
         self.registry = registry
         self.side = side
         self.directory = directory
-        self.durable = durable
         self.logger = logger
-        batch = BatchBuilder(directory: directory + "/batch", compressionLevel: replicator.settings.compressionLevel)
+        let settings = replicator.settings
+        machine = ReplicationStateMachine(
+            settings: .init(limits: settings.limits, heartbeatInterval: .seconds(settings.heartbeatSeconds),
+                            statusInterval: .seconds(settings.statusSeconds), endLSN: settings.endLSN),
+            durable: durable, now: .now)
+        batch = BatchBuilder(directory: directory + "/batch", compressionLevel: settings.compressionLevel)
     }
-
-    var settings: Replicator.Settings { replicator.settings }
 
     func run(on connection: isolated PostgresConnection) async throws -> Replicator.Summary {
-        while true {
-            // Stop only between transactions: the batch in hand is closed, made durable and acknowledged.
-            if !inTransaction && (replicator.stop.isRequested || reachedEnd) {
-                if !batch.isEmpty { try await closeBatch(on: connection) }
-                try sendStatus(on: connection)
-                logger.info("stopped", metadata: [LogKey.lsn: .string(durable.description)])
-                summary.durableLSN = durable
-                return summary
-            }
-            if let bytes = try connection.nextReplicationMessage(timeout: 0.1) {
-                try await handle(ReplicationMessage.decode(bytes), on: connection)
-                // Drain what is already buffered before looking at timers.
+        while !machine.isFinished {
+            if replicator.stop.isRequested && !stopReported {
+                stopReported = true
+                try await feed(.stopRequested, on: connection)
                 continue
             }
-            try await onIdle(on: connection)
+            try await feed(try nextEvent(on: connection), on: connection)
         }
+        for spill in spills.values { spill.discard() }
+        logger.info("stopped", metadata: [LogKey.lsn: .string(machine.durable.description)])
+        summary.durableLSN = machine.durable
+        return summary
     }
 
-    var reachedEnd: Bool {
-        guard let end = settings.endLSN else { return false }
-        return durable >= end
-    }
-
-    func handle(_ message: ReplicationMessage, on connection: isolated PostgresConnection) async throws {
-        switch message {
+    func nextEvent(on connection: isolated PostgresConnection) throws -> ReplicationStateMachine.Event {
+        guard let bytes = try connection.nextReplicationMessage(timeout: 0.1) else { return .idle }
+        switch try ReplicationMessage.decode(bytes) {
         case .keepalive(let walEnd, _, let replyRequested):
-            // Nothing pending: every commit up to walEnd has been seen and is durable, so it is safe to
-            // confirm it; an idle source's slot keeps advancing.
-            if batch.isEmpty && !inTransaction && walEnd > durable {
-                durable = walEnd
-                try sendStatus(on: connection)
-            } else if replyRequested {
-                try sendStatus(on: connection)
-            }
+            return .keepalive(walEnd: walEnd, replyRequested: replyRequested)
         case .xLogData(let start, _, _, let payload):
-            try await handle(try decoder.decode(payload, at: start), payload: payload, on: connection)
+            self.payload = payload
+            return .message(try decoder.decode(payload, at: start))
         }
     }
 
-    func handle(_ message: PgOutputMessage, payload: [UInt8], on connection: isolated PostgresConnection) async throws {
+    /// Hands `event` to the state machine and performs its actions in order; an action's outcome
+    /// is itself an event, handled before the next action.
+    func feed(_ event: ReplicationStateMachine.Event, on connection: isolated PostgresConnection) async throws {
+        let actions: [ReplicationStateMachine.Action]
+        do {
+            actions = try machine.handle(event, now: .now)
+        } catch let violation as ReplicationStateMachine.ProtocolViolation {
+            throw OperatorError("\(replicator.source.name): \(violation.description)")
+        }
+        for action in actions {
+            if let outcome = try await perform(action, on: connection) { try await feed(outcome, on: connection) }
+        }
+    }
+
+    func perform(_ action: ReplicationStateMachine.Action, on connection: isolated PostgresConnection) async throws
+        -> ReplicationStateMachine.Event? {
+        switch action {
+        case .beginTransaction(let commitLSN):
+            batch.begin(commitLSN: commitLSN)
+        case .append(let message):
+            try append(message)
+        case .registerRelation(let relation, let outsideStream):
+            if try await registry.update(relation), outsideStream { batch.schemaChanged(relationOid: relation.oid) }
+        case .spill(let top, let subtransaction):
+            if spills[top] == nil { spills[top] = try TransactionSpill(topTransaction: top, directory: directory + "/spill") }
+            try spills[top]!.append(xid: subtransaction, payload: payload)
+        case .replayStream(let xid):
+            try await replay(xid)
+        case .dropStream(let xid):
+            spills.removeValue(forKey: xid)?.discard()
+        case .abortSubtransaction(let xid, let subtransaction):
+            spills[xid]?.abortSubtransaction(subtransaction)
+        case .commitTransaction(let commit):
+            batch.commit(commitLSN: commit.commitLSN, endLSN: commit.endLSN, commitTime: commit.commitTime)
+            return .batchSize(rows: batch.rows, bytes: batch.bytes)
+        case .closeBatch:
+            let manifest = try await closeBatch()
+            try await feed(.batchStored(endLSN: manifest.endLSN), on: connection)
+            // Acknowledged first: the applier's wake-up call and metrics must not delay the source.
+            await replicator.onBatch(manifest)
+        case .sendStatus(let flushed):
+            try connection.sendReplicationMessage(ReplicationMessage.standbyStatus(
+                durable: flushed, clientTime: PostgresTime.microseconds(Date())))
+        case .emitHeartbeat:
+            await emitHeartbeat()
+        case .finish:
+            break
+        }
+        return nil
+    }
+
+    func append(_ message: PgOutputMessage) throws {
         switch message {
-        case .begin(let begin):
-            inTransaction = true
-            lastActivity = .now
-            batch.begin(commitLSN: begin.finalLSN)
-        case .commit(let commit):
-            inTransaction = false
-            try await committed(commit, on: connection)
-        case .relation(let relation) where relation.xid == nil:
-            if try await registry.update(relation) { batch.schemaChanged(relationOid: relation.oid) }
-        case .insert(nil, let oid, _), .update(nil, let oid, _, _), .delete(nil, let oid, _):
+        case .insert(_, let oid, _), .update(_, let oid, _, _), .delete(_, let oid, _):
             try append(message, relationOid: oid)
-        case .truncate(nil, let oids, _, _):
+        case .truncate(_, let oids, _, _):
             for oid in oids { try append(message, relationOid: oid) }
-        case .streamStart(let xid, _):
-            if spills[xid] == nil { spills[xid] = try TransactionSpill(topTransaction: xid, directory: directory + "/spill") }
-            currentStream = spills[xid]
-        case .streamStop:
-            currentStream = nil
-        case .relation(let relation):
-            // Inside a stream: the schema this transaction's changes were made under, replayed in
-            // order at its commit. Registered now too, so a warning about skipped tables comes early.
-            try currentStream?.append(xid: relation.xid!, payload: payload)
-            try await registry.update(relation)
-        case .insert(let xid?, _, _), .update(let xid?, _, _, _), .delete(let xid?, _, _), .truncate(let xid?, _, _, _):
-            guard let spill = currentStream else { throw OperatorError("\(replicator.source.name): a streamed change arrived outside a stream block") }
-            try spill.append(xid: xid, payload: payload)
-        case .streamCommit(let xid, let commit):
-            guard let spill = spills.removeValue(forKey: xid) else {
-                throw OperatorError("\(replicator.source.name): stream commit for transaction \(xid), which never streamed")
-            }
-            batch.begin(commitLSN: commit.commitLSN)
-            try await spill.replay { change in
-                switch change {
-                case .relation(let relation):
-                    if try await registry.update(relation) { batch.schemaChanged(relationOid: relation.oid) }
-                case .insert(_, let oid, _), .update(_, let oid, _, _), .delete(_, let oid, _):
-                    try append(change, relationOid: oid)
-                case .truncate(_, let oids, _, _):
-                    for oid in oids { try append(change, relationOid: oid) }
-                default:
-                    break
-                }
-            }
-            spill.discard()
-            try await committed(commit, on: connection)
-        case .streamAbort(let xid, let subtransaction):
-            if xid == subtransaction {
-                spills.removeValue(forKey: xid)?.discard()
-            } else {
-                spills[xid]?.abortSubtransaction(subtransaction)
-            }
-        case .type, .origin, .message:
-            // Types are read from the catalog; heartbeats need no handling beyond their transaction.
+        default:
             break
         }
     }
@@ -256,40 +247,37 @@ private final class ReplicationSession: @unchecked Sendable {
         }
     }
 
-    func committed(_ commit: PgOutputMessage.Commit, on connection: isolated PostgresConnection) async throws {
-        batch.commit(commitLSN: commit.commitLSN, endLSN: commit.endLSN, commitTime: commit.commitTime)
-        if shouldClose { try await closeBatch(on: connection) }
-    }
-
-    var shouldClose: Bool {
-        guard !batch.isEmpty, let opened = batch.openedAt else { return false }
-        let age = Int((ContinuousClock.now - opened).seconds * 1000)
-        return BatchPolicy(limits: settings.limits).shouldClose(rows: batch.rows, bytes: batch.bytes, ageMilliseconds: age)
-            || (settings.endLSN.map { batch.endLSN >= $0 } ?? false)
-    }
-
-    func onIdle(on connection: isolated PostgresConnection) async throws {
-        if !inTransaction && shouldClose { try await closeBatch(on: connection) }
-        if ContinuousClock.now - lastStatus >= .seconds(settings.statusSeconds) { try sendStatus(on: connection) }
-        if !inTransaction && batch.isEmpty && ContinuousClock.now - lastActivity >= .seconds(settings.heartbeatSeconds) {
-            lastActivity = .now
-            // Its own transaction, so it arrives with a commit time: the lag clock's fresh timestamp.
-            do {
-                try await side.query("SELECT pg_logical_emit_message(true, $1, now()::text)", [Replicator.heartbeatPrefix])
-            } catch {
-                // Not worth stopping for; worth saying once.
-                guard !heartbeatWarned else { return }
-                heartbeatWarned = true
-                logger.warning("""
-                    heartbeat failed, so an idle source's slot advances only on server keepalives and its lag has no fresh \
-                    timestamp: GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) to the role (\(error))
-                    """)
+    /// A committed streamed transaction: its spilled messages, Relation messages included, so each
+    /// change meets the schema it was made under.
+    func replay(_ xid: UInt32) async throws {
+        guard let spill = spills.removeValue(forKey: xid) else { return }
+        try await spill.replay { change in
+            if case .relation(let relation) = change {
+                if try await registry.update(relation) { batch.schemaChanged(relationOid: relation.oid) }
+            } else {
+                try append(change)
             }
+        }
+        spill.discard()
+    }
+
+    /// Its own transaction, so it arrives with a commit time: the lag clock's fresh timestamp.
+    func emitHeartbeat() async {
+        do {
+            try await side.query("SELECT pg_logical_emit_message(true, $1, now()::text)", [Replicator.heartbeatPrefix])
+        } catch {
+            // Not worth stopping for; worth saying once.
+            guard !heartbeatWarned else { return }
+            heartbeatWarned = true
+            logger.warning("""
+                heartbeat failed, so an idle source's slot advances only on server keepalives and its lag has no fresh \
+                timestamp: GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) to the role (\(error))
+                """)
         }
     }
 
-    /// Data files, then the manifest, then the acknowledgement: in that order, always.
-    func closeBatch(on connection: isolated PostgresConnection) async throws {
+    /// Data files, then the manifest: only then may the state machine acknowledge the batch's end.
+    func closeBatch() async throws -> BatchManifest {
         let started = ContinuousClock.now
         let (manifest, files) = try batch.seal(source: replicator.source.name, slot: replicator.source.slot)
         for file in files {
@@ -297,24 +285,16 @@ private final class ReplicationSession: @unchecked Sendable {
         }
         try await replicator.store.put(key: ObjectNaming.cdcManifest(source: manifest.source, endLSN: manifest.endLSN),
                                        bytes: ManifestCoding.encode(manifest))
-        durable = max(durable, manifest.endLSN)
-        try sendStatus(on: connection)
         summary.batches += 1
         summary.transactions += manifest.transactions
         summary.rows += manifest.rows
-        batch = BatchBuilder(directory: directory + "/batch", compressionLevel: settings.compressionLevel)
+        batch = BatchBuilder(directory: directory + "/batch", compressionLevel: replicator.settings.compressionLevel)
         logger.info("batch written", metadata: [
             LogKey.batch: .string(manifest.endLSN.paddedHex), LogKey.lsn: .string(manifest.endLSN.description),
             LogKey.rows: .stringConvertible(manifest.rows), "transactions": .stringConvertible(manifest.transactions),
             LogKey.seconds: .string(String(format: "%.3f", (ContinuousClock.now - started).seconds)),
         ])
         PipelineMetrics.batchWritten(source: manifest.source, rows: manifest.rows, bytes: manifest.files.reduce(0) { $0 + $1.file.bytes })
-        await replicator.onBatch(manifest)
-    }
-
-    func sendStatus(on connection: isolated PostgresConnection) throws {
-        try connection.sendReplicationMessage(ReplicationMessage.standbyStatus(
-            durable: durable, clientTime: PostgresTime.microseconds(Date())))
-        lastStatus = .now
+        return manifest
     }
 }

@@ -27,13 +27,19 @@ struct PipelineFixture {
     var staging = "../staging"
     var extraTargetYAML = ""
 
-    static func make(_ label: String, sources: [(name: String, tables: [String])]) async throws -> PipelineFixture {
+    /// - Parameter sourceCluster: where the source databases go; the shared source cluster by default.
+    static func make(_ label: String, sources: [(name: String, tables: [String])],
+                     sourceCluster: PrivateCluster? = nil) async throws -> PipelineFixture {
         let clusters = try await TestClusters.shared()
         let root = clusters.directory + "/\(label)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: root + "/slots", withIntermediateDirectories: true)
         var made: [Source] = []
         for source in sources {
-            let conninfo = try await clusters.makeDatabase(source.name, onSource: true)
+            let conninfo = if let sourceCluster {
+                try await sourceCluster.makeDatabase(source.name)
+            } else {
+                try await clusters.makeDatabase(source.name, onSource: true)
+            }
             let database = conninfo.split(separator: " ").first { $0.hasPrefix("dbname=") }!.dropFirst("dbname=".count)
             made.append(Source(name: source.name, conninfo: conninfo, slot: "s_\(database)", tables: source.tables))
         }

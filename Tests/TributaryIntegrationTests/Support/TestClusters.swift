@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TributaryPostgres
 
 /// Two throwaway PostgreSQL 15 clusters for the whole test process: a source (wal_level=logical)
@@ -29,19 +30,21 @@ final class TestClusters: Sendable {
         let sourcePort = try freePort(), targetPort = try freePort()
         try clusterScript(["init", directory + "/source", String(sourcePort), "--logical", "--fast"])
         try clusterScript(["init", directory + "/target", String(targetPort), "--fast"])
-        stopDirectories = [directory + "/source", directory + "/target"]
+        stopDirectories.withLock { $0 = [directory + "/source", directory + "/target"] }
         atexit {
-            for cluster in TestClusters.stopDirectories {
+            let clusters = TestClusters.stopDirectories.withLock { $0 }
+            for cluster in clusters {
                 _ = try? TestClusters.clusterScript(["stop", cluster])
             }
-            if let root = TestClusters.stopDirectories.first.map({ ($0 as NSString).deletingLastPathComponent }) {
+            if let root = clusters.first.map({ ($0 as NSString).deletingLastPathComponent }) {
                 try? FileManager.default.removeItem(atPath: root)
             }
         }
         return TestClusters(sourcePort: sourcePort, targetPort: targetPort, directory: directory)
     }
 
-    nonisolated(unsafe) static var stopDirectories: [String] = []
+    /// Every cluster the process started, stopped at exit.
+    static let stopDirectories = Mutex<[String]>([])
 
     @discardableResult
     static func clusterScript(_ arguments: [String]) throws -> TestProcess.Outcome {
@@ -106,4 +109,59 @@ enum Paths {
         let here = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
         return here.appendingPathComponent("tributary").path
     }()
+}
+
+/// A cluster of one test's own, for what the shared clusters must not suffer: being shut down and
+/// restarted under a running pipeline. Stopped and removed by `destroy()` (or at exit).
+final class PrivateCluster: Sendable {
+    let port: Int
+    let directory: String
+
+    private init(port: Int, directory: String) {
+        self.port = port
+        self.directory = directory
+    }
+
+    static func start(_ label: String, logical: Bool = true) async throws -> PrivateCluster {
+        let shared = try await TestClusters.shared()
+        let directory = shared.directory + "/cluster-\(label)-\(UUID().uuidString.prefix(8))"
+        let port = try TestClusters.freePort()
+        try TestClusters.clusterScript(["init", directory, String(port), "--fast"] + (logical ? ["--logical"] : []))
+        TestClusters.stopDirectories.withLock { $0.append(directory) }
+        return PrivateCluster(port: port, directory: directory)
+    }
+
+    func conninfo(database: String) -> String {
+        "host=127.0.0.1 port=\(port) dbname=\(database) user=postgres password=\(TestClusters.password)"
+    }
+
+    func makeDatabase(_ prefix: String) async throws -> String {
+        let name = "\(prefix)_\(UInt32.random(in: 0...UInt32.max))"
+        let admin = try await PostgresConnection.connect(conninfo(database: "postgres"), name: "admin")
+        try await admin.execute("CREATE DATABASE \(name)")
+        await admin.close()
+        return conninfo(database: name)
+    }
+
+    /// `pg_ctl stop -m <mode>` as a DBA runs it; true when the server was down within `seconds`.
+    func shutdown(mode: String = "fast", seconds: Int) async -> (stopped: Bool, elapsed: Double) {
+        let started = ContinuousClock.now
+        let process = TestProcess("/bin/bash", [Paths.repository + "/deploy/pg-cluster.sh", "shutdown", directory, mode, String(seconds)])
+        guard (try? process.start()) != nil else { return (false, 0) }
+        let outcome = await process.wait()
+        let elapsed = ContinuousClock.now - started
+        return (outcome.status == 0, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+
+    func startAgain() async throws {
+        let process = TestProcess("/bin/bash", [Paths.repository + "/deploy/pg-cluster.sh", "start", directory])
+        try process.start()
+        let outcome = await process.wait()
+        guard outcome.status == 0 else { throw TestFailure("restarting \(directory): \(outcome.standardError)") }
+    }
+
+    func destroy() async {
+        _ = await shutdown(mode: "immediate", seconds: 30)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
 }
