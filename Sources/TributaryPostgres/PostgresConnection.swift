@@ -362,7 +362,7 @@ public actor PostgresConnection {
                     ? nil : String(cString: PQgetvalue(result, Int32(row), Int32(column)))
             })
         }
-        return QueryResult(columns: columns, rows: rows, affectedRows: Int(String(cString: PQcmdTuples(result))) ?? 0)
+        return QueryResult(columns: columns, values: rows, affectedRows: Int(String(cString: PQcmdTuples(result))) ?? 0)
     }
 
     static func summary(_ sql: String) -> String {

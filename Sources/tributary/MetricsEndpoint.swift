@@ -89,7 +89,8 @@ final class MetricsEndpoint: @unchecked Sendable {
             gauge("applied_changes", "per_second", "changes applied per second over the last minute", status.changesPerSecond)
             gauge("replicator", "active", "1 while a replicator consumes the slot", status.replicatorActive.map { $0 ? 1.0 : 0.0 })
             for state in SourceState.allCases {
-                gauge("source", "state", "1 for the state the source is in", status.state == state.rawValue ? 1.0 : 0.0, extra: [("state", state.rawValue)])
+                gauge("source", "state", "1 for the state the source is in", status.state.rawValue == state.rawValue ? 1.0 : 0.0,
+                      extra: [("state", state.rawValue)])
             }
         }
         if box.statuses == nil { logger.warning("metrics: could not read the status; lag gauges keep their last values") }

@@ -101,15 +101,19 @@ final class ProgressDisplay: Sendable {
 
     init(logger: Logger) { self.logger = logger }
 
+    /// Shows `progress` from now on, in place of whatever was shown before.
     var start: @Sendable (TransferProgress) async -> Void {
         { [self] progress in
             let display = Task { [logger] in await TerminalProgress(logger: logger).show(progress) }
-            task.withLock { $0 = display }
+            task.withLock { $0?.cancel(); $0 = display }
         }
     }
 
+    /// Stops showing progress (until the next `start`).
+    func stop() { task.withLock { $0?.cancel(); $0 = nil } }
+
     func around<T>(_ body: () async throws -> T) async throws -> T {
-        defer { task.withLock { $0?.cancel() } }
+        defer { stop() }
         return try await body()
     }
 }

@@ -10,10 +10,18 @@ import TributaryCore
         #expect(!OCIRetryPolicy.isRetryable(status: 501))
         #expect(!OCIRetryPolicy.isRetryable(status: 400) && !OCIRetryPolicy.isRetryable(status: 404) && !OCIRetryPolicy.isRetryable(status: 412))
         let policy = OCIRetryPolicy(attempts: 5, baseDelaySeconds: 0.1, maxDelaySeconds: 2)
-        #expect(policy.delay(beforeRetry: 0, unit: 1) == 0.1)
-        #expect(policy.delay(beforeRetry: 3, unit: 1) == 0.8)
-        #expect(policy.delay(beforeRetry: 10, unit: 1) == 2, "capped")
-        #expect(policy.delay(beforeRetry: 3, unit: 0.5) == 0.4, "full jitter scales the ceiling")
+        #expect(policy.backoff.delay(beforeRetry: 0, unit: 1) == 0.1)
+        #expect(policy.backoff.delay(beforeRetry: 3, unit: 1) == 0.8)
+        #expect(policy.backoff.delay(beforeRetry: 10, unit: 1) == 2, "capped")
+        #expect(policy.backoff.delay(beforeRetry: 3, unit: 0.5) == 0.4, "full jitter scales the ceiling")
+    }
+
+    @Test func reconnectBackoffDoublesToItsCapAndStartsOverAfterASuccess() {
+        var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 3)
+        #expect((0..<5).map { _ in backoff.next() } == [0.5, 1, 2, 3, 3])
+        #expect(backoff.failures == 5)
+        backoff.reset()
+        #expect(backoff.next() == 0.5)
     }
 
     @Test func multipartPlansCoverTheFileExactlyOnce() {

@@ -54,7 +54,7 @@ import TributaryPostgres
         #expect(finish.status == 0, "\(finish.standardError)")
         let comparisons = try await fixture.verify("qvp")
         #expect(comparisons.count == 2 && comparisons.allSatisfy { $0.matches })
-        #expect(try await target.query("SELECT count(*), count(DISTINCT id) FROM stg.qvp_orders").rows[0] == ["120000", "120000"])
+        #expect(try await target.query("SELECT count(*), count(DISTINCT id) FROM stg.qvp_orders").rows[0].values == ["120000", "120000"])
         #expect(try await target.query("SELECT state FROM tributary.snapshots").scalar == "applied")
         #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0")
         #expect(try await target.query("SELECT applied_lsn FROM tributary.sources WHERE source = 'qvp'").scalar

@@ -37,7 +37,7 @@ import TributaryServices
     }
 
     func state(_ fixture: PipelineFixture, _ source: String) async throws -> SourceControlState? {
-        try await SourceControl.state(of: source, on: try await fixture.connectTarget())
+        try await ControlStore(try await fixture.connectTarget()).state(of: source)
     }
 
     func slotActive(_ fixture: PipelineFixture, _ source: String) async throws -> Bool {
@@ -68,16 +68,20 @@ import TributaryServices
         do {
             var workloads = newWorkloads()
             try await workload(fixture, steps: 0..<40, &workloads)
-            try await eventually("both slots consumed") { try await bothActive(fixture) }
+            // The run loads the snapshots too: until then a source has no control state.
+            try await eventually("both slots consumed and the snapshots applied") {
+                let applied = try await state(fixture, "qvp") != nil
+                return try await bothActive(fixture) && applied
+            }
             let running = try await statusOf(fixture, "qvp")
-            #expect(running.state == "running" && running.replicatorActive == true)
+            #expect(running.state == .running && running.replicatorActive == true, "\(running)")
 
             // Pause qvp: its slot is released within a second or so, and the WAL it retains grows.
             let paused = try await fixture.tributary(["pause", "qvp"])
             #expect(paused.status == 0 && paused.standardOutput.contains("qvp: running → paused"), "\(paused.standardOutput)\(paused.standardError)")
             try await eventually("qvp's slot released", seconds: 10) { try await !slotActive(fixture, "qvp") }
             let before = try await statusOf(fixture, "qvp")
-            #expect(before.state == "paused" && before.replicatorActive == false)
+            #expect(before.state == .paused && before.replicatorActive == false)
             #expect(before.warnings.contains { $0.hasPrefix("paused: the source retains WAL") }, "\(before.warnings)")
             let screen = try await fixture.tributary(["status", "--source", "qvp"])
             #expect(screen.standardOutput.contains("paused") && screen.standardOutput.contains("replicator stopped"), "\(screen.standardOutput)")
@@ -111,7 +115,7 @@ import TributaryServices
                 let state = try #require(try await state(fixture, source))
                 #expect(state.state == .drained)
                 #expect(state.flushedLSN! >= state.drainLSN!)
-                #expect(try await statusOf(fixture, source).drainLSN == state.drainLSN?.description)
+                #expect(try await statusOf(fixture, source).drainLSN == state.drainLSN)
             }
             try await eventually("replication stopped after the drain", seconds: 10) {
                 let qvp = try await slotActive(fixture, "qvp"), svp = try await slotActive(fixture, "svp")
@@ -275,5 +279,31 @@ import TributaryServices
         #expect(outcome.status == 0, "\(outcome.standardError.suffix(1500))")
         #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
         #expect(try await fixture.connectTarget().query("SELECT name FROM stg.qvp_items WHERE id = 1").scalar == "while paused")
+    }
+
+    @Test func aSecondApplierOnTheSameTargetIsRefused() async throws {
+        let fixture = try await PipelineFixture.make("two-appliers", sources: [("qvp", ["public.items"])])
+        try await fixture.connectSource("qvp").execute("CREATE TABLE items (id int PRIMARY KEY, name text)")
+        _ = try await fixture.snapshot("qvp")
+        try fixture.writeConfiguration()
+        let first = TestProcess(Paths.tributary, ["apply", "--config", fixture.configurationDirectory])
+        try first.start()
+        do {
+            // The first applier holds the target once it has loaded the snapshot.
+            try await eventually("the first applier loaded the snapshot") {
+                try await fixture.connectTarget().query("SELECT to_regclass('stg.qvp_items') IS NOT NULL").scalar == "t"
+            }
+            let second = try await fixture.tributary(["apply", "--once"])
+            #expect(second.status == 1, "\(second.standardOutput)\(second.standardError)")
+            #expect(second.standardError.contains("another tributary apply (or run, or drain) is applying to this target"), "\(second.standardError)")
+        } catch {
+            first.kill()
+            _ = await first.wait()
+            throw error
+        }
+        first.kill(signal: SIGTERM)
+        #expect(await first.wait().status == 0)
+        // Once it is gone, applying works again.
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
     }
 }

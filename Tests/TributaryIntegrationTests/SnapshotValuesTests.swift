@@ -174,7 +174,7 @@ import TributaryPostgres
             ALTER DATABASE \(SQL.identifier(database)) SET idle_in_transaction_session_timeout = '100ms'
             """)
         let session = try await TargetSession.connect(fixture.target)
-        #expect(try await session.query("SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')").rows[0]
+        #expect(try await session.query("SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')").rows[0].values
                 == ["0", "0"])
         let plain = try await fixture.connectTarget()
         #expect(try await plain.query("SELECT current_setting('statement_timeout')").scalar == "100ms", "the database default applies elsewhere")

@@ -62,6 +62,9 @@ import TributaryServices
         var status = try await statusJSON(fixture)
         #expect(status.state == "not snapshotted")
         #expect(status.warnings.first?.contains("run tributary snapshot --source qvp") == true)
+        #expect(status.warnings.contains { $0.contains("the target has no tributary schema yet") }, "\(status.warnings)")
+        // Status only reads: it never sets up the control schema on the target.
+        #expect(try await fixture.connectTarget().query("SELECT to_regnamespace('tributary') IS NULL").scalar == "t")
 
         _ = try await fixture.snapshot("qvp")
         _ = try await fixture.load("qvp")

@@ -79,25 +79,16 @@ public struct MultipartPlan: Sendable, Equatable {
 public struct OCIRetryPolicy: Sendable, Equatable {
     /// Attempts in all, the first one included.
     public var attempts: Int
-    public var baseDelaySeconds: Double
-    public var maxDelaySeconds: Double
+    public var backoff: Backoff
 
     public init(attempts: Int = 8, baseDelaySeconds: Double = 0.1, maxDelaySeconds: Double = 10) {
         self.attempts = max(1, attempts)
-        self.baseDelaySeconds = baseDelaySeconds
-        self.maxDelaySeconds = maxDelaySeconds
+        backoff = Backoff(initialSeconds: baseDelaySeconds, maximumSeconds: maxDelaySeconds, jitter: true)
     }
 
     /// 429 (throttled) and 5xx are worth another try, except 501: the call is not implemented and
     /// never will be on a second try.
     public static func isRetryable(status: Int) -> Bool {
         status == 429 || (status >= 500 && status != 501)
-    }
-
-    /// "Full jitter" exponential backoff: uniform in [0, min(cap, base·2^retry)]. Jitter spreads the
-    /// retries of many workers that were throttled together. `unit` is a random number in [0, 1).
-    public func delay(beforeRetry retry: Int, unit: Double) -> Double {
-        let ceiling = min(maxDelaySeconds, baseDelaySeconds * Double(1 << min(retry, 30)))
-        return ceiling * min(max(unit, 0), 1)
     }
 }

@@ -6,7 +6,7 @@ import TributaryStorage
 
 /// Applies one CDC batch to STG in one target transaction (DESIGN.md §4): every file is COPYed
 /// into a temporary table while its checksum is verified, reduced to the newest change per key and
-/// merged where the incoming LSN is newer, and the batch is recorded in `tributary.applied_batches`
+/// merged where the incoming LSN is newer, and the batch is recorded in the control state
 /// in the same transaction. A batch already recorded changes nothing.
 struct BatchApplier {
     struct Outcome: Sendable {
@@ -30,11 +30,7 @@ struct BatchApplier {
         let logger = logger
         return try await connection.run { [locals] connection in
             try connection.transaction { connection in
-                let recorded = try connection.query("""
-                    INSERT INTO tributary.applied_batches (source, end_lsn, start_lsn, rows)
-                    VALUES ($1, $2::pg_lsn, $3::pg_lsn, $4) ON CONFLICT DO NOTHING
-                    """, [sourceName, manifest.endLSN.description, manifest.firstCommitLSN.description, String(manifest.rows)])
-                guard recorded.affectedRows == 1 else { return Outcome(applied: false, rows: 0) }
+                guard try ControlStore.claimBatch(manifest, on: connection) else { return Outcome(applied: false, rows: 0) }
                 var outcome = Outcome(applied: true, rows: manifest.rows)
                 for (index, file) in manifest.files.enumerated() {
                     try Self.followSchema(file, existing: columnsByTable[file.stagingTable], policy: policy, source: sourceName,
@@ -45,11 +41,7 @@ struct BatchApplier {
                     outcome.deletes += file.deletes
                     outcome.truncates += file.truncates
                 }
-                try connection.query("""
-                    UPDATE tributary.sources SET applied_lsn = greatest(applied_lsn, $2::pg_lsn),
-                        applied_commit_time = greatest(applied_commit_time, $3::timestamptz), updated_at = now()
-                    WHERE source = $1
-                    """, [sourceName, manifest.endLSN.description, ManifestCoding.format(manifest.lastCommitTime)])
+                try ControlStore.recordApplied(manifest, on: connection)
                 return outcome
             }
         }
@@ -67,24 +59,20 @@ struct BatchApplier {
             throw StorageError.corrupt(key: file.file.key, reason: "\(rows) rows, the manifest says \(file.file.rows)")
         }
         var afterSequence: Int?
-        if file.truncates > 0, let point = try connection.query(sql.truncatePoint).rows.first {
-            afterSequence = Int(point[0]!)
-            let lsn = LSN(point[1]!)!
+        if file.truncates > 0, let point = try connection.query(sql.truncatePoint).first {
+            afterSequence = try point.decode("_seq", as: Int.self)
+            let lsn = try point.decode("_lsn", as: LSN.self)
             try connection.execute(sql.tombstoneOlderThan(lsn))
-            try connection.query("""
-                INSERT INTO tributary.truncations (stg_table, lsn) VALUES ($1, $2::pg_lsn)
-                ON CONFLICT (stg_table) DO UPDATE SET lsn = greatest(tributary.truncations.lsn, excluded.lsn)
-                """, [file.stagingTable, lsn.description])
+            try ControlStore.recordTruncation(of: file.stagingTable, at: lsn, on: connection)
         }
-        let truncatedAt = try connection.query("SELECT lsn FROM tributary.truncations WHERE stg_table = $1", [file.stagingTable])
-            .scalar.flatMap(LSN.init)
-        var folding = try connection.query(sql.hasUnchanged).scalar == "t"
+        let truncatedAt = try ControlStore.truncatedAt(file.stagingTable, on: connection)
+        var folding = try connection.query(sql.hasUnchanged).scalar(Bool.self)
         if folding && file.deletes > 0 {
             // Each pass resolves at least the first unresolved move of every chain; bounded by the rows.
             for _ in 0..<max(1, file.file.rows) {
                 if try connection.query(sql.resolveKeyMoves).affectedRows == 0 { break }
             }
-            folding = try connection.query(sql.hasUnchanged).scalar == "t"
+            folding = try connection.query(sql.hasUnchanged).scalar(Bool.self)
         }
         try connection.execute(sql.merge(afterSequence: afterSequence, truncatedAt: truncatedAt, folding: folding))
     }
@@ -138,7 +126,9 @@ struct BatchApplier {
                 SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
                 """, [QualifiedName(schema: StagingColumns.schema, name: table).sql])
-            if !rows.isEmpty { result[table] = Dictionary(uniqueKeysWithValues: rows.rows.map { ($0[0]!, $0[1]!) }) }
+            if !rows.isEmpty {
+                result[table] = Dictionary(uniqueKeysWithValues: try rows.rows.map { (try $0.decode(at: 0, as: String.self), try $0.decode(at: 1, as: String.self)) })
+            }
         }
         return result
     }

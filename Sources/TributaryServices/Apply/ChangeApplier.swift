@@ -8,8 +8,6 @@ import TributaryStorage
 /// first, then every batch after the source's applied LSN, in LSN order. Continuous mode sleeps on
 /// LISTEN (the replicator NOTIFYs after each manifest) with a slow listing poll as the fallback.
 public struct ChangeApplier: Sendable {
-    public static let channel = "tributary_batches"
-
     public struct Settings: Sendable {
         public var jobs: Int
         /// How often the store is listed when no notification arrives.
@@ -50,17 +48,12 @@ public struct ChangeApplier: Sendable {
 
     /// Applies everything there is now, then returns.
     public func applyOnce(onSnapshotStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report {
-        let connection = try await TargetSession.connect(target)
-        try await ControlSchema.migrate(on: connection)
-        guard try await Self.claimApplierLock(on: connection) else {
-            await connection.close()
-            throw OperatorError("another tributary apply (or run, or drain) is applying to this target: let it finish, or stop it first", kind: .applierBusy)
-        }
+        let control = try await connectAsTheApplier(listen: false)
         var report = Report()
         for source in sources {
-            try await applyPending(source, on: connection, into: &report, limit: nil, onSnapshotStart: onSnapshotStart)
+            try await applyPending(source, on: control, into: &report, limit: nil, onSnapshotStart: onSnapshotStart)
         }
-        await connection.close()
+        await control.close()
         return report
     }
 
@@ -68,14 +61,14 @@ public struct ChangeApplier: Sendable {
     /// others go on. Returns the failures when every source has failed or a stop was requested.
     public func run() async throws -> [String: Error] {
         var failures: [String: Error] = [:]
-        var connection = try await connectAndListen()
-        var backoff = 0.5
+        var control = try await connectAsTheApplier(listen: true)
+        var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
         while !stop.isRequested && failures.count < sources.count {
             var report = Report()
             do {
                 for source in sources where failures[source.name] == nil {
                     do {
-                        try await applyPending(source, on: connection, into: &report, limit: settings.batchesPerRound)
+                        try await applyPending(source, on: control, into: &report, limit: settings.batchesPerRound)
                     } catch let error as PostgresError where error.isTransient {
                         throw error
                     } catch {
@@ -84,57 +77,56 @@ public struct ChangeApplier: Sendable {
                         failures[source.name] = error
                     }
                 }
-                backoff = 0.5
+                backoff.reset()
                 // Another round at once while there is work; otherwise sleep until NOTIFY or the poll.
                 if report.batches == 0 {
-                    _ = try await connection.run { connection in try connection.waitForNotifications(timeout: settings.pollSeconds) }
+                    _ = try await control.connection.run { connection in try connection.waitForNotifications(timeout: settings.pollSeconds) }
                 }
-            } catch let error as PostgresError where error.isTransient {
-                logger.warning("target connection trouble, retrying in \(backoff) s: \(error)")
-                try await Task.sleep(for: .seconds(backoff))
-                backoff = min(backoff * 2, 30)
-                if let fresh = try? await connectAndListen() { connection = fresh }
+            } catch let error as PostgresError where error.isTransient || error.kind == .connectionFailed {
+                let delay = backoff.next()
+                logger.warning("target connection trouble, retrying in \(delay) s: \(error)")
+                try await Task.sleep(for: .seconds(delay))
+                if let fresh = try? await connectAsTheApplier(listen: true) {
+                    await control.close()
+                    control = fresh
+                }
             }
         }
-        await connection.close()
+        await control.close()
         return failures
     }
 
-    /// One applier per target: two would race to record the same batch. Held for the session, so a
-    /// killed applier releases it with its connection.
-    static let applierLock: Int64 = 0x7472_6962_0002
-
-    public static func claimApplierLock(on connection: PostgresConnection) async throws -> Bool {
-        try await connection.query("SELECT pg_try_advisory_lock($1)", [String(applierLock)]).scalar == "t"
-    }
-
-    private func connectAndListen() async throws -> PostgresConnection {
-        let connection = try await TargetSession.connect(target)
-        try await ControlSchema.migrate(on: connection)
-        guard try await Self.claimApplierLock(on: connection) else {
-            await connection.close()
-            throw OperatorError("another tributary apply (or run, or drain) is applying to this target: stop it first", kind: .applierBusy)
+    /// The applier's own target session: migrated, holding the one-applier lock, and (for the
+    /// continuous applier) listening for batches and for pause and resume.
+    private func connectAsTheApplier(listen: Bool) async throws -> ControlStore {
+        let control = ControlStore(try await TargetSession.connect(target))
+        do {
+            try await control.migrate()
+            guard try await control.claimApplierLock() else {
+                throw OperatorError("another tributary apply (or run, or drain) is applying to this target: let it finish, or stop it first",
+                                    kind: .applierBusy)
+            }
+            if listen { try await control.listenForBatchesAndControl() }
+            return control
+        } catch {
+            await control.close()
+            throw error
         }
-        // Batches written wake it, and so do pause and resume.
-        try await connection.execute("LISTEN \(Self.channel); LISTEN \(SourceControl.channel)")
-        return connection
     }
 
-    private func applyPending(_ source: SourceConfiguration, on connection: PostgresConnection, into report: inout Report,
+    private func applyPending(_ source: SourceConfiguration, on control: ControlStore, into report: inout Report,
                               limit: Int?, onSnapshotStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws {
         let log = logger.with(source: source.name)
         let snapshots = SnapshotLoader(target: target, store: store, jobs: settings.jobs, settings: settings.snapshot, logger: logger)
         // A cheap look first: the load itself opens its own connections.
-        if try await snapshots.pendingSnapshot(source: source.name, on: connection) != nil,
+        if try await snapshots.pendingSnapshot(source: source.name, control: control) != nil,
            let snapshot = try await snapshots.load(source: source.name, onStart: onSnapshotStart) {
             report.snapshots.append(snapshot)
         }
-        let state = try await connection.query("SELECT applied_lsn, apply_paused FROM tributary.sources WHERE source = $1", [source.name])
-        if state.value(0, "apply_paused") == "t" { return }
-        guard let applied = state.value(0, "applied_lsn").flatMap(LSN.init) else {
-            // No snapshot applied yet: changes have nothing to apply to.
-            return
-        }
+        let position = try await control.applyPosition(of: source.name)
+        // Paused by an operator, or no snapshot applied yet (changes have nothing to apply to).
+        guard !position.paused, let applied = position.applied else { return }
+        let connection = control.connection
         let applier = BatchApplier(source: source, store: store, logger: log)
         var after = applied
         var count = 0

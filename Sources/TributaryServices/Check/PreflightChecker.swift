@@ -47,11 +47,10 @@ public struct PreflightChecker: Sendable {
                 SELECT current_setting('server_version') AS version, current_setting('server_version_num')::int AS number,
                        current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots) AS free_slots,
                        current_setting('max_wal_senders')::int - (SELECT count(*) FROM pg_stat_replication) AS free_senders,
-                       (SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1) AS slot_lsn,
-                       EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $2) AS publication_exists
-                """, [source.slot, source.publication])
-            pass("reachable: PostgreSQL \(server.value(0, "version")!) at \(connection.endpoint)")
-            if Int(server.value(0, "number")!)! < 150000 {
+                       EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1) AS publication_exists
+                """, [source.publication]).rows[0]
+            pass("reachable: PostgreSQL \(try server.decode("version", as: String.self)) at \(connection.endpoint)")
+            if try server.decode("number", as: Int.self) < 150000 {
                 fail("PostgreSQL 15 or newer is required (pgoutput protocol 2 with streaming and MERGE)")
             }
             do {
@@ -60,14 +59,15 @@ public struct PreflightChecker: Sendable {
             } catch {
                 fail("\(error)")
             }
-            if let lsn = server.value(0, "slot_lsn") {
-                pass("replication slot \(source.slot) exists (confirmed up to \(lsn))")
-            } else if Int(server.value(0, "free_slots")!)! > 0, Int(server.value(0, "free_senders")!)! > 0 {
-                pass("replication slot \(source.slot) can be created (\(server.value(0, "free_slots")!) free)")
+            let freeSlots = try server.decode("free_slots", as: Int.self), freeSenders = try server.decode("free_senders", as: Int.self)
+            if let slot = try await ReplicationSlot.find(source.slot, on: connection) {
+                pass("replication slot \(source.slot) exists (confirmed up to \(slot.confirmedFlushLSN?.description ?? "-"))")
+            } else if freeSlots > 0, freeSenders > 0 {
+                pass("replication slot \(source.slot) can be created (\(freeSlots) free)")
             } else {
                 fail("no free replication slot or WAL sender: raise max_replication_slots and max_wal_senders and restart")
             }
-            if server.value(0, "publication_exists") == "t" {
+            if try server.decode("publication_exists", as: Bool.self) {
                 pass("publication \(source.publication) exists")
             } else if source.createPublication {
                 pass("publication \(source.publication) will be created by snapshot")
@@ -96,10 +96,10 @@ public struct PreflightChecker: Sendable {
             let connection = try await PostgresConnection.connect(configuration.target.connection, name: "target", applicationName: "tributary check")
             let server = try await connection.query("""
                 SELECT current_setting('server_version') AS version, has_database_privilege(current_database(), 'CREATE') AS may_create
-                """)
+                """).rows[0]
             var results = [Result(subject: "target", passed: true,
-                                  message: "reachable: PostgreSQL \(server.value(0, "version")!) at \(connection.endpoint)")]
-            if server.value(0, "may_create") == "t" {
+                                  message: "reachable: PostgreSQL \(try server.decode("version", as: String.self)) at \(connection.endpoint)")]
+            if try server.decode("may_create", as: Bool.self) {
                 try await connection.execute("CREATE TEMP TABLE tributary_check (x int); DROP TABLE tributary_check")
                 results.append(Result(subject: "target", passed: true, message: "writable, may create schemas tributary and stg"))
             } else {

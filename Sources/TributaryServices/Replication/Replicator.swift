@@ -71,13 +71,10 @@ public struct Replicator: Sendable {
     public func run() async throws -> Summary {
         let side = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary replicate")
         try await SourceChecks.requireLogicalDecoding(on: side, source: source)
-        let slot = try await side.query(
-            "SELECT confirmed_flush_lsn, active_pid FROM pg_replication_slots WHERE slot_name = $1 AND database = current_database()",
-            [source.slot])
-        guard !slot.isEmpty else {
+        guard let slot = try await ReplicationSlot.find(source.slot, on: side), slot.inThisDatabase else {
             throw OperatorError("replication slot \"\(source.slot)\" does not exist on \(source.name): run tributary snapshot --source \(source.name) first")
         }
-        if let pid = slot.value(0, "active_pid") {
+        if let pid = slot.activePID {
             throw OperatorError("replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): another replicator is running for it", kind: .slotInUse)
         }
         let tables = try await SourceCatalog.describe(source.tables, source: source, on: side)
@@ -92,7 +89,7 @@ public struct Replicator: Sendable {
         let system = try await replication.simpleQuery("IDENTIFY_SYSTEM")
         // Transactions larger than this reach us streamed before they commit, and go to spill files.
         try await replication.execute("SET logical_decoding_work_mem = '\(max(64, settings.limits.memoryBytesMax >> 10))kB'")
-        let start = slot.value(0, "confirmed_flush_lsn").flatMap(LSN.init) ?? .zero
+        let start = slot.confirmedFlushLSN ?? .zero
         let publication = SQL.literal(SQL.identifier(source.publication))
         try await replication.startReplication("""
             START_REPLICATION SLOT \(SQL.identifier(source.slot)) LOGICAL \(start) \
@@ -100,9 +97,10 @@ public struct Replicator: Sendable {
             """)
         var log = logger
         log[metadataKey: LogKey.slot] = .string(source.slot)
+        let (systemID, timeline) = (try system.first?.decodeIfPresent("systemid", as: String.self),
+                                    try system.first?.decodeIfPresent("timeline", as: String.self))
         log.info("replicating", metadata: [LogKey.lsn: .string(start.description),
-                                           "system": .string(system.value(0, "systemid") ?? "?"),
-                                           "timeline": .string(system.value(0, "timeline") ?? "?")])
+                                           "system": .string(systemID ?? "?"), "timeline": .string(timeline ?? "?")])
         let session = ReplicationSession(
             replicator: self, registry: RelationRegistry(source: source, described: tables, catalog: side, logger: log),
             side: side, directory: directory, durable: start, logger: log)

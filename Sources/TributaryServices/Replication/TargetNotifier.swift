@@ -8,7 +8,7 @@ import TributaryPostgres
 public actor TargetNotifier {
     private let target: String
     private let logger: Logger
-    private var connection: PostgresConnection?
+    private var control: ControlStore?
 
     public init(target: String, logger: Logger) {
         self.target = target
@@ -17,21 +17,15 @@ public actor TargetNotifier {
 
     public func batchWritten(_ manifest: BatchManifest) async {
         do {
-            if connection == nil {
-                let opened = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary replicate")
-                try await ControlSchema.migrate(on: opened)
-                connection = opened
+            if control == nil {
+                control = try await ControlStore.open(target, applicationName: "tributary replicate", migrate: true)
             }
-            try await connection!.query("""
-                UPDATE tributary.sources SET flushed_lsn = greatest(flushed_lsn, $2::pg_lsn),
-                    flushed_commit_time = greatest(flushed_commit_time, $3::timestamptz), updated_at = now()
-                WHERE source = $1
-                """, [manifest.source, manifest.endLSN.description, ManifestCoding.format(manifest.lastCommitTime)])
-            try await connection!.query("SELECT pg_notify($1, $2)", [ChangeApplier.channel, manifest.source])
+            try await control!.recordFlushed(manifest.source, at: manifest.endLSN, commitTime: manifest.lastCommitTime)
+            try await control!.announceBatch(of: manifest.source)
         } catch {
             logger.warning("could not notify the target (the applier will find the batch by polling): \(error)")
-            await connection?.close()
-            connection = nil
+            await control?.close()
+            control = nil
         }
     }
 }

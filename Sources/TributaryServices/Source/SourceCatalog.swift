@@ -23,22 +23,22 @@ public enum SourceCatalog {
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
             """, [table.table.schema, table.table.name])
-        guard !found.isEmpty else {
+        guard let row = found.first else {
             throw OperatorError("table \(table.table) does not exist on \(source.name): create it, or remove it from \(source.file)")
         }
-        let oid = UInt32(found.value(0, "oid")!)!
-        guard found.value(0, "readable") == "t" else {
+        let oid = try row.decode("oid", as: UInt32.self)
+        guard try row.decode("readable", as: Bool.self) else {
             throw OperatorError("the role of \(source.name) may not read \(table.table): GRANT SELECT ON \(table.table.sql) TO <role>")
         }
-        let replicaIdentity = found.value(0, "relreplident")!
+        let replicaIdentity = try row.decode("relreplident", as: String.self)
         let (columns, omitted) = try await describeColumns(oid: oid, table: table, source: source, on: connection)
         let key = try await key(oid: oid, replicaIdentity: replicaIdentity, table: table, source: source,
                                 columns: columns.map(\.name), on: connection)
         return SourceTable(
             configuration: table, oid: oid,
             relation: RelationSchema(table: table.table, columns: columns, key: key),
-            pages: Int(found.value(0, "pages")!)!, estimatedRows: Int(found.value(0, "estimated_rows")!)!,
-            estimatedBytes: Int(found.value(0, "estimated_bytes")!)!, isPartitioned: found.value(0, "relkind") == "p",
+            pages: try row.decode("pages"), estimatedRows: try row.decode("estimated_rows"),
+            estimatedBytes: try row.decode("estimated_bytes"), isPartitioned: try row.decode("relkind", as: String.self) == "p",
             omittedColumns: omitted)
     }
 
@@ -52,23 +52,21 @@ public enum SourceCatalog {
             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
             ORDER BY a.attnum
             """, [String(oid)])
-        let names = rows.rows.map { $0[0]! }
-        for excluded in table.excludedColumns where !names.contains(excluded) {
+        let attributes = try rows.decode(CatalogColumn.self)
+        for excluded in table.excludedColumns where !attributes.contains(where: { $0.name == excluded }) {
             throw OperatorError("\(source.file): exclude_columns names \"\(excluded)\", which \(table.table) on \(source.name) does not have")
         }
-        let catalog = try await typeCatalog(oids: rows.rows.map { UInt32($0[2]!)! }, on: connection)
+        let catalog = try await typeCatalog(oids: attributes.map(\.typeOid), on: connection)
         var columns: [ColumnSchema] = []
         var omitted: [String] = []
-        for row in rows.rows {
-            let name = row[0]!
-            if row[4] == "t" || table.excludedColumns.contains(name) {
-                omitted.append(name)
+        for attribute in attributes {
+            if attribute.generated || table.excludedColumns.contains(attribute.name) {
+                omitted.append(attribute.name)
                 continue
             }
-            let typeOid = UInt32(row[2]!)!
-            let stagingType = try StagingTypeMapper.stagingType(oid: typeOid, formattedWithModifier: row[1]!, catalog: catalog)
-            columns.append(ColumnSchema(name: name, sourceType: row[1]!, stagingType: stagingType,
-                                        typeOid: typeOid, notNull: row[3] == "t", missingValue: row[5]))
+            let stagingType = try StagingTypeMapper.stagingType(oid: attribute.typeOid, formattedWithModifier: attribute.formatted, catalog: catalog)
+            columns.append(ColumnSchema(name: attribute.name, sourceType: attribute.formatted, stagingType: stagingType,
+                                        typeOid: attribute.typeOid, notNull: attribute.notNull, missingValue: attribute.missingValue))
         }
         return (columns, omitted)
     }
@@ -90,7 +88,7 @@ public enum SourceCatalog {
             """, ["{" + oids.map(String.init).joined(separator: ",") + "}"])
         var catalog: [UInt32: CatalogType] = [:]
         for row in rows.rows {
-            let kind: CatalogType.Kind = switch row[2] {
+            let kind: CatalogType.Kind = switch try row.decode("typtype", as: String.self) {
             case "c": .composite
             case "d": .domain
             case "e": .enumeration
@@ -99,9 +97,10 @@ public enum SourceCatalog {
             case "m": .multirange
             default: .base
             }
-            let oid = UInt32(row[0]!)!
-            catalog[oid] = CatalogType(oid: oid, schema: row[1]!, kind: kind, baseTypeOID: UInt32(row[3]!)!,
-                                       baseFormatted: row[4] ?? "", elementOID: UInt32(row[5]!)!, isArray: row[6] == "t")
+            let oid = try row.decode("oid", as: UInt32.self)
+            catalog[oid] = CatalogType(oid: oid, schema: try row.decode("nspname"), kind: kind, baseTypeOID: try row.decode("typbasetype"),
+                                       baseFormatted: try row.decodeIfPresent("base_formatted") ?? "", elementOID: try row.decode("typelem"),
+                                       isArray: try row.decode("is_array"))
         }
         return catalog
     }
@@ -118,8 +117,10 @@ public enum SourceCatalog {
             WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisreplident)
             ORDER BY i.indexrelid, k.position
             """, [String(oid)])
-        let primaryKey = rows.rows.filter { $0[0] == "t" }.map { $0[2]! }
-        let identityIndex = rows.rows.filter { $0[1] == "t" }.map { $0[2]! }
+        let members = try rows.rows.map { (primary: try $0.decode("indisprimary", as: Bool.self),
+                                           identity: try $0.decode("indisreplident", as: Bool.self), column: try $0.decode("attname", as: String.self)) }
+        let primaryKey = members.filter(\.primary).map(\.column)
+        let identityIndex = members.filter(\.identity).map(\.column)
         let identity: [String]? = switch replicaIdentity {
         case "d": primaryKey.isEmpty ? nil : primaryKey
         case "i": identityIndex
@@ -150,5 +151,26 @@ public enum SourceCatalog {
             throw OperatorError("key column \"\(column)\" of \(table.table) on \(source.name) is excluded or generated: it must be replicated")
         }
         return identity
+    }
+}
+
+/// One column as `pg_attribute` describes it.
+struct CatalogColumn: QueryRowDecodable {
+    var name: String
+    /// `format_type` with the modifier: `numeric(12,2)`.
+    var formatted: String
+    var typeOid: UInt32
+    var notNull: Bool
+    /// A generated column: pgoutput never sends it.
+    var generated: Bool
+    var missingValue: String?
+
+    init(row: QueryRow) throws {
+        name = try row.decode("attname")
+        formatted = try row.decode("formatted")
+        typeOid = try row.decode("atttypid")
+        notNull = try row.decode("attnotnull")
+        generated = try row.decode("generated")
+        missingValue = try row.decodeIfPresent("missing_value")
     }
 }

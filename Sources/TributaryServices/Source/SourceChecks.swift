@@ -9,12 +9,13 @@ enum SourceChecks {
                    (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user) AS may_replicate,
                    current_user AS role
             """)
-        let walLevel = settings.value(0, "wal_level") ?? "?"
+        let row = settings.rows[0]
+        let walLevel = try row.decode("wal_level", as: String.self)
         guard walLevel == "logical" else {
             throw OperatorError("wal_level is \(walLevel) on \(source.name): set wal_level = logical in postgresql.conf and restart the server")
         }
-        guard settings.value(0, "may_replicate") == "t" else {
-            let role = settings.value(0, "role") ?? "?"
+        guard try row.decodeIfPresent("may_replicate", as: Bool.self) == true else {
+            let role = try row.decode("role", as: String.self)
             throw OperatorError("role \(role) on \(source.name) may not replicate: ALTER ROLE \(SQL.identifier(role)) WITH REPLICATION")
         }
     }

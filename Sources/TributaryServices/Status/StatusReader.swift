@@ -4,16 +4,34 @@ import TributaryPostgres
 import TributaryStorage
 
 /// What `tributary status` shows per source, read from the source (WAL and slot), the staging
-/// store (batches not yet applied) and the target's control schema. Works while nothing runs.
+/// store (batches not yet applied) and the target's control state. Works while nothing runs.
 public struct SourceStatus: Sendable, Codable, Equatable {
-    /// running, paused, draining, drained; or "not snapshotted" before the first applied snapshot.
-    public var state: String
+    /// The source's state as an operator sees it.
+    public enum State: String, Sendable, Codable, Equatable {
+        /// No snapshot of the source has been applied to the target yet.
+        case notSnapshotted = "not snapshotted"
+        case running, paused, draining, drained
+
+        init(_ state: SourceState) {
+            switch state {
+            case .running: self = .running
+            case .paused: self = .paused
+            case .draining: self = .draining
+            case .drained: self = .drained
+            }
+        }
+
+        /// Not consuming the slot is expected of a paused or drained source, and a fault otherwise.
+        public var replicatorExpected: Bool { self == .running || self == .draining }
+    }
+
+    public var state: State
     public var source: String
     public var slot: String
     /// Whether a replicator is consuming the slot now.
     public var replicatorActive: Bool?
-    public var sourceLSN: String?
-    public var confirmedLSN: String?
+    public var sourceLSN: LSN?
+    public var confirmedLSN: LSN?
     /// WAL the source still holds for Tributary: current position − slot's confirmed position.
     public var sourceLagBytes: Int?
     /// WAL the slot keeps on the source's disk (from its restart position).
@@ -21,8 +39,8 @@ public struct SourceStatus: Sendable, Codable, Equatable {
     public var walStatus: String?
     public var stagedBatches: Int
     public var stagedBytes: Int
-    public var flushedLSN: String?
-    public var appliedLSN: String?
+    public var flushedLSN: LSN?
+    public var appliedLSN: LSN?
     public var appliedCommitTime: Date?
     /// now − commit time of the newest applied change (heartbeats keep it honest on idle sources).
     public var lagSeconds: Double?
@@ -30,7 +48,17 @@ public struct SourceStatus: Sendable, Codable, Equatable {
     public var changesPerSecond: Double
     public var warnings: [String]
     /// While draining or drained: the end the drain fixed.
-    public var drainLSN: String?
+    public var drainLSN: LSN?
+
+    public init(source: SourceConfiguration) {
+        state = .notSnapshotted
+        self.source = source.name
+        slot = source.slot
+        stagedBatches = 0
+        stagedBytes = 0
+        changesPerSecond = 0
+        warnings = []
+    }
 
     enum CodingKeys: String, CodingKey {
         case state, source, slot, replicatorActive, confirmedLSN = "confirmedLsn", sourceLSN = "sourceLsn", sourceLagBytes
@@ -48,82 +76,77 @@ public struct StatusReader: Sendable {
         self.store = store
     }
 
+    /// Reads only: a target no writing command has touched yet is reported as such, not set up.
     public func read(_ sources: [SourceConfiguration]) async throws -> [SourceStatus] {
-        let connection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary status")
-        try await ControlSchema.migrate(on: connection)
+        let control = try await ControlStore.open(target, applicationName: "tributary status", migrate: false)
+        defer { Task { await control.close() } }
+        let migrated = try await control.isMigrated()
         var result: [SourceStatus] = []
-        for source in sources { result.append(try await read(source, target: connection)) }
-        await connection.close()
+        for source in sources {
+            var status = SourceStatus(source: source)
+            if migrated { try await readControlState(into: &status, control: control) }
+            await readSource(source, into: &status)
+            if !migrated {
+                status.warnings.append("the target has no tributary schema yet: nothing was applied to it (tributary apply or run does)")
+            }
+            result.append(status)
+        }
         return result
     }
 
-    func read(_ source: SourceConfiguration, target: PostgresConnection) async throws -> SourceStatus {
-        var status = SourceStatus(state: "not snapshotted", source: source.name, slot: source.slot, stagedBatches: 0, stagedBytes: 0,
-                                  changesPerSecond: 0, warnings: [])
-        let control = try await target.query("""
-            SELECT state, flushed_lsn, applied_lsn, drain_lsn, applied_commit_time, extract(epoch FROM now() - applied_commit_time) AS lag,
-                   (SELECT coalesce(sum(rows), 0) / 60.0 FROM tributary.applied_batches
-                    WHERE source = $1 AND applied_at > now() - interval '1 minute') AS rate
-            FROM tributary.sources WHERE source = $1
-            """, [source.name])
-        if !control.isEmpty {
-            status.state = control.value(0, "state")!
-            status.flushedLSN = control.value(0, "flushed_lsn")
-            status.drainLSN = control.value(0, "drain_lsn")
-            status.appliedLSN = control.value(0, "applied_lsn")
-            status.appliedCommitTime = control.value(0, "applied_commit_time").flatMap(Self.parseTime)
-            status.lagSeconds = control.value(0, "lag").flatMap(Double.init)
-            status.changesPerSecond = Double(control.value(0, "rate") ?? "0") ?? 0
-        }
+    func readControlState(into status: inout SourceStatus, control: ControlStore) async throws {
+        guard let row = try await control.statusRow(of: status.source) else { return }
+        status.state = .init(row.state)
+        status.flushedLSN = row.flushedLSN
+        status.drainLSN = row.drainLSN
+        status.appliedLSN = row.appliedLSN
+        status.appliedCommitTime = row.appliedCommitTime
+        status.lagSeconds = row.lagSeconds
+        status.changesPerSecond = row.changesPerSecond
         // Staged but not applied: batches after the applied position.
-        if let applied = status.appliedLSN.flatMap(LSN.init) {
-            let pending = try await store.list(prefix: ObjectNaming.cdcPrefix(source: source.name),
-                                               startAfter: ObjectNaming.cdcDirectory(source: source.name, endLSN: applied) + "~")
+        if let applied = row.appliedLSN {
+            let pending = try await store.list(prefix: ObjectNaming.cdcPrefix(source: status.source),
+                                               startAfter: ObjectNaming.cdcDirectory(source: status.source, endLSN: applied) + "~")
             status.stagedBatches = pending.filter { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }.count
             status.stagedBytes = pending.reduce(0) { $0 + $1.size }
         }
+    }
+
+    func readSource(_ source: SourceConfiguration, into status: inout SourceStatus) async {
         do {
             let connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary status")
-            let slot = try await connection.query("""
-                SELECT pg_current_wal_lsn() AS current, s.confirmed_flush_lsn, s.active,
-                       pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint AS lag,
-                       pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint AS retained,
-                       s.wal_status, s.safe_wal_size
-                FROM (SELECT 1) AS one LEFT JOIN pg_replication_slots s ON s.slot_name = $1
-                """, [source.slot])
-            await connection.close()
-            status.sourceLSN = slot.value(0, "current")
-            status.confirmedLSN = slot.value(0, "confirmed_flush_lsn")
-            if status.confirmedLSN == nil {
+            defer { Task { await connection.close() } }
+            status.sourceLSN = try await connection.query("SELECT pg_current_wal_lsn()").scalar(LSN.self)
+            guard let slot = try await ReplicationSlot.find(source.slot, on: connection) else {
                 status.warnings.append("replication slot \(source.slot) does not exist on \(source.name): run tributary snapshot --source \(source.name)")
-            } else {
-                status.replicatorActive = slot.value(0, "active") == "t"
-                status.sourceLagBytes = slot.value(0, "lag").flatMap(Int.init)
-                status.retainedWALBytes = slot.value(0, "retained").flatMap(Int.init)
-                status.walStatus = slot.value(0, "wal_status")
-                if status.replicatorActive == false && (status.state == "running" || status.state == "draining") {
-                    status.warnings.append("no replicator is consuming the slot: the source retains WAL until tributary run (or replicate --source \(source.name)) runs")
-                }
-                if status.state == "paused" {
-                    status.warnings.append("paused: the source retains WAL for the slot until tributary resume \(source.name)")
-                }
-                if let safe = slot.value(0, "safe_wal_size").flatMap(Int.init), let retained = status.retainedWALBytes,
-                   safe < retained / 4 {
-                    status.warnings.append("the slot nears max_slot_wal_keep_size: \(safe) bytes left before the source invalidates it")
-                }
-                if status.walStatus == "lost" {
-                    status.warnings.append("the slot lost WAL it needed: take a new snapshot (tributary snapshot --source \(source.name) --restart)")
-                }
+                return
             }
+            status.confirmedLSN = slot.confirmedFlushLSN
+            status.replicatorActive = slot.isActive
+            status.sourceLagBytes = slot.lagBytes
+            status.retainedWALBytes = slot.retainedBytes
+            status.walStatus = slot.walStatus
+            status.warnings += Self.slotWarnings(slot, status: status, source: source)
         } catch {
             status.warnings.append("source unreachable: \(error)")
         }
-        return status
     }
 
-    static func parseTime(_ text: String) -> Date? {
-        // PostgreSQL's ISO form under TimeZone=UTC: 2026-11-25 10:12:14.760203+00
-        ManifestCoding.parseTimestamp(text.replacingOccurrences(of: " ", with: "T").replacingOccurrences(of: "+00", with: "Z"))
+    static func slotWarnings(_ slot: ReplicationSlot, status: SourceStatus, source: SourceConfiguration) -> [String] {
+        var warnings: [String] = []
+        if !slot.isActive && status.state.replicatorExpected {
+            warnings.append("no replicator is consuming the slot: the source retains WAL until tributary run (or replicate --source \(source.name)) runs")
+        }
+        if status.state == .paused {
+            warnings.append("paused: the source retains WAL for the slot until tributary resume \(source.name)")
+        }
+        if let safe = slot.safeWALSize, let retained = slot.retainedBytes, safe < retained / 4 {
+            warnings.append("the slot nears max_slot_wal_keep_size: \(safe) bytes left before the source invalidates it")
+        }
+        if slot.walStatus == "lost" {
+            warnings.append("the slot lost WAL it needed: take a new snapshot (tributary snapshot --source \(source.name) --restart)")
+        }
+        return warnings
     }
 }
 

@@ -27,13 +27,13 @@ public struct IndicatorChecker: Sendable {
         for check in source.checks {
             var outcome = Outcome(source: source.name, name: check.name, sourceRows: [], targetRows: nil, problem: nil)
             do {
-                outcome.sourceRows = try await sourceConnection.query(check.sourceSQL).rows
+                outcome.sourceRows = try await sourceConnection.query(check.sourceSQL).rows.map(\.values)
             } catch let error as PostgresError {
                 outcome.problem = "the source query failed (fix checks: \(check.name) in \(source.file)): \(error)"
             }
             if outcome.problem == nil {
                 do {
-                    outcome.targetRows = try await targetConnection.query(check.targetSQL).rows
+                    outcome.targetRows = try await targetConnection.query(check.targetSQL).rows.map(\.values)
                 } catch let error as PostgresError {
                     outcome.problem = "the target query failed (fix checks: \(check.name) in \(source.file)): \(error)"
                 }

@@ -40,14 +40,14 @@ public struct TableComparer: Sendable {
             let sourceSide = try await sourceConnection.query(ChecksumSQL.checksum(table: table.table, columns: columns, excludeTombstones: false))
             var comparison = Comparison(
                 source: source.name, table: table.table.description, stagingTable: "stg.\(table.stagingTable)",
-                sourceRows: Int(sourceSide.value(0, "rows")!)!, stagingRows: nil,
-                sourceChecksum: sourceSide.value(0, "checksum")!, stagingChecksum: nil, problem: nil)
+                sourceRows: try sourceSide.rows[0].decode("rows"), stagingRows: nil,
+                sourceChecksum: try sourceSide.rows[0].decode("checksum"), stagingChecksum: nil, problem: nil)
             let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
             do {
                 let stagingSide = try await targetConnection.query(
                     ChecksumSQL.checksum(table: stagingTable, columns: columns, excludeTombstones: true))
-                comparison.stagingRows = Int(stagingSide.value(0, "rows")!)!
-                comparison.stagingChecksum = stagingSide.value(0, "checksum")!
+                comparison.stagingRows = try stagingSide.rows[0].decode("rows", as: Int.self)
+                comparison.stagingChecksum = try stagingSide.rows[0].decode("checksum", as: String.self)
                 if !comparison.matches {
                     comparison.differingRanges = try await narrow(
                         table: table.table, stagingTable: stagingTable, columns: columns, key: described.relation.key,
@@ -76,11 +76,14 @@ public struct TableComparer: Sendable {
                         lower: [String?]?, upper: [String?]?, depth: Int) async throws -> [String] {
         let buckets = 16
         let bounds = try await source.query(KeyRangeSQL.boundaries(table: table, key: key, lower: lower, upper: upper, buckets: buckets))
-            .rows.map { row in row.map { $0 } }
+            .rows.map(\.values)
         func sums(_ connection: PostgresConnection, _ name: QualifiedName, tombstones: Bool) async throws -> [String: String] {
             let result = try await connection.query(KeyRangeSQL.bucketChecksums(table: name, columns: columns, key: key, bounds: bounds,
                                                                                lower: lower, upper: upper, excludeTombstones: tombstones))
-            return Dictionary(uniqueKeysWithValues: result.rows.map { ($0[0]!, "\($0[1]!)/\($0[2] ?? "")") })
+            return Dictionary(uniqueKeysWithValues: try result.rows.map { row in
+                (try row.decode(at: 0, as: String.self),
+                 "\(try row.decode(at: 1, as: String.self))/\(try row.decodeIfPresent(at: 2, as: String.self) ?? "")")
+            })
         }
         let sourceSums = try await sums(source, table, tombstones: false)
         let targetSums = try await sums(target, stagingTable, tombstones: true)

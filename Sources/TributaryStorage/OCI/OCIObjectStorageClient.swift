@@ -237,7 +237,7 @@ public final class OCIObjectStorageClient: Sendable {
                 guard attempt < settings.retry.attempts else { throw OCIError.unreachable(operation: operation, cause: failure, attempts: attempt) }
                 retryReason = failure.message
             }
-            let delay = settings.retry.delay(beforeRetry: attempt - 1, unit: Double.random(in: 0..<1))
+            let delay = settings.retry.backoff.delay(beforeRetry: attempt - 1, unit: Double.random(in: 0..<1))
             Counter(label: "tributary_oci_retries_total", dimensions: [("operation", operation)]).increment()
             logger.debug("OCI request will be retried", metadata: [
                 "operation": "\(operation)", "object": "\(object)", "attempt": "\(attempt)", "reason": "\(retryReason)",

@@ -42,7 +42,7 @@ struct Drain: AsyncParsableCommand {
                 .run(timeoutSeconds: timeout, requireReadOnly: requireReadOnly) { await printer.show($0) }
             let seconds = (ContinuousClock.now - started).seconds
             print("\ndrain: complete in \(Format.duration(seconds)); the sources are drained and their slots kept "
-                  + "(drop them with SELECT pg_drop_replication_slot('<slot>') on each source after cutover)")
+                  + "(drop them with tributary drop-slot --all after cutover)")
             print(Format.pad("source", 8) + Format.pad("end LSN", 18) + Format.pad("batches", 10, right: true) + Format.pad("rows", 12, right: true))
             for report in reports {
                 print(Format.pad(report.source, 8) + Format.pad(report.endLSN.description, 18)
@@ -50,7 +50,7 @@ struct Drain: AsyncParsableCommand {
             }
             guard !noVerify else { return }
             print("")
-            let outcome = try await Verify.verify(configuration.target.connection, sources: selected, tables: [], rechecks: 0)
+            let outcome = try await Verifier(target: configuration.target.connection).verify(selected, rechecks: 0)
             outcome.printTable()
             if !outcome.matches { throw ExitCode(1) }
         }

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import TributaryCore
-import TributaryPostgres
 import TributaryServices
 
 /// Sources named on the command line, or all of them with --all.
@@ -13,6 +12,10 @@ struct SourceSelection: ParsableArguments {
         guard all != !names.isEmpty else { throw ValidationError("name the sources, or give --all") }
         return all ? configuration.sources : try configuration.sources(named: names)
     }
+}
+
+extension SourceOperations.Transition {
+    var line: String { "\(source): \(from?.rawValue ?? "new") → \(to.rawValue)" }
 }
 
 struct Pause: AsyncParsableCommand {
@@ -27,16 +30,11 @@ struct Pause: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let target = try await PostgresConnection.connect(configuration.target.connection, name: "target", applicationName: "tributary pause")
-            try await ControlSchema.migrate(on: target)
+            let operations = SourceOperations(target: configuration.target.connection)
             for source in try selection.resolve(configuration) {
-                if try await SourceControl.state(of: source.name, on: target)?.state == .drained {
-                    throw OperatorError("\(source.name) is drained: there is nothing to pause (tributary resume \(source.name) restarts it)")
-                }
-                let before = try await SourceControl.set(source, to: .paused, applyPaused: apply, on: target)
-                print("\(source.name): \(before?.rawValue ?? "new") → paused" + (apply ? " (replication and apply)" : " (replication; apply continues)"))
+                let transition = try await operations.pause(source, apply: apply)
+                print(transition.line + (apply ? " (replication and apply)" : " (replication; apply continues)"))
             }
-            await target.close()
         }
     }
 }
@@ -50,13 +48,10 @@ struct Resume: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let target = try await PostgresConnection.connect(configuration.target.connection, name: "target", applicationName: "tributary resume")
-            try await ControlSchema.migrate(on: target)
+            let operations = SourceOperations(target: configuration.target.connection)
             for source in try selection.resolve(configuration) {
-                let before = try await SourceControl.set(source, to: .running, on: target)
-                print("\(source.name): \(before?.rawValue ?? "new") → running")
+                print(try await operations.resume(source).line)
             }
-            await target.close()
         }
     }
 }

@@ -1,9 +1,7 @@
 import ArgumentParser
 import Foundation
 import TributaryCore
-import Logging
 import TributaryServices
-import TributaryStorage
 
 struct Snapshot: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,44 +29,31 @@ struct Snapshot: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let logger = global.makeLogger("tributary.snapshot")
+            let logger = global.makeLogger("snapshot")
             let store = try global.openStagingStore(configuration.target)
-            for source in try configuration.sources(named: sources) {
-                let snapshotter = Snapshotter(source: source, settings: configuration.target.snapshot, store: store,
-                                              workDirectory: configuration.target.workDirectory, logger: logger)
-                let display = ProgressDisplay(logger: logger)
-                let started = ContinuousClock.now
-                let loader = SnapshotLoader(target: configuration.target.connection, store: store,
-                                            jobs: jobs ?? configuration.target.snapshot.jobs,
-                                            settings: configuration.target.snapshot, logger: logger)
-                let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs ?? configuration.target.snapshot.jobs,
-                                                      handoffDirectory: "\(configuration.target.workDirectory)/handoff/\(source.name)",
-                                                      handoffBytes: configuration.target.snapshot.applyCacheBytes) : nil
-                let manifest: SnapshotManifest
-                do {
-                    manifest = try await display.around {
-                        try await snapshotter.run(options: .init(restart: restart, jobs: jobs), observer: eager, onStart: display.start)
+            let display = ProgressDisplay(logger: logger)
+            try await display.around {
+                try await SnapshotService(configuration: configuration, store: store, logger: logger)
+                    .run(try configuration.sources(named: sources), options: .init(restart: restart, jobs: jobs), apply: apply,
+                         onProgress: display.start) { event in
+                        display.stop()
+                        print(Self.line(event, store: store))
                     }
-                } catch {
-                    try? await eager?.finish()
-                    throw error
-                }
-                let rows = manifest.tables.reduce(0) { $0 + $1.rows }
-                let bytes = manifest.tables.flatMap(\.parts).reduce(0) { $0 + $1.bytes }
-                print("snapshot \(source.name): \(manifest.tables.count) tables, \(Format.count(rows)) rows, \(Format.bytes(bytes)) gzip "
-                      + "in \(Format.duration((ContinuousClock.now - started).seconds)); slot \(source.slot) at \(manifest.consistentPoint); "
-                      + "\(store)/\(ObjectNaming.snapshotManifest(source: source.name, consistentPoint: manifest.consistentPoint))")
-                guard let eager else { continue }
-                do {
-                    try await eager.finish()
-                } catch {
-                    logger.warning("loading while copying stopped: \(error); loading the remaining parts now")
-                }
-                if let report = try await loader.load(source: source.name) {
-                    print("apply \(source.name): snapshot at \(report.consistentPoint) loaded into STG: \(report.tables) tables, "
-                          + "\(Format.count(report.rows)) rows; \(Format.duration((ContinuousClock.now - started).seconds)) in all")
-                }
             }
+        }
+    }
+
+    static func line(_ event: SnapshotService.Event, store: any CustomStringConvertible) -> String {
+        switch event {
+        case .copied(let manifest, let seconds):
+            let rows = manifest.tables.reduce(0) { $0 + $1.rows }
+            let bytes = manifest.tables.flatMap(\.parts).reduce(0) { $0 + $1.bytes }
+            return "snapshot \(manifest.source): \(manifest.tables.count) tables, \(Format.count(rows)) rows, \(Format.bytes(bytes)) gzip "
+                + "in \(Format.duration(seconds)); slot \(manifest.slot) at \(manifest.consistentPoint); "
+                + "\(store)/\(ObjectNaming.snapshotManifest(source: manifest.source, consistentPoint: manifest.consistentPoint))"
+        case .loaded(let report, let seconds):
+            return "apply \(report.source): snapshot at \(report.consistentPoint) loaded into STG: \(report.tables) tables, "
+                + "\(Format.count(report.rows)) rows; \(Format.duration(seconds)) in all"
         }
     }
 }

@@ -42,16 +42,14 @@ struct Status: AsyncParsableCommand {
     }
 
     static func line(_ status: SourceStatus) -> String {
-        var parts = [Format.pad(status.source, 6), Format.pad(status.state, 16)]
-        // Not consuming the slot is expected of a paused or drained source, and a fault otherwise.
-        let expectedIdle = status.state == "paused" || status.state == "drained"
-        parts.append("replicator " + (status.replicatorActive.map { $0 ? "active" : (expectedIdle ? "stopped" : "DOWN") } ?? "?"))
-        parts.append("source \(status.sourceLSN ?? "?")")
-        parts.append("confirmed \(status.confirmedLSN ?? "-")")
+        var parts = [Format.pad(status.source, 6), Format.pad(status.state.rawValue, 16)]
+        parts.append("replicator " + (status.replicatorActive.map { $0 ? "active" : (status.state.replicatorExpected ? "DOWN" : "stopped") } ?? "?"))
+        parts.append("source \(status.sourceLSN?.description ?? "?")")
+        parts.append("confirmed \(status.confirmedLSN?.description ?? "-")")
         parts.append("held \(status.sourceLagBytes.map(Format.bytes) ?? "-")")
         parts.append("retained \(status.retainedWALBytes.map(Format.bytes) ?? "-")")
         parts.append("staged \(status.stagedBatches) batches (\(Format.bytes(status.stagedBytes)))")
-        parts.append("applied \(status.appliedLSN ?? "-")")
+        parts.append("applied \(status.appliedLSN?.description ?? "-")")
         parts.append("lag \(status.lagSeconds.map { String(format: "%.1f s", $0) } ?? "-")")
         parts.append(String(format: "%.0f changes/s", status.changesPerSecond))
         if let drain = status.drainLSN { parts.append("drain end \(drain)") }

@@ -31,8 +31,8 @@ struct Verify: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let outcome = try await Self.verify(configuration.target.connection, sources: try configuration.sources(named: sources),
-                                                tables: tables, rechecks: recheck)
+            let outcome = try await Verifier(target: configuration.target.connection)
+                .verify(try configuration.sources(named: sources), tables: tables, rechecks: recheck)
             if json {
                 print(outcome.json())
             } else {
@@ -41,73 +41,48 @@ struct Verify: AsyncParsableCommand {
             if !outcome.matches { throw ExitCode(1) }
         }
     }
+}
 
-    struct Outcome {
-        var tables: [TableComparer.Comparison]
-        var checks: [IndicatorChecker.Outcome]
-
-        var matches: Bool { tables.allSatisfy(\.matches) && checks.allSatisfy(\.matches) }
-
-        func printTable() {
-            print(Format.pad("source", 8) + Format.pad("table", 34) + Format.pad("stg table", 34)
-                  + Format.pad("source rows", 13, right: true) + Format.pad("stg rows", 13, right: true) + "  result")
-            for row in tables {
-                let result = row.matches ? "match" : (row.problem ?? (row.sourceRows != row.stagingRows ? "ROW COUNT DIFFERS" : "CONTENT DIFFERS"))
-                print(Format.pad(row.source, 8) + Format.pad(row.table, 34) + Format.pad(row.stagingTable, 34)
-                      + Format.pad(Format.count(row.sourceRows), 13, right: true)
-                      + Format.pad(row.stagingRows.map(Format.count) ?? "-", 13, right: true) + "  " + result)
-                for range in row.differingRanges { print("        differs where \(range)") }
-            }
-            for check in checks {
-                let result = check.matches ? "match" : (check.problem ?? "DIFFERS: source \(Self.text(check.sourceRows)), target \(Self.text(check.targetRows ?? []))")
-                print(Format.pad(check.source, 8) + Format.pad("check: " + check.name, 68) + "  " + result)
-            }
-            let tableMismatches = tables.filter { !$0.matches }.count
-            let checkMismatches = checks.filter { !$0.matches }.count
-            if tableMismatches + checkMismatches == 0 {
-                print("verify: all \(tables.count) tables match: source and STG are identical row for row"
-                      + (checks.isEmpty ? "" : "; all \(checks.count) checks agree"))
-            } else {
-                print("verify: \(tableMismatches) of \(tables.count) tables differ" + (checks.isEmpty ? "" : ", \(checkMismatches) of \(checks.count) checks differ"))
-            }
+extension Verifier.Outcome {
+    func printTable() {
+        print(Format.pad("source", 8) + Format.pad("table", 34) + Format.pad("stg table", 34)
+              + Format.pad("source rows", 13, right: true) + Format.pad("stg rows", 13, right: true) + "  result")
+        for row in tables {
+            let result = row.matches ? "match" : (row.problem ?? (row.sourceRows != row.stagingRows ? "ROW COUNT DIFFERS" : "CONTENT DIFFERS"))
+            print(Format.pad(row.source, 8) + Format.pad(row.table, 34) + Format.pad(row.stagingTable, 34)
+                  + Format.pad(Format.count(row.sourceRows), 13, right: true)
+                  + Format.pad(row.stagingRows.map(Format.count) ?? "-", 13, right: true) + "  " + result)
+            for range in row.differingRanges { print("        differs where \(range)") }
         }
-
-        static func text(_ rows: [[String?]]) -> String {
-            rows.prefix(3).map { "(" + $0.map { $0 ?? "NULL" }.joined(separator: ", ") + ")" }.joined(separator: " ") + (rows.count > 3 ? " …" : "")
+        for check in checks {
+            let result = check.matches ? "match" : (check.problem ?? "DIFFERS: source \(Self.text(check.sourceRows)), target \(Self.text(check.targetRows ?? []))")
+            print(Format.pad(check.source, 8) + Format.pad("check: " + check.name, 68) + "  " + result)
         }
-
-        func json() -> String {
-            let tableRows = tables.map { row -> [String: Any] in
-                ["source": row.source, "table": row.table, "stg_table": row.stagingTable, "source_rows": row.sourceRows,
-                 "stg_rows": row.stagingRows as Any, "match": row.matches, "problem": row.problem as Any, "differing_ranges": row.differingRanges]
-            }
-            let checkRows = checks.map { check -> [String: Any] in
-                ["source": check.source, "name": check.name, "match": check.matches, "problem": check.problem as Any,
-                 "source_rows": check.sourceRows.map { $0.map { $0 as Any } }, "target_rows": (check.targetRows?.map { $0.map { $0 as Any } }) as Any]
-            }
-            let data = try! JSONSerialization.data(withJSONObject: ["tables": tableRows, "checks": checkRows, "match": matches],
-                                                   options: [.prettyPrinted, .sortedKeys])
-            return String(decoding: data, as: UTF8.self)
+        let tableMismatches = tables.filter { !$0.matches }.count
+        let checkMismatches = checks.filter { !$0.matches }.count
+        if tableMismatches + checkMismatches == 0 {
+            print("verify: all \(tables.count) tables match: source and STG are identical row for row"
+                  + (checks.isEmpty ? "" : "; all \(checks.count) checks agree"))
+        } else {
+            print("verify: \(tableMismatches) of \(tables.count) tables differ" + (checks.isEmpty ? "" : ", \(checkMismatches) of \(checks.count) checks differ"))
         }
     }
 
-    static func verify(_ target: String, sources: [SourceConfiguration], tables: [String], rechecks: Int) async throws -> Outcome {
-        let comparer = TableComparer(target: target)
-        var outcome = Outcome(tables: [], checks: [])
-        for source in sources {
-            var results = try await comparer.compare(source: source, tables: tables)
-            var attempt = 0
-            while attempt < rechecks, results.contains(where: { !$0.matches && $0.problem == nil }) {
-                attempt += 1
-                try await Task.sleep(for: .seconds(1))
-                let again = try await comparer.compare(source: source, tables: results.filter { !$0.matches && $0.problem == nil }.map(\.table))
-                for fresh in again {
-                    if let index = results.firstIndex(where: { $0.table == fresh.table }) { results[index] = fresh }
-                }
-            }
-            outcome.tables += results
-            outcome.checks += try await IndicatorChecker(target: target).run(source: source)
+    static func text(_ rows: [[String?]]) -> String {
+        rows.prefix(3).map { "(" + $0.map { $0 ?? "NULL" }.joined(separator: ", ") + ")" }.joined(separator: " ") + (rows.count > 3 ? " …" : "")
+    }
+
+    func json() -> String {
+        let tableRows = tables.map { row -> [String: Any] in
+            ["source": row.source, "table": row.table, "stg_table": row.stagingTable, "source_rows": row.sourceRows,
+             "stg_rows": row.stagingRows as Any, "match": row.matches, "problem": row.problem as Any, "differing_ranges": row.differingRanges]
         }
-        return outcome
+        let checkRows = checks.map { check -> [String: Any] in
+            ["source": check.source, "name": check.name, "match": check.matches, "problem": check.problem as Any,
+             "source_rows": check.sourceRows.map { $0.map { $0 as Any } }, "target_rows": (check.targetRows?.map { $0.map { $0 as Any } }) as Any]
+        }
+        let data = try! JSONSerialization.data(withJSONObject: ["tables": tableRows, "checks": checkRows, "match": matches],
+                                               options: [.prettyPrinted, .sortedKeys])
+        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -55,8 +55,8 @@ public struct Snapshotter: Sendable {
         // The exported snapshot lives as long as this connection stays open and idle.
         let created = try await replication.simpleQuery(
             "CREATE_REPLICATION_SLOT \(SQL.identifier(source.slot)) LOGICAL pgoutput (SNAPSHOT 'export')")
-        guard let consistentPoint = created.value(0, "consistent_point").flatMap(LSN.init),
-              let snapshotName = created.value(0, "snapshot_name") else {
+        guard let row = created.first, let consistentPoint = try row.decodeIfPresent("consistent_point", as: LSN.self),
+              let snapshotName = try row.decodeIfPresent("snapshot_name", as: String.self) else {
             throw OperatorError("\(source.name): CREATE_REPLICATION_SLOT returned no consistent point or snapshot")
         }
         var log = logger
@@ -93,26 +93,24 @@ public struct Snapshotter: Sendable {
             // An incomplete snapshot is worthless; drop its slot so a rerun starts cleanly and the
             // source does not retain WAL for it.
             await replication.close()
-            _ = try? await control.query("SELECT pg_drop_replication_slot($1)", [source.slot])
+            try? await ReplicationSlot.drop(source.slot, on: control)
             await control.close()
             throw error
         }
     }
 
     private func prepareSlot(on connection: PostgresConnection, restart: Bool) async throws {
-        let existing = try await connection.query(
-            "SELECT active_pid, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", [source.slot])
-        guard !existing.isEmpty else { return }
+        guard let existing = try await ReplicationSlot.find(source.slot, on: connection) else { return }
         guard restart else {
             throw OperatorError("""
                 replication slot "\(source.slot)" already exists on \(source.name): a snapshot was taken before. \
                 Run tributary snapshot --source \(source.name) --restart to drop it and take a new one
                 """)
         }
-        if let pid = existing.value(0, "active_pid") {
+        if let pid = existing.activePID {
             throw OperatorError("replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): stop its replicator first")
         }
-        try await connection.query("SELECT pg_drop_replication_slot($1)", [source.slot])
+        try await ReplicationSlot.drop(source.slot, on: connection)
         logger.notice("dropped replication slot for --restart", metadata: [LogKey.slot: .string(source.slot)])
     }
 
@@ -125,7 +123,7 @@ public struct Snapshotter: Sendable {
         } else if exists {
             let published = try await connection.query(
                 "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", [source.publication])
-            let names = Set(published.rows.map { QualifiedName(schema: $0[0]!, name: $0[1]!) })
+            let names = Set(try published.rows.map { QualifiedName(schema: try $0.decode("schemaname"), name: try $0.decode("tablename")) })
             let missing = tables.map(\.name).filter { !names.contains($0) }
             guard !missing.isEmpty else { return }
             guard source.createPublication else {

@@ -2,8 +2,10 @@ import TributaryCore
 import TributaryPostgres
 
 /// The `tributary` schema in the target: all pipeline state lives here (DESIGN.md §5), so any
-/// process can stop and another take over from what the database says.
-public enum ControlSchema {
+/// process can stop and another take over from what the database says. Its tables are read and
+/// written by `ControlStore` only; the commands that write migrate it (`ControlStore.open`), the
+/// ones that only read (status, verify, a metrics scrape) never do.
+enum ControlSchema {
     /// Ordered migrations; a migration never changes once released.
     static let migrations: [String] = [
         """
@@ -72,26 +74,30 @@ public enum ControlSchema {
     ]
 
     /// Any number of processes may call this at once; an advisory lock serialises them.
-    public static func migrate(on connection: PostgresConnection) async throws {
-        try await connection.run { connection in
-            try connection.transaction { connection in
-                try connection.execute("SELECT pg_advisory_xact_lock(\(advisoryLockMigrations))")
-                try connection.execute("""
-                    CREATE SCHEMA IF NOT EXISTS tributary;
-                    CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(StagingColumns.schema));
-                    CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(StagingColumns.loadSchema));
-                    CREATE TABLE IF NOT EXISTS tributary.schema_version (version integer NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now())
-                    """)
-                let current = Int(try connection.query("SELECT coalesce(max(version), 0) FROM tributary.schema_version").scalar ?? "0") ?? 0
-                guard current <= migrations.count else {
-                    throw OperatorError("the target's tributary schema is version \(current), newer than this tributary knows (\(migrations.count)): upgrade tributary")
-                }
-                for version in current..<migrations.count {
-                    try connection.execute(migrations[version])
-                    try connection.query("INSERT INTO tributary.schema_version (version) VALUES ($1)", [String(version + 1)])
-                }
+    static func migrate(on connection: isolated PostgresConnection) throws {
+        try connection.transaction { connection in
+            try connection.execute("SELECT pg_advisory_xact_lock(\(advisoryLockMigrations))")
+            try connection.execute("""
+                CREATE SCHEMA IF NOT EXISTS tributary;
+                CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(StagingColumns.schema));
+                CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(StagingColumns.loadSchema));
+                CREATE TABLE IF NOT EXISTS tributary.schema_version (version integer NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now())
+                """)
+            let current = try connection.query("SELECT coalesce(max(version), 0) FROM tributary.schema_version").scalar(Int.self)
+            guard current <= migrations.count else {
+                throw OperatorError("the target's tributary schema is version \(current), newer than this tributary knows (\(migrations.count)): upgrade tributary")
+            }
+            for version in current..<migrations.count {
+                try connection.execute(migrations[version])
+                try connection.query("INSERT INTO tributary.schema_version (version) VALUES ($1)", [String(version + 1)])
             }
         }
+    }
+
+    /// The schema version the target holds; 0 when no writing command has run against it yet.
+    static func version(on connection: isolated PostgresConnection) throws -> Int {
+        guard try connection.query("SELECT to_regclass('tributary.schema_version') IS NOT NULL").scalar(Bool.self) else { return 0 }
+        return try connection.query("SELECT coalesce(max(version), 0) FROM tributary.schema_version").scalar(Int.self)
     }
 
     static let advisoryLockMigrations: Int64 = 0x7472_6962_0001

@@ -44,21 +44,27 @@ public final class EagerSnapshotLoad: SnapshotObserver {
 
     public func snapshotStarted(_ header: SnapshotManifest) async {
         do {
-            let control = try await TargetSession.connect(loader.target)
-            try await ControlSchema.migrate(on: control)
-            let loadTables = try await loader.begin(header, on: control).loadTables
-            await control.close()
-            let queue = PartLoadQueue(tables: header.tables.count, frozenRunBytes: loader.frozenRunBytes)
+            let control = ControlStore(try await TargetSession.connect(loader.target))
+            let loadTables: [QualifiedName]
+            do {
+                try await control.migrate()
+                loadTables = try await loader.begin(header, control: control).loadTables
+                await control.close()
+            } catch {
+                await control.close()
+                throw error
+            }
+            let queue = PartLoadQueue(tables: header.tables.count, frozenRunBytes: loader.settings.freezeBytesMax)
             // Without the local copies the load still works, through the store.
             let handoff = handoffDirectory.flatMap { handoffBytes > 0 ? try? PartHandoff(directory: $0, bytes: handoffBytes) : nil }
             let run = Started(header: header, loadTables: loadTables, queue: queue, handoff: handoff)
             started.withLock { $0 = run }
-            let workers = Task { [loader, jobs] in
+            let workers = Task { [worker = loader.worker, promotion = loader.promotion, jobs] in
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    for worker in 0..<jobs {
+                    for number in 0..<jobs {
                         group.addTask {
-                            try await loader.work(worker, queue: run.queue, tables: run.header.tables, loadTables: run.loadTables,
-                                                  source: run.header.source, consistentPoint: run.header.consistentPoint, progress: nil)
+                            try await worker.work(number, queue: run.queue, snapshot: run.header, loadTables: run.loadTables,
+                                                  promotion: promotion, progress: nil)
                         }
                     }
                     try await group.waitForAll()

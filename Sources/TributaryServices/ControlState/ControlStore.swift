@@ -1,0 +1,216 @@
+import Foundation
+import TributaryCore
+import TributaryPostgres
+
+/// What an operator asked of a source, as the `tributary.sources` row holds it (DESIGN.md §5).
+public enum SourceState: String, Sendable, Codable, CaseIterable, PostgresTextDecodable {
+    case running, paused, draining, drained
+
+    public init?(postgresText text: String) { self.init(rawValue: text) }
+}
+
+/// One source's row of the control state.
+public struct SourceControlState: Sendable, Equatable, QueryRowDecodable {
+    public var state: SourceState
+    public var applyPaused: Bool
+    public var drainLSN: LSN?
+    public var flushedLSN: LSN?
+    public var appliedLSN: LSN?
+
+    public init(state: SourceState, applyPaused: Bool = false, drainLSN: LSN? = nil, flushedLSN: LSN? = nil, appliedLSN: LSN? = nil) {
+        self.state = state
+        self.applyPaused = applyPaused
+        self.drainLSN = drainLSN
+        self.flushedLSN = flushedLSN
+        self.appliedLSN = appliedLSN
+    }
+
+    public init(row: QueryRow) throws {
+        self.init(state: try row.decode("state"), applyPaused: try row.decode("apply_paused"), drainLSN: try row.decodeIfPresent("drain_lsn"),
+                  flushedLSN: try row.decodeIfPresent("flushed_lsn"), appliedLSN: try row.decodeIfPresent("applied_lsn"))
+    }
+}
+
+/// The owner of every statement on the target's `tributary` schema: the control state all
+/// processes share (DESIGN.md §5). Nothing else names its tables.
+///
+/// Statements that must run inside a caller's transaction (an applied batch is recorded with its
+/// merge, a snapshot part with its COPY) are static and take the connection isolated; the rest are
+/// methods on a store bound to a connection.
+public struct ControlStore: Sendable {
+    /// NOTIFY channel of control changes (pause, resume, drain): running parts react within a second.
+    public static let controlChannel = "tributary_control"
+    /// NOTIFY channel of stored batches: the applier wakes at once.
+    public static let batchChannel = "tributary_batches"
+
+    public let connection: PostgresConnection
+
+    public init(_ connection: PostgresConnection) { self.connection = connection }
+
+    /// Connects to the target. Writers migrate the schema first; readers never change it.
+    public static func open(_ target: String, applicationName: String, migrate: Bool) async throws -> ControlStore {
+        let connection = try await PostgresConnection.connect(target, name: "target", applicationName: applicationName)
+        if migrate {
+            do {
+                try await connection.run { try ControlSchema.migrate(on: $0) }
+            } catch {
+                await connection.close()
+                throw error
+            }
+        }
+        return ControlStore(connection)
+    }
+
+    public func close() async { await connection.close() }
+
+    /// Brings the schema to this build's version (for writers on a connection of their own).
+    public func migrate() async throws {
+        try await connection.run { try ControlSchema.migrate(on: $0) }
+    }
+
+    /// Whether a writing command has ever set up the schema on this target.
+    public func isMigrated() async throws -> Bool {
+        try await connection.run { try ControlSchema.version(on: $0) } > 0
+    }
+
+    // MARK: Sources
+
+    public func state(of source: String) async throws -> SourceControlState? {
+        try await connection.query("""
+            SELECT state, apply_paused, drain_lsn, flushed_lsn, applied_lsn FROM tributary.sources WHERE source = $1
+            """, [source]).decode(SourceControlState.self).first
+    }
+
+    /// Moves `source` to `state`, creating its row if no stage has yet, and tells running parts.
+    /// Returns the state it left.
+    @discardableResult
+    public func set(_ source: SourceConfiguration, to state: SourceState, applyPaused: Bool = false,
+                    drainLSN: LSN? = nil) async throws -> SourceState? {
+        let before = try await self.state(of: source.name)?.state
+        try await connection.query("""
+            INSERT INTO tributary.sources AS s (source, slot, state, apply_paused, drain_lsn, drain_started_at)
+            VALUES ($1, $2, $3, $4, $5::pg_lsn, CASE WHEN $3 = 'draining' THEN now() END)
+            ON CONFLICT (source) DO UPDATE SET state = excluded.state, apply_paused = excluded.apply_paused,
+                drain_lsn = CASE WHEN excluded.state IN ('draining', 'drained') THEN coalesce(excluded.drain_lsn, s.drain_lsn) END,
+                drain_started_at = CASE WHEN excluded.state = 'draining' THEN now()
+                                        WHEN excluded.state = 'drained' THEN s.drain_started_at END,
+                updated_at = now()
+            """, [source.name, source.slot, state.rawValue, applyPaused ? "t" : "f", drainLSN?.description])
+        try await connection.query("SELECT pg_notify($1, $2)", [Self.controlChannel, source.name])
+        return before
+    }
+
+    /// A replicator's durable position, with the commit time of its newest change when a batch
+    /// carried one. Only ever moves forward.
+    public func recordFlushed(_ source: String, at lsn: LSN, commitTime: Date? = nil) async throws {
+        try await connection.query("""
+            UPDATE tributary.sources SET flushed_lsn = greatest(flushed_lsn, $2::pg_lsn),
+                flushed_commit_time = greatest(flushed_commit_time, $3::timestamptz), updated_at = now()
+            WHERE source = $1
+            """, [source, lsn.description, commitTime.map(ManifestCoding.format)])
+    }
+
+    /// Wakes the applier: a batch of `source` is stored.
+    public func announceBatch(of source: String) async throws {
+        try await connection.query("SELECT pg_notify($1, $2)", [Self.batchChannel, source])
+    }
+
+    /// The applier's view of a source: where it stands, and whether an operator holds it.
+    public func applyPosition(of source: String) async throws -> (applied: LSN?, paused: Bool) {
+        guard let row = try await connection.query(
+            "SELECT applied_lsn, apply_paused FROM tributary.sources WHERE source = $1", [source]).first else { return (nil, false) }
+        return (try row.decodeIfPresent("applied_lsn"), try row.decode("apply_paused"))
+    }
+
+    /// Everything `status` shows of a source from the control state; nil before any stage wrote it.
+    public func statusRow(of source: String) async throws -> ControlStatusRow? {
+        try await connection.query("""
+            SELECT state, flushed_lsn, applied_lsn, drain_lsn, applied_commit_time,
+                   extract(epoch FROM now() - applied_commit_time)::float8 AS lag,
+                   (SELECT coalesce(sum(rows), 0) / 60.0 FROM tributary.applied_batches
+                    WHERE source = $1 AND applied_at > now() - interval '1 minute')::float8 AS rate
+            FROM tributary.sources WHERE source = $1
+            """, [source]).decode(ControlStatusRow.self).first
+    }
+
+    /// When the drain of `source` began, and the batches and rows applied since.
+    public func appliedSinceDrainBegan(_ source: String) async throws -> (batches: Int, rows: Int) {
+        let row = try await connection.query("""
+            SELECT count(b.end_lsn) AS batches, coalesce(sum(b.rows), 0) AS rows
+            FROM tributary.sources s LEFT JOIN tributary.applied_batches b ON b.source = s.source AND b.applied_at >= s.drain_started_at
+            WHERE s.source = $1
+            """, [source]).first
+        return (try row?.decode("batches") ?? 0, try row?.decode("rows") ?? 0)
+    }
+
+    // MARK: The applier
+
+    /// One applier per target: two would race to record the same batch. Held for the session, so
+    /// a killed applier releases it with its connection.
+    public func claimApplierLock() async throws -> Bool {
+        try await connection.query("SELECT pg_try_advisory_lock($1)", [String(Self.applierLock)]).scalar(Bool.self)
+    }
+
+    static let applierLock: Int64 = 0x7472_6962_0002
+
+    /// LISTEN to the batch and control channels, so the applier wakes on both.
+    public func listenForBatchesAndControl() async throws {
+        try await connection.execute("LISTEN \(Self.batchChannel); LISTEN \(Self.controlChannel)")
+    }
+}
+
+/// What `status` reads of a source from the control state.
+public struct ControlStatusRow: Sendable, QueryRowDecodable {
+    public var state: SourceState
+    public var flushedLSN: LSN?
+    public var appliedLSN: LSN?
+    public var drainLSN: LSN?
+    public var appliedCommitTime: Date?
+    public var lagSeconds: Double?
+    public var changesPerSecond: Double
+
+    public init(row: QueryRow) throws {
+        state = try row.decode("state")
+        flushedLSN = try row.decodeIfPresent("flushed_lsn")
+        appliedLSN = try row.decodeIfPresent("applied_lsn")
+        drainLSN = try row.decodeIfPresent("drain_lsn")
+        appliedCommitTime = try row.decodeIfPresent("applied_commit_time")
+        lagSeconds = try row.decodeIfPresent("lag")
+        changesPerSecond = try row.decode("rate")
+    }
+}
+
+// MARK: Statements inside a caller's transaction
+
+extension ControlStore {
+    /// Records a batch as applied; false when it was already (then nothing of it may be applied again).
+    static func claimBatch(_ manifest: BatchManifest, on connection: isolated PostgresConnection) throws -> Bool {
+        try connection.query("""
+            INSERT INTO tributary.applied_batches (source, end_lsn, start_lsn, rows)
+            VALUES ($1, $2::pg_lsn, $3::pg_lsn, $4) ON CONFLICT DO NOTHING
+            """, [manifest.source, manifest.endLSN.description, manifest.firstCommitLSN.description, String(manifest.rows)])
+            .affectedRows == 1
+    }
+
+    /// The source's applied position and the commit time of its newest applied change.
+    static func recordApplied(_ manifest: BatchManifest, on connection: isolated PostgresConnection) throws {
+        try connection.query("""
+            UPDATE tributary.sources SET applied_lsn = greatest(applied_lsn, $2::pg_lsn),
+                applied_commit_time = greatest(applied_commit_time, $3::timestamptz), updated_at = now()
+            WHERE source = $1
+            """, [manifest.source, manifest.endLSN.description, ManifestCoding.format(manifest.lastCommitTime)])
+    }
+
+    /// The newest TRUNCATE applied to an STG table: changes older than it are void, whatever order
+    /// batches arrive in, so a replay can never bring back a truncated row STG never saw.
+    static func recordTruncation(of stagingTable: String, at lsn: LSN, on connection: isolated PostgresConnection) throws {
+        try connection.query("""
+            INSERT INTO tributary.truncations (stg_table, lsn) VALUES ($1, $2::pg_lsn)
+            ON CONFLICT (stg_table) DO UPDATE SET lsn = greatest(tributary.truncations.lsn, excluded.lsn)
+            """, [stagingTable, lsn.description])
+    }
+
+    static func truncatedAt(_ stagingTable: String, on connection: isolated PostgresConnection) throws -> LSN? {
+        try connection.query("SELECT lsn FROM tributary.truncations WHERE stg_table = $1", [stagingTable]).optionalScalar(LSN.self)
+    }
+}

@@ -1,0 +1,89 @@
+import Logging
+import TributaryCore
+import TributaryPostgres
+
+/// The operator's commands on sources that change the control state or the slots: pause, resume
+/// and, after cutover, drop-slot. Each returns what it changed, for the CLI to say.
+public struct SourceOperations: Sendable {
+    public struct Transition: Sendable, Equatable {
+        public var source: String
+        /// nil when no stage had recorded the source before.
+        public var from: SourceState?
+        public var to: SourceState
+    }
+
+    public enum SlotOutcome: Sendable, Equatable {
+        case dropped(slot: String)
+        case absent(slot: String)
+    }
+
+    public struct DropOutcome: Sendable, Equatable {
+        public var source: String
+        public var slot: SlotOutcome
+        public var droppedPublication: String?
+    }
+
+    public let target: String
+
+    public init(target: String) { self.target = target }
+
+    /// Stops consuming the source's slot (and, with `apply`, applying it), within a second.
+    public func pause(_ source: SourceConfiguration, apply: Bool) async throws -> Transition {
+        try await withControl("tributary pause") { control in
+            if try await control.state(of: source.name)?.state == .drained {
+                throw OperatorError("\(source.name) is drained: there is nothing to pause (tributary resume \(source.name) restarts it)")
+            }
+            let before = try await control.set(source, to: .paused, applyPaused: apply)
+            return Transition(source: source.name, from: before, to: .paused)
+        }
+    }
+
+    /// Continues a paused (or drained) source from where its slot stopped.
+    public func resume(_ source: SourceConfiguration) async throws -> Transition {
+        try await withControl("tributary resume") { control in
+            Transition(source: source.name, from: try await control.set(source, to: .running), to: .running)
+        }
+    }
+
+    /// Drops a drained source's slot (and the publication tributary created, when asked). Refuses a
+    /// source that is not drained unless `force`, and a slot in use.
+    public func dropSlot(_ source: SourceConfiguration, publication: Bool, force: Bool) async throws -> DropOutcome {
+        try await withControl("tributary drop-slot") { control in
+            let state = try await control.state(of: source.name)?.state
+            guard force || state == .drained else {
+                throw OperatorError("\(source.name) is \(state?.rawValue ?? "not snapshotted"), not drained: run tributary drain first, or pass --force")
+            }
+            return try await dropSlot(of: source, publication: publication)
+        }
+    }
+
+    private func dropSlot(of source: SourceConfiguration, publication: Bool) async throws -> DropOutcome {
+        let connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary drop-slot")
+        defer { Task { await connection.close() } }
+        var outcome = DropOutcome(source: source.name, slot: .absent(slot: source.slot), droppedPublication: nil)
+        if let slot = try await ReplicationSlot.find(source.slot, on: connection) {
+            if let pid = slot.activePID {
+                throw OperatorError("slot \(source.slot) on \(source.name) is in use by process \(pid): stop tributary run or replicate first")
+            }
+            try await ReplicationSlot.drop(source.slot, on: connection)
+            outcome.slot = .dropped(slot: source.slot)
+        }
+        if publication && source.createPublication {
+            try await connection.execute("DROP PUBLICATION IF EXISTS \(SQL.identifier(source.publication))")
+            outcome.droppedPublication = source.publication
+        }
+        return outcome
+    }
+
+    private func withControl<T>(_ applicationName: String, _ body: (ControlStore) async throws -> T) async throws -> T {
+        let control = try await ControlStore.open(target, applicationName: applicationName, migrate: true)
+        do {
+            let result = try await body(control)
+            await control.close()
+            return result
+        } catch {
+            await control.close()
+            throw error
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import Logging
+import TributaryCore
+import TributaryPostgres
+import TributaryStorage
+
+/// Runs one source's replicator as the control state says: running, paused (the slot is left
+/// alone and keeps its position), draining (up to the drain LSN, then idle) or drained. A lost
+/// connection is retried with backoff; anything else is permanent and ends `run` with its reason.
+public struct ReplicationSupervisor: Sendable {
+    public let source: SourceConfiguration
+    public let settings: Replicator.Settings
+    public let store: any StagingStore
+    public let target: String
+    public let workDirectory: String
+    public let logger: Logger
+    public let stop: StopSignal
+    /// How often the control state is read while the replicator runs or idles.
+    public var pollSeconds = 0.5
+    /// At start-up a busy slot may be a previous replicator's walsender that is still exiting (a
+    /// restart right after a stop): it is retried this long before it counts as a second replicator.
+    public var startupGraceSeconds = 10.0
+
+    public init(source: SourceConfiguration, settings: Replicator.Settings, store: any StagingStore, target: String,
+                workDirectory: String, logger: Logger, stop: StopSignal) {
+        self.source = source
+        self.settings = settings
+        self.store = store
+        self.target = target
+        self.workDirectory = workDirectory
+        self.logger = logger.with(source: source.name)
+        self.stop = stop
+    }
+
+    /// What the supervisor has seen of its replicator so far: it decides which failures are worth
+    /// waiting out.
+    struct History {
+        let began = ContinuousClock.now
+        /// A replicator run has ended normally (after a pause, or at a drain end).
+        var started = false
+        /// The source answered once: from then on a refused connection is the source restarting.
+        var reached = false
+    }
+
+    /// Runs until stopped; returns what all its replicator runs wrote.
+    @discardableResult
+    public func run() async throws -> Replicator.Summary {
+        var total = Replicator.Summary()
+        var control = try await ControlStore.open(target, applicationName: "tributary run \(source.name)", migrate: true)
+        let notifier = TargetNotifier(target: target, logger: logger)
+        var backoff = Backoff(initialSeconds: 1, maximumSeconds: 30)
+        var history = History()
+        var announced: SourceState?
+        while !stop.isRequested {
+            guard let current = try await readState(&control, backoff: &backoff) else { continue }
+            if current.state != announced {
+                logger.notice("replication \(current.state.rawValue)", metadata: current.drainLSN.map { [LogKey.lsn: .string($0.description)] } ?? [:])
+                announced = current.state
+            }
+            guard current.wantsReplication else {
+                try await Task.sleep(for: .seconds(pollSeconds))
+                continue
+            }
+            var partSettings = settings
+            if current.state == .draining { partSettings.endLSN = current.drainLSN }
+            let partStop = StopSignal()
+            let watcher = watch(current, stopping: partStop)
+            do {
+                let summary = try await Replicator(source: source, settings: partSettings, store: store, workDirectory: workDirectory,
+                                                   logger: logger, stop: partStop, onBatch: { await notifier.batchWritten($0) }).run()
+                watcher.cancel()
+                history.started = true
+                history.reached = true
+                total.add(summary)
+                try await control.recordFlushed(source.name, at: summary.durableLSN)
+                backoff.reset()
+            } catch {
+                watcher.cancel()
+                try await recover(from: error, history: &history, backoff: &backoff)
+            }
+        }
+        await control.close()
+        return total
+    }
+
+    /// The source's control state, or nil after waiting out a lost target connection.
+    private func readState(_ control: inout ControlStore, backoff: inout Backoff) async throws -> SourceControlState? {
+        do {
+            return try await control.state(of: source.name) ?? SourceControlState(state: .running)
+        } catch let error as PostgresError where error.isTransient {
+            let delay = backoff.next()
+            logger.warning("target connection lost, reconnecting in \(delay) s: \(error)")
+            try await Task.sleep(for: .seconds(delay))
+            if let fresh = try? await ControlStore.open(target, applicationName: "tributary run \(source.name)", migrate: false) {
+                await control.close()
+                control = fresh
+            }
+            return nil
+        }
+    }
+
+    /// Sleeps before the next attempt when `error` is worth waiting out; throws it otherwise.
+    private func recover(from error: any Error, history: inout History, backoff: inout Backoff) async throws {
+        if let error = error as? PostgresError, error.isTransient || (history.reached && error.kind == .connectionFailed) {
+            if error.kind != .connectionFailed { history.reached = true }
+            PipelineMetrics.error(source: source.name, part: "replicate")
+            let delay = backoff.next()
+            logger.warning("replication interrupted, resuming in \(delay) s: \(error)")
+            try await Task.sleep(for: .seconds(delay))
+        } else if let error = error as? OperatorError, error.kind == .slotInUse,
+                  history.started || ContinuousClock.now - history.began < .seconds(startupGraceSeconds) {
+            // After a pause or during a drain, `tributary drain` may be finishing this source itself;
+            // at start-up, the walsender of a replicator that just stopped may still be exiting.
+            logger.info("slot busy, retrying in 1 s: \(error)")
+            try await Task.sleep(for: .seconds(1))
+        } else {
+            // Two replicators for one slot at start-up, a missing slot, a type change: permanent.
+            throw error
+        }
+    }
+
+    /// Stops the running replicator as soon as the control state moves away from `current`. Its own
+    /// connection, opened again whenever it is lost: a pause must reach the replicator even while
+    /// the target connection of the main loop is away.
+    private func watch(_ current: SourceControlState, stopping partStop: StopSignal) -> Task<Void, Never> {
+        Task { [stop, source, target, pollSeconds] in
+            var watch: ControlStore?
+            while !Task.isCancelled && !stop.isRequested {
+                if watch == nil {
+                    watch = try? await ControlStore.open(target, applicationName: "tributary run \(source.name) control", migrate: false)
+                }
+                if let control = watch {
+                    do {
+                        if let now = try await control.state(of: source.name), now.state != current.state || now.drainLSN != current.drainLSN {
+                            break
+                        }
+                    } catch {
+                        await control.close()
+                        watch = nil
+                    }
+                }
+                try? await Task.sleep(for: .seconds(pollSeconds))
+            }
+            await watch?.close()
+            partStop.request()
+        }
+    }
+}
+
+extension SourceControlState {
+    /// Running, or draining with the end not reached yet.
+    var wantsReplication: Bool {
+        switch state {
+        case .running: return true
+        case .draining:
+            guard let end = drainLSN, let flushed = flushedLSN else { return true }
+            return flushed < end
+        case .paused, .drained: return false
+        }
+    }
+}
+
+extension Replicator.Summary {
+    mutating func add(_ other: Replicator.Summary) {
+        batches += other.batches
+        transactions += other.transactions
+        rows += other.rows
+        durableLSN = max(durableLSN, other.durableLSN)
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import Logging
+import TributaryCore
+import TributaryStorage
+
+/// `tributary snapshot`: per source, the copy (`Snapshotter`) and, with `apply`, the load into STG
+/// while the copy runs (`EagerSnapshotLoad`), finished by the ordinary load (`SnapshotLoader`),
+/// which picks up whatever the eager load did not do.
+public struct SnapshotService: Sendable {
+    public enum Event: Sendable {
+        /// A source's snapshot is in the staging store (its manifest written).
+        case copied(SnapshotManifest, seconds: Double)
+        /// It is loaded into STG too; `seconds` since the copy began.
+        case loaded(SnapshotLoader.Report, seconds: Double)
+    }
+
+    public let configuration: Configuration
+    public let store: any StagingStore
+    public let logger: Logger
+
+    public init(configuration: Configuration, store: any StagingStore, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.logger = logger
+    }
+
+    public func run(_ sources: [SourceConfiguration], options: Snapshotter.Options, apply: Bool,
+                    onProgress: @escaping @Sendable (TransferProgress) async -> Void,
+                    onEvent: @Sendable (Event) async -> Void) async throws {
+        let settings = configuration.target.snapshot
+        let jobs = options.jobs ?? settings.jobs
+        for source in sources {
+            let started = ContinuousClock.now
+            let snapshotter = Snapshotter(source: source, settings: settings, store: store,
+                                          workDirectory: configuration.target.workDirectory, logger: logger)
+            let loader = SnapshotLoader(target: configuration.target.connection, store: store, jobs: jobs, settings: settings, logger: logger)
+            let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs,
+                                                  handoffDirectory: "\(configuration.target.workDirectory)/handoff/\(source.name)",
+                                                  handoffBytes: settings.applyCacheBytes) : nil
+            let manifest: SnapshotManifest
+            do {
+                manifest = try await snapshotter.run(options: options, observer: eager, onStart: onProgress)
+            } catch {
+                try? await eager?.finish()
+                throw error
+            }
+            await onEvent(.copied(manifest, seconds: (ContinuousClock.now - started).seconds))
+            guard let eager else { continue }
+            do {
+                try await eager.finish()
+            } catch {
+                logger.warning("loading while copying stopped: \(error); loading the remaining parts now")
+            }
+            if let report = try await loader.load(source: source.name) {
+                await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+import TributaryCore
+import TributaryPostgres
+import TributaryStorage
+
+/// Loads complete snapshots from the staging store into STG (the target side of DESIGN.md §1).
+///
+/// Each part is copied into a load table in its own transaction (or a worker's frozen run),
+/// recorded in the control state in that same transaction (`LoadWorker`); when every part of a
+/// table is in, its key is built and one short transaction swaps the load table in as
+/// `stg.<table>` (`TablePromotion`). A kill at any moment leaves either a recorded part or
+/// nothing, never a half-loaded table that looks complete, and the next run carries on from what
+/// is recorded.
+public struct SnapshotLoader: Sendable {
+    public struct Report: Sendable {
+        public var source: String
+        public var consistentPoint: LSN
+        public var tables: Int
+        public var rows: Int
+        public var partsLoaded: Int
+        public var partsAlreadyLoaded: Int
+    }
+
+    public let target: String
+    public let store: any StagingStore
+    public let jobs: Int
+    public let settings: SnapshotSettings
+    public let logger: Logger
+
+    public init(target: String, store: any StagingStore, jobs: Int, settings: SnapshotSettings = .init(), logger: Logger) {
+        self.target = target
+        self.store = store
+        self.jobs = jobs
+        self.settings = settings
+        self.logger = logger
+    }
+
+    var worker: LoadWorker { LoadWorker(target: target, store: store, frozenRunBytes: settings.freezeBytesMax, logger: logger) }
+    var promotion: TablePromotion { TablePromotion(target: target, maintenanceWorkMem: settings.maintenanceWorkMem, logger: logger) }
+
+    /// The newest complete snapshot of `source` in the store, unless it is applied already.
+    public func pendingSnapshot(source: String, control: ControlStore) async throws -> SnapshotManifest? {
+        let prefix = ObjectNaming.snapshotPrefix(source: source)
+        let manifests = try await store.list(prefix: prefix, startAfter: nil)
+            .filter { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }
+            .compactMap { ObjectNaming.lsnComponent(of: $0.key, after: prefix) }
+        guard let newest = manifests.max(), try await !control.isSnapshotApplied(source, atOrAfter: newest) else { return nil }
+        return try await store.manifest(SnapshotManifest.self, at: ObjectNaming.snapshotManifest(source: source, consistentPoint: newest))
+    }
+
+    /// Loads `source`'s pending snapshot, if any. Returns nil when there was nothing to do.
+    public func load(source: String, onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report? {
+        let control = ControlStore(try await TargetSession.connect(target))
+        defer { Task { await control.close() } }
+        try await control.migrate()
+        guard let manifest = try await pendingSnapshot(source: source, control: control) else { return nil }
+        var log = logger.with(source: source)
+        log[metadataKey: LogKey.lsn] = .string(manifest.consistentPoint.description)
+        let (loadTables, finished) = try await begin(manifest, control: control)
+        let loaded = try await control.loadedParts(source, snapshot: manifest.consistentPoint)
+        let (queue, progress, partsToLoad) = await schedule(manifest, finished: finished, loaded: loaded)
+        await onStart(progress)
+        log.info("loading snapshot", metadata: ["parts": .stringConvertible(partsToLoad), "already_loaded": .stringConvertible(loaded.count)])
+        try await runWorkers(queue: queue, manifest: manifest, loadTables: loadTables, progress: progress)
+        try await promotion.promoteAll(manifest, loadTables: loadTables, except: finished, jobs: jobs, logger: log)
+        try await control.connection.run { [manifest] connection in
+            try connection.transaction { try ControlStore.markApplied(manifest, on: $0) }
+        }
+        try await promotion.dropAbandoned(source: source, applied: manifest.consistentPoint, control: control, logger: log)
+        let rows = manifest.tables.reduce(0) { $0 + $1.rows }
+        log.info("snapshot applied to STG", metadata: [LogKey.rows: .stringConvertible(rows), "tables": .stringConvertible(manifest.tables.count)])
+        return Report(source: source, consistentPoint: manifest.consistentPoint, tables: manifest.tables.count, rows: rows,
+                      partsLoaded: partsToLoad, partsAlreadyLoaded: loaded.count)
+    }
+
+    /// Each table's parts in order, but for those already loaded; the schedule spreads workers over
+    /// tables and builds each key as soon as its table is in, overlapping the loads of other tables.
+    private func schedule(_ manifest: SnapshotManifest, finished: Set<String>, loaded: Set<String>) async
+        -> (PartLoadQueue, TransferProgress, Int) {
+        let queue = PartLoadQueue(tables: manifest.tables.count, frozenRunBytes: settings.freezeBytesMax)
+        var partsPerTable = Array(repeating: 0, count: manifest.tables.count)
+        for (index, table) in manifest.tables.enumerated() {
+            guard !finished.contains(table.stagingTable) else {
+                await queue.skip(table: index)
+                continue
+            }
+            if table.parts.contains(where: { loaded.contains($0.key) }) { await queue.partlyLoaded(table: index) }
+            for part in table.parts where !loaded.contains(part.key) {
+                await queue.add(table: index, part: QueuedPart(file: part, local: nil))
+                partsPerTable[index] += 1
+            }
+            await queue.complete(table: index)
+        }
+        await queue.close()
+        let progress = TransferProgress(title: "load \(manifest.source)", tables: manifest.tables.enumerated().map { index, table in
+            (table.stagingTable, table.rows, table.parts.reduce(0) { $0 + $1.uncompressedBytes }, partsPerTable[index])
+        })
+        return (queue, progress, partsPerTable.reduce(0, +))
+    }
+
+    private func runWorkers(queue: PartLoadQueue, manifest: SnapshotManifest, loadTables: [QualifiedName],
+                            progress: TransferProgress) async throws {
+        let worker = worker, promotion = promotion
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for number in 0..<max(1, jobs) {
+                group.addTask {
+                    try await worker.work(number, queue: queue, snapshot: manifest, loadTables: loadTables, promotion: promotion,
+                                          progress: progress)
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Records the snapshot as loading and creates the load tables of the tables not yet promoted.
+    /// Safe to repeat; the eager load calls it before the manifest exists (parts may be empty then).
+    /// Returns every table's load table, and the STG names of the tables already promoted.
+    func begin(_ manifest: SnapshotManifest, control: ControlStore) async throws -> (loadTables: [QualifiedName], finished: Set<String>) {
+        let finished = try await control.beginLoading(manifest)
+        let loadTables = manifest.tables.indices.map { TablePromotion.loadTable(source: manifest.source, lsn: manifest.consistentPoint, index: $0) }
+        for (index, table) in manifest.tables.enumerated() where !finished.contains(table.stagingTable) {
+            try await control.connection.execute(SnapshotSQL.createLoadTable(loadTables[index], relation: table.relation))
+        }
+        return (loadTables, finished)
+    }
+}
+
+extension Duration {
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,38 @@
+import TributaryCore
+
+/// `tributary verify` (and the end of a drain): every source table against its STG table, compared
+/// again while rows may still be in flight, then the key-indicator checks.
+public struct Verifier: Sendable {
+    public struct Outcome: Sendable {
+        public var tables: [TableComparer.Comparison]
+        public var checks: [IndicatorChecker.Outcome]
+
+        public var matches: Bool { tables.allSatisfy(\.matches) && checks.allSatisfy(\.matches) }
+    }
+
+    public let target: String
+
+    public init(target: String) { self.target = target }
+
+    /// - Parameter rechecks: a differing table is compared again up to this many times, a second
+    ///   apart, and counts as matching only if it then does (changes in flight settle).
+    public func verify(_ sources: [SourceConfiguration], tables: [String] = [], rechecks: Int) async throws -> Outcome {
+        let comparer = TableComparer(target: target)
+        var outcome = Outcome(tables: [], checks: [])
+        for source in sources {
+            var results = try await comparer.compare(source: source, tables: tables)
+            var attempt = 0
+            while attempt < rechecks, results.contains(where: { !$0.matches && $0.problem == nil }) {
+                attempt += 1
+                try await Task.sleep(for: .seconds(1))
+                let again = try await comparer.compare(source: source, tables: results.filter { !$0.matches && $0.problem == nil }.map(\.table))
+                for fresh in again {
+                    if let index = results.firstIndex(where: { $0.table == fresh.table }) { results[index] = fresh }
+                }
+            }
+            outcome.tables += results
+            outcome.checks += try await IndicatorChecker(target: target).run(source: source)
+        }
+        return outcome
+    }
+}
