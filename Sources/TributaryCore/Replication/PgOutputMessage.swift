@@ -1,5 +1,7 @@
 /// One message of the `pgoutput` logical decoding plugin, protocol versions 1 and 2
-/// (PostgreSQL's src/backend/replication/logical/proto.c). Byte layouts are beside each decoder.
+/// (PostgreSQL's src/backend/replication/logical/proto.c). Each payload decodes itself, its byte
+/// layout beside it; `PgOutputDecoder` frames them and picks the decoder by the type byte.
+/// `[xid]` marks the transaction id that messages carry only inside a stream block.
 public enum PgOutputMessage: Sendable, Equatable {
     case begin(Begin)
     case commit(Commit)
@@ -16,6 +18,7 @@ public enum PgOutputMessage: Sendable, Equatable {
     case streamCommit(xid: UInt32, commit: Commit)
     case streamAbort(xid: UInt32, subtransaction: UInt32)
 
+    /// 'B' Begin: final LSN int64, commit time int64, xid int32.
     public struct Begin: Sendable, Equatable {
         /// LSN of the commit record: the transaction's position.
         public var finalLSN: LSN
@@ -27,8 +30,14 @@ public enum PgOutputMessage: Sendable, Equatable {
             self.commitTime = commitTime
             self.xid = xid
         }
+
+        static func decode(_ reader: inout ByteReader) throws -> Begin {
+            Begin(finalLSN: try reader.lsn(), commitTime: try reader.int64(), xid: try reader.uint32())
+        }
     }
 
+    /// 'C' Commit (and the tail of 'c' Stream Commit): flags int8, commit LSN int64, end LSN int64,
+    /// commit time int64.
     public struct Commit: Sendable, Equatable {
         public var flags: UInt8
         public var commitLSN: LSN
@@ -42,8 +51,15 @@ public enum PgOutputMessage: Sendable, Equatable {
             self.endLSN = endLSN
             self.commitTime = commitTime
         }
+
+        static func decode(_ reader: inout ByteReader) throws -> Commit {
+            Commit(flags: try reader.uint8(), commitLSN: try reader.lsn(), endLSN: try reader.lsn(), commitTime: try reader.int64())
+        }
     }
 
+    /// 'R' Relation: [xid], oid int32, namespace string ("" = pg_catalog), name string, replica
+    /// identity int8, column count int16, per column: flags int8 (1 = key), name string, type oid
+    /// int32, typmod int32.
     public struct Relation: Sendable, Equatable {
         public struct Column: Sendable, Equatable {
             public var isKey: Bool
@@ -59,6 +75,22 @@ public enum PgOutputMessage: Sendable, Equatable {
         /// `d` default, `n` nothing, `f` full, `i` index.
         public var replicaIdentity: UInt8
         public var columns: [Column]
+
+        static func decode(_ reader: inout ByteReader, xid: UInt32?) throws -> Relation {
+            let oid = try reader.uint32()
+            let namespace = try reader.cString()
+            let name = try reader.cString()
+            let identity = try reader.uint8()
+            let count = Int(try reader.int16())
+            var columns: [Column] = []
+            columns.reserveCapacity(count)
+            for _ in 0..<count {
+                columns.append(Column(isKey: try reader.uint8() & 1 == 1, name: try reader.cString(),
+                                      typeOid: try reader.uint32(), typeModifier: try reader.int32()))
+            }
+            return Relation(xid: xid, oid: oid, namespace: namespace.isEmpty ? "pg_catalog" : namespace, name: name,
+                            replicaIdentity: identity, columns: columns)
+        }
     }
 
     /// The old row of an update or delete: its replica-identity key (`K`) or the full row (`O`).
@@ -71,6 +103,15 @@ public enum PgOutputMessage: Sendable, Equatable {
             case .key(let values), .full(let values): return values
             }
         }
+
+        /// A tuple after its marker byte `K` or `O`; nil for any other marker.
+        static func decode(marker: UInt8, _ reader: inout ByteReader) throws -> OldTuple? {
+            switch marker {
+            case UInt8(ascii: "K"): return .key(try TupleValue.decodeTuple(&reader))
+            case UInt8(ascii: "O"): return .full(try TupleValue.decodeTuple(&reader))
+            default: return nil
+            }
+        }
     }
 
     public enum TupleValue: Sendable, Equatable {
@@ -79,177 +120,100 @@ public enum PgOutputMessage: Sendable, Equatable {
         case unchanged
         case text([UInt8])
         case binary([UInt8])
+
+        /// Tuple: column count int16, per column: 'n' | 'u' | 't' length int32 bytes | 'b' length int32 bytes.
+        static func decodeTuple(_ reader: inout ByteReader) throws -> [TupleValue] {
+            let count = Int(try reader.int16())
+            var values: [TupleValue] = []
+            values.reserveCapacity(count)
+            for _ in 0..<count {
+                let kind = try reader.uint8()
+                switch kind {
+                case UInt8(ascii: "n"): values.append(.null)
+                case UInt8(ascii: "u"): values.append(.unchanged)
+                case UInt8(ascii: "t"): values.append(.text(Array(try reader.bytes(Int(try reader.int32())))))
+                case UInt8(ascii: "b"): values.append(.binary(Array(try reader.bytes(Int(try reader.int32())))))
+                default: throw PgOutputDecoder.Failure(messageType: "?", lsn: .zero, reason: "unknown tuple value kind \(kind)")
+                }
+            }
+            return values
+        }
     }
 }
 
-/// Decodes pgoutput payloads. Stateful only in one respect: inside a Stream Start … Stream Stop
-/// block, changes carry the (sub)transaction id after their type byte.
-public struct PgOutputDecoder: Sendable {
-    public struct Failure: Error, CustomStringConvertible, Equatable {
-        public var messageType: Character
-        public var lsn: LSN
-        public var reason: String
+// MARK: The messages without a payload type of their own
 
-        public var description: String {
-            "cannot decode pgoutput message '\(messageType)' at \(lsn): \(reason)"
+extension PgOutputMessage {
+    /// 'O' Origin: LSN int64, name string.
+    static func decodeOrigin(_ reader: inout ByteReader) throws -> PgOutputMessage {
+        .origin(lsn: try reader.lsn(), name: try reader.cString())
+    }
+
+    /// 'Y' Type: [xid], oid int32, namespace string, name string.
+    static func decodeType(_ reader: inout ByteReader, xid: UInt32?) throws -> PgOutputMessage {
+        let oid = try reader.uint32()
+        let namespace = try reader.cString()
+        return .type(xid: xid, oid: oid, namespace: namespace.isEmpty ? "pg_catalog" : namespace, name: try reader.cString())
+    }
+
+    /// 'I' Insert: [xid], relation oid int32, 'N', tuple.
+    static func decodeInsert(_ reader: inout ByteReader, xid: UInt32?) throws -> PgOutputMessage {
+        let relation = try reader.uint32()
+        let marker = try reader.uint8()
+        guard marker == UInt8(ascii: "N") else { throw PgOutputDecoder.reason("expected 'N', found \(marker)") }
+        return .insert(xid: xid, relation: relation, new: try TupleValue.decodeTuple(&reader))
+    }
+
+    /// 'U' Update: [xid], relation oid int32, optional ('K' | 'O') tuple, 'N' tuple.
+    static func decodeUpdate(_ reader: inout ByteReader, xid: UInt32?) throws -> PgOutputMessage {
+        let relation = try reader.uint32()
+        var marker = try reader.uint8()
+        let old = try OldTuple.decode(marker: marker, &reader)
+        if old != nil { marker = try reader.uint8() }
+        guard marker == UInt8(ascii: "N") else { throw PgOutputDecoder.reason("expected 'N' before the new tuple, found \(marker)") }
+        return .update(xid: xid, relation: relation, old: old, new: try TupleValue.decodeTuple(&reader))
+    }
+
+    /// 'D' Delete: [xid], relation oid int32, ('K' | 'O') tuple.
+    static func decodeDelete(_ reader: inout ByteReader, xid: UInt32?) throws -> PgOutputMessage {
+        let relation = try reader.uint32()
+        let marker = try reader.uint8()
+        guard let old = try OldTuple.decode(marker: marker, &reader) else {
+            throw PgOutputDecoder.reason("expected 'K' or 'O' in a delete, found \(marker)")
         }
+        return .delete(xid: xid, relation: relation, old: old)
     }
 
-    public private(set) var inStream: Bool
-
-    /// - Parameter inStream: true to decode messages spilled from inside a stream block.
-    public init(inStream: Bool = false) { self.inStream = inStream }
-
-    /// - Parameter lsn: where the message starts in the WAL, for error messages.
-    public mutating func decode(_ bytes: [UInt8], at lsn: LSN) throws -> PgOutputMessage {
-        guard let first = bytes.first else {
-            throw Failure(messageType: "?", lsn: lsn, reason: "empty message")
-        }
-        let type = Character(Unicode.Scalar(first))
-        var reader = ByteReader(bytes, offset: 1)
-        do {
-            let message = try decode(type: type, &reader)
-            guard reader.remaining == 0 else {
-                throw Failure(messageType: type, lsn: lsn, reason: "\(reader.remaining) bytes left over: the layout is not what this decoder knows")
-            }
-            return message
-        } catch let underflow as ByteReader.Underflow {
-            throw Failure(messageType: type, lsn: lsn, reason: "message ends early (needed \(underflow.needed) more bytes, \(underflow.remaining) left)")
-        } catch let failure as Failure {
-            throw Failure(messageType: type, lsn: lsn, reason: failure.reason)
-        }
+    /// 'T' Truncate: [xid], relation count int32, options int8 (1 cascade, 2 restart identity), oids int32….
+    static func decodeTruncate(_ reader: inout ByteReader, xid: UInt32?) throws -> PgOutputMessage {
+        let count = Int(try reader.int32())
+        let options = try reader.uint8()
+        var relations: [UInt32] = []
+        for _ in 0..<count { relations.append(try reader.uint32()) }
+        return .truncate(xid: xid, relations: relations, cascade: options & 1 != 0, restartIdentity: options & 2 != 0)
     }
 
-    private mutating func decode(type: Character, _ reader: inout ByteReader) throws -> PgOutputMessage {
-        switch type {
-        case "B":
-            // Begin: final LSN int64, commit time int64, xid int32
-            return .begin(.init(finalLSN: try reader.lsn(), commitTime: try reader.int64(), xid: try reader.uint32()))
-        case "C":
-            // Commit: flags int8, commit LSN int64, end LSN int64, commit time int64
-            return .commit(try Self.commit(&reader))
-        case "O":
-            // Origin: LSN int64, name string
-            return .origin(lsn: try reader.lsn(), name: try reader.cString())
-        case "R":
-            // Relation: [xid], oid int32, namespace string ("" = pg_catalog), name string, replica identity int8,
-            // column count int16, per column: flags int8 (1 = key), name string, type oid int32, typmod int32
-            let xid = try streamXid(&reader)
-            let oid = try reader.uint32()
-            let namespace = try reader.cString()
-            let name = try reader.cString()
-            let identity = try reader.uint8()
-            let count = Int(try reader.int16())
-            var columns: [PgOutputMessage.Relation.Column] = []
-            columns.reserveCapacity(count)
-            for _ in 0..<count {
-                columns.append(.init(isKey: try reader.uint8() & 1 == 1, name: try reader.cString(),
-                                     typeOid: try reader.uint32(), typeModifier: try reader.int32()))
-            }
-            return .relation(.init(xid: xid, oid: oid, namespace: namespace.isEmpty ? "pg_catalog" : namespace,
-                                   name: name, replicaIdentity: identity, columns: columns))
-        case "Y":
-            // Type: [xid], oid int32, namespace string, name string
-            let xid = try streamXid(&reader)
-            let oid = try reader.uint32()
-            let namespace = try reader.cString()
-            return .type(xid: xid, oid: oid, namespace: namespace.isEmpty ? "pg_catalog" : namespace, name: try reader.cString())
-        case "I":
-            // Insert: [xid], relation oid int32, 'N', tuple
-            let xid = try streamXid(&reader)
-            let relation = try reader.uint32()
-            try expect(&reader, "N")
-            return .insert(xid: xid, relation: relation, new: try Self.tuple(&reader))
-        case "U":
-            // Update: [xid], relation oid int32, optional ('K' | 'O') tuple, 'N' tuple
-            let xid = try streamXid(&reader)
-            let relation = try reader.uint32()
-            var old: PgOutputMessage.OldTuple?
-            var marker = try reader.uint8()
-            if marker == UInt8(ascii: "K") || marker == UInt8(ascii: "O") {
-                let values = try Self.tuple(&reader)
-                old = marker == UInt8(ascii: "K") ? .key(values) : .full(values)
-                marker = try reader.uint8()
-            }
-            guard marker == UInt8(ascii: "N") else { throw reason("expected 'N' before the new tuple, found \(marker)") }
-            return .update(xid: xid, relation: relation, old: old, new: try Self.tuple(&reader))
-        case "D":
-            // Delete: [xid], relation oid int32, ('K' | 'O') tuple
-            let xid = try streamXid(&reader)
-            let relation = try reader.uint32()
-            let marker = try reader.uint8()
-            let values = try Self.tuple(&reader)
-            switch marker {
-            case UInt8(ascii: "K"): return .delete(xid: xid, relation: relation, old: .key(values))
-            case UInt8(ascii: "O"): return .delete(xid: xid, relation: relation, old: .full(values))
-            default: throw reason("expected 'K' or 'O' in a delete, found \(marker)")
-            }
-        case "T":
-            // Truncate: [xid], relation count int32, options int8 (1 cascade, 2 restart identity), oids int32…
-            let xid = try streamXid(&reader)
-            let count = Int(try reader.int32())
-            let options = try reader.uint8()
-            var relations: [UInt32] = []
-            for _ in 0..<count { relations.append(try reader.uint32()) }
-            return .truncate(xid: xid, relations: relations, cascade: options & 1 != 0, restartIdentity: options & 2 != 0)
-        case "M":
-            // Message: [xid], flags int8 (1 = transactional), LSN int64, prefix string, length int32, content
-            let xid = try streamXid(&reader)
-            let flags = try reader.uint8()
-            let lsn = try reader.lsn()
-            let prefix = try reader.cString()
-            let length = Int(try reader.int32())
-            return .message(xid: xid, transactional: flags & 1 != 0, lsn: lsn, prefix: prefix, content: Array(try reader.bytes(length)))
-        case "S":
-            // Stream Start: xid int32, first segment int8
-            inStream = true
-            return .streamStart(xid: try reader.uint32(), firstSegment: try reader.uint8() == 1)
-        case "E":
-            // Stream Stop: nothing
-            inStream = false
-            return .streamStop
-        case "c":
-            // Stream Commit: xid int32, flags int8, commit LSN int64, end LSN int64, commit time int64
-            return .streamCommit(xid: try reader.uint32(), commit: try Self.commit(&reader))
-        case "A":
-            // Stream Abort (protocol 2, PostgreSQL 14/15): xid int32, subtransaction xid int32
-            return .streamAbort(xid: try reader.uint32(), subtransaction: try reader.uint32())
-        default:
-            throw reason("unknown message type")
-        }
+    /// 'M' Message: [xid], flags int8 (1 = transactional), LSN int64, prefix string, length int32, content.
+    static func decodeMessage(_ reader: inout ByteReader, xid: UInt32?) throws -> PgOutputMessage {
+        let flags = try reader.uint8()
+        let lsn = try reader.lsn()
+        let prefix = try reader.cString()
+        let length = Int(try reader.int32())
+        return .message(xid: xid, transactional: flags & 1 != 0, lsn: lsn, prefix: prefix, content: Array(try reader.bytes(length)))
     }
 
-    private func streamXid(_ reader: inout ByteReader) throws -> UInt32? {
-        inStream ? try reader.uint32() : nil
+    /// 'S' Stream Start: xid int32, first segment int8.
+    static func decodeStreamStart(_ reader: inout ByteReader) throws -> PgOutputMessage {
+        .streamStart(xid: try reader.uint32(), firstSegment: try reader.uint8() == 1)
     }
 
-    private func expect(_ reader: inout ByteReader, _ marker: Character) throws {
-        let byte = try reader.uint8()
-        guard byte == marker.asciiValue! else { throw reason("expected '\(marker)', found \(byte)") }
+    /// 'c' Stream Commit: xid int32, then a commit's layout.
+    static func decodeStreamCommit(_ reader: inout ByteReader) throws -> PgOutputMessage {
+        .streamCommit(xid: try reader.uint32(), commit: try Commit.decode(&reader))
     }
 
-    private func reason(_ text: String) -> Failure { Failure(messageType: "?", lsn: .zero, reason: text) }
-
-    private static func commit(_ reader: inout ByteReader) throws -> PgOutputMessage.Commit {
-        .init(flags: try reader.uint8(), commitLSN: try reader.lsn(), endLSN: try reader.lsn(), commitTime: try reader.int64())
-    }
-
-    /// Tuple: column count int16, per column: 'n' | 'u' | 't' length int32 bytes | 'b' length int32 bytes
-    private static func tuple(_ reader: inout ByteReader) throws -> [PgOutputMessage.TupleValue] {
-        let count = Int(try reader.int16())
-        var values: [PgOutputMessage.TupleValue] = []
-        values.reserveCapacity(count)
-        for _ in 0..<count {
-            let kind = try reader.uint8()
-            switch kind {
-            case UInt8(ascii: "n"): values.append(.null)
-            case UInt8(ascii: "u"): values.append(.unchanged)
-            case UInt8(ascii: "t"): values.append(.text(Array(try reader.bytes(Int(try reader.int32())))))
-            case UInt8(ascii: "b"): values.append(.binary(Array(try reader.bytes(Int(try reader.int32())))))
-            default:
-                throw Failure(messageType: "?", lsn: .zero, reason: "unknown tuple value kind \(kind)")
-            }
-        }
-        return values
+    /// 'A' Stream Abort (protocol 2, PostgreSQL 14/15): xid int32, subtransaction xid int32.
+    static func decodeStreamAbort(_ reader: inout ByteReader) throws -> PgOutputMessage {
+        .streamAbort(xid: try reader.uint32(), subtransaction: try reader.uint32())
     }
 }
