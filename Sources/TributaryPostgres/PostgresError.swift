@@ -55,7 +55,7 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
 }
 
 extension PostgresError {
-    public static let uniqueViolation = "23505"
-    public static let undefinedObject = "42704"
-    public static let duplicateObject = "42710"
+    /// SQLSTATEs callers tell apart.
+    public static let undefinedTable = "42P01"
+    public static let undefinedColumn = "42703"
 }

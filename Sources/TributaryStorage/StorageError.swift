@@ -4,7 +4,6 @@ import Foundation
 public enum StorageError: Error, CustomStringConvertible, Sendable {
     case io(operation: String, path: String, errno: Int32)
     case notFound(key: String, store: String)
-    case alreadyExists(key: String, store: String)
     case checksumMismatch(key: String, expected: String, actual: String)
     case sizeMismatch(key: String, expected: Int, actual: Int)
     case corrupt(key: String, reason: String)
@@ -16,8 +15,6 @@ public enum StorageError: Error, CustomStringConvertible, Sendable {
             return "cannot \(operation) \(path): \(String(cString: strerror(code)))"
         case .notFound(let key, let store):
             return "object \(key) does not exist in \(store)"
-        case .alreadyExists(let key, let store):
-            return "object \(key) already exists in \(store) and must not be replaced"
         case .checksumMismatch(let key, let expected, let actual):
             return "object \(key) is corrupt: SHA-256 is \(actual), the manifest says \(expected); re-run the stage that wrote it"
         case .sizeMismatch(let key, let expected, let actual):

@@ -32,8 +32,6 @@ public struct SourceConfiguration: Sendable {
     /// Whether `snapshot` may create the publication when it does not exist.
     public var createPublication: Bool
     public var tables: [TableConfiguration]
-    /// Object-storage buckets whose files move to the target bucket (the object-sync stage).
-    public var buckets: [String]
     /// What the applier does when a batch's schema differs from the STG table.
     public var schemaChanges: SchemaChangePolicy = .addColumns
     /// Key-indicator queries `verify` runs on both sides.
@@ -42,14 +40,13 @@ public struct SourceConfiguration: Sendable {
     public var file: String
 
     public init(name: String, connection: String, slot: String, publication: String, createPublication: Bool,
-                tables: [TableConfiguration], buckets: [String] = [], file: String) {
+                tables: [TableConfiguration], file: String) {
         self.name = name
         self.connection = connection
         self.slot = slot
         self.publication = publication
         self.createPublication = createPublication
         self.tables = tables
-        self.buckets = buckets
         self.file = file
     }
 }

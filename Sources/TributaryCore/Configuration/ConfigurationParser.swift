@@ -124,7 +124,7 @@ public enum ConfigurationParser {
 
     static func parseSource(_ file: File, environment: [String: String]) throws -> SourceConfiguration {
         let root = try root(file, environment: environment)
-        try root.requireOnly(["source", "connection", "slot", "publication", "create_publication", "tables", "buckets", "schema_changes", "checks"])
+        try root.requireOnly(["source", "connection", "slot", "publication", "create_publication", "tables", "schema_changes", "checks"])
         let stem = ((file.name as NSString).lastPathComponent as NSString).deletingPathExtension
         let name = try root.string("source") ?? stem
         guard name.first.map({ $0.isASCII && $0.isLowercase }) == true,
@@ -153,9 +153,8 @@ public enum ConfigurationParser {
             }
             tables.append(table)
         }
-        let buckets = try root.stringList("buckets") ?? []
         var source = SourceConfiguration(name: name, connection: connection, slot: slot, publication: publication,
-                                         createPublication: createPublication, tables: tables, buckets: buckets, file: file.name)
+                                         createPublication: createPublication, tables: tables, file: file.name)
         if let text = try root.string("schema_changes") {
             guard let policy = SchemaChangePolicy(rawValue: text) else {
                 throw root.error("schema_changes", root.node("schema_changes")!, "expected add_columns or stop, found \"\(text)\"")

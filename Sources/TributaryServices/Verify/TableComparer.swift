@@ -53,8 +53,8 @@ public struct TableComparer: Sendable {
                         table: table.table, stagingTable: stagingTable, columns: columns, key: described.relation.key,
                         source: sourceConnection, target: targetConnection, lower: nil, upper: nil, depth: 0)
                 }
-            } catch let error as PostgresError where error.sqlState == "42P01" || error.sqlState == "42703" {
-                comparison.problem = error.sqlState == "42P01"
+            } catch let error as PostgresError where error.sqlState == PostgresError.undefinedTable || error.sqlState == PostgresError.undefinedColumn {
+                comparison.problem = error.sqlState == PostgresError.undefinedTable
                     ? "\(stagingTable) does not exist: run tributary snapshot and tributary apply"
                     : "\(stagingTable) lacks a column: \(error.message)"
                 try await targetConnection.execute("ROLLBACK")
