@@ -1,3 +1,5 @@
+import Foundation
+
 /// What a listing says of one object.
 public struct StoredObject: Sendable, Hashable {
     public var key: String
@@ -41,4 +43,36 @@ public protocol StagingStore: Sendable, CustomStringConvertible {
     func list(prefix: String, startAfter: String?) async throws -> [StoredObject]
     /// Removes the object; a missing object is not an error.
     func delete(key: String) async throws
+}
+
+extension StagingStore {
+    /// Uploads a file the caller keeps: `put(key:file:)` consumes its file, so it gets a hard link
+    /// (or a copy, across filesystems) made in `scratchDirectory`. Returns the bytes uploaded.
+    @discardableResult
+    public func upload(keeping file: String, as key: String, scratchDirectory: String) async throws -> Int {
+        try LocalFiles.makeDirectory(scratchDirectory)
+        let staged = scratchDirectory + "/put-\(UUID().uuidString)"
+        if link(file, staged) != 0 { try FileManager.default.copyItem(atPath: file, toPath: staged) }
+        var status = stat()
+        let size = stat(staged, &status) == 0 ? Int(status.st_size) : 0
+        do {
+            try await put(key: key, file: staged)
+        } catch {
+            LocalFiles.remove(staged)
+            throw error
+        }
+        return size
+    }
+
+    /// Downloads `key` to `file`, replacing it.
+    public func download(_ key: String, to file: String) async throws {
+        let local = try await fetch(key: key)
+        defer { local.release() }
+        LocalFiles.remove(file)
+        if local.isTemporary {
+            guard rename(local.path, file) == 0 else { throw StorageError.io(operation: "move the download to", path: file, errno: errno) }
+        } else {
+            try FileManager.default.copyItem(atPath: local.path, toPath: file)
+        }
+    }
 }

@@ -32,7 +32,6 @@ actor CurlConnection {
         defer { transfer.close() }
         let unmanaged = Unmanaged.passRetained(transfer)
         defer { unmanaged.release() }
-        let context = unmanaged.toOpaque()
 
         var headerList: UnsafeMutablePointer<curl_slist>?
         defer { curl_slist_free_all(headerList) }
@@ -42,7 +41,30 @@ actor CurlConnection {
         for line in lines {
             headerList = curl_slist_append(headerList, line)
         }
+        configure(for: request, headers: headerList, context: unmanaged.toOpaque())
+        transfer.handle = handle
 
+        var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        let code = errorBuffer.withUnsafeMutableBufferPointer { buffer -> CURLcode in
+            tributary_curl_set_pointer(handle, CURLOPT_ERRORBUFFER, buffer.baseAddress)
+            defer { tributary_curl_set_pointer(handle, CURLOPT_ERRORBUFFER, nil) }
+            return curl_easy_perform(handle)
+        }
+        if let failure = transfer.failure { throw failure }
+        guard code == CURLE_OK else {
+            let detail = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw HTTPTransportError(code: Int(code.rawValue),
+                                     message: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail,
+                                     endpoint: request.endpoint)
+        }
+        var status = 0
+        tributary_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &status)
+        try transfer.finishFile()
+        return HTTPResponse(status: status, headers: transfer.headers, body: transfer.body)
+    }
+
+    /// The handle's options for `request`; the callbacks reach the transfer through `context`.
+    private func configure(for request: HTTPRequest, headers: UnsafeMutablePointer<curl_slist>?, context: UnsafeMutableRawPointer) {
         tributary_curl_set_string(handle, CURLOPT_URL, request.endpoint + request.pathAndQuery)
         // What was signed is what is sent: no "/./" or "%2F" rewriting.
         tributary_curl_set_long(handle, CURLOPT_PATH_AS_IS, 1)
@@ -54,7 +76,7 @@ actor CurlConnection {
         // Larger transfer buffers: fewer callbacks and write(2)s per GiB than curl's 16 KiB default.
         tributary_curl_set_long(handle, CURLOPT_BUFFERSIZE, 1 << 20)
         tributary_curl_set_long(handle, CURLOPT_UPLOAD_BUFFERSIZE, 2 << 20)
-        tributary_curl_set_list(handle, CURLOPT_HTTPHEADER, headerList)
+        tributary_curl_set_list(handle, CURLOPT_HTTPHEADER, headers)
         tributary_curl_set_pointer(handle, CURLOPT_WRITEDATA, context)
         tributary_curl_set_callback(handle, CURLOPT_WRITEFUNCTION, Transfer.receiveBody)
         tributary_curl_set_pointer(handle, CURLOPT_HEADERDATA, context)
@@ -76,25 +98,6 @@ actor CurlConnection {
                 tributary_curl_set_string(handle, CURLOPT_CUSTOMREQUEST, request.method)
             }
         }
-        transfer.handle = handle
-
-        var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
-        let code = errorBuffer.withUnsafeMutableBufferPointer { buffer -> CURLcode in
-            tributary_curl_set_pointer(handle, CURLOPT_ERRORBUFFER, buffer.baseAddress)
-            defer { tributary_curl_set_pointer(handle, CURLOPT_ERRORBUFFER, nil) }
-            return curl_easy_perform(handle)
-        }
-        if let failure = transfer.failure { throw failure }
-        guard code == CURLE_OK else {
-            let detail = String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            throw HTTPTransportError(code: Int(code.rawValue),
-                                     message: detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail,
-                                     endpoint: request.endpoint)
-        }
-        var status = 0
-        tributary_curl_get_long(handle, CURLINFO_RESPONSE_CODE, &status)
-        try transfer.finishFile()
-        return HTTPResponse(status: status, headers: transfer.headers, body: transfer.body)
     }
 }
 

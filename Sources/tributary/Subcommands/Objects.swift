@@ -41,21 +41,11 @@ struct Objects: AsyncParsableCommand {
             try await CommandRunner.run {
                 let configuration = try global.loadConfiguration()
                 let store = try global.openStagingStore(configuration.target, label: "objects")
-                try LocalFiles.makeDirectory(configuration.target.workDirectory)
                 let started = ContinuousClock.now
                 var total = 0
                 for index in stride(from: 0, to: pairs.count, by: 2) {
                     let (file, key) = (pairs[index], pairs[index + 1])
-                    // put(file:) consumes its file: hand it a hard link (or a copy) so the operator's file stays.
-                    let staged = configuration.target.workDirectory + "/put-\(UUID().uuidString)"
-                    if link(file, staged) != 0 { try FileManager.default.copyItem(atPath: file, toPath: staged) }
-                    let size = (try FileManager.default.attributesOfItem(atPath: staged)[.size] as? Int) ?? 0
-                    do {
-                        try await store.put(key: key, file: staged)
-                    } catch {
-                        LocalFiles.remove(staged)
-                        throw error
-                    }
+                    let size = try await store.upload(keeping: file, as: key, scratchDirectory: configuration.target.workDirectory)
                     total += size
                     print("uploaded \(key): \(size) bytes")
                 }
@@ -79,14 +69,7 @@ struct Objects: AsyncParsableCommand {
                 let started = ContinuousClock.now
                 for index in stride(from: 0, to: pairs.count, by: 2) {
                     let (key, file) = (pairs[index], pairs[index + 1])
-                    let local = try await store.fetch(key: key)
-                    defer { local.release() }
-                    LocalFiles.remove(file)
-                    if local.isTemporary {
-                        guard rename(local.path, file) == 0 else { throw StorageError.io(operation: "move the download to", path: file, errno: errno) }
-                    } else {
-                        try FileManager.default.copyItem(atPath: local.path, toPath: file)
-                    }
+                    try await store.download(key, to: file)
                     print("downloaded \(key) to \(file)")
                 }
                 print("downloaded \(pairs.count / 2) objects in \(Format.duration((ContinuousClock.now - started).seconds))")
