@@ -27,7 +27,8 @@ public struct LocalObject: Sendable {
 }
 
 /// The OCI layer: a flat key space with lexical listing. Implementations make every `put` atomic:
-/// a reader sees the whole object or none of it.
+/// a reader sees the whole object or none of it. A new kind of store conforms here and is opened
+/// by `StagingStores.open`.
 public protocol StagingStore: Sendable, CustomStringConvertible {
     /// Stores the file at `file` under `key`. The local file is consumed (moved or deleted).
     func put(key: String, file: String) async throws

@@ -21,14 +21,17 @@ struct GlobalOptions: ParsableArguments {
         try ConfigurationLoader.load(directory: configurationDirectory)
     }
 
-    /// The staging store tributary.yaml names, logging under `label`.
-    func openStagingStore(_ target: TargetConfiguration, label: String = "staging") throws -> any StagingStore {
-        try StagingStores.open(target, logger: makeLogger(label))
+    /// The staging store tributary.yaml names, logging for `command`.
+    func openStagingStore(_ target: TargetConfiguration, command: String) throws -> any StagingStore {
+        try StagingStores.open(target, logger: makeLogger(command))
     }
 
-    func makeLogger(_ label: String) -> Logger {
+    /// The logger of a subcommand: every line carries `command`, so one filter finds a stage's lines.
+    func makeLogger(_ command: String) -> Logger {
         LoggingSystem.bootstrapOnce(level: logLevel)
-        return Logger(label: label)
+        var logger = Logger(label: "tributary")
+        logger[metadataKey: "command"] = .string(command)
+        return logger
     }
 }
 

@@ -1,5 +1,7 @@
 import ArgumentParser
 
+/// The root command only lists the subcommands. A new one is a file in `Subcommands/` that parses
+/// its options, calls one service of `TributaryServices` and prints what it did.
 @main
 struct Tributary: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

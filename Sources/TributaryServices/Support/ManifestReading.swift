@@ -1,6 +1,7 @@
 import TributaryCore
 import TributaryStorage
 
+/// Reading manifests back from the staging store, with their format checked.
 extension StagingStore {
     /// The manifest at `key`. Bytes that do not decode are a corrupt object; a format this build does
     /// not know is refused with the way out.

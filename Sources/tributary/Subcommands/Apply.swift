@@ -25,8 +25,8 @@ struct Apply: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let logger = global.makeLogger("tributary.apply")
-            let store = try global.openStagingStore(configuration.target)
+            let logger = global.makeLogger("apply")
+            let store = try global.openStagingStore(configuration.target, command: "apply")
             let stop = StopSignal()
             let applier = ChangeApplier(target: configuration.target.connection, sources: try configuration.sources(named: sources),
                                         store: store, settings: .init(configuration.target.snapshot, jobs: jobs),

@@ -16,7 +16,7 @@ struct Check: AsyncParsableCommand {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             print("ok    config   \(configuration.sources.count) sources, target and staging read from \(global.configurationDirectory)")
-            let store = Result { try global.openStagingStore(configuration.target, label: "check") }
+            let store = Result { try global.openStagingStore(configuration.target, command: "check") }
             let results = await PreflightChecker(configuration: configuration, store: store)
                 .run(sources: try configuration.sources(named: sources))
             for result in results {

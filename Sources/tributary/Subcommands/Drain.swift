@@ -31,8 +31,8 @@ struct Drain: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let logger = global.makeLogger("tributary.drain")
-            let store = try global.openStagingStore(configuration.target)
+            let logger = global.makeLogger("drain")
+            let store = try global.openStagingStore(configuration.target, command: "drain")
             let selected = try configuration.sources(named: sources)
             let settings = Replicator.Settings(target: configuration.target)
             let started = ContinuousClock.now

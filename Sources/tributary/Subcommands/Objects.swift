@@ -20,7 +20,7 @@ struct Objects: AsyncParsableCommand {
 
         func run() async throws {
             try await CommandRunner.run {
-                let store = try global.openStagingStore(try global.loadConfiguration().target, label: "objects")
+                let store = try global.openStagingStore(try global.loadConfiguration().target, command: "objects")
                 for object in try await store.list(prefix: prefix, startAfter: after) {
                     print("\(object.size)\t\(object.key)")
                 }
@@ -40,7 +40,7 @@ struct Objects: AsyncParsableCommand {
         func run() async throws {
             try await CommandRunner.run {
                 let configuration = try global.loadConfiguration()
-                let store = try global.openStagingStore(configuration.target, label: "objects")
+                let store = try global.openStagingStore(configuration.target, command: "objects")
                 let started = ContinuousClock.now
                 var total = 0
                 for index in stride(from: 0, to: pairs.count, by: 2) {
@@ -65,7 +65,7 @@ struct Objects: AsyncParsableCommand {
 
         func run() async throws {
             try await CommandRunner.run {
-                let store = try global.openStagingStore(try global.loadConfiguration().target, label: "objects")
+                let store = try global.openStagingStore(try global.loadConfiguration().target, command: "objects")
                 let started = ContinuousClock.now
                 for index in stride(from: 0, to: pairs.count, by: 2) {
                     let (key, file) = (pairs[index], pairs[index + 1])
@@ -84,7 +84,7 @@ struct Objects: AsyncParsableCommand {
 
         func run() async throws {
             try await CommandRunner.run {
-                let store = try global.openStagingStore(try global.loadConfiguration().target, label: "objects")
+                let store = try global.openStagingStore(try global.loadConfiguration().target, command: "objects")
                 for key in keys {
                     try await store.delete(key: key)
                     print("removed \(key)")

@@ -29,8 +29,8 @@ struct Replicate: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let logger = global.makeLogger("tributary.replicate")
-            let store = try global.openStagingStore(configuration.target)
+            let logger = global.makeLogger("replicate")
+            let store = try global.openStagingStore(configuration.target, command: "replicate")
             let stop = StopSignal()
             let signals = SignalHandlers.install([SIGTERM, SIGINT]) { signal in
                 logger.notice("signal \(signal): finishing the batch in hand")

@@ -40,8 +40,8 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let logger = global.makeLogger("tributary.run")
-            let store = try global.openStagingStore(configuration.target)
+            let logger = global.makeLogger("run")
+            let store = try global.openStagingStore(configuration.target, command: "run")
             let selected = try configuration.sources(named: sources)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             let metrics = try metricsPort.map {

@@ -30,7 +30,7 @@ struct Snapshot: AsyncParsableCommand {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("snapshot")
-            let store = try global.openStagingStore(configuration.target)
+            let store = try global.openStagingStore(configuration.target, command: "snapshot")
             let display = ProgressDisplay(logger: logger)
             try await display.around {
                 try await SnapshotService(configuration: configuration, store: store, logger: logger)

@@ -23,7 +23,7 @@ struct Status: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let reader = StatusReader(target: configuration.target.connection, store: try global.openStagingStore(configuration.target))
+            let reader = StatusReader(target: configuration.target.connection, store: try global.openStagingStore(configuration.target, command: "status"))
             let selected = try configuration.sources(named: sources)
             repeat {
                 let report = StatusReport(generatedAt: Date(), sources: try await reader.read(selected))
