@@ -1,8 +1,8 @@
 import Foundation
 import TributaryCore
 
-/// Rows of a query in PostgreSQL's text form (NULL as nil). Callers read them as typed values
-/// through `QueryRow` (or `decode(_:)` into their own row structs): the text form is parsed here,
+/// Rows of a query in PostgreSQL's text form (NULL as nil). Callers read them as typed values,
+/// through `QueryRow` or `decode(_:)` into a `Decodable` row struct: the text form is parsed here,
 /// once, and a value that does not parse is an error, never a sentinel or a crash.
 public struct QueryResult: Sendable {
     public var columns: [String]
@@ -22,9 +22,9 @@ public struct QueryResult: Sendable {
     /// The first row, or nil.
     public var first: QueryRow? { rows.first }
 
-    /// Every row as `Row`.
-    public func decode<Row: QueryRowDecodable>(_ type: Row.Type) throws -> [Row] {
-        try rows.map(Row.init(row:))
+    /// Every row as `Row`, its properties read from the columns its coding keys name.
+    public func decode<Row: Decodable>(_ type: Row.Type) throws -> [Row] {
+        try rows.map { try Row(from: QueryRowDecoder(row: $0)) }
     }
 
     /// The first row's first value, for `SELECT x`; an error when there is no row or it is NULL.
@@ -47,6 +47,9 @@ public struct QueryResult: Sendable {
 /// One row of a result, read by column name (or position).
 public struct QueryRow: Sendable {
     let index: [String: Int]
+
+    /// Whether the result has a column of this name.
+    public func has(_ column: String) -> Bool { index[column] != nil }
     /// The values in PostgreSQL's text form, NULL as nil.
     public let values: [String?]
 
@@ -77,11 +80,6 @@ public struct QueryRow: Sendable {
         }
         return value
     }
-}
-
-/// A struct made from one row.
-public protocol QueryRowDecodable {
-    init(row: QueryRow) throws
 }
 
 /// A value in PostgreSQL's text output form (`t`/`f`, `42`, `0/16B3748`, `2026-11-25 10:12:14.76+00`).

@@ -1,5 +1,5 @@
 import Testing
-import TributaryCore
+@testable import TributaryCore
 
 /// The replicator's rules, pinned without a server: when a batch closes, what may be acknowledged,
 /// what a keepalive confirms, what an abort drops.

@@ -25,12 +25,6 @@ public enum PgOutputMessage: Sendable, Equatable {
         public var commitTime: Int64
         public var xid: UInt32
 
-        public init(finalLSN: LSN, commitTime: Int64, xid: UInt32) {
-            self.finalLSN = finalLSN
-            self.commitTime = commitTime
-            self.xid = xid
-        }
-
         static func decode(_ reader: inout ByteReader) throws -> Begin {
             Begin(finalLSN: try reader.lsn(), commitTime: try reader.int64(), xid: try reader.uint32())
         }
@@ -44,13 +38,6 @@ public enum PgOutputMessage: Sendable, Equatable {
         /// End of the commit record: where a restart after this transaction begins.
         public var endLSN: LSN
         public var commitTime: Int64
-
-        public init(flags: UInt8, commitLSN: LSN, endLSN: LSN, commitTime: Int64) {
-            self.flags = flags
-            self.commitLSN = commitLSN
-            self.endLSN = endLSN
-            self.commitTime = commitTime
-        }
 
         static func decode(_ reader: inout ByteReader) throws -> Commit {
             Commit(flags: try reader.uint8(), commitLSN: try reader.lsn(), endLSN: try reader.lsn(), commitTime: try reader.int64())

@@ -10,7 +10,7 @@ public enum SourceState: String, Sendable, Codable, CaseIterable, PostgresTextDe
 }
 
 /// One source's row of the control state.
-public struct SourceControlState: Sendable, Equatable, QueryRowDecodable {
+public struct SourceControlState: Sendable, Equatable, Decodable {
     public var state: SourceState
     public var applyPaused: Bool
     public var drainLSN: LSN?
@@ -25,9 +25,8 @@ public struct SourceControlState: Sendable, Equatable, QueryRowDecodable {
         self.appliedLSN = appliedLSN
     }
 
-    public init(row: QueryRow) throws {
-        self.init(state: try row.decode("state"), applyPaused: try row.decode("apply_paused"), drainLSN: try row.decodeIfPresent("drain_lsn"),
-                  flushedLSN: try row.decodeIfPresent("flushed_lsn"), appliedLSN: try row.decodeIfPresent("applied_lsn"))
+    enum CodingKeys: String, CodingKey {
+        case state, applyPaused = "apply_paused", drainLSN = "drain_lsn", flushedLSN = "flushed_lsn", appliedLSN = "applied_lsn"
     }
 }
 
@@ -160,7 +159,7 @@ public struct ControlStore: Sendable {
 }
 
 /// What `status` reads of a source from the control state.
-public struct ControlStatusRow: Sendable, QueryRowDecodable {
+public struct ControlStatusRow: Sendable, Decodable {
     public var state: SourceState
     public var flushedLSN: LSN?
     public var appliedLSN: LSN?
@@ -169,14 +168,9 @@ public struct ControlStatusRow: Sendable, QueryRowDecodable {
     public var lagSeconds: Double?
     public var changesPerSecond: Double
 
-    public init(row: QueryRow) throws {
-        state = try row.decode("state")
-        flushedLSN = try row.decodeIfPresent("flushed_lsn")
-        appliedLSN = try row.decodeIfPresent("applied_lsn")
-        drainLSN = try row.decodeIfPresent("drain_lsn")
-        appliedCommitTime = try row.decodeIfPresent("applied_commit_time")
-        lagSeconds = try row.decodeIfPresent("lag")
-        changesPerSecond = try row.decode("rate")
+    enum CodingKeys: String, CodingKey {
+        case state, flushedLSN = "flushed_lsn", appliedLSN = "applied_lsn", drainLSN = "drain_lsn"
+        case appliedCommitTime = "applied_commit_time", lagSeconds = "lag", changesPerSecond = "rate"
     }
 }
 

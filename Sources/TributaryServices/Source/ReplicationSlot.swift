@@ -3,7 +3,7 @@ import TributaryPostgres
 
 /// A replication slot as `pg_replication_slots` shows it, with the source's WAL position: the one
 /// look-up every stage uses (snapshot, replicate, status, check, drop-slot).
-public struct ReplicationSlot: Sendable, QueryRowDecodable {
+public struct ReplicationSlot: Sendable, Decodable {
     public var name: String
     /// Whether the slot belongs to the database the connection is in (a logical slot serves one).
     public var inThisDatabase: Bool
@@ -26,15 +26,10 @@ public struct ReplicationSlot: Sendable, QueryRowDecodable {
     /// WAL the slot keeps on the source's disk, from its restart position.
     public var retainedBytes: Int? { restartLSN.map { Int(currentLSN.value &- min($0.value, currentLSN.value)) } }
 
-    public init(row: QueryRow) throws {
-        name = try row.decode("slot_name")
-        inThisDatabase = try row.decode("in_this_database")
-        activePID = try row.decodeIfPresent("active_pid")
-        confirmedFlushLSN = try row.decodeIfPresent("confirmed_flush_lsn")
-        restartLSN = try row.decodeIfPresent("restart_lsn")
-        walStatus = try row.decodeIfPresent("wal_status")
-        safeWALSize = try row.decodeIfPresent("safe_wal_size")
-        currentLSN = try row.decode("current_lsn")
+    enum CodingKeys: String, CodingKey {
+        case name = "slot_name", inThisDatabase = "in_this_database", activePID = "active_pid"
+        case confirmedFlushLSN = "confirmed_flush_lsn", restartLSN = "restart_lsn", walStatus = "wal_status"
+        case safeWALSize = "safe_wal_size", currentLSN = "current_lsn"
     }
 
     /// The slot named `name` on the source `connection` is connected to, or nil.

@@ -155,7 +155,7 @@ public enum SourceCatalog {
 }
 
 /// One column as `pg_attribute` describes it.
-struct CatalogColumn: QueryRowDecodable {
+struct CatalogColumn: Decodable {
     var name: String
     /// `format_type` with the modifier: `numeric(12,2)`.
     var formatted: String
@@ -165,12 +165,7 @@ struct CatalogColumn: QueryRowDecodable {
     var generated: Bool
     var missingValue: String?
 
-    init(row: QueryRow) throws {
-        name = try row.decode("attname")
-        formatted = try row.decode("formatted")
-        typeOid = try row.decode("atttypid")
-        notNull = try row.decode("attnotnull")
-        generated = try row.decode("generated")
-        missingValue = try row.decodeIfPresent("missing_value")
+    enum CodingKeys: String, CodingKey {
+        case name = "attname", formatted, typeOid = "atttypid", notNull = "attnotnull", generated, missingValue = "missing_value"
     }
 }
