@@ -4,18 +4,21 @@
 #              consumed by pg_recvlogical (same pgoutput options, output to /dev/null) and by
 #              tributary replicate, each from its own slot created at the same point, to the same end LSN
 #   2. memory  peak RSS of tributary replicate over one transaction of 1M wide rows
-# Environment: BENCH_SCALE (pgbench scale, default 10).
+# Environment: BENCH_SCALE (pgbench scale, default 10); BENCH_ROUNDS (default 1: the consumers take
+# turns, each round from fresh slots made at the same point, and each one's median counts);
+# BENCH_BASELINE=<git revision> also measures tributary as of that revision, in the same rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scale=${BENCH_SCALE:-10}
+source deploy/bench-lib.sh
+scale=${BENCH_SCALE:-10}; rounds=${BENCH_ROUNDS:-1}; baseline_revision=${BENCH_BASELINE:-}
 work=${TMPDIR:-/tmp}/tributary-bench-replicate-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 port=55511
 
 deploy/install-deps.sh --bench
-echo "building tributary (release)" >&2
-swift build -c release --product tributary >/dev/null
-tributary=$(swift build -c release --show-bin-path)/tributary
+tributary=$(build_tributary)
+baseline=""
+[ -n "$baseline_revision" ] && baseline=$(build_baseline "$baseline_revision" "${TMPDIR:-/tmp}/tributary-bench-baseline-$(id -u)")
 
 trap 'deploy/pg-cluster.sh stop "$work/source" || true' EXIT
 deploy/pg-cluster.sh stop "$work/source" 2>/dev/null || true
@@ -45,8 +48,18 @@ tables: [{name: pgbench_accounts}, {name: pgbench_branches}, {name: pgbench_tell
          {name: orders}, {name: wide}]
 YAML
 "$tributary" snapshot --config "$work/slots" --log-level warning >/dev/null
-# pg_recvlogical reads the backlog once before tributary and once after, so neither order favours it.
-sql -c "SELECT pg_create_logical_replication_slot('recvlogical_1', 'pgoutput')" -c "SELECT pg_create_logical_replication_slot('recvlogical_2', 'pgoutput')" -o /dev/null
+# Every consumer of every round reads the backlog from a slot of its own, all made at this point.
+# Each tributary run gets a configuration naming its slot, and its own staging directory.
+consumers="recvlogical tributary"; [ -n "$baseline" ] && consumers="$consumers baseline"
+for round in $(seq 1 "$rounds"); do
+  for consumer in $consumers; do
+    sql -c "SELECT pg_create_logical_replication_slot('${consumer}_$round', 'pgoutput')" -o /dev/null
+    [ "$consumer" = recvlogical ] && continue
+    mkdir -p "$work/$consumer-$round"
+    sed "s#\.\./staging#../$consumer-$round/staging#; s#\.\./work#../$consumer-$round/work#" "$work/slots/tributary.yaml" >"$work/$consumer-$round/tributary.yaml"
+    { cat "$work/slots/bench.yaml"; echo "slot: ${consumer}_$round"; echo "publication: tributary_bench"; } >"$work/$consumer-$round/bench.yaml"
+  done
+done
 
 echo "building a backlog of about 1M changes" >&2
 sql <<'SQL'
@@ -71,35 +84,50 @@ end=$(sql -Atc "SELECT pg_current_wal_insert_lsn()")
 sql -c "CHECKPOINT"
 
 now() { date +%s.%N; }
-recvlogical() {
-  pg_recvlogical -d "$uri" --slot "$1" --start --endpos "$end" -f /dev/null --no-loop \
-    -o proto_version=2 -o publication_names=tributary_bench -o messages=true -o streaming=on
+consume() {  # consumer round: prints seconds
+  local start; start=$(now)
+  case "$1" in
+    recvlogical)
+      pg_recvlogical -d "$uri" --slot "recvlogical_$2" --start --endpos "$end" -f /dev/null --no-loop \
+        -o proto_version=2 -o publication_names=tributary_bench -o messages=true -o streaming=on ;;
+    tributary|baseline)
+      local binary=$tributary; [ "$1" = baseline ] && binary=$baseline
+      "$binary" replicate --source bench --end-lsn "$end" --config "$work/$1-$2" --log-level warning >"$work/$1-$2/replicate.out" ;;
+  esac
+  echo "$(now) - $start" | bc
 }
-echo "pg_recvlogical to $end" >&2
-start=$(now); recvlogical recvlogical_1; recv1_seconds=$(echo "$(now) - $start" | bc)
-
-echo "tributary replicate to $end" >&2
-start=$(now)
-"$tributary" replicate --source bench --end-lsn "$end" --config "$work/slots" --log-level warning >"$work/replicate.out"
-tributary_seconds=$(echo "$(now) - $start" | bc)
-changes=$(sed -E 's/.*transactions, ([0-9,]+) rows.*/\1/' "$work/replicate.out" | tr -d ,)
-
-echo "pg_recvlogical again to $end" >&2
-start=$(now); recvlogical recvlogical_2; recv2_seconds=$(echo "$(now) - $start" | bc)
-recv_seconds=$(echo "($recv1_seconds + $recv2_seconds) / 2" | bc -l)
+declare -A times
+for round in $(seq 1 "$rounds"); do
+  # The order turns each round, so no consumer always reads a cold or a warm cache.
+  order=$consumers; [ $((round % 2)) = 0 ] && order=$(echo "$consumers" | tr ' ' '\n' | tac | tr '\n' ' ')
+  for consumer in $order; do
+    echo "round $round: $consumer to $end" >&2
+    times[$consumer]="${times[$consumer]:-} $(consume "$consumer" "$round")"
+  done
+done
+changes=$(sed -E 's/.*transactions, ([0-9,]+) rows.*/\1/' "$work/tributary-1/replicate.out" | tr -d ,)
 
 echo "memory: one transaction of 1M wide rows" >&2
 sql -c "INSERT INTO wide SELECT i, repeat(md5(i::text), 4), md5((i * 7)::text), i / 3.0, now(), jsonb_build_object('i', i, 'tags', jsonb_build_array('x', 'y')) FROM generate_series(1, 1000000) i"
 end2=$(sql -Atc "SELECT pg_current_wal_insert_lsn()")
-/usr/bin/time -f "%M" -o "$work/rss" "$tributary" replicate --source bench --end-lsn "$end2" --config "$work/slots" --log-level warning >/dev/null
+/usr/bin/time -f "%M" -o "$work/rss" "$tributary" replicate --source bench --end-lsn "$end2" --config "$work/tributary-1" --log-level warning >/dev/null
 rss_mib=$(( $(cat "$work/rss") / 1024 ))
-wide_bytes=$(du -sb "$work/staging/bench/cdc" | cut -f1)
+if [ -n "$baseline" ]; then
+  /usr/bin/time -f "%M" -o "$work/rss-baseline" "$baseline" replicate --source bench --end-lsn "$end2" --config "$work/baseline-1" --log-level warning >/dev/null
+  baseline_rss_mib=$(( $(cat "$work/rss-baseline") / 1024 ))
+fi
 
-printf '\nreplication of %s row changes (backlog of mixed transactions plus pgbench tpcb-like, scale %s)\n' "$changes" "$scale"
-printf '%-28s %10s %16s %12s\n' "consumer" "seconds" "changes/s" "ratio"
-printf '%-28s %10.1f %16.0f %12s\n' "pg_recvlogical (before)" "$recv1_seconds" "$(echo "$changes / $recv1_seconds" | bc -l)" ""
-printf '%-28s %10.1f %16.0f %12s\n' "pg_recvlogical (after)" "$recv2_seconds" "$(echo "$changes / $recv2_seconds" | bc -l)" ""
-printf '%-28s %10.1f %16.0f %12s\n' "pg_recvlogical (mean)" "$recv_seconds" "$(echo "$changes / $recv_seconds" | bc -l)" "1.00x"
-printf '%-28s %10.1f %16.0f %12s\n' "tributary replicate" "$tributary_seconds" "$(echo "$changes / $tributary_seconds" | bc -l)" \
-  "$(echo "scale=2; $recv_seconds / $tributary_seconds" | bc)x"
+printf '\nreplication of %s row changes (backlog of mixed transactions plus pgbench tpcb-like, scale %s), %s round(s)\n' "$changes" "$scale" "$rounds"
+printf '%-36s %10s %16s %12s   %s\n' "consumer" "seconds" "changes/s" "ratio" "rounds (s)"
+recv_seconds=$(median ${times[recvlogical]})
+row() {  # label consumer
+  local seconds; seconds=$(median ${times[$2]})
+  printf '%-36s %10.1f %16.0f %12s   %s\n' "$1" "$seconds" "$(echo "$changes / $seconds" | bc -l)" \
+    "$(echo "scale=2; $recv_seconds / $seconds" | bc)x" "${times[$2]}"
+}
+row "pg_recvlogical (median)" recvlogical
+row "tributary replicate" tributary
+[ -n "$baseline" ] && row "tributary replicate at $baseline_revision" baseline
 printf '\npeak RSS of tributary replicate over one 1,000,000-row transaction of wide rows: %s MiB (goal: under 256 MiB)\n' "$rss_mib"
+[ -n "$baseline" ] && printf 'the same at %s: %s MiB\n' "$baseline_revision" "$baseline_rss_mib"
+exit 0

@@ -147,7 +147,8 @@ public struct ReplicationStateMachine: Sendable {
         case .stopRequested:
             stopRequested = true
         }
-        return actions + timers(now: now)
+        timers(now: now, into: &actions)
+        return actions
     }
 
     private mutating func receive(_ message: PgOutputMessage, now: Instant) throws -> [Action] {
@@ -222,15 +223,15 @@ public struct ReplicationStateMachine: Sendable {
     private var endReached: Bool { settings.endLSN.map { durable >= $0 } ?? false }
 
     /// What is due now, whatever the event was.
-    private mutating func timers(now: Instant) -> [Action] {
-        var actions: [Action] = []
+    private mutating func timers(now: Instant, into actions: inout [Action]) {
         if atBoundary && batch.transactions > 0 && shouldClose(now: now) {
             closing = true
             actions.append(.closeBatch)
         } else if atBoundary && batch.transactions == 0 {
             if stopRequested || endReached {
                 isFinished = true
-                return [status(now), .finish(durable: durable)]
+                actions += [status(now), .finish(durable: durable)]
+                return
             }
             if now - lastActivity >= settings.heartbeatInterval {
                 lastActivity = now
@@ -238,7 +239,6 @@ public struct ReplicationStateMachine: Sendable {
             }
         }
         if now - lastStatus >= settings.statusInterval { actions.append(status(now)) }
-        return actions
     }
 
     private func shouldClose(now: Instant) -> Bool {
