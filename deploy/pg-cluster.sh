@@ -47,8 +47,8 @@ case "$cmd" in
       echo "listen_addresses = '127.0.0.1'"
       echo "unix_socket_directories = '$dir'"
       echo "max_connections = 200"
-      echo "max_replication_slots = 40"
-      echo "max_wal_senders = 40"
+      echo "max_replication_slots = 100"
+      echo "max_wal_senders = 100"
       echo "wal_level = $([ $logical = yes ] && echo logical || echo replica)"
       echo "logging_collector = off"
       if [ $fast = yes ]; then

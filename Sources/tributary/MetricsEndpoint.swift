@@ -70,11 +70,11 @@ final class MetricsEndpoint: @unchecked Sendable {
         let box = StatusBox()
         let reader = reader, sources = sources
         Task {
-            box.statuses = try? await reader.read(sources)
+            box.report = try? await reader.report(sources)
             done.signal()
         }
         done.wait()
-        for status in box.statuses ?? [] {
+        for status in box.report?.sources ?? [] {
             let labels = [("source", status.source)]
             func gauge(_ name: String, _ unit: String, _ help: String, _ value: Double?, extra: [(String, String)] = []) {
                 guard let value else { return }
@@ -93,11 +93,22 @@ final class MetricsEndpoint: @unchecked Sendable {
                       extra: [("state", state.rawValue)])
             }
         }
-        if box.statuses == nil { logger.warning("metrics: could not read the status; lag gauges keep their last values") }
+        for model in box.report?.models ?? [] {
+            let labels = [("model", model.model)]
+            func gauge(_ name: String, _ unit: String, _ help: String, _ value: Double?) {
+                guard let value else { return }
+                registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "tributary", metricName: name, unitName: unit, helpText: help),
+                                   labels: labels).set(to: value)
+            }
+            gauge("bl_lag", "seconds", "how old the newest source change in the model is", model.lagSeconds)
+            gauge("bl_rows_waiting", "rows", "input rows changed since the model's last run", Double(model.rowsWaiting))
+            gauge("bl_failed", "", "1 while the model's last run failed", model.state == .failed ? 1 : 0)
+        }
+        if box.report == nil { logger.warning("metrics: could not read the status; lag gauges keep their last values") }
         return registry.emitToBuffer()
     }
 }
 
 private final class StatusBox: @unchecked Sendable {
-    var statuses: [SourceStatus]?
+    var report: StatusReport?
 }

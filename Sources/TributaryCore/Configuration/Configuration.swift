@@ -2,10 +2,30 @@
 public struct Configuration: Sendable {
     public var target: TargetConfiguration
     public var sources: [SourceConfiguration]
+    /// The BL models (`bl/`), in running order: every model after the models it reads.
+    public var models: [TransformModel]
 
-    public init(target: TargetConfiguration, sources: [SourceConfiguration]) {
+    public init(target: TargetConfiguration, sources: [SourceConfiguration], models: [TransformModel] = []) {
         self.target = target
         self.sources = sources
+        self.models = models
+    }
+
+    /// The models an operator named, or all of them; an unknown name lists the known ones.
+    public func models(named names: [String]) throws -> [TransformModel] {
+        guard !names.isEmpty else { return models }
+        return try names.map { name in
+            guard let model = models.first(where: { $0.name == name || $0.table.description == name }) else {
+                throw ConfigurationError(
+                    file: "--model", problem: "no model named \"\(name)\" (configured: \(models.map(\.name).joined(separator: ", ")))")
+            }
+            return model
+        }
+    }
+
+    /// The source whose STG table this is, if any.
+    public func source(ofStagingTable table: String) -> SourceConfiguration? {
+        sources.first { $0.tables.contains { $0.stagingTable == table } }
     }
 
     /// The sources an operator named, or all of them; an unknown name is an error that lists the known ones.
@@ -148,6 +168,16 @@ public struct BatchLimits: Sendable, Hashable {
     public init() {}
 }
 
+/// BL transform settings (section `bl` of tributary.yaml).
+public struct TransformSettings: Sendable, Hashable {
+    /// A model runs at most once per this interval, however many batches change its inputs.
+    public var minIntervalMilliseconds: Int = 1_000
+    /// A model that failed is tried again after this long (with its SQL read again).
+    public var retryMilliseconds: Int = 30_000
+
+    public init() {}
+}
+
 /// Bulk snapshot settings.
 public struct SnapshotSettings: Sendable, Hashable {
     /// Parallel COPY workers per source.
@@ -184,6 +214,7 @@ public struct TargetConfiguration: Sendable {
     public var batch: BatchLimits
     public var snapshot: SnapshotSettings
     public var oci: OCISettings
+    public var transform = TransformSettings()
     public var file: String
 
     public init(connection: String, staging: StagingLocation, workDirectory: String,

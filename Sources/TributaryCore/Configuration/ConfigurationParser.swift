@@ -18,7 +18,9 @@ public enum ConfigurationParser {
 
     /// - Parameters:
     ///   - directory: the configuration directory, against which relative paths resolve.
-    public static func parse(files: [File], directory: String, environment: [String: String]) throws -> Configuration {
+    ///   - models: the BL models' YAML files (`bl/<name>.yaml`), each with the text of its `.sql` (nil if missing).
+    public static func parse(files: [File], directory: String, environment: [String: String],
+                             models: [(yaml: File, sql: String?)] = []) throws -> Configuration {
         guard let targetFile = files.first(where: { ($0.name as NSString).lastPathComponent == targetFileName }) else {
             throw ConfigurationError(
                 file: directory, problem: "no \(targetFileName) here: it names the target database and the staging store")
@@ -37,7 +39,8 @@ public enum ConfigurationParser {
             }
             seen[source.name] = source.file
         }
-        return Configuration(target: target, sources: sources)
+        let parsedModels = try TransformModelParser.validate(try models.map { try TransformModelParser.parse(yaml: $0.yaml, sql: $0.sql) })
+        return Configuration(target: target, sources: sources, models: parsedModels)
     }
 
     static func root(_ file: File, environment: [String: String]) throws -> YAMLReader {
@@ -53,7 +56,7 @@ public enum ConfigurationParser {
 
     static func parseTarget(_ file: File, directory: String, environment: [String: String]) throws -> TargetConfiguration {
         let root = try root(file, environment: environment)
-        try root.requireOnly(["target", "staging", "work_dir", "batch", "snapshot", "oci"])
+        try root.requireOnly(["target", "staging", "work_dir", "batch", "snapshot", "oci", "bl"])
         guard let targetSection = try root.child("target") else {
             throw ConfigurationError(file: file.name, keyPath: "target", problem: "required key is missing")
         }
@@ -100,8 +103,14 @@ public enum ConfigurationParser {
             oci.connections = try section.integer("connections", in: 1...64) ?? oci.connections
             oci.attempts = try section.integer("attempts", in: 1...100) ?? oci.attempts
         }
-        return TargetConfiguration(connection: connection, staging: staging, workDirectory: workDirectory,
-                                   batch: batch, snapshot: snapshot, oci: oci, file: file.name)
+        var target = TargetConfiguration(connection: connection, staging: staging, workDirectory: workDirectory,
+                                         batch: batch, snapshot: snapshot, oci: oci, file: file.name)
+        if let section = try root.child("bl") {
+            try section.requireOnly(["min_interval", "retry"])
+            target.transform.minIntervalMilliseconds = try section.milliseconds("min_interval") ?? target.transform.minIntervalMilliseconds
+            target.transform.retryMilliseconds = try section.milliseconds("retry") ?? target.transform.retryMilliseconds
+        }
+        return target
     }
 
     static func parseStaging(_ text: String, root: YAMLReader, directory: String) throws -> StagingLocation {

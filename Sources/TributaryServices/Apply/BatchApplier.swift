@@ -42,6 +42,7 @@ struct BatchApplier {
                     outcome.truncates += file.truncates
                 }
                 try ControlStore.recordApplied(manifest, on: connection)
+                try ControlStore.announceStagingChange(of: sourceName, on: connection)
                 return outcome
             }
         }

@@ -71,6 +71,32 @@ enum ControlSchema {
         ALTER TABLE tributary.sources ADD COLUMN apply_paused boolean NOT NULL DEFAULT false,
             ADD COLUMN drain_started_at timestamptz;
         """,
+        // BL models: per model its last runs and error; per model and input the watermark up to which
+        // the input's changes are in the model (an STG input's _lsn, a model input's change-log
+        // sequence) and the snapshot its STG table came from (a new one means a full reload).
+        """
+        CREATE SCHEMA IF NOT EXISTS bl;
+        CREATE SCHEMA IF NOT EXISTS tributary_bl;
+        CREATE SEQUENCE tributary.bl_seq;
+        CREATE TABLE tributary.bl_models (
+            model text PRIMARY KEY,
+            needs_full boolean NOT NULL DEFAULT false,
+            reloaded_at timestamptz,
+            run_at timestamptz,
+            as_of timestamptz,
+            failed_at timestamptz,
+            error text,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE tributary.bl_watermarks (
+            model text NOT NULL,
+            input text NOT NULL,
+            lsn pg_lsn,
+            seq bigint,
+            epoch pg_lsn,
+            PRIMARY KEY (model, input)
+        );
+        """,
     ]
 
     /// Any number of processes may call this at once; an advisory lock serialises them.

@@ -18,6 +18,12 @@ public struct DrainCoordinator: Sendable {
         public var done: Bool
     }
 
+    /// What the drain reports: each source's end and what was applied, and the models as they are.
+    public struct Report: Sendable {
+        public var sources: [SourceReport]
+        public var models: [ModelStatus]
+    }
+
     public struct SourceReport: Sendable {
         public var source: String
         public var endLSN: LSN
@@ -42,7 +48,7 @@ public struct DrainCoordinator: Sendable {
 
     /// - Parameter requireReadOnly: refuse when a source still has write transactions open.
     public func run(timeoutSeconds: Double?, requireReadOnly: Bool,
-                    onProgress: @Sendable ([Progress]) async -> Void) async throws -> [SourceReport] {
+                    onProgress: @Sendable ([Progress]) async -> Void) async throws -> Report {
         let control = try await ControlStore.open(configuration.target.connection, applicationName: "tributary drain", migrate: true)
         defer { Task { await control.close() } }
         var ends: [String: LSN] = [:]
@@ -57,10 +63,12 @@ public struct DrainCoordinator: Sendable {
             let progress = statuses.map { status in
                 Progress(source: status.source, endLSN: ends[status.source]!, flushedLSN: status.flushedLSN, appliedLSN: status.appliedLSN,
                          stagedBatches: status.stagedBatches,
-                         done: (status.flushedLSN.map { $0 >= ends[status.source]! } ?? false) && status.stagedBatches == 0)
+                         // Applied at all first: a source whose snapshot is not in STG yet has nothing staged to wait for.
+                         done: status.appliedLSN != nil && (status.flushedLSN.map { $0 >= ends[status.source]! } ?? false)
+                             && status.stagedBatches == 0)
             }
             await onProgress(progress)
-            if progress.allSatisfy(\.done) { break }
+            if progress.allSatisfy(\.done), try await modelsCaughtUp() { break }
             if let deadline, ContinuousClock.now > deadline {
                 await helpers.cancel()
                 let behind = progress.filter { !$0.done }.map {
@@ -78,7 +86,9 @@ public struct DrainCoordinator: Sendable {
             let applied = try await control.appliedSinceDrainBegan(source.name)
             reports.append(SourceReport(source: source.name, endLSN: ends[source.name]!, batches: applied.batches, rows: applied.rows))
         }
-        return reports
+        let models = configuration.models.isEmpty ? []
+            : try await StatusReader(target: configuration.target.connection, store: store, models: configuration.models).report(sources).models ?? []
+        return Report(sources: reports, models: models)
     }
 
     /// The source's end: its WAL insert position now, recorded as the drain LSN.
@@ -100,6 +110,27 @@ public struct DrainCoordinator: Sendable {
         try await control.set(source, to: .draining, drainLSN: end)
         logger.notice("drain begun", metadata: [LogKey.source: .string(source.name), LogKey.lsn: .string(end.description)])
         return end
+    }
+
+    /// Runs the BL models whose inputs changed (those another process is running are left to it);
+    /// true once every model holds every change of STG. A model that fails ends the drain: the
+    /// sources stay draining, and the error says what to fix.
+    private func modelsCaughtUp() async throws -> Bool {
+        guard !configuration.models.isEmpty else { return true }
+        let outcomes = try await TransformRunner(configuration: configuration, logger: logger).run(wait: false)
+        if let failure = outcomes.first(where: \.isFailure), case .failed(let error) = failure.result {
+            throw OperatorError("drain: BL model \(failure.model) failed: \(error); the sources stay draining: fix the model and run tributary drain again")
+        }
+        // A model reading an STG table of a source this drain leaves alone (not snapshotted yet) has
+        // nothing to catch up with; one waiting for a model to be built does.
+        let drained = Set(sources.flatMap { $0.tables.map(\.stagingTable) })
+        let absent = Set(outcomes.compactMap { outcome -> String? in
+            guard case .waiting(let table) = outcome.result, let name = QualifiedName(parsing: table),
+                  name.schema == StagingColumns.schema, !drained.contains(name.name) else { return nil }
+            return outcome.model
+        })
+        let report = try await StatusReader(target: configuration.target.connection, store: store, models: configuration.models).report(sources)
+        return (report.models ?? []).allSatisfy { $0.state == .current || absent.contains($0.model) }
     }
 
     /// Applies what is staged, unless `tributary run` or `apply` is applying already.

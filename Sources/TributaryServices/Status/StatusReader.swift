@@ -70,10 +70,26 @@ public struct SourceStatus: Sendable, Codable, Equatable {
 public struct StatusReader: Sendable {
     public let target: String
     public let store: any StagingStore
+    public let models: [TransformModel]
 
-    public init(target: String, store: any StagingStore) {
+    public init(target: String, store: any StagingStore, models: [TransformModel] = []) {
         self.target = target
         self.store = store
+        self.models = models
+    }
+
+    /// Sources and models: what `status` shows.
+    public func report(_ sources: [SourceConfiguration]) async throws -> StatusReport {
+        let statuses = try await read(sources)
+        guard !models.isEmpty else { return StatusReport(generatedAt: Date(), sources: statuses) }
+        let control = try await ControlStore.open(target, applicationName: "tributary status", migrate: false)
+        defer { Task { await control.close() } }
+        let modelStatuses = try await control.isMigrated()
+            ? try await ModelStatusReader(models: models, sourceOfTable: Dictionary(
+                sources.flatMap { source in source.tables.map { ($0.stagingTable, source.name) } }, uniquingKeysWith: { first, _ in first }))
+                .read(control: control, sources: statuses)
+            : models.map { ModelStatus(model: $0.name, table: $0.table.description, state: .notBuilt, rowsWaiting: 0) }
+        return StatusReport(generatedAt: Date(), sources: statuses, models: modelStatuses)
     }
 
     /// Reads only: a target no writing command has touched yet is reported as such, not set up.
@@ -155,9 +171,12 @@ public struct StatusReader: Sendable {
 public struct StatusReport: Sendable, Codable, Equatable {
     public var generatedAt: Date
     public var sources: [SourceStatus]
+    /// The BL models, in running order; left out when none are configured.
+    public var models: [ModelStatus]?
 
-    public init(generatedAt: Date, sources: [SourceStatus]) {
+    public init(generatedAt: Date, sources: [SourceStatus], models: [ModelStatus] = []) {
         self.generatedAt = generatedAt
         self.sources = sources
+        self.models = models.isEmpty ? nil : models
     }
 }

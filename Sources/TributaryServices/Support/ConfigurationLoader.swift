@@ -21,6 +21,23 @@ public enum ConfigurationLoader {
             }
             return ConfigurationParser.File(name: path, text: text)
         }
-        return try ConfigurationParser.parse(files: files, directory: absolute, environment: environment)
+        return try ConfigurationParser.parse(files: files, directory: absolute, environment: environment,
+                                             models: try readModels(directory: directory, absolute: absolute))
+    }
+
+    /// `bl/*.yaml`, each with its `.sql`.
+    static func readModels(directory: String, absolute: String) throws -> [(yaml: ConfigurationParser.File, sql: String?)] {
+        let folder = (absolute as NSString).appendingPathComponent("bl")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        return try names.filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted().map { name in
+            let path = ((directory as NSString).appendingPathComponent("bl") as NSString).appendingPathComponent(name)
+            guard let data = FileManager.default.contents(atPath: (folder as NSString).appendingPathComponent(name)),
+                  let text = String(data: data, encoding: .utf8) else {
+                throw ConfigurationError(file: path, problem: "cannot read the file as UTF-8 text (check its permissions)")
+            }
+            let sqlName = (name as NSString).deletingPathExtension + ".sql"
+            let sql = FileManager.default.contents(atPath: (folder as NSString).appendingPathComponent(sqlName)).flatMap { String(data: $0, encoding: .utf8) }
+            return (ConfigurationParser.File(name: path, text: text), sql)
+        }
     }
 }

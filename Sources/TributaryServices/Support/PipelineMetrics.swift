@@ -18,4 +18,16 @@ public enum PipelineMetrics {
     public static func error(source: String, part: String) {
         Counter(label: "tributary_errors_total", dimensions: [("source", source), ("part", part)]).increment()
     }
+
+    /// A BL model ran: its rows written, by kind.
+    public static func transformRan(model: String, inserted: Int, updated: Int, removed: Int) {
+        Counter(label: "tributary_bl_runs_total", dimensions: [("model", model)]).increment()
+        for (kind, count) in [("inserted", inserted), ("updated", updated), ("removed", removed)] where count > 0 {
+            Counter(label: "tributary_bl_rows_total", dimensions: [("model", model), ("kind", kind)]).increment(by: count)
+        }
+    }
+
+    public static func transformFailed(model: String) {
+        Counter(label: "tributary_bl_errors_total", dimensions: [("model", model)]).increment()
+    }
 }

@@ -37,17 +37,19 @@ struct Drain: AsyncParsableCommand {
             let settings = Replicator.Settings(target: configuration.target)
             let started = ContinuousClock.now
             let printer = DrainProgressPrinter()
-            let reports = try await DrainCoordinator(configuration: configuration, sources: selected, store: store,
+            let report = try await DrainCoordinator(configuration: configuration, sources: selected, store: store,
                                                      replicatorSettings: settings, logger: logger)
                 .run(timeoutSeconds: timeout, requireReadOnly: requireReadOnly) { await printer.show($0) }
             let seconds = (ContinuousClock.now - started).seconds
             print("\ndrain: complete in \(Format.duration(seconds)); the sources are drained and their slots kept "
                   + "(drop them with tributary drop-slot --all after cutover)")
             print(Format.pad("source", 8) + Format.pad("end LSN", 18) + Format.pad("batches", 10, right: true) + Format.pad("rows", 12, right: true))
-            for report in reports {
-                print(Format.pad(report.source, 8) + Format.pad(report.endLSN.description, 18)
-                      + Format.pad(Format.count(report.batches), 10, right: true) + Format.pad(Format.count(report.rows), 12, right: true))
+            for source in report.sources {
+                print(Format.pad(source.source, 8) + Format.pad(source.endLSN.description, 18)
+                      + Format.pad(Format.count(source.batches), 10, right: true) + Format.pad(Format.count(source.rows), 12, right: true))
             }
+            if !report.models.isEmpty { print("") }
+            for model in report.models { print(Status.line(model)) }
             guard !noVerify else { return }
             print("")
             let outcome = try await Verifier(target: configuration.target.connection).verify(selected, rechecks: 0)

@@ -27,6 +27,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Do not run the applier (another process does).")
     var noApply = false
 
+    @Flag(help: "Do not run the BL models (another process does, or tributary transform by hand).")
+    var noTransform = false
+
     @Option(help: "Serve Prometheus metrics on this port at /metrics (lag, backlog, batches, rows, errors).")
     var metricsPort: Int?
 
@@ -34,7 +37,7 @@ struct Run: AsyncParsableCommand {
     var shutdownTimeout: Double = 60
 
     func validate() throws {
-        if noReplicate && noApply { throw ValidationError("--no-replicate and --no-apply leave nothing to run") }
+        if noReplicate && noApply && noTransform { throw ValidationError("--no-replicate, --no-apply and --no-transform leave nothing to run") }
     }
 
     func run() async throws {
@@ -45,7 +48,8 @@ struct Run: AsyncParsableCommand {
             let selected = try configuration.sources(named: sources)
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             let metrics = try metricsPort.map {
-                try MetricsEndpoint(port: $0, reader: StatusReader(target: configuration.target.connection, store: store), sources: selected, logger: logger)
+                try MetricsEndpoint(port: $0, reader: StatusReader(target: configuration.target.connection, store: store, models: configuration.models),
+                                   sources: selected, logger: logger)
             }
             defer { _ = metrics }
             if !noReplicate {
@@ -72,11 +76,22 @@ struct Run: AsyncParsableCommand {
                     }
                 }, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
             }
+            if !noTransform && !configuration.models.isEmpty {
+                let stop = StopSignal()
+                let directory = global.configurationDirectory
+                let transforms = TransformService(configuration: configuration,
+                                                  reloadModels: { try ConfigurationLoader.load(directory: directory).models },
+                                                  logger: logger, stop: stop)
+                services.append(.init(service: Part(name: "transform", stop: stop) { try await transforms.run() },
+                                      successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+            }
+            guard !services.isEmpty else { throw OperatorError("run: nothing to run (no models in bl/, and replicate and apply are off)") }
             var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                                                                cancellationSignals: [], logger: logger)
             groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(Int(shutdownTimeout * 1000))
             logger.notice("running", metadata: ["sources": "\(selected.map(\.name).joined(separator: ","))",
-                                                "replicate": "\(!noReplicate)", "apply": "\(!noApply)"])
+                                                "replicate": "\(!noReplicate)", "apply": "\(!noApply)",
+                                                "models": "\(noTransform ? 0 : configuration.models.count)"])
             do {
                 try await ServiceGroup(configuration: groupConfiguration).run()
             } catch let error as ServiceGroupError {

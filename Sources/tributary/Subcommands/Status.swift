@@ -23,10 +23,11 @@ struct Status: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let reader = StatusReader(target: configuration.target.connection, store: try global.openStagingStore(configuration.target, command: "status"))
+            let reader = StatusReader(target: configuration.target.connection, store: try global.openStagingStore(configuration.target, command: "status"),
+                                      models: configuration.models)
             let selected = try configuration.sources(named: sources)
             repeat {
-                let report = StatusReport(generatedAt: Date(), sources: try await reader.read(selected))
+                let report = try await reader.report(selected)
                 if let watch, !json {
                     print("\u{1B}[2J\u{1B}[H", terminator: "")
                     print("tributary status, every \(watch) s (Ctrl-C to stop)\n")
@@ -35,6 +36,7 @@ struct Status: AsyncParsableCommand {
                     print(String(decoding: try ManifestCoding.encode(report), as: UTF8.self))
                 } else {
                     for status in report.sources { print(Self.line(status)) }
+                    for model in report.models ?? [] { print(Self.line(model)) }
                 }
                 if let watch { try await Task.sleep(for: .seconds(watch)) }
             } while watch != nil
@@ -54,5 +56,13 @@ struct Status: AsyncParsableCommand {
         parts.append(String(format: "%.0f changes/s", status.changesPerSecond))
         if let drain = status.drainLSN { parts.append("drain end \(drain)") }
         return parts.joined(separator: "  ") + status.warnings.map { "\n        warning: " + $0 }.joined()
+    }
+
+    static func line(_ model: ModelStatus) -> String {
+        var parts = ["model " + Format.pad(model.model, 18), Format.pad(model.state.rawValue, 10)]
+        parts.append("lag \(model.lagSeconds.map { String(format: "%.1f s", $0) } ?? "-")")
+        parts.append("\(Format.count(model.rowsWaiting))\(model.rowsWaiting >= 1_000_000 ? "+" : "") input rows waiting")
+        parts.append("last run \(model.lastRunAt.map(ManifestCoding.format) ?? "-")")
+        return parts.joined(separator: "  ") + (model.error.map { "\n        error: " + $0 + "\n        (fix the model; the next run catches up)" } ?? "")
     }
 }

@@ -65,7 +65,10 @@ public struct SnapshotLoader: Sendable {
         try await runWorkers(queue: queue, manifest: manifest, loadTables: loadTables, progress: progress)
         try await promotion.promoteAll(manifest, loadTables: loadTables, except: finished, jobs: jobs, logger: log)
         try await control.connection.run { [manifest] connection in
-            try connection.transaction { try ControlStore.markApplied(manifest, on: $0) }
+            try connection.transaction { connection in
+                try ControlStore.markApplied(manifest, on: connection)
+                try ControlStore.announceStagingChange(of: manifest.source, on: connection)
+            }
         }
         try await promotion.dropAbandoned(source: source, applied: manifest.consistentPoint, control: control, logger: log)
         let rows = manifest.tables.reduce(0) { $0 + $1.rows }

@@ -1,0 +1,323 @@
+/// The SQL of a BL model's runs (DESIGN.md §4b), generated from the model and what the catalog
+/// says of its tables. A run happens in one REPEATABLE READ transaction:
+///
+/// - incremental: per input, the rows changed since its watermark (`changedRows`), the model keys
+///   they map to now and mapped to at the last run (the input's key map), the key map brought up
+///   to date; then the SELECT evaluated for those keys only (`evaluate`), keys it no longer
+///   produces removed or flagged and new or changed rows written (`merge`);
+/// - full: the SELECT evaluated whole (`evaluateAll`) into a table beside the model's
+///   (`createReloadTable`), swapped in at the end (`swap`), every key map rebuilt.
+///
+/// Every SELECT of the operator's is nested on lines of its own, so a trailing `--` comment in it
+/// cannot swallow what follows.
+public struct TransformSQL: Sendable {
+    /// What a run knows of one input besides the model's YAML.
+    public struct InputShape: Sendable {
+        public var input: TransformModel.Input
+        /// The input's own key: its STG primary key, or the upstream model's key.
+        public var key: [String]
+        /// For a model input: the model that writes it.
+        public var upstream: TransformModel?
+        /// For a model input: every column of its table, to read its changes.
+        public var columns: [String]
+        /// Where the input's key map lives (inputs mapped by expressions only).
+        public var keyMap: QualifiedName?
+
+        public init(input: TransformModel.Input, key: [String], upstream: TransformModel? = nil, columns: [String] = [],
+                    keyMap: QualifiedName? = nil) {
+            self.input = input
+            self.key = key
+            self.upstream = upstream
+            self.columns = columns
+            self.keyMap = keyMap
+        }
+    }
+
+    public static let stateSchema = "tributary_bl"
+    public static let deleted = "_deleted"
+    public static let sequence = "_seq"
+    public static let changed = "_tributary_changed"
+    public static let affected = "_tributary_affected"
+    public static let fresh = "_tributary_new"
+
+    public let model: TransformModel
+
+    public init(model: TransformModel) { self.model = model }
+
+    var table: String { model.table.sql }
+    var keyList: String { SQL.identifierList(model.key) }
+
+    // MARK: Names
+
+    /// `tributary_bl.<model>__keys`: key → surrogate, never emptied, so a surrogate outlives reloads.
+    public var surrogateMap: QualifiedName { state(model.name, "keys") }
+
+    /// `tributary_bl.<model>__log`: the keys each run changed, for the models that read this one.
+    public var changeLog: QualifiedName { state(model.name, "log") }
+
+    /// `tributary_bl.<model>__map_<n>`: for input `n` mapped by expressions, which model keys each
+    /// of its rows mapped to at the last run (the old side of a change).
+    public func keyMap(_ index: Int) -> QualifiedName { state(model.name, "map_\(index)") }
+
+    /// The table a full reload builds beside the model's.
+    public var reloadTable: QualifiedName {
+        QualifiedName(schema: model.table.schema, name: SQL.truncated(model.table.name, bytes: 55) + "__reload")
+    }
+
+    private func state(_ name: String, _ suffix: String) -> QualifiedName {
+        QualifiedName(schema: Self.stateSchema, name: SQL.truncated(name, bytes: 50) + "__" + suffix)
+    }
+
+    // MARK: Changes of the inputs
+
+    /// The newest change position of an input, as text: max `_lsn` of an STG table, max sequence of
+    /// an upstream model's log.
+    public func newestChange(_ shape: InputShape) -> String {
+        if let upstream = shape.upstream {
+            return "SELECT max(\(SQL.identifier(Self.sequence)))::text FROM \(TransformSQL(model: upstream).changeLog.sql)"
+        }
+        return "SELECT max(_lsn)::text FROM \(shape.input.table.sql)"
+    }
+
+    /// Rows of the input changed after a watermark (none: since the beginning), up to `to`.
+    public func pendingCount(_ shape: InputShape, after lsn: LSN?, seq: Int64?, cap: Int) -> String {
+        if let upstream = shape.upstream {
+            return "SELECT count(*) FROM (SELECT 1 FROM \(TransformSQL(model: upstream).changeLog.sql)"
+                + (seq.map { " WHERE \(SQL.identifier(Self.sequence)) > \($0)" } ?? "") + " LIMIT \(cap)) AS pending"
+        }
+        return "SELECT count(*) FROM (SELECT 1 FROM \(shape.input.table.sql)"
+            + (lsn.map { " WHERE _lsn > \(SQL.literal($0.description))::pg_lsn" } ?? "") + " LIMIT \(cap)) AS pending"
+    }
+
+    /// The input's rows changed in (from, to] into a temporary table: STG rows by `_lsn`,
+    /// tombstones included; a model's keys from its log, with their current rows (`_deleted` when
+    /// the row is gone).
+    public func changedRows(_ shape: InputShape, fromLSN: LSN?, toLSN: LSN, fromSeq: Int64?, toSeq: Int64) -> String {
+        let create = "CREATE TEMPORARY TABLE \(Self.changed) ON COMMIT DROP AS "
+        guard let upstream = shape.upstream else {
+            let range = (fromLSN.map { ["_lsn > \(SQL.literal($0.description))::pg_lsn"] } ?? []) + ["_lsn <= \(SQL.literal(toLSN.description))::pg_lsn"]
+            return create + "SELECT * FROM \(shape.input.table.sql) WHERE " + range.joined(separator: " AND ")
+        }
+        let sequence = SQL.identifier(Self.sequence)
+        let range = (fromSeq.map { ["\(sequence) > \($0)"] } ?? []) + ["\(sequence) <= \(toSeq)"]
+        let keys = SQL.identifierList(shape.key)
+        let others = shape.columns.filter { !shape.key.contains($0) && $0 != Self.deleted }.map { ", b.\(SQL.identifier($0))" }
+        let gone = upstream.deletes == .flag ? "coalesce(b.\(SQL.identifier(Self.deleted)), true)" : "b.\(SQL.identifier(shape.key[0])) IS NULL"
+        return create + "SELECT \(shape.key.map { "l.\(SQL.identifier($0))" }.joined(separator: ", "))\(others.joined()), "
+            + "\(gone) AS \(SQL.identifier(Self.deleted)) FROM (SELECT DISTINCT \(keys) FROM \(TransformSQL(model: upstream).changeLog.sql) "
+            + "WHERE \(range.joined(separator: " AND "))) AS l LEFT JOIN \(shape.input.table.sql) AS b USING (\(keys))"
+    }
+
+    /// The empty set of affected keys, typed as the model's table has them.
+    public var createAffected: String {
+        "CREATE TEMPORARY TABLE \(Self.affected) ON COMMIT DROP AS SELECT \(keyList) FROM \(table) WITH NO DATA"
+    }
+
+    /// Keys the changed rows map to now (tombstones too: they keep their last values).
+    public func affectedNow(_ shape: InputShape) -> String {
+        "INSERT INTO \(Self.affected) SELECT DISTINCT * FROM (\n\(mapping(shape, of: Self.changed))\n) AS k (\(keyList)) "
+            + "WHERE ROW(\(keyList)) IS NOT NULL"
+    }
+
+    /// Keys the changed rows mapped to at the last run.
+    public func affectedBefore(_ shape: InputShape, map: QualifiedName) -> String {
+        "INSERT INTO \(Self.affected) SELECT DISTINCT \(model.key.map { "m.\(SQL.identifier(Self.mapped($0)))" }.joined(separator: ", ")) "
+            + "FROM \(map.sql) AS m JOIN \(Self.changed) AS c ON \(inputKeyMatch(shape, "m", "c"))"
+    }
+
+    /// The key map's rows of the changed input rows, replaced by what they map to now.
+    public func refreshKeyMap(_ shape: InputShape, map: QualifiedName) -> [String] {
+        guard case .expressions(let expressions) = shape.input.mapping else { return [] }
+        return [
+            "DELETE FROM \(map.sql) AS m USING \(Self.changed) AS c WHERE \(inputKeyMatch(shape, "m", "c"))",
+            keyMapInsert(shape, map: map, expressions: expressions, from: Self.changed),
+        ]
+    }
+
+    /// Creates an input's key map, empty, typed from the input's and the model's tables.
+    public func createKeyMap(_ shape: InputShape, map: QualifiedName) -> [String] {
+        let inputColumns = shape.key.map { "i.\(SQL.identifier($0)) AS \(SQL.identifier(Self.inputKey($0)))" }
+        let modelColumns = model.key.map { "t.\(SQL.identifier($0)) AS \(SQL.identifier(Self.mapped($0)))" }
+        return [
+            "CREATE TABLE IF NOT EXISTS \(map.sql) AS SELECT \((inputColumns + modelColumns).joined(separator: ", ")) "
+                + "FROM \(shape.input.table.sql) AS i, \(table) AS t WITH NO DATA",
+            "CREATE INDEX IF NOT EXISTS \(SQL.identifier(SQL.truncated(map.name, bytes: 57) + "_input")) ON \(map.sql) "
+                + "(\(SQL.identifierList(shape.key.map(Self.inputKey))))",
+        ]
+    }
+
+    /// Refills an input's key map from the whole input (a full reload).
+    public func rebuildKeyMap(_ shape: InputShape, map: QualifiedName) -> [String] {
+        guard case .expressions(let expressions) = shape.input.mapping else { return [] }
+        let whole = shape.upstream.map { upstream in
+            upstream.deletes == .flag ? shape.input.table.sql
+                : "(SELECT *, false AS \(SQL.identifier(Self.deleted)) FROM \(shape.input.table.sql))"
+        } ?? shape.input.table.sql
+        return ["TRUNCATE \(map.sql)", keyMapInsert(shape, map: map, expressions: expressions, from: whole)]
+    }
+
+    private func keyMapInsert(_ shape: InputShape, map: QualifiedName, expressions: [String], from rows: String) -> String {
+        let columns = shape.key.map { SQL.identifier(Self.inputKey($0)) } + model.key.map { SQL.identifier(Self.mapped($0)) }
+        return "INSERT INTO \(map.sql) SELECT * FROM (SELECT \(shape.key.map { "changed.\(SQL.identifier($0))" }.joined(separator: ", ")), "
+            + "\(expressions.joined(separator: ", ")) FROM \(rows) AS changed WHERE NOT changed.\(SQL.identifier(Self.deleted))) "
+            + "AS k (\(columns.joined(separator: ", "))) WHERE ROW(\(model.key.map { SQL.identifier(Self.mapped($0)) }.joined(separator: ", "))) IS NOT NULL"
+    }
+
+    private func mapping(_ shape: InputShape, of rows: String) -> String {
+        switch shape.input.mapping {
+        case .expressions(let expressions):
+            return "SELECT \(expressions.joined(separator: ", ")) FROM \(rows) AS changed"
+        case .query(let query):
+            return "WITH changed AS (SELECT * FROM \(rows))\n\(query)\n"
+        }
+    }
+
+    static func mapped(_ column: String) -> String { "m_" + column }
+    static func inputKey(_ column: String) -> String { "i_" + column }
+
+    private func inputKeyMatch(_ shape: InputShape, _ map: String, _ changed: String) -> String {
+        shape.key.map { "\(map).\(SQL.identifier(Self.inputKey($0))) = \(changed).\(SQL.identifier($0))" }.joined(separator: " AND ")
+    }
+
+    // MARK: Evaluation and merge
+
+    /// The distinct values of key column `index` among the affected keys, as one array literal.
+    public func affectedValues(_ index: Int) -> String {
+        "SELECT array_agg(DISTINCT \(SQL.identifier(model.key[index])))::text FROM \(Self.affected)"
+    }
+
+    /// The SELECT for the affected keys only, into `_tributary_new`. `values[i]` (array literals
+    /// of key column i's values, cast to `types[i]`) let PostgreSQL push the restriction into the
+    /// SELECT's branches and use their indexes; the join with the affected keys is the exact filter.
+    public func evaluate(values: [String]?, types: [String]) -> String {
+        var restriction = ""
+        if let values {
+            restriction = zip(model.key, zip(values, types)).map { column, valueAndType in
+                " AND m.\(SQL.identifier(column)) = ANY (\(SQL.literal(valueAndType.0))::\(valueAndType.1)[])"
+            }.joined()
+        }
+        return "CREATE TEMPORARY TABLE \(Self.fresh) ON COMMIT DROP AS SELECT m.* FROM (\n\(model.sql)\n) AS m "
+            + "WHERE ROW(\(model.key.map { "m.\(SQL.identifier($0))" }.joined(separator: ", "))) IN (SELECT \(keyList) FROM \(Self.affected))"
+            + restriction
+    }
+
+    /// The whole SELECT, into `_tributary_new` (a full reload).
+    public var evaluateAll: String {
+        "CREATE TEMPORARY TABLE \(Self.fresh) ON COMMIT DROP AS SELECT * FROM (\n\(model.sql)\n) AS m"
+    }
+
+    /// A key the SELECT produced twice, if any.
+    public var duplicateKey: String {
+        "SELECT \(model.key.map { "\(SQL.identifier($0))::text" }.joined(separator: ", ")) FROM \(Self.fresh) GROUP BY \(keyList) HAVING count(*) > 1 LIMIT 1"
+    }
+
+    /// A key with a NULL in it, if any: a key identifies a row.
+    public var nullKey: String {
+        "SELECT 1 FROM \(Self.fresh) WHERE NOT (ROW(\(keyList)) IS NOT NULL) LIMIT 1"
+    }
+
+    /// Creates the surrogate map (typed from the SELECT's key columns) if it does not exist.
+    public func createSurrogateMap(surrogate: String) -> [String] {
+        [
+            "CREATE TABLE IF NOT EXISTS \(surrogateMap.sql) AS SELECT \(keyList) FROM \(Self.fresh) WITH NO DATA",
+            "ALTER TABLE \(surrogateMap.sql) ADD COLUMN IF NOT EXISTS \(SQL.identifier(surrogate)) bigint GENERATED ALWAYS AS IDENTITY",
+            "CREATE UNIQUE INDEX IF NOT EXISTS \(SQL.identifier(SQL.truncated(surrogateMap.name, bytes: 58) + "_key")) ON \(surrogateMap.sql) (\(keyList))",
+        ]
+    }
+
+    /// New keys get their surrogate, in key order.
+    public var assignSurrogates: String {
+        let match = model.key.map { "s.\(SQL.identifier($0)) = n.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        return "INSERT INTO \(surrogateMap.sql) (\(keyList)) SELECT DISTINCT \(model.key.map { "n.\(SQL.identifier($0))" }.joined(separator: ", ")) "
+            + "FROM \(Self.fresh) AS n WHERE NOT EXISTS (SELECT 1 FROM \(surrogateMap.sql) AS s WHERE \(match)) ORDER BY 1"
+    }
+
+    /// The rows to write: the SELECT's, with their surrogate (and `_deleted` false when flagged).
+    private func freshRows(columns: [String]) -> String {
+        let values = columns.map { "n.\(SQL.identifier($0))" }
+        guard let surrogate = model.surrogate else {
+            return "SELECT \(values.joined(separator: ", "))\(model.deletes == .flag ? ", false" : "") FROM \(Self.fresh) AS n"
+        }
+        let match = model.key.map { "s.\(SQL.identifier($0)) = n.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        return "SELECT s.\(SQL.identifier(surrogate)), \(values.joined(separator: ", "))\(model.deletes == .flag ? ", false" : "") "
+            + "FROM \(Self.fresh) AS n JOIN \(surrogateMap.sql) AS s ON \(match)"
+    }
+
+    /// The model table's columns in order: surrogate, the SELECT's, then `_deleted` when flagged.
+    public func tableColumns(selectColumns columns: [String]) -> [String] {
+        (model.surrogate.map { [$0] } ?? []) + columns + (model.deletes == .flag ? [Self.deleted] : [])
+    }
+
+    /// Removes (or flags) the affected keys the SELECT no longer produces, writes new and changed
+    /// rows (a row whose text form is unchanged is left alone), logs the keys it changed when
+    /// other models read this one, and returns the counts: removed, inserted, updated.
+    public func merge(selectColumns columns: [String], logged: Bool) -> String {
+        let keyMatch = { (left: String, right: String) in model.key.map { "\(left).\(SQL.identifier($0)) = \(right).\(SQL.identifier($0))" }.joined(separator: " AND ") }
+        let gone = "NOT EXISTS (SELECT 1 FROM \(Self.fresh) AS n WHERE \(keyMatch("n", "a")))"
+        let removal = model.deletes == .delete
+            ? "DELETE FROM \(table) AS t USING \(Self.affected) AS a WHERE \(keyMatch("t", "a")) AND \(gone) RETURNING \(model.key.map { "t.\(SQL.identifier($0))" }.joined(separator: ", "))"
+            : "UPDATE \(table) AS t SET \(SQL.identifier(Self.deleted)) = true FROM \(Self.affected) AS a WHERE \(keyMatch("t", "a")) AND \(gone) "
+                + "AND NOT t.\(SQL.identifier(Self.deleted)) RETURNING \(model.key.map { "t.\(SQL.identifier($0))" }.joined(separator: ", "))"
+        let all = tableColumns(selectColumns: columns)
+        let assignments = all.filter { !model.key.contains($0) }.map { "\(SQL.identifier($0)) = excluded.\(SQL.identifier($0))" }
+        let compared = columns.filter { !model.key.contains($0) } + (model.deletes == .flag ? [Self.deleted] : [])
+        let changed = compared.isEmpty ? "false"
+            : "ROW(\(compared.map { "t.\(SQL.identifier($0))" }.joined(separator: ", ")))::text IS DISTINCT FROM "
+                + "ROW(\(compared.map { "excluded.\(SQL.identifier($0))" }.joined(separator: ", ")))::text"
+        let upsert = "INSERT INTO \(table) AS t (\(SQL.identifierList(all))) \(freshRows(columns: columns)) "
+            + "ON CONFLICT (\(keyList)) DO " + (assignments.isEmpty ? "NOTHING" : "UPDATE SET \(assignments.joined(separator: ", ")) WHERE \(changed)")
+            + " RETURNING \(model.key.map { "t.\(SQL.identifier($0))" }.joined(separator: ", ")), (xmax = 0) AS inserted"
+        var statement = "WITH removed AS (\(removal)), upserted AS (\(upsert))"
+        if logged {
+            statement += ", logged AS (INSERT INTO \(changeLog.sql) (\(keyList), \(SQL.identifier(Self.sequence))) "
+                + "SELECT \(keyList), nextval('tributary.bl_seq') FROM (SELECT \(keyList) FROM removed UNION SELECT \(keyList) FROM upserted) AS k)"
+        }
+        return statement + " SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM upserted WHERE inserted) AS inserted, "
+            + "(SELECT count(*) FROM upserted WHERE NOT inserted) AS updated"
+    }
+
+    // MARK: Full reload
+
+    /// The model's table (or a scratch copy) from the SELECT's rows, with its key.
+    public func createReloadTable(_ name: QualifiedName, selectColumns columns: [String]) -> [String] {
+        [
+            "DROP TABLE IF EXISTS \(name.sql)",
+            "CREATE TABLE \(name.sql) (\(SQL.identifierList(tableColumns(selectColumns: columns)))) AS \(freshRows(columns: columns))",
+            "ALTER TABLE \(name.sql) ADD CONSTRAINT \(SQL.identifier(SQL.truncated(name.name, bytes: 55) + "_pkey")) PRIMARY KEY (\(keyList))",
+            "ANALYZE \(name.sql)",
+        ]
+    }
+
+    /// A flagging model's reload keeps the keys the old table had and the SELECT no longer makes,
+    /// flagged, as incremental runs would have left them. Only when its columns are the same.
+    public func carryFlaggedKeys(selectColumns columns: [String]) -> String {
+        let match = model.key.map { "r.\(SQL.identifier($0)) = t.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        let kept = tableColumns(selectColumns: columns).filter { $0 != Self.deleted }
+        return "INSERT INTO \(reloadTable.sql) (\(SQL.identifierList(kept + [Self.deleted]))) "
+            + "SELECT \(kept.map { "t.\(SQL.identifier($0))" }.joined(separator: ", ")), true FROM \(table) AS t "
+            + "WHERE NOT EXISTS (SELECT 1 FROM \(reloadTable.sql) AS r WHERE \(match))"
+    }
+
+    /// Swaps the reload table in for the model's, keeping the key's name: the only moment readers wait.
+    public var swap: [String] {
+        [
+            "DROP TABLE IF EXISTS \(table)",
+            "ALTER TABLE \(reloadTable.sql) RENAME TO \(SQL.identifier(model.table.name))",
+            "ALTER INDEX \(SQL.identifier(model.table.schema)).\(SQL.identifier(SQL.truncated(reloadTable.name, bytes: 55) + "_pkey")) "
+                + "RENAME TO \(SQL.identifier(SQL.truncated(model.table.name, bytes: 58) + "_pkey"))",
+        ]
+    }
+
+    /// The change log of a model others read: created if missing.
+    public var createChangeLog: [String] {
+        [
+            "CREATE TABLE IF NOT EXISTS \(changeLog.sql) AS SELECT \(keyList), 0::bigint AS \(SQL.identifier(Self.sequence)) FROM \(table) WITH NO DATA",
+            "CREATE INDEX IF NOT EXISTS \(SQL.identifier(SQL.truncated(changeLog.name, bytes: 58) + "_seq")) ON \(changeLog.sql) (\(SQL.identifier(Self.sequence)))",
+        ]
+    }
+
+    /// Drops log entries every reader has taken in.
+    public func pruneChangeLog(below seq: Int64) -> String {
+        "DELETE FROM \(changeLog.sql) WHERE \(SQL.identifier(Self.sequence)) <= \(seq)"
+    }
+}

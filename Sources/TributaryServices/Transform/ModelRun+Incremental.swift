@@ -1,0 +1,125 @@
+import Foundation
+import TributaryCore
+import TributaryPostgres
+
+extension ModelRun {
+    /// An input's changes waiting beyond its watermark: the new watermark (its newest change now).
+    struct Pending {
+        var shape: TransformSQL.InputShape
+        var from: ControlStore.Watermark?
+        var to: ControlStore.Watermark
+    }
+
+    /// Re-evaluates the SELECT for the keys the inputs' changes since the watermarks affect, and
+    /// merges: new and changed rows written, keys no longer produced removed (or flagged).
+    mutating func incremental(shapes: [TransformSQL.InputShape], watermarks: [String: ControlStore.Watermark],
+                              on connection: isolated PostgresConnection) throws -> Outcome {
+        var outcome = Outcome(model: model.name, kind: .incremental)
+        let pending = try self.pending(shapes: shapes, watermarks: watermarks, on: connection)
+        guard !pending.isEmpty else { return Outcome(model: model.name, kind: .nothingToDo) }
+        try execute(sql.createAffected, on: connection)
+        for input in pending { try collectAffected(input, on: connection) }
+        outcome.affectedKeys = try connection.query("SELECT count(*) FROM (SELECT DISTINCT * FROM \(TransformSQL.affected)) AS k").scalar(Int.self)
+        if outcome.affectedKeys > 0 {
+            let counts = try evaluateAndMerge(affected: outcome.affectedKeys, on: connection)
+            (outcome.removed, outcome.inserted, outcome.updated) = counts
+        }
+        var marks = Array(watermarks.values)
+        for input in pending {
+            marks.removeAll { $0.input == input.to.input }
+            marks.append(input.to)
+        }
+        try ControlStore.recordRun(of: model.name, watermarks: marks, full: false, asOf: try asOf(on: connection), on: connection)
+        try pruneUpstreamLogs(on: connection)
+        return outcome
+    }
+
+    /// The inputs with changes after their watermark, each with the position it is taken up to.
+    private func pending(shapes: [TransformSQL.InputShape], watermarks: [String: ControlStore.Watermark],
+                         on connection: isolated PostgresConnection) throws -> [Pending] {
+        var pending: [Pending] = []
+        for shape in shapes {
+            let name = shape.input.table.description
+            let from = watermarks[name]
+            guard let newest = try connection.query(sql.newestChange(shape)).optionalScalar(String.self) else { continue }
+            if shape.upstream != nil {
+                guard let seq = Int64(newest), seq > (from?.seq ?? 0) else { continue }
+                pending.append(Pending(shape: shape, from: from, to: ControlStore.Watermark(input: name, seq: seq)))
+            } else {
+                guard let lsn = LSN(newest), from?.lsn.map({ lsn > $0 }) ?? true else { continue }
+                pending.append(Pending(shape: shape, from: from, to: ControlStore.Watermark(input: name, lsn: lsn, epoch: from?.epoch)))
+            }
+        }
+        return pending
+    }
+
+    /// The model keys one input's changes affect: what its changed rows map to now, and what they
+    /// mapped to at the last run (a row moved from one key to another affects both).
+    private mutating func collectAffected(_ input: Pending, on connection: isolated PostgresConnection) throws {
+        try execute(sql.changedRows(input.shape, fromLSN: input.from?.lsn, toLSN: input.to.lsn ?? .zero,
+                                    fromSeq: input.from?.seq, toSeq: input.to.seq ?? 0), on: connection)
+        try execute(sql.affectedNow(input.shape), on: connection)
+        if let map = input.shape.keyMap {
+            try execute(sql.createKeyMap(input.shape, map: map), on: connection)
+            try execute(sql.affectedBefore(input.shape, map: map), on: connection)
+            try execute(sql.refreshKeyMap(input.shape, map: map), on: connection)
+        }
+        try execute("DROP TABLE \(TransformSQL.changed)", on: connection)
+    }
+
+    private mutating func evaluateAndMerge(affected: Int, on connection: isolated PostgresConnection) throws -> (Int, Int, Int) {
+        let tableColumns = try TargetCatalog.columns(of: model.table, on: connection)
+        let types = model.key.map { key in tableColumns.first { $0.name == key }?.type ?? "text" }
+        var values: [String]?
+        if affected <= Self.pushdownKeysMax {
+            values = try model.key.indices.map { try connection.query(sql.affectedValues($0)).optionalScalar(String.self) ?? "{}" }
+        }
+        try execute(sql.evaluate(values: values, types: types), on: connection)
+        let produced = try TargetCatalog.temporaryColumns(of: TransformSQL.fresh, on: connection)
+        try checkDrift(produced: produced, existing: tableColumns)
+        try Self.checkKeys(model, sql: sql, on: connection)
+        if let surrogate = model.surrogate {
+            try execute(sql.createSurrogateMap(surrogate: surrogate), on: connection)
+            try execute(sql.assignSurrogates, on: connection)
+        }
+        let logged = !dependants.isEmpty
+        if logged { try execute(sql.createChangeLog, on: connection) }
+        let merge = sql.merge(selectColumns: produced.map(\.name), logged: logged)
+        if recording { statements.append(merge) }
+        let counts = try connection.query(merge).rows[0]
+        return (try counts.decode("removed"), try counts.decode("inserted"), try counts.decode("updated"))
+    }
+
+    /// The SELECT's columns must be the model table's (but its surrogate and `_deleted`).
+    private func checkDrift(produced: [TargetCatalog.Column], existing: [TargetCatalog.Column]) throws {
+        let managed = Set([model.surrogate, TransformSQL.deleted].compactMap { $0 })
+        let current = existing.filter { !managed.contains($0.name) }
+        guard produced != current else { return }
+        let describe = { (columns: [TargetCatalog.Column]) in columns.map { "\($0.name) \($0.type)" }.joined(separator: ", ") }
+        throw SchemaDrift(message: """
+            model \(model.name)'s SELECT now gives (\(describe(produced))) but \(model.table) has (\(describe(current))): \
+            rebuild it with tributary transform --model \(model.name) --full, or set schema_drift: rebuild in \(model.file)
+            """)
+    }
+
+    /// The oldest of the newest commits the model's sources had applied, as this run saw them.
+    func asOf(on connection: isolated PostgresConnection) throws -> Date? {
+        try ControlStore.appliedCommitTimes(on: connection).filter { sources.contains($0.key) }.values.min()
+    }
+
+    /// Log entries of the models this one reads that every reader has now taken in.
+    private mutating func pruneUpstreamLogs(on connection: isolated PostgresConnection) throws {
+        for upstream in all where model.upstreamTables.contains(upstream.table) {
+            let readers = all.filter { $0.upstreamTables.contains(upstream.table) }.map(\.name)
+            if let oldest = try ControlStore.oldestPosition(in: upstream.table.description, of: readers, on: connection) {
+                try execute(TransformSQL(model: upstream).pruneChangeLog(below: oldest), on: connection)
+            }
+        }
+    }
+}
+
+/// The SELECT's columns differ from the model table's.
+struct SchemaDrift: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import Logging
+import TributaryCore
+import TributaryPostgres
+
+/// One run of one BL model, in one REPEATABLE READ transaction on the target (DESIGN.md §4b):
+/// incremental by affected keys, or a full reload built beside the model's table and swapped in.
+/// The model's writes, its key maps and its watermarks commit together, so a kill anywhere leaves
+/// the model as it was before the run or as it is after it, and the next run picks up from there.
+struct ModelRun {
+    struct Outcome: Sendable {
+        enum Kind: Sendable, Equatable {
+            case incremental, full, nothingToDo
+            /// An input table does not exist yet (its source is not snapshotted).
+            case waiting(String)
+            /// Another process runs this model now.
+            case busy
+        }
+
+        var model: String
+        var kind: Kind
+        var inserted = 0, updated = 0, removed = 0
+        var affectedKeys = 0
+        var seconds = 0.0
+        /// Dry runs: the statements that would have run.
+        var statements: [String] = []
+
+        var changedRows: Int { inserted + updated + removed }
+    }
+
+    /// Input rows waiting beyond this are counted as "at least" this many.
+    static let pendingCap = 1_000_000
+    /// Above this many affected keys the SELECT is filtered by a join only: evaluating it whole is
+    /// cheaper than pushing a huge list of values into its branches.
+    static let pushdownKeysMax = 50_000
+
+    let model: TransformModel
+    let all: [TransformModel]
+    /// The sources whose STG tables the model reads.
+    let sources: Set<String>
+    let sql: TransformSQL
+    let logger: Logger
+    /// Statements run, for a dry run's report.
+    var statements: [String] = []
+    var recording = false
+
+    init(model: TransformModel, all: [TransformModel], sources: Set<String>, logger: Logger) {
+        self.model = model
+        self.all = all
+        self.sources = sources
+        sql = TransformSQL(model: model)
+        self.logger = logger
+    }
+
+    var dependants: [TransformModel] { all.filter { $0.upstreamTables.contains(model.table) } }
+
+    /// Runs the model; `full` forces a reload, `dryRun` rolls everything back after counting.
+    mutating func run(full requested: Bool, dryRun: Bool, wait: Bool, on connection: isolated PostgresConnection) throws -> Outcome {
+        let started = ContinuousClock.now
+        recording = dryRun
+        guard try lock(wait: wait, on: connection) else { return Outcome(model: model.name, kind: .busy) }
+        defer { _ = try? connection.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockKey]) }
+        if requested && !model.fullRefresh {
+            throw OperatorError("model \(model.name) has full_refresh: false in \(model.file): it is only ever loaded incrementally")
+        }
+        let shapes: [TransformSQL.InputShape]
+        switch try self.shapes(on: connection) {
+        case .missing(let table): return Outcome(model: model.name, kind: .waiting(table))
+        case .ready(let ready): shapes = ready
+        }
+        if !dryRun { try ensureIndexes(on: connection) }
+        try beginWithInputsLocked(on: connection)
+        do {
+            var outcome = try runInTransaction(full: requested, shapes: shapes, on: connection)
+            try connection.execute(dryRun || outcome.kind == .nothingToDo ? "ROLLBACK" : "COMMIT")
+            outcome.seconds = (ContinuousClock.now - started).seconds
+            outcome.statements = statements
+            return outcome
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// The run's transaction, its inputs and its own table locked before its snapshot is taken.
+    /// A reload elsewhere swaps a table in by a DROP and a rename, which is not MVCC-safe: a
+    /// snapshot older than the swap would find the new table and none of its rows. Holding the
+    /// locks first, the snapshot is taken after any swap that got in before, and none gets in after.
+    mutating func beginWithInputsLocked(on connection: isolated PostgresConnection) throws {
+        var tables: [QualifiedName] = []
+        for table in model.inputs.map(\.table) + [model.table] where try TargetCatalog.exists(table, on: connection) {
+            tables.append(table)
+        }
+        try connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        guard !tables.isEmpty else { return }
+        try connection.execute("LOCK TABLE \(tables.map(\.sql).joined(separator: ", ")) IN ACCESS SHARE MODE")
+    }
+
+    private mutating func runInTransaction(full requested: Bool, shapes: [TransformSQL.InputShape],
+                                           on connection: isolated PostgresConnection) throws -> Outcome {
+        let state = try ControlStore.modelState(model.name, on: connection)
+        let watermarks = Dictionary(uniqueKeysWithValues: try ControlStore.watermarks(of: model.name, on: connection).map { ($0.input, $0) })
+        if let reason = try fullReloadReason(requested: requested, state: state, watermarks: watermarks, shapes: shapes, on: connection) {
+            if !requested && !model.fullRefresh && reason != "the model's table does not exist yet" {
+                throw OperatorError("model \(model.name) needs a full reload (\(reason)), but \(model.file) says full_refresh: false: "
+                                    + "allow it, or drop \(model.table) to build it anew")
+            }
+            logger.info("full reload", metadata: ["model": .string(model.name), "reason": .string(reason)])
+            return try reload(shapes: shapes, on: connection)
+        }
+        try connection.execute("SAVEPOINT incremental")
+        do {
+            return try incremental(shapes: shapes, watermarks: watermarks, on: connection)
+        } catch let drift as SchemaDrift where model.schemaDrift == .rebuild {
+            try connection.execute("ROLLBACK TO SAVEPOINT incremental")
+            logger.notice("full reload", metadata: ["model": .string(model.name), "reason": .string(drift.message)])
+            return try reload(shapes: shapes, on: connection)
+        }
+    }
+
+    var lockKey: String { "tributary-bl:" + model.name }
+
+    /// One run per model at a time, across processes. A session lock, taken before the run's
+    /// transaction: a lock taken inside it would come after its snapshot, which could then be
+    /// older than the run that held the lock before.
+    private func lock(wait: Bool, on connection: isolated PostgresConnection) throws -> Bool {
+        if try connection.query("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", [lockKey]).scalar(Bool.self) { return true }
+        guard wait else { return false }
+        logger.notice("another process is running this model: waiting for it", metadata: ["model": .string(model.name)])
+        try connection.query("SELECT pg_advisory_lock(hashtextextended($1, 0))", [lockKey])
+        return true
+    }
+
+    mutating func execute(_ statement: String, on connection: isolated PostgresConnection) throws {
+        if recording { statements.append(statement) }
+        try connection.execute(statement)
+    }
+
+    mutating func execute(_ statements: [String], on connection: isolated PostgresConnection) throws {
+        for statement in statements { try execute(statement, on: connection) }
+    }
+
+    // MARK: What the run works with
+
+    enum Shapes {
+        case ready([TransformSQL.InputShape])
+        case missing(String)
+    }
+
+    private func shapes(on connection: isolated PostgresConnection) throws -> Shapes {
+        var shapes: [TransformSQL.InputShape] = []
+        for (index, input) in model.inputs.enumerated() {
+            guard try TargetCatalog.exists(input.table, on: connection) else { return .missing(input.table.description) }
+            var shape = TransformSQL.InputShape(input: input, key: [])
+            if let upstream = all.first(where: { $0.table == input.table }) {
+                shape.upstream = upstream
+                shape.key = upstream.key
+                shape.columns = try TargetCatalog.columns(of: input.table, on: connection).map(\.name)
+            } else {
+                shape.key = try TargetCatalog.primaryKey(of: input.table, on: connection)
+                guard !shape.key.isEmpty else { throw OperatorError("\(input.table), read by model \(model.name), has no primary key") }
+            }
+            if case .expressions = input.mapping { shape.keyMap = sql.keyMap(index) }
+            shapes.append(shape)
+        }
+        return .ready(shapes)
+    }
+
+    /// The `_lsn` index every STG input needs to find its changes, and the model's own `indexes:`.
+    /// An STG table replaced by a new snapshot loses them; they come back here, built
+    /// concurrently outside the run's transaction, so the applier's writes never wait for them.
+    private mutating func ensureIndexes(on connection: isolated PostgresConnection) throws {
+        var wanted = model.inputs.filter { !$0.isModel }.map { TransformModel.Index(table: $0.table, columns: "(_lsn)") }
+        wanted += model.indexes
+        for index in wanted {
+            let name = index.columns == "(_lsn)" ? SQL.truncated(index.table.name, bytes: 55) + "_lsn" : index.name
+            let qualified = QualifiedName(schema: index.table.schema, name: name)
+            let valid = try connection.query("""
+                SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)
+                """, [qualified.sql]).first.map { try $0.decode(at: 0, as: Bool.self) }
+            if valid == true { continue }
+            // A concurrent build that failed leaves an invalid index behind: it goes first.
+            if valid == false { try execute("DROP INDEX CONCURRENTLY IF EXISTS \(qualified.sql)", on: connection) }
+            logger.info("building an index an incremental run needs", metadata: ["model": .string(model.name), "index": .string(qualified.description)])
+            try execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS \(SQL.identifier(name)) ON \(index.table.sql) \(index.columns)", on: connection)
+        }
+    }
+
+    /// Why the run must rebuild the model whole, or nil when an incremental run is exact.
+    private func fullReloadReason(requested: Bool, state: ControlStore.ModelState?, watermarks: [String: ControlStore.Watermark],
+                                  shapes: [TransformSQL.InputShape], on connection: isolated PostgresConnection) throws -> String? {
+        if requested { return "asked for" }
+        guard try TargetCatalog.exists(model.table, on: connection) else { return "the model's table does not exist yet" }
+        if state?.needsFull == true { return "a model it reads was rebuilt" }
+        for shape in shapes {
+            guard let watermark = watermarks[shape.input.table.description] else { return "\(shape.input.table) is a new input" }
+            if shape.upstream == nil,
+               try ControlStore.loadedSnapshot(of: shape.input.table.name, on: connection) != watermark.epoch {
+                return "\(shape.input.table) was loaded from a new snapshot"
+            }
+        }
+        return nil
+    }
+}
+
+extension ModelRun {
+    /// An error in the model's rows, named by model and key.
+    static func checkKeys(_ model: TransformModel, sql: TransformSQL, on connection: isolated PostgresConnection) throws {
+        if !(try connection.query(sql.nullKey).isEmpty) {
+            throw OperatorError("model \(model.name) produced a row with a NULL in its key (\(model.key.joined(separator: ", "))): fix \(model.file)")
+        }
+        if let duplicate = try connection.query(sql.duplicateKey).first {
+            let key = duplicate.values.map { $0 ?? "NULL" }.joined(separator: ", ")
+            throw OperatorError("model \(model.name) produced key (\(key)) more than once: one row per key (\(model.key.joined(separator: ", "))); fix \(model.file)")
+        }
+    }
+}

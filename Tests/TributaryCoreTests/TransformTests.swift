@@ -1,0 +1,120 @@
+import Foundation
+import Testing
+@testable import TributaryCore
+
+/// BL models without a database: reading them, their order, and when they run.
+@Suite struct TransformTests {
+    static func model(_ name: String, reads inputs: [String], file: String = "bl/m.yaml") -> TransformModel {
+        TransformModel(name: name, table: QualifiedName(schema: "bl", name: name), key: ["id"],
+                       inputs: inputs.map { .init(table: QualifiedName(parsing: $0)!, mapping: .expressions(["id"])) },
+                       sql: "SELECT 1 AS id", file: file)
+    }
+
+    @Test func aModelIsReadFromItsYAMLAndSQL() throws {
+        let yaml = ConfigurationParser.File(name: "slots/bl/contract.yaml", text: """
+            key: [source_system, source_id]
+            surrogate: contract_id
+            deletes: flag
+            inputs:
+              - table: stg.qvp_policies
+                keys: ["'qvp'", "id::text"]
+              - table: bl.party
+                query: SELECT 'qvp', p.id::text FROM changed c JOIN stg.qvp_policies p ON true
+            indexes:
+              - stg.qvp_policies ((id::text))
+            """)
+        let model = try TransformModelParser.parse(yaml: yaml, sql: "SELECT 1 AS source_system;\n")
+        #expect(model.name == "contract" && model.table == QualifiedName(schema: "bl", name: "contract"))
+        #expect(model.key == ["source_system", "source_id"] && model.surrogate == "contract_id" && model.deletes == .flag)
+        #expect(model.inputs.count == 2 && model.inputs[1].isModel)
+        #expect(model.inputs[0].mapping == .expressions(["'qvp'", "id::text"]))
+        #expect(model.indexes == [TransformModel.Index(table: QualifiedName(schema: "stg", name: "qvp_policies"), columns: "((id::text))")])
+        #expect(model.sql == "SELECT 1 AS source_system", "the trailing ; goes: the SELECT is nested")
+    }
+
+    @Test func badModelsAreRefusedWithTheFileAndKey() throws {
+        func problem(_ text: String, sql: String? = "SELECT 1") -> String {
+            do {
+                _ = try TransformModelParser.parse(yaml: .init(name: "bl/x.yaml", text: text), sql: sql)
+                return "accepted"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(problem("key: [id]\ninputs: [{table: stg.t, keys: [id]}]", sql: nil).contains("no x.sql beside it"))
+        #expect(problem("inputs: [{table: stg.t, keys: [id]}]").contains("key: required"))
+        #expect(problem("key: [id]\ninputs: [{table: stg.t, keys: [a, b]}]").contains("2 expressions for a key of 1 columns"))
+        #expect(problem("key: [id]\ninputs: [{table: stg.t}]").contains("give keys:"))
+        #expect(problem("key: [id]\ninputs: [{table: public.t, keys: [id]}]").contains("schema stg or bl"))
+        #expect(problem("key: [id]\ninputs: [{table: stg.t, keys: [id]}]\ndeletes: soft").contains("expected delete or flag"))
+        #expect(problem("key: [id]\ninputs: [{table: stg.t, keys: [id]}]\nindexes: [stg.t]").contains("is not schema.table"))
+        #expect(problem("key: [id]\ninputs: [{table: stg.t, keys: [id]}]\nsurogate: x").contains("did you mean \"surrogate\""))
+    }
+
+    @Test func modelsRunAfterTheModelsTheyReadAndCirclesAreRefused() throws {
+        let party = Self.model("party", reads: ["stg.qvp_customers"])
+        let contract = Self.model("contract", reads: ["stg.qvp_policies", "bl.party"])
+        let claim = Self.model("claim", reads: ["bl.contract"])
+        let sorted = try TransformModelParser.validate([claim, contract, party])
+        #expect(sorted.map(\.name) == ["party", "contract", "claim"])
+        #expect(TransformOrder.withDependants(["contract"], in: sorted).map(\.name) == ["contract", "claim"])
+        let circle = [Self.model("a", reads: ["bl.b"]), Self.model("b", reads: ["bl.a"])]
+        #expect(throws: ConfigurationError.self) { try TransformModelParser.validate(circle) }
+        #expect(throws: ConfigurationError.self) { try TransformModelParser.validate([Self.model("a", reads: ["bl.nobody"])]) }
+    }
+
+    // MARK: The scheduler
+
+    let start = ContinuousClock.now
+    func at(_ milliseconds: Int) -> ContinuousClock.Instant { start + .milliseconds(milliseconds) }
+
+    func scheduler() -> TransformScheduler {
+        let models = [Self.model("party", reads: ["stg.qvp_customers"]), Self.model("contract", reads: ["stg.qvp_policies", "bl.party"]),
+                      Self.model("claim", reads: ["stg.qvp_claims", "bl.contract"])]
+        var scheduler = TransformScheduler(models: models, minInterval: .seconds(1), retryInterval: .seconds(30))
+        // Start with nothing to do.
+        for name in ["party", "contract", "claim"] { scheduler.finished(name, .unchanged, at: at(-5_000)) }
+        return scheduler
+    }
+
+    @Test func aBurstOfChangesMakesOneRunPerIntervalInDependencyOrder() {
+        var scheduler = scheduler()
+        #expect(scheduler.next(now: at(0)) == .wait(until: nil))
+        scheduler.changed(stagingTables: ["qvp_customers"])
+        #expect(scheduler.next(now: at(0)) == .run("party"))
+        scheduler.finished("party", .changed, at: at(0))
+        // party changed rows: contract (which reads it) runs, then claim only if contract changed.
+        #expect(scheduler.next(now: at(10)) == .run("contract"))
+        scheduler.finished("contract", .unchanged, at: at(10))
+        #expect(scheduler.next(now: at(20)) == .wait(until: nil))
+        // 200 batches within the interval: one run, at the end of the interval.
+        for step in 0..<200 { scheduler.changed(stagingTables: ["qvp_customers"]); _ = scheduler.next(now: at(20 + step)) }
+        #expect(scheduler.next(now: at(500)) == .wait(until: at(1_000)))
+        #expect(scheduler.next(now: at(1_000)) == .run("party"))
+    }
+
+    @Test func aModelReadingAnotherWaitsUntilThatOneHasRun() {
+        var scheduler = scheduler()
+        scheduler.changed(stagingTables: ["qvp_policies", "qvp_customers"])
+        #expect(scheduler.next(now: at(0)) == .run("party"), "party first: contract reads it")
+        scheduler.finished("party", .unchanged, at: at(0))
+        #expect(scheduler.next(now: at(1)) == .run("contract"))
+    }
+
+    @Test func aFailedModelStopsItselfAndItsReadersOnlyAndIsRetried() {
+        var scheduler = scheduler()
+        scheduler.changed(stagingTables: ["qvp_policies", "qvp_claims", "qvp_customers"])
+        scheduler.finished("party", .unchanged, at: at(0))
+        #expect(scheduler.next(now: at(0)) == .run("contract"))
+        scheduler.finished("contract", .failed, at: at(0))
+        // claim reads contract: it waits; party does not: it goes on.
+        scheduler.changed(stagingTables: ["qvp_customers"])
+        #expect(scheduler.next(now: at(2_000)) == .run("party"))
+        scheduler.finished("party", .unchanged, at: at(2_000))
+        #expect(scheduler.next(now: at(5_000)) == .wait(until: at(30_000)))
+        // After the retry interval: contract again, then claim.
+        #expect(scheduler.next(now: at(30_000)) == .run("contract"))
+        scheduler.finished("contract", .changed, at: at(30_000))
+        #expect(scheduler.next(now: at(30_001)) == .run("claim"))
+    }
+}

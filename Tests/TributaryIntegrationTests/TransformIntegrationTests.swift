@@ -1,0 +1,180 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryPostgres
+@testable import TributaryServices
+
+/// The BL layer on the demo model, against real clusters: what incremental runs make always
+/// equals a full reload, whatever the workload, failures and kills.
+@Suite struct TransformIntegrationTests {
+    func check(_ fixture: PipelineFixture) async throws -> [TransformCheck.Difference] {
+        try await TransformCheck(runner: TransformRunner(configuration: try fixture.configuration(), logger: PipelineFixture.logger)).run()
+    }
+
+    func startRun(_ fixture: PipelineFixture) throws -> TestProcess {
+        try fixture.writeConfiguration()
+        let process = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"])
+        try process.start()
+        return process
+    }
+
+    func modelStatuses(_ fixture: PipelineFixture) async throws -> [ModelStatus] {
+        let configuration = try fixture.configuration()
+        return try await StatusReader(target: fixture.target, store: try fixture.store(), models: configuration.models)
+            .report(configuration.sources).models ?? []
+    }
+
+    func eventually(_ what: String, seconds: Double = 60, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { throw TestFailure("not within \(seconds) s: \(what)") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    func workload(_ fixture: PipelineFixture, _ workload: inout DemoWorkload, steps: Int) async throws {
+        let qvp = try await fixture.connectSource("qvp"), svp = try await fixture.connectSource("svp")
+        try await workload.prepare(qvp: qvp, svp: svp)
+        for _ in 0..<steps { try await workload.step(qvp: qvp, svp: svp) }
+    }
+
+    @Test(arguments: 1...3)
+    func aRandomWorkloadThroughRunAndDrainEqualsAFullReload(round: Int) async throws {
+        let fixture = try await DemoSources.fixture("bl-e2e-\(round)")
+        let run = try startRun(fixture)
+        var demo = DemoWorkload(seed: UInt64.random(in: 1...UInt64.max / 2))
+        do {
+            try await workload(fixture, &demo, steps: 300)
+            let drained = try await fixture.tributary(["drain", "--timeout", "120"])
+            #expect(drained.status == 0, "seed \(demo.seed): \(drained.standardOutput)\(drained.standardError)")
+            // The drain waits for BL and reports it.
+            #expect(drained.standardOutput.contains("model contract") && drained.standardOutput.contains("current"), "\(drained.standardOutput)")
+        } catch {
+            run.kill()
+            _ = await run.wait()
+            throw error
+        }
+        run.kill(signal: SIGTERM)
+        let stopped = await run.wait()
+        #expect(stopped.status == 0, "\(stopped.standardError.suffix(3000))")
+        let differences = try await check(fixture)
+        for difference in differences { #expect(difference.matches, "seed \(demo.seed): \(difference)") }
+        #expect(differences.map(\.reloadRows).reduce(0, +) > 0)
+        for status in try await modelStatuses(fixture) { #expect(status.state == .current, "\(status)") }
+    }
+
+    @Test func deletesJoinsAndDependencyOrderAndFlaggedDeletes() async throws {
+        let fixture = try await DemoSources.fixture("bl-rules")
+        // A model that flags its deletes, beside the demo's.
+        try "key: [id]\ndeletes: flag\nfull_refresh: false\ninputs:\n  - table: stg.qvp_claims\n    keys: [id]\n"
+            .write(toFile: fixture.configurationDirectory + "/bl/claim_flags.yaml", atomically: true, encoding: .utf8)
+        try "SELECT id, amount FROM stg.qvp_claims WHERE NOT _deleted".write(toFile: fixture.configurationDirectory + "/bl/claim_flags.sql",
+                                                                             atomically: true, encoding: .utf8)
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        let first = try await fixture.tributary(["transform"])
+        #expect(first.status == 0 && first.standardOutput.contains("contract             full reload"), "\(first.standardOutput)\(first.standardError)")
+        let again = try await fixture.tributary(["transform"])
+        #expect(again.standardOutput.components(separatedBy: "nothing to do").count - 1 == 7, "a re-run with nothing new does nothing: \(again.standardOutput)")
+
+        let qvp = try await fixture.connectSource("qvp")
+        try await qvp.execute("""
+            DELETE FROM claims WHERE id = 5;
+            UPDATE policy_coverages SET limit_amount = 12345 WHERE policy_id = 7 AND coverage_code = 'LIAB';
+            INSERT INTO customers (id, first_name, last_name) VALUES (900001, 'Order', 'Test');
+            INSERT INTO policies (id, policy_no, customer_id, status) VALUES (900001, 'ORDER-1', 900001, 'active');
+            """)
+        let dry = try await fixture.tributaryAfterCatchingUp(["transform", "--dry-run", "--model", "claim_flags"])
+        #expect(dry.standardOutput.contains("WITH removed AS") && dry.standardOutput.contains("updated 0, removed 1"), "\(dry.standardOutput)")
+        #expect(try await fixture.tributary(["transform"]).status == 0)
+        let target = try await fixture.connectTarget()
+        // A delete removes the BL row; the flagging model keeps it, flagged.
+        #expect(try await target.query("SELECT count(*) FROM bl.claim WHERE source_system = 'qvp' AND source_id = '5'").scalar == "0")
+        #expect(try await target.query("SELECT _deleted FROM bl.claim_flags WHERE id = 5").scalar == "t")
+        // A change to a joined input (a coverage) updates the contract it belongs to.
+        #expect(try await target.query("""
+            SELECT total_limit >= 12345 AND coverages::text LIKE '%12345%' FROM bl.contract WHERE source_system = 'qvp' AND source_id = '7'
+            """).scalar == "t")
+        // contract reads party: party ran first, so the new contract has its new party's id.
+        #expect(try await target.query("""
+            SELECT c.party_id = p.party_id FROM bl.contract c JOIN bl.party p ON p.source_system = 'qvp' AND p.source_id = '900001'
+            WHERE c.source_system = 'qvp' AND c.source_id = '900001'
+            """).scalar == "t")
+        let refused = try await fixture.tributary(["transform", "--model", "claim_flags", "--full"])
+        #expect(refused.status == 1 && refused.standardOutput.contains("full_refresh: false"), "\(refused.standardOutput)")
+        // A reload keeps every surrogate: they come from the key map, never a sequence reset.
+        let before = try await target.query("SELECT string_agg(contract_id::text, ',' ORDER BY source_system, source_id) FROM bl.contract").scalar
+        #expect(try await fixture.tributary(["transform", "--model", "contract", "--full"]).status == 0)
+        #expect(try await target.query("SELECT string_agg(contract_id::text, ',' ORDER BY source_system, source_id) FROM bl.contract").scalar == before)
+        let checked = try await fixture.tributary(["transform", "--check"])
+        #expect(checked.status == 0, "\(checked.standardOutput)\n\(checked.standardError)")
+    }
+
+    @Test func aBrokenModelStopsOnlyItselfAndItsReadersAndCatchesUpOnceFixed() async throws {
+        var fixture = try await DemoSources.fixture("bl-broken")
+        fixture.extraTargetYAML = "bl:\n  min_interval: 200ms\n  retry: 1s\n"
+        let bl = fixture.configurationDirectory + "/bl"
+        try "key: [id]\ninputs:\n  - table: stg.qvp_claims\n    keys: [id]\n".write(toFile: bl + "/broken.yaml", atomically: true, encoding: .utf8)
+        try "SELECT id, no_such_column FROM stg.qvp_claims WHERE NOT _deleted".write(toFile: bl + "/broken.sql", atomically: true, encoding: .utf8)
+        try "key: [id]\ninputs:\n  - table: bl.broken\n    keys: [id]\n".write(toFile: bl + "/reads_broken.yaml", atomically: true, encoding: .utf8)
+        try "SELECT id FROM bl.broken".write(toFile: bl + "/reads_broken.sql", atomically: true, encoding: .utf8)
+        let run = try startRun(fixture)
+        do {
+            var demo = DemoWorkload(seed: UInt64.random(in: 1...UInt64.max / 2))
+            try await workload(fixture, &demo, steps: 60)
+            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp", "svp"])
+            // STG is current; the broken model says why it stopped; the others are current.
+            try await eventually("the other models catch up while one is broken") {
+                let statuses = try await modelStatuses(fixture)
+                return statuses.filter { !["broken", "reads_broken"].contains($0.model) }.allSatisfy { $0.state == .current }
+                    && statuses.first { $0.model == "broken" }?.state == .failed
+            }
+            let screen = try await fixture.tributary(["status"])
+            #expect(screen.standardOutput.contains("model broken") && screen.standardOutput.contains("no_such_column"), "\(screen.standardOutput)")
+            #expect(try await modelStatuses(fixture).first { $0.model == "reads_broken" }?.state == .notBuilt)
+            // Fixed: the next retry catches up, and its reader follows.
+            try "SELECT id, amount FROM stg.qvp_claims WHERE NOT _deleted".write(toFile: bl + "/broken.sql", atomically: true, encoding: .utf8)
+            try await workload(fixture, &demo, steps: 20)
+            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp", "svp"])
+            try await eventually("the fixed model and its reader catch up") {
+                try await modelStatuses(fixture).allSatisfy { $0.state == .current }
+            }
+        } catch {
+            run.kill()
+            let outcome = await run.wait()
+            throw TestFailure("\(error); statuses \((try? await modelStatuses(fixture)) ?? []); run said \(outcome.standardError.suffix(3000))")
+        }
+        run.kill(signal: SIGTERM)
+        _ = await run.wait()
+        for difference in try await check(fixture) { #expect(difference.matches, "\(difference)") }
+    }
+
+    @Test func killingRunDuringTransformsLosesAndDuplicatesNothing() async throws {
+        var fixture = try await DemoSources.fixture("bl-kill")
+        fixture.extraTargetYAML = "bl:\n  min_interval: 100ms\n"
+        var demo = DemoWorkload(seed: UInt64.random(in: 1...UInt64.max / 2))
+        var kills = 0
+        for _ in 0..<3 {
+            let run = try startRun(fixture)
+            try await workload(fixture, &demo, steps: 80)
+            try await Task.sleep(for: .milliseconds(Int.random(in: 200...1200)))
+            run.kill()
+            if await run.wait().signalled { kills += 1 }
+        }
+        #expect(kills == 3)
+        let run = try startRun(fixture)
+        let drained = try await fixture.tributary(["drain", "--timeout", "120"])
+        run.kill(signal: SIGTERM)
+        _ = await run.wait()
+        #expect(drained.status == 0, "seed \(demo.seed): \(drained.standardOutput)\(drained.standardError)")
+        for difference in try await check(fixture) { #expect(difference.matches, "seed \(demo.seed): \(difference)") }
+    }
+}
+
+extension PipelineFixture {
+    /// Replicates both sources up to now and applies, then runs `arguments`.
+    func tributaryAfterCatchingUp(_ arguments: [String]) async throws -> TestProcess.Outcome {
+        for source in sources.map(\.name) { _ = try await replicateUntilCaughtUp(source) }
+        _ = try await tributary(["apply", "--once"])
+        return try await tributary(arguments)
+    }
+}
