@@ -53,10 +53,19 @@ step "tributary snapshot"
 "$tributary" snapshot --config slots
 step "tributary apply --once"
 "$tributary" apply --once --config slots
-step "tributary verify: every source table against its STG table"
+step "tributary transform: the Uni PACC model (BL) from STG, each model in dependency order"
+"$tributary" transform --config slots
+bl_counts() {
+  psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT 'party' AS bl_table, count(*) FROM bl.party UNION ALL SELECT 'insured_asset', count(*) FROM bl.insured_asset
+    UNION ALL SELECT 'contract', count(*) FROM bl.contract UNION ALL SELECT 'claim', count(*) FROM bl.claim
+    UNION ALL SELECT 'document', count(*) FROM bl.document UNION ALL SELECT 'service_visit', count(*) FROM bl.service_visit"
+}
+bl_counts
+psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT contract_id, source_system, source_id, party_id, status, annual_premium, coverages FROM bl.contract ORDER BY contract_id LIMIT 4"
+step "tributary verify: every source table against its STG table, and the key indicators (STG and BL)"
 "$tributary" verify --config slots
 
-step "tributary run: a replicator per source and the applier, in one supervised process"
+step "tributary run: a replicator per source, the applier and the BL models, in one supervised process"
 "$tributary" run --config slots --log-level warning --metrics-port "${METRICS_PORT:-9187}" & run_pid=$!
 trap 'kill "$run_pid" 2>/dev/null || true' EXIT
 sleep 3
@@ -74,9 +83,11 @@ UPDATE svp.attachments SET seq = seq + 10 WHERE seq = 2 AND size_bytes % 3 = 0; 
 DELETE FROM svp.service_visits WHERE visited_on < date '2019-03-01';
 INSERT INTO svp.incidents SELECT 990000 + row_number() OVER (), contract_id, now(), 100, 1, 'new incident', NULL FROM svp.contracts LIMIT 300;
 SQL
-sleep 1
-step "tributary status: lag at a glance"
+sleep 3
+step "tributary status: lag at a glance, sources and BL models"
 "$tributary" status --config slots
+step "BL rows arrived under the workload (the lapsed policies, the ended SVP contracts)"
+psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT source_system, status, count(*) FROM bl.contract GROUP BY 1, 2 ORDER BY 1, 2"
 step "tributary pause svp: its slot is released and retains WAL; qvp goes on"
 "$tributary" pause --config slots svp
 sleep 1  # the replicator finishes the batch in hand and releases the slot within a second
@@ -97,6 +108,9 @@ psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT source, state, drain_lsn, appli
 
 step "tributary verify, after the drain"
 "$tributary" verify --config slots
+step "the BL tables equal a full reload of their models"
+"$tributary" transform --config slots --check
+bl_counts
 # The demo sources stay usable afterwards.
 psql_on -p "$QVP_PORT" -d postgres -c "ALTER DATABASE qvp RESET default_transaction_read_only"
 psql_on -p "$SVP_PORT" -d postgres -c "ALTER DATABASE svp RESET default_transaction_read_only"
