@@ -73,7 +73,7 @@ import Testing
                       Self.model("claim", reads: ["stg.qvp_claims", "bl.contract"])]
         var scheduler = TransformScheduler(models: models, minInterval: .seconds(1), retryInterval: .seconds(30))
         // Start with nothing to do.
-        for name in ["party", "contract", "claim"] { scheduler.finished(name, .unchanged, at: at(-5_000)) }
+        for name in ["party", "contract", "claim"] { scheduler.finished(name, .unchanged, startedAt: at(-5_000), now: at(-5_000)) }
         return scheduler
     }
 
@@ -82,10 +82,10 @@ import Testing
         #expect(scheduler.next(now: at(0)) == .wait(until: nil))
         scheduler.changed(stagingTables: ["qvp_customers"])
         #expect(scheduler.next(now: at(0)) == .run("party"))
-        scheduler.finished("party", .changed, at: at(0))
+        scheduler.finished("party", .changed, startedAt: at(0), now: at(0))
         // party changed rows: contract (which reads it) runs, then claim only if contract changed.
         #expect(scheduler.next(now: at(10)) == .run("contract"))
-        scheduler.finished("contract", .unchanged, at: at(10))
+        scheduler.finished("contract", .unchanged, startedAt: at(10), now: at(10))
         #expect(scheduler.next(now: at(20)) == .wait(until: nil))
         // 200 batches within the interval: one run, at the end of the interval.
         for step in 0..<200 { scheduler.changed(stagingTables: ["qvp_customers"]); _ = scheduler.next(now: at(20 + step)) }
@@ -97,24 +97,24 @@ import Testing
         var scheduler = scheduler()
         scheduler.changed(stagingTables: ["qvp_policies", "qvp_customers"])
         #expect(scheduler.next(now: at(0)) == .run("party"), "party first: contract reads it")
-        scheduler.finished("party", .unchanged, at: at(0))
+        scheduler.finished("party", .unchanged, startedAt: at(0), now: at(0))
         #expect(scheduler.next(now: at(1)) == .run("contract"))
     }
 
     @Test func aFailedModelStopsItselfAndItsReadersOnlyAndIsRetried() {
         var scheduler = scheduler()
         scheduler.changed(stagingTables: ["qvp_policies", "qvp_claims", "qvp_customers"])
-        scheduler.finished("party", .unchanged, at: at(0))
+        scheduler.finished("party", .unchanged, startedAt: at(0), now: at(0))
         #expect(scheduler.next(now: at(0)) == .run("contract"))
-        scheduler.finished("contract", .failed, at: at(0))
+        scheduler.finished("contract", .failed, startedAt: at(0), now: at(0))
         // claim reads contract: it waits; party does not: it goes on.
         scheduler.changed(stagingTables: ["qvp_customers"])
         #expect(scheduler.next(now: at(2_000)) == .run("party"))
-        scheduler.finished("party", .unchanged, at: at(2_000))
+        scheduler.finished("party", .unchanged, startedAt: at(2_000), now: at(2_000))
         #expect(scheduler.next(now: at(5_000)) == .wait(until: at(30_000)))
         // After the retry interval: contract again, then claim.
         #expect(scheduler.next(now: at(30_000)) == .run("contract"))
-        scheduler.finished("contract", .changed, at: at(30_000))
+        scheduler.finished("contract", .changed, startedAt: at(30_000), now: at(30_000))
         #expect(scheduler.next(now: at(30_001)) == .run("claim"))
     }
 }

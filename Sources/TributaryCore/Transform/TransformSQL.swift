@@ -181,24 +181,35 @@ public struct TransformSQL: Sendable {
 
     // MARK: Evaluation and merge
 
-    /// The distinct values of key column `index` among the affected keys, as one array literal.
-    public func affectedValues(_ index: Int) -> String {
-        "SELECT array_agg(DISTINCT \(SQL.identifier(model.key[index])))::text FROM \(Self.affected)"
+    /// The affected keys grouped by their first column (`source_system`, typically): per value of
+    /// it, the distinct values of every other key column as array literals.
+    public var affectedGroups: String {
+        let first = SQL.identifier(model.key[0])
+        let others = model.key.dropFirst().map { "array_agg(DISTINCT \(SQL.identifier($0)))::text" }
+        return "SELECT \(first)::text\(others.map { ", " + $0 }.joined()) FROM \(Self.affected) GROUP BY \(first)"
     }
 
-    /// The SELECT for the affected keys only, into `_tributary_new`. `values[i]` (array literals
-    /// of key column i's values, cast to `types[i]`) let PostgreSQL push the restriction into the
-    /// SELECT's branches and use their indexes; the join with the affected keys is the exact filter.
-    public func evaluate(values: [String]?, types: [String]) -> String {
-        var restriction = ""
-        if let values {
-            restriction = zip(model.key, zip(values, types)).map { column, valueAndType in
-                " AND m.\(SQL.identifier(column)) = ANY (\(SQL.literal(valueAndType.0))::\(valueAndType.1)[])"
-            }.joined()
+    /// A restriction on the SELECT's rows that PostgreSQL pushes into its branches, where the
+    /// indexes on the inputs apply: per value of the first key column, the other columns' values
+    /// (`groups`, as `affectedGroups` reads them; `types` of the key columns). A branch whose
+    /// first column is a constant (`'qvp' AS source_system`) keeps only its own group once planned.
+    public static func restriction(key: [String], types: [String], groups: [[String?]]) -> String {
+        let terms = groups.map { group in
+            ([ "m.\(SQL.identifier(key[0])) = \(SQL.literal(group[0] ?? ""))::\(types[0])" ]
+             + zip(key.dropFirst(), zip(group.dropFirst(), types.dropFirst())).map { column, valueAndType in
+                "m.\(SQL.identifier(column)) = ANY (\(SQL.literal(valueAndType.0 ?? "{}"))::\(valueAndType.1)[])"
+             }).joined(separator: " AND ")
         }
-        return "CREATE TEMPORARY TABLE \(Self.fresh) ON COMMIT DROP AS SELECT m.* FROM (\n\(model.sql)\n) AS m "
+        return terms.isEmpty ? "false" : "(" + terms.map { "(\($0))" }.joined(separator: " OR ") + ")"
+    }
+
+    /// The SELECT for the affected keys only, into `_tributary_new`: `restriction` (see
+    /// `restriction(key:types:groups:)`) narrows the branches, the join with the affected keys is
+    /// the exact filter.
+    public func evaluate(restriction: String?) -> String {
+        "CREATE TEMPORARY TABLE \(Self.fresh) ON COMMIT DROP AS SELECT m.* FROM (\n\(model.sql)\n) AS m "
             + "WHERE ROW(\(model.key.map { "m.\(SQL.identifier($0))" }.joined(separator: ", "))) IN (SELECT \(keyList) FROM \(Self.affected))"
-            + restriction
+            + (restriction.map { " AND " + $0 } ?? "")
     }
 
     /// The whole SELECT, into `_tributary_new` (a full reload).
@@ -249,25 +260,30 @@ public struct TransformSQL: Sendable {
     }
 
     /// Removes (or flags) the affected keys the SELECT no longer produces, writes new and changed
-    /// rows (a row whose text form is unchanged is left alone), logs the keys it changed when
-    /// other models read this one, and returns the counts: removed, inserted, updated.
+    /// rows, logs the keys it changed when other models read this one, and returns the counts:
+    /// removed, inserted, updated. Rows are compared by their text form before anything is
+    /// written, so a row that did not change is not touched at all (an ON CONFLICT upsert would
+    /// lock, and so write, every row it meets).
     public func merge(selectColumns columns: [String], logged: Bool) -> String {
         let keyMatch = { (left: String, right: String) in model.key.map { "\(left).\(SQL.identifier($0)) = \(right).\(SQL.identifier($0))" }.joined(separator: " AND ") }
+        let keys = { (alias: String) in model.key.map { "\(alias).\(SQL.identifier($0))" }.joined(separator: ", ") }
         let gone = "NOT EXISTS (SELECT 1 FROM \(Self.fresh) AS n WHERE \(keyMatch("n", "a")))"
         let removal = model.deletes == .delete
-            ? "DELETE FROM \(table) AS t USING \(Self.affected) AS a WHERE \(keyMatch("t", "a")) AND \(gone) RETURNING \(model.key.map { "t.\(SQL.identifier($0))" }.joined(separator: ", "))"
+            ? "DELETE FROM \(table) AS t USING \(Self.affected) AS a WHERE \(keyMatch("t", "a")) AND \(gone) RETURNING \(keys("t"))"
             : "UPDATE \(table) AS t SET \(SQL.identifier(Self.deleted)) = true FROM \(Self.affected) AS a WHERE \(keyMatch("t", "a")) AND \(gone) "
-                + "AND NOT t.\(SQL.identifier(Self.deleted)) RETURNING \(model.key.map { "t.\(SQL.identifier($0))" }.joined(separator: ", "))"
+                + "AND NOT t.\(SQL.identifier(Self.deleted)) RETURNING \(keys("t"))"
         let all = tableColumns(selectColumns: columns)
         let assignments = all.filter { !model.key.contains($0) }.map { "\(SQL.identifier($0)) = excluded.\(SQL.identifier($0))" }
-        let compared = columns.filter { !model.key.contains($0) } + (model.deletes == .flag ? [Self.deleted] : [])
-        let changed = compared.isEmpty ? "false"
+        let compared = all.filter { !model.key.contains($0) }
+        let differs = compared.isEmpty ? "false"
             : "ROW(\(compared.map { "t.\(SQL.identifier($0))" }.joined(separator: ", ")))::text IS DISTINCT FROM "
-                + "ROW(\(compared.map { "excluded.\(SQL.identifier($0))" }.joined(separator: ", ")))::text"
-        let upsert = "INSERT INTO \(table) AS t (\(SQL.identifierList(all))) \(freshRows(columns: columns)) "
-            + "ON CONFLICT (\(keyList)) DO " + (assignments.isEmpty ? "NOTHING" : "UPDATE SET \(assignments.joined(separator: ", ")) WHERE \(changed)")
-            + " RETURNING \(model.key.map { "t.\(SQL.identifier($0))" }.joined(separator: ", ")), (xmax = 0) AS inserted"
-        var statement = "WITH removed AS (\(removal)), upserted AS (\(upsert))"
+                + "ROW(\(compared.map { "f.\(SQL.identifier($0))" }.joined(separator: ", ")))::text"
+        let changed = "SELECT f.* FROM (\(freshRows(columns: columns))) AS f (\(SQL.identifierList(all))) LEFT JOIN \(table) AS t ON \(keyMatch("t", "f")) "
+            + "WHERE t.\(SQL.identifier(model.key[0])) IS NULL OR \(differs)"
+        let upsert = "INSERT INTO \(table) AS t (\(SQL.identifierList(all))) SELECT * FROM changed "
+            + "ON CONFLICT (\(keyList)) DO " + (assignments.isEmpty ? "NOTHING" : "UPDATE SET \(assignments.joined(separator: ", "))")
+            + " RETURNING \(keys("t")), (t.xmax = 0) AS inserted"
+        var statement = "WITH removed AS (\(removal)), changed AS (\(changed)), upserted AS (\(upsert))"
         if logged {
             statement += ", logged AS (INSERT INTO \(changeLog.sql) (\(keyList), \(SQL.identifier(Self.sequence))) "
                 + "SELECT \(keyList), nextval('tributary.bl_seq') FROM (SELECT \(keyList) FROM removed UNION SELECT \(keyList) FROM upserted) AS k)"

@@ -74,8 +74,10 @@ public struct TransformScheduler: Sendable {
         for name in states.keys { states[name]?.dirty = true }
     }
 
-    public mutating func finished(_ model: String, _ outcome: Outcome, at now: Instant) {
-        states[model]?.lastRun = now
+    /// - Parameter started: when the run began: runs of a busy model start `minInterval` apart,
+    ///   whatever each takes.
+    public mutating func finished(_ model: String, _ outcome: Outcome, startedAt started: Instant, now: Instant) {
+        states[model]?.lastRun = started
         switch outcome {
         case .changed:
             states[model]?.dirty = false

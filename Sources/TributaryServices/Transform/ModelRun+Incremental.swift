@@ -58,6 +58,7 @@ extension ModelRun {
     private mutating func collectAffected(_ input: Pending, on connection: isolated PostgresConnection) throws {
         try execute(sql.changedRows(input.shape, fromLSN: input.from?.lsn, toLSN: input.to.lsn ?? .zero,
                                     fromSeq: input.from?.seq, toSeq: input.to.seq ?? 0), on: connection)
+        try execute("ANALYZE \(TransformSQL.changed)", on: connection)
         try execute(sql.affectedNow(input.shape), on: connection)
         if let map = input.shape.keyMap {
             try execute(sql.createKeyMap(input.shape, map: map), on: connection)
@@ -70,11 +71,17 @@ extension ModelRun {
     private mutating func evaluateAndMerge(affected: Int, on connection: isolated PostgresConnection) throws -> (Int, Int, Int) {
         let tableColumns = try TargetCatalog.columns(of: model.table, on: connection)
         let types = model.key.map { key in tableColumns.first { $0.name == key }?.type ?? "text" }
-        var values: [String]?
+        // Statistics of the affected keys, so the planner sizes its joins for them, not for a guess.
+        try execute("ANALYZE \(TransformSQL.affected)", on: connection)
+        var restriction: String?
         if affected <= Self.pushdownKeysMax {
-            values = try model.key.indices.map { try connection.query(sql.affectedValues($0)).optionalScalar(String.self) ?? "{}" }
+            let groups = try connection.query(sql.affectedGroups).rows.map(\.values)
+            if groups.count <= Self.pushdownGroupsMax {
+                restriction = TransformSQL.restriction(key: model.key, types: types, groups: groups)
+            }
         }
-        try execute(sql.evaluate(values: values, types: types), on: connection)
+        try execute(sql.evaluate(restriction: restriction), on: connection)
+        try execute("ANALYZE \(TransformSQL.fresh)", on: connection)
         let produced = try TargetCatalog.temporaryColumns(of: TransformSQL.fresh, on: connection)
         try checkDrift(produced: produced, existing: tableColumns)
         try Self.checkKeys(model, sql: sql, on: connection)

@@ -33,6 +33,8 @@ struct ModelRun {
     /// Above this many affected keys the SELECT is filtered by a join only: evaluating it whole is
     /// cheaper than pushing a huge list of values into its branches.
     static let pushdownKeysMax = 50_000
+    /// Beyond this many values of a model's first key column, the SELECT is filtered by the join only.
+    static let pushdownGroupsMax = 16
 
     let model: TransformModel
     let all: [TransformModel]
@@ -92,6 +94,9 @@ struct ModelRun {
             tables.append(table)
         }
         try connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        // A run touches few rows of large tables, mostly in memory: priced at the default random
+        // page cost, the planner reads whole tables where a few index probes would do.
+        try connection.execute("SET LOCAL random_page_cost = 1.1")
         guard !tables.isEmpty else { return }
         try connection.execute("LOCK TABLE \(tables.map(\.sql).joined(separator: ", ")) IN ACCESS SHARE MODE")
     }
@@ -183,6 +188,9 @@ struct ModelRun {
             if valid == false { try execute("DROP INDEX CONCURRENTLY IF EXISTS \(qualified.sql)", on: connection) }
             logger.info("building an index an incremental run needs", metadata: ["model": .string(model.name), "index": .string(qualified.description)])
             try execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS \(SQL.identifier(name)) ON \(index.table.sql) \(index.columns)", on: connection)
+            // An index on an expression has statistics only once its table is analyzed: without
+            // them the planner guesses, and scans the table instead.
+            try execute("ANALYZE \(index.table.sql)", on: connection)
         }
     }
 

@@ -43,10 +43,11 @@ public struct TransformService: Sendable {
                 case .run(let name):
                     if failed.contains(name) { configuration = refreshed(configuration) }
                     guard let model = configuration.models.first(where: { $0.name == name }) else { continue }
+                    let started = ContinuousClock.now
                     let outcome = await TransformRunner(configuration: configuration, logger: logger)
                         .runOne(model, full: false, dryRun: false, wait: false, control: control)
                     if outcome.isFailure { failed.insert(name) } else { failed.remove(name) }
-                    scheduler.finished(name, outcome.schedulerOutcome, at: .now)
+                    scheduler.finished(name, outcome.schedulerOutcome, startedAt: started, now: .now)
                 case .wait(let until):
                     let seconds = min(0.5, until.map { max(0, ($0 - ContinuousClock.now).seconds) } ?? 0.5)
                     let notifications = try await control.connection.run { try $0.waitForNotifications(timeout: seconds) }
