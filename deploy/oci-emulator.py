@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """An OCI Object Storage emulator for development and tests, on loopback.
 
-It serves the calls Tributary makes (GetNamespace, PutObject, GetObject with Range, HeadObject,
-DeleteObject, ListObjects with pagination, the multipart calls and ListMultipartUploads), keeps the
+It serves the calls Tributary makes (GetNamespace, PutObject, GetObject with Range and if-match,
+HeadObject, DeleteObject, ListObjects with pagination and fields, the multipart calls and
+ListMultipartUploads, CopyObject with its work requests), keeps the
 objects on disk, and checks every request's signature with the API key's public key the way OCI
 does: a missing or wrong signature, or a Date more than 5 minutes off, is 401 NotAuthenticated; a
 PUT without Content-Length is 411. Faults can be switched on while it runs (POST /_emulator/faults):
@@ -37,6 +38,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 MAX_SKEW_SECONDS = 300
 OBJECT_PATH = re.compile(r"^/n/([^/]+)/b/([^/]+)/(o|u)(?:/(.+))?$")
+COPY_PATH = re.compile(r"^/n/([^/]+)/b/([^/]+)/actions/copyObject$")
+WORK_REQUEST_PATH = re.compile(r"^/workRequests/([^/]+)(/errors)?$")
 
 
 class ServiceError(Exception):
@@ -61,6 +64,9 @@ class Faults:
             self.drop_rate = float(settings.get("drop_rate", 0))
             # Fail every request whose path contains this text (to fail one upload on purpose).
             self.fail_path = settings.get("fail_path")
+            # A share of CopyObject work requests end FAILED; each takes this long.
+            self.copy_fail_rate = float(settings.get("copy_fail_rate", 0))
+            self.copy_delay_ms = int(settings.get("copy_delay_ms", 50))
             self.random = random.Random(settings.get("seed", 1))
 
     def draw(self):
@@ -71,7 +77,8 @@ class Faults:
     def describe(self):
         with self.lock:
             return {"error_rate": self.error_rate, "statuses": self.statuses, "slow_rate": self.slow_rate,
-                    "delay_ms": self.delay_ms, "drop_rate": self.drop_rate, "fail_path": self.fail_path}
+                    "delay_ms": self.delay_ms, "drop_rate": self.drop_rate, "fail_path": self.fail_path,
+                    "copy_fail_rate": self.copy_fail_rate, "copy_delay_ms": self.copy_delay_ms}
 
 
 class Store:
@@ -80,7 +87,8 @@ class Store:
     def __init__(self, root, namespace, buckets):
         self.root, self.namespace = root, namespace
         self.lock = threading.Lock()
-        self.objects = {bucket: {} for bucket in buckets}  # name -> (size, md5 base64, etag)
+        self.objects = {bucket: {} for bucket in buckets}  # name -> (size, md5 base64, etag, time modified)
+        self.work_requests = {}  # id -> {"status", "errors"}
         self.uploads = {}  # upload id -> {"bucket", "object", "parts": {num: (path, etag, size)}}
         os.makedirs(os.path.join(root, ".tmp"), exist_ok=True)
         for bucket in buckets:
@@ -107,7 +115,7 @@ class Store:
                 raise ServiceError(412, "IfNoneMatchFailed", f"object {name} already exists")
             os.replace(temporary_path, self.path(bucket, name))
             etag = str(uuid.uuid4())
-            objects[name] = (size, md5, etag)
+            objects[name] = (size, md5, etag, time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()))
             return etag
 
 
@@ -288,6 +296,12 @@ class Handler(BaseHTTPRequestHandler):
     def route(self):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        copy = COPY_PATH.match(url.path)
+        if copy and self.command == "POST":
+            return self.copy_object(urllib.parse.unquote(copy.group(1)), urllib.parse.unquote(copy.group(2)))
+        work = WORK_REQUEST_PATH.match(url.path)
+        if work and self.command == "GET":
+            return self.work_request(urllib.parse.unquote(work.group(1)), work.group(2) is not None)
         if url.path == "/n/" or url.path == "/n":
             if self.command != "GET":
                 raise ServiceError(405, "MethodNotAllowed", "GetNamespace is GET")
@@ -368,7 +382,10 @@ class Handler(BaseHTTPRequestHandler):
         if entry is None:
             raise ServiceError(404, "ObjectNotFound", f"object {name} does not exist in bucket {bucket}")
         with handle:
-            size, md5, etag = entry
+            size, md5, etag, _ = entry
+            wanted = self.headers.get("if-match")
+            if wanted is not None and wanted != etag:
+                raise ServiceError(412, "IfMatchFailed", f"the ETag of {name} is not {wanted}")
             start, end, status = 0, size - 1, 200
             ranged = self.headers.get("range")
             if ranged:
@@ -434,8 +451,10 @@ class Handler(BaseHTTPRequestHandler):
                            and (end is None or name <= end))
             page = [(name, store.objects[bucket][name]) for name in names[:limit]]
         objects = []
-        for name, (size, md5, etag) in page:
+        for name, (size, md5, etag, modified) in page:
             entry = {"name": name}
+            if "timeModified" in fields:
+                entry["timeModified"] = modified
             if "size" in fields:
                 entry["size"] = size
             if "md5" in fields:
@@ -447,6 +466,57 @@ class Handler(BaseHTTPRequestHandler):
         if len(names) > limit:
             reply["nextStartWith"] = names[limit]
         self.send_json(200, reply)
+
+    def copy_object(self, namespace, bucket):
+        """CopyObject: accepted at once, done by a work request a moment later (or failed)."""
+        request = json.loads(self.signed_body())
+        store = self.server.store
+        store.bucket(namespace, bucket)
+        store.bucket(request.get("destinationNamespace"), request.get("destinationBucket"))
+        source, destination = request["sourceObjectName"], request["destinationObjectName"]
+        with store.lock:
+            if source not in store.objects[bucket]:
+                raise ServiceError(404, "ObjectNotFound", f"object {source} does not exist in bucket {bucket}")
+        work_id = str(uuid.uuid4())
+        with store.lock:
+            store.work_requests[work_id] = {"status": "ACCEPTED", "errors": []}
+        fail = self.server.faults.draw()[0] < self.server.faults.copy_fail_rate
+        delay = self.server.faults.copy_delay_ms / 1000
+        threading.Thread(target=self.run_copy, args=(work_id, bucket, source, request, fail, delay), daemon=True).start()
+        self.count("copy_requests")
+        self.send_empty(202, [("opc-work-request-id", work_id)])
+
+    def run_copy(self, work_id, bucket, source, request, fail, delay):
+        store = self.server.store
+        time.sleep(delay)
+        with store.lock:
+            work = store.work_requests[work_id]
+            entry = store.objects[bucket].get(source)
+            wanted = request.get("sourceObjectIfMatchETag")
+            if fail:
+                work.update(status="FAILED", errors=[{"code": "InternalServerError", "message": "injected copy failure"}])
+                return
+            if entry is None or (wanted is not None and wanted != entry[2]):
+                work.update(status="FAILED", errors=[{"code": "IfMatchFailed", "message": f"the source {source} changed"}])
+                return
+            # Opened under the lock: the version checked is the one copied, whatever replaces it meanwhile.
+            handle = open(store.path(bucket, source), "rb")
+        with handle, store.temporary() as temporary:
+            shutil.copyfileobj(handle, temporary, 8 << 20)
+        size, md5 = entry[0], entry[1]
+        store.commit(request["destinationBucket"], request["destinationObjectName"], temporary.name, size, md5, False)
+        with store.lock:
+            work.update(status="COMPLETED")
+
+    def work_request(self, work_id, errors):
+        with self.server.store.lock:
+            work = self.server.store.work_requests.get(work_id)
+        if work is None:
+            raise ServiceError(404, "NotFound", f"work request {work_id} does not exist")
+        if errors:
+            return self.send_json(200, work["errors"])
+        percent = 100.0 if work["status"] == "COMPLETED" else 0.0
+        self.send_json(200, {"id": work_id, "status": work["status"], "percentComplete": percent, "operationType": "COPY_OBJECT"})
 
     def create_upload(self, bucket):
         request = json.loads(self.signed_body())
@@ -545,7 +615,8 @@ def main():
     server.faults = Faults()
     server.page_size = arguments.page_size
     server.verbose = arguments.verbose
-    server.stats = {"requests": 0, "multipart_commits": 0, "injected_errors": 0, "dropped_connections": 0, "rejected_signatures": 0}
+    server.stats = {"requests": 0, "multipart_commits": 0, "injected_errors": 0, "dropped_connections": 0, "rejected_signatures": 0,
+                    "object_gets": 0, "copy_requests": 0}
     server.stats_lock = threading.Lock()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"listening on http://{arguments.host}:{server.server_address[1]}", flush=True)

@@ -8,6 +8,8 @@ public enum StorageError: Error, CustomStringConvertible, Sendable {
     case sizeMismatch(key: String, expected: Int, actual: Int)
     case corrupt(key: String, reason: String)
     case unsupported(String)
+    /// An object sync copy that did not match what was listed (the source changed meanwhile).
+    case notCopied(key: String, reason: String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,8 @@ public enum StorageError: Error, CustomStringConvertible, Sendable {
             return "object \(key) is corrupt: \(reason); re-run the stage that wrote it"
         case .unsupported(let what):
             return what
+        case .notCopied(let key, let reason):
+            return "object \(key) was not copied: \(reason); the next pass copies it again"
         }
     }
 }

@@ -12,7 +12,7 @@ struct Tributary: AsyncParsableCommand {
               check → snapshot → replicate (per source) → apply → verify
             Configuration is read from --config DIR (default ./slots, or $TRIBUTARY_CONFIG).
             """,
-        subcommands: [Check.self, Snapshot.self, Replicate.self, Apply.self, Transform.self, Run.self, Status.self, Pause.self, Resume.self, Drain.self,
+        subcommands: [Check.self, Snapshot.self, Replicate.self, Apply.self, Transform.self, SyncObjects.self, Run.self, Status.self, Pause.self, Resume.self, Drain.self,
                       DropSlot.self, Verify.self, Objects.self]
     )
 }

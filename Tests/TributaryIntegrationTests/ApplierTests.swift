@@ -47,7 +47,8 @@ import TributaryPostgres
             let end = LSN(try await connection.query("SELECT pg_current_wal_insert_lsn()").scalar!)!
             let deadline = ContinuousClock.now + .seconds(seconds)
             while true {
-                let applied = try await target.query("SELECT applied_lsn FROM tributary.sources WHERE source = $1", [source])
+                // Before the pipeline has started, the control schema may not be there yet.
+                let applied = (try? await target.query("SELECT applied_lsn FROM tributary.sources WHERE source = $1", [source]))?
                     .scalar.flatMap(LSN.init)
                 if let applied, applied >= end { break }
                 guard ContinuousClock.now < deadline else { throw TestFailure("\(source) not applied up to \(end) in \(seconds) s (at \(applied.map(\.description) ?? "-"))") }

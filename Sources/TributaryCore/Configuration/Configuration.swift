@@ -56,6 +56,8 @@ public struct SourceConfiguration: Sendable {
     public var schemaChanges: SchemaChangePolicy = .addColumns
     /// Key-indicator queries `verify` runs on both sides.
     public var checks: [IndicatorCheck] = []
+    /// The source's object files and where they go (the object sync).
+    public var objects: [ObjectMapping] = []
     /// The file it came from, for messages.
     public var file: String
 
@@ -215,6 +217,7 @@ public struct TargetConfiguration: Sendable {
     public var snapshot: SnapshotSettings
     public var oci: OCISettings
     public var transform = TransformSettings()
+    public var sync = ObjectSyncSettings()
     public var file: String
 
     public init(connection: String, staging: StagingLocation, workDirectory: String,

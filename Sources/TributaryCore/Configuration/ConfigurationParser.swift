@@ -28,7 +28,7 @@ public enum ConfigurationParser {
         let target = try parseTarget(targetFile, directory: directory, environment: environment)
         let sources = try files.filter { $0.name != targetFile.name }
             .sorted { $0.name < $1.name }
-            .map { try parseSource($0, environment: environment) }
+            .map { try parseSource($0, directory: directory, environment: environment, sync: target.sync) }
         guard !sources.isEmpty else {
             throw ConfigurationError(file: directory, problem: "no source file (one YAML per source, e.g. qvp.yaml)")
         }
@@ -56,7 +56,7 @@ public enum ConfigurationParser {
 
     static func parseTarget(_ file: File, directory: String, environment: [String: String]) throws -> TargetConfiguration {
         let root = try root(file, environment: environment)
-        try root.requireOnly(["target", "staging", "work_dir", "batch", "snapshot", "oci", "bl"])
+        try root.requireOnly(["target", "staging", "work_dir", "batch", "snapshot", "oci", "bl", "sync"])
         guard let targetSection = try root.child("target") else {
             throw ConfigurationError(file: file.name, keyPath: "target", problem: "required key is missing")
         }
@@ -105,6 +105,9 @@ public enum ConfigurationParser {
         }
         var target = TargetConfiguration(connection: connection, staging: staging, workDirectory: workDirectory,
                                          batch: batch, snapshot: snapshot, oci: oci, file: file.name)
+        if let section = try root.child("sync") {
+            target.sync = try ObjectSyncParser.settings(section, directory: directory)
+        }
         if let section = try root.child("bl") {
             try section.requireOnly(["min_interval", "retry"])
             target.transform.minIntervalMilliseconds = try section.milliseconds("min_interval") ?? target.transform.minIntervalMilliseconds
@@ -131,9 +134,12 @@ public enum ConfigurationParser {
         return .directory(resolve(text, against: directory))
     }
 
-    static func parseSource(_ file: File, environment: [String: String]) throws -> SourceConfiguration {
+    static func parseSource(_ file: File, directory: String, environment: [String: String], sync: ObjectSyncSettings) throws -> SourceConfiguration {
         let root = try root(file, environment: environment)
-        try root.requireOnly(["source", "connection", "slot", "publication", "create_publication", "tables", "schema_changes", "checks"])
+        if root.node("buckets") != nil {
+            throw root.error("buckets", root.node("buckets")!, "buckets: became objects: (a list of from:, to: … mappings): see the README")
+        }
+        try root.requireOnly(["source", "connection", "slot", "publication", "create_publication", "tables", "schema_changes", "checks", "objects"])
         let stem = ((file.name as NSString).lastPathComponent as NSString).deletingPathExtension
         let name = try root.string("source") ?? stem
         guard name.first.map({ $0.isASCII && $0.isLowercase }) == true,
@@ -175,6 +181,7 @@ public enum ConfigurationParser {
             source.checks.append(IndicatorCheck(name: try reader.requiredString("name"), sourceSQL: try reader.requiredString("source"),
                                                 targetSQL: try reader.requiredString("target")))
         }
+        source.objects = try ObjectSyncParser.mappings(root, source: name, directory: directory, settings: sync)
         return source
     }
 

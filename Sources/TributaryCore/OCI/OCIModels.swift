@@ -3,10 +3,52 @@ public enum OCIModels {
     public struct ObjectSummary: Codable, Sendable, Equatable {
         public var name: String
         public var size: Int?
-        public init(name: String, size: Int?) {
+        /// Base64 MD5, or `<base64>-<parts>` for a multipart object (when listed with `md5`).
+        public var md5: String?
+        public var etag: String?
+        public var timeModified: String?
+
+        public init(name: String, size: Int?, md5: String? = nil, etag: String? = nil, timeModified: String? = nil) {
             self.name = name
             self.size = size
+            self.md5 = md5
+            self.etag = etag
+            self.timeModified = timeModified
         }
+    }
+
+    /// CopyObject's body: the source object, and where its copy goes.
+    public struct CopyObjectDetails: Codable, Sendable, Equatable {
+        public var sourceObjectName: String
+        /// The copy fails (rather than copies something else) if the source changed since it was listed.
+        public var sourceObjectIfMatchETag: String?
+        public var destinationRegion: String
+        public var destinationNamespace: String
+        public var destinationBucket: String
+        public var destinationObjectName: String
+
+        public init(sourceObjectName: String, sourceObjectIfMatchETag: String?, destinationRegion: String,
+                    destinationNamespace: String, destinationBucket: String, destinationObjectName: String) {
+            self.sourceObjectName = sourceObjectName
+            self.sourceObjectIfMatchETag = sourceObjectIfMatchETag
+            self.destinationRegion = destinationRegion
+            self.destinationNamespace = destinationNamespace
+            self.destinationBucket = destinationBucket
+            self.destinationObjectName = destinationObjectName
+        }
+    }
+
+    /// A work request (CopyObject's progress).
+    public struct WorkRequest: Codable, Sendable, Equatable {
+        public var id: String
+        /// ACCEPTED, IN_PROGRESS, FAILED, COMPLETED, CANCELING, CANCELED.
+        public var status: String
+        public var percentComplete: Double?
+    }
+
+    public struct WorkRequestError: Codable, Sendable, Equatable {
+        public var code: String
+        public var message: String
     }
 
     public struct ListObjects: Codable, Sendable, Equatable {

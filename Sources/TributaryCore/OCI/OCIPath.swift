@@ -26,6 +26,14 @@ public enum OCIPath {
         objects(namespace: namespace, bucket: bucket) + "/" + encode(name)
     }
 
+    public static func copyObject(namespace: String, bucket: String) -> String {
+        "/n/\(encode(namespace))/b/\(encode(bucket))/actions/copyObject"
+    }
+
+    public static func workRequest(_ id: String) -> String { "/workRequests/\(encode(id))" }
+
+    public static func workRequestErrors(_ id: String) -> String { workRequest(id) + "/errors" }
+
     public static func uploads(namespace: String, bucket: String) -> String {
         "/n/\(encode(namespace))/b/\(encode(bucket))/u"
     }

@@ -97,6 +97,45 @@ enum ControlSchema {
             PRIMARY KEY (model, input)
         );
         """,
+        // Object sync: per mapping its last (or running) pass and where it got to; what was copied
+        // for each name (a multipart object's MD5 is no content hash: this is what vouches for it);
+        // the target's extra objects found by a pass, deleted at its end if the pass went well.
+        // Names sort in byte order, as Object Storage lists them.
+        """
+        CREATE TABLE tributary.object_passes (
+            mapping text PRIMARY KEY,
+            state text NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+            started_at timestamptz NOT NULL DEFAULT now(),
+            finished_at timestamptz,
+            position text COLLATE "C",
+            listed bigint NOT NULL DEFAULT 0,
+            copied bigint NOT NULL DEFAULT 0,
+            copied_bytes bigint NOT NULL DEFAULT 0,
+            replaced bigint NOT NULL DEFAULT 0,
+            failed bigint NOT NULL DEFAULT 0,
+            pending bigint NOT NULL DEFAULT 0,
+            pending_bytes bigint NOT NULL DEFAULT 0,
+            extra bigint NOT NULL DEFAULT 0,
+            deleted bigint NOT NULL DEFAULT 0,
+            error text
+        );
+        CREATE TABLE tributary.object_copies (
+            mapping text NOT NULL,
+            name text COLLATE "C" NOT NULL,
+            source_size bigint NOT NULL,
+            source_md5 text,
+            source_etag text,
+            target_etag text,
+            copied_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (mapping, name)
+        );
+        CREATE TABLE tributary.object_extras (
+            mapping text NOT NULL,
+            name text COLLATE "C" NOT NULL,
+            size bigint NOT NULL,
+            PRIMARY KEY (mapping, name)
+        );
+        """,
     ]
 
     /// Any number of processes may call this at once; an advisory lock serialises them.

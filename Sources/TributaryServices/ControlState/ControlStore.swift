@@ -72,6 +72,12 @@ public struct ControlStore: Sendable {
         try await connection.run { try ControlSchema.version(on: $0) } > 0
     }
 
+    /// Whether the schema is at this build's version (a read-only command on an older one knows
+    /// nothing of what the newer parts hold).
+    public func isCurrent() async throws -> Bool {
+        try await connection.run { try ControlSchema.version(on: $0) } >= ControlSchema.migrations.count
+    }
+
     // MARK: Sources
 
     public func state(of source: String) async throws -> SourceControlState? {

@@ -22,6 +22,8 @@ public struct DrainCoordinator: Sendable {
     public struct Report: Sendable {
         public var sources: [SourceReport]
         public var models: [ModelStatus]
+        /// The final object-sync pass of each mapping.
+        public var objects: [ObjectSyncReport]
     }
 
     public struct SourceReport: Sendable {
@@ -80,6 +82,12 @@ public struct DrainCoordinator: Sendable {
             try await applyIfNobodyDoes()
             try await Task.sleep(for: .milliseconds(500))
         }
+        // The files last: the sources are read-only now, so this pass leaves the target bucket complete.
+        let objects = try await ObjectSyncService(configuration: configuration, logger: logger).runOnce(sources, dryRun: false)
+        if let failed = objects.first(where: { !$0.succeeded }) {
+            throw OperatorError("drain: the final object sync of \(failed.mapping.id) failed (\(failed.error ?? failed.failures.first ?? "")); "
+                                + "the sources stay draining: fix it and run tributary drain again")
+        }
         var reports: [SourceReport] = []
         for source in sources {
             try await control.set(source, to: .drained, drainLSN: ends[source.name]!)
@@ -88,7 +96,7 @@ public struct DrainCoordinator: Sendable {
         }
         let models = configuration.models.isEmpty ? []
             : try await StatusReader(target: configuration.target.connection, store: store, models: configuration.models).report(sources).models ?? []
-        return Report(sources: reports, models: models)
+        return Report(sources: reports, models: models, objects: objects)
     }
 
     /// The source's end: its WAL insert position now, recorded as the drain LSN.

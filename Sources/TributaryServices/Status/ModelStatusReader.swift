@@ -85,3 +85,45 @@ struct ModelStatusReader {
         return total
     }
 }
+
+/// What `status` shows of an object-sync mapping: its last (or running) pass.
+public struct ObjectSyncStatus: Sendable, Codable, Equatable {
+    public var mapping: String
+    public var source: String
+    public var target: String
+    /// `never run`, `running`, `done` or `failed`.
+    public var state: String
+    public var startedAt: Date?
+    public var finishedAt: Date?
+    /// Objects (and bytes) the pass planned to copy and has not yet.
+    public var pending: Int64
+    public var pendingBytes: Int64
+    public var copied: Int64
+    public var copiedBytes: Int64
+    public var failed: Int64
+    /// Objects only the target has.
+    public var extra: Int64
+    public var deleted: Int64
+    public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case mapping, source, target, state, startedAt, finishedAt, pending, pendingBytes, copied, copiedBytes, failed, extra, deleted, error
+    }
+
+    init(mapping: ObjectMapping, pass: ControlStore.ObjectPass?) {
+        self.mapping = mapping.id
+        source = mapping.source.description
+        target = mapping.target.description
+        state = pass?.state.rawValue ?? "never run"
+        startedAt = pass?.startedAt
+        finishedAt = pass?.finishedAt
+        pending = pass?.pending ?? 0
+        pendingBytes = pass?.pendingBytes ?? 0
+        copied = (pass?.copied ?? 0) + (pass?.replaced ?? 0)
+        copiedBytes = pass?.copiedBytes ?? 0
+        failed = pass?.failed ?? 0
+        extra = pass?.extra ?? 0
+        deleted = pass?.deleted ?? 0
+        error = pass?.error
+    }
+}

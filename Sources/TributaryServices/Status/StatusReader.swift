@@ -78,18 +78,26 @@ public struct StatusReader: Sendable {
         self.models = models
     }
 
-    /// Sources and models: what `status` shows.
+    /// Sources, models and object-sync mappings: what `status` shows.
     public func report(_ sources: [SourceConfiguration]) async throws -> StatusReport {
         let statuses = try await read(sources)
-        guard !models.isEmpty else { return StatusReport(generatedAt: Date(), sources: statuses) }
+        let mappings = sources.flatMap(\.objects)
+        guard !models.isEmpty || !mappings.isEmpty else { return StatusReport(generatedAt: Date(), sources: statuses) }
         let control = try await ControlStore.open(target, applicationName: "tributary status", migrate: false)
         defer { Task { await control.close() } }
-        let modelStatuses = try await control.isMigrated()
+        let migrated = try await control.isMigrated()
+        let modelStatuses = migrated
             ? try await ModelStatusReader(models: models, sourceOfTable: Dictionary(
                 sources.flatMap { source in source.tables.map { ($0.stagingTable, source.name) } }, uniquingKeysWith: { first, _ in first }))
                 .read(control: control, sources: statuses)
             : models.map { ModelStatus(model: $0.name, table: $0.table.description, state: .notBuilt, rowsWaiting: 0) }
-        return StatusReport(generatedAt: Date(), sources: statuses, models: modelStatuses)
+        var objects: [ObjectSyncStatus] = []
+        for mapping in mappings {
+            objects.append(ObjectSyncStatus(mapping: mapping, pass: migrated ? try await control.objectPass(mapping.id) : nil))
+        }
+        var report = StatusReport(generatedAt: Date(), sources: statuses, models: modelStatuses)
+        report.objects = objects.isEmpty ? nil : objects
+        return report
     }
 
     /// Reads only: a target no writing command has touched yet is reported as such, not set up.
@@ -173,6 +181,8 @@ public struct StatusReport: Sendable, Codable, Equatable {
     public var sources: [SourceStatus]
     /// The BL models, in running order; left out when none are configured.
     public var models: [ModelStatus]?
+    /// The object-sync mappings; left out when none are configured.
+    public var objects: [ObjectSyncStatus]?
 
     public init(generatedAt: Date, sources: [SourceStatus], models: [ModelStatus] = []) {
         self.generatedAt = generatedAt

@@ -1,3 +1,4 @@
+import Logging
 import TributaryCore
 
 /// `tributary verify` (and the end of a drain): every source table against its STG table, compared
@@ -6,13 +7,22 @@ public struct Verifier: Sendable {
     public struct Outcome: Sendable {
         public var tables: [TableComparer.Comparison]
         public var checks: [IndicatorChecker.Outcome]
+        /// Per object-sync mapping: what a pass would still copy or delete (nothing: all in place).
+        public var objects: [ObjectSyncReport] = []
 
-        public var matches: Bool { tables.allSatisfy(\.matches) && checks.allSatisfy(\.matches) }
+        public var matches: Bool { tables.allSatisfy(\.matches) && checks.allSatisfy(\.matches) && objects.allSatisfy(\.inPlace) }
     }
 
     public let target: String
+    /// For the object files: the whole configuration (stores, credentials); nil leaves them out.
+    public let configuration: Configuration?
+    public let logger: Logger?
 
-    public init(target: String) { self.target = target }
+    public init(target: String, configuration: Configuration? = nil, logger: Logger? = nil) {
+        self.target = target
+        self.configuration = configuration
+        self.logger = logger
+    }
 
     /// - Parameter rechecks: a differing table is compared again up to this many times, a second
     ///   apart, and counts as matching only if it then does (changes in flight settle).
@@ -32,6 +42,11 @@ public struct Verifier: Sendable {
             }
             outcome.tables += results
             outcome.checks += try await IndicatorChecker(target: target).run(source: source)
+        }
+        if let configuration, !sources.flatMap(\.objects).isEmpty {
+            // The plan's "all files are in place": every mapping's listings compared, name by name.
+            outcome.objects = try await ObjectSyncService(configuration: configuration, logger: logger ?? Logger(label: "tributary"))
+                .verify(sources)
         }
         return outcome
     }

@@ -87,6 +87,90 @@ public final class OCIObjectStorageClient: Sendable {
         return response.status == 404 ? nil : response
     }
 
+    /// GetObject of (a range of) an object into memory, only while its ETag is `ifMatch`: a part of
+    /// an object that changed meanwhile is never mixed with parts of its earlier content (412).
+    public func getBytes(namespace: String, bucket: String, name: String, range: ClosedRange<Int64>?, ifMatch: String?) async throws -> [UInt8] {
+        var headers: [(String, String)] = []
+        if let range { headers.append(("range", "bytes=\(range.lowerBound)-\(range.upperBound)")) }
+        if let ifMatch { headers.append(("if-match", ifMatch)) }
+        return try await send("GetObject", object: name, method: "GET", path: OCIPath.object(namespace: namespace, bucket: bucket, name: name),
+                              headers: headers).body
+    }
+
+    /// PutObject from memory; returns the new object's ETag.
+    @discardableResult
+    public func putBytes(namespace: String, bucket: String, name: String, bytes: [UInt8]) async throws -> String? {
+        try await send("PutObject", object: name, method: "PUT", path: OCIPath.object(namespace: namespace, bucket: bucket, name: name),
+                       headers: [("content-type", "application/octet-stream")], body: .bytes(bytes), contentMD5: true).header("etag")
+    }
+
+    /// A multipart upload whose parts come from `part` (1-based number → bytes), `connections` at a
+    /// time; aborted on any failure. Returns the object's ETag.
+    public func uploadParts(namespace: String, bucket: String, name: String, count: Int,
+                            part: @escaping @Sendable (Int) async throws -> [UInt8]) async throws -> String? {
+        let uploadID = try await createMultipartUpload(namespace: namespace, bucket: bucket, name: name)
+        do {
+            var committed: [OCIModels.CommitPart] = []
+            try await withThrowingTaskGroup(of: OCIModels.CommitPart.self) { group in
+                var next = 1
+                func add() {
+                    let number = next
+                    next += 1
+                    group.addTask {
+                        let bytes = try await part(number)
+                        let path = OCIPath.withQuery(OCIPath.upload(namespace: namespace, bucket: bucket, name: name),
+                                                     [("uploadId", uploadID), ("uploadPartNum", String(number))])
+                        let response = try await self.send("UploadPart", object: "\(name) part \(number)", method: "PUT", path: path,
+                                                           body: .bytes(bytes), contentMD5: true)
+                        guard let etag = response.header("etag") else { throw OCIError.malformedReply(operation: "UploadPart", detail: "no ETag") }
+                        return OCIModels.CommitPart(partNum: number, etag: etag)
+                    }
+                }
+                for _ in 0..<min(count, max(1, settings.http.connections)) { add() }
+                while let done = try await group.next() {
+                    committed.append(done)
+                    if next <= count { add() }
+                }
+            }
+            let body = try JSONEncoder().encode(OCIModels.CommitMultipartUpload(partsToCommit: committed.sorted { $0.partNum < $1.partNum }))
+            let path = OCIPath.withQuery(OCIPath.upload(namespace: namespace, bucket: bucket, name: name), [("uploadId", uploadID)])
+            return try await send("CommitMultipartUpload", object: name, method: "POST", path: path, json: Array(body)).header("etag")
+        } catch {
+            try? await abortMultipartUpload(namespace: namespace, bucket: bucket, name: name, uploadID: uploadID)
+            throw error
+        }
+    }
+
+    /// CopyObject: Object Storage copies the object itself, no byte through this host. Returns the
+    /// work request to follow.
+    public func copyObject(namespace: String, bucket: String, details: OCIModels.CopyObjectDetails) async throws -> String {
+        let body = try JSONEncoder().encode(details)
+        let response = try await send("CopyObject", object: details.sourceObjectName, method: "POST",
+                                      path: OCIPath.copyObject(namespace: namespace, bucket: bucket), json: Array(body))
+        guard let id = response.header("opc-work-request-id") else {
+            throw OCIError.malformedReply(operation: "CopyObject", detail: "no opc-work-request-id")
+        }
+        return id
+    }
+
+    public func workRequest(_ id: String) async throws -> OCIModels.WorkRequest {
+        try decode(OCIModels.WorkRequest.self, try await send("GetWorkRequest", object: id, method: "GET", path: OCIPath.workRequest(id)),
+                   operation: "GetWorkRequest")
+    }
+
+    public func workRequestErrors(_ id: String) async throws -> [OCIModels.WorkRequestError] {
+        try decode([OCIModels.WorkRequestError].self, try await send("ListWorkRequestErrors", object: id, method: "GET",
+                                                                     path: OCIPath.workRequestErrors(id)), operation: "ListWorkRequestErrors")
+    }
+
+    /// HeadObject with what it says of the object: size, ETag and MD5; nil when it does not exist.
+    public func headEntry(namespace: String, bucket: String, name: String) async throws -> (size: Int64, etag: String?, md5: String?)? {
+        let response = try await send("HeadObject", object: name, method: "HEAD",
+                                      path: OCIPath.object(namespace: namespace, bucket: bucket, name: name), accepting: [404])
+        guard response.status != 404, let size = response.header("content-length").flatMap(Int64.init) else { return nil }
+        return (size, response.header("etag"), response.header("content-md5") ?? response.header("opc-multipart-md5"))
+    }
+
     /// HeadObject: the size, or nil when the object does not exist.
     public func headObject(namespace: String, bucket: String, name: String) async throws -> Int64? {
         let response = try await send("HeadObject", object: name, method: "HEAD",
@@ -108,9 +192,9 @@ public final class OCIObjectStorageClient: Sendable {
 
     /// One page of ListObjects.
     public func listObjectsPage(namespace: String, bucket: String, prefix: String?, start: String?, startAfter: String?,
-                                limit: Int? = nil) async throws -> OCIModels.ListObjects {
+                                limit: Int? = nil, fields: String = "name,size") async throws -> OCIModels.ListObjects {
         let path = OCIPath.withQuery(OCIPath.objects(namespace: namespace, bucket: bucket), [
-            ("prefix", prefix), ("start", start), ("startAfter", startAfter), ("limit", limit.map(String.init)), ("fields", "name,size"),
+            ("prefix", prefix), ("start", start), ("startAfter", startAfter), ("limit", limit.map(String.init)), ("fields", fields),
         ])
         let response = try await send("ListObjects", object: prefix ?? "", method: "GET", path: path)
         return try decode(OCIModels.ListObjects.self, response, operation: "ListObjects")

@@ -50,9 +50,12 @@ struct Drain: AsyncParsableCommand {
             }
             if !report.models.isEmpty { print("") }
             for model in report.models { print(Status.line(model)) }
+            if !report.objects.isEmpty { print("") }
+            for mapping in report.objects { print(SyncObjects.lines(mapping, dryRun: false).joined(separator: "\n")) }
             guard !noVerify else { return }
             print("")
-            let outcome = try await Verifier(target: configuration.target.connection).verify(selected, rechecks: 0)
+            let outcome = try await Verifier(target: configuration.target.connection, configuration: configuration, logger: logger)
+                .verify(selected, rechecks: 0)
             outcome.printTable()
             if !outcome.matches { throw ExitCode(1) }
         }

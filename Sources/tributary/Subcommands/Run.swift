@@ -30,6 +30,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Do not run the BL models (another process does, or tributary transform by hand).")
     var noTransform = false
 
+    @Flag(help: "Do not sync the object files (tributary sync-objects does, by hand or from a scheduler).")
+    var noSync = false
+
     @Option(help: "Serve Prometheus metrics on this port at /metrics (lag, backlog, batches, rows, errors).")
     var metricsPort: Int?
 
@@ -83,6 +86,12 @@ struct Run: AsyncParsableCommand {
                                                   reloadModels: { try ConfigurationLoader.load(directory: directory).models },
                                                   logger: logger, stop: stop)
                 services.append(.init(service: Part(name: "transform", stop: stop) { try await transforms.run() },
+                                      successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
+            }
+            if !noSync && !configuration.sources.flatMap(\.objects).isEmpty {
+                let stop = StopSignal()
+                let sync = ObjectSyncService(configuration: configuration, logger: logger, stop: stop)
+                services.append(.init(service: Part(name: "sync-objects", stop: stop) { try await sync.runContinuously() },
                                       successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
             }
             guard !services.isEmpty else { throw OperatorError("run: nothing to run (no models in bl/, and replicate and apply are off)") }

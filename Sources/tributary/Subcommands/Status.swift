@@ -37,6 +37,7 @@ struct Status: AsyncParsableCommand {
                 } else {
                     for status in report.sources { print(Self.line(status)) }
                     for model in report.models ?? [] { print(Self.line(model)) }
+                    for mapping in report.objects ?? [] { print(Self.line(mapping)) }
                 }
                 if let watch { try await Task.sleep(for: .seconds(watch)) }
             } while watch != nil
@@ -64,5 +65,15 @@ struct Status: AsyncParsableCommand {
         parts.append("\(Format.count(model.rowsWaiting))\(model.rowsWaiting >= 1_000_000 ? "+" : "") input rows waiting")
         parts.append("last run \(model.lastRunAt.map(ManifestCoding.format) ?? "-")")
         return parts.joined(separator: "  ") + (model.error.map { "\n        error: " + $0 + "\n        (fix the model; the next run catches up)" } ?? "")
+    }
+
+    static func line(_ mapping: ObjectSyncStatus) -> String {
+        var parts = ["objects " + mapping.mapping, "→ " + mapping.target, "last pass " + mapping.state]
+        if let finished = mapping.finishedAt { parts.append("ended " + ManifestCoding.format(finished)) }
+        parts.append("\(Format.count(Int(mapping.copied))) copied (\(Format.bytes(Int(mapping.copiedBytes))))")
+        parts.append("\(Format.count(Int(mapping.pending))) pending (\(Format.bytes(Int(mapping.pendingBytes))))")
+        parts.append("\(Format.count(Int(mapping.failed))) failed")
+        parts.append("\(Format.count(Int(mapping.extra))) only in the target")
+        return parts.joined(separator: "  ") + (mapping.error.map { "\n        error: " + $0 } ?? "")
     }
 }

@@ -31,7 +31,8 @@ struct Verify: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let outcome = try await Verifier(target: configuration.target.connection)
+            let outcome = try await Verifier(target: configuration.target.connection, configuration: tables.isEmpty ? configuration : nil,
+                                             logger: global.makeLogger("verify"))
                 .verify(try configuration.sources(named: sources), tables: tables, rechecks: recheck)
             if json {
                 print(outcome.json())
@@ -58,14 +59,30 @@ extension Verifier.Outcome {
             let result = check.matches ? "match" : (check.problem ?? "DIFFERS: source \(Self.text(check.sourceRows)), target \(Self.text(check.targetRows ?? []))")
             print(Format.pad(check.source, 8) + Format.pad("check: " + check.name, 68) + "  " + result)
         }
+        for mapping in objects { for line in Self.lines(mapping) { print(line) } }
         let tableMismatches = tables.filter { !$0.matches }.count
         let checkMismatches = checks.filter { !$0.matches }.count
+        let objectMismatches = objects.filter { !$0.inPlace }.count
+        let objectsSaid = objects.isEmpty ? "" : objectMismatches == 0
+            ? "; all files are in place (\(objects.count) mappings)" : ", \(objectMismatches) of \(objects.count) object mappings differ"
         if tableMismatches + checkMismatches == 0 {
             print("verify: all \(tables.count) tables match: source and STG are identical row for row"
-                  + (checks.isEmpty ? "" : "; all \(checks.count) checks agree"))
+                  + (checks.isEmpty ? "" : "; all \(checks.count) checks agree") + objectsSaid)
         } else {
-            print("verify: \(tableMismatches) of \(tables.count) tables differ" + (checks.isEmpty ? "" : ", \(checkMismatches) of \(checks.count) checks differ"))
+            print("verify: \(tableMismatches) of \(tables.count) tables differ" + (checks.isEmpty ? "" : ", \(checkMismatches) of \(checks.count) checks differ")
+                  + objectsSaid)
         }
+    }
+
+    /// A mapping's comparison: in place, or the names missing, different or extra.
+    static func lines(_ report: ObjectSyncReport) -> [String] {
+        let head = Format.pad(report.mapping.id.split(separator: ":").first.map(String.init) ?? "", 8) + "objects " + report.mapping.target.description
+        if let error = report.error { return [head + "  FAILED: " + error] }
+        if report.inPlace { return [head + "  match: all \(Format.count(Int(report.listed - report.extra))) files in place"] }
+        var lines = [head + "  DIFFERS: \(report.copied) missing, \(report.replaced) different, \(report.extra) only in the target"]
+        lines += report.toCopy.map { "        missing   \($0)" } + report.toReplace.map { "        differs   \($0)" }
+            + report.toDelete.map { "        extra     \($0)" }
+        return lines
     }
 
     static func text(_ rows: [[String?]]) -> String {
@@ -81,7 +98,11 @@ extension Verifier.Outcome {
             ["source": check.source, "name": check.name, "match": check.matches, "problem": check.problem as Any,
              "source_rows": check.sourceRows.map { $0.map { $0 as Any } }, "target_rows": (check.targetRows?.map { $0.map { $0 as Any } }) as Any]
         }
-        let data = try! JSONSerialization.data(withJSONObject: ["tables": tableRows, "checks": checkRows, "match": matches],
+        let objectRows = objects.map { report -> [String: Any] in
+            ["mapping": report.mapping.id, "target": report.mapping.target.description, "match": report.inPlace, "missing": report.toCopy,
+             "different": report.toReplace, "extra": report.toDelete, "error": report.error as Any]
+        }
+        let data = try! JSONSerialization.data(withJSONObject: ["tables": tableRows, "checks": checkRows, "objects": objectRows, "match": matches],
                                                options: [.prettyPrinted, .sortedKeys])
         return String(decoding: data, as: UTF8.self)
     }

@@ -24,14 +24,14 @@ final class OCIEmulator: @unchecked Sendable {
         _ = process.waitBlocking()
     }
 
-    static func start(pageSize: Int = 1000) async throws -> OCIEmulator {
+    static func start(pageSize: Int = 1000, buckets: [String] = [bucket]) async throws -> OCIEmulator {
         // A checkout leaves the key readable by all, which the client rightly warns about.
         for key in ["key.pem", "key-encrypted.pem", "key-pkcs1.pem", "other-key.pem"] {
             chmod(Paths.repository + "/Tests/TributaryCoreTests/Fixtures/oci/" + key, 0o600)
         }
         let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "/usr/local/bin/python3"
         let process = TestProcess(python, [Paths.repository + "/deploy/oci-emulator.py", "--oci-config", configFile,
-                                           "--namespace", namespace, "--bucket", bucket, "--page-size", String(pageSize)])
+                                           "--namespace", namespace, "--page-size", String(pageSize)] + buckets.flatMap { ["--bucket", $0] })
         try process.start()
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
