@@ -175,4 +175,20 @@ import TributaryStorage
         let verify = try await world.fixture.tributary(["verify"])
         #expect(verify.standardOutput.contains("all files are in place"), "\(verify.standardOutput)")
     }
+
+    @Test func aDryRunChangesNothingAndAMissingSourceDirectoryIsAnError() async throws {
+        let world = try await world(.files)
+        try await populate(world, kind: .files)
+        try FileManager.default.removeItem(atPath: world.fixture.root + "/buckets/unipacc")
+        let dry = try await world.sync(["--dry-run"])
+        #expect(dry.status == 0 && dry.standardOutput.contains("would copy 44"), "\(dry.standardOutput)\(dry.standardError)")
+        let target = try await world.fixture.connectTarget()
+        #expect(try await target.query("SELECT to_regclass('tributary.object_passes') IS NULL").scalar == "t", "a dry run set up no control state")
+        #expect(!FileManager.default.fileExists(atPath: world.fixture.root + "/buckets/unipacc"), "a dry run wrote no file")
+        // A mistyped (or unmounted) source directory is not an empty bucket: nothing is copied or deleted.
+        try FileManager.default.moveItem(atPath: world.fixture.root + "/buckets/qvp-docs", toPath: world.fixture.root + "/buckets/moved")
+        let failed = try await world.sync()
+        #expect(failed.status == 1 && failed.standardOutput.contains("cannot list the directory"), "\(failed.standardOutput)\(failed.standardError)")
+        #expect(!FileManager.default.fileExists(atPath: world.fixture.root + "/buckets/qvp-docs"), "nothing written to a source")
+    }
 }
