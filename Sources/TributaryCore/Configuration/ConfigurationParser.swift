@@ -109,9 +109,11 @@ public enum ConfigurationParser {
             target.sync = try ObjectSyncParser.settings(section, directory: directory)
         }
         if let section = try root.child("bl") {
-            try section.requireOnly(["min_interval", "retry"])
+            try section.requireOnly(["min_interval", "retry", "catch_up_deferral"])
             target.transform.minIntervalMilliseconds = try section.milliseconds("min_interval") ?? target.transform.minIntervalMilliseconds
             target.transform.retryMilliseconds = try section.milliseconds("retry") ?? target.transform.retryMilliseconds
+            target.transform.catchUpDeferralMilliseconds = try section.milliseconds("catch_up_deferral")
+                ?? target.transform.catchUpDeferralMilliseconds
         }
         return target
     }

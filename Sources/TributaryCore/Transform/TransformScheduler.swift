@@ -2,7 +2,11 @@
 /// whose inputs changed, in dependency order, coalesced to at most one run per model per
 /// `minInterval`, so a burst of batches makes one run, not one per batch. A model that fails is
 /// tried again after `retryInterval`; it and the models reading it wait meanwhile, the others go
-/// on. Pure: events and the time in, the next model to run out.
+/// on. While the applier works through a backlog, runs are held back (up to `catchUpDeferral`
+/// after a model has work): STG catches up first, at full speed, and BL then takes the whole
+/// backlog in one run, where running beside the applier would have halved its rate (on a small
+/// target) and evaluated keys that were about to change again. Pure: events and the time in, the
+/// next model to run out.
 public struct TransformScheduler: Sendable {
     public typealias Instant = ContinuousClock.Instant
 
@@ -24,12 +28,20 @@ public struct TransformScheduler: Sendable {
 
     struct ModelState: Sendable {
         var dirty = true
+        /// When it last became dirty: deferral during a catch-up counts from here.
+        var dirtySince: Instant?
         var lastRun: Instant?
         var failedUntil: Instant?
     }
 
     public let minInterval: Duration
     public let retryInterval: Duration
+    /// How long a model's work may wait while the applier catches up.
+    public let catchUpDeferral: Duration
+    /// A backlog is taken as gone once the applier has said nothing for this long.
+    static let backlogHoldover: Duration = .seconds(5)
+    /// Until when the applier is known to have a backlog.
+    var catchingUpUntil: Instant?
     /// Models in running order.
     let models: [TransformModel]
     /// STG table → the models reading it.
@@ -40,10 +52,11 @@ public struct TransformScheduler: Sendable {
     let upstream: [String: [String]]
     var states: [String: ModelState]
 
-    public init(models: [TransformModel], minInterval: Duration, retryInterval: Duration) {
+    public init(models: [TransformModel], minInterval: Duration, retryInterval: Duration, catchUpDeferral: Duration = .zero) {
         self.models = models
         self.minInterval = minInterval
         self.retryInterval = retryInterval
+        self.catchUpDeferral = catchUpDeferral
         let byTable = Dictionary(uniqueKeysWithValues: models.map { ($0.table, $0.name) })
         var readers: [String: [String]] = [:], dependants: [String: [String]] = [:], upstream: [String: [String]] = [:]
         for model in models {
@@ -63,15 +76,26 @@ public struct TransformScheduler: Sendable {
     }
 
     /// STG tables changed (an applied batch, a loaded snapshot): the models reading them have work.
-    public mutating func changed(stagingTables: some Sequence<String>) {
+    /// `backlog`: batches the applier still has in hand after this one.
+    public mutating func changed(stagingTables: some Sequence<String>, backlog: Int = 0, now: Instant) {
+        catchingUpUntil = backlog > 0 ? now + Self.backlogHoldover : nil
+        if backlog > 0 {
+            // Work from before the catch-up began (at start, every model) counts from now.
+            for name in states.keys where states[name]?.dirty == true && states[name]?.dirtySince == nil { states[name]?.dirtySince = now }
+        }
         for table in stagingTables {
-            for model in readers[table] ?? [] { states[model]?.dirty = true }
+            for model in readers[table] ?? [] { markDirty(model, now: now) }
         }
     }
 
     /// Every model looks at its inputs again (a safety net for a missed notification).
-    public mutating func changedEverything() {
-        for name in states.keys { states[name]?.dirty = true }
+    public mutating func changedEverything(now: Instant) {
+        for name in states.keys { markDirty(name, now: now) }
+    }
+
+    private mutating func markDirty(_ model: String, now: Instant) {
+        if states[model]?.dirty == false || states[model]?.dirtySince == nil { states[model]?.dirtySince = now }
+        states[model]?.dirty = true
     }
 
     /// - Parameter started: when the run began: runs of a busy model start `minInterval` apart,
@@ -82,13 +106,14 @@ public struct TransformScheduler: Sendable {
         case .changed:
             states[model]?.dirty = false
             states[model]?.failedUntil = nil
-            for dependant in dependants[model] ?? [] { states[dependant]?.dirty = true }
+            for dependant in dependants[model] ?? [] { markDirty(dependant, now: now) }
         case .unchanged, .waiting:
             states[model]?.dirty = false
             states[model]?.failedUntil = nil
         case .failed:
             // Still dirty: its work is not done. Tried again once the retry interval has passed.
-            states[model]?.failedUntil = now + retryInterval
+            let retryAt = now + retryInterval
+            states[model]?.failedUntil = retryAt
         }
     }
 
@@ -112,7 +137,15 @@ public struct TransformScheduler: Sendable {
                 continue
             }
             if waitsForUpstream(model.name) { continue }
-            let due = state.lastRun.map { $0 + minInterval } ?? now
+            var due = state.lastRun.map { $0 + minInterval } ?? now
+            if let until = catchingUpUntil, until > now {
+                let deferred = (state.dirtySince ?? now) + catchUpDeferral
+                if deferred > due {
+                    // Held back: due at the deferral's end, or as soon as the backlog is gone.
+                    due = deferred
+                    earliest = min(earliest ?? until, until)
+                }
+            }
             if due <= now { return .run(model.name) }
             earliest = min(earliest ?? due, due)
         }

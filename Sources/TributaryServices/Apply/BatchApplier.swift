@@ -19,7 +19,8 @@ struct BatchApplier {
     let store: any StagingStore
     let logger: Logger
 
-    func apply(_ manifest: BatchManifest, on connection: PostgresConnection) async throws -> Outcome {
+    /// - Parameter backlog: batches still to apply after this one, said to the BL runner.
+    func apply(_ manifest: BatchManifest, backlog: Int = 0, on connection: PostgresConnection) async throws -> Outcome {
         // Files are fetched before the transaction opens, so no transaction waits on the store.
         var locals: [LocalObject] = []
         defer { locals.forEach { $0.release() } }
@@ -42,7 +43,7 @@ struct BatchApplier {
                     outcome.truncates += file.truncates
                 }
                 try ControlStore.recordApplied(manifest, on: connection)
-                try ControlStore.announceStagingChange(of: sourceName, on: connection)
+                try ControlStore.announceStagingChange(of: sourceName, backlog: backlog, on: connection)
                 return outcome
             }
         }

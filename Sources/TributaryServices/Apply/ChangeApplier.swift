@@ -133,10 +133,10 @@ public struct ChangeApplier: Sendable {
         while limit.map({ count < $0 }) ?? true, !stop.isRequested {
             let next = try await nextManifests(source: source.name, after: after)
             if next.isEmpty { break }
-            for key in next {
+            for (index, key) in next.enumerated() {
                 let started = ContinuousClock.now
                 let manifest = try await store.manifest(BatchManifest.self, at: key)
-                let outcome = try await applier.apply(manifest, on: connection)
+                let outcome = try await applier.apply(manifest, backlog: next.count - index - 1, on: connection)
                 after = max(after, manifest.endLSN)
                 count += 1
                 guard outcome.applied else { continue }

@@ -124,8 +124,9 @@ extension ControlStore {
         return times
     }
 
-    /// Wakes the BL runner: STG tables of `source` changed (delivered when the caller commits).
-    static func announceStagingChange(of source: String, on connection: isolated PostgresConnection) throws {
-        try connection.query("SELECT pg_notify($1, $2)", [stagingChannel, source])
+    /// Wakes the BL runner: STG tables of `source` changed (delivered when the caller commits);
+    /// `backlog`: batches the applier has in hand after this one (the BL runner holds back meanwhile).
+    static func announceStagingChange(of source: String, backlog: Int = 0, on connection: isolated PostgresConnection) throws {
+        try connection.query("SELECT pg_notify($1, $2)", [stagingChannel, StagingChange(source: source, backlog: backlog).payload])
     }
 }

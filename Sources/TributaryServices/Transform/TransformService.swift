@@ -27,7 +27,8 @@ public struct TransformService: Sendable {
         guard !configuration.models.isEmpty else { return }
         let settings = configuration.target.transform
         var scheduler = TransformScheduler(models: configuration.models, minInterval: .milliseconds(settings.minIntervalMilliseconds),
-                                           retryInterval: .milliseconds(settings.retryMilliseconds))
+                                           retryInterval: .milliseconds(settings.retryMilliseconds),
+                                           catchUpDeferral: .milliseconds(settings.catchUpDeferralMilliseconds))
         var configuration = self.configuration
         var control = try await connect()
         var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
@@ -36,7 +37,7 @@ public struct TransformService: Sendable {
         while !stop.isRequested {
             do {
                 if ContinuousClock.now - lastSweep >= .seconds(sweepSeconds) {
-                    scheduler.changedEverything()
+                    scheduler.changedEverything(now: .now)
                     lastSweep = .now
                 }
                 switch scheduler.next(now: .now) {
@@ -52,7 +53,9 @@ public struct TransformService: Sendable {
                     let seconds = min(0.5, until.map { max(0, ($0 - ContinuousClock.now).seconds) } ?? 0.5)
                     let notifications = try await control.connection.run { try $0.waitForNotifications(timeout: seconds) }
                     for notification in notifications where notification.channel == ControlStore.stagingChannel {
-                        scheduler.changed(stagingTables: configuration.sources.first { $0.name == notification.payload }?.tables.map(\.stagingTable) ?? [])
+                        let change = StagingChange(payload: notification.payload)
+                        scheduler.changed(stagingTables: configuration.sources.first { $0.name == change.source }?.tables.map(\.stagingTable) ?? [],
+                                          backlog: change.backlog, now: .now)
                     }
                 }
                 backoff.reset()
@@ -63,7 +66,7 @@ public struct TransformService: Sendable {
                 if let fresh = try? await connect() {
                     await control.close()
                     control = fresh
-                    scheduler.changedEverything()
+                    scheduler.changedEverything(now: .now)
                 }
             }
         }
