@@ -12,7 +12,9 @@
 #                probe customer inserted 5 times a second: source commit to its bl.party row
 #                (goals: p50 <= 1 s, p99 <= 2 s)
 # Environment: BENCH_SCALE (demo data scale, default 170: ~1.02M contracts), BENCH_SECONDS (latency
-# run, default 30), BENCH_BACKLOG (rounds of 1% changes staged for the apply rate, default 4).
+# run, default 30), BENCH_BACKLOG (rounds of 1% changes staged for the apply rate, default 4),
+# BENCH_SHARED_BUFFERS (the target's, default 2GB: a Uni PACC server is sized for its data, and at
+# 128MB every incremental run would read its indexes back from the kernel's cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/bench-lib.sh
@@ -33,7 +35,7 @@ trap cleanup EXIT
 cleanup; rm -rf "$work"; mkdir -p "$work"
 deploy/pg-cluster.sh init "$work/qvp" $QVP_PORT --logical
 deploy/pg-cluster.sh init "$work/svp" $SVP_PORT --logical
-deploy/pg-cluster.sh init "$work/unipacc" $UNIPACC_PORT
+deploy/pg-cluster.sh init "$work/unipacc" $UNIPACC_PORT --set shared_buffers="${BENCH_SHARED_BUFFERS:-2GB}" --set max_wal_size=8GB
 on() { local port=$1 db=$2; shift 2; psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d "$db" "$@"; }
 on $QVP_PORT postgres -c "CREATE DATABASE qvp"; on $SVP_PORT postgres -c "CREATE DATABASE svp"
 on $UNIPACC_PORT postgres -c "CREATE DATABASE unipacc" -c "CREATE DATABASE stgonly"
@@ -59,6 +61,8 @@ target:
   connection: "host=127.0.0.1 port=$UNIPACC_PORT dbname=$db user=postgres password=$PGPASSWORD"
 staging: ../staging
 work_dir: ../work-$dir
+sync:
+  target: ../buckets/unipacc
 YAML
 done
 T() { local dir=$1; shift; "$tributary" "$@" --config "$work/$dir" --log-level warning; }
@@ -113,7 +117,7 @@ start=$(now); T bl-off apply --once >"$work/apply-off.out"; off_seconds=$(since 
 changes=$(sed -E 's/.*batches, ([0-9,]+) changes.*/\1/' "$work/apply-off.out" | tr -d ,)
 applied_to() { on $UNIPACC_PORT unipacc -Atc "SELECT coalesce(bool_and(applied_lsn >= flushed_lsn), false) FROM tributary.sources"; }
 start=$(now)
-"$tributary" run --no-replicate --config "$work/bl-on" --log-level warning & run=$!; pids+=($run)
+"$tributary" run --no-replicate --no-sync --config "$work/bl-on" --log-level warning & run=$!; pids+=($run)
 until [ "$(applied_to)" = t ]; do sleep 0.05; done
 on_seconds=$(since "$start")
 models_current() {
@@ -138,7 +142,7 @@ cat >"$work/probe.sql" <<'SQL'
 WITH c AS (INSERT INTO customers (first_name, last_name) VALUES ('probe', 'p') RETURNING id)
 INSERT INTO probe_commits SELECT id, clock_timestamp() FROM c;
 SQL
-"$tributary" run --config "$work/bl-on" --log-level warning & run=$!; pids+=($run)
+"$tributary" run --no-sync --config "$work/bl-on" --log-level warning & run=$!; pids+=($run)
 sleep 5
 pgbench -n -f "$work/load.sql" -R 200 -T "$seconds" -c 2 -j 2 -h 127.0.0.1 -p $QVP_PORT -U postgres qvp >/dev/null 2>&1 &
 load=$!

@@ -2,7 +2,8 @@
 # The main job end to end on the embedded default: three local PostgreSQL clusters (QVP, SVP and
 # Uni PACC), demo data, then tributary check → snapshot → apply --once → verify, then CDC under
 # tributary run with a workload, status, pause/resume, drain at switchover and verify, with the
-# local filesystem as the staging store (the OCI layer).
+# local filesystem as the staging store (the OCI layer) and local directories as the buckets whose
+# object files the object sync copies (.tributary/buckets/qvp-docs, svp-files → unipacc).
 #
 #   deploy/demo.sh            run it (again: starts over from fresh clusters)
 #   deploy/demo.sh stop       stop the demo clusters
@@ -32,7 +33,7 @@ tributary=$(swift build --show-bin-path)/tributary
 
 step "starting clusters qvp:$QVP_PORT svp:$SVP_PORT unipacc:$UNIPACC_PORT in $demo"
 stop_all
-rm -rf "$demo" .tributary/staging .tributary/work
+rm -rf "$demo" .tributary/staging .tributary/work .tributary/buckets
 deploy/pg-cluster.sh init "$demo/qvp" "$QVP_PORT" --logical
 deploy/pg-cluster.sh init "$demo/svp" "$SVP_PORT" --logical
 deploy/pg-cluster.sh init "$demo/unipacc" "$UNIPACC_PORT"
@@ -47,12 +48,27 @@ psql_on -p "$QVP_PORT" -d qvp -v scale="$scale" -o /dev/null -f deploy/demo/qvp-
 psql_on -p "$SVP_PORT" -d svp -f deploy/demo/svp-schema.sql
 psql_on -p "$SVP_PORT" -d svp -v scale="$scale" -o /dev/null -f deploy/demo/svp-data.sql
 
+step "object files: the documents' and attachments' files in the QVP and SVP buckets (local directories)"
+# Named as the rows name them: QVP documents.object_key 'qvp-docs/<n>/scan_<i>.pdf' is object
+# '<n>/scan_<i>.pdf' in bucket qvp-docs; SVP attachments.bucket_object 'svp-files/<contract>/<seq>'.
+make_files() { # bucket directory, then keys on stdin (the bucket's name first)
+  local bucket=$1 keys
+  keys=$(cat)
+  sed -E 's|^[^/]*/||; s|/[^/]*$||' <<<"$keys" | sort -u | (cd "$(mkdir -p "$bucket" && echo "$bucket")" && xargs mkdir -p)
+  while read -r key; do printf 'demo file %s\n' "$key" >"$bucket/${key#*/}"; done <<<"$keys"
+}
+psql_on -p "$QVP_PORT" -d qvp -At -c "SELECT object_key FROM documents" | make_files .tributary/buckets/qvp-docs
+psql_on -p "$SVP_PORT" -d svp -At -c "SELECT bucket_object FROM svp.attachments" | make_files .tributary/buckets/svp-files
+echo "$(find .tributary/buckets/qvp-docs -type f | wc -l) files in qvp-docs, $(find .tributary/buckets/svp-files -type f | wc -l) in svp-files"
+
 step "tributary check"
 "$tributary" check --config slots
 step "tributary snapshot"
 "$tributary" snapshot --config slots
 step "tributary apply --once"
 "$tributary" apply --once --config slots
+step "tributary sync-objects: new and changed files of each source bucket into the Uni PACC bucket"
+"$tributary" sync-objects --config slots
 step "tributary transform: the Uni PACC model (BL) from STG, each model in dependency order"
 "$tributary" transform --config slots
 bl_counts() {
@@ -62,7 +78,11 @@ bl_counts() {
 }
 bl_counts
 psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT contract_id, source_system, source_id, party_id, status, annual_premium, coverages FROM bl.contract ORDER BY contract_id LIMIT 4"
-step "tributary verify: every source table against its STG table, and the key indicators (STG and BL)"
+step "BL documents point at their files in the Uni PACC bucket"
+psql_on -p "$UNIPACC_PORT" -d unipacc -At -F ' ' -c "(SELECT source_system, name, object_key FROM bl.document WHERE source_system = 'qvp' LIMIT 2)
+  UNION ALL (SELECT source_system, name, object_key FROM bl.document WHERE source_system = 'svp' LIMIT 2)" |
+  while read -r system name key; do printf '%s %-14s %-36s %s\n' "$system" "$name" "$key" "$(cat ".tributary/buckets/unipacc/$key")"; done
+step "tributary verify: every source table against its STG table, the key indicators (STG and BL), the files"
 "$tributary" verify --config slots
 
 step "tributary run: a replicator per source, the applier and the BL models, in one supervised process"
@@ -83,8 +103,12 @@ UPDATE svp.attachments SET seq = seq + 10 WHERE seq = 2 AND size_bytes % 3 = 0; 
 DELETE FROM svp.service_visits WHERE visited_on < date '2019-03-01';
 INSERT INTO svp.incidents SELECT 990000 + row_number() OVER (), contract_id, now(), 100, 1, 'new incident', NULL FROM svp.contracts LIMIT 300;
 SQL
+# New and replaced files; run's object sync copies them on its next pass (sync.interval).
+mkdir -p .tributary/buckets/qvp-docs/new
+for i in 1 2 3; do printf 'a new scan %s\n' "$i" >.tributary/buckets/qvp-docs/new/scan_$i.pdf; done
+echo "replaced" >"$(find .tributary/buckets/svp-files -type f | head -1)"
 sleep 3
-step "tributary status: lag at a glance, sources and BL models"
+step "tributary status: lag at a glance, sources, BL models and object files"
 "$tributary" status --config slots
 step "BL rows arrived under the workload (the lapsed policies, the ended SVP contracts)"
 psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT source_system, status, count(*) FROM bl.contract GROUP BY 1, 2 ORDER BY 1, 2"
@@ -99,14 +123,14 @@ step "tributary resume svp"
 step "metrics (Prometheus text, a few lines)"
 curl -sf "http://127.0.0.1:${METRICS_PORT:-9187}/metrics" | grep -E '^tributary_(source_lag_bytes|lag_seconds|batches_applied_total)' || true
 
-step "switchover: sources read-only, then tributary drain (which verifies at the end)"
+step "switchover: sources read-only, then tributary drain (a last object pass, then it verifies)"
 psql_on -p "$QVP_PORT" -d postgres -c "ALTER DATABASE qvp SET default_transaction_read_only = on"
 psql_on -p "$SVP_PORT" -d postgres -c "ALTER DATABASE svp SET default_transaction_read_only = on"
 "$tributary" drain --config slots --timeout 300 --require-read-only --log-level notice
 kill -TERM "$run_pid"; wait "$run_pid" 2>/dev/null || true; trap - EXIT
 psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT source, state, drain_lsn, applied_lsn, applied_commit_time, (SELECT count(*) FROM tributary.applied_batches b WHERE b.source = s.source) AS batches FROM tributary.sources s ORDER BY source"
 
-step "tributary verify, after the drain"
+step "tributary verify, after the drain: tables, key indicators, files"
 "$tributary" verify --config slots
 step "the BL tables equal a full reload of their models"
 "$tributary" transform --config slots --check
@@ -120,5 +144,6 @@ cat <<DONE
 The demo clusters keep running. Look around:
   PGPASSWORD=$PGPASSWORD psql -h 127.0.0.1 -p $UNIPACC_PORT -U postgres unipacc -c '\\dt stg.*'
   ls $root/.tributary/staging/*/snapshot/*
+  find $root/.tributary/buckets/unipacc -type f | head
 Stop them with: deploy/demo.sh stop
 DONE

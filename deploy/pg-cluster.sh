@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throwaway local PostgreSQL clusters for the demo, the benchmarks and the tests.
 #
-#   pg-cluster.sh init  DIR PORT [--logical] [--fast]   initdb, configure, start
+#   pg-cluster.sh init  DIR PORT [--logical] [--fast] [--set NAME=VALUE]…
+#                                                       initdb, configure, start
 #   pg-cluster.sh start DIR
 #   pg-cluster.sh stop  DIR
 #   pg-cluster.sh shutdown DIR MODE SECONDS             pg_ctl stop -m MODE, failing (no fallback) if the
@@ -29,9 +30,15 @@ case "$cmd" in
   init)
     port=${3:-}; [ -n "$port" ] || die "init needs a port"
     shift 3
-    logical=no; fast=no
-    for flag in "$@"; do
-      case "$flag" in --logical) logical=yes ;; --fast) fast=yes ;; *) die "unknown flag $flag" ;; esac
+    logical=no; fast=no; settings=()
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --logical) logical=yes ;;
+        --fast) fast=yes ;;
+        --set) [ $# -ge 2 ] && [[ "$2" == *=* ]] || die "--set needs NAME=VALUE"; settings+=("${2%%=*} = '${2#*=}'"); shift ;;
+        *) die "unknown flag $1" ;;
+      esac
+      shift
     done
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
@@ -56,6 +63,7 @@ case "$cmd" in
         echo "fsync = off"; echo "synchronous_commit = off"; echo "full_page_writes = off"
         echo "shared_buffers = 64MB"
       fi
+      for setting in "${settings[@]}"; do echo "$setting"; done
     } | as_server_user tee -a "$dir/data/postgresql.conf" >/dev/null
     as_server_user "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null \
       || { tail -20 "$dir/postgres.log" >&2; die "server did not start"; }

@@ -120,6 +120,16 @@ import TributaryStorage
         #expect(try await contents(world.target) == expected)
         let verify = try await world.fixture.tributary(["verify"])
         #expect(verify.status == 1 && verify.standardOutput.contains("extra     many/1004"), "\(verify.standardOutput)")
+
+        // status --json: one entry per mapping under "objects", its keys pinned (only ever added).
+        let status = try await world.fixture.tributary(["status", "--json"])
+        let json = try JSONSerialization.jsonObject(with: Data(status.standardOutput.utf8)) as? [String: Any]
+        let objects = json?["objects"] as? [[String: Any]] ?? []
+        #expect(objects.count == 1 && objects.first?["state"] as? String == "done", "\(status.standardOutput)")
+        let keys: Set<String> = ["mapping", "source", "target", "state", "started_at", "finished_at", "pending", "pending_bytes", "copied",
+                                 "copied_bytes", "failed", "extra", "deleted"]
+        #expect(keys.isSubset(of: Set(objects.first?.keys.map { $0 } ?? [])), "\(status.standardOutput)")
+        #expect(objects.first?["extra"] as? Int == 1)
     }
 
     @Test func deletesOnlyUnderThePolicyAndNeverAfterAFailedPass() async throws {

@@ -107,7 +107,8 @@ public struct ObjectSyncStatus: Sendable, Codable, Equatable {
     public var error: String?
 
     enum CodingKeys: String, CodingKey {
-        case mapping, source, target, state, startedAt, finishedAt, pending, pendingBytes, copied, copiedBytes, failed, extra, deleted, error
+        case mapping, source, target, state, startedAt = "started_at", finishedAt = "finished_at", pending, pendingBytes = "pending_bytes"
+        case copied, copiedBytes = "copied_bytes", failed, extra, deleted, error
     }
 
     init(mapping: ObjectMapping, pass: ControlStore.ObjectPass?) {
