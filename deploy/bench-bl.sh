@@ -113,13 +113,21 @@ echo "3/4 the STG apply rate on a staged backlog, without and with BL" >&2
 T bl-off apply --once >/dev/null
 for _ in $(seq "$backlog"); do change_one_percent; done
 replicate_all
-start=$(now); T bl-off apply --once >"$work/apply-off.out"; off_seconds=$(since "$start")
-changes=$(sed -E 's/.*batches, ([0-9,]+) changes.*/\1/' "$work/apply-off.out" | tr -d ,)
-applied_to() { on $UNIPACC_PORT unipacc -Atc "SELECT coalesce(bool_and(applied_lsn >= flushed_lsn), false) FROM tributary.sources"; }
+# Both targets apply the same backlog the same way, under tributary run (which on bl-on also runs
+# the models); each is timed until its applied positions reach the replicated end.
+flushed=$(on $UNIPACC_PORT unipacc -Atc "SELECT string_agg(format('(%L, %L::pg_lsn)', source, flushed_lsn), ', ') FROM tributary.sources")
+applied_to() { on $UNIPACC_PORT "$1" -Atc "SELECT coalesce(bool_and(s.applied_lsn >= f.lsn), false) FROM tributary.sources s JOIN (VALUES $flushed) f (source, lsn) USING (source)"; }
+apply_under_run() { # configuration directory, database: sets applied_seconds; run is left running
+  local begin; begin=$(now)
+  "$tributary" run --no-replicate --no-sync --config "$work/$1" --log-level warning & run=$!; pids+=($run)
+  until [ "$(applied_to "$2")" = t ]; do sleep 0.05; done
+  applied_seconds=$(since "$begin")
+}
+apply_under_run bl-off stgonly; off_seconds=$applied_seconds
+kill -TERM $run; wait $run || true
+changes=$(( $(on $UNIPACC_PORT stgonly -Atc "SELECT sum(rows) FROM tributary.applied_batches") - $(on $UNIPACC_PORT unipacc -Atc "SELECT sum(rows) FROM tributary.applied_batches") ))
 start=$(now)
-"$tributary" run --no-replicate --no-sync --config "$work/bl-on" --log-level warning & run=$!; pids+=($run)
-until [ "$(applied_to)" = t ]; do sleep 0.05; done
-on_seconds=$(since "$start")
+apply_under_run bl-on unipacc; on_seconds=$applied_seconds
 models_current() {
   "$tributary" status --config "$work/bl-on" --json | python3 -c 'import json, sys; sys.exit(0 if all(m["state"] == "current" for m in json.load(sys.stdin).get("models", [])) else 1)'
 }

@@ -58,6 +58,15 @@ import Testing
         let sorted = try TransformModelParser.validate([claim, contract, party])
         #expect(sorted.map(\.name) == ["party", "contract", "claim"])
         #expect(TransformOrder.withDependants(["contract"], in: sorted).map(\.name) == ["contract", "claim"])
+        // Parallel runs: a model starts once every selected model it reads has finished.
+        let withVisit = try TransformModelParser.validate([claim, contract, party, Self.model("visit", reads: ["stg.svp_visits"])])
+        let startable = { (pending: [String], running: Set<String>, finished: Set<String>) in
+            TransformOrder.startable(withVisit.filter { pending.contains($0.name) }, running: running, finished: finished, all: withVisit).map(\.name)
+        }
+        #expect(startable(["party", "contract", "claim", "visit"], [], []) == ["party", "visit"], "visit reads no model: it runs beside party")
+        #expect(startable(["contract", "claim"], ["party"], []) == [])
+        #expect(startable(["contract", "claim"], [], ["party"]) == ["contract"])
+        #expect(startable(["claim"], [], []) == ["claim"], "contract not selected: claim need not wait for it")
         let circle = [Self.model("a", reads: ["bl.b"]), Self.model("b", reads: ["bl.a"])]
         #expect(throws: ConfigurationError.self) { try TransformModelParser.validate(circle) }
         #expect(throws: ConfigurationError.self) { try TransformModelParser.validate([Self.model("a", reads: ["bl.nobody"])]) }

@@ -176,6 +176,8 @@ public struct TransformSettings: Sendable, Hashable {
     public var minIntervalMilliseconds: Int = 1_000
     /// A model that failed is tried again after this long (with its SQL read again).
     public var retryMilliseconds: Int = 30_000
+    /// Models run at once (each on a connection of its own) when they do not read each other.
+    public var jobs = 2
     /// While the applier works through a backlog, a model's work waits up to this long (STG first).
     public var catchUpDeferralMilliseconds: Int = 60_000
 

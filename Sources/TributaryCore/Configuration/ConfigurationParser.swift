@@ -65,57 +65,72 @@ public enum ConfigurationParser {
         let staging = try parseStaging(try root.requiredString("staging"), root: root, directory: directory)
         let workDirectory = resolve(try root.string("work_dir") ?? ".tributary/work", against: directory)
 
-        var batch = BatchLimits()
-        if let section = try root.child("batch") {
-            try section.requireOnly(["max_rows", "max_bytes", "max_age", "memory_max", "heartbeat"])
-            batch.rowsMax = try section.integer("max_rows", in: 1...100_000_000) ?? batch.rowsMax
-            batch.bytesMax = try section.bytes("max_bytes") ?? batch.bytesMax
-            batch.ageMillisecondsMax = try section.milliseconds("max_age") ?? batch.ageMillisecondsMax
-            batch.memoryBytesMax = try section.bytes("memory_max") ?? batch.memoryBytesMax
-            batch.heartbeatMilliseconds = try section.milliseconds("heartbeat") ?? batch.heartbeatMilliseconds
-        }
-        var snapshot = SnapshotSettings()
-        if let section = try root.child("snapshot") {
-            try section.requireOnly(["jobs", "part_size", "range_size", "compression_level", "maintenance_work_mem", "freeze_max", "apply_cache"])
-            snapshot.jobs = try section.integer("jobs", in: 1...64) ?? snapshot.jobs
-            snapshot.partBytesMax = try section.bytes("part_size") ?? snapshot.partBytesMax
-            snapshot.rangeBytes = try section.bytes("range_size") ?? snapshot.rangeBytes
-            snapshot.compressionLevel = try section.integer("compression_level", in: GzipEncoder.levels) ?? snapshot.compressionLevel
-            snapshot.maintenanceWorkMem = try section.bytes("maintenance_work_mem") ?? snapshot.maintenanceWorkMem
-            snapshot.freezeBytesMax = try section.bytes("freeze_max", allowZero: true) ?? snapshot.freezeBytesMax
-            snapshot.applyCacheBytes = try section.bytes("apply_cache", allowZero: true) ?? snapshot.applyCacheBytes
-            if snapshot.maintenanceWorkMem < 1 << 20 {
-                throw section.error("maintenance_work_mem", section.node("maintenance_work_mem")!, "must be at least 1MiB")
-            }
-        }
-        var oci = OCISettings()
-        if let section = try root.child("oci") {
-            try section.requireOnly(["config_file", "profile", "region", "endpoint", "multipart_threshold", "part_size", "connections", "attempts"])
-            oci.configFile = try section.string("config_file").map { resolve($0, against: directory) }
-            oci.profile = try section.string("profile")
-            oci.region = try section.string("region")
-            oci.endpoint = try section.string("endpoint")
-            if let endpoint = oci.endpoint, !(endpoint.hasPrefix("https://") || endpoint.hasPrefix("http://")) {
-                throw section.error("endpoint", section.node("endpoint")!, "expected http(s)://host[:port], found \"\(endpoint)\"")
-            }
-            oci.multipartThreshold = try section.bytes("multipart_threshold") ?? oci.multipartThreshold
-            oci.partSize = try section.bytes("part_size") ?? oci.partSize
-            oci.connections = try section.integer("connections", in: 1...64) ?? oci.connections
-            oci.attempts = try section.integer("attempts", in: 1...100) ?? oci.attempts
-        }
         var target = TargetConfiguration(connection: connection, staging: staging, workDirectory: workDirectory,
-                                         batch: batch, snapshot: snapshot, oci: oci, file: file.name)
+                                         batch: try parseBatch(root.child("batch")), snapshot: try parseSnapshot(root.child("snapshot")),
+                                         oci: try parseOCI(root.child("oci"), directory: directory), file: file.name)
         if let section = try root.child("sync") {
             target.sync = try ObjectSyncParser.settings(section, directory: directory)
         }
-        if let section = try root.child("bl") {
-            try section.requireOnly(["min_interval", "retry", "catch_up_deferral"])
-            target.transform.minIntervalMilliseconds = try section.milliseconds("min_interval") ?? target.transform.minIntervalMilliseconds
-            target.transform.retryMilliseconds = try section.milliseconds("retry") ?? target.transform.retryMilliseconds
-            target.transform.catchUpDeferralMilliseconds = try section.milliseconds("catch_up_deferral")
-                ?? target.transform.catchUpDeferralMilliseconds
-        }
+        target.transform = try parseTransform(root.child("bl"))
         return target
+    }
+
+    static func parseBatch(_ section: YAMLReader?) throws -> BatchLimits {
+        var batch = BatchLimits()
+        guard let section else { return batch }
+        try section.requireOnly(["max_rows", "max_bytes", "max_age", "memory_max", "heartbeat"])
+        batch.rowsMax = try section.integer("max_rows", in: 1...100_000_000) ?? batch.rowsMax
+        batch.bytesMax = try section.bytes("max_bytes") ?? batch.bytesMax
+        batch.ageMillisecondsMax = try section.milliseconds("max_age") ?? batch.ageMillisecondsMax
+        batch.memoryBytesMax = try section.bytes("memory_max") ?? batch.memoryBytesMax
+        batch.heartbeatMilliseconds = try section.milliseconds("heartbeat") ?? batch.heartbeatMilliseconds
+        return batch
+    }
+
+    static func parseSnapshot(_ section: YAMLReader?) throws -> SnapshotSettings {
+        var snapshot = SnapshotSettings()
+        guard let section else { return snapshot }
+        try section.requireOnly(["jobs", "part_size", "range_size", "compression_level", "maintenance_work_mem", "freeze_max", "apply_cache"])
+        snapshot.jobs = try section.integer("jobs", in: 1...64) ?? snapshot.jobs
+        snapshot.partBytesMax = try section.bytes("part_size") ?? snapshot.partBytesMax
+        snapshot.rangeBytes = try section.bytes("range_size") ?? snapshot.rangeBytes
+        snapshot.compressionLevel = try section.integer("compression_level", in: GzipEncoder.levels) ?? snapshot.compressionLevel
+        snapshot.maintenanceWorkMem = try section.bytes("maintenance_work_mem") ?? snapshot.maintenanceWorkMem
+        snapshot.freezeBytesMax = try section.bytes("freeze_max", allowZero: true) ?? snapshot.freezeBytesMax
+        snapshot.applyCacheBytes = try section.bytes("apply_cache", allowZero: true) ?? snapshot.applyCacheBytes
+        if snapshot.maintenanceWorkMem < 1 << 20 {
+            throw section.error("maintenance_work_mem", section.node("maintenance_work_mem")!, "must be at least 1MiB")
+        }
+        return snapshot
+    }
+
+    static func parseOCI(_ section: YAMLReader?, directory: String) throws -> OCISettings {
+        var oci = OCISettings()
+        guard let section else { return oci }
+        try section.requireOnly(["config_file", "profile", "region", "endpoint", "multipart_threshold", "part_size", "connections", "attempts"])
+        oci.configFile = try section.string("config_file").map { resolve($0, against: directory) }
+        oci.profile = try section.string("profile")
+        oci.region = try section.string("region")
+        oci.endpoint = try section.string("endpoint")
+        if let endpoint = oci.endpoint, !(endpoint.hasPrefix("https://") || endpoint.hasPrefix("http://")) {
+            throw section.error("endpoint", section.node("endpoint")!, "expected http(s)://host[:port], found \"\(endpoint)\"")
+        }
+        oci.multipartThreshold = try section.bytes("multipart_threshold") ?? oci.multipartThreshold
+        oci.partSize = try section.bytes("part_size") ?? oci.partSize
+        oci.connections = try section.integer("connections", in: 1...64) ?? oci.connections
+        oci.attempts = try section.integer("attempts", in: 1...100) ?? oci.attempts
+        return oci
+    }
+
+    static func parseTransform(_ section: YAMLReader?) throws -> TransformSettings {
+        var transform = TransformSettings()
+        guard let section else { return transform }
+        try section.requireOnly(["min_interval", "retry", "catch_up_deferral", "jobs"])
+        transform.jobs = try section.integer("jobs", in: 1...32) ?? transform.jobs
+        transform.minIntervalMilliseconds = try section.milliseconds("min_interval") ?? transform.minIntervalMilliseconds
+        transform.retryMilliseconds = try section.milliseconds("retry") ?? transform.retryMilliseconds
+        transform.catchUpDeferralMilliseconds = try section.milliseconds("catch_up_deferral") ?? transform.catchUpDeferralMilliseconds
+        return transform
     }
 
     static func parseStaging(_ text: String, root: YAMLReader, directory: String) throws -> StagingLocation {

@@ -127,6 +127,18 @@ public enum TransformOrder {
         return order
     }
 
+    /// Of `pending` (in running order), the models that may start now: every model of `running`'s
+    /// batch it reads has finished. Models not in `pending`, `running` or `finished` were not
+    /// selected and count as done.
+    public static func startable(_ pending: [TransformModel], running: Set<String>, finished: Set<String>,
+                                 all: [TransformModel]) -> [TransformModel] {
+        let byTable = Dictionary(uniqueKeysWithValues: all.map { ($0.table, $0.name) })
+        let waiting = Set(pending.map(\.name)).union(running)
+        return pending.filter { model in
+            model.upstreamTables.compactMap { byTable[$0] }.allSatisfy { !waiting.contains($0) || finished.contains($0) }
+        }
+    }
+
     /// `models` and every model that reads one of them, directly or not, in running order.
     public static func withDependants(_ names: Set<String>, in sorted: [TransformModel]) -> [TransformModel] {
         var selected = names

@@ -93,13 +93,7 @@ struct ObjectSyncPass {
     }
 
     private func merge(from position: String?, dryRun: Bool, recordsKnown: Bool, pass: inout ControlStore.ObjectPass, report: inout Report) async throws {
-        var sources = ListingCursor(after: position) { [source, settings] in try await source.list(after: $0, limit: settings.pageSize) }
-        var targets = ListingCursor(after: position) { [target, settings] in try await target.list(after: $0, limit: settings.pageSize) }
-        var records = ListingCursor(after: position) { [control, mapping] after -> (objects: [CopyRecord], more: Bool) in
-            guard recordsKnown else { return ([], false) }
-            let page = try await control.copyRecords(mapping.id, after: after, limit: Self.recordPage)
-            return (page, page.count == Self.recordPage)
-        }
+        var (sources, targets, records) = cursors(from: position, recordsKnown: recordsKnown)
         var checkpoint = SyncCheckpoint(resumingAt: position)
         var lastSaved = ContinuousClock.now
         try await withThrowingTaskGroup(of: Copied.self) { group in
@@ -118,10 +112,7 @@ struct ObjectSyncPass {
                 case .unchanged:
                     checkpoint.skipped(name)
                 case .extra:
-                    pass.extra += 1
-                    report.extraBytes += target!.size
-                    if report.toDelete.count < Report.namesShown { report.toDelete.append(name) }
-                    if !dryRun { try await control.recordExtra(mapping.id, name: name, size: target!.size) }
+                    try await noteExtra(target!, dryRun: dryRun, pass: &pass, report: &report)
                     checkpoint.skipped(name)
                 case .copy, .replace:
                     let entry = source!
@@ -160,6 +151,27 @@ struct ObjectSyncPass {
         pass.position = checkpoint.position
         report.listed = pass.listed
         report.extra = pass.extra
+    }
+
+    /// The three sorted inputs of the merge, each read a page at a time from `position` on.
+    private func cursors(from position: String?, recordsKnown: Bool)
+        -> (ListingCursor<ObjectEntry>, ListingCursor<ObjectEntry>, ListingCursor<CopyRecord>) {
+        let sources = ListingCursor(after: position) { [source, settings] in try await source.list(after: $0, limit: settings.pageSize) }
+        let targets = ListingCursor(after: position) { [target, settings] in try await target.list(after: $0, limit: settings.pageSize) }
+        let records = ListingCursor(after: position) { [control, mapping] after -> (objects: [CopyRecord], more: Bool) in
+            guard recordsKnown else { return ([], false) }
+            let page = try await control.copyRecords(mapping.id, after: after, limit: Self.recordPage)
+            return (page, page.count == Self.recordPage)
+        }
+        return (sources, targets, records)
+    }
+
+    /// An object only the target has: recorded, for the deletes at the end of the pass.
+    private func noteExtra(_ target: ObjectEntry, dryRun: Bool, pass: inout ControlStore.ObjectPass, report: inout Report) async throws {
+        pass.extra += 1
+        report.extraBytes += target.size
+        if report.toDelete.count < Report.namesShown { report.toDelete.append(target.name) }
+        if !dryRun { try await control.recordExtra(mapping.id, name: target.name, size: target.size) }
     }
 
     private func note(_ entry: ObjectEntry, replace: Bool, in report: inout Report) {

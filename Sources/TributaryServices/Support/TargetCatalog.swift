@@ -11,6 +11,14 @@ enum TargetCatalog {
         enum CodingKeys: String, CodingKey { case name = "attname", type }
     }
 
+    /// Whether the server was built with lz4, for TOAST: it compresses (or gives up on) a large
+    /// value some 20 times faster than the default pglz, which costs a model with large text
+    /// columns most of its run (13 KB values: 267 µs each with pglz, 13 µs with lz4).
+    static func hasLZ4(on connection: isolated PostgresConnection) throws -> Bool {
+        try connection.query("SELECT coalesce('lz4' = ANY (enumvals), false) FROM pg_settings WHERE name = 'default_toast_compression'")
+            .optionalScalar(Bool.self) ?? false
+    }
+
     static func exists(_ table: QualifiedName, on connection: isolated PostgresConnection) throws -> Bool {
         try connection.query("SELECT to_regclass($1) IS NOT NULL", [table.sql]).scalar(Bool.self)
     }

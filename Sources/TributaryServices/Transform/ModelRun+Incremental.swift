@@ -30,7 +30,7 @@ extension ModelRun {
             marks.append(input.to)
         }
         try ControlStore.recordRun(of: model.name, watermarks: marks, full: false, asOf: try asOf(on: connection), on: connection)
-        try pruneUpstreamLogs(on: connection)
+        try pruneOwnLog(on: connection)
         return outcome
     }
 
@@ -114,14 +114,15 @@ extension ModelRun {
         try ControlStore.appliedCommitTimes(on: connection).filter { sources.contains($0.key) }.values.min()
     }
 
-    /// Log entries of the models this one reads that every reader has now taken in.
-    private mutating func pruneUpstreamLogs(on connection: isolated PostgresConnection) throws {
-        for upstream in all where model.upstreamTables.contains(upstream.table) {
-            let readers = all.filter { $0.upstreamTables.contains(upstream.table) }.map(\.name)
-            if let oldest = try ControlStore.oldestPosition(in: upstream.table.description, of: readers, on: connection) {
-                try execute(TransformSQL(model: upstream).pruneChangeLog(below: oldest), on: connection)
-            }
+    /// The entries of this model's change log that every model reading it has taken in. Only the
+    /// model itself deletes from its log: readers, which may run beside each other, only read it
+    /// (two readers pruning the same entries would fail each other's repeatable-read transaction).
+    private mutating func pruneOwnLog(on connection: isolated PostgresConnection) throws {
+        let readers = all.filter { $0.upstreamTables.contains(model.table) }.map(\.name)
+        guard !readers.isEmpty, let oldest = try ControlStore.oldestPosition(in: model.table.description, of: readers, on: connection) else {
+            return
         }
+        try execute(sql.pruneChangeLog(below: oldest), on: connection)
     }
 }
 

@@ -28,24 +28,49 @@ public struct TransformRunner: Sendable {
     ///   - full: reload the selected models whole.
     ///   - dryRun: run in a transaction that is rolled back: counts and SQL, nothing changed.
     ///   - wait: wait for another process running a model instead of skipping it.
-    public func run(_ selected: [TransformModel] = [], full: Bool = false, dryRun: Bool = false, wait: Bool = true) async throws -> [Outcome] {
+    ///   - jobs: models at once, each on a connection of its own (default `bl.jobs`); models that
+    ///     read each other still run one after the other.
+    public func run(_ selected: [TransformModel] = [], full: Bool = false, dryRun: Bool = false, wait: Bool = true,
+                    jobs: Int? = nil) async throws -> [Outcome] {
         let names = Set((selected.isEmpty ? configuration.models : selected).map(\.name))
-        let control = try await ControlStore.open(configuration.target.connection, applicationName: "tributary transform", migrate: !dryRun)
-        defer { Task { await control.close() } }
-        try await control.connection.execute("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0")
-        var outcomes: [Outcome] = []
-        var failed: Set<String> = []
-        for model in configuration.models where names.contains(model.name) {
-            if let blocker = model.upstreamTables.first(where: { table in configuration.models.contains { $0.table == table && failed.contains($0.name) } }) {
-                outcomes.append(Outcome(model: model.name, result: .skipped("\(blocker) failed")))
-                failed.insert(model.name)
-                continue
-            }
-            let outcome = await runOne(model, full: full, dryRun: dryRun, wait: wait, control: control)
-            if case .failed = outcome.result { failed.insert(model.name) }
-            outcomes.append(outcome)
+        var pending = configuration.models.filter { names.contains($0.name) }
+        var idle: [ControlStore] = []
+        for _ in 0..<max(1, min(jobs ?? configuration.target.transform.jobs, pending.count)) {
+            let control = try await ControlStore.open(configuration.target.connection, applicationName: "tributary transform", migrate: !dryRun)
+            try await control.connection.execute("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0")
+            idle.append(control)
         }
-        return outcomes
+        var outcomes: [String: Outcome] = [:]
+        var failed: Set<String> = []
+        let all = configuration.models
+        try await withThrowingTaskGroup(of: (Outcome, ControlStore).self) { group in
+            var running: Set<String> = []
+            while !pending.isEmpty || !running.isEmpty {
+                let before = pending.count
+                for model in TransformOrder.startable(pending, running: running, finished: Set(outcomes.keys), all: all) where !idle.isEmpty {
+                    pending.removeAll { $0.name == model.name }
+                    if let blocker = model.upstreamTables.first(where: { table in all.contains { $0.table == table && failed.contains($0.name) } }) {
+                        outcomes[model.name] = Outcome(model: model.name, result: .skipped("\(blocker) failed"))
+                        failed.insert(model.name)
+                        continue
+                    }
+                    let control = idle.removeLast()
+                    running.insert(model.name)
+                    group.addTask { (await runOne(model, full: full, dryRun: dryRun, wait: wait, control: control), control) }
+                }
+                guard let (outcome, control) = try await group.next() else {
+                    // Nothing ran: only skips were made, or (never, with sorted models) nothing could start.
+                    guard pending.count < before else { throw OperatorError("BL models could not be ordered: \(pending.map(\.name))") }
+                    continue
+                }
+                running.remove(outcome.model)
+                idle.append(control)
+                if outcome.isFailure { failed.insert(outcome.model) }
+                outcomes[outcome.model] = outcome
+            }
+        }
+        for control in idle { await control.close() }
+        return configuration.models.compactMap { outcomes[$0.name] }
     }
 
     /// One model; a failure is recorded and returned, never thrown.

@@ -49,51 +49,12 @@ struct Run: AsyncParsableCommand {
             let logger = global.makeLogger("run")
             let store = try global.openStagingStore(configuration.target, command: "run")
             let selected = try configuration.sources(named: sources)
-            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             let metrics = try metricsPort.map {
                 try MetricsEndpoint(port: $0, reader: StatusReader(target: configuration.target.connection, store: store, models: configuration.models),
                                    sources: selected, logger: logger)
             }
             defer { _ = metrics }
-            if !noReplicate {
-                for source in selected {
-                    let settings = Replicator.Settings(target: configuration.target)
-                    // A stop signal per part: the service group shuts the parts down one by one, and a
-                    // part that ended before its turn would count as a failure.
-                    let stop = StopSignal()
-                    let supervisor = ReplicationSupervisor(source: source, settings: settings, store: store, target: configuration.target.connection,
-                                                           workDirectory: configuration.target.workDirectory, logger: logger, stop: stop)
-                    services.append(.init(service: Part(name: "replicate \(source.name)", stop: stop) { try await supervisor.run() },
-                                          successTerminationBehavior: .gracefullyShutdownGroup,
-                                          failureTerminationBehavior: .gracefullyShutdownGroup))
-                }
-            }
-            if !noApply {
-                let stop = StopSignal()
-                let applier = ChangeApplier(target: configuration.target.connection, sources: selected, store: store,
-                                            settings: .init(configuration.target.snapshot), logger: logger, stop: stop)
-                services.append(.init(service: Part(name: "apply", stop: stop) {
-                    let failures = try await applier.run()
-                    if let (source, error) = failures.sorted(by: { $0.key < $1.key }).first {
-                        throw OperatorError("apply stopped for \(source): \(error)")
-                    }
-                }, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
-            }
-            if !noTransform && !configuration.models.isEmpty {
-                let stop = StopSignal()
-                let directory = global.configurationDirectory
-                let transforms = TransformService(configuration: configuration,
-                                                  reloadModels: { try ConfigurationLoader.load(directory: directory).models },
-                                                  logger: logger, stop: stop)
-                services.append(.init(service: Part(name: "transform", stop: stop) { try await transforms.run() },
-                                      successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
-            }
-            if !noSync && !configuration.sources.flatMap(\.objects).isEmpty {
-                let stop = StopSignal()
-                let sync = ObjectSyncService(configuration: configuration, logger: logger, stop: stop)
-                services.append(.init(service: Part(name: "sync-objects", stop: stop) { try await sync.runContinuously() },
-                                      successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
-            }
+            let services = parts(configuration, selected: selected, store: store, logger: logger)
             guard !services.isEmpty else { throw OperatorError("run: nothing to run (no models in bl/, and replicate and apply are off)") }
             var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                                                                cancellationSignals: [], logger: logger)
@@ -108,6 +69,51 @@ struct Run: AsyncParsableCommand {
             }
             print("run: stopped cleanly: every batch in hand is durable and acknowledged")
         }
+    }
+
+    /// The parts the options leave on: a replicator per source, the applier, the BL models, the object sync.
+    private func parts(_ configuration: Configuration, selected: [SourceConfiguration], store: any StagingStore,
+                       logger: Logger) -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if !noReplicate {
+            for source in selected {
+                let settings = Replicator.Settings(target: configuration.target)
+                services.append(Self.part("replicate \(source.name)") { stop in
+                    try await ReplicationSupervisor(source: source, settings: settings, store: store, target: configuration.target.connection,
+                                                    workDirectory: configuration.target.workDirectory, logger: logger, stop: stop).run()
+                })
+            }
+        }
+        if !noApply {
+            services.append(Self.part("apply") { stop in
+                let applier = ChangeApplier(target: configuration.target.connection, sources: selected, store: store,
+                                            settings: .init(configuration.target.snapshot), logger: logger, stop: stop)
+                if let (source, error) = try await applier.run().sorted(by: { $0.key < $1.key }).first {
+                    throw OperatorError("apply stopped for \(source): \(error)")
+                }
+            })
+        }
+        if !noTransform && !configuration.models.isEmpty {
+            let directory = global.configurationDirectory
+            services.append(Self.part("transform") { stop in
+                try await TransformService(configuration: configuration, reloadModels: { try ConfigurationLoader.load(directory: directory).models },
+                                           logger: logger, stop: stop).run()
+            })
+        }
+        if !noSync && !configuration.sources.flatMap(\.objects).isEmpty {
+            services.append(Self.part("sync-objects") { stop in
+                try await ObjectSyncService(configuration: configuration, logger: logger, stop: stop).runContinuously()
+            })
+        }
+        return services
+    }
+
+    /// A part with a stop signal of its own: the service group shuts the parts down one by one, and
+    /// a part that ended before its turn would count as a failure.
+    private static func part(_ name: String, _ body: @escaping @Sendable (StopSignal) async throws -> Void) -> ServiceGroupConfiguration.ServiceConfiguration {
+        let stop = StopSignal()
+        return .init(service: Part(name: name, stop: stop) { try await body(stop) },
+                     successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
     }
 }
 

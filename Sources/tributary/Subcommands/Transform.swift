@@ -18,6 +18,9 @@ struct Transform: AsyncParsableCommand {
     @Option(name: .customLong("model"), help: "Run only this model (repeatable; default: all).")
     var models: [String] = []
 
+    @Option(help: "Models at once, each on a connection of its own (default: bl.jobs, 2); models that read each other run in turn.")
+    var jobs: Int?
+
     @Flag(help: "Rebuild the models whole instead of taking in their inputs' changes.")
     var full = false
 
@@ -26,6 +29,10 @@ struct Transform: AsyncParsableCommand {
 
     @Flag(help: "Compare every BL table with a full reload of its model (built in a scratch schema, then dropped); change nothing else.")
     var check = false
+
+    func validate() throws {
+        if let jobs, !(1...32).contains(jobs) { throw ValidationError("--jobs must be from 1 to 32") }
+    }
 
     func run() async throws {
         try await CommandRunner.run {
@@ -46,7 +53,7 @@ struct Transform: AsyncParsableCommand {
                 return
             }
             let outcomes = try await TransformRunner(configuration: configuration, logger: logger)
-                .run(try configuration.models(named: models), full: full, dryRun: dryRun)
+                .run(try configuration.models(named: models), full: full, dryRun: dryRun, jobs: jobs)
             for outcome in outcomes {
                 if dryRun { for statement in outcome.statements { print(statement + ";") } }
                 print(Self.line(outcome, dryRun: dryRun))
