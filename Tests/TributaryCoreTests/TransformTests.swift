@@ -89,7 +89,7 @@ import Testing
     @Test func aBurstOfChangesMakesOneRunPerIntervalInDependencyOrder() {
         var scheduler = scheduler()
         #expect(scheduler.next(now: at(0)) == .wait(until: nil))
-        scheduler.changed(stagingTables: ["qvp_customers"], now: at(0))
+        scheduler.changed(source: "qvp", stagingTables: ["qvp_customers"], now: at(0))
         #expect(scheduler.next(now: at(0)) == .run("party"))
         scheduler.finished("party", .changed, startedAt: at(0), now: at(0))
         // party changed rows: contract (which reads it) runs, then claim only if contract changed.
@@ -97,14 +97,14 @@ import Testing
         scheduler.finished("contract", .unchanged, startedAt: at(10), now: at(10))
         #expect(scheduler.next(now: at(20)) == .wait(until: nil))
         // 200 batches within the interval: one run, at the end of the interval.
-        for step in 0..<200 { scheduler.changed(stagingTables: ["qvp_customers"], now: at(20 + step)); _ = scheduler.next(now: at(20 + step)) }
+        for step in 0..<200 { scheduler.changed(source: "qvp", stagingTables: ["qvp_customers"], now: at(20 + step)); _ = scheduler.next(now: at(20 + step)) }
         #expect(scheduler.next(now: at(500)) == .wait(until: at(1_000)))
         #expect(scheduler.next(now: at(1_000)) == .run("party"))
     }
 
     @Test func aModelReadingAnotherWaitsUntilThatOneHasRun() {
         var scheduler = scheduler()
-        scheduler.changed(stagingTables: ["qvp_policies", "qvp_customers"], now: at(0))
+        scheduler.changed(source: "qvp", stagingTables: ["qvp_policies", "qvp_customers"], now: at(0))
         #expect(scheduler.next(now: at(0)) == .run("party"), "party first: contract reads it")
         scheduler.finished("party", .unchanged, startedAt: at(0), now: at(0))
         #expect(scheduler.next(now: at(1)) == .run("contract"))
@@ -112,12 +112,12 @@ import Testing
 
     @Test func aFailedModelStopsItselfAndItsReadersOnlyAndIsRetried() {
         var scheduler = scheduler()
-        scheduler.changed(stagingTables: ["qvp_policies", "qvp_claims", "qvp_customers"], now: at(0))
+        scheduler.changed(source: "qvp", stagingTables: ["qvp_policies", "qvp_claims", "qvp_customers"], now: at(0))
         scheduler.finished("party", .unchanged, startedAt: at(0), now: at(0))
         #expect(scheduler.next(now: at(0)) == .run("contract"))
         scheduler.finished("contract", .failed, startedAt: at(0), now: at(0))
         // claim reads contract: it waits; party does not: it goes on.
-        scheduler.changed(stagingTables: ["qvp_customers"], now: at(1_000))
+        scheduler.changed(source: "qvp", stagingTables: ["qvp_customers"], now: at(1_000))
         #expect(scheduler.next(now: at(2_000)) == .run("party"))
         scheduler.finished("party", .unchanged, startedAt: at(2_000), now: at(2_000))
         #expect(scheduler.next(now: at(5_000)) == .wait(until: at(30_000)))
@@ -130,24 +130,24 @@ import Testing
     @Test func whileTheApplierCatchesUpModelsWaitUntilItIsDoneOrTheDeferralEnds() {
         var scheduler = scheduler(catchUpDeferral: .seconds(60))
         // A backlog: party's work waits (re-evaluated when the backlog's holdover ends).
-        scheduler.changed(stagingTables: ["qvp_customers"], backlog: 40, now: at(0))
+        scheduler.changed(source: "qvp", stagingTables: ["qvp_customers"], backlog: 40, now: at(0))
         #expect(scheduler.next(now: at(0)) == .wait(until: at(5_000)))
-        scheduler.changed(stagingTables: ["qvp_customers"], backlog: 39, now: at(3_000))
+        scheduler.changed(source: "qvp", stagingTables: ["qvp_customers"], backlog: 39, now: at(3_000))
         #expect(scheduler.next(now: at(3_000)) == .wait(until: at(8_000)))
         // The last batch of the backlog: runs at once.
-        scheduler.changed(stagingTables: ["qvp_customers"], backlog: 0, now: at(4_000))
+        scheduler.changed(source: "qvp", stagingTables: ["qvp_customers"], backlog: 0, now: at(4_000))
         #expect(scheduler.next(now: at(4_000)) == .run("party"))
         scheduler.finished("party", .unchanged, startedAt: at(4_000), now: at(4_500))
 
         // A long catch-up: the work waits no longer than the deferral, counted from when it came.
         for second in 10..<70 {
-            scheduler.changed(stagingTables: ["qvp_customers"], backlog: 1_000, now: at(second * 1_000))
+            scheduler.changed(source: "qvp", stagingTables: ["qvp_customers"], backlog: 1_000, now: at(second * 1_000))
             #expect(scheduler.next(now: at(second * 1_000)) != .run("party"), "at \(second) s")
         }
-        scheduler.changed(stagingTables: ["qvp_customers"], backlog: 1_000, now: at(70_000))
+        scheduler.changed(source: "qvp", stagingTables: ["qvp_customers"], backlog: 1_000, now: at(70_000))
         #expect(scheduler.next(now: at(70_000)) == .run("party"))
         scheduler.finished("party", .unchanged, startedAt: at(70_000), now: at(71_000))
-        scheduler.changed(stagingTables: ["qvp_customers"], backlog: 1_000, now: at(72_000))
+        scheduler.changed(source: "qvp", stagingTables: ["qvp_customers"], backlog: 1_000, now: at(72_000))
         #expect(scheduler.next(now: at(72_000)) == .wait(until: at(77_000)), "new work waits again")
 
         // The applier went quiet without saying it was done (stopped): the holdover ends the wait.
@@ -157,9 +157,20 @@ import Testing
         #expect(StagingChange(payload: StagingChange(source: "qvp", backlog: 12).payload) == StagingChange(source: "qvp", backlog: 12))
         #expect(StagingChange(payload: "svp") == StagingChange(source: "svp", backlog: 0))
 
+        // A backlog found at start-up, before the applier said anything: the same wait.
+        var starting = self.scheduler(catchUpDeferral: .seconds(60))
+        starting.changedEverything(now: at(0))
+        starting.applierBehind(sources: ["qvp", "svp"], now: at(0))
+        #expect(starting.next(now: at(0)) == .wait(until: at(5_000)))
+        // qvp's batches are in; svp's are not: still waiting.
+        starting.changed(source: "qvp", stagingTables: ["qvp_customers"], backlog: 0, now: at(1_000))
+        #expect(starting.next(now: at(1_000)) != .run("party"))
+        starting.changed(source: "svp", stagingTables: [], backlog: 0, now: at(2_000))
+        #expect(starting.next(now: at(2_000)) == .run("party"))
+
         // Without a backlog nothing is held back.
         var plain = self.scheduler(catchUpDeferral: .seconds(60))
-        plain.changed(stagingTables: ["qvp_customers"], now: at(0))
+        plain.changed(source: "qvp", stagingTables: ["qvp_customers"], now: at(0))
         #expect(plain.next(now: at(0)) == .run("party"))
     }
 }

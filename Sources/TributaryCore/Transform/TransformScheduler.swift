@@ -40,8 +40,9 @@ public struct TransformScheduler: Sendable {
     public let catchUpDeferral: Duration
     /// A backlog is taken as gone once the applier has said nothing for this long.
     static let backlogHoldover: Duration = .seconds(5)
-    /// Until when the applier is known to have a backlog.
-    var catchingUpUntil: Instant?
+    /// Per source, until when the applier is known to have a backlog of its batches (it applies
+    /// one source's batches, then the next's: one source done is not the catch-up done).
+    var catchingUp: [String: Instant] = [:]
     /// Models in running order.
     let models: [TransformModel]
     /// STG table → the models reading it.
@@ -77,8 +78,8 @@ public struct TransformScheduler: Sendable {
 
     /// STG tables changed (an applied batch, a loaded snapshot): the models reading them have work.
     /// `backlog`: batches the applier still has in hand after this one.
-    public mutating func changed(stagingTables: some Sequence<String>, backlog: Int = 0, now: Instant) {
-        catchingUpUntil = backlog > 0 ? now + Self.backlogHoldover : nil
+    public mutating func changed(source: String, stagingTables: some Sequence<String>, backlog: Int = 0, now: Instant) {
+        catchingUp[source] = backlog > 0 ? now + Self.backlogHoldover : nil
         if backlog > 0 {
             // Work from before the catch-up began (at start, every model) counts from now.
             for name in states.keys where states[name]?.dirty == true && states[name]?.dirtySince == nil { states[name]?.dirtySince = now }
@@ -86,6 +87,12 @@ public struct TransformScheduler: Sendable {
         for table in stagingTables {
             for model in readers[table] ?? [] { markDirty(model, now: now) }
         }
+    }
+
+    /// The applier has a backlog it has not begun to report (found at start-up, before its first
+    /// batch): models wait as they would after a notification saying so.
+    public mutating func applierBehind(sources: [String], now: Instant) {
+        for source in sources { changed(source: source, stagingTables: [], backlog: 1, now: now) }
     }
 
     /// Every model looks at its inputs again (a safety net for a missed notification).
@@ -138,7 +145,7 @@ public struct TransformScheduler: Sendable {
             }
             if waitsForUpstream(model.name) { continue }
             var due = state.lastRun.map { $0 + minInterval } ?? now
-            if let until = catchingUpUntil, until > now {
+            if let until = catchingUp.values.filter({ $0 > now }).min() {
                 let deferred = (state.dirtySince ?? now) + catchUpDeferral
                 if deferred > due {
                     // Held back: due at the deferral's end, or as soon as the backlog is gone.

@@ -115,6 +115,11 @@ extension ControlStore {
             .optionalScalar(LSN.self)
     }
 
+    /// The sources with batches stored that the applier has not applied yet (a catch-up to come).
+    public func sourcesWithApplyBacklog() async throws -> [String] {
+        try await connection.query("SELECT source FROM tributary.sources WHERE flushed_lsn > applied_lsn").column(String.self)
+    }
+
     /// Each source's newest applied commit time, as the caller's transaction sees it.
     static func appliedCommitTimes(on connection: isolated PostgresConnection) throws -> [String: Date] {
         var times: [String: Date] = [:]

@@ -31,6 +31,7 @@ public struct TransformService: Sendable {
                                            catchUpDeferral: .milliseconds(settings.catchUpDeferralMilliseconds))
         var configuration = self.configuration
         var control = try await connect()
+        scheduler.applierBehind(sources: try await control.sourcesWithApplyBacklog(), now: .now)
         var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
         var lastSweep = ContinuousClock.now
         var failed: Set<String> = []
@@ -54,7 +55,7 @@ public struct TransformService: Sendable {
                     let notifications = try await control.connection.run { try $0.waitForNotifications(timeout: seconds) }
                     for notification in notifications where notification.channel == ControlStore.stagingChannel {
                         let change = StagingChange(payload: notification.payload)
-                        scheduler.changed(stagingTables: configuration.sources.first { $0.name == change.source }?.tables.map(\.stagingTable) ?? [],
+                        scheduler.changed(source: change.source, stagingTables: configuration.sources.first { $0.name == change.source }?.tables.map(\.stagingTable) ?? [],
                                           backlog: change.backlog, now: .now)
                     }
                 }
@@ -67,6 +68,7 @@ public struct TransformService: Sendable {
                     await control.close()
                     control = fresh
                     scheduler.changedEverything(now: .now)
+                    scheduler.applierBehind(sources: (try? await control.sourcesWithApplyBacklog()) ?? [], now: .now)
                 }
             }
         }
