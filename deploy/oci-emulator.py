@@ -15,6 +15,7 @@ It prints "listening on http://127.0.0.1:PORT" once ready. Needs python3-cryptog
 """
 import argparse
 import base64
+import bisect
 import configparser
 import email.utils
 import hashlib
@@ -88,6 +89,7 @@ class Store:
         self.root, self.namespace = root, namespace
         self.lock = threading.Lock()
         self.objects = {bucket: {} for bucket in buckets}  # name -> (size, md5 base64, etag, time modified)
+        self.sorted_names = {}  # bucket -> its names sorted (code point order is UTF-8 byte order), until it changes
         self.work_requests = {}  # id -> {"status", "errors"}
         self.uploads = {}  # upload id -> {"bucket", "object", "parts": {num: (path, etag, size)}}
         os.makedirs(os.path.join(root, ".tmp"), exist_ok=True)
@@ -115,8 +117,31 @@ class Store:
                 raise ServiceError(412, "IfNoneMatchFailed", f"object {name} already exists")
             os.replace(temporary_path, self.path(bucket, name))
             etag = str(uuid.uuid4())
+            if name not in objects:
+                self.sorted_names.pop(bucket, None)
             objects[name] = (size, md5, etag, time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()))
             return etag
+
+    def names(self, bucket):
+        """The bucket's names in listing order (the caller holds the lock)."""
+        if bucket not in self.sorted_names:
+            self.sorted_names[bucket] = sorted(self.objects[bucket])
+        return self.sorted_names[bucket]
+
+    def populate(self, bucket, prefix, start, count, size, seed, delete=False):
+        """Objects `<prefix><index>` for `count` indexes from `start`, of `size` pseudo-random bytes (from `seed` and the
+        index), written (or deleted) directly: a large bucket for a benchmark without a request per object."""
+        for index in range(start, start + count):
+            if delete:
+                with self.lock:
+                    if self.objects[bucket].pop(f"{prefix}{index:08d}", None) is not None:
+                        os.unlink(self.path(bucket, f"{prefix}{index:08d}"))
+                        self.sorted_names.pop(bucket, None)
+                continue
+            content = random.Random(f"{seed}/{index}").randbytes(size)
+            with self.temporary() as temporary:
+                temporary.write(content)
+            self.commit(bucket, f"{prefix}{index:08d}", temporary.name, size, base64.b64encode(hashlib.md5(content).digest()).decode(), False)
 
 
 def read_public_key(config_file, profile):
@@ -190,6 +215,13 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_emulator/faults" and self.command == "POST":
             self.server.faults.configure(json.loads(self.read_body() or b"{}"))
             return self.send_json(200, self.server.faults.describe())
+        if self.path == "/_emulator/populate" and self.command == "POST":
+            request = json.loads(self.read_body() or b"{}")
+            bucket = request["bucket"]
+            self.server.store.bucket(self.server.store.namespace, bucket)
+            self.server.store.populate(bucket, request.get("prefix", ""), int(request.get("start", 0)), int(request["count"]),
+                                       int(request.get("size", 1024)), request.get("seed", 0), bool(request.get("delete", False)))
+            return self.send_json(200, {"bucket": bucket, "objects": len(self.server.store.objects[bucket])})
         if self.path == "/_emulator/stats":
             with self.server.stats_lock:
                 stats = dict(self.server.stats)
@@ -436,6 +468,7 @@ class Handler(BaseHTTPRequestHandler):
         with store.lock:
             if store.objects[bucket].pop(name, None) is None:
                 raise ServiceError(404, "ObjectNotFound", f"object {name} does not exist in bucket {bucket}")
+            store.sorted_names.pop(bucket, None)
             os.unlink(store.path(bucket, name))
         self.send_empty(204)
 
@@ -446,9 +479,17 @@ class Handler(BaseHTTPRequestHandler):
         start, start_after, end = query.get("start"), query.get("startAfter"), query.get("end")
         fields = set(query.get("fields", "name").split(","))
         with store.lock:
-            names = sorted(name for name in store.objects[bucket] if name.startswith(prefix)
-                           and (start is None or name >= start) and (start_after is None or name > start_after)
-                           and (end is None or name <= end))
+            every = store.names(bucket)
+            first = bisect.bisect_left(every, prefix)
+            if start is not None:
+                first = max(first, bisect.bisect_left(every, start))
+            if start_after is not None:
+                first = max(first, bisect.bisect_right(every, start_after))
+            names = []
+            for name in every[first:]:
+                if not name.startswith(prefix) or (end is not None and name > end) or len(names) > limit:
+                    break
+                names.append(name)
             page = [(name, store.objects[bucket][name]) for name in names[:limit]]
         objects = []
         for name, (size, md5, etag, modified) in page:

@@ -100,6 +100,8 @@ import TributaryStorage
         let first = try await world.sync()
         #expect(first.status == 0, "\(first.standardOutput)\(first.standardError)")
         #expect(try await contents(world.target) == (try await contents(world.source)))
+        // One profile: the two objects above server_side_min go by CopyObject, the small ones through; two profiles: none.
+        if let copies = try await world.emulator?.stats()["copy_requests"] { #expect(copies == (kind == .serverSide ? 2 : 0)) }
 
         // Nothing changed: nothing copied, multipart objects included (their MD5 is no content hash).
         let gets = try await world.emulator?.stats()["object_gets"]

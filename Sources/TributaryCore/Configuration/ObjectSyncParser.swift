@@ -5,7 +5,8 @@ enum ObjectSyncParser {
     static let accessKeys = ["config_file", "profile", "region", "endpoint"]
 
     static func settings(_ section: YAMLReader, directory: String) throws -> ObjectSyncSettings {
-        try section.requireOnly(["target", "connections", "interval", "multipart_threshold", "part_size", "page_size"] + accessKeys)
+        try section.requireOnly(["target", "connections", "interval", "multipart_threshold", "part_size", "page_size", "server_side_min"]
+                                + accessKeys)
         var settings = ObjectSyncSettings()
         if let text = try section.string("target") {
             settings.target = try location(text, access: try access(section, prefix: ""), reader: section, key: "target", directory: directory)
@@ -15,6 +16,7 @@ enum ObjectSyncParser {
         settings.multipartThreshold = try section.bytes("multipart_threshold") ?? settings.multipartThreshold
         settings.partSize = try section.bytes("part_size") ?? settings.partSize
         settings.pageSize = try section.integer("page_size", in: 1...1000) ?? settings.pageSize
+        settings.serverSideMinimum = try section.bytes("server_side_min", allowZero: true) ?? settings.serverSideMinimum
         if settings.partSize < 1 << 20 || settings.partSize > 1 << 30 {
             throw section.error("part_size", section.node("part_size")!, "must be from 1MiB to 1GiB")
         }

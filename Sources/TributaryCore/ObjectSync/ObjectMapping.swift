@@ -116,6 +116,10 @@ public struct ObjectSyncSettings: Sendable, Hashable {
     public var partSize = 16 << 20
     /// Objects per listing page.
     public var pageSize = 1_000
+    /// Below this size an object is copied through this host even when Object Storage could copy
+    /// it: a GET and a PUT are two requests and no wait, a CopyObject is one, then its work request
+    /// polled until done, for the same few bytes.
+    public var serverSideMinimum = 1 << 20
 
     public init() {}
 }

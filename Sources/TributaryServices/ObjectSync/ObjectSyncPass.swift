@@ -224,12 +224,14 @@ struct ObjectSyncPass {
     }
 
     /// Copies one object as it was listed: server-side when one set of credentials reaches both
-    /// sides, otherwise through this host, a range at a time above the multipart threshold; any
+    /// sides and it is not small (`serverSideMinimum`), otherwise through this host, a range at a time above the multipart threshold; any
     /// read fails once the source's ETag changed, so a copy is never of two versions.
     func copy(_ entry: ObjectEntry) async throws -> CopyRecord {
         let etag: String?
-        if let from = source as? OCIObjectStore, let to = target as? OCIObjectStore, mapping.source.sharesCredentials(with: mapping.target) {
-            etag = try await to.copyServerSide(entry.name, from: from, ifMatch: entry.etag)
+        if let from = source as? OCIObjectStore, let to = target as? OCIObjectStore, mapping.source.sharesCredentials(with: mapping.target),
+           entry.size >= Int64(settings.serverSideMinimum) {
+            // The copy's ETag only matters for a multipart object: a content MD5 vouches for the others.
+            etag = try await to.copyServerSide(entry.name, from: from, ifMatch: entry.etag, wantETag: !entry.hasContentMD5)
         } else if entry.size <= Int64(settings.multipartThreshold) {
             let bytes = try await source.read(entry.name, range: nil, ifMatch: entry.etag)
             guard Int64(bytes.count) == entry.size else {

@@ -55,8 +55,10 @@ public struct OCIObjectStore: ObjectStore {
 
     /// Object Storage copies `name` from `source` to here itself (CopyObject), failing rather than
     /// copying another version if the source's ETag is no longer `ifMatch`; waits for the work
-    /// request and returns the copy's ETag.
-    public func copyServerSide(_ name: String, from source: OCIObjectStore, ifMatch: String?, pollSeconds: Double = 0.2) async throws -> String? {
+    /// request (polled after 50 ms, then ever less often: a small object's copy is done at once, a
+    /// large one's takes a while) and returns the copy's ETag when `wantETag` (one more request).
+    public func copyServerSide(_ name: String, from source: OCIObjectStore, ifMatch: String?, wantETag: Bool,
+                               pollSeconds: Double = 0.05) async throws -> String? {
         let id = try await source.client.copyObject(namespace: source.namespace, bucket: source.bucket, details: .init(
             sourceObjectName: source.prefix + name, sourceObjectIfMatchETag: ifMatch, destinationRegion: region,
             destinationNamespace: namespace, destinationBucket: bucket, destinationObjectName: prefix + name))
@@ -65,7 +67,7 @@ public struct OCIObjectStore: ObjectStore {
             let request = try await source.client.workRequest(id)
             switch request.status {
             case "COMPLETED":
-                return try await head(name)?.etag
+                return wantETag ? try await head(name)?.etag : nil
             case "FAILED", "CANCELED":
                 let errors = (try? await source.client.workRequestErrors(id)) ?? []
                 throw OCIError.service(operation: "CopyObject", object: source.prefix + name, status: 409,
