@@ -21,6 +21,13 @@ struct GlobalOptions: ParsableArguments {
         try ConfigurationLoader.load(directory: configurationDirectory)
     }
 
+    /// Reads `source`'s configuration again from the directory, as it is then (nil when it does
+    /// not load): how a running replicator learns of a table added to it.
+    func refreshSource(named source: String) -> @Sendable () -> SourceConfiguration? {
+        let directory = configurationDirectory
+        return { (try? ConfigurationLoader.load(directory: directory))?.sources.first { $0.name == source } }
+    }
+
     /// The staging store tributary.yaml names, logging for `command`.
     func openStagingStore(_ target: TargetConfiguration, command: String) throws -> any StagingStore {
         try StagingStores.open(target, logger: makeLogger(command))

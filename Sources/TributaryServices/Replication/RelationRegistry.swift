@@ -17,17 +17,30 @@ final class RelationRegistry {
         case skipped
     }
 
-    private let source: SourceConfiguration
+    private var source: SourceConfiguration
     private var described: [QualifiedName: SourceTable]
     private let catalog: PostgresConnection
+    private let refresh: @Sendable () -> SourceConfiguration?
     private let logger: Logger
     private(set) var entries: [UInt32: Entry] = [:]
 
-    init(source: SourceConfiguration, described: [SourceTable], catalog: PostgresConnection, logger: Logger) {
+    init(source: SourceConfiguration, described: [SourceTable], catalog: PostgresConnection,
+         refresh: @escaping @Sendable () -> SourceConfiguration? = { nil }, logger: Logger) {
         self.source = source
         self.described = Dictionary(uniqueKeysWithValues: described.map { ($0.name, $0) })
         self.catalog = catalog
+        self.refresh = refresh
         self.logger = logger
+    }
+
+    /// The table's configuration; a table not configured at start is looked for in the file as it
+    /// is now (once per relation), so a table added while running is followed from its first change.
+    private func configured(_ name: QualifiedName, oid: UInt32) -> TableConfiguration? {
+        if let table = source.tables.first(where: { $0.table == name }) { return table }
+        guard entries[oid] == nil, let fresh = refresh(), let table = fresh.tables.first(where: { $0.table == name }) else { return nil }
+        source = fresh
+        logger.notice("following a table added to the configuration", metadata: [LogKey.table: .string(name.description)])
+        return table
     }
 
     subscript(oid: UInt32) -> Entry? { entries[oid] }
@@ -37,7 +50,7 @@ final class RelationRegistry {
     @discardableResult
     func update(_ message: PgOutputMessage.Relation) async throws -> Bool {
         let name = QualifiedName(schema: message.namespace, name: message.name)
-        guard let configured = source.tables.first(where: { $0.table == name }) else {
+        guard let configured = configured(name, oid: message.oid) else {
             if entries[message.oid] == nil {
                 logger.warning("table is in the publication but not in the configuration: skipping its changes",
                                metadata: [LogKey.table: .string(name.description)])

@@ -22,6 +22,10 @@ public struct Replicator: Sendable {
         public var statusSeconds: Double
         /// Stop once this LSN is durable (for benchmarks and drains); nil runs until stopped.
         public var endLSN: LSN?
+        /// The source's configuration as its file says now: a table the stream brings that the
+        /// configuration did not list at start (added while running, then `snapshot --table`) is
+        /// looked for here before its changes are skipped.
+        public var refreshSource: @Sendable () -> SourceConfiguration? = { nil }
 
         public init(limits: BatchLimits, compressionLevel: Int = 1, heartbeatSeconds: Double = 10,
                     statusSeconds: Double = 10, endLSN: LSN? = nil) {
@@ -102,7 +106,8 @@ public struct Replicator: Sendable {
         log.info("replicating", metadata: [LogKey.lsn: .string(start.description),
                                            "system": .string(systemID ?? "?"), "timeline": .string(timeline ?? "?")])
         let session = ReplicationSession(
-            replicator: self, registry: RelationRegistry(source: source, described: tables, catalog: side, logger: log),
+            replicator: self, registry: RelationRegistry(source: source, described: tables, catalog: side, refresh: settings.refreshSource,
+                                                         logger: log),
             side: side, directory: directory, durable: start, logger: log)
         let summary = try await replication.runAsync { connection in try await session.run(on: connection) }
         await replication.close()

@@ -38,7 +38,8 @@ struct Replicate: AsyncParsableCommand {
             }
             defer { _ = signals }
             let sourceConfiguration = try configuration.sources(named: [source])[0]
-            let settings = Replicator.Settings(target: configuration.target, endLSN: endLSN.flatMap(LSN.init))
+            var settings = Replicator.Settings(target: configuration.target, endLSN: endLSN.flatMap(LSN.init))
+            settings.refreshSource = global.refreshSource(named: source)
             let summary: Replicator.Summary
             if settings.endLSN == nil {
                 // Under the control state, like a part of tributary run: pause, resume and drain reach it.

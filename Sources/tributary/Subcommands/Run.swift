@@ -77,8 +77,9 @@ struct Run: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if !noReplicate {
             for source in selected {
-                let settings = Replicator.Settings(target: configuration.target)
-                services.append(Self.part("replicate \(source.name)") { stop in
+                var settings = Replicator.Settings(target: configuration.target)
+                settings.refreshSource = global.refreshSource(named: source.name)
+                services.append(Self.part("replicate \(source.name)") { [settings] stop in
                     try await ReplicationSupervisor(source: source, settings: settings, store: store, target: configuration.target.connection,
                                                     workDirectory: configuration.target.workDirectory, logger: logger, stop: stop).run()
                 })
