@@ -47,4 +47,21 @@ import TributaryCore
         #expect(ChecksumSQL.checksum(table: QualifiedName(schema: "stg", name: "qvp_lines"), columns: ["id", "mood"], excludeTombstones: true)
                 == #"SELECT count(*) AS rows, coalesce(sum(('x' || substr(md5(ROW("id", "mood")::text), 1, 16))::bit(64)::bigint::numeric), 0) AS checksum FROM "stg"."qvp_lines" WHERE NOT "_deleted""#)
     }
+
+    /// The per-table snapshot's merge: copy rows win only over older, differing STG rows; older
+    /// rows the copy lacks become tombstones; nothing at all when STG saw a TRUNCATE after the copy.
+    @Test func tableSnapshotMerge() {
+        let load = QualifiedName(schema: "tributary_load", name: "l"), stg = QualifiedName(schema: "stg", name: "qvp_t")
+        let point = LSN("0/5000")!
+        let statements = SnapshotSQL.mergeTableSnapshot(load, into: stg, columns: ["id", "v"], key: ["id"], consistentPoint: point, truncatedAt: nil)
+        #expect(statements == [
+            #"INSERT INTO "stg"."qvp_t" AS s ("id", "v", "_lsn", "_deleted") SELECT "id", "v", '0/5000'::pg_lsn, false FROM "tributary_load"."l" "#
+                + #"ON CONFLICT ("id") DO UPDATE SET "v" = excluded."v", "_lsn" = excluded."_lsn", "_deleted" = false "#
+                + #"WHERE s."_lsn" < excluded."_lsn" AND (s."_deleted" OR ROW(s."v")::text IS DISTINCT FROM ROW(excluded."v")::text)"#,
+            #"UPDATE "stg"."qvp_t" AS s SET "_deleted" = true, "_lsn" = '0/5000'::pg_lsn WHERE s."_lsn" < '0/5000'::pg_lsn AND NOT s."_deleted" "#
+                + #"AND NOT EXISTS (SELECT 1 FROM "tributary_load"."l" AS l WHERE l."id" = s."id")"#,
+        ])
+        #expect(SnapshotSQL.mergeTableSnapshot(load, into: stg, columns: ["id"], key: ["id"], consistentPoint: point, truncatedAt: LSN("0/6000")).isEmpty)
+        #expect(SnapshotSQL.mergeTableSnapshot(load, into: stg, columns: ["id"], key: ["id"], consistentPoint: point, truncatedAt: LSN("0/4000")).count == 2)
+    }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TributaryCore
 import TributaryPostgres
+import TributaryServices
 
 /// `apply --once` killed with SIGKILL at several moments, inside frozen runs and between parts: each time what the database holds is
 /// consistent (every loaded part recorded once, no STG table unless complete), and a rerun
@@ -67,7 +68,7 @@ import TributaryPostgres
         let recorded = Dictionary(uniqueKeysWithValues: try await target.query(
             "SELECT object_key, rows FROM tributary.snapshot_parts").rows.map { ($0[0]!, Int($0[1]!)!) })
         for (index, table) in manifest.tables.enumerated() {
-            let loadTable = QualifiedName(schema: "tributary_load", name: "qvp_\(manifest.consistentPoint.paddedHex)_\(index)").sql
+            let loadTable = SnapshotLoader.loadTable(source: "qvp", lsn: manifest.consistentPoint, stagingTable: table.stagingTable).sql
             let recordedRows = table.parts.compactMap { recorded[$0.key] }.reduce(0, +)
             let exists = try await target.query("SELECT to_regclass($1) IS NOT NULL", [loadTable]).scalar == "t"
             if exists {

@@ -33,8 +33,8 @@ import TributaryStorage
     }
 
     /// A part the store refuses for good, mid-copy, while `snapshot --apply` loads: the snapshot
-    /// stops with the object named, leaves no manifest, no slot, no STG table and no local files,
-    /// and a rerun completes.
+    /// stops with the object named, leaves no manifest, no STG table and no local files, keeps its
+    /// slot, and a rerun resumes it and completes.
     @Test func aPartTheStoreRefusesStopsTheSnapshotCleanly() async throws {
         let emulator = try await OCIEmulator.start()
         try await emulator.setFaults(["fail_path": "00000-0004.csv.gz"])
@@ -54,7 +54,7 @@ import TributaryStorage
         let store = try fixture.store()
         #expect(try await store.list(prefix: "qvp/snapshot/", startAfter: nil).allSatisfy { !$0.key.hasSuffix("manifest.json") })
         #expect(try await source.query("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1",
-                                       [fixture.source("qvp").slot]).scalar == "0", "the slot is dropped")
+                                       [fixture.source("qvp").slot]).scalar == "1", "the slot is kept for a resume")
         let target = try await fixture.connectTarget()
         #expect(try await target.query("SELECT to_regclass('stg.qvp_orders') IS NULL").scalar == "t")
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: fixture.root + "/work").filter { $0.hasPrefix("snapshot-") }
@@ -66,11 +66,12 @@ import TributaryStorage
         try await emulator.setFaults([:])
         let retried = try await fixture.tributary(["snapshot", "--apply"])
         #expect(retried.status == 0, "\(retried.standardError)")
+        // The table had not been stored whole: it was copied again under a temporary slot.
+        #expect(retried.standardOutput.contains("resumed a snapshot that did not finish: 0 tables kept"), "\(retried.standardOutput)")
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
-        // The failed attempt's snapshot can never be applied now: its load table and records are gone.
+        // The failed attempt's load table, with what was loaded of it, went once the snapshot was in.
         #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0")
-        #expect(try await target.query("SELECT count(*) FROM tributary.snapshots").scalar == "1")
-        #expect(retried.standardError.contains("dropped the load tables of a superseded snapshot"))
+        #expect(retried.standardError.contains("dropped load tables a killed snapshot left"), "\(retried.standardError)")
     }
 
     /// `snapshot --apply` over OCI loads each part from the file the copy wrote, not from a

@@ -156,7 +156,7 @@ import TributaryServices
         #expect(stopped.standardOutput.contains("stopped cleanly"))
 
         // A second process while one runs is refused: two replicators for one slot never run.
-        let metricsPort = Int.random(in: 20_000...60_000)
+        let metricsPort = try TestClusters.freePort()
         let second = try startRun(fixture, ["--metrics-port", String(metricsPort)])
         do {
             try await eventually("the restarted run consumes both slots") { try await bothActive(fixture) }

@@ -189,7 +189,7 @@ import TributaryPostgres
         let eager = EagerSnapshotLoad(loader: loader, jobs: 2)
         let manifest = try await Snapshotter(source: configuration.sources[0], settings: configuration.target.snapshot,
                                              store: try fixture.store(), workDirectory: configuration.target.workDirectory,
-                                             logger: PipelineFixture.logger).run(options: .init(), observer: eager)
+                                             logger: PipelineFixture.logger).run(options: .init(), observer: eager).manifest
         try await eager.finish()
         let report = try #require(try await loader.load(source: "qvp"))
         // Every part was loaded before the manifest existed; the ordinary load only promoted.

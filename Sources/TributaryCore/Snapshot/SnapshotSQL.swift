@@ -78,6 +78,35 @@ public enum SnapshotSQL {
     }
 }
 
+extension SnapshotSQL {
+    /// Merges a table snapshot's load table (keyed, every row as of `consistentPoint`, S_t) into
+    /// the existing STG table by LSN (DESIGN.md §1, per-table snapshot), in the caller's
+    /// transaction: a copy row replaces an STG row older than S_t that differs from it (a row equal
+    /// to it keeps its older LSN: nothing changed); an STG row older than S_t that the copy lacks
+    /// was deleted before S_t and becomes a tombstone; an STG row at or after S_t is newer than
+    /// the copy and stays. `columns` are the copy's, all present in STG. When STG recorded a
+    /// TRUNCATE at or after S_t, every row of the copy is older than it: nothing to merge.
+    public static func mergeTableSnapshot(_ loadTable: QualifiedName, into stagingTable: QualifiedName, columns: [String], key: [String],
+                                          consistentPoint: LSN, truncatedAt: LSN?) -> [String] {
+        if let truncatedAt, truncatedAt >= consistentPoint { return [] }
+        let lsn = SQL.identifier(StagingColumns.lsn), deleted = SQL.identifier(StagingColumns.deleted)
+        let point = "\(SQL.literal(consistentPoint.description))::pg_lsn"
+        let others = columns.filter { !key.contains($0) }
+        let differs = others.isEmpty ? "false" : "ROW(\(others.map { "s.\(SQL.identifier($0))" }.joined(separator: ", ")))::text IS DISTINCT FROM "
+            + "ROW(\(others.map { "excluded.\(SQL.identifier($0))" }.joined(separator: ", ")))::text"
+        let assignments = (others.map { "\(SQL.identifier($0)) = excluded.\(SQL.identifier($0))" } + ["\(lsn) = excluded.\(lsn)", "\(deleted) = false"])
+        let keyMatch = key.map { "l.\(SQL.identifier($0)) = s.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        return [
+            "INSERT INTO \(stagingTable.sql) AS s (\(SQL.identifierList(columns)), \(lsn), \(deleted)) "
+                + "SELECT \(SQL.identifierList(columns)), \(point), false FROM \(loadTable.sql) "
+                + "ON CONFLICT (\(SQL.identifierList(key))) DO UPDATE SET \(assignments.joined(separator: ", ")) "
+                + "WHERE s.\(lsn) < excluded.\(lsn) AND (s.\(deleted) OR \(differs))",
+            "UPDATE \(stagingTable.sql) AS s SET \(deleted) = true, \(lsn) = \(point) WHERE s.\(lsn) < \(point) AND NOT s.\(deleted) "
+                + "AND NOT EXISTS (SELECT 1 FROM \(loadTable.sql) AS l WHERE \(keyMatch))",
+        ]
+    }
+}
+
 /// Metadata columns of every STG table (DESIGN.md §4).
 public enum StagingColumns {
     /// Commit LSN of the change that wrote the row (the consistent point for snapshot rows).

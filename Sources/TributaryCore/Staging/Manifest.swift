@@ -41,6 +41,14 @@ public protocol VersionedManifest: Codable, Sendable {
     var format: String { get }
 }
 
+/// What a snapshot covers. A full one is taken with the source's slot and replaces STG; one of
+/// some tables is taken with a temporary slot of its own at any time later (a table added, a table
+/// resynced, the rest of a killed full snapshot) and is merged into STG by LSN.
+public enum SnapshotScope: String, Sendable, Hashable, Codable {
+    case full
+    case tables
+}
+
 /// `manifest.json` of a snapshot. Written last: a snapshot exists only once its manifest does.
 public struct SnapshotManifest: VersionedManifest, Hashable {
     public static let currentFormat = "tributary-snapshot/1"
@@ -54,10 +62,15 @@ public struct SnapshotManifest: VersionedManifest, Hashable {
     public var startedAt: Date
     public var finishedAt: Date
     public var tables: [SnapshotTable]
+    /// Absent in manifests written before per-table snapshots: full.
+    public var scope: SnapshotScope?
+
+    public var isFull: Bool { (scope ?? .full) == .full }
 
     public init(source: String, slot: String, consistentPoint: LSN, snapshotName: String,
-                startedAt: Date, finishedAt: Date, tables: [SnapshotTable]) {
+                startedAt: Date, finishedAt: Date, tables: [SnapshotTable], scope: SnapshotScope = .full) {
         self.format = Self.currentFormat
+        self.scope = scope
         self.source = source
         self.slot = slot
         self.consistentPoint = consistentPoint
@@ -65,6 +78,41 @@ public struct SnapshotManifest: VersionedManifest, Hashable {
         self.startedAt = startedAt
         self.finishedAt = finishedAt
         self.tables = tables
+    }
+}
+
+/// `started.json` of a full snapshot: written once its slot exists, before any part, so a rerun
+/// after a kill knows the snapshot's consistent point and tables and resumes it.
+public struct SnapshotStart: VersionedManifest, Hashable {
+    public static let currentFormat = "tributary-snapshot-start/1"
+
+    public var format: String
+    public var source: String
+    public var slot: String
+    public var consistentPoint: LSN
+    public var startedAt: Date
+    public var tables: [String]
+
+    public init(source: String, slot: String, consistentPoint: LSN, startedAt: Date, tables: [String]) {
+        self.format = Self.currentFormat
+        self.source = source
+        self.slot = slot
+        self.consistentPoint = consistentPoint
+        self.startedAt = startedAt
+        self.tables = tables
+    }
+}
+
+/// `table.json` of one table of a full snapshot: written once all its parts are stored.
+public struct SnapshotTableDone: VersionedManifest, Hashable {
+    public static let currentFormat = "tributary-snapshot-table/1"
+
+    public var format: String
+    public var table: SnapshotTable
+
+    public init(table: SnapshotTable) {
+        self.format = Self.currentFormat
+        self.table = table
     }
 }
 

@@ -3,7 +3,11 @@
 /// order is LSN order.
 ///
 ///     <source>/snapshot/<consistent-lsn>/manifest.json
+///     <source>/snapshot/<consistent-lsn>/started.json                  (the plan, written first)
 ///     <source>/snapshot/<consistent-lsn>/<schema>.<table>/<range>-<part>.csv.gz
+///     <source>/snapshot/<consistent-lsn>/<schema>.<table>/table.json   (every part of the table stored)
+///     <source>/tables/<table-consistent-lsn>/manifest.json              (a per-table snapshot)
+///     <source>/tables/<table-consistent-lsn>/<schema>.<table>/<range>-<part>.csv.gz
 ///     <source>/cdc/<end-lsn>/manifest.json
 ///     <source>/cdc/<end-lsn>/<schema>.<table>.csv.gz     (<schema>.<table>~1.csv.gz after a schema change)
 public enum ObjectNaming {
@@ -19,9 +23,38 @@ public enum ObjectNaming {
         snapshotDirectory(source: source, consistentPoint: consistentPoint) + manifestName
     }
 
-    public static func snapshotPart(source: String, consistentPoint: LSN, table: QualifiedName, range: Int, part: Int) -> String {
-        snapshotDirectory(source: source, consistentPoint: consistentPoint)
+    public static func snapshotPart(source: String, consistentPoint: LSN, table: QualifiedName, range: Int, part: Int,
+                                    scope: SnapshotScope = .full) -> String {
+        directory(scope, source: source, consistentPoint: consistentPoint)
             + tableComponent(table) + "/" + padded(range, 5) + "-" + padded(part, 4) + ".csv.gz"
+    }
+
+    /// Written when a full snapshot's slot exists, before any part: what a rerun resumes.
+    public static func snapshotStarted(source: String, consistentPoint: LSN) -> String {
+        snapshotDirectory(source: source, consistentPoint: consistentPoint) + "started.json"
+    }
+
+    /// Written once every part of one table of a snapshot is stored: a resumed snapshot keeps it.
+    public static func snapshotTableDone(source: String, consistentPoint: LSN, table: QualifiedName, scope: SnapshotScope = .full) -> String {
+        directory(scope, source: source, consistentPoint: consistentPoint) + tableComponent(table) + "/table.json"
+    }
+
+    public static func tableSnapshotPrefix(source: String) -> String { "\(source)/tables/" }
+
+    public static func tableSnapshotManifest(source: String, consistentPoint: LSN) -> String {
+        directory(.tables, source: source, consistentPoint: consistentPoint) + manifestName
+    }
+
+    /// The directory of a snapshot of either scope.
+    public static func directory(_ scope: SnapshotScope, source: String, consistentPoint: LSN) -> String {
+        switch scope {
+        case .full: return snapshotDirectory(source: source, consistentPoint: consistentPoint)
+        case .tables: return tableSnapshotPrefix(source: source) + consistentPoint.paddedHex + "/"
+        }
+    }
+
+    public static func manifest(_ scope: SnapshotScope, source: String, consistentPoint: LSN) -> String {
+        directory(scope, source: source, consistentPoint: consistentPoint) + manifestName
     }
 
     public static func cdcPrefix(source: String) -> String { "\(source)/cdc/" }

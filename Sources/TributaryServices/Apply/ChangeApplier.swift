@@ -119,8 +119,9 @@ public struct ChangeApplier: Sendable {
         let log = logger.with(source: source.name)
         let snapshots = SnapshotLoader(target: target, store: store, jobs: settings.jobs, settings: settings.snapshot, logger: logger)
         // A cheap look first: the load itself opens its own connections.
-        if try await snapshots.pendingSnapshot(source: source.name, control: control) != nil,
-           let snapshot = try await snapshots.load(source: source.name, onStart: onSnapshotStart) {
+        var pending = try await snapshots.pendingSnapshot(source: source.name, control: control) != nil
+        if !pending { pending = !(try await snapshots.pendingTableSnapshots(source: source.name, control: control).isEmpty) }
+        if pending, let snapshot = try await snapshots.load(source: source.name, onStart: onSnapshotStart) {
             report.snapshots.append(snapshot)
         }
         let position = try await control.applyPosition(of: source.name)

@@ -26,7 +26,29 @@ public struct PreflightChecker: Sendable {
             results += await check(source)
         }
         results += await checkTarget()
+        results += await checkSnapshotted(sources)
         results += await checkStore()
+        return results
+    }
+
+    /// Tables in a snapshotted source's configuration that no snapshot has filled yet (added to the
+    /// YAML since): their STG tables are missing or hold only what the stream brought.
+    func checkSnapshotted(_ sources: [SourceConfiguration]) async -> [Result] {
+        guard let connection = try? await PostgresConnection.connect(configuration.target.connection, name: "target",
+                                                                      applicationName: "tributary check") else { return [] }
+        defer { Task { await connection.close() } }
+        let control = ControlStore(connection)
+        guard (try? await control.isCurrent()) == true else { return [] }
+        var results: [Result] = []
+        for source in sources {
+            guard (try? await control.appliedSnapshot(of: source.name)) != nil, let filled = try? await control.snapshottedTables(source.name) else { continue }
+            let missing = source.tables.filter { !filled.contains($0.stagingTable) }.map(\.table.description)
+            if missing.isEmpty { continue }
+            results.append(Result(subject: source.name, passed: false, message: """
+                not snapshotted yet: \(missing.joined(separator: ", ")): \
+                run tributary snapshot --source \(source.name) \(missing.map { "--table \($0)" }.joined(separator: " "))
+                """))
+        }
         return results
     }
 

@@ -136,6 +136,13 @@ enum ControlSchema {
             PRIMARY KEY (mapping, name)
         );
         """,
+        // Per-table snapshots: a snapshot's scope (a table snapshot never moves a source's stream
+        // position), and whether a table was merged into STG (BL readers then take in the changed
+        // rows) or swapped in whole (BL readers reload).
+        """
+        ALTER TABLE tributary.snapshots ADD COLUMN kind text NOT NULL DEFAULT 'full' CHECK (kind IN ('full', 'tables'));
+        ALTER TABLE tributary.snapshot_tables ADD COLUMN merged boolean NOT NULL DEFAULT false;
+        """,
     ]
 
     /// Any number of processes may call this at once; an advisory lock serialises them.

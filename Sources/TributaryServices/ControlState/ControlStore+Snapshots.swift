@@ -9,18 +9,38 @@ extension ControlStore {
     /// Whether a snapshot of `source` at `lsn` or later is applied already.
     public func isSnapshotApplied(_ source: String, atOrAfter lsn: LSN) async throws -> Bool {
         try await !connection.query("""
-            SELECT 1 FROM tributary.snapshots WHERE source = $1 AND snapshot_lsn >= $2::pg_lsn AND state = 'applied'
+            SELECT 1 FROM tributary.snapshots WHERE source = $1 AND snapshot_lsn >= $2::pg_lsn AND state = 'applied' AND kind = 'full'
             """, [source, lsn.description]).isEmpty
+    }
+
+    /// The consistent point of `source`'s applied full snapshot; nil before one is applied.
+    public func appliedSnapshot(of source: String) async throws -> LSN? {
+        try await connection.query("SELECT snapshot_lsn FROM tributary.sources WHERE source = $1", [source]).first?
+            .decodeIfPresent("snapshot_lsn", as: LSN.self)
+    }
+
+    /// The consistent points of `source`'s table snapshots that are in STG.
+    public func appliedTableSnapshots(_ source: String) async throws -> Set<LSN> {
+        Set(try await connection.query("""
+            SELECT snapshot_lsn FROM tributary.snapshots WHERE source = $1 AND kind = 'tables' AND state = 'applied'
+            """, [source]).column(LSN.self))
+    }
+
+    /// The STG tables of `source` some snapshot (full or of tables) has filled.
+    public func snapshottedTables(_ source: String) async throws -> Set<String> {
+        Set(try await connection.query("SELECT DISTINCT stg_table FROM tributary.snapshot_tables WHERE source = $1", [source])
+            .column(String.self))
     }
 
     /// Records the snapshot as loading (again, harmlessly); returns the STG tables already promoted.
     public func beginLoading(_ manifest: SnapshotManifest) async throws -> Set<String> {
         let lsn = manifest.consistentPoint.description
         try await connection.query("""
-            INSERT INTO tributary.snapshots (source, snapshot_lsn, slot, state, tables, rows)
-            VALUES ($1, $2::pg_lsn, $3, 'loading', $4, $5)
+            INSERT INTO tributary.snapshots (source, snapshot_lsn, slot, state, tables, rows, kind)
+            VALUES ($1, $2::pg_lsn, $3, 'loading', $4, $5, $6)
             ON CONFLICT (source, snapshot_lsn) DO UPDATE SET tables = excluded.tables, rows = excluded.rows
-            """, [manifest.source, lsn, manifest.slot, String(manifest.tables.count), String(manifest.tables.reduce(0) { $0 + $1.rows })])
+            """, [manifest.source, lsn, manifest.slot, String(manifest.tables.count), String(manifest.tables.reduce(0) { $0 + $1.rows }),
+                  (manifest.scope ?? .full).rawValue])
         return Set(try await connection.query(
             "SELECT stg_table FROM tributary.snapshot_tables WHERE source = $1 AND snapshot_lsn = $2::pg_lsn",
             [manifest.source, lsn]).column(String.self))
@@ -36,7 +56,8 @@ extension ControlStore {
     /// Snapshots of `source` older than `lsn` still recorded as loading: they can never be applied now.
     public func abandonedSnapshots(_ source: String, olderThan lsn: LSN) async throws -> [(lsn: LSN, tables: Int)] {
         try await connection.query("""
-            SELECT snapshot_lsn, tables FROM tributary.snapshots WHERE source = $1 AND state = 'loading' AND snapshot_lsn < $2::pg_lsn
+            SELECT snapshot_lsn, tables FROM tributary.snapshots
+            WHERE source = $1 AND state = 'loading' AND snapshot_lsn < $2::pg_lsn AND kind = 'full'
             """, [source, lsn.description]).rows.map { (try $0.decode("snapshot_lsn"), try $0.decode("tables")) }
     }
 
@@ -60,12 +81,20 @@ extension ControlStore {
             """, [source, lsn.description, PostgresArray.literal(keys)]).scalar(Int.self)
     }
 
-    static func recordPromotion(_ source: String, snapshot lsn: LSN, table: SnapshotTable, rows: Int,
+    /// - Parameter merged: merged into an STG table by LSN (a table snapshot), not swapped in whole.
+    static func recordPromotion(_ source: String, snapshot lsn: LSN, table: SnapshotTable, rows: Int, merged: Bool = false,
                                 on connection: isolated PostgresConnection) throws {
         try connection.query("""
-            INSERT INTO tributary.snapshot_tables (source, snapshot_lsn, stg_table, source_table, rows)
-            VALUES ($1, $2::pg_lsn, $3, $4, $5)
-            """, [source, lsn.description, table.stagingTable, table.relation.table.description, String(rows)])
+            INSERT INTO tributary.snapshot_tables (source, snapshot_lsn, stg_table, source_table, rows, merged)
+            VALUES ($1, $2::pg_lsn, $3, $4, $5, $6)
+            """, [source, lsn.description, table.stagingTable, table.relation.table.description, String(rows), String(merged)])
+    }
+
+    /// A table snapshot is in STG: its record only; the source's stream position is the full snapshot's business.
+    static func markTableSnapshotApplied(_ manifest: SnapshotManifest, on connection: isolated PostgresConnection) throws {
+        try connection.query("""
+            UPDATE tributary.snapshots SET state = 'applied', finished_at = now() WHERE source = $1 AND snapshot_lsn = $2::pg_lsn
+            """, [manifest.source, manifest.consistentPoint.description])
     }
 
     /// The snapshot is in STG: the stream of its source restarts at its consistent point.

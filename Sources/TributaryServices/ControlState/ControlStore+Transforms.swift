@@ -111,7 +111,7 @@ extension ControlStore {
     /// The snapshot an STG table was last loaded from: a different one than a watermark's means
     /// the table was replaced, rows gone without tombstones, and only a full reload is exact.
     static func loadedSnapshot(of stagingTable: String, on connection: isolated PostgresConnection) throws -> LSN? {
-        try connection.query("SELECT max(snapshot_lsn) FROM tributary.snapshot_tables WHERE stg_table = $1", [stagingTable])
+        try connection.query("SELECT max(snapshot_lsn) FROM tributary.snapshot_tables WHERE stg_table = $1 AND NOT merged", [stagingTable])
             .optionalScalar(LSN.self)
     }
 
@@ -127,6 +127,14 @@ extension ControlStore {
             if let time = try row.decodeIfPresent("applied_commit_time", as: Date.self) { times[try row.decode("source")] = time }
         }
         return times
+    }
+
+    /// Rows of `stagingTable` were merged as of `lsn` (a table snapshot): models that took in the
+    /// table past that point take in again from just before it, so they see the merged rows.
+    static func rewindWatermarks(of stagingTable: String, before lsn: LSN, on connection: isolated PostgresConnection) throws {
+        try connection.query("""
+            UPDATE tributary.bl_watermarks SET lsn = $2::pg_lsn - 1 WHERE input = $1 AND lsn >= $2::pg_lsn
+            """, [QualifiedName(schema: StagingColumns.schema, name: stagingTable).description, lsn.description])
     }
 
     /// Wakes the BL runner: STG tables of `source` changed (delivered when the caller commits);

@@ -67,7 +67,7 @@ public struct DrainCoordinator: Sendable {
                          stagedBatches: status.stagedBatches,
                          // Applied at all first: a source whose snapshot is not in STG yet has nothing staged to wait for.
                          done: status.appliedLSN != nil && (status.flushedLSN.map { $0 >= ends[status.source]! } ?? false)
-                             && status.stagedBatches == 0)
+                             && status.stagedBatches == 0 && status.pendingTableSnapshots == 0)
             }
             await onProgress(progress)
             if progress.allSatisfy(\.done), try await modelsCaughtUp() { break }

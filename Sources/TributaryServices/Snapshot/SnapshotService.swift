@@ -8,8 +8,11 @@ import TributaryStorage
 /// which picks up whatever the eager load did not do.
 public struct SnapshotService: Sendable {
     public enum Event: Sendable {
-        /// A source's snapshot is in the staging store (its manifest written).
-        case copied(SnapshotManifest, seconds: Double)
+        /// A source's snapshot is in the staging store (its manifest written); `resumed` when a
+        /// killed one was taken up again.
+        case copied(SnapshotManifest, resumed: Snapshotter.Resumed?, seconds: Double)
+        /// A table snapshot (`--table`) is in the staging store.
+        case tablesCopied(SnapshotManifest, seconds: Double)
         /// It is loaded into STG too; `seconds` since the copy began.
         case loaded(SnapshotLoader.Report, seconds: Double)
     }
@@ -37,14 +40,14 @@ public struct SnapshotService: Sendable {
             let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs,
                                                   handoffDirectory: "\(configuration.target.workDirectory)/handoff/\(source.name)",
                                                   handoffBytes: settings.applyCacheBytes) : nil
-            let manifest: SnapshotManifest
+            let outcome: Snapshotter.Outcome
             do {
-                manifest = try await snapshotter.run(options: options, observer: eager, onStart: onProgress)
+                outcome = try await snapshotter.run(options: options, observer: eager, onStart: onProgress)
             } catch {
                 try? await eager?.finish()
                 throw error
             }
-            await onEvent(.copied(manifest, seconds: (ContinuousClock.now - started).seconds))
+            await onEvent(.copied(outcome.manifest, resumed: outcome.resumed, seconds: (ContinuousClock.now - started).seconds))
             guard let eager else { continue }
             do {
                 try await eager.finish()
@@ -54,6 +57,25 @@ public struct SnapshotService: Sendable {
             if let report = try await loader.load(source: source.name) {
                 await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
             }
+        }
+    }
+
+    /// `snapshot --source S --table T…`: a table snapshot of `tables` of `source` (adding to the
+    /// publication those not in it yet), loaded at once with `apply`, else by the applier.
+    public func runTables(_ tables: [QualifiedName], of source: SourceConfiguration, jobs: Int?, apply: Bool,
+                          onProgress: @escaping @Sendable (TransferProgress) async -> Void,
+                          onEvent: @Sendable (Event) async -> Void) async throws {
+        let started = ContinuousClock.now
+        let settings = configuration.target.snapshot
+        let manifest = try await TableSnapshotter(source: source, settings: settings, store: store,
+                                                  workDirectory: configuration.target.workDirectory, logger: logger)
+            .run(tables: tables, jobs: jobs, onStart: onProgress)
+        await onEvent(.tablesCopied(manifest, seconds: (ContinuousClock.now - started).seconds))
+        guard apply else { return }
+        let loader = SnapshotLoader(target: configuration.target.connection, store: store, jobs: jobs ?? settings.jobs, settings: settings,
+                                    logger: logger)
+        if let report = try await loader.load(source: source.name) {
+            await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
         }
     }
 }

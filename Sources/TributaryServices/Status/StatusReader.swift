@@ -39,6 +39,8 @@ public struct SourceStatus: Sendable, Codable, Equatable {
     public var walStatus: String?
     public var stagedBatches: Int
     public var stagedBytes: Int
+    /// Table snapshots (`snapshot --table`, a resumed snapshot) stored but not yet merged into STG.
+    public var pendingTableSnapshots: Int
     public var flushedLSN: LSN?
     public var appliedLSN: LSN?
     public var appliedCommitTime: Date?
@@ -56,13 +58,14 @@ public struct SourceStatus: Sendable, Codable, Equatable {
         slot = source.slot
         stagedBatches = 0
         stagedBytes = 0
+        pendingTableSnapshots = 0
         changesPerSecond = 0
         warnings = []
     }
 
     enum CodingKeys: String, CodingKey {
         case state, source, slot, replicatorActive, confirmedLSN = "confirmedLsn", sourceLSN = "sourceLsn", sourceLagBytes
-        case retainedWALBytes = "retainedWalBytes", walStatus, stagedBatches, stagedBytes, flushedLSN = "flushedLsn"
+        case retainedWALBytes = "retainedWalBytes", walStatus, stagedBatches, stagedBytes, pendingTableSnapshots, flushedLSN = "flushedLsn"
         case appliedLSN = "appliedLsn", appliedCommitTime, lagSeconds, changesPerSecond, warnings, drainLSN = "drainLsn"
     }
 }
@@ -133,6 +136,8 @@ public struct StatusReader: Sendable {
                                                startAfter: ObjectNaming.cdcDirectory(source: status.source, endLSN: applied) + "~")
             status.stagedBatches = pending.filter { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }.count
             status.stagedBytes = pending.reduce(0) { $0 + $1.size }
+            status.pendingTableSnapshots = try await SnapshotLoader.pendingTableSnapshotPoints(source: status.source, store: store,
+                                                                                              control: control).count
         }
     }
 

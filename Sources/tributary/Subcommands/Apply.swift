@@ -36,9 +36,7 @@ struct Apply: AsyncParsableCommand {
                 let display = ProgressDisplay(logger: logger)
                 let report = try await display.around { try await applier.applyOnce(onSnapshotStart: display.start) }
                 for snapshot in report.snapshots {
-                    print("apply \(snapshot.source): snapshot at \(snapshot.consistentPoint) loaded into STG: \(snapshot.tables) tables, "
-                          + "\(Format.count(snapshot.rows)) rows"
-                          + (snapshot.partsAlreadyLoaded > 0 ? " (\(snapshot.partsAlreadyLoaded) parts were loaded by an earlier run)" : ""))
+                    print("apply \(snapshot.source): " + Self.describe(snapshot))
                 }
                 if report.snapshots.isEmpty && report.batches == 0 {
                     print("apply: nothing to apply")
@@ -59,5 +57,15 @@ struct Apply: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
+    }
+
+    /// A snapshot load in one line: the full snapshot and any table snapshots merged after it.
+    static func describe(_ report: SnapshotLoader.Report) -> String {
+        let merged = report.tableSnapshots.map(\.description).joined(separator: ", ")
+        let head = report.tableSnapshots == [report.consistentPoint]
+            ? "table snapshot at \(merged) merged into STG"
+            : "snapshot at \(report.consistentPoint) loaded into STG" + (merged.isEmpty ? "" : ", then table snapshots at \(merged) merged")
+        return head + ": \(report.tables) tables, \(Format.count(report.rows)) rows"
+            + (report.partsAlreadyLoaded > 0 ? " (\(report.partsAlreadyLoaded) parts were loaded by an earlier run)" : "")
     }
 }

@@ -6,7 +6,13 @@ import TributaryServices
 struct Snapshot: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create each source's replication slot with an exported snapshot and copy every table into the staging store.",
-        discussion: "A source whose slot exists is refused unless --restart, which drops the slot and takes a new snapshot.")
+        discussion: """
+            A source whose slot exists and whose snapshot is complete is refused unless --restart, which drops the slot and \
+            takes a new snapshot. A snapshot that was killed (or failed) resumes on a plain rerun: tables whose parts were all \
+            stored are kept, the others are copied again under a temporary slot of their own. --table copies some tables of a \
+            source that has its snapshot, consistently with its stream, while tributary run goes on: a table added to the \
+            source's YAML (it joins the publication), or one whose STG copy is suspect; it is merged into STG by LSN.
+            """)
 
     @OptionGroup var global: GlobalOptions
 
@@ -16,6 +22,9 @@ struct Snapshot: AsyncParsableCommand {
     @Option(help: "Parallel COPY workers per source (default: snapshot.jobs in tributary.yaml).")
     var jobs: Int?
 
+    @Option(name: .customLong("table"), help: "Copy only this table (schema.table, or a name unique in the source; repeatable) under a temporary slot, and merge it into STG.")
+    var tables: [String] = []
+
     @Flag(help: "Drop the existing slot (and a publication tributary created) and take a new snapshot.")
     var restart = false
 
@@ -24,6 +33,7 @@ struct Snapshot: AsyncParsableCommand {
 
     func validate() throws {
         if let jobs, !(1...64).contains(jobs) { throw ValidationError("--jobs must be from 1 to 64") }
+        if !tables.isEmpty && restart { throw ValidationError("--table and --restart do not go together: --restart retakes the whole snapshot") }
     }
 
     func run() async throws {
@@ -32,6 +42,17 @@ struct Snapshot: AsyncParsableCommand {
             let logger = global.makeLogger("snapshot")
             let store = try global.openStagingStore(configuration.target, command: "snapshot")
             let display = ProgressDisplay(logger: logger)
+            if !tables.isEmpty {
+                let (source, names) = try Self.resolve(tables, sources: sources, in: configuration)
+                try await display.around {
+                    try await SnapshotService(configuration: configuration, store: store, logger: logger)
+                        .runTables(names, of: source, jobs: jobs, apply: apply, onProgress: display.start) { event in
+                            display.stop()
+                            print(Self.line(event, store: store))
+                        }
+                }
+                return
+            }
             try await display.around {
                 try await SnapshotService(configuration: configuration, store: store, logger: logger)
                     .run(try configuration.sources(named: sources), options: .init(restart: restart, jobs: jobs), apply: apply,
@@ -43,17 +64,51 @@ struct Snapshot: AsyncParsableCommand {
         }
     }
 
+    /// The source and tables `--table` (and `--source`) name: each table must be in that source's YAML.
+    static func resolve(_ tables: [String], sources: [String], in configuration: Configuration) throws -> (SourceConfiguration, [QualifiedName]) {
+        let candidates = sources.isEmpty ? configuration.sources : try configuration.sources(named: sources)
+        var found: [(SourceConfiguration, QualifiedName)] = []
+        for text in tables {
+            let matches = candidates.flatMap { source in
+                source.tables.filter { $0.table.description == text || (!text.contains(".") && $0.table.name == text) }.map { (source, $0.table) }
+            }
+            guard matches.count == 1 else {
+                throw OperatorError(matches.isEmpty
+                    ? "table \(text) is not in \(candidates.map(\.file).joined(separator: " or ")): add it under tables: first, then snapshot it"
+                    : "table \(text) is in more than one source (\(matches.map(\.0.name).joined(separator: ", "))): say which with --source")
+            }
+            found.append(matches[0])
+        }
+        guard let source = found.first?.0, found.allSatisfy({ $0.0.name == source.name }) else {
+            throw OperatorError("--table names tables of several sources: snapshot one source's tables at a time (--source)")
+        }
+        return (source, found.map(\.1))
+    }
+
     static func line(_ event: SnapshotService.Event, store: any CustomStringConvertible) -> String {
         switch event {
-        case .copied(let manifest, let seconds):
+        case .copied(let manifest, let resumed, let seconds):
             let rows = manifest.tables.reduce(0) { $0 + $1.rows }
             let bytes = manifest.tables.flatMap(\.parts).reduce(0) { $0 + $1.bytes }
-            return "snapshot \(manifest.source): \(manifest.tables.count) tables, \(Format.count(rows)) rows, \(Format.bytes(bytes)) gzip "
+            var line = "snapshot \(manifest.source): \(manifest.tables.count) tables, \(Format.count(rows)) rows, \(Format.bytes(bytes)) gzip "
                 + "in \(Format.duration(seconds)); slot \(manifest.slot) at \(manifest.consistentPoint); "
                 + "\(store)/\(ObjectNaming.snapshotManifest(source: manifest.source, consistentPoint: manifest.consistentPoint))"
+            if let resumed {
+                let copied = resumed.tableSnapshot?.tables.count ?? 0
+                line = "snapshot \(manifest.source): resumed a snapshot that did not finish: \(resumed.keptTables) tables kept from it "
+                    + "(\(Format.bytes(resumed.keptBytes)) gzip), \(copied) copied again (\(Format.bytes(resumed.recopiedBytes)) gzip)"
+                    + (resumed.tableSnapshot.map { " under a temporary slot at \($0.consistentPoint)" } ?? "")
+                    + " in \(Format.duration(seconds)); slot \(manifest.slot) at \(manifest.consistentPoint)"
+            }
+            return line
+        case .tablesCopied(let manifest, let seconds):
+            let rows = manifest.tables.reduce(0) { $0 + $1.rows }
+            let bytes = manifest.tables.flatMap(\.parts).reduce(0) { $0 + $1.bytes }
+            return "table snapshot \(manifest.source): \(manifest.tables.map(\.relation.table.description).joined(separator: ", ")): "
+                + "\(Format.count(rows)) rows, \(Format.bytes(bytes)) gzip in \(Format.duration(seconds)), consistent at \(manifest.consistentPoint); "
+                + "merged into STG by tributary apply (or run), or now with --apply"
         case .loaded(let report, let seconds):
-            return "apply \(report.source): snapshot at \(report.consistentPoint) loaded into STG: \(report.tables) tables, "
-                + "\(Format.count(report.rows)) rows; \(Format.duration(seconds)) in all"
+            return "apply \(report.source): " + Apply.describe(report) + "; \(Format.duration(seconds)) in all"
         }
     }
 }

@@ -52,6 +52,7 @@ struct Status: AsyncParsableCommand {
         parts.append("held \(status.sourceLagBytes.map(Format.bytes) ?? "-")")
         parts.append("retained \(status.retainedWALBytes.map(Format.bytes) ?? "-")")
         parts.append("staged \(status.stagedBatches) batches (\(Format.bytes(status.stagedBytes)))")
+        if status.pendingTableSnapshots > 0 { parts.append("\(status.pendingTableSnapshots) table snapshots to merge") }
         parts.append("applied \(status.appliedLSN?.description ?? "-")")
         parts.append("lag \(status.lagSeconds.map { String(format: "%.1f s", $0) } ?? "-")")
         parts.append(String(format: "%.0f changes/s", status.changesPerSecond))

@@ -91,7 +91,7 @@ struct PipelineFixture {
         let sourceConfiguration = try configuration.sources(named: [source])[0]
         return try await Snapshotter(source: sourceConfiguration, settings: configuration.target.snapshot, store: try store(),
                                      workDirectory: configuration.target.workDirectory, logger: Self.logger)
-            .run(options: .init(restart: restart), onStart: onStart)
+            .run(options: .init(restart: restart), onStart: onStart).manifest
     }
 
     func load(_ source: String) async throws -> SnapshotLoader.Report? {

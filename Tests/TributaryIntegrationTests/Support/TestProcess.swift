@@ -56,6 +56,12 @@ final class TestProcess: @unchecked Sendable {
 
     func kill(signal: Int32 = SIGKILL) { Glibc.kill(pid, signal) }
 
+    /// Whether it has exited, without collecting its status (a zombie, for /proc).
+    var hasExited: Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+        return stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") ?? true
+    }
+
     /// What the process has written to standard output so far.
     func outputSoFar() -> String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 

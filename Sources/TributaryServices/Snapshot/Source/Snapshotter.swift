@@ -39,74 +39,151 @@ public struct Snapshotter: Sendable {
         var tableIndex: Int
     }
 
+    /// What a run made: the full snapshot and, when it resumed a killed one, the table snapshot
+    /// that holds the tables the killed run had not finished.
+    public struct Outcome: Sendable {
+        public var manifest: SnapshotManifest
+        public var resumed: Resumed?
+    }
+
+    /// A killed snapshot taken up again.
+    public struct Resumed: Sendable {
+        /// Tables whose parts the killed run had all stored: kept as they were.
+        public var keptTables: Int
+        public var keptBytes: Int
+        /// The others, copied again under a temporary slot of their own.
+        public var tableSnapshot: SnapshotManifest?
+        public var recopiedBytes: Int { tableSnapshot?.tables.flatMap(\.parts).reduce(0) { $0 + $1.bytes } ?? 0 }
+    }
+
     /// - Parameter observer: told of each part once it is durable in the store (see `SnapshotObserver`).
     public func run(options: Options, observer: (any SnapshotObserver)? = nil,
-                    onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> SnapshotManifest {
-        let startedAt = Date()
+                    onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Outcome {
         let control = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
+        defer { Task { await control.close() } }
         // Everything that can be wrong is checked before anything is created.
         try await SourceChecks.requireLogicalDecoding(on: control, source: source)
         let tables = try await SourceCatalog.describe(source.tables, source: source, on: control)
+        if !options.restart, let slot = try await ReplicationSlot.find(source.slot, on: control) {
+            return try await resume(slot: slot, tables: tables, control: control, jobs: options.jobs ?? settings.jobs, onStart: onStart)
+        }
         try await prepareSlot(on: control, restart: options.restart)
-        try await preparePublication(on: control, tables: tables, restart: options.restart)
+        try await PublicationSetup(source: source, logger: logger).prepare(on: control, tables: tables, restart: options.restart)
+        return Outcome(manifest: try await takeFull(tables: tables, jobs: options.jobs ?? settings.jobs, observer: observer, onStart: onStart))
+    }
 
+    /// Creates the slot with an exported snapshot and copies every table under it. A table whose
+    /// parts are all stored is marked done (`table.json`) at once, so a kill loses only the tables
+    /// in flight: the slot stays, and a rerun resumes.
+    private func takeFull(tables: [SourceTable], jobs: Int, observer: (any SnapshotObserver)?,
+                          onStart: @Sendable (TransferProgress) async -> Void) async throws -> SnapshotManifest {
+        let startedAt = Date()
         let replication = try await PostgresConnection.connect(
             source.connection, name: source.name, mode: .replication, applicationName: "tributary snapshot")
+        defer { Task { await replication.close() } }
         // The exported snapshot lives as long as this connection stays open and idle.
-        let created = try await replication.simpleQuery(
-            "CREATE_REPLICATION_SLOT \(SQL.identifier(source.slot)) LOGICAL pgoutput (SNAPSHOT 'export')")
-        guard let row = created.first, let consistentPoint = try row.decodeIfPresent("consistent_point", as: LSN.self),
-              let snapshotName = try row.decodeIfPresent("snapshot_name", as: String.self) else {
-            throw OperatorError("\(source.name): CREATE_REPLICATION_SLOT returned no consistent point or snapshot")
-        }
+        let (consistentPoint, snapshotName) = try await Self.createSlot(source.slot, temporary: false, on: replication, source: source)
         var log = logger
         log[metadataKey: LogKey.slot] = .string(source.slot)
         log[metadataKey: LogKey.lsn] = .string(consistentPoint.description)
         log.info("created replication slot with exported snapshot", metadata: ["snapshot": .string(snapshotName)])
+        try await store.put(key: ObjectNaming.snapshotStarted(source: source.name, consistentPoint: consistentPoint),
+                            bytes: ManifestCoding.encode(SnapshotStart(source: source.name, slot: source.slot, consistentPoint: consistentPoint,
+                                                                       startedAt: startedAt, tables: tables.map(\.name.description))))
+        let recorder = TableCompletionRecorder(store: store, inner: observer)
+        await recorder.snapshotStarted(SnapshotManifest(
+            source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
+            startedAt: startedAt, finishedAt: startedAt,
+            tables: tables.map { SnapshotTable(relation: $0.relation, stagingTable: $0.configuration.stagingTable, rows: 0, parts: []) }))
+        let parts = try await copyAll(tables: tables, consistentPoint: consistentPoint, snapshotName: snapshotName, scope: .full,
+                                      jobs: jobs, observer: recorder, logger: log, onStart: onStart)
+        await replication.close()
+        let manifest = SnapshotManifest(source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
+                                        startedAt: startedAt, finishedAt: Date(), tables: Self.tables(tables, parts: parts))
+        // Last: the snapshot exists only once its manifest does.
+        try await store.put(key: ObjectNaming.snapshotManifest(source: source.name, consistentPoint: consistentPoint),
+                            bytes: ManifestCoding.encode(manifest))
+        log.info("snapshot written", metadata: [
+            LogKey.rows: .stringConvertible(manifest.tables.reduce(0) { $0 + $1.rows }), "tables": .stringConvertible(manifest.tables.count),
+        ])
+        return manifest
+    }
 
-        do {
-            await observer?.snapshotStarted(SnapshotManifest(
-                source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
-                startedAt: startedAt, finishedAt: startedAt,
-                tables: tables.map { SnapshotTable(relation: $0.relation, stagingTable: $0.configuration.stagingTable, rows: 0, parts: []) }))
-            let parts = try await copyAll(tables: tables, consistentPoint: consistentPoint, snapshotName: snapshotName,
-                                          jobs: options.jobs ?? settings.jobs, observer: observer, logger: log, onStart: onStart)
-            await replication.close()
-            let manifest = SnapshotManifest(
-                source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
-                startedAt: startedAt, finishedAt: Date(),
-                tables: tables.enumerated().map { index, table in
-                    let files = parts.filter { $0.tableIndex == index }.map(\.file).sorted { $0.key < $1.key }
-                    return SnapshotTable(relation: table.relation, stagingTable: table.configuration.stagingTable,
-                                         rows: files.reduce(0) { $0 + $1.rows }, parts: files)
-                })
-            // Last: the snapshot exists only once its manifest does.
-            try await store.put(key: ObjectNaming.snapshotManifest(source: source.name, consistentPoint: consistentPoint),
-                                bytes: ManifestCoding.encode(manifest))
-            log.info("snapshot written", metadata: [
-                LogKey.rows: .stringConvertible(manifest.tables.reduce(0) { $0 + $1.rows }),
-                "tables": .stringConvertible(manifest.tables.count),
-            ])
-            await control.close()
-            return manifest
-        } catch {
-            // An incomplete snapshot is worthless; drop its slot so a rerun starts cleanly and the
-            // source does not retain WAL for it.
-            await replication.close()
-            try? await ReplicationSlot.drop(source.slot, on: control)
-            await control.close()
-            throw error
+    /// The source's slot exists. With no complete snapshot behind it, a run was killed (or failed)
+    /// while copying: the tables it finished are kept at the slot's consistent point, the others are
+    /// copied again by a table snapshot of their own (the per-table path, DESIGN.md §1), and the
+    /// manifest is written. The slot is kept: its stream starts where the kept tables stand.
+    private func resume(slot: ReplicationSlot, tables: [SourceTable], control: PostgresConnection, jobs: Int,
+                        onStart: @Sendable (TransferProgress) async -> Void) async throws -> Outcome {
+        if let pid = slot.activePID {
+            throw OperatorError("replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): a snapshot or replicator is running for it")
+        }
+        let manifests = try await store.list(prefix: ObjectNaming.snapshotPrefix(source: source.name), startAfter: nil)
+            .filter { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }
+        // A never consumed slot's confirmed position is its consistent point.
+        guard manifests.isEmpty, let consistentPoint = slot.confirmedFlushLSN else {
+            throw OperatorError("""
+                replication slot "\(source.slot)" already exists on \(source.name): a snapshot was taken before. \
+                Run tributary snapshot --source \(source.name) --table <table> to copy one table again, \
+                or --restart to drop the slot and take a new snapshot
+                """)
+        }
+        var log = logger
+        log[metadataKey: LogKey.lsn] = .string(consistentPoint.description)
+        var kept: [SnapshotTable] = []
+        for table in tables {
+            let key = ObjectNaming.snapshotTableDone(source: source.name, consistentPoint: consistentPoint, table: table.name)
+            guard try await store.head(key: key) != nil,
+                  let done = try? await store.manifest(SnapshotTableDone.self, at: key),
+                  done.table.relation == table.relation, done.table.stagingTable == table.configuration.stagingTable else { continue }
+            kept.append(done.table)
+        }
+        // A resume that was itself killed: the tables its table snapshot finished are kept too.
+        let salvaged = try await TableSnapshotter(snapshotter: self)
+            .salvage(tables.filter { table in !kept.contains { $0.relation.table == table.name } }, after: consistentPoint)
+        let rest = tables.filter { table in !(kept + salvaged).contains { $0.relation.table == table.name } }
+        log.notice("resuming a snapshot that did not finish", metadata: [
+            "kept": .stringConvertible(kept.count), "to_copy": .string(rest.map(\.name.description).joined(separator: ",")),
+        ])
+        try await PublicationSetup(source: source, logger: logger).prepare(on: control, tables: tables, restart: false)
+        var resumed = Resumed(keptTables: kept.count + salvaged.count, keptBytes: (kept + salvaged).flatMap(\.parts).reduce(0) { $0 + $1.bytes })
+        if !rest.isEmpty {
+            resumed.tableSnapshot = try await TableSnapshotter(snapshotter: self)
+                .copy(rest, jobs: jobs, onStart: onStart)
+        }
+        let manifest = SnapshotManifest(source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: "",
+                                        startedAt: Date(), finishedAt: Date(), tables: kept)
+        // Last, after the table snapshot: once the applier sees this, everything it needs is there.
+        try await store.put(key: ObjectNaming.snapshotManifest(source: source.name, consistentPoint: consistentPoint),
+                            bytes: ManifestCoding.encode(manifest))
+        log.info("snapshot written", metadata: ["tables": .stringConvertible(kept.count)])
+        return Outcome(manifest: manifest, resumed: resumed)
+    }
+
+    /// `CREATE_REPLICATION_SLOT … (SNAPSHOT 'export')`: the slot's consistent point and the
+    /// snapshot's name. A temporary slot goes with the connection.
+    static func createSlot(_ name: String, temporary: Bool, on replication: PostgresConnection,
+                           source: SourceConfiguration) async throws -> (LSN, String) {
+        let created = try await replication.simpleQuery(
+            "CREATE_REPLICATION_SLOT \(SQL.identifier(name))\(temporary ? " TEMPORARY" : "") LOGICAL pgoutput (SNAPSHOT 'export')")
+        guard let row = created.first, let consistentPoint = try row.decodeIfPresent("consistent_point", as: LSN.self),
+              let snapshotName = try row.decodeIfPresent("snapshot_name", as: String.self) else {
+            throw OperatorError("\(source.name): CREATE_REPLICATION_SLOT returned no consistent point or snapshot")
+        }
+        return (consistentPoint, snapshotName)
+    }
+
+    /// The manifest's tables: each with its stored parts in key order.
+    static func tables(_ tables: [SourceTable], parts: [LocalPart]) -> [SnapshotTable] {
+        tables.enumerated().map { index, table in
+            let files = parts.filter { $0.tableIndex == index }.map(\.file).sorted { $0.key < $1.key }
+            return SnapshotTable(relation: table.relation, stagingTable: table.configuration.stagingTable,
+                                 rows: files.reduce(0) { $0 + $1.rows }, parts: files)
         }
     }
 
     private func prepareSlot(on connection: PostgresConnection, restart: Bool) async throws {
-        guard let existing = try await ReplicationSlot.find(source.slot, on: connection) else { return }
-        guard restart else {
-            throw OperatorError("""
-                replication slot "\(source.slot)" already exists on \(source.name): a snapshot was taken before. \
-                Run tributary snapshot --source \(source.name) --restart to drop it and take a new one
-                """)
-        }
+        guard restart, let existing = try await ReplicationSlot.find(source.slot, on: connection) else { return }
         if let pid = existing.activePID {
             throw OperatorError("replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): stop its replicator first")
         }
@@ -114,49 +191,15 @@ public struct Snapshotter: Sendable {
         logger.notice("dropped replication slot for --restart", metadata: [LogKey.slot: .string(source.slot)])
     }
 
-    /// The publication must exist before the slot: pgoutput reads it as of each change's position.
-    private func preparePublication(on connection: PostgresConnection, tables: [SourceTable], restart: Bool) async throws {
-        let exists = try await !connection.query("SELECT 1 FROM pg_publication WHERE pubname = $1", [source.publication]).isEmpty
-        let tableList = tables.map(\.name.sql).joined(separator: ", ")
-        if exists && restart && source.createPublication {
-            try await connection.execute("DROP PUBLICATION \(SQL.identifier(source.publication))")
-        } else if exists {
-            let published = try await connection.query(
-                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", [source.publication])
-            let names = Set(try published.rows.map { QualifiedName(schema: try $0.decode("schemaname"), name: try $0.decode("tablename")) })
-            let missing = tables.map(\.name).filter { !names.contains($0) }
-            guard !missing.isEmpty else { return }
-            guard source.createPublication else {
-                throw OperatorError("""
-                    publication \(source.publication) on \(source.name) does not include \(missing.map(\.description).joined(separator: ", ")): \
-                    ALTER PUBLICATION \(SQL.identifier(source.publication)) ADD TABLE …, or set create_publication: true in \(source.file)
-                    """)
-            }
-            try await connection.execute(
-                "ALTER PUBLICATION \(SQL.identifier(source.publication)) ADD TABLE \(missing.map(\.sql).joined(separator: ", "))")
-            logger.notice("added tables to publication", metadata: ["publication": .string(source.publication)])
-            return
-        } else if !source.createPublication {
-            throw OperatorError("""
-                publication \(source.publication) does not exist on \(source.name): create it \
-                (CREATE PUBLICATION \(SQL.identifier(source.publication)) FOR TABLE …) or set create_publication: true in \(source.file)
-                """)
-        }
-        try await connection.execute("""
-            CREATE PUBLICATION \(SQL.identifier(source.publication)) FOR TABLE \(tableList) WITH (publish_via_partition_root = true)
-            """)
-        logger.notice("created publication", metadata: ["publication": .string(source.publication)])
-    }
-
-    private func copyAll(tables: [SourceTable], consistentPoint: LSN, snapshotName: String, jobs: Int,
-                         observer: (any SnapshotObserver)?, logger: Logger, onStart: @Sendable (TransferProgress) async -> Void) async throws -> [LocalPart] {
+    func copyAll(tables: [SourceTable], consistentPoint: LSN, snapshotName: String, scope: SnapshotScope, jobs: Int,
+                 observer: (any SnapshotObserver)?, logger: Logger, onStart: @Sendable (TransferProgress) async -> Void) async throws -> [LocalPart] {
         let items = SnapshotPlanner.plan(
             tables.map { .init(pages: $0.pages, splittable: !$0.isPartitioned) }, rangeBytes: settings.rangeBytes)
-        let progress = TransferProgress(title: "snapshot \(source.name)", tables: tables.enumerated().map { index, table in
+        let progress = TransferProgress(title: scope == .full ? "snapshot \(source.name)" : "table snapshot \(source.name)", tables: tables.enumerated().map { index, table in
             (table.name.description, table.estimatedRows, table.estimatedBytes, items.filter { $0.tableIndex == index }.count)
         })
         await onStart(progress)
-        let directory = "\(workDirectory)/snapshot-\(source.name)-\(consistentPoint.paddedHex)"
+        let directory = "\(workDirectory)/snapshot-\(source.name)-\(scope.rawValue)-\(consistentPoint.paddedHex)"
         try LocalFiles.makeDirectory(directory)
         defer { try? FileManager.default.removeItem(atPath: directory) }
 
@@ -168,7 +211,7 @@ public struct Snapshotter: Sendable {
             for _ in 0..<workerCount {
                 group.addTask {
                     try await copyWorker(queue: queue, tables: tables, consistentPoint: consistentPoint, snapshotName: snapshotName,
-                                         directory: directory, progress: progress, observer: observer)
+                                         scope: scope, directory: directory, progress: progress, observer: observer)
                 }
             }
             var all: [LocalPart] = []
@@ -178,7 +221,7 @@ public struct Snapshotter: Sendable {
     }
 
     private func copyWorker(queue: WorkQueue<SnapshotWorkItem>, tables: [SourceTable], consistentPoint: LSN,
-                            snapshotName: String, directory: String, progress: TransferProgress,
+                            snapshotName: String, scope: SnapshotScope, directory: String, progress: TransferProgress,
                             observer: (any SnapshotObserver)?) async throws -> [LocalPart] {
         let connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
         try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -190,7 +233,7 @@ public struct Snapshotter: Sendable {
                 let table = tables[item.tableIndex]
                 let counter = progress.tables[item.tableIndex]
                 try await connection.run { [source, settings] connection in
-                    try Self.copy(item: item, table: table, source: source.name, consistentPoint: consistentPoint,
+                    try Self.copy(item: item, table: table, source: source.name, consistentPoint: consistentPoint, scope: scope,
                                   settings: settings, directory: directory, counter: counter, on: connection, onPart: uploader.submit)
                 }
                 uploader.itemDone(tableIndex: item.tableIndex)
@@ -210,7 +253,7 @@ public struct Snapshotter: Sendable {
     /// One work item: COPY → gzip → part files, rotated at row boundaries once a part reaches its
     /// size limit; each finished part goes to `onPart` at once. Runs on the connection's thread, so
     /// the per-row loop never hops.
-    static func copy(item: SnapshotWorkItem, table: SourceTable, source: String, consistentPoint: LSN,
+    static func copy(item: SnapshotWorkItem, table: SourceTable, source: String, consistentPoint: LSN, scope: SnapshotScope = .full,
                      settings: SnapshotSettings, directory: String, counter: TransferProgress.Table,
                      on connection: isolated PostgresConnection, onPart: (LocalPart) throws -> Void) throws {
         var partCount = 0
@@ -220,7 +263,7 @@ public struct Snapshotter: Sendable {
 
         func startPart() throws {
             let key = ObjectNaming.snapshotPart(source: source, consistentPoint: consistentPoint, table: table.name,
-                                                range: item.rangeIndex, part: partCount)
+                                                range: item.rangeIndex, part: partCount, scope: scope)
             let path = directory + "/" + key.replacingOccurrences(of: "/", with: "~")
             writer = try GzipFileWriter(path: path, level: settings.compressionLevel)
             try writer!.write(header!)
@@ -229,7 +272,7 @@ public struct Snapshotter: Sendable {
         func finishPart() throws {
             let summary = try writer!.finish()
             let key = ObjectNaming.snapshotPart(source: source, consistentPoint: consistentPoint, table: table.name,
-                                                range: item.rangeIndex, part: partCount)
+                                                range: item.rangeIndex, part: partCount, scope: scope)
             partCount += 1
             try onPart(LocalPart(path: writer!.path, file: StagedFile(
                 key: key, rows: rowsInPart, bytes: summary.bytes, uncompressedBytes: summary.uncompressedBytes,

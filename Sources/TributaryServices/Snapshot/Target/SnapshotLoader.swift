@@ -20,6 +20,19 @@ public struct SnapshotLoader: Sendable {
         public var rows: Int
         public var partsLoaded: Int
         public var partsAlreadyLoaded: Int
+        /// Consistent points of the table snapshots merged.
+        public var tableSnapshots: [LSN] = []
+
+        /// This report and a table snapshot's after it.
+        func adding(_ other: Report) -> Report {
+            var sum = self
+            sum.tables += other.tables
+            sum.rows += other.rows
+            sum.partsLoaded += other.partsLoaded
+            sum.partsAlreadyLoaded += other.partsAlreadyLoaded
+            sum.tableSnapshots += other.tableSnapshots
+            return sum
+        }
     }
 
     public let target: String
@@ -36,6 +49,11 @@ public struct SnapshotLoader: Sendable {
         self.logger = logger
     }
 
+    /// The table a snapshot's table is loaded into before it reaches STG (see `TablePromotion`).
+    public static func loadTable(source: String, lsn: LSN, stagingTable: String) -> QualifiedName {
+        TablePromotion.loadTable(source: source, lsn: lsn, stagingTable: stagingTable)
+    }
+
     var worker: LoadWorker { LoadWorker(target: target, store: store, frozenRunBytes: settings.freezeBytesMax, logger: logger) }
     var promotion: TablePromotion { TablePromotion(target: target, maintenanceWorkMem: settings.maintenanceWorkMem, logger: logger) }
 
@@ -49,12 +67,46 @@ public struct SnapshotLoader: Sendable {
         return try await store.manifest(SnapshotManifest.self, at: ObjectNaming.snapshotManifest(source: source, consistentPoint: newest))
     }
 
-    /// Loads `source`'s pending snapshot, if any. Returns nil when there was nothing to do.
+    /// `source`'s table snapshots not yet in STG, in LSN order: those taken after its applied full
+    /// snapshot (an older one is void: the full snapshot replaced what it would merge into).
+    public func pendingTableSnapshots(source: String, control: ControlStore) async throws -> [SnapshotManifest] {
+        var pending: [SnapshotManifest] = []
+        for lsn in try await Self.pendingTableSnapshotPoints(source: source, store: store, control: control) {
+            pending.append(try await store.manifest(SnapshotManifest.self, at: ObjectNaming.tableSnapshotManifest(source: source, consistentPoint: lsn)))
+        }
+        return pending
+    }
+
+    /// The consistent points of those, from the listing alone.
+    public static func pendingTableSnapshotPoints(source: String, store: any StagingStore, control: ControlStore) async throws -> [LSN] {
+        guard let full = try await control.appliedSnapshot(of: source) else { return [] }
+        let prefix = ObjectNaming.tableSnapshotPrefix(source: source)
+        let applied = try await control.appliedTableSnapshots(source)
+        return try await store.list(prefix: prefix, startAfter: nil).filter { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }
+            .compactMap { ObjectNaming.lsnComponent(of: $0.key, after: prefix) }.filter { $0 > full && !applied.contains($0) }.sorted()
+    }
+
+    /// Loads `source`'s pending snapshot, if any, then its pending table snapshots. Returns nil when
+    /// there was nothing to do.
     public func load(source: String, onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report? {
         let control = ControlStore(try await TargetSession.connect(target))
         defer { Task { await control.close() } }
         try await control.migrate()
-        guard let manifest = try await pendingSnapshot(source: source, control: control) else { return nil }
+        var report: Report?
+        if let manifest = try await pendingSnapshot(source: source, control: control) {
+            report = try await load(manifest, control: control, onStart: onStart)
+        }
+        for manifest in try await pendingTableSnapshots(source: source, control: control) {
+            let loaded = try await load(manifest, control: control, onStart: onStart)
+            report = report.map { $0.adding(loaded) } ?? loaded
+        }
+        return report
+    }
+
+    /// Loads one snapshot: a full one replaces its tables in STG and sets where the stream resumes;
+    /// a table snapshot is merged into STG by LSN.
+    func load(_ manifest: SnapshotManifest, control: ControlStore, onStart: @Sendable (TransferProgress) async -> Void) async throws -> Report {
+        let source = manifest.source
         var log = logger.with(source: source)
         log[metadataKey: LogKey.lsn] = .string(manifest.consistentPoint.description)
         let (loadTables, finished) = try await begin(manifest, control: control)
@@ -64,17 +116,28 @@ public struct SnapshotLoader: Sendable {
         log.info("loading snapshot", metadata: ["parts": .stringConvertible(partsToLoad), "already_loaded": .stringConvertible(loaded.count)])
         try await runWorkers(queue: queue, manifest: manifest, loadTables: loadTables, progress: progress)
         try await promotion.promoteAll(manifest, loadTables: loadTables, except: finished, jobs: jobs, logger: log)
+        // Every table of the manifest is in STG now: what is left under its prefix is a killed run's.
+        let leftovers = try await control.connection.run { [manifest] in
+            try TablePromotion.dropLoadTables(source: manifest.source, lsn: manifest.consistentPoint, on: $0)
+        }
+        if leftovers > 0 { log.notice("dropped load tables a killed snapshot left", metadata: ["tables": .stringConvertible(leftovers)]) }
         try await control.connection.run { [manifest] connection in
             try connection.transaction { connection in
-                try ControlStore.markApplied(manifest, on: connection)
+                if manifest.isFull {
+                    try ControlStore.markApplied(manifest, on: connection)
+                } else {
+                    try ControlStore.markTableSnapshotApplied(manifest, on: connection)
+                }
                 try ControlStore.announceStagingChange(of: manifest.source, on: connection)
             }
         }
-        try await promotion.dropAbandoned(source: source, applied: manifest.consistentPoint, control: control, logger: log)
+        if manifest.isFull { try await promotion.dropAbandoned(source: source, applied: manifest.consistentPoint, control: control, logger: log) }
         let rows = manifest.tables.reduce(0) { $0 + $1.rows }
-        log.info("snapshot applied to STG", metadata: [LogKey.rows: .stringConvertible(rows), "tables": .stringConvertible(manifest.tables.count)])
+        log.info(manifest.isFull ? "snapshot applied to STG" : "table snapshot applied to STG",
+                 metadata: [LogKey.rows: .stringConvertible(rows), "tables": .stringConvertible(manifest.tables.count)])
         return Report(source: source, consistentPoint: manifest.consistentPoint, tables: manifest.tables.count, rows: rows,
-                      partsLoaded: partsToLoad, partsAlreadyLoaded: loaded.count)
+                      partsLoaded: partsToLoad, partsAlreadyLoaded: loaded.count,
+                      tableSnapshots: manifest.isFull ? [] : [manifest.consistentPoint])
     }
 
     /// Each table's parts in order, but for those already loaded; the schedule spreads workers over
@@ -121,7 +184,7 @@ public struct SnapshotLoader: Sendable {
     /// Returns every table's load table, and the STG names of the tables already promoted.
     func begin(_ manifest: SnapshotManifest, control: ControlStore) async throws -> (loadTables: [QualifiedName], finished: Set<String>) {
         let finished = try await control.beginLoading(manifest)
-        let loadTables = manifest.tables.indices.map { TablePromotion.loadTable(source: manifest.source, lsn: manifest.consistentPoint, index: $0) }
+        let loadTables = manifest.tables.map { TablePromotion.loadTable(source: manifest.source, lsn: manifest.consistentPoint, stagingTable: $0.stagingTable) }
         for (index, table) in manifest.tables.enumerated() where !finished.contains(table.stagingTable) {
             try await control.connection.execute(SnapshotSQL.createLoadTable(loadTables[index], relation: table.relation))
         }

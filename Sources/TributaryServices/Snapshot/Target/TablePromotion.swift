@@ -13,9 +13,29 @@ struct TablePromotion: Sendable {
     let maintenanceWorkMem: Int
     let logger: Logger
 
-    /// `tributary_load.<source>_<lsn>_<n>`: unique per snapshot and table, and short.
-    static func loadTable(source: String, lsn: LSN, index: Int) -> QualifiedName {
-        QualifiedName(schema: StagingColumns.loadSchema, name: "\(source)_\(lsn.paddedHex)_\(index)")
+    /// `tributary_load.<source>_<lsn>_<hash of the STG table>`: unique per snapshot and table, and
+    /// short. Named for the table, not its place in a manifest: a resumed snapshot's manifest lists
+    /// fewer tables than the killed run did, and a load table must never be taken for another's.
+    static func loadTable(source: String, lsn: LSN, stagingTable: String) -> QualifiedName {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in stagingTable.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let hex = String(hash, radix: 16)
+        return QualifiedName(schema: StagingColumns.loadSchema,
+                             name: loadPrefix(source: source, lsn: lsn) + String(repeating: "0", count: 16 - hex.count) + hex)
+    }
+
+    /// What the names of one snapshot's load tables begin with.
+    static func loadPrefix(source: String, lsn: LSN) -> String { "\(SQL.truncated(source, bytes: 28))_\(lsn.paddedHex)_" }
+
+    /// Drops the load tables of `source`'s snapshot at `lsn` still there: after its promotion, the
+    /// leftovers of a killed run's tables that a resume copied again elsewhere; or all of them, for
+    /// a snapshot that can never be applied.
+    static func dropLoadTables(source: String, lsn: LSN, on connection: isolated PostgresConnection) throws -> Int {
+        let names = try connection.query("""
+            SELECT tablename FROM pg_tables WHERE schemaname = $1 AND starts_with(tablename, $2)
+            """, [StagingColumns.loadSchema, loadPrefix(source: source, lsn: lsn)]).column(String.self)
+        for name in names { try connection.execute("DROP TABLE IF EXISTS \(QualifiedName(schema: StagingColumns.loadSchema, name: name).sql)") }
+        return names.count
     }
 
     /// Builds a fully loaded table's key and statistics on its load table, before promotion, so
@@ -41,7 +61,8 @@ struct TablePromotion: Sendable {
     }
 
     /// Promotes every table of `snapshot` not in `except`, `jobs` at a time. Keys are built by then,
-    /// so each promotion only swaps catalogs.
+    /// so each promotion only swaps catalogs. A table snapshot's table is merged into its STG table
+    /// instead, when that exists (`merge`).
     func promoteAll(_ snapshot: SnapshotManifest, loadTables: [QualifiedName], except finished: Set<String>, jobs: Int,
                     logger: Logger) async throws {
         let queue = WorkQueue(snapshot.tables.indices.filter { !finished.contains(snapshot.tables[$0].stagingTable) })
@@ -50,7 +71,13 @@ struct TablePromotion: Sendable {
                 group.addTask {
                     let connection = try await TargetSession.connect(target)
                     while let index = await queue.take() {
-                        try await promote(snapshot, table: index, loadTable: loadTables[index], on: connection, logger: logger)
+                        let stagingTable = QualifiedName(schema: StagingColumns.schema, name: snapshot.tables[index].stagingTable)
+                        let exists = try await connection.run { try TargetCatalog.exists(stagingTable, on: $0) }
+                        if snapshot.isFull || !exists {
+                            try await promote(snapshot, table: index, loadTable: loadTables[index], on: connection, logger: logger)
+                        } else {
+                            try await merge(snapshot, table: index, loadTable: loadTables[index], on: connection, logger: logger)
+                        }
                     }
                     await connection.close()
                 }
@@ -83,6 +110,59 @@ struct TablePromotion: Sendable {
                                                   LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds))])
     }
 
+    /// Merges a table snapshot's fully loaded table into the existing STG table by LSN, in one
+    /// transaction (`SnapshotSQL.mergeTableSnapshot`): the stream goes on meanwhile, and whatever
+    /// the applier wrote at or after the table snapshot's consistent point stays. Columns the copy
+    /// has and STG lacks are added first. BL models reading the table take in the merged rows.
+    private func merge(_ snapshot: SnapshotManifest, table index: Int, loadTable: QualifiedName, on connection: PostgresConnection,
+                       logger: Logger) async throws {
+        let table = snapshot.tables[index]
+        let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
+        let started = ContinuousClock.now
+        let changed = try await connection.run { connection -> Int in
+            try connection.transaction { connection -> Int in
+                let rows = try ControlStore.rowsOfParts(snapshot.source, snapshot: snapshot.consistentPoint, keys: table.parts.map(\.key),
+                                                        on: connection)
+                guard rows == table.rows else {
+                    throw OperatorError("\(loadTable) holds \(rows) rows of recorded parts but the snapshot of \(table.relation.table) has \(table.rows): run apply again")
+                }
+                try Self.addMissingColumns(table.relation, to: stagingTable, on: connection)
+                var changed = 0
+                for statement in SnapshotSQL.mergeTableSnapshot(loadTable, into: stagingTable, columns: table.relation.columnNames,
+                                                                key: table.relation.key, consistentPoint: snapshot.consistentPoint,
+                                                                truncatedAt: try ControlStore.truncatedAt(table.stagingTable, on: connection)) {
+                    changed += try connection.query(statement).affectedRows
+                }
+                try connection.execute("DROP TABLE \(loadTable.sql)")
+                try ControlStore.recordPromotion(snapshot.source, snapshot: snapshot.consistentPoint, table: table, rows: rows, merged: true,
+                                                 on: connection)
+                try ControlStore.rewindWatermarks(of: table.stagingTable, before: snapshot.consistentPoint, on: connection)
+                return changed
+            }
+        }
+        logger.info("STG table merged with a table snapshot", metadata: [
+            LogKey.table: .string(stagingTable.description), LogKey.rows: .stringConvertible(table.rows),
+            "changed": .stringConvertible(changed), LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds)),
+        ])
+    }
+
+    /// Columns of `relation` that STG does not have yet (added on the source before the copy).
+    static func addMissingColumns(_ relation: RelationSchema, to stagingTable: QualifiedName, on connection: isolated PostgresConnection) throws {
+        let existing = Dictionary(uniqueKeysWithValues: try TargetCatalog.columns(of: stagingTable, on: connection).map { ($0.name, $0.type) })
+        for column in relation.columns {
+            if let type = existing[column.name] {
+                guard type == column.stagingType else {
+                    throw OperatorError("""
+                        column \(column.name) of \(stagingTable) is \(type) but the source's \(relation.table) now has \(column.stagingType): \
+                        ALTER TABLE \(stagingTable.sql) ALTER COLUMN \(SQL.identifier(column.name)) TYPE \(column.stagingType), then apply again
+                        """)
+                }
+                continue
+            }
+            try connection.execute("ALTER TABLE \(stagingTable.sql) ADD COLUMN \(SQL.identifier(column.name)) \(column.stagingType)")
+        }
+    }
+
     /// Older snapshots of `source` that were being loaded when a newer one was applied (a failed
     /// `snapshot --apply`, or one replaced by `--restart` before its load finished) can never be
     /// applied now: their load tables, which may hold much of a table, go with their records.
@@ -90,9 +170,7 @@ struct TablePromotion: Sendable {
         for (lsn, tables) in try await control.abandonedSnapshots(source, olderThan: applied) {
             try await control.connection.run { connection in
                 try connection.transaction { connection in
-                    for index in 0..<tables {
-                        try connection.execute("DROP TABLE IF EXISTS \(Self.loadTable(source: source, lsn: lsn, index: index).sql)")
-                    }
+                    _ = try Self.dropLoadTables(source: source, lsn: lsn, on: connection)
                     try ControlStore.forgetSnapshot(source, snapshot: lsn, on: connection)
                 }
             }

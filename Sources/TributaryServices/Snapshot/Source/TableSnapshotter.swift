@@ -1,0 +1,111 @@
+import Foundation
+import Logging
+import TributaryCore
+import TributaryPostgres
+import TributaryStorage
+
+/// Copies some tables of a source consistently with its stream, at any time after its snapshot
+/// (DESIGN.md §1, per-table snapshot): under a snapshot exported by a temporary logical slot made
+/// for the copy, whose consistent point S_t every copied row is as of. The source's own slot, its
+/// replicator and the applier go on undisturbed; the temporary slot goes when the copy is done.
+/// The table snapshot is written under `<source>/tables/<S_t>/`, manifest last, and merged into
+/// STG by the loader.
+public struct TableSnapshotter: Sendable {
+    let snapshotter: Snapshotter
+
+    public init(source: SourceConfiguration, settings: SnapshotSettings, store: any StagingStore, workDirectory: String, logger: Logger) {
+        snapshotter = Snapshotter(source: source, settings: settings, store: store, workDirectory: workDirectory, logger: logger)
+    }
+
+    init(snapshotter: Snapshotter) { self.snapshotter = snapshotter }
+
+    var source: SourceConfiguration { snapshotter.source }
+
+    /// Copies the named tables (each must be in the source's configuration), adding any that is not
+    /// yet in the publication; the source must have its slot (a snapshot taken).
+    public func run(tables names: [QualifiedName], jobs: Int? = nil,
+                    onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> SnapshotManifest {
+        let configured = try names.map { name in
+            guard let table = source.tables.first(where: { $0.table == name }) else {
+                throw OperatorError("table \(name) is not in \(source.file): add it under tables: first, then snapshot it")
+            }
+            return table
+        }
+        let control = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
+        defer { Task { await control.close() } }
+        try await SourceChecks.requireLogicalDecoding(on: control, source: source)
+        guard try await ReplicationSlot.find(source.slot, on: control) != nil else {
+            throw OperatorError("\(source.name) has no replication slot \"\(source.slot)\" yet: run tributary snapshot --source \(source.name) first")
+        }
+        let tables = try await SourceCatalog.describe(configured, source: source, on: control)
+        // In the publication before the temporary slot exists: its consistent point is then past the
+        // change, so every transaction the stream leaves out of a new table is in the copy.
+        try await PublicationSetup(source: source, logger: snapshotter.logger).prepare(on: control, tables: tables, restart: false)
+        return try await copy(tables, jobs: jobs ?? snapshotter.settings.jobs, onStart: onStart)
+    }
+
+    /// Copies `tables` (described, in the publication) under a temporary slot's exported snapshot.
+    func copy(_ tables: [SourceTable], jobs: Int, onStart: @Sendable (TransferProgress) async -> Void) async throws -> SnapshotManifest {
+        let startedAt = Date()
+        let replication = try await PostgresConnection.connect(
+            source.connection, name: source.name, mode: .replication, applicationName: "tributary table snapshot")
+        defer { Task { await replication.close() } }
+        // Unique among the runs that may overlap; a temporary slot never outlives its connection.
+        let slot = "\(SQL.truncated(source.slot, bytes: 50))_t\(UInt32.random(in: 0...UInt32.max))"
+        let (consistentPoint, snapshotName) = try await Snapshotter.createSlot(slot, temporary: true, on: replication, source: source)
+        var log = snapshotter.logger
+        log[metadataKey: LogKey.lsn] = .string(consistentPoint.description)
+        log.info("copying tables under a temporary slot", metadata: [
+            LogKey.slot: .string(slot), "tables": .string(tables.map(\.name.description).joined(separator: ",")),
+        ])
+        // Each table marked done as soon as it is stored: a resume after a kill keeps those (`salvage`).
+        let recorder = TableCompletionRecorder(store: snapshotter.store, inner: nil)
+        await recorder.snapshotStarted(SnapshotManifest(
+            source: source.name, slot: slot, consistentPoint: consistentPoint, snapshotName: snapshotName, startedAt: startedAt,
+            finishedAt: startedAt, tables: Snapshotter.tables(tables, parts: []), scope: .tables))
+        let parts = try await snapshotter.copyAll(tables: tables, consistentPoint: consistentPoint, snapshotName: snapshotName, scope: .tables,
+                                                  jobs: jobs, observer: recorder, logger: log, onStart: onStart)
+        await replication.close()
+        let manifest = SnapshotManifest(source: source.name, slot: slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
+                                        startedAt: startedAt, finishedAt: Date(), tables: Snapshotter.tables(tables, parts: parts), scope: .tables)
+        try await snapshotter.store.put(key: ObjectNaming.tableSnapshotManifest(source: source.name, consistentPoint: consistentPoint),
+                                        bytes: ManifestCoding.encode(manifest))
+        log.info("table snapshot written", metadata: [LogKey.rows: .stringConvertible(manifest.tables.reduce(0) { $0 + $1.rows })])
+        return manifest
+    }
+
+    /// The tables of `tables` that table snapshots taken after `point` (the full snapshot's) hold
+    /// already: complete ones, and killed ones, where each table whose parts were all stored (its
+    /// `table.json`) is consistent as of its snapshot's point and gets a manifest of its own, to be
+    /// merged like any table snapshot. A resume copies none of these again.
+    func salvage(_ tables: [SourceTable], after point: LSN) async throws -> [SnapshotTable] {
+        let store = snapshotter.store, prefix = ObjectNaming.tableSnapshotPrefix(source: source.name)
+        let keys = try await store.list(prefix: prefix, startAfter: nil).map(\.key)
+        var saved: [SnapshotTable] = []
+        for lsn in Set(keys.compactMap { ObjectNaming.lsnComponent(of: $0, after: prefix) }).sorted() where lsn > point {
+            let manifestKey = ObjectNaming.tableSnapshotManifest(source: source.name, consistentPoint: lsn)
+            if keys.contains(manifestKey) {
+                let stored = try await store.manifest(SnapshotManifest.self, at: manifestKey)
+                saved += stored.tables.filter { table in tables.contains { $0.relation == table.relation } }
+                continue
+            }
+            var done: [SnapshotTable] = []
+            for table in tables {
+                let key = ObjectNaming.snapshotTableDone(source: source.name, consistentPoint: lsn, table: table.name, scope: .tables)
+                guard keys.contains(key), let marked = try? await store.manifest(SnapshotTableDone.self, at: key),
+                      marked.table.relation == table.relation, marked.table.stagingTable == table.configuration.stagingTable else { continue }
+                done.append(marked.table)
+            }
+            guard !done.isEmpty else { continue }
+            let manifest = SnapshotManifest(source: source.name, slot: "", consistentPoint: lsn, snapshotName: "", startedAt: Date(),
+                                            finishedAt: Date(), tables: done, scope: .tables)
+            try await store.put(key: ObjectNaming.tableSnapshotManifest(source: source.name, consistentPoint: lsn),
+                                bytes: ManifestCoding.encode(manifest))
+            snapshotter.logger.notice("kept the finished tables of a table snapshot that was killed", metadata: [
+                LogKey.lsn: .string(lsn.description), "tables": .string(done.map(\.relation.table.description).joined(separator: ",")),
+            ])
+            saved += done
+        }
+        return saved
+    }
+}

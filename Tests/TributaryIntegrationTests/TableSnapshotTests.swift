@@ -1,0 +1,168 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryPostgres
+
+/// Per-table snapshots (DESIGN.md §1): a table added to a running migration, a suspect STG table
+/// resynced under a workload, a killed full snapshot resumed; each ends equal to its source.
+@Suite struct TableSnapshotTests {
+    let operating = OperatingTests()
+
+    /// Changes to `extra` (updates, inserts, deletes) on a connection of their own.
+    func churn(_ fixture: PipelineFixture, rounds: Range<Int>) async throws {
+        let qvp = try await fixture.connectSource("qvp")
+        for round in rounds {
+            try await qvp.execute("""
+                UPDATE extra SET note = 'round \(round)', n = n + 1 WHERE id % 17 = \(round % 17);
+                INSERT INTO extra VALUES (\(100_000 + round), 'new \(round)', \(round));
+                DELETE FROM extra WHERE id = \(round * 7 + 1);
+                """)
+        }
+    }
+
+    @Test func aTableAddedWhileRunningIsSnapshottedAndFollowed() async throws {
+        var fixture = try await operating.fixture("tables-add")
+        var workloads = operating.newWorkloads()
+        let run = try operating.startRun(fixture)
+        do {
+            try await operating.workload(fixture, steps: 0..<40, &workloads)
+            let qvp = try await fixture.connectSource("qvp")
+            try await qvp.execute("""
+                CREATE TABLE extra (id int PRIMARY KEY, note text, n int);
+                INSERT INTO extra SELECT i, md5(i::text), i FROM generate_series(1, 20000) i;
+                """)
+            // In the YAML now, not snapshotted: check says so, with the command.
+            fixture.sources[0].tables.append("public.extra")
+            let check = try await fixture.tributary(["check"])
+            #expect(check.standardOutput.contains("not snapshotted yet: public.extra")
+                    && check.standardOutput.contains("--table public.extra"), "\(check.standardOutput)")
+            // The table changes before, while and after it is copied.
+            try await churn(fixture, rounds: 0..<20)
+            let current = fixture
+            let during = Task { try await churn(current, rounds: 20..<120) }
+            let snapshot = try await fixture.tributary(["snapshot", "--source", "qvp", "--table", "public.extra"])
+            try await during.value
+            #expect(snapshot.status == 0 && snapshot.standardOutput.contains("table snapshot qvp: public.extra"),
+                    "\(snapshot.standardOutput)\(snapshot.standardError)")
+            try await churn(fixture, rounds: 120..<160)
+            try await operating.workload(fixture, steps: 40..<80, &workloads)
+            let drained = try await fixture.tributary(["drain", "--timeout", "120", "--no-verify"])
+            #expect(drained.status == 0, "\(drained.standardOutput)\(drained.standardError)")
+        } catch {
+            run.kill()
+            let outcome = await run.wait()
+            throw TestFailure("\(error); run said \(outcome.standardError.suffix(2000))")
+        }
+        run.kill(signal: SIGTERM)
+        _ = await run.wait()
+        for comparison in try await fixture.verify("qvp") { #expect(comparison.matches, "\(comparison)") }
+        let check = try await fixture.tributary(["check"])
+        #expect(!check.standardOutput.contains("not snapshotted yet"), "\(check.standardOutput)")
+    }
+
+    @Test func aTamperedSTGTableIsResyncedUnderAWorkloadAndBLFollows() async throws {
+        let fixture = try await DemoSources.fixture("tables-resync")
+        let blTests = TransformIntegrationTests()
+        let run = try blTests.startRun(fixture)
+        var demo = DemoWorkload(seed: UInt64.random(in: 1...UInt64.max / 2))
+        do {
+            try await blTests.workload(fixture, &demo, steps: 60)
+            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp", "svp"])
+            // Rows changed, deleted and made up by hand in STG: the source never said so.
+            let target = try await fixture.connectTarget()
+            try await target.execute("""
+                UPDATE stg.qvp_claims SET amount = -1 WHERE id % 7 = 0;
+                DELETE FROM stg.qvp_claims WHERE id % 11 = 0;
+                CREATE TEMP TABLE ghosts AS SELECT * FROM stg.qvp_claims WHERE id <= 20;
+                UPDATE ghosts SET id = id + 9000000;
+                INSERT INTO stg.qvp_claims SELECT * FROM ghosts;
+                """)
+            #expect(try await fixture.verify("qvp").contains { !$0.matches }, "the tampering shows")
+            let qvp = try await fixture.connectSource("qvp"), svp = try await fixture.connectSource("svp")
+            let otherSeed = demo.seed &+ 1
+            let during = Task {
+                var more = DemoWorkload(seed: otherSeed)
+                try await more.prepare(qvp: qvp, svp: svp)
+                for _ in 0..<80 { try await more.step(qvp: qvp, svp: svp) }
+            }
+            let resync = try await fixture.tributary(["snapshot", "--source", "qvp", "--table", "claims"])
+            try await during.value
+            #expect(resync.status == 0, "\(resync.standardOutput)\(resync.standardError)")
+            try await blTests.workload(fixture, &demo, steps: 40)
+            let drained = try await fixture.tributary(["drain", "--timeout", "120", "--no-verify"])
+            #expect(drained.status == 0, "\(drained.standardOutput)\(drained.standardError)")
+        } catch {
+            run.kill()
+            let outcome = await run.wait()
+            throw TestFailure("\(error); run said \(outcome.standardError.suffix(2000))")
+        }
+        run.kill(signal: SIGTERM)
+        _ = await run.wait()
+        for source in ["qvp", "svp"] {
+            for comparison in try await fixture.verify(source) { #expect(comparison.matches, "\(comparison)") }
+        }
+        // BL took in the merged rows (its watermarks went back to the table snapshot's point).
+        for difference in try await blTests.check(fixture) { #expect(difference.matches, "\(difference)") }
+    }
+
+    /// A full snapshot killed three times at seeded moments, under a workload, each rerun taking it
+    /// up again without --restart; then the stream from the slot and the table snapshots the
+    /// resumes made: STG equals the source.
+    @Test func aKilledSnapshotResumesOnRerunWithoutRestart() async throws {
+        let seed = UInt64.random(in: 1...UInt64.max / 2)
+        print("aKilledSnapshotResumesOnRerunWithoutRestart seed \(seed)")
+        var generator = SeededGenerator(seed: seed)
+        let tables = ["public.t1", "public.t2", "public.t3", "public.t4"]
+        var fixture = try await PipelineFixture.make("tables-resume", sources: [("qvp", tables)])
+        fixture.snapshotYAML = "  jobs: 2\n  part_size: 256KiB\n  range_size: 4MiB\n"
+        let qvp = try await fixture.connectSource("qvp")
+        for (index, table) in ["t1", "t2", "t3", "t4"].enumerated() {
+            try await qvp.execute("""
+                CREATE TABLE \(table) (id int PRIMARY KEY, note text, n int);
+                INSERT INTO \(table) SELECT i, repeat(md5(i::text), 3), i FROM generate_series(1, \(100_000 * (index + 1))) i;
+                """)
+        }
+        try fixture.writeConfiguration()
+        var copiedAgain: [String] = []
+        var finished = false
+        /// Part files stored so far, of any snapshot of the source.
+        func parts() -> Int {
+            let found = FileManager.default.enumerator(atPath: fixture.stagingDirectory + "/qvp")?.allObjects as? [String] ?? []
+            return found.filter { $0.hasSuffix(".csv.gz") }.count
+        }
+        for kill in 1...3 {
+            // Killed once a seeded number of new parts is stored: somewhere in the copy, never before or after it.
+            let before = parts(), wanted = Int.random(in: 20...400, using: &generator)
+            let process = TestProcess(Paths.tributary, ["snapshot", "--config", fixture.configurationDirectory])
+            try process.start()
+            while parts() < before + wanted && !process.hasExited { try await Task.sleep(for: .milliseconds(5)) }
+            print("kill \(kill) after \(parts() - before) new parts")
+            process.kill()
+            let outcome = await process.wait()
+            if !outcome.signalled {
+                // Done before the kill: it finished (resuming or not); nothing left to resume.
+                #expect(outcome.status == 0, "\(outcome.standardError.suffix(1500))")
+                copiedAgain.append("kill \(kill) came too late: \(outcome.standardOutput)")
+                finished = true
+                break
+            }
+            // Changes between the attempts: the stream from the slot brings them.
+            try await qvp.execute("UPDATE t\(kill) SET n = n + 1000 WHERE id % 13 = \(kill); DELETE FROM t4 WHERE id % 101 = \(kill)")
+        }
+        if !finished {
+            let final = try await fixture.tributary(["snapshot"])
+            #expect(final.status == 0, "a rerun resumes, never refuses: \(final.standardOutput)\(final.standardError)")
+            copiedAgain.append(final.standardOutput)
+        }
+        print("aKilledSnapshotResumesOnRerunWithoutRestart: " + copiedAgain.joined(separator: " | "))
+        try await qvp.execute("UPDATE t2 SET note = 'after' WHERE id % 7 = 0; INSERT INTO t3 VALUES (9999999, 'late', 1)")
+        let end = try await qvp.query("SELECT pg_current_wal_insert_lsn()").scalar!
+        #expect(try await fixture.tributary(["replicate", "--source", "qvp", "--end-lsn", end]).status == 0)
+        let applied = try await fixture.tributary(["apply", "--once"])
+        #expect(applied.status == 0, "\(applied.standardOutput)\(applied.standardError)")
+        for comparison in try await fixture.verify("qvp") { #expect(comparison.matches, "\(comparison)") }
+        let target = try await fixture.connectTarget()
+        #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0",
+                "no load table is left behind")
+    }
+}
