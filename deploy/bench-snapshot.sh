@@ -4,13 +4,23 @@
 #   1. psql pipe   COPY TO STDOUT | COPY FROM STDIN per table, schema and indexes via pg_dump sections
 #   2. pgcopydb    pgcopydb clone (the closest peer)
 #   3. tributary   tributary snapshot, then tributary apply --once (through gzip files in a staging dir)
-#   4. tributary   tributary snapshot --apply: the same, loading parts while the snapshot runs
-# Prints a table of wall times and ratios. Environment: BENCH_SCALE (pgbench scale, default 20),
-# BENCH_WIDE_ROWS (default 500000), BENCH_JOBS (default 2), BENCH_ROUNDS (default 5: the methods
-# take turns, and each one's median counts).
+#   4. tributary   tributary snapshot --apply: the same, loading parts while the snapshot runs, with
+#                  its peak RSS and the most local disk its work directory held
+#   5. resume      tributary snapshot --apply killed once half its parts are stored, then the rerun
+#                  that resumes it, against a whole snapshot --apply
+# Prints a table of wall times and ratios. Environment: BENCH_SIZE (1: pgbench scale 20 and a
+# 500k-row wide table, the default; 10: scale 200 and 2M rows, about ten times the data),
+# BENCH_SCALE and BENCH_WIDE_ROWS (to set either alone), BENCH_JOBS (default 2), BENCH_ROUNDS
+# (default 5 at size 1, 1 at size 10: the methods take turns, and each one's median counts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scale=${BENCH_SCALE:-20}; wide_rows=${BENCH_WIDE_ROWS:-500000}; jobs=${BENCH_JOBS:-2}; rounds=${BENCH_ROUNDS:-5}
+size=${BENCH_SIZE:-1}
+case "$size" in
+  1) scale=${BENCH_SCALE:-20}; wide_rows=${BENCH_WIDE_ROWS:-500000}; rounds=${BENCH_ROUNDS:-5} ;;
+  10) scale=${BENCH_SCALE:-200}; wide_rows=${BENCH_WIDE_ROWS:-2000000}; rounds=${BENCH_ROUNDS:-1} ;;
+  *) echo "BENCH_SIZE is 1 or 10" >&2; exit 2 ;;
+esac
+jobs=${BENCH_JOBS:-2}
 work=${TMPDIR:-/tmp}/tributary-bench-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 source_port=55501; target_port=55502
@@ -113,18 +123,51 @@ run_tributary() {
   "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
 }
 
+# The most the work directory holds while a command runs (part files, the hand-off to the load).
+disk_watch() { # pid file
+  local most=0 bytes
+  while kill -0 "$1" 2>/dev/null; do
+    bytes=$(du -sb "$work/work" 2>/dev/null | cut -f1 || echo 0)
+    [ "${bytes:-0}" -gt "$most" ] && most=$bytes
+    sleep 0.2
+  done
+  echo "$most" >"$2"
+}
+
 run_pipelined() {
   fresh_database pipelined
   write_config pipelined
+  rm -rf "$work/work"
   local start; start=$(now)
-  "$tributary" snapshot --apply --restart --config "$work/slots" --log-level warning >/dev/null
+  /usr/bin/time -f "%M" -o "$work/rss" "$tributary" snapshot --apply --restart --config "$work/slots" --log-level warning >/dev/null &
+  local pid=$!
+  disk_watch $pid "$work/disk" & local watcher=$!
+  wait $pid; wait $watcher
   pipelined_times+=("$(echo "$(now) - $start" | bc)")
+  pipelined_rss+=("$(( $(tail -n 1 "$work/rss") / 1024 ))"); pipelined_disk+=("$(( $(cat "$work/disk") >> 20 ))")
+  "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
+}
+
+# snapshot --apply killed (SIGKILL) once half of its parts are stored, then a plain rerun, which
+# keeps the tables stored whole and copies the others again under a temporary slot.
+run_resume() {
+  local total; total=$(grep -o '"key"' "$(ls "$work"/staging-pipelined/bench/snapshot/*/manifest.json | tail -1)" | wc -l)
+  fresh_database resumed
+  write_config resumed
+  "$tributary" snapshot --apply --restart --config "$work/slots" --log-level warning >/dev/null 2>&1 &
+  local pid=$!
+  until [ "$(find "$work/staging-resumed" -name '*.csv.gz' 2>/dev/null | wc -l)" -ge $((total / 2)) ] || ! kill -0 $pid 2>/dev/null; do sleep 0.1; done
+  kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+  local start; start=$(now)
+  "$tributary" snapshot --apply --config "$work/slots" --log-level warning >"$work/resume.out"
+  resume_seconds=$(echo "$(now) - $start" | bc)
+  resume_said=$(grep -o 'resumed a snapshot.*gzip)' "$work/resume.out" | head -1 || true)
   "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
 }
 
 # The machine's noise (about ±10% on a small VM) is as large as the differences measured, so the
 # methods take turns over several rounds and the median of each counts.
-pipe_times=(); pgcopydb_times=(); snapshot_times=(); tributary_times=(); pipelined_times=()
+pipe_times=(); pgcopydb_times=(); snapshot_times=(); tributary_times=(); pipelined_times=(); pipelined_rss=(); pipelined_disk=()
 for round in $(seq 1 "$rounds"); do
   echo "round $round/$rounds: psql COPY pipe" >&2; run_pipe
   echo "round $round/$rounds: pgcopydb clone" >&2; run_pgcopydb
@@ -133,6 +176,8 @@ for round in $(seq 1 "$rounds"); do
   echo "round $round/$rounds seconds: pipe ${pipe_times[-1]} pgcopydb ${pgcopydb_times[-1]}" \
     "snapshot --apply ${pipelined_times[-1]} snapshot+apply ${tributary_times[-1]}" >&2
 done
+
+echo "resume: snapshot --apply killed at half its parts, then the rerun" >&2; run_resume
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 spread() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.1f-%.1f", lo, hi }'; }
@@ -149,3 +194,6 @@ printf '%-38s %10.1f %12s %14s\n' "pgcopydb clone" "$pgcopydb_seconds" "$(spread
 printf '%-38s %10.1f %12s %14s\n' "tributary snapshot, apply --once" "$tributary_seconds" "$(spread "${tributary_times[@]}")" "$(ratio "$tributary_seconds")x"
 printf '%-38s %10.1f %12s %14s\n' "  of which snapshot (staged $staged)" "$snapshot_seconds" "$(spread "${snapshot_times[@]}")" ""
 printf '%-38s %10.1f %12s %14s\n' "tributary snapshot --apply" "$pipelined_seconds" "$(spread "${pipelined_times[@]}")" "$(ratio "$pipelined_seconds")x"
+printf '%-38s %10s %12s\n' "  its peak RSS, most local disk (MiB)" "$(median "${pipelined_rss[@]}")" "$(median "${pipelined_disk[@]}")"
+printf '%-38s %10.1f %12s %14s\n' "resume after a kill at half the parts" "$resume_seconds" "" "$(printf '%.2f' "$(echo "scale=4; $resume_seconds / $pipelined_seconds" | bc)")x of a whole snapshot --apply"
+[ -n "$resume_said" ] && printf '  %s\n' "$resume_said"

@@ -82,6 +82,7 @@ import TributaryPostgres
             let otherSeed = demo.seed &+ 1
             let during = Task {
                 var more = DemoWorkload(seed: otherSeed)
+                more.next = 50_000  // its new rows' keys apart from the main workload's
                 try await more.prepare(qvp: qvp, svp: svp)
                 for _ in 0..<80 { try await more.step(qvp: qvp, svp: svp) }
             }

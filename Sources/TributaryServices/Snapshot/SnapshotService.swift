@@ -11,6 +11,8 @@ public struct SnapshotService: Sendable {
         /// A source's snapshot is in the staging store (its manifest written); `resumed` when a
         /// killed one was taken up again.
         case copied(SnapshotManifest, resumed: Snapshotter.Resumed?, seconds: Double)
+        /// The source's snapshot was complete already (its stream not begun): nothing copied.
+        case alreadyComplete(SnapshotManifest)
         /// A table snapshot (`--table`) is in the staging store.
         case tablesCopied(SnapshotManifest, seconds: Double)
         /// It is loaded into STG too; `seconds` since the copy began.
@@ -47,7 +49,8 @@ public struct SnapshotService: Sendable {
                 try? await eager?.finish()
                 throw error
             }
-            await onEvent(.copied(outcome.manifest, resumed: outcome.resumed, seconds: (ContinuousClock.now - started).seconds))
+            await onEvent(outcome.alreadyComplete ? .alreadyComplete(outcome.manifest)
+                          : .copied(outcome.manifest, resumed: outcome.resumed, seconds: (ContinuousClock.now - started).seconds))
             guard let eager else { continue }
             do {
                 try await eager.finish()

@@ -101,6 +101,9 @@ struct Snapshot: AsyncParsableCommand {
                     + " in \(Format.duration(seconds)); slot \(manifest.slot) at \(manifest.consistentPoint)"
             }
             return line
+        case .alreadyComplete(let manifest):
+            return "snapshot \(manifest.source): complete already at \(manifest.consistentPoint) (\(manifest.tables.count) tables, "
+                + "\(Format.count(manifest.tables.reduce(0) { $0 + $1.rows })) rows): nothing copied; --restart takes a new one"
         case .tablesCopied(let manifest, let seconds):
             let rows = manifest.tables.reduce(0) { $0 + $1.rows }
             let bytes = manifest.tables.flatMap(\.parts).reduce(0) { $0 + $1.bytes }

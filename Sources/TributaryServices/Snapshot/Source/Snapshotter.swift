@@ -44,6 +44,8 @@ public struct Snapshotter: Sendable {
     public struct Outcome: Sendable {
         public var manifest: SnapshotManifest
         public var resumed: Resumed?
+        /// The snapshot was complete before this run: nothing was copied.
+        public var alreadyComplete = false
     }
 
     /// A killed snapshot taken up again.
@@ -119,8 +121,15 @@ public struct Snapshotter: Sendable {
             throw OperatorError("replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): a snapshot or replicator is running for it")
         }
         let manifests = try await store.list(prefix: ObjectNaming.snapshotPrefix(source: source.name), startAfter: nil)
-            .filter { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }
-        // A never consumed slot's confirmed position is its consistent point.
+            .filter { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }.map(\.key)
+        // A never consumed slot's confirmed position is its consistent point: a manifest there is a
+        // snapshot complete and not yet streamed from (killed while loading, say): it stands as it is.
+        if let point = slot.confirmedFlushLSN, manifests.contains(ObjectNaming.snapshotManifest(source: source.name, consistentPoint: point)) {
+            logger.notice("the snapshot is complete already", metadata: [LogKey.lsn: .string(point.description)])
+            return Outcome(manifest: try await store.manifest(SnapshotManifest.self,
+                                                              at: ObjectNaming.snapshotManifest(source: source.name, consistentPoint: point)),
+                           alreadyComplete: true)
+        }
         guard manifests.isEmpty, let consistentPoint = slot.confirmedFlushLSN else {
             throw OperatorError("""
                 replication slot "\(source.slot)" already exists on \(source.name): a snapshot was taken before. \
