@@ -35,6 +35,9 @@ public struct ChangeApplier: Sendable {
     public let settings: Settings
     public let logger: Logger
     public let stop: StopSignal
+    /// Where the applier says it is alive and applying (`tributary run`'s health endpoints).
+    public var liveness: Liveness?
+    public static let part = "apply"
 
     public init(target: String, sources: [SourceConfiguration], store: any StagingStore, settings: Settings,
                 logger: Logger, stop: StopSignal = StopSignal()) {
@@ -62,8 +65,10 @@ public struct ChangeApplier: Sendable {
     public func run() async throws -> [String: Error] {
         var failures: [String: Error] = [:]
         var control = try await connectAsTheApplier(listen: true)
+        liveness.ready(Self.part, true, "applying")
         var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
         while !stop.isRequested && failures.count < sources.count {
+            liveness.beat(Self.part)
             var report = Report()
             do {
                 for source in sources where failures[source.name] == nil {
@@ -85,10 +90,12 @@ public struct ChangeApplier: Sendable {
             } catch let error as PostgresError where error.isTransient || error.kind == .connectionFailed {
                 let delay = backoff.next()
                 logger.warning("target connection trouble, retrying in \(delay) s: \(error)")
+                liveness.ready(Self.part, false, "target connection trouble: \(error)")
                 try await Task.sleep(for: .seconds(delay))
                 if let fresh = try? await connectAsTheApplier(listen: true) {
                     await control.close()
                     control = fresh
+                    liveness.ready(Self.part, true, "applying")
                 }
             }
         }
@@ -121,7 +128,7 @@ public struct ChangeApplier: Sendable {
         // A cheap look first: the load itself opens its own connections.
         var pending = try await snapshots.pendingSnapshot(source: source.name, control: control) != nil
         if !pending { pending = !(try await snapshots.pendingTableSnapshots(source: source.name, control: control).isEmpty) }
-        if pending, let snapshot = try await snapshots.load(source: source.name, onStart: onSnapshotStart) {
+        if pending, let snapshot = try await liveness.working(Self.part, { try await snapshots.load(source: source.name, onStart: onSnapshotStart) }) {
             report.snapshots.append(snapshot)
         }
         let position = try await control.applyPosition(of: source.name)

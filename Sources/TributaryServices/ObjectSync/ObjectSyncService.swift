@@ -49,18 +49,22 @@ public struct ObjectSyncService: Sendable {
     }
 
     /// A pass every `sync.interval` until stopped (a part of `tributary run`).
-    public func runContinuously() async throws {
+    public func runContinuously(liveness: Liveness? = nil) async throws {
         guard !mappings(of: configuration.sources).isEmpty else { return }
+        liveness.ready(Self.part, true, "a pass every \(configuration.target.sync.intervalMilliseconds / 1000) s")
         while !stop.isRequested {
             let started = ContinuousClock.now
-            for report in try await runOnce(configuration.sources, dryRun: false) {
+            for report in try await liveness.working(Self.part, { try await runOnce(configuration.sources, dryRun: false) }) {
                 logger.info("object sync pass", metadata: report.metadata)
             }
             while !stop.isRequested && ContinuousClock.now - started < .milliseconds(configuration.target.sync.intervalMilliseconds) {
+                liveness.beat(Self.part)
                 try await Task.sleep(for: .milliseconds(500))
             }
         }
     }
+
+    public static let part = "sync-objects"
 
     /// What `verify` says of the objects: per mapping, whatever a pass would still copy or delete.
     public func verify(_ sources: [SourceConfiguration]) async throws -> [Report] {

@@ -58,6 +58,8 @@ public struct ReplicationSupervisor: Sendable {
                 announced = current.state
             }
             guard current.wantsReplication else {
+                settings.liveness.ready(Replicator.part(source.name), true, "\(current.state.rawValue) by an operator")
+                settings.liveness.beat(Replicator.part(source.name))
                 try await Task.sleep(for: .seconds(pollSeconds))
                 continue
             }
@@ -76,6 +78,7 @@ public struct ReplicationSupervisor: Sendable {
                 backoff.reset()
             } catch {
                 watcher.cancel()
+                settings.liveness.ready(Replicator.part(source.name), false, "interrupted: \(error)")
                 try await recover(from: error, history: &history, backoff: &backoff)
             }
         }

@@ -26,6 +26,8 @@ public struct Replicator: Sendable {
         /// configuration did not list at start (added while running, then `snapshot --table`) is
         /// looked for here before its changes are skipped.
         public var refreshSource: @Sendable () -> SourceConfiguration? = { nil }
+        /// Where the replicator says it is alive and streaming (`tributary run`'s health endpoints).
+        public var liveness: Liveness?
 
         public init(limits: BatchLimits, compressionLevel: Int = 1, heartbeatSeconds: Double = 10,
                     statusSeconds: Double = 10, endLSN: LSN? = nil) {
@@ -51,6 +53,9 @@ public struct Replicator: Sendable {
     }
 
     public static let heartbeatPrefix = "tributary-heartbeat"
+
+    /// The replicator's name among `run`'s parts.
+    public static func part(_ source: String) -> String { "replicate \(source)" }
 
     public let source: SourceConfiguration
     public let settings: Settings
@@ -103,6 +108,7 @@ public struct Replicator: Sendable {
         log[metadataKey: LogKey.slot] = .string(source.slot)
         let (systemID, timeline) = (try system.first?.decodeIfPresent("systemid", as: String.self),
                                     try system.first?.decodeIfPresent("timeline", as: String.self))
+        settings.liveness.ready(Self.part(source.name), true, "streaming from \(start)")
         log.info("replicating", metadata: [LogKey.lsn: .string(start.description),
                                            "system": .string(systemID ?? "?"), "timeline": .string(timeline ?? "?")])
         let session = ReplicationSession(
@@ -152,7 +158,9 @@ private final class ReplicationSession: @unchecked Sendable {
     }
 
     func run(on connection: isolated PostgresConnection) async throws -> Replicator.Summary {
+        let part = Replicator.part(replicator.source.name), liveness = replicator.settings.liveness
         while !machine.isFinished {
+            liveness.beat(part)
             if replicator.stop.isRequested && !stopReported {
                 stopReported = true
                 try await feed(.stopRequested, on: connection)

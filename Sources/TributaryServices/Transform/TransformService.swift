@@ -15,6 +15,9 @@ public struct TransformService: Sendable {
     public let stop: StopSignal
     /// Every model looks at its inputs this often even without a notification.
     public var sweepSeconds = 30.0
+    /// Where the BL part says it is alive (`tributary run`'s health endpoints).
+    public var liveness: Liveness?
+    public static let part = "transform"
 
     public init(configuration: Configuration, reloadModels: @escaping @Sendable () throws -> [TransformModel], logger: Logger, stop: StopSignal) {
         self.configuration = configuration
@@ -35,7 +38,9 @@ public struct TransformService: Sendable {
         var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
         var lastSweep = ContinuousClock.now
         var failed: Set<String> = []
+        liveness.ready(Self.part, true, "running the models as their inputs change")
         while !stop.isRequested {
+            liveness.beat(Self.part)
             do {
                 if ContinuousClock.now - lastSweep >= .seconds(sweepSeconds) {
                     scheduler.changedEverything(now: .now)
@@ -46,8 +51,10 @@ public struct TransformService: Sendable {
                     if failed.contains(name) { configuration = refreshed(configuration) }
                     guard let model = configuration.models.first(where: { $0.name == name }) else { continue }
                     let started = ContinuousClock.now
-                    let outcome = await TransformRunner(configuration: configuration, logger: logger)
-                        .runOne(model, full: false, dryRun: false, wait: false, control: control)
+                    let outcome = await liveness.working(Self.part) {
+                        await TransformRunner(configuration: configuration, logger: logger)
+                            .runOne(model, full: false, dryRun: false, wait: false, control: control)
+                    }
                     if outcome.isFailure { failed.insert(name) } else { failed.remove(name) }
                     scheduler.finished(name, outcome.schedulerOutcome, startedAt: started, now: .now)
                 case .wait(let until):

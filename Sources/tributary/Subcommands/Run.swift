@@ -33,8 +33,11 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Do not sync the object files (tributary sync-objects does, by hand or from a scheduler).")
     var noSync = false
 
-    @Option(help: "Serve Prometheus metrics on this port at /metrics (lag, backlog, batches, rows, errors).")
+    @Option(help: "Serve Prometheus metrics at /metrics (lag, backlog, batches, rows, errors) and health at /healthz and /readyz on this port.")
     var metricsPort: Int?
+
+    @Option(help: "The address the metrics and health endpoints listen on (0.0.0.0: every interface).")
+    var metricsAddress = "127.0.0.1"
 
     @Option(help: "Seconds a graceful stop may take before the parts are cancelled.")
     var shutdownTimeout: Double = 60
@@ -49,12 +52,19 @@ struct Run: AsyncParsableCommand {
             let logger = global.makeLogger("run")
             let store = try global.openStagingStore(configuration.target, command: "run")
             let selected = try configuration.sources(named: sources)
-            let metrics = try metricsPort.map {
-                try MetricsEndpoint(port: $0, reader: StatusReader(target: configuration.target.connection, store: store, models: configuration.models),
-                                   sources: selected, logger: logger)
+            let liveness = Liveness()
+            let endpoints = try metricsPort.map {
+                try OperationsServer(address: metricsAddress, port: $0,
+                                     reader: StatusReader(target: configuration.target.connection, store: store, models: configuration.models),
+                                     sources: selected, liveness: liveness, logger: logger)
             }
-            defer { _ = metrics }
-            let services = parts(configuration, selected: selected, store: store, logger: logger)
+            defer { _ = endpoints }
+            var services = parts(configuration, selected: selected, store: store, liveness: liveness, logger: logger)
+            // Last: a graceful stop reaches the parts in reverse order, so systemd hears STOPPING=1 first.
+            if !services.isEmpty, let notifier = SystemdNotifier.fromEnvironment(liveness: liveness, logger: logger) {
+                services.append(.init(service: notifier, successTerminationBehavior: .gracefullyShutdownGroup,
+                                      failureTerminationBehavior: .gracefullyShutdownGroup))
+            }
             guard !services.isEmpty else { throw OperatorError("run: nothing to run (no models in bl/, and replicate and apply are off)") }
             var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                                                                cancellationSignals: [], logger: logger)
@@ -72,13 +82,15 @@ struct Run: AsyncParsableCommand {
     }
 
     /// The parts the options leave on: a replicator per source, the applier, the BL models, the object sync.
-    private func parts(_ configuration: Configuration, selected: [SourceConfiguration], store: any StagingStore,
+    private func parts(_ configuration: Configuration, selected: [SourceConfiguration], store: any StagingStore, liveness: Liveness,
                        logger: Logger) -> [ServiceGroupConfiguration.ServiceConfiguration] {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if !noReplicate {
             for source in selected {
                 var settings = Replicator.Settings(target: configuration.target)
                 settings.refreshSource = global.refreshSource(named: source.name)
+                settings.liveness = liveness
+                liveness.register(Replicator.part(source.name))
                 services.append(Self.part("replicate \(source.name)") { [settings] stop in
                     try await ReplicationSupervisor(source: source, settings: settings, store: store, target: configuration.target.connection,
                                                     workDirectory: configuration.target.workDirectory, logger: logger, stop: stop).run()
@@ -86,9 +98,11 @@ struct Run: AsyncParsableCommand {
             }
         }
         if !noApply {
+            liveness.register(ChangeApplier.part)
             services.append(Self.part("apply") { stop in
-                let applier = ChangeApplier(target: configuration.target.connection, sources: selected, store: store,
+                var applier = ChangeApplier(target: configuration.target.connection, sources: selected, store: store,
                                             settings: .init(configuration.target.snapshot), logger: logger, stop: stop)
+                applier.liveness = liveness
                 if let (source, error) = try await applier.run().sorted(by: { $0.key < $1.key }).first {
                     throw OperatorError("apply stopped for \(source): \(error)")
                 }
@@ -96,14 +110,18 @@ struct Run: AsyncParsableCommand {
         }
         if !noTransform && !configuration.models.isEmpty {
             let directory = global.configurationDirectory
+            liveness.register(TransformService.part)
             services.append(Self.part("transform") { stop in
-                try await TransformService(configuration: configuration, reloadModels: { try ConfigurationLoader.load(directory: directory).models },
-                                           logger: logger, stop: stop).run()
+                var transforms = TransformService(configuration: configuration,
+                                                  reloadModels: { try ConfigurationLoader.load(directory: directory).models }, logger: logger, stop: stop)
+                transforms.liveness = liveness
+                try await transforms.run()
             })
         }
         if !noSync && !configuration.sources.flatMap(\.objects).isEmpty {
+            liveness.register(ObjectSyncService.part)
             services.append(Self.part("sync-objects") { stop in
-                try await ObjectSyncService(configuration: configuration, logger: logger, stop: stop).runContinuously()
+                try await ObjectSyncService(configuration: configuration, logger: logger, stop: stop).runContinuously(liveness: liveness)
             })
         }
         return services
