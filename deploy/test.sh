@@ -7,6 +7,9 @@ deploy/install-deps.sh
 swift build --build-tests
 status=0
 swift test --skip-build || status=$?
+# What deploy/ ships for production: the systemd unit, the Kubernetes manifests, the Airflow DAGs,
+# the static release build.
+bash deploy/check-deploy.sh || status=1
 # A crashed test process cannot stop its clusters: stop any it left behind.
 for pidfile in /tmp/tributary-tests-*/*/data/postmaster.pid; do
   [ -e "$pidfile" ] || continue

@@ -11,7 +11,10 @@ struct Tributary: AsyncParsableCommand {
             Every stage is a subcommand that can run alone, run again without harm, and be chained:
               check → snapshot → replicate (per source) → apply → verify
             Configuration is read from --config DIR (default ./slots, or $TRIBUTARY_CONFIG).
+            Exit codes: 0 done; 99 nothing to do (sync-objects: what Airflow takes as skipped); 1 failure;
+            2 configuration or usage error.
             """,
+        version: "tributary 1.0.0",
         subcommands: [Check.self, Snapshot.self, Replicate.self, Apply.self, Transform.self, SyncObjects.self, Run.self, Status.self, Pause.self, Resume.self, Drain.self,
                       DropSlot.self, Verify.self, Objects.self]
     )
