@@ -38,10 +38,23 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
         return sqlState.hasPrefix("08") || sqlState == "40001" || sqlState == "40P01" || sqlState == "57P01"
     }
 
-    /// One line: libpq's multi-line messages are folded.
-    public var description: String {
+    /// A data exception or an integrity violation: its detail may quote row values (`Key (id)=(42)
+    /// already exists`, `Failing row contains (…)`), which logs and terminals must not show.
+    public var detailMayHoldData: Bool { sqlState.map { $0.hasPrefix("22") || $0.hasPrefix("23") } ?? false }
+
+    /// One line: libpq's multi-line messages are folded. A detail that may hold row values is left
+    /// out (`fullDescription` has it, for debug-level logs).
+    public var description: String { describe(withData: false) }
+
+    /// With every detail, row values included: for debug-level logs only.
+    public var fullDescription: String { describe(withData: true) }
+
+    private func describe(withData: Bool) -> String {
         var parts = ["\(endpoint): \(Self.oneLine(message))"]
-        if let detail { parts.append("detail: \(Self.oneLine(detail))") }
+        if let detail {
+            parts.append(withData || !detailMayHoldData ? "detail: \(Self.oneLine(detail))"
+                                                        : "detail withheld: it may hold row values (--log-level debug shows it)")
+        }
         if let hint { parts.append("hint: \(Self.oneLine(hint))") }
         return parts.joined(separator: "; ")
     }

@@ -4,6 +4,12 @@ import TributaryCore
 /// Opens the staging store the configuration names.
 public enum StagingStores {
     public static func open(_ target: TargetConfiguration, logger: Logger) throws -> any StagingStore {
+        let store = try openUnsigned(target, logger: logger)
+        guard let key = target.signingKey else { return store }
+        return SigningStagingStore(store, key: Array(key.utf8))
+    }
+
+    static func openUnsigned(_ target: TargetConfiguration, logger: Logger) throws -> any StagingStore {
         switch target.staging {
         case .directory(let path):
             return try FilesystemStagingStore(root: path)

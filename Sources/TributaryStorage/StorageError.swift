@@ -10,6 +10,8 @@ public enum StorageError: Error, CustomStringConvertible, Sendable {
     case unsupported(String)
     /// An object sync copy that did not match what was listed (the source changed meanwhile).
     case notCopied(key: String, reason: String)
+    /// A manifest whose signature is missing or wrong (`staging.signing_key`).
+    case notSigned(key: String, reason: String)
 
     public var description: String {
         switch self {
@@ -25,6 +27,8 @@ public enum StorageError: Error, CustomStringConvertible, Sendable {
             return "object \(key) is corrupt: \(reason); re-run the stage that wrote it"
         case .unsupported(let what):
             return what
+        case .notSigned(let key, let reason):
+            return "manifest \(key) refused: \(reason); nothing of it was applied (was the staging store written by another tributary, or altered?)"
         case .notCopied(let key, let reason):
             return "object \(key) was not copied: \(reason); the next pass copies it again"
         }

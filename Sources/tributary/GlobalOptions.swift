@@ -74,6 +74,9 @@ final class BootstrapFlag: @unchecked Sendable {
 /// 2 for configuration and usage problems, 1 for everything else.
 enum CommandRunner {
     static func run(_ body: () async throws -> Void) async throws {
+        // Staged rows, manifests, spills and parts hold the sources' data: only this user reads
+        // them (files 0600, directories 0700), whatever umask the process was started with.
+        umask(0o077)
         do {
             try await body()
         } catch let exit as ExitCode {

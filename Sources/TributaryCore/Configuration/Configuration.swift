@@ -215,6 +215,8 @@ public struct TargetConfiguration: Sendable {
     /// libpq connection string of the Uni PACC database. Never log it.
     public var connection: String
     public var staging: StagingLocation
+    /// Manifests in the staging store are signed and checked with this (HMAC-SHA256) when set.
+    public var signingKey: String?
     /// Local scratch space: spill files and parts waiting for upload.
     public var workDirectory: String
     public var batch: BatchLimits

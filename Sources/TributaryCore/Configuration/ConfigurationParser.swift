@@ -62,12 +62,26 @@ public enum ConfigurationParser {
         }
         try targetSection.requireOnly(["connection"])
         let connection = try targetSection.requiredString("connection")
-        let staging = try parseStaging(try root.requiredString("staging"), root: root, directory: directory)
+        // `staging: <url>`, or `staging: {url: <url>, signing_key: <secret>}`.
+        var signingKey: String?
+        let staging: StagingLocation
+        if let node = root.node("staging"), node.mapping != nil, let section = try root.child("staging") {
+            try section.requireOnly(["url", "signing_key"])
+            staging = try parseStaging(try section.requiredString("url"), root: section, directory: directory, key: "url")
+            signingKey = try section.string("signing_key")
+            if let key = signingKey, key.utf8.count < 32 {
+                throw section.error("signing_key", section.node("signing_key")!,
+                                    "is \(key.utf8.count) bytes: use at least 32 (openssl rand -hex 32), from the environment (${TRIBUTARY_SIGNING_KEY})")
+            }
+        } else {
+            staging = try parseStaging(try root.requiredString("staging"), root: root, directory: directory)
+        }
         let workDirectory = resolve(try root.string("work_dir") ?? ".tributary/work", against: directory)
 
         var target = TargetConfiguration(connection: connection, staging: staging, workDirectory: workDirectory,
                                          batch: try parseBatch(root.child("batch")), snapshot: try parseSnapshot(root.child("snapshot")),
                                          oci: try parseOCI(root.child("oci"), directory: directory), file: file.name)
+        target.signingKey = signingKey
         if let section = try root.child("sync") {
             target.sync = try ObjectSyncParser.settings(section, directory: directory)
         }
@@ -133,11 +147,11 @@ public enum ConfigurationParser {
         return transform
     }
 
-    static func parseStaging(_ text: String, root: YAMLReader, directory: String) throws -> StagingLocation {
+    static func parseStaging(_ text: String, root: YAMLReader, directory: String, key: String = "staging") throws -> StagingLocation {
         if text.hasPrefix("oci://") {
             let parts = text.dropFirst("oci://".count).split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
             guard parts.count >= 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw root.error("staging", root.node("staging")!, "expected oci://<namespace>/<bucket>/<prefix>, found \"\(text)\"")
+                throw root.error(key, root.node(key)!, "expected oci://<namespace>/<bucket>/<prefix>, found \"\(text)\"")
             }
             let prefix = parts.count == 3 ? String(parts[2]).trimmingCharacters(in: CharacterSet(charactersIn: "/")) : ""
             return .objectStorage(namespace: String(parts[0]), bucket: String(parts[1]), prefix: prefix)
@@ -146,7 +160,7 @@ public enum ConfigurationParser {
             return .directory(resolve(String(text.dropFirst("file://".count)), against: directory))
         }
         if text.contains("://") {
-            throw root.error("staging", root.node("staging")!, "unsupported scheme in \"\(text)\": use file:///path, a path, or oci://namespace/bucket/prefix")
+            throw root.error(key, root.node(key)!, "unsupported scheme in \"\(text)\": use file:///path, a path, or oci://namespace/bucket/prefix")
         }
         return .directory(resolve(text, against: directory))
     }

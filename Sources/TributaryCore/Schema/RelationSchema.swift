@@ -37,3 +37,50 @@ public struct RelationSchema: Sendable, Hashable, Codable {
 
     public var columnNames: [String] { columns.map(\.name) }
 }
+
+/// Type names read from a manifest go into DDL on the target (`CREATE TABLE … (col <type>)`): what
+/// the staging store holds must not be able to run SQL there. A well-formed name is words, at most
+/// one numeric modifier and array brackets (`numeric(12,2)`, `timestamp(3) with time zone`,
+/// `character varying(64)[]`, `"char"`), and nothing else; the applier also has the target parse it
+/// as a type (`to_regtype`) before use.
+public enum StagingTypeName {
+    public static func isWellFormed(_ name: String) -> Bool {
+        var rest = Substring(name)
+        while rest.hasSuffix("[]") { rest = rest.dropLast(2) }
+        if rest == "\"char\"" { return true }
+        var sawModifier = false, expectWord = true
+        var index = rest.startIndex
+        while index < rest.endIndex {
+            let character = rest[index]
+            if character == "(" {
+                guard !sawModifier, !expectWord, let close = rest[index...].firstIndex(of: ")") else { return false }
+                let numbers = rest[rest.index(after: index)..<close].split(separator: ",", omittingEmptySubsequences: false)
+                guard (1...2).contains(numbers.count), numbers.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCIIDigit) }) else { return false }
+                sawModifier = true
+                index = rest.index(after: close)
+                continue
+            }
+            if character == " " {
+                guard !expectWord else { return false }
+                expectWord = true
+            } else if expectWord {
+                guard character.isASCIILowercaseLetter || character == "_" else { return false }
+                expectWord = false
+            } else {
+                guard character.isASCIILowercaseLetter || character.isASCIIDigit || character == "_" || character == "." else { return false }
+            }
+            index = rest.index(after: index)
+        }
+        return !expectWord
+    }
+}
+
+extension RelationSchema {
+    /// Column types that are not well-formed type names (see `StagingTypeName`).
+    public var malformedTypes: [String] { columns.map(\.stagingType).filter { !StagingTypeName.isWellFormed($0) } }
+}
+
+extension Character {
+    var isASCIILowercaseLetter: Bool { isASCII && isLowercase && isLetter }
+    var isASCIIDigit: Bool { isASCII && isNumber }
+}

@@ -32,6 +32,7 @@ struct BatchApplier {
         return try await connection.run { [locals] connection in
             try connection.transaction { connection in
                 guard try ControlStore.claimBatch(manifest, on: connection) else { return Outcome(applied: false, rows: 0) }
+                try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
                 var outcome = Outcome(applied: true, rows: manifest.rows)
                 for (index, file) in manifest.files.enumerated() {
                     try Self.followSchema(file, existing: columnsByTable[file.stagingTable], policy: policy, source: sourceName,

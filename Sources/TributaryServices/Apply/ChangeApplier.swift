@@ -78,6 +78,9 @@ public struct ChangeApplier: Sendable {
                         throw error
                     } catch {
                         logger.with(source: source.name).error("source stopped: \(error)")
+                        if let error = error as? PostgresError, error.detailMayHoldData {
+                            logger.with(source: source.name).debug("the server's detail", metadata: ["detail": .string(error.fullDescription)])
+                        }
                         PipelineMetrics.error(source: source.name, part: "apply")
                         failures[source.name] = error
                     }

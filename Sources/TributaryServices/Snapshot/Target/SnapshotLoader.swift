@@ -107,6 +107,9 @@ public struct SnapshotLoader: Sendable {
     /// a table snapshot is merged into STG by LSN.
     func load(_ manifest: SnapshotManifest, control: ControlStore, onStart: @Sendable (TransferProgress) async -> Void) async throws -> Report {
         let source = manifest.source
+        try await control.connection.run { [manifest] in
+            try StagingTypeCheck.validate(manifest.tables.map(\.relation), manifest: "the snapshot of \(source) at \(manifest.consistentPoint)", on: $0)
+        }
         var log = logger.with(source: source)
         log[metadataKey: LogKey.lsn] = .string(manifest.consistentPoint.description)
         let (loadTables, finished) = try await begin(manifest, control: control)
