@@ -90,6 +90,7 @@ import Testing
         #expect(flushed(try machine.handle(.keepalive(walEnd: LSN(150), replyRequested: false), now: at(0))) == [LSN(150)])
         // Inside a transaction: the WAL end may lie past its commit, which is not stored yet.
         _ = try machine.handle(.message(Self.begin(300)), now: at(1))
+        _ = try machine.handle(.message(Self.insert), now: at(1))
         #expect(flushed(try machine.handle(.keepalive(walEnd: LSN(400), replyRequested: false), now: at(2))).isEmpty)
         #expect(flushed(try machine.handle(.keepalive(walEnd: LSN(400), replyRequested: true), now: at(3))) == [LSN(150)])
         // Committed but not stored: still pending.
@@ -171,6 +172,20 @@ import Testing
         #expect(try idle.handle(.keepalive(walEnd: LSN(250), replyRequested: false), now: at(0)).contains(.finish(durable: LSN(250))))
     }
 
+    @Test func aHeartbeatWithNothingPendingStoresNothingAndIsConfirmed() throws {
+        var machine = machine(ageMilliseconds: 500)
+        _ = try machine.handle(.message(Self.begin(300)), now: at(0))
+        let committed = try machine.handle(.message(Self.commit(300)), now: at(0))
+        #expect(committed.contains(.idleCommit(.init(flags: 0, commitLSN: LSN(300), endLSN: LSN(308), commitTime: 0))))
+        #expect(flushed(committed) == [LSN(308)] && machine.durable == LSN(308) && !machine.hasOpenBatch)
+        #expect(!(try machine.handle(.idle, now: at(5_000))).contains(.closeBatch), "no empty batch, ever")
+        // Beside an open batch it is one more transaction of the batch.
+        _ = try transaction(&machine, 400, rows: 1, at: 6_000)
+        _ = try machine.handle(.message(Self.begin(500)), now: at(6_000))
+        #expect(try machine.handle(.message(Self.commit(500)), now: at(6_000))
+            .contains(.commitTransaction(.init(flags: 0, commitLSN: LSN(500), endLSN: LSN(508), commitTime: 0))))
+    }
+
     @Test func heartbeatsOnlyWhenIdleAndStatusUpdatesOnTime() throws {
         var machine = machine(ageMilliseconds: 60_000)
         #expect(!(try machine.handle(.idle, now: at(9_000))).contains(.emitHeartbeat))
@@ -191,7 +206,7 @@ import Testing
         var generator = SeededRandom(seed: seed)
         var machine = machine(rows: 5, ageMilliseconds: 300)
         var time = 0, lsn: UInt64 = 200
-        var inTransaction = false, closing = false
+        var inTransaction = false, closing = false, changes = 0
         var safe = LSN(100)
         for _ in 0..<5_000 where !machine.isFinished {
             time += Int.random(in: 0...120, using: &generator)
@@ -207,7 +222,10 @@ import Testing
             case 8 where Int.random(in: 0..<200, using: &generator) == 0: event = .stopRequested
             default: event = .idle
             }
-            if case .message(.begin) = event { inTransaction = true }
+            if case .message(.begin) = event { inTransaction = true; changes = 0 }
+            if case .message(.insert) = event { changes += 1 }
+            // A transaction without a change, nothing else pending: nothing to store, its end confirmed.
+            if case .message(.commit(let commit)) = event, changes == 0, !closing, !machine.hasOpenBatch { safe = max(safe, commit.endLSN) }
             if case .message(.commit) = event { inTransaction = false }
             if case .batchStored(let end) = event { closing = false; safe = max(safe, end) }
             // What the machine may confirm from an idle keepalive: its WAL end, if nothing was pending.

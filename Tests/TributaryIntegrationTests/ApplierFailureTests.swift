@@ -6,7 +6,7 @@ import TributaryStorage
 @testable import TributaryServices
 
 /// The applier under replays, reordering, kills and damaged files.
-@Suite struct ApplierFailureTests {
+@Suite(.clusterLoad) struct ApplierFailureTests {
     /// One source with a random workload replicated into many small batches.
     func replicatedFixture(_ label: String, steps: Int = 300, rowsPerBatch: Int = 40, largeValues: Bool = true) async throws -> PipelineFixture {
         var fixture = try await PipelineFixture.make(label, sources: [("qvp", ["public.accounts", "public.ledger"])])

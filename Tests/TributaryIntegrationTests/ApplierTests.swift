@@ -5,7 +5,7 @@ import TributaryPostgres
 @testable import TributaryServices
 
 /// The applier: STG follows the sources exactly, whatever the workload, order or failure.
-@Suite struct ApplierTests {
+@Suite(.clusterLoad) struct ApplierTests {
     static let tables = ["public.accounts", "public.ledger"]
 
     func twoSourceFixture(_ label: String, configure: (inout PipelineFixture) -> Void = { _ in },
@@ -28,7 +28,7 @@ import TributaryPostgres
         let notifier = TargetNotifier(target: fixture.target, logger: PipelineFixture.logger)
         return Replicator(source: try configuration.sources(named: [source])[0], settings: settings, store: try fixture.store(),
                           workDirectory: configuration.target.workDirectory, logger: PipelineFixture.logger, stop: stop,
-                          onBatch: { await notifier.batchWritten($0) })
+                          notifier: notifier)
     }
 
     func applier(_ fixture: PipelineFixture, stop: StopSignal) throws -> ChangeApplier {

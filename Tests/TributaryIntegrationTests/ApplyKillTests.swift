@@ -7,7 +7,7 @@ import TributaryServices
 /// `apply --once` killed with SIGKILL at several moments, inside frozen runs and between parts: each time what the database holds is
 /// consistent (every loaded part recorded once, no STG table unless complete), and a rerun
 /// finishes with the right contents and no duplicates.
-@Suite struct ApplyKillTests {
+@Suite(.clusterLoad) struct ApplyKillTests {
     @Test func killedLoadResumesWithoutDuplicates() async throws {
         var fixture = try await PipelineFixture.make("kill", sources: [("qvp", ["public.orders", "public.lines"])])
         // Frozen runs commit every 1MiB: kills land inside runs (undone whole) and between

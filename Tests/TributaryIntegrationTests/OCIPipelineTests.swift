@@ -5,7 +5,7 @@ import TributaryStorage
 
 /// Snapshot, replicate and apply unchanged over an oci:// staging store, with the emulator answering
 /// every request, and failing a tenth of them.
-@Suite struct OCIPipelineTests {
+@Suite(.clusterLoad) struct OCIPipelineTests {
     @Test(arguments: [0.0, 0.1])
     func pipelineOverOCIWithFailingRequestsLosesAndDuplicatesNothing(errorRate: Double) async throws {
         let emulator = try await OCIEmulator.start()

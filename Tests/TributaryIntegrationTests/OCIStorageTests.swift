@@ -4,7 +4,7 @@ import TributaryCore
 import TributaryStorage
 
 /// The OCI client and the oci:// staging store against the signature-checking emulator.
-@Suite struct OCIStorageTests {
+@Suite(.clusterLoad) struct OCIStorageTests {
     static let awkwardNames = ["plain.txt", "with space/and+plus.csv.gz", "ünïcødé/名前.json", "percent%25/q?x=1#frag", "a/b/../c", "~tilde*star'quote"]
 
     func temporaryFile(_ bytes: [UInt8]) throws -> String {

@@ -6,7 +6,7 @@ import TributaryStorage
 /// The object sync, through `tributary sync-objects`, against the signature-checking emulator
 /// (server-side copies and streamed ones) and between directories: the target ends with exactly
 /// the source's objects, byte for byte, whatever the names, sizes, failures and kills.
-@Suite struct ObjectSyncTests {
+@Suite(.clusterLoad) struct ObjectSyncTests {
     enum Kind: String, CaseIterable, Sendable {
         /// One profile reaches both buckets: Object Storage copies (CopyObject, work requests).
         case serverSide

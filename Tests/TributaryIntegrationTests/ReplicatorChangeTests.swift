@@ -6,7 +6,7 @@ import TributaryServices
 
 /// What the replicator writes, read back from the staging store: every kind of change, with the
 /// metadata the applier needs, in commit order.
-@Suite struct ReplicatorChangeTests {
+@Suite(.clusterLoad) struct ReplicatorChangeTests {
     @Test func everyKindOfChangeArrivesInCommitOrder() async throws {
         var fixture = try await PipelineFixture.make("changes", sources: [("qvp", ["public.items", "public.notes"])])
         fixture.sources[0].extraYAML = ""

@@ -7,7 +7,7 @@ import TributaryPostgres
 
 /// The snapshot is exactly the slot's starting point: what committed before it is in the
 /// snapshot and not in the stream, what committed after it is in the stream and not in the snapshot.
-@Suite struct SnapshotConsistencyTests {
+@Suite(.clusterLoad) struct SnapshotConsistencyTests {
     @Test func rowsCommittedDuringTheSnapshotAreInTheStreamNotTheSnapshot() async throws {
         let fixture = try await PipelineFixture.make("consistency", sources: [("qvp", ["public.events", "public.bulk"])])
         let source = try await fixture.connectSource("qvp")

@@ -5,7 +5,7 @@ import TributaryPostgres
 @testable import TributaryServices
 
 /// Values that break naive pipelines survive snapshot → staging → STG unchanged, row for row.
-@Suite struct SnapshotValuesTests {
+@Suite(.clusterLoad) struct SnapshotValuesTests {
     static let awkwardSchema = """
         CREATE TYPE mood AS ENUM ('sad', 'ok', 'très "bien"', 'with,comma');
         CREATE DOMAIN positive_amount AS numeric(10,3) CHECK (VALUE > 0);

@@ -7,7 +7,7 @@ import TributaryServices
 /// A DBA restarting a source for maintenance must never find it hung by the migration: a fast
 /// shutdown completes while `tributary run` holds an open batch or is busy, and `run` picks up
 /// again by itself once the source is back, losing nothing.
-@Suite struct SourceRestartTests {
+@Suite(.clusterLoad) struct SourceRestartTests {
     @Test func fastShutdownCompletesWhileRunHasABatchOpenOrIsBusyAndRunReconnects() async throws {
         let cluster = try await PrivateCluster.start("restart")
         var fixture = try await PipelineFixture.make("restart", sources: [("qvp", ["public.events"])], sourceCluster: cluster)

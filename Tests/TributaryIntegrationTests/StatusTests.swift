@@ -5,7 +5,7 @@ import TributaryPostgres
 import TributaryServices
 
 /// `tributary status`: works with nothing running, and `--json` keeps its documented shape.
-@Suite struct StatusTests {
+@Suite(.clusterLoad) struct StatusTests {
     /// The documented shape, as a strict decoder sees it: a renamed key, a changed type or a key
     /// that went missing fails to decode.
     struct Documented: Decodable {

@@ -5,7 +5,7 @@ import TributaryPostgres
 
 /// Per-table snapshots (DESIGN.md §1): a table added to a running migration, a suspect STG table
 /// resynced under a workload, a killed full snapshot resumed; each ends equal to its source.
-@Suite struct TableSnapshotTests {
+@Suite(.clusterLoad) struct TableSnapshotTests {
     let operating = OperatingTests()
 
     /// Changes to `extra` (updates, inserts, deletes) on a connection of their own.

@@ -6,7 +6,7 @@ import TributaryPostgres
 
 /// The BL layer on the demo model, against real clusters: what incremental runs make always
 /// equals a full reload, whatever the workload, failures and kills.
-@Suite struct TransformIntegrationTests {
+@Suite(.clusterLoad) struct TransformIntegrationTests {
     func check(_ fixture: PipelineFixture) async throws -> [TransformCheck.Difference] {
         try await TransformCheck(runner: TransformRunner(configuration: try fixture.configuration(), logger: PipelineFixture.logger)).run()
     }

@@ -64,6 +64,9 @@ public struct ReplicationStateMachine: Sendable {
         /// Only this subtransaction of a streamed transaction aborted: its changes are skipped at replay.
         case abortSubtransaction(xid: UInt32, subtransaction: UInt32)
         case commitTransaction(PgOutputMessage.Commit)
+        /// A transaction with no change (a heartbeat) committed while no batch is pending: nothing to
+        /// store; its end is confirmed like a keepalive's, and its commit time keeps the lag clock fresh.
+        case idleCommit(PgOutputMessage.Commit)
         /// Seal the batch, store its data files, then its manifest; report `batchStored`.
         case closeBatch
         /// A standby status update: written = flushed = applied = `flushed`.
@@ -99,6 +102,8 @@ public struct ReplicationStateMachine: Sendable {
     /// The server asked for a reply while a batch was open: close it at the next boundary.
     var serverWaiting = false
     var streams: Set<UInt32> = []
+    /// Changes in the transaction being received (outside streams).
+    var changesInTransaction = 0
     var currentStream: UInt32?
     var lastStatus: Instant
     var lastActivity: Instant
@@ -160,11 +165,18 @@ public struct ReplicationStateMachine: Sendable {
         case .commit(let commit):
             guard inTransaction else { throw ProtocolViolation(description: "COMMIT outside a transaction") }
             inTransaction = false
+            if changesInTransaction == 0 && batch.transactions == 0 && !closing {
+                // Nothing to store: an idle source writes no object, its slot still advances.
+                durable = max(durable, commit.endLSN)
+                batch.openedAt = nil
+                return [.idleCommit(commit), status(now)]
+            }
             return [committed(commit)]
         case .relation(let relation) where relation.xid == nil:
             return [.registerRelation(relation, outsideStream: true)]
         case .insert(nil, _, _), .update(nil, _, _, _), .delete(nil, _, _), .truncate(nil, _, _, _):
             guard inTransaction else { throw ProtocolViolation(description: "a change arrived outside a transaction") }
+            changesInTransaction += 1
             return [.append(message)]
         case .streamStart(let xid, _):
             streams.insert(xid)
@@ -205,6 +217,7 @@ public struct ReplicationStateMachine: Sendable {
 
     private mutating func opened(_ now: Instant) {
         inTransaction = true
+        changesInTransaction = 0
         lastActivity = now
         if batch.openedAt == nil { batch.openedAt = now }
     }

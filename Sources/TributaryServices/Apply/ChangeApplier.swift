@@ -56,7 +56,7 @@ public struct ChangeApplier: Sendable {
         for source in sources {
             try await applyPending(source, on: control, into: &report, limit: nil, onSnapshotStart: onSnapshotStart)
         }
-        await control.close()
+        await release(control)
         return report
     }
 
@@ -102,8 +102,13 @@ public struct ChangeApplier: Sendable {
                 }
             }
         }
-        await control.close()
+        await release(control)
         return failures
+    }
+
+    private func release(_ control: ControlStore) async {
+        try? await control.releaseApplierLock()
+        await control.close()
     }
 
     /// The applier's own target session: migrated, holding the one-applier lock, and (for the
@@ -143,7 +148,14 @@ public struct ChangeApplier: Sendable {
         var count = 0
         while limit.map({ count < $0 }) ?? true, !stop.isRequested {
             let next = try await nextManifests(source: source.name, after: after)
-            if next.isEmpty { break }
+            if next.isEmpty {
+                // `flushed` was read before this listing, and the replicator records it only after
+                // the batches up to it are stored: none is missing, the rest were idle heartbeats.
+                if let flushed = position.flushed, flushed > after {
+                    try await control.advanceAppliedOverIdle(source.name, from: after, to: flushed, commitTime: position.flushedCommitTime)
+                }
+                break
+            }
             for (index, key) in next.enumerated() {
                 let started = ContinuousClock.now
                 let manifest = try await store.manifest(BatchManifest.self, at: key)

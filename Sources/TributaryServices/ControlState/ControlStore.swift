@@ -120,11 +120,25 @@ public struct ControlStore: Sendable {
         try await connection.query("SELECT pg_notify($1, $2)", [Self.batchChannel, source])
     }
 
-    /// The applier's view of a source: where it stands, and whether an operator holds it.
-    public func applyPosition(of source: String) async throws -> (applied: LSN?, paused: Bool) {
-        guard let row = try await connection.query(
-            "SELECT applied_lsn, apply_paused FROM tributary.sources WHERE source = $1", [source]).first else { return (nil, false) }
-        return (try row.decodeIfPresent("applied_lsn"), try row.decode("apply_paused"))
+    /// The applier's view of a source: where it stands, how far its replicator has stored or
+    /// confirmed, and whether an operator holds it.
+    public func applyPosition(of source: String) async throws -> ApplyPosition {
+        guard let row = try await connection.query("""
+            SELECT applied_lsn, apply_paused, flushed_lsn, flushed_commit_time FROM tributary.sources WHERE source = $1
+            """, [source]).first else { return ApplyPosition() }
+        return ApplyPosition(applied: try row.decodeIfPresent("applied_lsn"), paused: try row.decode("apply_paused"),
+                             flushed: try row.decodeIfPresent("flushed_lsn"), flushedCommitTime: try row.decodeIfPresent("flushed_commit_time"))
+    }
+
+    /// Everything stored up to `flushed` is applied and the rest of the way was idle heartbeats
+    /// (confirmed without an object): STG is current up to `flushed`. Compare-and-set on `applied`,
+    /// so a batch applied meanwhile is never overwritten.
+    public func advanceAppliedOverIdle(_ source: String, from applied: LSN, to flushed: LSN, commitTime: Date?) async throws {
+        try await connection.query("""
+            UPDATE tributary.sources SET applied_lsn = $3::pg_lsn,
+                applied_commit_time = greatest(applied_commit_time, $4::timestamptz), updated_at = now()
+            WHERE source = $1 AND applied_lsn = $2::pg_lsn AND $3::pg_lsn > applied_lsn
+            """, [source, applied.description, flushed.description, commitTime.map(ManifestCoding.format)])
     }
 
     /// Everything `status` shows of a source from the control state; nil before any stage wrote it.
@@ -132,6 +146,7 @@ public struct ControlStore: Sendable {
         try await connection.query("""
             SELECT state, flushed_lsn, applied_lsn, drain_lsn, applied_commit_time,
                    extract(epoch FROM now() - applied_commit_time)::float8 AS lag,
+                   extract(epoch FROM now() - flushed_commit_time)::float8 AS flushed_lag,
                    (SELECT coalesce(sum(rows), 0) / 60.0 FROM tributary.applied_batches
                     WHERE source = $1 AND applied_at > now() - interval '1 minute')::float8 AS rate
             FROM tributary.sources WHERE source = $1
@@ -156,6 +171,12 @@ public struct ControlStore: Sendable {
         try await connection.query("SELECT pg_try_advisory_lock($1)", [String(Self.applierLock)]).scalar(Bool.self)
     }
 
+    /// Released before the session closes: a closed session's backend drops its locks only as it
+    /// exits, and an applier started right after must not find the lock still held.
+    public func releaseApplierLock() async throws {
+        _ = try await connection.query("SELECT pg_advisory_unlock($1)", [String(Self.applierLock)])
+    }
+
     static let applierLock: Int64 = 0x7472_6962_0002
 
     /// LISTEN to the batch and control channels, so the applier wakes on both.
@@ -165,6 +186,17 @@ public struct ControlStore: Sendable {
 }
 
 /// What `status` reads of a source from the control state.
+/// The applier's view of one source.
+public struct ApplyPosition: Sendable {
+    /// Nil until a snapshot is applied: changes have nothing to apply to.
+    public var applied: LSN?
+    /// Held by an operator.
+    public var paused = false
+    /// Stored or confirmed by the replicator.
+    public var flushed: LSN?
+    public var flushedCommitTime: Date?
+}
+
 public struct ControlStatusRow: Sendable, Decodable {
     public var state: SourceState
     public var flushedLSN: LSN?
@@ -172,11 +204,14 @@ public struct ControlStatusRow: Sendable, Decodable {
     public var drainLSN: LSN?
     public var appliedCommitTime: Date?
     public var lagSeconds: Double?
+    /// now − the commit time of the newest change (or idle heartbeat) stored: the lag once
+    /// everything stored is applied.
+    public var flushedLagSeconds: Double?
     public var changesPerSecond: Double
 
     enum CodingKeys: String, CodingKey {
         case state, flushedLSN = "flushed_lsn", appliedLSN = "applied_lsn", drainLSN = "drain_lsn"
-        case appliedCommitTime = "applied_commit_time", lagSeconds = "lag", changesPerSecond = "rate"
+        case appliedCommitTime = "applied_commit_time", lagSeconds = "lag", flushedLagSeconds = "flushed_lag", changesPerSecond = "rate"
     }
 }
 

@@ -157,7 +157,7 @@ public struct DrainCoordinator: Sendable {
         settings.endLSN = end
         let notifier = TargetNotifier(target: configuration.target.connection, logger: logger)
         let summary = try await Replicator(source: source, settings: settings, store: store, workDirectory: configuration.target.workDirectory,
-                                           logger: logger, stop: StopSignal(), onBatch: { await notifier.batchWritten($0) }).run()
+                                           logger: logger, stop: StopSignal(), notifier: notifier).run()
         let control = try await ControlStore.open(configuration.target.connection, applicationName: "tributary drain", migrate: false)
         try await control.recordFlushed(source.name, at: summary.durableLSN)
         await control.close()

@@ -69,7 +69,7 @@ public struct ReplicationSupervisor: Sendable {
             let watcher = watch(current, stopping: partStop)
             do {
                 let summary = try await Replicator(source: source, settings: partSettings, store: store, workDirectory: workDirectory,
-                                                   logger: logger, stop: partStop, onBatch: { await notifier.batchWritten($0) }).run()
+                                                   logger: logger, stop: partStop, notifier: notifier).run()
                 watcher.cancel()
                 history.started = true
                 history.reached = true

@@ -65,6 +65,9 @@ public struct Replicator: Sendable {
     public let stop: StopSignal
     /// Called after each batch is durable and acknowledged (the applier's wake-up call, metrics).
     public let onBatch: @Sendable (BatchManifest) async -> Void
+    /// Called when an idle source's heartbeat was confirmed with nothing to store: its end LSN and
+    /// commit time (the flushed position and the lag clock's fresh timestamp).
+    public var onIdle: @Sendable (LSN, Date) async -> Void = { _, _ in }
 
     public init(source: SourceConfiguration, settings: Settings, store: any StagingStore, workDirectory: String,
                 logger: Logger, stop: StopSignal, onBatch: @escaping @Sendable (BatchManifest) async -> Void = { _ in }) {
@@ -75,6 +78,15 @@ public struct Replicator: Sendable {
         self.logger = logger.with(source: source.name)
         self.stop = stop
         self.onBatch = onBatch
+    }
+
+    /// A replicator that tells the target of every stored batch and every confirmed heartbeat:
+    /// what `run`, `replicate` and `drain` use, so the applier and `status` see both.
+    public init(source: SourceConfiguration, settings: Settings, store: any StagingStore, workDirectory: String,
+                logger: Logger, stop: StopSignal, notifier: TargetNotifier) {
+        self.init(source: source, settings: settings, store: store, workDirectory: workDirectory, logger: logger, stop: stop,
+                  onBatch: { await notifier.batchWritten($0) })
+        onIdle = { [name = source.name] in await notifier.idleConfirmed(name, at: $0, commitTime: $1) }
     }
 
     public func run() async throws -> Summary {
@@ -220,6 +232,8 @@ private final class ReplicationSession: @unchecked Sendable {
         case .commitTransaction(let commit):
             batch.commit(commitLSN: commit.commitLSN, endLSN: commit.endLSN, commitTime: commit.commitTime)
             return .batchSize(rows: batch.rows, bytes: batch.bytes)
+        case .idleCommit(let commit):
+            await replicator.onIdle(commit.endLSN, PostgresTime.date(commit.commitTime))
         case .closeBatch:
             let manifest = try await closeBatch()
             try await feed(.batchStored(endLSN: manifest.endLSN), on: connection)

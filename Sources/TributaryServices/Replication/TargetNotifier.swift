@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import TributaryCore
 import TributaryPostgres
@@ -13,6 +14,23 @@ public actor TargetNotifier {
     public init(target: String, logger: Logger) {
         self.target = target
         self.logger = logger
+    }
+
+    /// An idle source's heartbeat is confirmed: the flushed position moves and its commit time keeps
+    /// the lag clock honest, without any object written.
+    public func idleConfirmed(_ source: String, at lsn: LSN, commitTime: Date) async {
+        do {
+            if control == nil {
+                control = try await ControlStore.open(target, applicationName: "tributary replicate", migrate: true)
+            }
+            try await control!.recordFlushed(source, at: lsn, commitTime: commitTime)
+            // The applier moves the applied position over it (nothing to apply, but STG is current).
+            try await control!.announceBatch(of: source)
+        } catch {
+            logger.debug("could not record an idle source's heartbeat: \(error)")
+            await control?.close()
+            control = nil
+        }
     }
 
     public func batchWritten(_ manifest: BatchManifest) async {

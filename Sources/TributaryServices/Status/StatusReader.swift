@@ -138,6 +138,11 @@ public struct StatusReader: Sendable {
             status.stagedBytes = pending.reduce(0) { $0 + $1.size }
             status.pendingTableSnapshots = try await SnapshotLoader.pendingTableSnapshotPoints(source: status.source, store: store,
                                                                                               control: control).count
+            // Everything stored is applied: an idle source's heartbeat (stored as no object) is as
+            // fresh a reading as a change would be.
+            if status.stagedBatches == 0, let flushedLag = row.flushedLagSeconds {
+                status.lagSeconds = min(status.lagSeconds ?? flushedLag, flushedLag)
+            }
         }
     }
 

@@ -50,7 +50,7 @@ struct Replicate: AsyncParsableCommand {
                 let notifier = TargetNotifier(target: configuration.target.connection, logger: logger)
                 summary = try await Replicator(source: sourceConfiguration, settings: settings, store: store,
                                                workDirectory: configuration.target.workDirectory, logger: logger, stop: stop,
-                                               onBatch: { await notifier.batchWritten($0) }).run()
+                                               notifier: notifier).run()
             }
             print("replicate \(source): \(summary.batches) batches, \(Format.count(summary.transactions)) transactions, "
                   + "\(Format.count(summary.rows)) rows; durable and acknowledged up to \(summary.durableLSN)")
