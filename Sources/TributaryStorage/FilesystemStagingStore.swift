@@ -81,6 +81,13 @@ public actor FilesystemStagingStore: StagingStore {
     public func delete(key: String) throws {
         let file = try path(for: key)
         if unlink(file) != 0 && errno != ENOENT { throw StorageError.io(operation: "delete", path: file, errno: errno) }
+        // An object store has no directories: an emptied batch or snapshot directory goes too. Never
+        // above `<source>/<kind>/<lsn>/`, where a writer may be creating its own directory meanwhile.
+        var components = key.split(separator: "/").dropLast()
+        while components.count >= 3 {
+            guard rmdir(root + "/" + components.joined(separator: "/")) == 0 else { break }
+            components = components.dropLast()
+        }
     }
 
     private func write(key: String, destination: String, _ body: (FileOutput) throws -> Void) throws {

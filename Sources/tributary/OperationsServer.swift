@@ -136,6 +136,8 @@ final class OperationsServer: @unchecked Sendable {
             gauge("lag", "seconds", "now minus the commit time of the newest applied change", status.lagSeconds)
             gauge("staged", "batches", "batches in the staging store not yet applied", Double(status.stagedBatches))
             gauge("staged", "bytes", "bytes in the staging store not yet applied", Double(status.stagedBytes))
+            gauge("store", "objects", "the source's objects in the staging store at the last collection", status.store.map { Double($0.objects) })
+            gauge("store", "bytes", "the source's bytes in the staging store at the last collection", status.store.map { Double($0.bytes) })
             gauge("applied_changes", "per_second", "changes applied per second over the last minute", status.changesPerSecond)
             gauge("replicator", "active", "1 while a replicator consumes the slot", status.replicatorActive.map { $0 ? 1.0 : 0.0 })
             for state in SourceState.allCases {

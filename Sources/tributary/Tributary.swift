@@ -16,6 +16,6 @@ struct Tributary: AsyncParsableCommand {
             """,
         version: "tributary 1.0.0",
         subcommands: [Check.self, Snapshot.self, Replicate.self, Apply.self, Transform.self, SyncObjects.self, Run.self, Status.self, Pause.self, Resume.self, Drain.self,
-                      DropSlot.self, Verify.self, Objects.self]
+                      DropSlot.self, Verify.self, Objects.self, Collect.self]
     )
 }

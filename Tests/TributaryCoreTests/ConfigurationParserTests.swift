@@ -62,6 +62,26 @@ import TributaryCore
         #expect(throws: ConfigurationError.self) { try staging("s3://bucket") }
     }
 
+    @Test func retentionDefaultsAndOverrides() throws {
+        func retention(_ staging: String) throws -> RetentionSettings {
+            let file = ConfigurationParser.File(name: "tributary.yaml", text: "target:\n  connection: x\nstaging: \(staging)\n")
+            return try parse([file, source("connection: y\ntables: [{name: a}]")]).target.retention
+        }
+        #expect(try retention("../staging").retentionSeconds == 7 * 86_400)
+        #expect(try retention("../staging").intervalSeconds == 600)
+        #expect(try retention("{url: ../staging, retention: 0, gc_interval: 30s}") == {
+            var settings = RetentionSettings()
+            settings.retentionSeconds = 0
+            settings.intervalSeconds = 30
+            return settings
+        }())
+        #expect(try retention("{url: ../staging, retention: 2d}").retentionSeconds == 2 * 86_400)
+        let bad = ConfigurationParser.File(name: "tributary.yaml", text: "target: {connection: x}\nstaging: {url: s, retention: a week}")
+        #expect(error([bad, source("connection: y\ntables: [{name: a}]")]).contains("staging.retention"))
+        let zeroInterval = ConfigurationParser.File(name: "tributary.yaml", text: "target: {connection: x}\nstaging: {url: s, gc_interval: 0}")
+        #expect(error([zeroInterval, source("connection: y\ntables: [{name: a}]")]).contains("staging.gc_interval"))
+    }
+
     @Test func unknownKeyNamesFileLineAndSuggestion() {
         let message = error([target, source("connection: x\ntables:\n  - name: a\n    kee: [id]\n")])
         #expect(message == "slots/qvp.yaml:4: tables[0].kee: unknown key (did you mean \"key\"?); known keys: name, key, stg_table, exclude_columns")

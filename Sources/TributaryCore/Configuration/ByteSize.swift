@@ -20,7 +20,7 @@ public enum Quantity {
         let digits = trimmed.prefix { $0.isNumber }
         guard let number = Int(digits) else { return nil }
         let unit = trimmed.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).lowercased()
-        let multipliers: [String: Int] = ["ms": 1, "s": 1000, "": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000]
+        let multipliers: [String: Int] = ["ms": 1, "s": 1000, "": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000]
         guard let multiplier = multipliers[unit] else { return nil }
         return number * multiplier
     }

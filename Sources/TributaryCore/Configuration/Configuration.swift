@@ -217,6 +217,8 @@ public struct TargetConfiguration: Sendable {
     public var staging: StagingLocation
     /// Manifests in the staging store are signed and checked with this (HMAC-SHA256) when set.
     public var signingKey: String?
+    /// How long applied batches stay in the staging store, and how often `run` collects.
+    public var retention = RetentionSettings()
     /// Local scratch space: spill files and parts waiting for upload.
     public var workDirectory: String
     public var batch: BatchLimits
@@ -236,4 +238,13 @@ public struct TargetConfiguration: Sendable {
         self.snapshot = snapshot
         self.file = file
     }
+}
+
+/// `staging.retention` and `staging.gc_interval`.
+public struct RetentionSettings: Sendable, Equatable {
+    /// Applied batches are removed this long after they were applied; 0 keeps nothing applied.
+    public var retentionSeconds: Double = 7 * 86_400
+    /// How often `tributary run` collects garbage.
+    public var intervalSeconds: Double = 600
+    public init() {}
 }

@@ -62,11 +62,14 @@ public enum ConfigurationParser {
         }
         try targetSection.requireOnly(["connection"])
         let connection = try targetSection.requiredString("connection")
-        // `staging: <url>`, or `staging: {url: <url>, signing_key: <secret>}`.
+        // `staging: <url>`, or `staging: {url: <url>, signing_key: <secret>, retention: 7d, gc_interval: 10m}`.
         var signingKey: String?
+        var retentionSettings = RetentionSettings()
         let staging: StagingLocation
         if let node = root.node("staging"), node.mapping != nil, let section = try root.child("staging") {
-            try section.requireOnly(["url", "signing_key"])
+            try section.requireOnly(["url", "signing_key", "retention", "gc_interval"])
+            if let retention = try section.milliseconds("retention", allowZero: true) { retentionSettings.retentionSeconds = Double(retention) / 1000 }
+            if let interval = try section.milliseconds("gc_interval") { retentionSettings.intervalSeconds = Double(interval) / 1000 }
             staging = try parseStaging(try section.requiredString("url"), root: section, directory: directory, key: "url")
             signingKey = try section.string("signing_key")
             if let key = signingKey, key.utf8.count < 32 {
@@ -82,6 +85,7 @@ public enum ConfigurationParser {
                                          batch: try parseBatch(root.child("batch")), snapshot: try parseSnapshot(root.child("snapshot")),
                                          oci: try parseOCI(root.child("oci"), directory: directory), file: file.name)
         target.signingKey = signingKey
+        target.retention = retentionSettings
         if let section = try root.child("sync") {
             target.sync = try ObjectSyncParser.settings(section, directory: directory)
         }

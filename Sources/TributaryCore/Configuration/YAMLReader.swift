@@ -85,9 +85,9 @@ struct YAMLReader {
         return value
     }
 
-    func milliseconds(_ key: String) throws -> Int? {
+    func milliseconds(_ key: String, allowZero: Bool = false) throws -> Int? {
         guard let text = try string(key) else { return nil }
-        guard let value = Quantity.milliseconds(text), value > 0 else {
+        guard let value = Quantity.milliseconds(text), value > 0 || (allowZero && value == 0) else {
             throw error(key, mapping[key]!, "expected a duration such as 500ms, 1s or 2m, found \"\(text)\"")
         }
         return value

@@ -143,6 +143,18 @@ enum ControlSchema {
         ALTER TABLE tributary.snapshots ADD COLUMN kind text NOT NULL DEFAULT 'full' CHECK (kind IN ('full', 'tables'));
         ALTER TABLE tributary.snapshot_tables ADD COLUMN merged boolean NOT NULL DEFAULT false;
         """,
+        // Retention: what each source's part of the staging store held at the last collection, and
+        // what collections removed so far (status shows it without listing the store).
+        """
+        CREATE TABLE tributary.store_usage (
+            source text PRIMARY KEY,
+            objects bigint NOT NULL,
+            bytes bigint NOT NULL,
+            removed_objects bigint NOT NULL DEFAULT 0,
+            removed_bytes bigint NOT NULL DEFAULT 0,
+            measured_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
     ]
 
     /// Any number of processes may call this at once; an advisory lock serialises them.

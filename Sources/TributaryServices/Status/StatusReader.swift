@@ -41,6 +41,9 @@ public struct SourceStatus: Sendable, Codable, Equatable {
     public var stagedBytes: Int
     /// Table snapshots (`snapshot --table`, a resumed snapshot) stored but not yet merged into STG.
     public var pendingTableSnapshots: Int
+    /// The source's objects in the staging store at the last collection (`gc`), and what
+    /// collections have removed so far.
+    public var store: StoreUsage?
     public var flushedLSN: LSN?
     public var appliedLSN: LSN?
     public var appliedCommitTime: Date?
@@ -65,7 +68,7 @@ public struct SourceStatus: Sendable, Codable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case state, source, slot, replicatorActive, confirmedLSN = "confirmedLsn", sourceLSN = "sourceLsn", sourceLagBytes
-        case retainedWALBytes = "retainedWalBytes", walStatus, stagedBatches, stagedBytes, pendingTableSnapshots, flushedLSN = "flushedLsn"
+        case retainedWALBytes = "retainedWalBytes", walStatus, stagedBatches, stagedBytes, pendingTableSnapshots, store, flushedLSN = "flushedLsn"
         case appliedLSN = "appliedLsn", appliedCommitTime, lagSeconds, changesPerSecond, warnings, drainLSN = "drainLsn"
     }
 }
@@ -138,6 +141,7 @@ public struct StatusReader: Sendable {
             status.stagedBytes = pending.reduce(0) { $0 + $1.size }
             status.pendingTableSnapshots = try await SnapshotLoader.pendingTableSnapshotPoints(source: status.source, store: store,
                                                                                               control: control).count
+            status.store = try await control.storeUsage(of: status.source)
             // Everything stored is applied: an idle source's heartbeat (stored as no object) is as
             // fresh a reading as a change would be.
             if status.stagedBatches == 0, let flushedLag = row.flushedLagSeconds {

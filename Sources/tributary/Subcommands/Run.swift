@@ -107,6 +107,12 @@ struct Run: AsyncParsableCommand {
                     throw OperatorError("apply stopped for \(source): \(error)")
                 }
             })
+            // Retention beside the applier: what it applied is what becomes collectable.
+            liveness.register(StoreCollector.part)
+            services.append(Self.part(StoreCollector.part) { stop in
+                try await StoreCollector(target: configuration.target.connection, store: store, settings: configuration.target.retention,
+                                         logger: logger, stop: stop).runContinuously(selected, liveness: liveness)
+            })
         }
         if !noTransform && !configuration.models.isEmpty {
             let directory = global.configurationDirectory

@@ -53,6 +53,9 @@ struct Status: AsyncParsableCommand {
         parts.append("retained \(status.retainedWALBytes.map(Format.bytes) ?? "-")")
         parts.append("staged \(status.stagedBatches) batches (\(Format.bytes(status.stagedBytes)))")
         if status.pendingTableSnapshots > 0 { parts.append("\(status.pendingTableSnapshots) table snapshots to merge") }
+        if let store = status.store {
+            parts.append("store \(Format.count(store.objects)) objects (\(Format.bytes(store.bytes)), gc removed \(Format.bytes(store.removedBytes)))")
+        }
         parts.append("applied \(status.appliedLSN?.description ?? "-")")
         parts.append("lag \(status.lagSeconds.map { String(format: "%.1f s", $0) } ?? "-")")
         parts.append(String(format: "%.0f changes/s", status.changesPerSecond))

@@ -1,0 +1,110 @@
+import Foundation
+import Logging
+import TributaryCore
+import TributaryPostgres
+import TributaryStorage
+
+/// `tributary gc`, and the same in `run` every `staging.gc_interval`: removes from the staging
+/// store what `RetentionPlanner` proves dead, and records per source what the store still holds.
+/// Safe beside every other part: it only removes what lies before a position that never moves back.
+public struct StoreCollector: Sendable {
+    public struct Report: Sendable {
+        public var source: String
+        /// Nil when the source has no control state yet (nothing was collected).
+        public var plan: RetentionPlanner.Plan?
+        public var dryRun: Bool
+
+    }
+
+    public static let part = "gc"
+
+    public let target: String
+    public let store: any StagingStore
+    public let settings: RetentionSettings
+    public let logger: Logger
+    public let stop: StopSignal
+    /// Deletes in flight at once (a remote store answers each in tens of milliseconds).
+    public var connections = 8
+
+    public init(target: String, store: any StagingStore, settings: RetentionSettings, logger: Logger, stop: StopSignal = StopSignal()) {
+        self.target = target
+        self.store = store
+        self.settings = settings
+        self.logger = logger
+        self.stop = stop
+    }
+
+    /// One collection of every source in `sources`.
+    public func collect(_ sources: [SourceConfiguration], dryRun: Bool) async throws -> [Report] {
+        let control = try await ControlStore.open(target, applicationName: "tributary gc", migrate: !dryRun)
+        defer { Task { await control.close() } }
+        var reports: [Report] = []
+        for source in sources where !stop.isRequested {
+            reports.append(try await collect(source.name, control: control, dryRun: dryRun))
+        }
+        return reports
+    }
+
+    private func collect(_ source: String, control: ControlStore, dryRun: Bool) async throws -> Report {
+        // Positions first, the listing after: whatever the listing shows before them is dead.
+        guard let positions = try await control.retentionPositions(of: source, retentionSeconds: settings.retentionSeconds) else {
+            return Report(source: source, plan: nil, dryRun: dryRun)
+        }
+        let listing = try await store.list(prefix: source + "/", startAfter: nil).map { StoredKey(key: $0.key, size: $0.size) }
+        let plan = RetentionPlanner.plan(source: source, listing: listing, positions: positions)
+        guard !dryRun else { return Report(source: source, plan: plan, dryRun: true) }
+        var removedBatches: [LSN] = []
+        // Oldest first: a collection cut short leaves the newest of what it meant to remove.
+        for removal in plan.removals where !stop.isRequested {
+            try await remove(removal.keys)
+            if let end = removal.batchEnd { removedBatches.append(end) }
+            if removedBatches.count >= 500 {
+                try await control.forgetBatches(source, removedBatches)
+                removedBatches = []
+            }
+        }
+        try await control.forgetBatches(source, removedBatches)
+        try await control.recordStoreUsage(source, plan: plan)
+        if plan.removedObjects > 0 {
+            logger.with(source: source).info("staging store collected", metadata: [
+                "removed_objects": .stringConvertible(plan.removedObjects), "removed_bytes": .stringConvertible(plan.removedBytes),
+                "kept_objects": .stringConvertible(plan.keptObjects),
+            ])
+        }
+        return Report(source: source, plan: plan, dryRun: false)
+    }
+
+    /// The manifest first (the batch or snapshot is gone for every reader at once), then the rest.
+    private func remove(_ keys: [String]) async throws {
+        guard let first = keys.first else { return }
+        try await store.delete(key: first)
+        var rest = keys.dropFirst()[...]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<connections {
+                guard let key = rest.popFirst() else { break }
+                group.addTask { try await store.delete(key: key) }
+            }
+            while try await group.next() != nil {
+                if let key = rest.popFirst() { group.addTask { try await store.delete(key: key) } }
+            }
+        }
+    }
+
+    /// `run`'s part: a collection every `staging.gc_interval` until stopped. A failed collection is
+    /// logged and tried again at the next interval: retention never stops replication.
+    public func runContinuously(_ sources: [SourceConfiguration], liveness: Liveness? = nil) async throws {
+        liveness.ready(Self.part, true, "a collection every \(Int(settings.intervalSeconds)) s")
+        while !stop.isRequested {
+            let started = ContinuousClock.now
+            do {
+                _ = try await liveness.working(Self.part) { try await collect(sources, dryRun: false) }
+            } catch {
+                logger.warning("staging store collection failed, trying again in \(Int(settings.intervalSeconds)) s: \(error)")
+            }
+            while !stop.isRequested && ContinuousClock.now - started < .seconds(settings.intervalSeconds) {
+                liveness.beat(Self.part)
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryPostgres
+
+/// The OCI layer does not grow without end: `gc` and `run` remove what is applied and past
+/// retention, what killed replicators left, and superseded snapshots, and never what is needed.
+@Suite(.clusterLoad) struct RetentionTests {
+    func fixture(_ label: String, retention: String?) async throws -> PipelineFixture {
+        var fixture = try await PipelineFixture.make(label, sources: [("qvp", ["public.items"])])
+        if let retention { fixture.staging = "\n  url: ../staging\n  retention: \(retention)\n  gc_interval: 1s" }
+        fixture.snapshotYAML = "  jobs: 2\nbatch:\n  max_age: 100ms\n  heartbeat: 300ms\n"
+        try await fixture.connectSource("qvp").execute("CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items SELECT i, 'x' FROM generate_series(1, 100) i")
+        return fixture
+    }
+
+    /// Commits `count` one-row transactions, then stages them: one batch each at most.
+    func stage(_ fixture: PipelineFixture, from first: Int, count: Int) async throws {
+        let source = try await fixture.connectSource("qvp")
+        for id in first..<(first + count) { try await source.execute("INSERT INTO items VALUES (\(id), 'y')") }
+        let end = try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!
+        let replicated = try await fixture.tributary(["replicate", "--source", "qvp", "--end-lsn", end])
+        #expect(replicated.status == 0, "\(replicated.standardError)")
+    }
+
+    func cdcDirectories(_ fixture: PipelineFixture) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: fixture.stagingDirectory + "/qvp/cdc")) ?? []).sorted()
+    }
+
+    func snapshotDirectories(_ fixture: PipelineFixture) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: fixture.stagingDirectory + "/qvp/snapshot")) ?? []).sorted()
+    }
+
+    func appliedLSN(_ fixture: PipelineFixture) async throws -> LSN {
+        LSN(try await fixture.connectTarget().query("SELECT applied_lsn FROM tributary.sources WHERE source = 'qvp'").scalar!)!
+    }
+
+    func eventually(_ what: String, seconds: Double, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { throw TestFailure("not within \(seconds) s: \(what)") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    /// Files a killed replicator left: a batch directory with data and no manifest.
+    func plantOrphan(_ fixture: PipelineFixture, at lsn: LSN) throws {
+        let directory = fixture.stagingDirectory + "/" + ObjectNaming.cdcDirectory(source: "qvp", endLSN: lsn)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try Data("partial".utf8).write(to: URL(fileURLWithPath: directory + "public.items.csv.gz"))
+    }
+
+    @Test func gcRemovesOnlyWhatNoReaderNeeds() async throws {
+        var fixture = try await fixture("gc", retention: nil)
+        #expect(try await fixture.tributary(["snapshot"]).status == 0)
+        try await stage(fixture, from: 1000, count: 3)
+        try await stage(fixture, from: 1100, count: 3)
+        let before = try await fixture.tributary(["gc"])
+        #expect(before.status == 0 && before.standardOutput.contains("qvp: no control state yet"), "\(before.standardOutput)\(before.standardError)")
+
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        let applied = try await appliedLSN(fixture)
+        let staged = cdcDirectories(fixture)
+        #expect(staged.count >= 2, "\(staged)")
+        try plantOrphan(fixture, at: LSN(applied.value - 1))
+        try plantOrphan(fixture, at: LSN(applied.value + 0x100_0000))  // after the applied position: maybe being written
+        try await stage(fixture, from: 2000, count: 2)                  // staged, not applied
+
+        // Within the default 7-day retention only the dead orphan goes, and only when asked.
+        let dry = try await fixture.tributary(["gc", "--dry-run"])
+        #expect(dry.status == 0 && dry.standardOutput.contains("qvp: would remove 1 objects") && dry.standardOutput.contains("1 orphaned batch files"),
+                "\(dry.standardOutput)\(dry.standardError)")
+        #expect(cdcDirectories(fixture).contains(LSN(applied.value - 1).paddedHex), "a dry run removes nothing")
+        let kept = try await fixture.tributary(["gc"])
+        #expect(kept.standardOutput.contains("qvp: removed 1 objects") && kept.standardOutput.contains("1 orphaned batch files"), "\(kept.standardOutput)")
+        #expect(!cdcDirectories(fixture).contains(LSN(applied.value - 1).paddedHex))
+
+        // Retention 0: every applied batch goes, with its record; what is not applied stays.
+        fixture.staging = "\n  url: ../staging\n  retention: 0"
+        try fixture.writeConfiguration()
+        let collected = try await fixture.tributary(["gc"])
+        #expect(collected.status == 0 && collected.standardOutput.contains("\(staged.count) applied batches"), "\(collected.standardOutput)")
+        let remaining = cdcDirectories(fixture)
+        #expect(remaining.allSatisfy { LSN($0)! > applied }, "\(remaining)")
+        #expect(remaining.contains(LSN(applied.value + 0x100_0000).paddedHex))
+        let target = try await fixture.connectTarget()
+        #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches WHERE end_lsn <= $1::pg_lsn", [applied.description]).scalar == "0")
+        let status = try await fixture.tributary(["status", "--source", "qvp"])
+        #expect(status.standardOutput.contains("store "), "\(status.standardOutput)")
+
+        // The pending batches still apply, and STG equals the source.
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        #expect(try await fixture.verify("qvp").allSatisfy(\.matches))
+
+        // A restarted snapshot supersedes the first once applied; the new one stays.
+        let oldSnapshot = try #require(snapshotDirectories(fixture).first)
+        #expect(try await fixture.tributary(["snapshot", "--restart", "--apply"]).status == 0)
+        let superseded = try await fixture.tributary(["gc"])
+        #expect(superseded.standardOutput.contains("1 superseded snapshots"), "\(superseded.standardOutput)")
+        #expect(!snapshotDirectories(fixture).contains(oldSnapshot) && snapshotDirectories(fixture).count == 1)
+        try await stage(fixture, from: 3000, count: 3)
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        #expect(try await fixture.verify("qvp").allSatisfy(\.matches))
+    }
+
+    @Test func runCollectsOnItsOwnAndAnIdleSourceWritesNothing() async throws {
+        let fixture = try await fixture("gcrun", retention: "0")
+        #expect(try await fixture.tributary(["snapshot"]).status == 0)
+        try fixture.writeConfiguration()
+        let run = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"])
+        try run.start()
+        do {
+            let source = try await fixture.connectSource("qvp")
+            for id in 1000..<1020 { try await source.execute("INSERT INTO items VALUES (\(id), 'z')") }
+            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp"])
+            try await eventually("run removed every applied batch", seconds: 30) { cdcDirectories(fixture).isEmpty }
+            // Idle now: heartbeats keep the slot moving (several every second here) without objects.
+            let idleFrom = try await appliedLSN(fixture)
+            try await Task.sleep(for: .seconds(3))
+            #expect(cdcDirectories(fixture).isEmpty, "\(cdcDirectories(fixture))")
+            let confirmed = try await source.query("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1",
+                                                   [fixture.source("qvp").slot]).scalar.flatMap(LSN.init)
+            #expect(confirmed.map { $0 > idleFrom } == true, "the idle slot advances")
+        } catch {
+            run.kill()
+            _ = await run.wait()
+            throw error
+        }
+        run.kill(signal: SIGTERM)
+        #expect(await run.wait().status == 0)
+        #expect(try await fixture.verify("qvp").allSatisfy(\.matches))
+    }
+}
