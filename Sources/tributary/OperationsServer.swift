@@ -140,9 +140,9 @@ final class OperationsServer: @unchecked Sendable {
             gauge("store", "bytes", "the source's bytes in the staging store at the last collection", status.store.map { Double($0.bytes) })
             gauge("applied_changes", "per_second", "changes applied per second over the last minute", status.changesPerSecond)
             gauge("replicator", "active", "1 while a replicator consumes the slot", status.replicatorActive.map { $0 ? 1.0 : 0.0 })
-            for state in SourceState.allCases {
-                gauge("source", "state", "1 for the state the source is in", status.state.rawValue == state.rawValue ? 1.0 : 0.0,
-                      extra: [("state", state.rawValue)])
+            for state in SourceState.allCases.map(\.rawValue) + [SourceStatus.State.slotLost.rawValue] {
+                gauge("source", "state", "1 for the state the source is in", status.state.rawValue == state ? 1.0 : 0.0,
+                      extra: [("state", state)])
             }
         }
         for model in box.report?.models ?? [] {

@@ -12,7 +12,8 @@ import TributaryPostgres
                           seed: String? = nil) async throws -> PipelineFixture {
         var fixture = try await PipelineFixture.make(label, sources: [("qvp", Self.tables), ("svp", Self.tables)])
         configure(&fixture)
-        fixture.snapshotYAML = "  jobs: 2\nbatch:\n  max_age: 200ms\n  heartbeat: 300ms\n"
+        // Small batches: the workload spans many, whatever the machine's speed.
+        fixture.snapshotYAML = "  jobs: 2\nbatch:\n  max_age: 200ms\n  max_rows: 100\n  heartbeat: 300ms\n"
         for source in ["qvp", "svp"] {
             try await fixture.connectSource(source).execute(RandomWorkload.schema)
             if let seed { try await fixture.connectSource(source).execute(seed) }

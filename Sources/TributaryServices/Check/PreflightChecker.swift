@@ -52,6 +52,17 @@ public struct PreflightChecker: Sendable {
         return results
     }
 
+    /// Whether the target holds an applied snapshot of `source` that is not finished with (drained).
+    func wasReplicated(_ source: SourceConfiguration) async -> Bool {
+        guard let connection = try? await PostgresConnection.connect(configuration.target.connection, name: "target",
+                                                                      applicationName: "tributary check") else { return false }
+        defer { Task { await connection.close() } }
+        let control = ControlStore(connection)
+        guard (try? await control.isCurrent()) == true, (try? await control.appliedSnapshot(of: source.name)) != nil,
+              let state = try? await control.state(of: source.name) else { return false }
+        return state.state != .drained
+    }
+
     func check(_ source: SourceConfiguration) async -> [Result] {
         var results: [Result] = []
         func pass(_ message: String) { results.append(Result(subject: source.name, passed: true, message: message)) }
@@ -83,7 +94,15 @@ public struct PreflightChecker: Sendable {
             }
             let freeSlots = try server.decode("free_slots", as: Int.self), freeSenders = try server.decode("free_senders", as: Int.self)
             if let slot = try await ReplicationSlot.find(source.slot, on: connection) {
-                pass("replication slot \(source.slot) exists (confirmed up to \(slot.confirmedFlushLSN?.description ?? "-"))")
+                if slot.isLost {
+                    fail("replication slot \(source.slot) is lost: the source removed WAL it still needed (max_slot_wal_keep_size): "
+                         + ReplicationSlot.recovery(source: source.name))
+                } else {
+                    pass("replication slot \(source.slot) exists (confirmed up to \(slot.confirmedFlushLSN?.description ?? "-"))")
+                }
+            } else if await wasReplicated(source) {
+                fail("replication slot \(source.slot) was dropped after the snapshot: changes since are missing: "
+                     + ReplicationSlot.recovery(source: source.name))
             } else if freeSlots > 0, freeSenders > 0 {
                 pass("replication slot \(source.slot) can be created (\(freeSlots) free)")
             } else {

@@ -79,6 +79,10 @@ public struct ReplicationSupervisor: Sendable {
             } catch {
                 watcher.cancel()
                 settings.liveness.ready(Replicator.part(source.name), false, "interrupted: \(error)")
+                if let lost = await lostSlot(replicatedBefore: current.appliedLSN != nil) {
+                    try await waitForRecovery(lost)
+                    continue
+                }
                 try await recover(from: error, history: &history, backoff: &backoff)
             }
         }
@@ -99,6 +103,43 @@ public struct ReplicationSupervisor: Sendable {
                 control = fresh
             }
             return nil
+        }
+    }
+
+    /// Why the slot can no longer serve this source (invalidated, or dropped after the source was
+    /// replicated); nil when it can, or when the source cannot be asked (the usual retries decide).
+    private func lostSlot(replicatedBefore: Bool) async -> String? {
+        guard let connection = try? await PostgresConnection.connect(source.connection, name: source.name,
+                                                                      applicationName: "tributary run \(source.name)") else { return nil }
+        defer { Task { await connection.close() } }
+        do {
+            guard let slot = try await ReplicationSlot.find(source.slot, on: connection) else {
+                return replicatedBefore ? "replication slot \(source.slot) was dropped on \(source.name)" : nil
+            }
+            return slot.isLost ? "replication slot \(source.slot) lost WAL it still needed (max_slot_wal_keep_size)" : nil
+        } catch {
+            return nil
+        }
+    }
+
+    /// A lost slot stops this source only: the process and the other sources go on. Polls until the
+    /// operator's new snapshot gives the source a usable slot again, then replication resumes.
+    private func waitForRecovery(_ lost: String) async throws {
+        let part = Replicator.part(source.name)
+        logger.error("slot lost, replication of this source stopped: \(lost): \(ReplicationSlot.recovery(source: source.name))")
+        PipelineMetrics.error(source: source.name, part: "replicate")
+        settings.liveness.ready(part, false, "slot lost: \(lost)")
+        while !stop.isRequested {
+            // Alive and deliberately idle: not a hang for the watchdog.
+            settings.liveness.beat(part)
+            try await Task.sleep(for: .seconds(pollSeconds * 4))
+            let current = try? await ControlStore.open(target, applicationName: "tributary run \(source.name)", migrate: false)
+            let replicated = (try? await current?.state(of: source.name))??.appliedLSN != nil
+            await current?.close()
+            if await lostSlot(replicatedBefore: replicated) == nil {
+                logger.notice("the slot is usable again (a new snapshot): replication resumes")
+                return
+            }
         }
     }
 

@@ -20,6 +20,15 @@ public struct ReplicationSlot: Sendable, Decodable {
 
     public var isActive: Bool { activePID != nil }
 
+    /// The source removed WAL the slot still needed (`max_slot_wal_keep_size`): changes are gone
+    /// from the stream for good, and only a new snapshot brings the source's STG back.
+    public var isLost: Bool { walStatus == "lost" }
+
+    /// What an operator does about a lost slot of `source`.
+    public static func recovery(source: String) -> String {
+        "take a new snapshot: tributary snapshot --source \(source) --restart (the other sources go on)"
+    }
+
     /// WAL the source has written past what the slot confirmed: what it still holds for us.
     public var lagBytes: Int? { confirmedFlushLSN.map { Int(currentLSN.value &- min($0.value, currentLSN.value)) } }
 

@@ -11,6 +11,9 @@ public struct SourceStatus: Sendable, Codable, Equatable {
         /// No snapshot of the source has been applied to the target yet.
         case notSnapshotted = "not snapshotted"
         case running, paused, draining, drained
+        /// The slot was invalidated or dropped after the source was snapshotted: changes were lost
+        /// from the stream, and the source needs a new snapshot.
+        case slotLost = "slot lost"
 
         init(_ state: SourceState) {
             switch state {
@@ -156,7 +159,13 @@ public struct StatusReader: Sendable {
             defer { Task { await connection.close() } }
             status.sourceLSN = try await connection.query("SELECT pg_current_wal_lsn()").scalar(LSN.self)
             guard let slot = try await ReplicationSlot.find(source.slot, on: connection) else {
-                status.warnings.append("replication slot \(source.slot) does not exist on \(source.name): run tributary snapshot --source \(source.name)")
+                if status.state == .notSnapshotted {
+                    status.warnings.append("replication slot \(source.slot) does not exist on \(source.name): run tributary snapshot --source \(source.name)")
+                } else if status.state != .drained {
+                    // Replicated before, and its slot is gone: someone dropped it.
+                    status.state = .slotLost
+                    status.warnings.append("replication slot \(source.slot) was dropped on \(source.name): \(ReplicationSlot.recovery(source: source.name))")
+                }
                 return
             }
             status.confirmedLSN = slot.confirmedFlushLSN
@@ -164,6 +173,7 @@ public struct StatusReader: Sendable {
             status.sourceLagBytes = slot.lagBytes
             status.retainedWALBytes = slot.retainedBytes
             status.walStatus = slot.walStatus
+            if slot.isLost && status.state != .notSnapshotted { status.state = .slotLost }
             status.warnings += Self.slotWarnings(slot, status: status, source: source)
         } catch {
             status.warnings.append("source unreachable: \(error)")
@@ -172,6 +182,10 @@ public struct StatusReader: Sendable {
 
     static func slotWarnings(_ slot: ReplicationSlot, status: SourceStatus, source: SourceConfiguration) -> [String] {
         var warnings: [String] = []
+        if slot.isLost {
+            // Nothing else matters until it is recovered: no replicator can consume it.
+            return ["the slot lost WAL it still needed (max_slot_wal_keep_size): \(ReplicationSlot.recovery(source: source.name))"]
+        }
         if !slot.isActive && status.state.replicatorExpected {
             warnings.append("no replicator is consuming the slot: the source retains WAL until tributary run (or replicate --source \(source.name)) runs")
         }
@@ -180,9 +194,6 @@ public struct StatusReader: Sendable {
         }
         if let safe = slot.safeWALSize, let retained = slot.retainedBytes, safe < retained / 4 {
             warnings.append("the slot nears max_slot_wal_keep_size: \(safe) bytes left before the source invalidates it")
-        }
-        if slot.walStatus == "lost" {
-            warnings.append("the slot lost WAL it needed: take a new snapshot (tributary snapshot --source \(source.name) --restart)")
         }
         return warnings
     }

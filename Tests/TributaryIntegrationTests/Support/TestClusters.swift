@@ -122,11 +122,13 @@ final class PrivateCluster: Sendable {
         self.directory = directory
     }
 
-    static func start(_ label: String, logical: Bool = true) async throws -> PrivateCluster {
+    /// - Parameter settings: `NAME=VALUE` server settings beyond the defaults.
+    static func start(_ label: String, logical: Bool = true, settings: [String] = []) async throws -> PrivateCluster {
         let shared = try await TestClusters.shared()
         let directory = shared.directory + "/cluster-\(label)-\(UUID().uuidString.prefix(8))"
         let port = try TestClusters.freePort()
-        try TestClusters.clusterScript(["init", directory, String(port), "--fast"] + (logical ? ["--logical"] : []))
+        try TestClusters.clusterScript(["init", directory, String(port), "--fast"] + (logical ? ["--logical"] : [])
+                                       + settings.flatMap { ["--set", $0] })
         TestClusters.stopDirectories.withLock { $0.append(directory) }
         return PrivateCluster(port: port, directory: directory)
     }

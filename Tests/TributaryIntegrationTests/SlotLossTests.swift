@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryPostgres
+import TributaryServices
+
+/// A slot the source invalidated (max_slot_wal_keep_size) is never silent: check fails, status says
+/// `slot lost` with the recovery, run stops that source only, and a new snapshot brings it back.
+@Suite(.clusterLoad) struct SlotLossTests {
+    func eventually(_ what: String, seconds: Double, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { throw TestFailure("not within \(seconds) s: \(what)") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    func walStatus(_ fixture: PipelineFixture) async throws -> String? {
+        try await fixture.connectSource("qvp").query("SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
+                                                     [fixture.source("qvp").slot]).scalar
+    }
+
+    @Test func aLostSlotFailsCheckShowsInStatusStopsOnlyItsSourceAndANewSnapshotRecovers() async throws {
+        // A source that keeps at most 1 MB of WAL for a slot: a paused replicator loses it quickly.
+        let cluster = try await PrivateCluster.start("slotloss", settings: ["max_slot_wal_keep_size=1MB", "max_wal_size=32MB"])
+        defer { Task { await cluster.destroy() } }
+        let qvp = try await PipelineFixture.make("slotloss", sources: [("qvp", ["public.items"])], sourceCluster: cluster)
+        let svp = try await PipelineFixture.make("slotloss", sources: [("svp", ["public.items"])])
+        var fixture = qvp
+        fixture.sources += svp.sources
+        fixture.snapshotYAML = "  jobs: 1\nbatch:\n  max_age: 100ms\n  heartbeat: 300ms\n"
+        for source in ["qvp", "svp"] {
+            try await fixture.connectSource(source).execute("CREATE TABLE items (id int PRIMARY KEY, note text); INSERT INTO items VALUES (1, 'a')")
+            _ = try await fixture.snapshot(source)
+        }
+        try fixture.writeConfiguration()
+        let run = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"])
+        try run.start()
+        do {
+            try await fixture.connectSource("qvp").execute("INSERT INTO items VALUES (2, 'b')")
+            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp", "svp"])
+
+            // Paused, the slot falls behind; the source writes and checkpoints past 1 MB of WAL.
+            #expect(try await fixture.tributary(["pause", "qvp"]).status == 0)
+            let source = try await fixture.connectSource("qvp")
+            try await source.execute("INSERT INTO items VALUES (3, 'lost with the WAL')")
+            try await eventually("the source invalidated the slot", seconds: 60) {
+                try await source.execute("CREATE TABLE IF NOT EXISTS filler (x text); INSERT INTO filler SELECT repeat(md5(i::text), 30) FROM generate_series(1, 20000) i; SELECT pg_switch_wal(); CHECKPOINT")
+                return try await walStatus(fixture) == "lost"
+            }
+
+            let check = try await fixture.tributary(["check"])
+            #expect(check.status == 1, "check fails on a lost slot")
+            #expect(check.standardOutput.contains("is lost") && check.standardOutput.contains("tributary snapshot --source qvp --restart"),
+                    "\(check.standardOutput)")
+            let status = try await fixture.tributary(["status", "--json"])
+            let json = try JSONSerialization.jsonObject(with: Data(status.standardOutput.utf8)) as? [String: Any]
+            let lost = try #require((json?["sources"] as? [[String: Any]])?.first { $0["source"] as? String == "qvp" }, "\(status.standardOutput)")
+            let warnings = lost["warnings"] as? [String] ?? []
+            #expect(lost["state"] as? String == "slot lost", "\(lost)")
+            #expect(!warnings.contains { $0.hasPrefix("paused") }, "\(warnings)")
+            #expect(warnings.contains { $0.contains("tributary snapshot --source qvp --restart") }, "\(warnings)")
+
+            // Resumed, the replicator finds the slot lost: that source stops, the process and svp go on.
+            #expect(try await fixture.tributary(["resume", "qvp"]).status == 0)
+            try await Task.sleep(for: .seconds(3))
+            #expect(waitpid(run.pid, nil, WNOHANG) == 0, "run is still running")
+            try await fixture.connectSource("svp").execute("INSERT INTO items VALUES (2, 'svp goes on')")
+            try await ApplierTests().waitUntilApplied(fixture, sources: ["svp"])
+
+            // The recovery: a new snapshot while run runs; run's replicator and applier pick it up.
+            let restarted = try await fixture.tributary(["snapshot", "--source", "qvp", "--restart"])
+            #expect(restarted.status == 0, "\(restarted.standardOutput)\(restarted.standardError)")
+            try await source.execute("INSERT INTO items VALUES (4, 'after the recovery')")
+            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp"], seconds: 90)
+        } catch {
+            run.kill()
+            let outcome = await run.wait()
+            throw TestFailure("\(error); run said: \(outcome.standardError.suffix(3000))")
+        }
+        run.kill(signal: SIGTERM)
+        let outcome = await run.wait()
+        #expect(outcome.status == 0, "\(outcome.standardError.suffix(2000))")
+        #expect(outcome.standardError.contains("slot lost, replication of this source stopped"), "\(outcome.standardError.suffix(3000))")
+        for source in ["qvp", "svp"] { #expect(try await fixture.verify(source).allSatisfy(\.matches), "\(source) equals its STG") }
+    }
+}
