@@ -96,6 +96,51 @@ import TributaryStorage
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
     }
 
+    /// Catch-up mode: a backlog applied in groups of batches, the applier SIGKILLed at seeded
+    /// random moments (mostly inside a group's transaction); a row inserted with a large value and
+    /// then updated around it in later batches of the same group keeps the value.
+    @Test func aGroupedBacklogSurvivesKillsMidGroup() async throws {
+        let fixture = try await replicatedFixture("killgroup", steps: 300, rowsPerBatch: 4)
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("INSERT INTO accounts VALUES (9001, 'grouped', 1, repeat(md5('toast'), 400), ARRAY['x'])")
+        for round in 0..<12 { try await source.execute("UPDATE accounts SET balance = balance + \(round) WHERE id = 9001") }
+        var limits = try fixture.configuration().target.batch
+        limits.rowsMax = 4
+        _ = try await fixture.replicateUntilCaughtUp("qvp", limits: limits)
+        let manifests = try await fixture.stagedChanges("qvp").manifests.count
+        #expect(manifests > 60)
+
+        let seed = UInt64.random(in: 1...UInt64.max / 2)
+        print("aGroupedBacklogSurvivesKillsMidGroup seed \(seed)")
+        var generator = SeededGenerator(seed: seed)
+        let target = try await fixture.connectTarget()
+        var kills = 0
+        func applied() async throws -> Int {
+            // Before the first apply, the control schema is not there yet.
+            (try? await target.query("SELECT count(*) FROM tributary.applied_batches").scalar.flatMap { Int($0) }) ?? 0
+        }
+        for _ in 0..<4 {
+            try fixture.writeConfiguration()
+            let before = try await applied()
+            let apply = TestProcess(Paths.tributary, ["apply", "--once", "--group-batches", "8", "--config", fixture.configurationDirectory])
+            try apply.start()
+            // Once a group has committed, the next one is under way: kill somewhere inside it.
+            while waitpid(apply.pid, nil, WNOHANG) == 0, try await applied() == before { try await Task.sleep(for: .milliseconds(2)) }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...30, using: &generator)))
+            apply.kill()
+            if (await apply.wait()).signalled { kills += 1 }
+        }
+        #expect(kills >= 2)
+        let finish = try await fixture.tributary(["apply", "--once", "--group-batches", "8"])
+        #expect(finish.status == 0, "\(finish.standardError)")
+        #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches").scalar == String(manifests))
+        // Batches of one group share their transaction's start time.
+        let groups = try await target.query("SELECT count(DISTINCT applied_at) FROM tributary.applied_batches").scalar.flatMap { Int($0) } ?? 0
+        #expect(groups < manifests / 2, "\(groups) transactions for \(manifests) batches: not grouped")
+        #expect(try await target.query("SELECT doc = repeat(md5('toast'), 400) FROM stg.qvp_accounts WHERE id = 9001").scalar == "t")
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+
     @Test func corruptOrTruncatedFileStopsTheSourceAndAppliesNothingOfItsBatch() async throws {
         let fixture = try await replicatedFixture("corrupt", steps: 150)
         let manifests = try await fixture.stagedChanges("qvp").manifests

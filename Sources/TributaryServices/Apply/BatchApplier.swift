@@ -12,6 +12,8 @@ struct BatchApplier {
     struct Outcome: Sendable {
         var applied: Bool
         var rows: Int
+        /// Batches applied (a replayed one is not).
+        var batches = 0
         var inserts = 0, updates = 0, deletes = 0, truncates = 0
     }
 
@@ -21,38 +23,95 @@ struct BatchApplier {
 
     /// - Parameter backlog: batches still to apply after this one, said to the BL runner.
     func apply(_ manifest: BatchManifest, backlog: Int = 0, on connection: PostgresConnection) async throws -> Outcome {
+        try await applyGroup([manifest], backlog: backlog, on: connection)
+    }
+
+    /// Applies consecutive batches (`ApplyGroupPlanner` chose them) in one target transaction: per
+    /// STG table, every batch's file is loaded into one temporary table with later batches'
+    /// sequences after earlier ones', then reduced and merged once. One `applied_batches` row per
+    /// batch, as alone; a batch recorded already (a replay) is left out of the group.
+    func applyGroup(_ manifests: [BatchManifest], backlog: Int = 0, on connection: PostgresConnection) async throws -> Outcome {
         // Files are fetched before the transaction opens, so no transaction waits on the store.
-        var locals: [LocalObject] = []
-        defer { locals.forEach { $0.release() } }
-        for file in manifest.files { locals.append(try await store.fetch(key: file.file.key)) }
-        let columnsByTable = try await stagingColumns(for: manifest, on: connection)
+        var locals: [[LocalObject]] = []
+        defer { locals.joined().forEach { $0.release() } }
+        for manifest in manifests {
+            var files: [LocalObject] = []
+            for file in manifest.files { files.append(try await store.fetch(key: file.file.key)) }
+            locals.append(files)
+        }
+        var columnsByTable: [String: [String: String]] = [:]
+        for manifest in manifests { columnsByTable.merge(try await stagingColumns(for: manifest, on: connection)) { first, _ in first } }
         let policy = source.schemaChanges
         let sourceName = source.name
         let logger = logger
-        return try await connection.run { [locals] connection in
+        let paths = locals.map { $0.map(\.path) }
+        return try await connection.run { [columnsByTable] connection in
             try connection.transaction { connection in
-                guard try ControlStore.claimBatch(manifest, on: connection) else { return Outcome(applied: false, rows: 0) }
-                try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
-                var outcome = Outcome(applied: true, rows: manifest.rows)
-                for (index, file) in manifest.files.enumerated() {
-                    try Self.followSchema(file, existing: columnsByTable[file.stagingTable], policy: policy, source: sourceName,
-                                          logger: logger, on: connection)
-                    try Self.applyFile(file, path: locals[index].path, number: index, on: connection)
-                    outcome.inserts += file.inserts
-                    outcome.updates += file.updates
-                    outcome.deletes += file.deletes
-                    outcome.truncates += file.truncates
+                var outcome = Outcome(applied: false, rows: 0)
+                var tables: [(stagingTable: String, parts: [Self.Part])] = []
+                var claimed: [BatchManifest] = []
+                for (index, manifest) in manifests.enumerated() {
+                    guard try ControlStore.claimBatch(manifest, on: connection) else { continue }
+                    claimed.append(manifest)
+                    try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
+                    outcome.applied = true
+                    outcome.batches += 1
+                    outcome.rows += manifest.rows
+                    for (number, file) in manifest.files.enumerated() {
+                        let part = Self.Part(file: file, path: paths[index][number], sequenceOffset: ApplyGroupPlanner.sequenceOffset(batchIndex: index))
+                        if let position = tables.firstIndex(where: { $0.stagingTable == file.stagingTable }), manifests.count > 1 {
+                            tables[position].parts.append(part)
+                        } else {
+                            tables.append((file.stagingTable, [part]))
+                        }
+                        outcome.inserts += file.inserts
+                        outcome.updates += file.updates
+                        outcome.deletes += file.deletes
+                        outcome.truncates += file.truncates
+                    }
                 }
-                try ControlStore.recordApplied(manifest, on: connection)
-                try ControlStore.announceStagingChange(of: sourceName, backlog: backlog, on: connection)
+                for (number, table) in tables.enumerated() {
+                    try Self.followSchema(table.parts[0].file, existing: columnsByTable[table.stagingTable], policy: policy, source: sourceName,
+                                          logger: logger, on: connection)
+                    try Self.applyParts(table.parts, number: number, on: connection)
+                }
+                for manifest in claimed { try ControlStore.recordApplied(manifest, on: connection) }
+                if outcome.applied { try ControlStore.announceStagingChange(of: sourceName, backlog: backlog, on: connection) }
                 return outcome
             }
         }
     }
 
-    static func applyFile(_ file: BatchFile, path: String, number: Int, on connection: isolated PostgresConnection) throws {
-        let sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, temporaryName: "tributary_changes_\(number)")
+    /// One file of a group, and where its sequences go.
+    struct Part {
+        var file: BatchFile
+        var path: String
+        var sequenceOffset: Int
+    }
+
+    /// Loads one STG table's files of a group into one temporary table and merges it. A single file
+    /// COPYs straight in; several go through a table of their own each, their sequences shifted.
+    static func applyParts(_ parts: [Part], number: Int, on connection: isolated PostgresConnection) throws {
+        let first = parts[0].file
+        let sql = MergeSQL(relation: first.relation, stagingTable: first.stagingTable, temporaryName: "tributary_changes_\(number)")
         try connection.execute(sql.createTemporary)
+        if parts.count == 1 {
+            try load(first, path: parts[0].path, with: sql, on: connection)
+        } else {
+            let single = MergeSQL(relation: first.relation, stagingTable: first.stagingTable, temporaryName: "tributary_part")
+            for part in parts {
+                try connection.execute(single.createTemporary)
+                try load(part.file, path: part.path, with: single, on: connection)
+                try connection.execute(sql.appendShifted(from: single.temporary, by: part.sequenceOffset))
+                try connection.execute("DROP TABLE pg_temp.tributary_part")
+            }
+        }
+        try merge(sql, stagingTable: first.stagingTable, rows: parts.reduce(0) { $0 + $1.file.file.rows },
+                  deletes: parts.reduce(0) { $0 + $1.file.deletes }, truncates: parts.reduce(0) { $0 + $1.file.truncates }, on: connection)
+    }
+
+    /// COPYs one file into `sql`'s temporary table, its checksum and row count verified.
+    static func load(_ file: BatchFile, path: String, with sql: MergeSQL, on connection: isolated PostgresConnection) throws {
         let rows = try connection.copyIn(sql.copyIn) { send in
             // A bad checksum or a cut gzip stream throws here: the COPY is aborted and with it the
             // whole batch's transaction, so nothing of the batch is applied.
@@ -61,18 +120,23 @@ struct BatchApplier {
         guard rows == file.file.rows else {
             throw StorageError.corrupt(key: file.file.key, reason: "\(rows) rows, the manifest says \(file.file.rows)")
         }
+    }
+
+    /// Truncates, key moves and unchanged-TOAST folding, then the LSN-guarded merge.
+    static func merge(_ sql: MergeSQL, stagingTable: String, rows: Int, deletes: Int, truncates: Int,
+                      on connection: isolated PostgresConnection) throws {
         var afterSequence: Int?
-        if file.truncates > 0, let point = try connection.query(sql.truncatePoint).first {
+        if truncates > 0, let point = try connection.query(sql.truncatePoint).first {
             afterSequence = try point.decode("_seq", as: Int.self)
             let lsn = try point.decode("_lsn", as: LSN.self)
             try connection.execute(sql.tombstoneOlderThan(lsn))
-            try ControlStore.recordTruncation(of: file.stagingTable, at: lsn, on: connection)
+            try ControlStore.recordTruncation(of: stagingTable, at: lsn, on: connection)
         }
-        let truncatedAt = try ControlStore.truncatedAt(file.stagingTable, on: connection)
+        let truncatedAt = try ControlStore.truncatedAt(stagingTable, on: connection)
         var folding = try connection.query(sql.hasUnchanged).scalar(Bool.self)
-        if folding && file.deletes > 0 {
+        if folding && deletes > 0 {
             // Each pass resolves at least the first unresolved move of every chain; bounded by the rows.
-            for _ in 0..<max(1, file.file.rows) {
+            for _ in 0..<max(1, rows) {
                 if try connection.query(sql.resolveKeyMoves).affectedRows == 0 { break }
             }
             folding = try connection.query(sql.hasUnchanged).scalar(Bool.self)

@@ -16,6 +16,9 @@ public struct ChangeApplier: Sendable {
         public var batchesPerRound = 200
         /// How a snapshot is loaded (key builds, frozen runs).
         public var snapshot = SnapshotSettings()
+        /// Catch-up: bounds of a group of waiting batches applied in one transaction (`batches: 1`
+        /// turns grouping off). A source with one batch waiting always gets one per transaction.
+        public var group = ApplyGroupPlanner.Limits()
         public init(jobs: Int) { self.jobs = jobs }
         public init(_ snapshot: SnapshotSettings, jobs: Int? = nil) {
             self.jobs = jobs ?? snapshot.jobs
@@ -156,25 +159,34 @@ public struct ChangeApplier: Sendable {
                 }
                 break
             }
-            for (index, key) in next.enumerated() {
+            var waiting = next[...]
+            var read: [BatchManifest] = []
+            while !waiting.isEmpty || !read.isEmpty, limit.map({ count < $0 }) ?? true, !stop.isRequested {
+                // A backlog is applied in groups; the last batch waiting alone, for latency.
+                let limits = waiting.count + read.count > 1 ? settings.group : .single
+                while read.count < limits.batches, let key = waiting.popFirst() {
+                    read.append(try await store.manifest(BatchManifest.self, at: key))
+                }
+                let group = Array(read.prefix(ApplyGroupPlanner.groupSize(read, limits: limits)))
+                read.removeFirst(group.count)
                 let started = ContinuousClock.now
-                let manifest = try await store.manifest(BatchManifest.self, at: key)
-                let outcome = try await applier.apply(manifest, backlog: next.count - index - 1, on: connection)
-                after = max(after, manifest.endLSN)
-                count += 1
+                let outcome = try await applier.applyGroup(group, backlog: waiting.count + read.count, on: connection)
+                after = max(after, group.last!.endLSN)
+                count += group.count
                 guard outcome.applied else { continue }
-                report.batches += 1
+                report.batches += outcome.batches
                 report.rows += outcome.rows
-                PipelineMetrics.batchApplied(source: source.name, rows: outcome.rows)
-                log.info("batch applied", metadata: [
-                    LogKey.batch: .string(manifest.endLSN.paddedHex),
-                    LogKey.lsn: .string("\(manifest.firstCommitLSN)..\(manifest.endLSN)"),
+                PipelineMetrics.batchApplied(source: source.name, rows: outcome.rows, batches: outcome.batches)
+                log.info(group.count == 1 ? "batch applied" : "batches applied together", metadata: [
+                    LogKey.batch: .string(group.last!.endLSN.paddedHex), "batches": .stringConvertible(outcome.batches),
+                    LogKey.lsn: .string("\(group[0].firstCommitLSN)..\(group.last!.endLSN)"),
                     "inserts": .stringConvertible(outcome.inserts), "updates": .stringConvertible(outcome.updates),
                     "deletes": .stringConvertible(outcome.deletes), "truncates": .stringConvertible(outcome.truncates),
                     LogKey.seconds: .string(String(format: "%.3f", (ContinuousClock.now - started).seconds)),
                 ])
-                if let limit, count >= limit { break }
             }
+            // Stopped early (a limit, a stop): the next round lists again from `after`.
+            if !waiting.isEmpty || !read.isEmpty { break }
         }
     }
 

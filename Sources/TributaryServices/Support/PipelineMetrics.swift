@@ -9,8 +9,8 @@ public enum PipelineMetrics {
         Counter(label: "tributary_bytes_written_total", dimensions: [("source", source)]).increment(by: bytes)
     }
 
-    public static func batchApplied(source: String, rows: Int) {
-        Counter(label: "tributary_batches_applied_total", dimensions: [("source", source)]).increment()
+    public static func batchApplied(source: String, rows: Int, batches: Int = 1) {
+        Counter(label: "tributary_batches_applied_total", dimensions: [("source", source)]).increment(by: batches)
         Counter(label: "tributary_rows_applied_total", dimensions: [("source", source)]).increment(by: rows)
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TributaryCore
 import TributaryServices
 import TributaryStorage
 
@@ -22,15 +23,23 @@ struct Apply: AsyncParsableCommand {
     @Option(help: "Parallel target connections for snapshot loads (default: snapshot.jobs in tributary.yaml).")
     var jobs: Int?
 
+    @Option(help: "Catch-up: at most this many waiting batches of a source in one transaction, each table merged once (1: one batch per transaction).")
+    var groupBatches = ApplyGroupPlanner.Limits().batches
+
+    func validate() throws {
+        if groupBatches < 1 { throw ValidationError("--group-batches must be at least 1") }
+    }
+
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("apply")
             let store = try global.openStagingStore(configuration.target, command: "apply")
             let stop = StopSignal()
+            var settings = ChangeApplier.Settings(configuration.target.snapshot, jobs: jobs)
+            settings.group.batches = groupBatches
             let applier = ChangeApplier(target: configuration.target.connection, sources: try configuration.sources(named: sources),
-                                        store: store, settings: .init(configuration.target.snapshot, jobs: jobs),
-                                        logger: logger, stop: stop)
+                                        store: store, settings: settings, logger: logger, stop: stop)
             let started = ContinuousClock.now
             if once {
                 let display = ProgressDisplay(logger: logger)
