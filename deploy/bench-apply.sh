@@ -4,14 +4,19 @@
 #               (CREATE SUBSCRIPTION into a copy of the tables) and by tributary replicate + apply
 #               into STG, one after the other; each is timed until a marker row committed last is
 #               visible on the target (both apply in commit order). Then the staged backlog alone,
-#               applied by `apply --once` one batch per transaction and grouped (catch-up mode),
+#               applied by `apply --once` one batch per transaction (the default) and in groups of
+#               up to 64 (`--group-batches 64`, catch-up mode),
 #               each into its own copy of the snapshot; both must end equal to the live pipeline's STG.
 #   2. latency  pgbench -R 200 on the source with the pipeline live, and a probe table committed
 #               10 times a second; a trigger on its STG table records when each row became visible.
-# Environment: BENCH_SCALE (pgbench scale, default 10), BENCH_SECONDS (latency run, default 30).
+# Environment: BENCH_SCALE (pgbench scale, default 10), BENCH_SECONDS (latency run, default 30),
+# BENCH_BATCH_ROWS (batch.max_rows: smaller batches, as a source replicated at a modest rate stages
+# them, show what catch-up grouping saves; default: tributary's own).
+# BENCH_BASELINE=<git revision> also applies the staged backlog with tributary as of that revision
+# (its own copy of the snapshot, loaded by it), in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scale=${BENCH_SCALE:-10}; seconds=${BENCH_SECONDS:-30}
+scale=${BENCH_SCALE:-10}; seconds=${BENCH_SECONDS:-30}; batch_rows=${BENCH_BATCH_ROWS:-}; baseline_revision=${BENCH_BASELINE:-}
 work=${TMPDIR:-/tmp}/tributary-bench-apply-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 source_port=55521; target_port=55522
@@ -20,6 +25,9 @@ deploy/install-deps.sh --bench
 echo "building tributary (release)" >&2
 swift build -c release --product tributary >/dev/null
 tributary=$(swift build -c release --show-bin-path)/tributary
+source deploy/bench-lib.sh
+baseline=""
+[ -n "$baseline_revision" ] && baseline=$(build_baseline "$baseline_revision" "${TMPDIR:-/tmp}/tributary-bench-baseline-$(id -u)")
 
 pids=()
 cleanup() {
@@ -46,7 +54,7 @@ tables="pgbench_accounts pgbench_branches pgbench_tellers pgbench_history orders
 source_conninfo="host=127.0.0.1 port=$source_port dbname=bench user=postgres password=$PGPASSWORD"
 
 echo "native: a subscription with its initial copy, then paused" >&2
-on_target -d postgres -c "CREATE DATABASE native" -c "CREATE DATABASE tributary" -c "CREATE DATABASE staged" -c "CREATE DATABASE single"
+on_target -d postgres -c "CREATE DATABASE native" -c "CREATE DATABASE tributary" -c "CREATE DATABASE staged" -c "CREATE DATABASE single" -c "CREATE DATABASE baseline"
 on_target -d postgres -c "ALTER SYSTEM SET wal_receiver_status_interval = '1s'" -c "SELECT pg_reload_conf()" -o /dev/null
 pg_dump -s -h 127.0.0.1 -p $source_port -U postgres $(for t in $tables; do echo -t "$t"; done) bench | on_target -d native -o /dev/null
 on_target -d native -c "CREATE SUBSCRIPTION native_sub CONNECTION '$source_conninfo' PUBLICATION native_pub"
@@ -60,6 +68,7 @@ target:
 staging: ../staging
 work_dir: ../work
 YAML
+[ -n "$batch_rows" ] && printf 'batch:\n  max_rows: %s\n' "$batch_rows" >>"$work/slots/tributary.yaml"
 { echo "source: bench"; echo "connection: \"$source_conninfo\""; echo "tables:"
   for t in $tables; do echo "  - name: public.$t"; done; } >"$work/slots/bench.yaml"
 "$tributary" snapshot --apply --config "$work/slots" --log-level warning >/dev/null
@@ -74,6 +83,12 @@ mkdir -p "$work/single-slots"
 sed "s/dbname=tributary/dbname=single/" "$work/slots/tributary.yaml" >"$work/single-slots/tributary.yaml"
 cp "$work/slots/bench.yaml" "$work/single-slots/"
 "$tributary" apply --once --config "$work/single-slots" --log-level warning >/dev/null
+if [ -n "$baseline" ]; then
+  mkdir -p "$work/baseline-slots"
+  sed "s/dbname=tributary/dbname=baseline/" "$work/slots/tributary.yaml" >"$work/baseline-slots/tributary.yaml"
+  cp "$work/slots/bench.yaml" "$work/baseline-slots/"
+  "$baseline" apply --once --config "$work/baseline-slots" --log-level warning >/dev/null
+fi
 on_target -d tributary <<'SQL'
 CREATE TABLE latency_seen (id bigint PRIMARY KEY, visible_at timestamptz NOT NULL);
 CREATE FUNCTION record_visible() RETURNS trigger LANGUAGE plpgsql AS
@@ -120,8 +135,15 @@ start=$(now)
 single_seconds=$(echo "$(now) - $start" | bc)
 on_target -d postgres -c "CHECKPOINT"
 start=$(now)
-"$tributary" apply --once --config "$work/staged-slots" --log-level warning >/dev/null
+"$tributary" apply --once --group-batches 64 --config "$work/staged-slots" --log-level warning >/dev/null
 staged_seconds=$(echo "$(now) - $start" | bc)
+baseline_seconds=""
+if [ -n "$baseline" ]; then
+  on_target -d postgres -c "CHECKPOINT"
+  start=$(now)
+  "$baseline" apply --once --config "$work/baseline-slots" --log-level warning >/dev/null
+  baseline_seconds=$(echo "$(now) - $start" | bc)
+fi
 batches=$(on_target -d staged -Atc "SELECT count(*) FROM tributary.applied_batches")
 for db in single staged; do
   for t in pgbench_accounts orders; do
@@ -150,7 +172,9 @@ printf '%-40s %10.1f %14.0f %10s\n' "tributary replicate + apply (STG)" "$tribut
   "$(echo "scale=2; $native_seconds / $tributary_seconds" | bc)x"
 printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone, batch by batch" "$single_seconds" "$(echo "$changes / $single_seconds" | bc -l)" \
   "$(echo "scale=2; $native_seconds / $single_seconds" | bc)x"
-printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone, grouped" "$staged_seconds" "$(echo "$changes / $staged_seconds" | bc -l)" \
+printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone, grouped by 64" "$staged_seconds" "$(echo "$changes / $staged_seconds" | bc -l)" \
   "$(echo "scale=2; $native_seconds / $staged_seconds" | bc)x (goal >= 2.0x)"
+[ -n "$baseline" ] && printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone at $baseline_revision" "$baseline_seconds" \
+  "$(echo "$changes / $baseline_seconds" | bc -l)" "$(echo "scale=2; $native_seconds / $baseline_seconds" | bc)x"
 printf '  (%s batches staged; grouped: up to 64 a transaction, each table merged once per group)\n' "$batches"
 printf '\ncommit-to-visible-in-STG latency under pgbench -R 200 (%s probes, default settings): p50 %s s, p95 %s s, p99 %s s\n' "$probes" "$p50" "$p95" "$p99"

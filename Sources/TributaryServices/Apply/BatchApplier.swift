@@ -48,6 +48,8 @@ struct BatchApplier {
         return try await connection.run { [columnsByTable] connection in
             try connection.transaction { connection in
                 var outcome = Outcome(applied: false, rows: 0)
+                // A group's reductions sort many batches' rows at once: in memory, not spilled.
+                if manifests.count > 1 { try connection.execute("SET LOCAL work_mem = '128MB'") }
                 var tables: [(stagingTable: String, parts: [Self.Part])] = []
                 var claimed: [BatchManifest] = []
                 for (index, manifest) in manifests.enumerated() {

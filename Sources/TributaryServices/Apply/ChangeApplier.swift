@@ -16,9 +16,10 @@ public struct ChangeApplier: Sendable {
         public var batchesPerRound = 200
         /// How a snapshot is loaded (key builds, frozen runs).
         public var snapshot = SnapshotSettings()
-        /// Catch-up: bounds of a group of waiting batches applied in one transaction (`batches: 1`
-        /// turns grouping off). A source with one batch waiting always gets one per transaction.
-        public var group = ApplyGroupPlanner.Limits()
+        /// Catch-up: bounds of a group of waiting batches applied in one transaction. Off by
+        /// default: measured on bench-apply's backlog, groups applied slower than batch by batch
+        /// (see the README); `apply --group-batches N` turns it on.
+        public var group = ApplyGroupPlanner.Limits.single
         public init(jobs: Int) { self.jobs = jobs }
         public init(_ snapshot: SnapshotSettings, jobs: Int? = nil) {
             self.jobs = jobs ?? snapshot.jobs

@@ -63,6 +63,26 @@ public struct PreflightChecker: Sendable {
         return state.state != .drained
     }
 
+    /// The slot exists and serves, or can be created; lost, or dropped after the snapshot, fails.
+    func checkSlot(_ source: SourceConfiguration, on connection: PostgresConnection, freeSlots: Int, freeSenders: Int) async throws -> Result {
+        func result(_ passed: Bool, _ message: String) -> Result { Result(subject: source.name, passed: passed, message: message) }
+        if let slot = try await ReplicationSlot.find(source.slot, on: connection) {
+            guard !slot.isLost else {
+                return result(false, "replication slot \(source.slot) is lost: the source removed WAL it still needed (max_slot_wal_keep_size): "
+                                     + ReplicationSlot.recovery(source: source.name))
+            }
+            return result(true, "replication slot \(source.slot) exists (confirmed up to \(slot.confirmedFlushLSN?.description ?? "-"))")
+        }
+        if await wasReplicated(source) {
+            return result(false, "replication slot \(source.slot) was dropped after the snapshot: changes since are missing: "
+                                 + ReplicationSlot.recovery(source: source.name))
+        }
+        guard freeSlots > 0, freeSenders > 0 else {
+            return result(false, "no free replication slot or WAL sender: raise max_replication_slots and max_wal_senders and restart")
+        }
+        return result(true, "replication slot \(source.slot) can be created (\(freeSlots) free)")
+    }
+
     func check(_ source: SourceConfiguration) async -> [Result] {
         var results: [Result] = []
         func pass(_ message: String) { results.append(Result(subject: source.name, passed: true, message: message)) }
@@ -92,22 +112,8 @@ public struct PreflightChecker: Sendable {
             } catch {
                 fail("\(error)")
             }
-            let freeSlots = try server.decode("free_slots", as: Int.self), freeSenders = try server.decode("free_senders", as: Int.self)
-            if let slot = try await ReplicationSlot.find(source.slot, on: connection) {
-                if slot.isLost {
-                    fail("replication slot \(source.slot) is lost: the source removed WAL it still needed (max_slot_wal_keep_size): "
-                         + ReplicationSlot.recovery(source: source.name))
-                } else {
-                    pass("replication slot \(source.slot) exists (confirmed up to \(slot.confirmedFlushLSN?.description ?? "-"))")
-                }
-            } else if await wasReplicated(source) {
-                fail("replication slot \(source.slot) was dropped after the snapshot: changes since are missing: "
-                     + ReplicationSlot.recovery(source: source.name))
-            } else if freeSlots > 0, freeSenders > 0 {
-                pass("replication slot \(source.slot) can be created (\(freeSlots) free)")
-            } else {
-                fail("no free replication slot or WAL sender: raise max_replication_slots and max_wal_senders and restart")
-            }
+            results.append(try await checkSlot(source, on: connection, freeSlots: try server.decode("free_slots", as: Int.self),
+                                               freeSenders: try server.decode("free_senders", as: Int.self)))
             if try server.decode("publication_exists", as: Bool.self) {
                 pass("publication \(source.publication) exists")
             } else if source.createPublication {

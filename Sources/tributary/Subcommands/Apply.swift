@@ -23,8 +23,8 @@ struct Apply: AsyncParsableCommand {
     @Option(help: "Parallel target connections for snapshot loads (default: snapshot.jobs in tributary.yaml).")
     var jobs: Int?
 
-    @Option(help: "Catch-up: at most this many waiting batches of a source in one transaction, each table merged once (1: one batch per transaction).")
-    var groupBatches = ApplyGroupPlanner.Limits().batches
+    @Option(help: "Catch-up: up to this many waiting batches of a source in one transaction, each table merged once (default 1: one batch per transaction; measured slower so far).")
+    var groupBatches = 1
 
     func validate() throws {
         if groupBatches < 1 { throw ValidationError("--group-batches must be at least 1") }
@@ -37,7 +37,7 @@ struct Apply: AsyncParsableCommand {
             let store = try global.openStagingStore(configuration.target, command: "apply")
             let stop = StopSignal()
             var settings = ChangeApplier.Settings(configuration.target.snapshot, jobs: jobs)
-            settings.group.batches = groupBatches
+            if groupBatches > 1 { settings.group = ApplyGroupPlanner.Limits(batches: groupBatches) }
             let applier = ChangeApplier(target: configuration.target.connection, sources: try configuration.sources(named: sources),
                                         store: store, settings: settings, logger: logger, stop: stop)
             let started = ContinuousClock.now
