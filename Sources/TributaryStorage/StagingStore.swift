@@ -1,15 +1,6 @@
 import Foundation
+import TributaryCore
 
-/// What a listing says of one object.
-public struct StoredObject: Sendable, Hashable {
-    public var key: String
-    public var size: Int
-
-    public init(key: String, size: Int) {
-        self.key = key
-        self.size = size
-    }
-}
 
 /// A local copy of an object, to stream from. `release()` removes it when it was a temporary download.
 public struct LocalObject: Sendable {

@@ -5,20 +5,20 @@ import TributaryCore
 @Suite struct RetentionPlannerTests {
     let table = QualifiedName(schema: "public", name: "ledger")
 
-    func batch(_ end: UInt64, manifest: Bool = true, files: Int = 2) -> [StoredKey] {
+    func batch(_ end: UInt64, manifest: Bool = true, files: Int = 2) -> [StoredObject] {
         let lsn = LSN(end)
-        var keys = (0..<files).map { StoredKey(key: ObjectNaming.cdcFile(source: "qvp", endLSN: lsn, table: table, segment: $0), size: 100) }
-        if manifest { keys.append(StoredKey(key: ObjectNaming.cdcManifest(source: "qvp", endLSN: lsn), size: 10)) }
+        var keys = (0..<files).map { StoredObject(key: ObjectNaming.cdcFile(source: "qvp", endLSN: lsn, table: table, segment: $0), size: 100) }
+        if manifest { keys.append(StoredObject(key: ObjectNaming.cdcManifest(source: "qvp", endLSN: lsn), size: 10)) }
         return keys
     }
 
-    func snapshot(_ point: UInt64, scope: SnapshotScope = .full) -> [StoredKey] {
+    func snapshot(_ point: UInt64, scope: SnapshotScope = .full) -> [StoredObject] {
         let lsn = LSN(point)
-        return [StoredKey(key: ObjectNaming.manifest(scope, source: "qvp", consistentPoint: lsn), size: 5),
-                StoredKey(key: ObjectNaming.snapshotPart(source: "qvp", consistentPoint: lsn, table: table, range: 0, part: 0, scope: scope), size: 1000)]
+        return [StoredObject(key: ObjectNaming.manifest(scope, source: "qvp", consistentPoint: lsn), size: 5),
+                StoredObject(key: ObjectNaming.snapshotPart(source: "qvp", consistentPoint: lsn, table: table, range: 0, part: 0, scope: scope), size: 1000)]
     }
 
-    func plan(_ listing: [StoredKey], applied: UInt64?, snapshot: UInt64? = 0x100, recent: Set<UInt64> = []) -> RetentionPlanner.Plan {
+    func plan(_ listing: [StoredObject], applied: UInt64?, snapshot: UInt64? = 0x100, recent: Set<UInt64> = []) -> RetentionPlanner.Plan {
         RetentionPlanner.plan(source: "qvp", listing: listing.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) },
                               positions: .init(applied: applied.map(LSN.init), snapshot: snapshot.map(LSN.init),
                                                recentlyApplied: Set(recent.map(LSN.init))))
@@ -67,8 +67,8 @@ import TributaryCore
     }
 
     @Test func keysItDoesNotRecogniseAreKept() {
-        let listing = [StoredKey(key: "qvp/cdc/not-an-lsn/x.csv.gz", size: 1), StoredKey(key: "qvp/notes.txt", size: 1),
-                       StoredKey(key: "qvp/cdc/0000000000000200", size: 1)] + batch(0x200)
+        let listing = [StoredObject(key: "qvp/cdc/not-an-lsn/x.csv.gz", size: 1), StoredObject(key: "qvp/notes.txt", size: 1),
+                       StoredObject(key: "qvp/cdc/0000000000000200", size: 1)] + batch(0x200)
         let result = plan(listing, applied: 0x300)
         #expect(result.count(.appliedBatch) == 1)
         #expect(result.keptObjects == 3)

@@ -43,11 +43,7 @@ import TributaryPostgres
     }
 
     func eventually(_ what: String, seconds: Double = 60, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else { throw TestFailure("not within \(seconds) s: \(what)") }
-            try await Task.sleep(for: .milliseconds(100))
-        }
+        try await TributaryIntegrationTests.eventually(what, seconds: seconds, poll: 100, condition)
     }
 
     @Test func systemdHearsReadyThenWatchdogPingsThenStopping() async throws {

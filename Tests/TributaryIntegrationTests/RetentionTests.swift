@@ -35,14 +35,6 @@ import TributaryPostgres
         LSN(try await fixture.connectTarget().query("SELECT applied_lsn FROM tributary.sources WHERE source = 'qvp'").scalar!)!
     }
 
-    func eventually(_ what: String, seconds: Double, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else { throw TestFailure("not within \(seconds) s: \(what)") }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-    }
-
     /// Files a killed replicator left: a batch directory with data and no manifest.
     func plantOrphan(_ fixture: PipelineFixture, at lsn: LSN) throws {
         let directory = fixture.stagingDirectory + "/" + ObjectNaming.cdcDirectory(source: "qvp", endLSN: lsn)

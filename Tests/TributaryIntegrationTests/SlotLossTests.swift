@@ -7,14 +7,6 @@ import TributaryServices
 /// A slot the source invalidated (max_slot_wal_keep_size) is never silent: check fails, status says
 /// `slot lost` with the recovery, run stops that source only, and a new snapshot brings it back.
 @Suite(.clusterLoad) struct SlotLossTests {
-    func eventually(_ what: String, seconds: Double, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else { throw TestFailure("not within \(seconds) s: \(what)") }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-    }
-
     func walStatus(_ fixture: PipelineFixture) async throws -> String? {
         try await fixture.connectSource("qvp").query("SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
                                                      [fixture.source("qvp").slot]).scalar

@@ -25,11 +25,7 @@ import TributaryPostgres
     }
 
     func eventually(_ what: String, seconds: Double = 60, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else { throw TestFailure("not within \(seconds) s: \(what)") }
-            try await Task.sleep(for: .milliseconds(200))
-        }
+        try await TributaryIntegrationTests.eventually(what, seconds: seconds, condition)
     }
 
     func workload(_ fixture: PipelineFixture, _ workload: inout DemoWorkload, steps: Int) async throws {

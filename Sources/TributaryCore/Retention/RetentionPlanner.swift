@@ -56,7 +56,7 @@ public enum RetentionPlanner {
     }
 
     /// `listing`: every object under `<source>/`, in key order.
-    public static func plan(source: String, listing: [StoredKey], positions: Positions) -> Plan {
+    public static func plan(source: String, listing: [StoredObject], positions: Positions) -> Plan {
         var plan = Plan()
         var index = 0
         while index < listing.count {
@@ -108,15 +108,5 @@ public enum RetentionPlanner {
             }
         }
         return nil
-    }
-}
-
-/// A key and its size, as a listing gives them (Core knows nothing of the store itself).
-public struct StoredKey: Sendable, Equatable {
-    public var key: String
-    public var size: Int
-    public init(key: String, size: Int) {
-        self.key = key
-        self.size = size
     }
 }

@@ -50,7 +50,7 @@ public struct StoreCollector: Sendable {
         guard let positions = try await control.retentionPositions(of: source, retentionSeconds: settings.retentionSeconds) else {
             return Report(source: source, plan: nil, dryRun: dryRun)
         }
-        let listing = try await store.list(prefix: source + "/", startAfter: nil).map { StoredKey(key: $0.key, size: $0.size) }
+        let listing = try await store.list(prefix: source + "/", startAfter: nil)
         let plan = RetentionPlanner.plan(source: source, listing: listing, positions: positions)
         guard !dryRun else { return Report(source: source, plan: plan, dryRun: true) }
         var removedBatches: [LSN] = []
