@@ -37,18 +37,23 @@ import TributaryPostgres
         }
     }
 
-    @Test func aSignedStoreRefusesAnUnsignedOrAlteredManifest() async throws {
-        let fixture = try await fixture("signed", signed: true)
+    /// Snapshot applied, then one more row replicated: the path of its batch's manifest.
+    func stagedBatchManifest(_ fixture: PipelineFixture) async throws -> String {
         #expect(try await fixture.tributary(["snapshot"]).status == 0)
         #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
         let source = try await fixture.connectSource("qvp")
         try await source.execute("INSERT INTO items VALUES (2, 'b')")
         #expect(try await fixture.tributary(["replicate", "--source", "qvp",
                                              "--end-lsn", try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!]).status == 0)
-        // Someone with write access to the store, but not the key, edits the batch's manifest.
         let manifests = ((FileManager.default.enumerator(atPath: fixture.stagingDirectory + "/qvp/cdc")?.allObjects as? [String]) ?? [])
             .filter { $0.hasSuffix("manifest.json") }.map { fixture.stagingDirectory + "/qvp/cdc/" + $0 }
-        let path = try #require(manifests.first)
+        return try #require(manifests.first)
+    }
+
+    @Test func aSignedStoreRefusesAnUnsignedOrAlteredManifest() async throws {
+        let fixture = try await fixture("signed", signed: true)
+        // Someone with write access to the store, but not the key, edits the batch's manifest.
+        let path = try await stagedBatchManifest(fixture)
         let text = try String(contentsOfFile: path, encoding: .utf8)
         #expect(text.contains("tributary-hmac-sha256: "), "written signed")
         try text.replacingOccurrences(of: "\"rows\" : 1", with: "\"rows\" : 2").write(toFile: path, atomically: true, encoding: .utf8)
@@ -60,15 +65,7 @@ import TributaryPostgres
 
     @Test func aTypeNameInAManifestNeverRunsAsSQL() async throws {
         let fixture = try await fixture("types", signed: false)
-        #expect(try await fixture.tributary(["snapshot"]).status == 0)
-        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
-        let source = try await fixture.connectSource("qvp")
-        try await source.execute("INSERT INTO items VALUES (2, 'b')")
-        #expect(try await fixture.tributary(["replicate", "--source", "qvp",
-                                             "--end-lsn", try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!]).status == 0)
-        let manifests = ((FileManager.default.enumerator(atPath: fixture.stagingDirectory + "/qvp/cdc")?.allObjects as? [String]) ?? [])
-            .filter { $0.hasSuffix("manifest.json") }.map { fixture.stagingDirectory + "/qvp/cdc/" + $0 }
-        let path = try #require(manifests.first)
+        let path = try await stagedBatchManifest(fixture)
         let text = try String(contentsOfFile: path, encoding: .utf8)
         try text.replacingOccurrences(of: "\"staging_type\" : \"text\"", with: "\"staging_type\" : \"text); DROP TABLE stg.qvp_items; --\"")
             .write(toFile: path, atomically: true, encoding: .utf8)
