@@ -66,15 +66,30 @@ final class RelationRegistry {
             described[name] = table
         }
         guard let table else { return false }
-        let columns = try columnNames.map { column in
-            guard let known = table.relation.columns.first(where: { $0.name == column }) else {
-                throw OperatorError("\(source.name): pgoutput sent column \"\(column)\" of \(name), which the source catalog does not list: is it excluded? Excluded columns must be left out of the publication's column list")
+        var columns: [ColumnSchema] = []
+        for column in message.columns {
+            if let known = table.relation.columns.first(where: { $0.name == column.name }) {
+                columns.append(known)
+            } else if configured.excludedColumns.contains(column.name) {
+                throw OperatorError("\(source.name): pgoutput sent column \"\(column.name)\" of \(name), which is excluded: excluded columns must be left out of the publication's column list")
+            } else {
+                // Changes from before the column was dropped, replayed after: the catalog no longer
+                // has it, the message says its type.
+                columns.append(try await SourceCatalog.describeDroppedColumn(column.name, typeOid: column.typeOid, typeModifier: column.typeModifier,
+                                                                            source: source, on: catalog))
             }
-            return known
         }
         let relation = RelationSchema(table: name, columns: columns, key: table.relation.key)
-        let changed: Bool
-        if case .replicated(let previous) = entries[message.oid] { changed = previous.relation != relation } else { changed = false }
+        var changed = false
+        if case .replicated(let previous) = entries[message.oid] {
+            changed = previous.relation != relation
+            let dropped = previous.relation.columnNames.filter { !columnNames.contains($0) }
+            if !dropped.isEmpty {
+                logger.warning("columns dropped on the source: STG keeps them and new rows get NULL there", metadata: [
+                    LogKey.table: .string(name.description), "columns": .string(dropped.joined(separator: ",")),
+                ])
+            }
+        }
         entries[message.oid] = .replicated(Replicated(
             relation: relation, stagingTable: configured.stagingTable,
             encoder: try ChangeRowEncoder(columnNames: columnNames, key: relation.key)))

@@ -98,7 +98,7 @@ public struct Replicator: Sendable {
         if let pid = slot.activePID {
             throw OperatorError("replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): another replicator is running for it", kind: .slotInUse)
         }
-        let tables = try await SourceCatalog.describe(source.tables, source: source, on: side)
+        let tables = try await SourceCatalog.describeReplicated(source, on: side, logger: logger)
         let directory = "\(workDirectory)/replicate-\(source.name)"
         // Spill and batch files of an earlier run are worthless: the slot replays what they held.
         try? FileManager.default.removeItem(atPath: directory)

@@ -1,3 +1,4 @@
+import Logging
 import TributaryCore
 import TributaryPostgres
 
@@ -8,6 +9,26 @@ public enum SourceCatalog {
                                 on connection: PostgresConnection) async throws -> [SourceTable] {
         var result: [SourceTable] = []
         for table in tables {
+            result.append(try await describe(table, source: source, on: connection))
+        }
+        return result
+    }
+
+    /// The configured tables the source still has, for the replicator. A table dropped there is
+    /// said in the log and left out: no change can come for it and its STG table keeps its rows
+    /// (`status` says so too), unless `schema_changes: stop`, which stops the source.
+    public static func describeReplicated(_ source: SourceConfiguration, on connection: PostgresConnection,
+                                          logger: Logger) async throws -> [SourceTable] {
+        var result: [SourceTable] = []
+        for table in source.tables {
+            guard try await connection.query("SELECT to_regclass($1) IS NOT NULL", [table.table.sql]).scalar(Bool.self) else {
+                if source.schemaChanges == .stop {
+                    throw OperatorError("table \(table.table) was dropped on \(source.name) and schema_changes is stop: remove it from \(source.file), then start again")
+                }
+                logger.warning("table dropped on the source: no changes come for it, its STG table keeps its rows; remove it from the configuration once that is intended",
+                               metadata: [LogKey.table: .string(table.table.description)])
+                continue
+            }
             result.append(try await describe(table, source: source, on: connection))
         }
         return result
@@ -69,6 +90,16 @@ public enum SourceCatalog {
                                         typeOid: attribute.typeOid, notNull: attribute.notNull, missingValue: attribute.missingValue))
         }
         return (columns, omitted)
+    }
+
+    /// A column a Relation message names but the catalog no longer has (dropped since the change
+    /// was written): its STG type from the type the message gives.
+    static func describeDroppedColumn(_ name: String, typeOid: UInt32, typeModifier: Int32, source: SourceConfiguration,
+                                      on connection: PostgresConnection) async throws -> ColumnSchema {
+        let formatted = try await connection.query("SELECT format_type($1::oid, $2::int)", [String(typeOid), String(typeModifier)]).scalar(String.self)
+        let stagingType = try StagingTypeMapper.stagingType(oid: typeOid, formattedWithModifier: formatted,
+                                                            catalog: try await typeCatalog(oids: [typeOid], on: connection))
+        return ColumnSchema(name: name, sourceType: formatted, stagingType: stagingType, typeOid: typeOid, notNull: false)
     }
 
     /// Every type the columns use, with the domains' base types and the arrays' element types.

@@ -118,7 +118,7 @@ public struct StatusReader: Sendable {
         for source in sources {
             var status = SourceStatus(source: source)
             if migrated { try await readControlState(into: &status, control: control) }
-            await readSource(source, into: &status)
+            await readSource(source, into: &status, target: migrated ? control.connection : nil)
             if !migrated {
                 status.warnings.append("the target has no tributary schema yet: nothing was applied to it (tributary apply or run does)")
             }
@@ -153,7 +153,7 @@ public struct StatusReader: Sendable {
         }
     }
 
-    func readSource(_ source: SourceConfiguration, into status: inout SourceStatus) async {
+    func readSource(_ source: SourceConfiguration, into status: inout SourceStatus, target: PostgresConnection? = nil) async {
         do {
             let connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary status")
             defer { Task { await connection.close() } }
@@ -175,6 +175,9 @@ public struct StatusReader: Sendable {
             status.walStatus = slot.walStatus
             if slot.isLost && status.state != .notSnapshotted { status.state = .slotLost }
             status.warnings += Self.slotWarnings(slot, status: status, source: source)
+            if let target, status.state != .notSnapshotted {
+                status.warnings += (try? await SourceDrift.warnings(source, on: connection, target: target)) ?? []
+            }
         } catch {
             status.warnings.append("source unreachable: \(error)")
         }

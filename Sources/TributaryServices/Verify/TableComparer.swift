@@ -15,6 +15,10 @@ public struct TableComparer: Sendable {
         public var problem: String?
         /// Where the content differs: key ranges, as narrow as the comparison got.
         public var differingRanges: [String] = []
+        /// Source columns that are not replicated, so not compared: generated or excluded.
+        public var notCompared: [String] = []
+        /// STG columns the source table no longer has (dropped there; STG keeps them, new rows NULL).
+        public var droppedOnSource: [String] = []
 
         public var matches: Bool { problem == nil && sourceRows == stagingRows && sourceChecksum == stagingChecksum }
     }
@@ -42,7 +46,9 @@ public struct TableComparer: Sendable {
                 source: source.name, table: table.table.description, stagingTable: "stg.\(table.stagingTable)",
                 sourceRows: try sourceSide.rows[0].decode("rows"), stagingRows: nil,
                 sourceChecksum: try sourceSide.rows[0].decode("checksum"), stagingChecksum: nil, problem: nil)
+            comparison.notCompared = described.omittedColumns
             let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
+            comparison.droppedOnSource = try await SourceDrift.droppedColumns(of: stagingTable, described: described, on: targetConnection)
             do {
                 let stagingSide = try await targetConnection.query(
                     ChecksumSQL.checksum(table: stagingTable, columns: columns, excludeTombstones: true))

@@ -54,6 +54,8 @@ extension Verifier.Outcome {
                   + Format.pad(Format.count(row.sourceRows), 13, right: true)
                   + Format.pad(row.stagingRows.map(Format.count) ?? "-", 13, right: true) + "  " + result)
             for range in row.differingRanges { print("        differs where \(range)") }
+            if !row.notCompared.isEmpty { print("        not compared (generated or excluded, not replicated): \(row.notCompared.joined(separator: ", "))") }
+            if !row.droppedOnSource.isEmpty { print("        dropped on the source, kept in STG: \(row.droppedOnSource.joined(separator: ", "))") }
         }
         for check in checks {
             let result = check.matches ? "match" : (check.problem ?? "DIFFERS: source \(Self.text(check.sourceRows)), target \(Self.text(check.targetRows ?? []))")
@@ -66,7 +68,9 @@ extension Verifier.Outcome {
         let objectsSaid = objects.isEmpty ? "" : objectMismatches == 0
             ? "; all files are in place (\(objects.count) mappings)" : ", \(objectMismatches) of \(objects.count) object mappings differ"
         if tableMismatches + checkMismatches == 0 {
+            let unreplicated = tables.reduce(0) { $0 + $1.notCompared.count }
             print("verify: all \(tables.count) tables match: source and STG are identical row for row"
+                  + (unreplicated == 0 ? "" : " in every replicated column (\(unreplicated) generated or excluded columns not compared)")
                   + (checks.isEmpty ? "" : "; all \(checks.count) checks agree") + objectsSaid)
         } else {
             print("verify: \(tableMismatches) of \(tables.count) tables differ" + (checks.isEmpty ? "" : ", \(checkMismatches) of \(checks.count) checks differ")
@@ -92,7 +96,7 @@ extension Verifier.Outcome {
     func json() -> String {
         let tableRows = tables.map { row -> [String: Any] in
             ["source": row.source, "table": row.table, "stg_table": row.stagingTable, "source_rows": row.sourceRows,
-             "stg_rows": row.stagingRows as Any, "match": row.matches, "problem": row.problem as Any, "differing_ranges": row.differingRanges]
+             "stg_rows": row.stagingRows as Any, "match": row.matches, "problem": row.problem as Any, "differing_ranges": row.differingRanges, "not_compared": row.notCompared, "dropped_on_source": row.droppedOnSource]
         }
         let checkRows = checks.map { check -> [String: Any] in
             ["source": check.source, "name": check.name, "match": check.matches, "problem": check.problem as Any,
