@@ -142,16 +142,20 @@ public struct PreflightChecker: Sendable {
         do {
             let connection = try await PostgresConnection.connect(configuration.target.connection, name: "target", applicationName: "tributary check")
             let server = try await connection.query("""
-                SELECT current_setting('server_version') AS version, has_database_privilege(current_database(), 'CREATE') AS may_create
+                SELECT current_setting('server_version') AS version,
+                       has_database_privilege(current_database(), 'CREATE')
+                       OR (SELECT count(*) = 3 AND bool_and(has_schema_privilege(oid, 'CREATE')) FROM pg_namespace
+                           WHERE nspname IN ('tributary', 'stg', 'tributary_load')) AS may_create
                 """).rows[0]
             var results = [Result(subject: "target", passed: true,
                                   message: "reachable: PostgreSQL \(try server.decode("version", as: String.self)) at \(connection.endpoint)")]
             if try server.decode("may_create", as: Bool.self) {
                 try await connection.execute("CREATE TEMP TABLE tributary_check (x int); DROP TABLE tributary_check")
-                results.append(Result(subject: "target", passed: true, message: "writable, may create schemas tributary and stg"))
+                results.append(Result(subject: "target", passed: true, message: "writable: may create (or owns) the schemas tributary, stg and tributary_load"))
             } else {
-                results.append(Result(subject: "target", passed: false,
-                                      message: "the role may not create schemas: GRANT CREATE ON DATABASE <db> TO <role>"))
+                results.append(Result(subject: "target", passed: false, message: """
+                    the role may not create schemas: GRANT CREATE ON DATABASE <db> TO <role>, or have an administrator create                     tributary, stg, tributary_load, bl and tributary_bl with AUTHORIZATION <role>
+                    """))
             }
             await connection.close()
             return results

@@ -74,9 +74,7 @@ enum ControlSchema {
         // BL models: per model its last runs and error; per model and input the watermark up to which
         // the input's changes are in the model (an STG input's _lsn, a model input's change-log
         // sequence) and the snapshot its STG table came from (a new one means a full reload).
-        """
-        CREATE SCHEMA IF NOT EXISTS bl;
-        CREATE SCHEMA IF NOT EXISTS tributary_bl;
+        createSchemas(["bl", "tributary_bl"]) + """
         CREATE SEQUENCE tributary.bl_seq;
         CREATE TABLE tributary.bl_models (
             model text PRIMARY KEY,
@@ -157,14 +155,20 @@ enum ControlSchema {
         """,
     ]
 
+    /// Creates the schemas that do not exist yet. `CREATE SCHEMA IF NOT EXISTS` asks for CREATE on
+    /// the database even when the schema is there, which a least-privilege role owning schemas an
+    /// administrator made for it does not have.
+    static func createSchemas(_ names: [String]) -> String {
+        names.map { name in
+            "DO $$ BEGIN IF to_regnamespace(\(SQL.literal(SQL.identifier(name)))) IS NULL THEN CREATE SCHEMA \(SQL.identifier(name)); END IF; END $$;\n"
+        }.joined()
+    }
+
     /// Any number of processes may call this at once; an advisory lock serialises them.
     static func migrate(on connection: isolated PostgresConnection) throws {
         try connection.transaction { connection in
             try connection.execute("SELECT pg_advisory_xact_lock(\(advisoryLockMigrations))")
-            try connection.execute("""
-                CREATE SCHEMA IF NOT EXISTS tributary;
-                CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(StagingColumns.schema));
-                CREATE SCHEMA IF NOT EXISTS \(SQL.identifier(StagingColumns.loadSchema));
+            try connection.execute(createSchemas(["tributary", StagingColumns.schema, StagingColumns.loadSchema]) + """
                 CREATE TABLE IF NOT EXISTS tributary.schema_version (version integer NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now())
                 """)
             let current = try connection.query("SELECT coalesce(max(version), 0) FROM tributary.schema_version").scalar(Int.self)

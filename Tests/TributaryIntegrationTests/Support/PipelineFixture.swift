@@ -26,6 +26,8 @@ struct PipelineFixture {
     /// The staging URL as tributary.yaml spells it, and any further target settings (an `oci:` section).
     var staging = "../staging"
     var extraTargetYAML = ""
+    /// The target connection tributary.yaml names, when not the test's own (another role).
+    var targetOverride: String?
 
     /// - Parameter sourceCluster: where the source databases go; the shared source cluster by default.
     static func make(_ label: String, sources: [(name: String, tables: [String])],
@@ -53,7 +55,7 @@ struct PipelineFixture {
     func writeConfiguration() throws {
         let targetYAML = """
             target:
-              connection: "\(target)"
+              connection: "\(targetOverride ?? target)"
             staging: \(staging)
             work_dir: ../work
             \(extraTargetYAML)
