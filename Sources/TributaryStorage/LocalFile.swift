@@ -14,6 +14,7 @@ public final class FileOutput {
     deinit { if descriptor >= 0 { Glibc.close(descriptor) } }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try WorkDirectoryBudget.shared.charge(bytes.count, path: path)
         var offset = 0
         while offset < bytes.count {
             let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)

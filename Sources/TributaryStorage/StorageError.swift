@@ -12,6 +12,8 @@ public enum StorageError: Error, CustomStringConvertible, Sendable {
     case notCopied(key: String, reason: String)
     /// A manifest whose signature is missing or wrong (`staging.signing_key`).
     case notSigned(key: String, reason: String)
+    /// A local write that would pass `work_max` or fill the disk.
+    case workDirectoryFull(directory: String, reason: String)
 
     public var description: String {
         switch self {
@@ -29,6 +31,9 @@ public enum StorageError: Error, CustomStringConvertible, Sendable {
             return what
         case .notSigned(let key, let reason):
             return "manifest \(key) refused: \(reason); nothing of it was applied (was the staging store written by another tributary, or altered?)"
+        case .workDirectoryFull(let directory, let reason):
+            return "the work directory \(directory) is full: \(reason); raise work_max in tributary.yaml, free space, "
+                + "or lower batch.memory_max and snapshot.part_size (they size spills and parts)"
         case .notCopied(let key, let reason):
             return "object \(key) was not copied: \(reason); the next pass copies it again"
         }

@@ -18,7 +18,9 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func loadConfiguration() throws -> Configuration {
-        try ConfigurationLoader.load(directory: configurationDirectory)
+        let configuration = try ConfigurationLoader.load(directory: configurationDirectory)
+        WorkDirectoryBudget.shared.configure(directory: configuration.target.workDirectory, maximum: configuration.target.workMaximum)
+        return configuration
     }
 
     /// Reads `source`'s configuration again from the directory, as it is then (nil when it does

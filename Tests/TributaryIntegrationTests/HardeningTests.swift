@@ -50,6 +50,31 @@ import TributaryPostgres
         return try #require(manifests.first)
     }
 
+    /// `work_max` bounds the local work directory: a large transaction that spills past it stops
+    /// the replicator with an error that says what to do, before the disk fills; with room, the
+    /// same transaction replicates whole.
+    @Test func workMaxStopsASpillWithAClearErrorAndNothingIsLost() async throws {
+        var fixture = try await fixture("workmax", signed: false)
+        fixture.snapshotYAML = "  jobs: 1\nbatch:\n  memory_max: 64kB\n"
+        fixture.extraTargetYAML = "work_max: 1MiB"
+        try fixture.writeConfiguration()
+        #expect(try await fixture.tributary(["snapshot", "--apply"]).status == 0)
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("INSERT INTO items SELECT i, repeat(md5(i::text), 4) FROM generate_series(100, 40099) i")
+        let end = try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!
+        let refused = try await fixture.tributary(["replicate", "--source", "qvp", "--end-lsn", end])
+        #expect(refused.status == 1, "\(refused.standardError)")
+        #expect(refused.standardError.contains("is full: it would hold") && refused.standardError.contains("raise work_max"),
+                "\(refused.standardError)")
+
+        fixture.extraTargetYAML = "work_max: 200MiB"
+        try fixture.writeConfiguration()
+        let replicated = try await fixture.tributary(["replicate", "--source", "qvp", "--end-lsn", end])
+        #expect(replicated.status == 0, "\(replicated.standardError)")
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        #expect(try await fixture.verify("qvp").allSatisfy(\.matches))
+    }
+
     @Test func aSignedStoreRefusesAnUnsignedOrAlteredManifest() async throws {
         let fixture = try await fixture("signed", signed: true)
         // Someone with write access to the store, but not the key, edits the batch's manifest.

@@ -221,6 +221,8 @@ public struct TargetConfiguration: Sendable {
     public var retention = RetentionSettings()
     /// Local scratch space: spill files and parts waiting for upload.
     public var workDirectory: String
+    /// `work_max`: the most the work directory may hold (nil: bounded by its disk only).
+    public var workMaximum: Int?
     public var batch: BatchLimits
     public var snapshot: SnapshotSettings
     public var oci: OCISettings

@@ -56,7 +56,7 @@ public enum ConfigurationParser {
 
     static func parseTarget(_ file: File, directory: String, environment: [String: String]) throws -> TargetConfiguration {
         let root = try root(file, environment: environment)
-        try root.requireOnly(["target", "staging", "work_dir", "batch", "snapshot", "oci", "bl", "sync"])
+        try root.requireOnly(["target", "staging", "work_dir", "work_max", "batch", "snapshot", "oci", "bl", "sync"])
         guard let targetSection = try root.child("target") else {
             throw ConfigurationError(file: file.name, keyPath: "target", problem: "required key is missing")
         }
@@ -86,6 +86,7 @@ public enum ConfigurationParser {
                                          oci: try parseOCI(root.child("oci"), directory: directory), file: file.name)
         target.signingKey = signingKey
         target.retention = retentionSettings
+        target.workMaximum = try root.bytes("work_max")
         if let section = try root.child("sync") {
             target.sync = try ObjectSyncParser.settings(section, directory: directory)
         }
