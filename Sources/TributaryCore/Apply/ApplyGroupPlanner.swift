@@ -3,9 +3,9 @@
 /// (`_lsn`, `_seq`) order, which is batch order (batches are consecutive in LSN order). Pure.
 ///
 /// A group holds consecutive batches only, stops at the row and byte bounds (one batch is always
-/// taken, however large; bytes are the files' uncompressed sizes), and never spans a schema change of a table: every file of one STG table
-/// in a group has the same relation schema, and a batch that splits a table into segments (a
-/// schema change inside it) applies alone.
+/// taken, however large; bytes are the files' uncompressed sizes), and never spans a schema change
+/// of a table: every file of one STG table in a group has the same relation schema, and a batch
+/// that splits a table into segments (a schema change inside it) applies alone.
 public enum ApplyGroupPlanner {
     public struct Limits: Sendable, Equatable {
         public var batches: Int
