@@ -132,6 +132,8 @@ psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT source, state, drain_lsn, appli
 
 step "tributary verify, after the drain: tables, key indicators, files"
 "$tributary" verify --config slots
+step "tributary gc --dry-run: what retention would remove from the staging store (staging.retention, 7 days by default)"
+"$tributary" gc --dry-run --config slots --log-level warning
 step "the BL tables equal a full reload of their models"
 "$tributary" transform --config slots --check
 bl_counts
