@@ -35,13 +35,9 @@ cleanup() {
   deploy/pg-cluster.sh stop "$work/source" || true; deploy/pg-cluster.sh stop "$work/target" || true
 }
 trap cleanup EXIT
-deploy/pg-cluster.sh stop "$work/source" 2>/dev/null || true; deploy/pg-cluster.sh stop "$work/target" 2>/dev/null || true
-rm -rf "$work"; mkdir -p "$work/slots"
-deploy/pg-cluster.sh init "$work/source" $source_port --logical
-deploy/pg-cluster.sh init "$work/target" $target_port
+fresh_source_and_target "$work" $source_port $target_port
 on_source() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $source_port -U postgres -d bench "$@"; }
 on_target() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $target_port -U postgres "$@"; }
-psql -X -q -h 127.0.0.1 -p $source_port -U postgres -d postgres -c "CREATE DATABASE bench"
 pgbench -q -i -s "$scale" -h 127.0.0.1 -p $source_port -U postgres bench >/dev/null 2>&1
 on_source <<'SQL'
 ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY;

@@ -20,3 +20,14 @@ build_baseline() {
 
 # The median of the numbers given as arguments.
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# A fresh source (wal_level=logical) and target cluster under $1 on ports $2 and $3, with an empty
+# $1/slots, and a database "bench" on the source; whatever an earlier run left there is stopped.
+fresh_source_and_target() {
+  local work=$1 source_port=$2 target_port=$3
+  deploy/pg-cluster.sh stop "$work/source" 2>/dev/null || true; deploy/pg-cluster.sh stop "$work/target" 2>/dev/null || true
+  rm -rf "$work"; mkdir -p "$work/slots"
+  deploy/pg-cluster.sh init "$work/source" "$source_port" --logical
+  deploy/pg-cluster.sh init "$work/target" "$target_port"
+  psql -X -q -h 127.0.0.1 -p "$source_port" -U postgres -d postgres -c "CREATE DATABASE bench"
+}

@@ -16,12 +16,8 @@ deploy/install-deps.sh --bench
 tributary=$(build_tributary)
 cleanup() { deploy/pg-cluster.sh stop "$work/source" || true; deploy/pg-cluster.sh stop "$work/target" || true; }
 trap cleanup EXIT
-deploy/pg-cluster.sh stop "$work/source" 2>/dev/null || true; deploy/pg-cluster.sh stop "$work/target" 2>/dev/null || true
-rm -rf "$work"; mkdir -p "$work/slots"
-deploy/pg-cluster.sh init "$work/source" $source_port --logical
-deploy/pg-cluster.sh init "$work/target" $target_port
+fresh_source_and_target "$work" $source_port $target_port
 on_source() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $source_port -U postgres -d bench "$@"; }
-psql -X -q -h 127.0.0.1 -p $source_port -U postgres -d postgres -c "CREATE DATABASE bench"
 psql -X -q -h 127.0.0.1 -p $target_port -U postgres -d postgres -c "CREATE DATABASE target"
 # A value built from random bytes does not compress: it stays as large in every layer.
 on_source <<SQL
