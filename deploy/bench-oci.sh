@@ -40,20 +40,7 @@ sed 's/^oci:$/oci:\n  multipart_threshold: 4GiB/' "$work/slots/tributary.yaml" >
 
 # curl's side: the same signature scheme, made with python3-cryptography from the same key.
 sign() { # method path -> curl -H arguments, one per line
-  /usr/bin/python3 - "$1" "$2" "$endpoint" "$keys" <<'PY'
-import base64, configparser, email.utils, sys
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
-method, path, endpoint, keys = sys.argv[1:]
-config = configparser.ConfigParser(); config.read(f"{keys}/config"); profile = config["DEFAULT"]
-key = serialization.load_pem_private_key(open(f"{keys}/{profile['key_file']}", "rb").read(), None)
-date, host = email.utils.formatdate(usegmt=True), endpoint.split("://")[1]
-text = f"date: {date}\n(request-target): {method.lower()} {path}\nhost: {host}"
-signature = base64.b64encode(key.sign(text.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
-key_id = f"{profile['tenancy']}/{profile['user']}/{profile['fingerprint']}"
-print(f"date: {date}"); print(f"host: {host}")
-print(f'authorization: Signature algorithm="rsa-sha256",headers="date (request-target) host",keyId="{key_id}",signature="{signature}",version="1"')
-PY
+  /usr/bin/python3 deploy/oci-sign.py "$1" "$2" "$endpoint" "$keys/config"
 }
 # Signed ahead of the clock (a signature stays valid for 5 minutes), so curl's time is the transfer's.
 declare -A signed
