@@ -57,10 +57,7 @@ public struct ObjectSyncService: Sendable {
             for report in try await liveness.working(Self.part, { try await runOnce(configuration.sources, dryRun: false) }) {
                 logger.info("object sync pass", metadata: report.metadata)
             }
-            while !stop.isRequested && ContinuousClock.now - started < .milliseconds(configuration.target.sync.intervalMilliseconds) {
-                liveness.beat(Self.part)
-                try await Task.sleep(for: .milliseconds(500))
-            }
+            try await liveness.idle(Self.part, from: started, for: .milliseconds(configuration.target.sync.intervalMilliseconds), stop: stop)
         }
     }
 

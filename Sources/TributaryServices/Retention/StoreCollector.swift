@@ -101,10 +101,7 @@ public struct StoreCollector: Sendable {
             } catch {
                 logger.warning("staging store collection failed, trying again in \(Int(settings.intervalSeconds)) s: \(error)")
             }
-            while !stop.isRequested && ContinuousClock.now - started < .seconds(settings.intervalSeconds) {
-                liveness.beat(Self.part)
-                try await Task.sleep(for: .milliseconds(500))
-            }
+            try await liveness.idle(Self.part, from: started, for: .seconds(settings.intervalSeconds), stop: stop)
         }
     }
 }

@@ -38,4 +38,13 @@ extension Optional where Wrapped == Liveness {
         if let liveness = self { return try await liveness.working(part, work) }
         return try await work()
     }
+
+    /// A periodic part's wait for its next round: until `interval` after `started`, or a stop,
+    /// beating all along so the wait is never taken for a hang.
+    func idle(_ part: String, from started: ContinuousClock.Instant, for interval: Duration, stop: StopSignal) async throws {
+        while !stop.isRequested && ContinuousClock.now - started < interval {
+            beat(part)
+            try await Task.sleep(for: .milliseconds(500))
+        }
+    }
 }
