@@ -36,8 +36,11 @@ import TributaryServices
         return [RandomWorkload(seed: seed), RandomWorkload(seed: seed + 1)]
     }
 
+    /// Nil also before `run` has created the control schema (a slow start on a loaded machine).
     func state(_ fixture: PipelineFixture, _ source: String) async throws -> SourceControlState? {
-        try await ControlStore(try await fixture.connectTarget()).state(of: source)
+        let control = ControlStore(try await fixture.connectTarget())
+        guard try await control.isMigrated() else { return nil }
+        return try await control.state(of: source)
     }
 
     func slotActive(_ fixture: PipelineFixture, _ source: String) async throws -> Bool {
