@@ -204,3 +204,10 @@ extension PgOutputMessage {
         .streamAbort(xid: try reader.uint32(), subtransaction: try reader.uint32())
     }
 }
+
+extension PgOutputMessage {
+    public var isTruncate: Bool {
+        if case .truncate = self { return true }
+        return false
+    }
+}

@@ -9,6 +9,8 @@ final class RelationRegistry {
         var relation: RelationSchema
         var stagingTable: String
         var encoder: ChangeRowEncoder
+        /// Set when the relation is a partition whose changes are its root's (`relation.table`).
+        var partition: QualifiedName? = nil
     }
 
     enum Entry {
@@ -49,8 +51,22 @@ final class RelationRegistry {
     /// known (a column added, dropped or retyped on the source).
     @discardableResult
     func update(_ message: PgOutputMessage.Relation) async throws -> Bool {
-        let name = QualifiedName(schema: message.namespace, name: message.name)
-        guard let configured = configured(name, oid: message.oid) else {
+        var name = QualifiedName(schema: message.namespace, name: message.name)
+        var configured = configured(name, oid: message.oid)
+        var partition: QualifiedName?
+        // A partition of a configured table: pgoutput describes it beside its root even when it
+        // sends the changes as the root's (publish_via_partition_root), and sends them as its own
+        // otherwise. Either way they are the root's rows, in the root's STG table.
+        if configured == nil, let root = try await partitionRoot(of: message.oid), let table = self.configured(root, oid: message.oid) {
+            if entries[message.oid] == nil {
+                logger.debug("a partition's changes go to its table's STG", metadata: [
+                    LogKey.table: .string(root.description), "partition": .string(name.description)])
+            }
+            configured = table
+            partition = name
+            name = root
+        }
+        guard let configured else {
             if entries[message.oid] == nil {
                 logger.warning("table is in the publication but not in the configuration: skipping its changes",
                                metadata: [LogKey.table: .string(name.description)])
@@ -92,12 +108,22 @@ final class RelationRegistry {
         }
         entries[message.oid] = .replicated(Replicated(
             relation: relation, stagingTable: configured.stagingTable,
-            encoder: try ChangeRowEncoder(columnNames: columnNames, key: relation.key)))
+            encoder: try ChangeRowEncoder(columnNames: columnNames, key: relation.key), partition: partition))
         if changed {
             logger.notice("table schema changed on the source; the next rows carry the new schema",
                           metadata: [LogKey.table: .string(name.description)])
         }
         return changed
+    }
+
+    /// The partitioned table at the top of `oid`'s partition tree, when `oid` is a partition.
+    private func partitionRoot(of oid: UInt32) async throws -> QualifiedName? {
+        let root = try await catalog.query("""
+            SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.oid = pg_partition_root($1::oid::regclass) AND c.oid <> $1::oid
+            """, [String(oid)])
+        guard let row = root.first else { return nil }
+        return QualifiedName(schema: try row.decode("nspname"), name: try row.decode("relname"))
     }
 
     private func matches(_ relation: RelationSchema, _ message: PgOutputMessage.Relation) -> Bool {

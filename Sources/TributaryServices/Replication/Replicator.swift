@@ -263,6 +263,12 @@ private final class ReplicationSession: @unchecked Sendable {
 
     func append(_ message: PgOutputMessage, relationOid oid: UInt32) throws {
         switch registry[oid] {
+        case .replicated(let table)? where table.partition != nil && message.isTruncate:
+            // STG holds the whole table: a truncate of one partition has no exact form there.
+            logger.error("""
+                TRUNCATE of partition \(table.partition!) is not applied to \(table.relation.table)'s STG table (it holds every \
+                partition): resync it with tributary snapshot --source \(replicator.source.name) --table \(table.relation.table)
+                """)
         case .replicated(let table)?:
             try batch.append(message, relationOid: oid, table: table)
         case .skipped?:

@@ -31,8 +31,17 @@ struct PublicationSetup {
     }
 
     private func addMissing(_ tables: [SourceTable], on connection: PostgresConnection) async throws {
-        let published = try await connection.query(
-            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", [source.publication])
+        // A partitioned table published without publish_via_partition_root lists as its partitions:
+        // it is in the publication all the same (the replicator maps their changes to it).
+        let published = try await connection.query("""
+            SELECT t.schemaname, t.tablename FROM pg_publication_tables t WHERE t.pubname = $1
+            UNION
+            SELECT n.nspname, c.relname
+            FROM pg_publication_tables t
+            JOIN pg_class c ON c.oid = pg_partition_root(format('%I.%I', t.schemaname, t.tablename)::regclass)
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE t.pubname = $1
+            """, [source.publication])
         let names = Set(try published.rows.map { QualifiedName(schema: try $0.decode("schemaname"), name: try $0.decode("tablename")) })
         let missing = tables.map(\.name).filter { !names.contains($0) }
         guard !missing.isEmpty else { return }
