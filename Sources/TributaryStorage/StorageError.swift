@@ -39,3 +39,15 @@ public enum StorageError: Error, CustomStringConvertible, Sendable {
         }
     }
 }
+
+extension StorageError {
+    /// A full work directory or disk: freeing space (or a spill finishing elsewhere) cures it, so
+    /// a daemon waits it out instead of stopping.
+    public var isLackOfSpace: Bool {
+        switch self {
+        case .workDirectoryFull: return true
+        case .io(_, _, let code): return code == ENOSPC || code == EDQUOT
+        default: return false
+        }
+    }
+}

@@ -64,50 +64,101 @@ public struct ChangeApplier: Sendable {
         return report
     }
 
-    /// Applies until stopped. A source whose batch fails permanently is stopped and reported; the
-    /// others go on. Returns the failures when every source has failed or a stop was requested.
+    /// Applies until stopped. Each source applies on a target connection of its own, in LSN order,
+    /// so one source's backlog never holds another's latency back (and two backlogs catch up at
+    /// once); the process's one-applier lock and the LISTEN for wake-ups live on a third. A source
+    /// whose batch fails permanently is stopped and reported; the others go on. Returns the
+    /// failures when every source has failed or a stop was requested.
     public func run() async throws -> [String: Error] {
-        var failures: [String: Error] = [:]
+        let failures = SourceFailures()
         var control = try await connectAsTheApplier(listen: true)
-        liveness.ready(Self.part, true, "applying")
         var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
         while !stop.isRequested && failures.count < sources.count {
-            liveness.beat(Self.part)
-            var report = Report()
-            do {
+            liveness.ready(Self.part, true, "applying")
+            // Ends when the lock's connection is lost: no source may apply without the lock.
+            let session = StopSignal()
+            let wakeups = SourceWakeups()
+            let lockLost: (any Error)? = await withTaskGroup(of: (any Error)?.self) { group in
                 for source in sources where failures[source.name] == nil {
+                    group.addTask { await applyContinuously(source, wakeups: wakeups, session: session, failures: failures); return nil }
+                }
+                group.addTask { [control] in
+                    defer { session.request() }
                     do {
-                        try await applyPending(source, on: control, into: &report, limit: settings.batchesPerRound)
-                    } catch let error as PostgresError where error.isTransient {
-                        throw error
-                    } catch {
-                        logger.with(source: source.name).error("source stopped: \(error)")
-                        if let error = error as? PostgresError, error.detailMayHoldData {
-                            logger.with(source: source.name).debug("the server's detail", metadata: ["detail": .string(error.fullDescription)])
+                        while !stop.isRequested && !session.isRequested && failures.count < sources.count {
+                            liveness.beat(Self.part)
+                            let notifications = try await control.connection.run { try $0.waitForNotifications(timeout: min(1, settings.pollSeconds)) }
+                            wakeups.wake(all: !notifications.isEmpty)
                         }
-                        PipelineMetrics.error(source: source.name, part: "apply")
-                        failures[source.name] = error
+                        return nil
+                    } catch {
+                        return error
                     }
                 }
-                backoff.reset()
-                // Another round at once while there is work; otherwise sleep until NOTIFY or the poll.
-                if report.batches == 0 {
-                    _ = try await control.connection.run { connection in try connection.waitForNotifications(timeout: settings.pollSeconds) }
-                }
-            } catch let error as PostgresError where error.isTransient || error.kind == .connectionFailed {
+                var first: (any Error)?
+                for await error in group { first = first ?? error }
+                return first
+            }
+            guard let lockLost else { break }
+            if TemporaryFailure.matches(lockLost) {
                 let delay = backoff.next()
-                logger.warning("target connection trouble, retrying in \(delay) s: \(error)")
-                liveness.ready(Self.part, false, "target connection trouble: \(error)")
+                logger.warning("target connection trouble, retrying in \(delay) s: \(lockLost)")
+                liveness.ready(Self.part, false, "target connection trouble: \(lockLost)")
                 try await Task.sleep(for: .seconds(delay))
                 if let fresh = try? await connectAsTheApplier(listen: true) {
                     await control.close()
                     control = fresh
-                    liveness.ready(Self.part, true, "applying")
+                    backoff.reset()
                 }
+            } else {
+                throw lockLost
             }
         }
         await release(control)
-        return failures
+        return failures.all
+    }
+
+    /// One source's applier: its batches in LSN order on its own target connection, reopened after
+    /// a connection trouble; waits for a wake-up (or the listing poll) when there is nothing to do.
+    private func applyContinuously(_ source: SourceConfiguration, wakeups: SourceWakeups, session: StopSignal,
+                                   failures: SourceFailures) async {
+        let log = logger.with(source: source.name)
+        var control: ControlStore?
+        var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
+        var lastListing = ContinuousClock.now
+        while !stop.isRequested && !session.isRequested {
+            do {
+                if control == nil { control = ControlStore(try await TargetSession.connect(target)) }
+                var report = Report()
+                try await applyPending(source, on: control!, into: &report, limit: settings.batchesPerRound)
+                lastListing = ContinuousClock.now
+                backoff.reset()
+                if report.batches == 0 {
+                    await wakeups.wait(source.name, until: lastListing + .seconds(settings.pollSeconds), unless: { stop.isRequested || session.isRequested })
+                }
+            } catch let error where TemporaryFailure.matches(error) {
+                PipelineMetrics.error(source: source.name, part: "apply")
+                let delay = backoff.next()
+                if error is PostgresError {
+                    log.warning("target connection trouble, retrying in \(delay) s: \(error)")
+                    await control?.close()
+                    control = nil
+                } else {
+                    // Nothing of the batch in hand was applied; it is read again once this passes.
+                    log.error("cannot read batches, retrying in \(delay) s: \(error)")
+                }
+                try? await Task.sleep(for: .seconds(delay))
+            } catch {
+                log.error("source stopped: \(error)")
+                if let error = error as? PostgresError, error.detailMayHoldData {
+                    log.debug("the server's detail", metadata: ["detail": .string(error.fullDescription)])
+                }
+                PipelineMetrics.error(source: source.name, part: "apply")
+                failures[source.name] = error
+                break
+            }
+        }
+        await control?.close()
     }
 
     private func release(_ control: ControlStore) async {

@@ -151,6 +151,12 @@ public struct ReplicationSupervisor: Sendable {
             let delay = backoff.next()
             logger.warning("replication interrupted, resuming in \(delay) s: \(error)")
             try await Task.sleep(for: .seconds(delay))
+        } else if TemporaryFailure.isStorage(error) {
+            // The slot keeps every change until a batch is stored: waiting loses nothing.
+            PipelineMetrics.error(source: source.name, part: "replicate")
+            let delay = backoff.next()
+            logger.error("cannot store batches, retrying in \(delay) s: \(error)")
+            try await Task.sleep(for: .seconds(delay))
         } else if let error = error as? OperatorError, error.kind == .slotInUse,
                   history.started || ContinuousClock.now - history.began < .seconds(startupGraceSeconds) {
             // After a pause or during a drain, `tributary drain` may be finishing this source itself;

@@ -26,6 +26,15 @@ public enum OCIError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The service was unreachable or overloaded after every attempt: a later try may well work.
+    public var isTransient: Bool {
+        switch self {
+        case .unreachable: return true
+        case .service(_, _, let status, _, _, _): return status == 429 || status >= 500
+        case .malformedReply: return false
+        }
+    }
+
     public var status: Int? {
         if case .service(_, _, let status, _, _, _) = self { return status }
         return nil
