@@ -5,14 +5,15 @@ import TributaryPostgres
 import TributaryServices
 
 /// A slot the source invalidated (max_slot_wal_keep_size) is never silent: check fails, status says
-/// `slot lost` with the recovery, run stops that source only, and a new snapshot brings it back.
+/// `slot lost` with the recovery, run stops that source only, and `snapshot --resync` brings it back
+/// under a new slot, every table merged into STG by LSN: what the lost WAL held included.
 @Suite(.clusterLoad) struct SlotLossTests {
     func walStatus(_ fixture: PipelineFixture) async throws -> String? {
         try await fixture.connectSource("qvp").query("SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
                                                      [fixture.source("qvp").slot]).scalar
     }
 
-    @Test func aLostSlotFailsCheckShowsInStatusStopsOnlyItsSourceAndANewSnapshotRecovers() async throws {
+    @Test func aLostSlotFailsCheckShowsInStatusStopsOnlyItsSourceAndAResyncRecovers() async throws {
         // A source that keeps at most 1 MB of WAL for a slot: a paused replicator loses it quickly.
         let cluster = try await PrivateCluster.start("slotloss", settings: ["max_slot_wal_keep_size=1MB", "max_wal_size=32MB"])
         defer { Task { await cluster.destroy() } }
@@ -35,7 +36,7 @@ import TributaryServices
             // Paused, the slot falls behind; the source writes and checkpoints past 1 MB of WAL.
             #expect(try await fixture.tributary(["pause", "qvp"]).status == 0)
             let source = try await fixture.connectSource("qvp")
-            try await source.execute("INSERT INTO items VALUES (3, 'lost with the WAL')")
+            try await source.execute("INSERT INTO items VALUES (3, 'lost with the WAL'); DELETE FROM items WHERE id = 1")
             try await eventually("the source invalidated the slot", seconds: 60) {
                 try await source.execute("CREATE TABLE IF NOT EXISTS filler (x text); INSERT INTO filler SELECT repeat(md5(i::text), 30) FROM generate_series(1, 20000) i; SELECT pg_switch_wal(); CHECKPOINT")
                 return try await walStatus(fixture) == "lost"
@@ -43,7 +44,7 @@ import TributaryServices
 
             let check = try await fixture.tributary(["check"])
             #expect(check.status == 1, "check fails on a lost slot")
-            #expect(check.standardOutput.contains("is lost") && check.standardOutput.contains("tributary snapshot --source qvp --restart"),
+            #expect(check.standardOutput.contains("is lost") && check.standardOutput.contains("tributary snapshot --source qvp --resync"),
                     "\(check.standardOutput)")
             let status = try await fixture.tributary(["status", "--json"])
             let json = try JSONSerialization.jsonObject(with: Data(status.standardOutput.utf8)) as? [String: Any]
@@ -51,7 +52,7 @@ import TributaryServices
             let warnings = lost["warnings"] as? [String] ?? []
             #expect(lost["state"] as? String == "slot lost", "\(lost)")
             #expect(!warnings.contains { $0.hasPrefix("paused") }, "\(warnings)")
-            #expect(warnings.contains { $0.contains("tributary snapshot --source qvp --restart") }, "\(warnings)")
+            #expect(warnings.contains { $0.contains("tributary snapshot --source qvp --resync") }, "\(warnings)")
 
             // Resumed, the replicator finds the slot lost: that source stops, the process and svp go on.
             #expect(try await fixture.tributary(["resume", "qvp"]).status == 0)
@@ -60,9 +61,12 @@ import TributaryServices
             try await fixture.connectSource("svp").execute("INSERT INTO items VALUES (2, 'svp goes on')")
             try await ApplierTests().waitUntilApplied(fixture, sources: ["svp"])
 
-            // The recovery: a new snapshot while run runs; run's replicator and applier pick it up.
-            let restarted = try await fixture.tributary(["snapshot", "--source", "qvp", "--restart"])
-            #expect(restarted.status == 0, "\(restarted.standardOutput)\(restarted.standardError)")
+            // The recovery while run runs: a new slot and every table copied again; run's replicator
+            // and applier pick both up. STG keeps serving meanwhile (no table is swapped).
+            let resynced = try await fixture.tributary(["snapshot", "--source", "qvp", "--resync"])
+            #expect(resynced.status == 0, "\(resynced.standardOutput)\(resynced.standardError)")
+            #expect(resynced.standardOutput.contains("resync qvp: replication slot made anew at") && resynced.standardOutput.contains("1 tables, 2 rows"),
+                    "\(resynced.standardOutput)")
             try await source.execute("INSERT INTO items VALUES (4, 'after the recovery')")
             try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp"], seconds: 90)
         } catch {
@@ -75,5 +79,8 @@ import TributaryServices
         #expect(outcome.status == 0, "\(outcome.standardError.suffix(2000))")
         #expect(outcome.standardError.contains("slot lost, replication of this source stopped"), "\(outcome.standardError.suffix(3000))")
         for source in ["qvp", "svp"] { #expect(try await fixture.verify(source).allSatisfy(\.matches), "\(source) equals its STG") }
+        // The row whose insert was in the lost WAL came with the copy; the row deleted there is a tombstone.
+        let target = try await fixture.connectTarget()
+        #expect(try await target.query("SELECT string_agg(id || ':' || _deleted, ',' ORDER BY id) FROM stg.qvp_items").scalar == "1:true,2:false,3:false,4:false")
     }
 }

@@ -15,6 +15,8 @@ public struct SnapshotService: Sendable {
         case alreadyComplete(SnapshotManifest)
         /// A table snapshot (`--table`) is in the staging store.
         case tablesCopied(SnapshotManifest, seconds: Double)
+        /// `--resync`: the slot made anew at `slotPoint`, every table copied under a table snapshot.
+        case resynced(SnapshotManifest, slotPoint: LSN, seconds: Double)
         /// It is loaded into STG too; `seconds` since the copy began.
         case loaded(SnapshotLoader.Report, seconds: Double)
     }
@@ -60,6 +62,25 @@ public struct SnapshotService: Sendable {
             if let report = try await loader.load(source: source.name) {
                 await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
             }
+        }
+    }
+
+    /// `snapshot --source S --resync`: a new slot and every table copied again and merged (see
+    /// `TableSnapshotter.resyncAll`), loaded at once with `apply`, else by the applier.
+    public func resync(_ source: SourceConfiguration, jobs: Int?, apply: Bool,
+                       onProgress: @escaping @Sendable (TransferProgress) async -> Void,
+                       onEvent: @Sendable (Event) async -> Void) async throws {
+        let started = ContinuousClock.now
+        let settings = configuration.target.snapshot
+        let (point, manifest) = try await TableSnapshotter(source: source, settings: settings, store: store,
+                                                           workDirectory: configuration.target.workDirectory, logger: logger)
+            .resyncAll(jobs: jobs, onStart: onProgress)
+        await onEvent(.resynced(manifest, slotPoint: point, seconds: (ContinuousClock.now - started).seconds))
+        guard apply else { return }
+        let loader = SnapshotLoader(target: configuration.target.connection, store: store, jobs: jobs ?? settings.jobs, settings: settings,
+                                    logger: logger)
+        if let report = try await loader.load(source: source.name) {
+            await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
         }
     }
 

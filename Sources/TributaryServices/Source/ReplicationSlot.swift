@@ -26,7 +26,7 @@ public struct ReplicationSlot: Sendable, Decodable {
 
     /// What an operator does about a lost slot of `source`.
     public static func recovery(source: String) -> String {
-        "take a new snapshot: tributary snapshot --source \(source) --restart (the other sources go on)"
+        "recover it: tributary snapshot --source \(source) --resync (a new slot, every table copied again and merged into STG; the other sources go on)"
     }
 
     /// WAL the source has written past what the slot confirmed: what it still holds for us.

@@ -28,12 +28,16 @@ struct Snapshot: AsyncParsableCommand {
     @Flag(help: "Drop the existing slot (and a publication tributary created) and take a new snapshot.")
     var restart = false
 
+    @Flag(help: "Recover a source whose slot was lost: make the slot anew and copy every table again, merged into STG by LSN while the other sources (and STG's readers) go on.")
+    var resync = false
     @Flag(help: "Also load the snapshot into STG, part by part while it is being taken (same as apply --once, sooner).")
     var apply = false
 
     func validate() throws {
         if let jobs, !(1...64).contains(jobs) { throw ValidationError("--jobs must be from 1 to 64") }
         if !tables.isEmpty && restart { throw ValidationError("--table and --restart do not go together: --restart retakes the whole snapshot") }
+        if resync && (restart || !tables.isEmpty) { throw ValidationError("--resync copies every table under a new slot: it goes with neither --restart nor --table") }
+        if resync && sources.count != 1 { throw ValidationError("--resync recovers one source: name it with --source") }
     }
 
     func run() async throws {
@@ -42,6 +46,17 @@ struct Snapshot: AsyncParsableCommand {
             let logger = global.makeLogger("snapshot")
             let store = try global.openStagingStore(configuration.target, command: "snapshot")
             let display = ProgressDisplay(logger: logger)
+            if resync {
+                let source = try configuration.sources(named: sources)[0]
+                try await display.around {
+                    try await SnapshotService(configuration: configuration, store: store, logger: logger)
+                        .resync(source, jobs: jobs, apply: apply, onProgress: display.start) { event in
+                            display.stop()
+                            print(Self.line(event, store: store))
+                        }
+                }
+                return
+            }
             if !tables.isEmpty {
                 let (source, names) = try Self.resolve(tables, sources: sources, in: configuration)
                 try await display.around {
@@ -109,6 +124,11 @@ struct Snapshot: AsyncParsableCommand {
             let bytes = manifest.tables.flatMap(\.parts).reduce(0) { $0 + $1.bytes }
             return "table snapshot \(manifest.source): \(manifest.tables.map(\.relation.table.description).joined(separator: ", ")): "
                 + "\(Format.count(rows)) rows, \(Format.bytes(bytes)) gzip in \(Format.duration(seconds)), consistent at \(manifest.consistentPoint); "
+                + "merged into STG by tributary apply (or run), or now with --apply"
+        case .resynced(let manifest, let slotPoint, let seconds):
+            let rows = manifest.tables.reduce(0) { $0 + $1.rows }
+            return "resync \(manifest.source): replication slot made anew at \(slotPoint); \(manifest.tables.count) tables, "
+                + "\(Format.count(rows)) rows copied again in \(Format.duration(seconds)), consistent at \(manifest.consistentPoint); "
                 + "merged into STG by tributary apply (or run), or now with --apply"
         case .loaded(let report, let seconds):
             return "apply \(report.source): " + Apply.describe(report) + "; \(Format.duration(seconds)) in all"

@@ -44,6 +44,50 @@ public struct TableSnapshotter: Sendable {
         return try await copy(tables, jobs: jobs ?? snapshotter.settings.jobs, onStart: onStart)
     }
 
+    /// `snapshot --source S --resync`: recovers a source whose slot was lost (invalidated, dropped,
+    /// or recreated by someone else) without starting over. The slot is made anew at P, then every
+    /// table is copied under a temporary slot at S_t > P and merged into STG by LSN. The stream
+    /// from P brings every change after P; each copy holds every commit up to S_t, so whatever the
+    /// lost stretch of stream held is in the copies; STG rows the copies lack (deleted meanwhile)
+    /// become tombstones. STG stays readable throughout, and BL follows the merged rows.
+    /// - Returns: the new slot's consistent point and the table snapshot.
+    public func resyncAll(jobs: Int? = nil, onStart: @Sendable (TransferProgress) async -> Void = { _ in })
+        async throws -> (slotPoint: LSN, manifest: SnapshotManifest) {
+        let control = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
+        defer { Task { await control.close() } }
+        try await SourceChecks.requireLogicalDecoding(on: control, source: source)
+        let snapshots = try await snapshotter.store.list(prefix: ObjectNaming.snapshotPrefix(source: source.name), startAfter: nil)
+        guard snapshots.contains(where: { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }) else {
+            throw OperatorError("\(source.name) has no snapshot to resync: run tributary snapshot --source \(source.name)")
+        }
+        if let existing = try await ReplicationSlot.find(source.slot, on: control) {
+            if let pid = existing.activePID {
+                throw OperatorError("""
+                    replication slot "\(source.slot)" on \(source.name) is in use by process \(pid), so it is not lost: \
+                    tributary pause \(source.name) first to resync anyway
+                    """)
+            }
+            try await ReplicationSlot.drop(source.slot, on: control)
+            snapshotter.logger.notice("dropped the replication slot to make it anew", metadata: [
+                LogKey.slot: .string(source.slot), "wal_status": .string(existing.walStatus ?? "?"),
+                LogKey.lsn: .string(existing.confirmedFlushLSN?.description ?? "?")])
+        }
+        let tables = try await SourceCatalog.describe(source.tables, source: source, on: control)
+        try await PublicationSetup(source: source, logger: snapshotter.logger).prepare(on: control, tables: tables, restart: false)
+        let replication = try await PostgresConnection.connect(
+            source.connection, name: source.name, mode: .replication, applicationName: "tributary snapshot")
+        let created = try await replication.simpleQuery(
+            "CREATE_REPLICATION_SLOT \(SQL.identifier(source.slot)) LOGICAL pgoutput (SNAPSHOT 'nothing')")
+        await replication.close()
+        guard let point = try created.first?.decodeIfPresent("consistent_point", as: LSN.self) else {
+            throw OperatorError("\(source.name): CREATE_REPLICATION_SLOT returned no consistent point")
+        }
+        snapshotter.logger.notice("replication slot made anew; every table is copied again", metadata: [
+            LogKey.slot: .string(source.slot), LogKey.lsn: .string(point.description)])
+        // After the slot: every copy's S_t is past P, so the stream and the copies overlap.
+        return (point, try await copy(tables, jobs: jobs ?? snapshotter.settings.jobs, onStart: onStart))
+    }
+
     /// Copies `tables` (described, in the publication) under a temporary slot's exported snapshot.
     func copy(_ tables: [SourceTable], jobs: Int, onStart: @Sendable (TransferProgress) async -> Void) async throws -> SnapshotManifest {
         let startedAt = Date()
