@@ -67,6 +67,7 @@ public struct ReplicationSupervisor: Sendable {
             if current.state == .draining { partSettings.endLSN = current.drainLSN }
             let partStop = StopSignal()
             let watcher = watch(current, stopping: partStop)
+            let began = ContinuousClock.now
             do {
                 let summary = try await Replicator(source: source, settings: partSettings, store: store, workDirectory: workDirectory,
                                                    logger: logger, stop: partStop, notifier: notifier).run()
@@ -79,6 +80,9 @@ public struct ReplicationSupervisor: Sendable {
             } catch {
                 watcher.cancel()
                 settings.liveness.ready(Replicator.part(source.name), false, "interrupted: \(error)")
+                // A replicator that streamed for a while before this failure starts its waits afresh:
+                // the trouble is new, not the one it recovered from.
+                if ContinuousClock.now - began > .seconds(30) { backoff.reset() }
                 if let lost = await lostSlot(replicatedBefore: current.appliedLSN != nil) {
                     try await waitForRecovery(lost)
                     continue

@@ -65,6 +65,9 @@ final class TestProcess: @unchecked Sendable {
     /// What the process has written to standard output so far.
     func outputSoFar() -> String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
+    /// What the process has written to standard error so far (its log).
+    func errorSoFar() -> String { (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "" }
+
     /// Polls for the exit without blocking a cooperative thread.
     func wait() async -> Outcome {
         var status: Int32 = 0

@@ -1,0 +1,42 @@
+import Foundation
+
+/// deploy/tcp-proxy.py in front of one server: tributary connects through it, and `cut()` drops
+/// every connection passing through at once, as a failing network would. Stopped when released.
+final class TCPProxy: @unchecked Sendable {
+    let port: Int
+    private let process: TestProcess
+
+    private init(port: Int, process: TestProcess) {
+        self.port = port
+        self.process = process
+    }
+
+    deinit {
+        process.kill(signal: SIGTERM)
+        _ = process.waitBlocking()
+    }
+
+    static func start(to serverPort: Int) async throws -> TCPProxy {
+        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "/usr/local/bin/python3"
+        let process = TestProcess(python, [Paths.repository + "/deploy/tcp-proxy.py", "--to", String(serverPort)])
+        try process.start()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if let line = process.outputSoFar().split(separator: "\n").first, let port = Int(line) {
+                return TCPProxy(port: port, process: process)
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        process.kill()
+        let outcome = await process.wait()
+        throw TestFailure("the TCP proxy did not start: \(outcome.standardError)")
+    }
+
+    /// Resets every connection through the proxy; new ones are accepted at once.
+    func cut() { process.kill(signal: SIGUSR1) }
+
+    /// `conninfo` with its port replaced by the proxy's.
+    func route(_ conninfo: String) -> String {
+        conninfo.split(separator: " ").map { $0.hasPrefix("port=") ? "port=\(port)" : String($0) }.joined(separator: " ")
+    }
+}
