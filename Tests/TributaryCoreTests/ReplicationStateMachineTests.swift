@@ -240,3 +240,15 @@ import Testing
         }
     }
 }
+
+@Suite struct SlotContinuityTests {
+    @Test func aSlotConfirmedPastEverythingTributaryKnowsIsNotItsOwn() {
+        let known = LSN(0x3000)
+        #expect(SlotContinuity.isContinuous(confirmed: LSN(0x3000), known: known), "confirmed exactly where tributary confirmed")
+        #expect(SlotContinuity.isContinuous(confirmed: LSN(0x2000), known: known), "behind: replayed from there, harmless")
+        #expect(!SlotContinuity.isContinuous(confirmed: LSN(0x3001), known: known), "past it: made anew or consumed by another")
+        #expect(SlotContinuity.isContinuous(confirmed: LSN(0x9000), known: nil), "nothing known yet: nothing to compare")
+        #expect(SlotContinuity.isContinuous(confirmed: nil, known: known))
+        #expect(SlotContinuity.problem(slot: "s", source: "qvp", confirmed: LSN(0x3001), known: known).contains("not in STG"))
+    }
+}

@@ -52,6 +52,17 @@ public struct PreflightChecker: Sendable {
         return results
     }
 
+    /// The flushed position the control state records for a replicated source (see `wasReplicated`).
+    func recordedPosition(_ source: SourceConfiguration) async -> LSN? {
+        guard let connection = try? await PostgresConnection.connect(configuration.target.connection, name: "target",
+                                                                      applicationName: "tributary check") else { return nil }
+        defer { Task { await connection.close() } }
+        let control = ControlStore(connection)
+        guard (try? await control.isCurrent()) == true, (try? await control.appliedSnapshot(of: source.name)) != nil,
+              let state = try? await control.state(of: source.name), state.state != .drained else { return nil }
+        return state.flushedLSN
+    }
+
     /// Whether the target holds an applied snapshot of `source` that is not finished with (drained).
     func wasReplicated(_ source: SourceConfiguration) async -> Bool {
         guard let connection = try? await PostgresConnection.connect(configuration.target.connection, name: "target",
@@ -63,13 +74,17 @@ public struct PreflightChecker: Sendable {
         return state.state != .drained
     }
 
-    /// The slot exists and serves, or can be created; lost, or dropped after the snapshot, fails.
+    /// The slot exists and serves, or can be created; lost, recreated, or dropped after the snapshot, fails.
     func checkSlot(_ source: SourceConfiguration, on connection: PostgresConnection, freeSlots: Int, freeSenders: Int) async throws -> Result {
         func result(_ passed: Bool, _ message: String) -> Result { Result(subject: source.name, passed: passed, message: message) }
         if let slot = try await ReplicationSlot.find(source.slot, on: connection) {
             guard !slot.isLost else {
                 return result(false, "replication slot \(source.slot) is lost: the source removed WAL it still needed (max_slot_wal_keep_size): "
                                      + ReplicationSlot.recovery(source: source.name))
+            }
+            if let recorded = await recordedPosition(source), case .success(let store) = store,
+               let problem = try? await SlotContinuityCheck.problem(slot, source: source, recorded: { recorded }, store: store) {
+                return result(false, problem + ": " + ReplicationSlot.recovery(source: source.name))
             }
             return result(true, "replication slot \(source.slot) exists (confirmed up to \(slot.confirmedFlushLSN?.description ?? "-"))")
         }

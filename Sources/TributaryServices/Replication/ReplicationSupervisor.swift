@@ -65,6 +65,11 @@ public struct ReplicationSupervisor: Sendable {
             }
             var partSettings = settings
             if current.state == .draining { partSettings.endLSN = current.drainLSN }
+            // A slot someone else recreated (or consumed) is lost as surely as an invalidated one.
+            if let lost = await lostSlot(replicatedBefore: current.appliedLSN != nil, recorded: current.flushedLSN) {
+                try await waitForRecovery(lost)
+                continue
+            }
             let partStop = StopSignal()
             let watcher = watch(current, stopping: partStop)
             let began = ContinuousClock.now
@@ -83,7 +88,7 @@ public struct ReplicationSupervisor: Sendable {
                 // A replicator that streamed for a while before this failure starts its waits afresh:
                 // the trouble is new, not the one it recovered from.
                 if ContinuousClock.now - began > .seconds(30) { backoff.reset() }
-                if let lost = await lostSlot(replicatedBefore: current.appliedLSN != nil) {
+                if let lost = await lostSlot(replicatedBefore: current.appliedLSN != nil, recorded: nil) {
                     try await waitForRecovery(lost)
                     continue
                 }
@@ -110,9 +115,10 @@ public struct ReplicationSupervisor: Sendable {
         }
     }
 
-    /// Why the slot can no longer serve this source (invalidated, or dropped after the source was
-    /// replicated); nil when it can, or when the source cannot be asked (the usual retries decide).
-    private func lostSlot(replicatedBefore: Bool) async -> String? {
+    /// Why the slot can no longer serve this source (invalidated, dropped after the source was
+    /// replicated, or confirmed past anything tributary `recorded` or stored: recreated); nil when
+    /// it can, or when the source cannot be asked (the usual retries decide).
+    private func lostSlot(replicatedBefore: Bool, recorded: LSN?) async -> String? {
         guard let connection = try? await PostgresConnection.connect(source.connection, name: source.name,
                                                                       applicationName: "tributary run \(source.name)") else { return nil }
         defer { Task { await connection.close() } }
@@ -120,7 +126,9 @@ public struct ReplicationSupervisor: Sendable {
             guard let slot = try await ReplicationSlot.find(source.slot, on: connection) else {
                 return replicatedBefore ? "replication slot \(source.slot) was dropped on \(source.name)" : nil
             }
-            return slot.isLost ? "replication slot \(source.slot) lost WAL it still needed (max_slot_wal_keep_size)" : nil
+            if slot.isLost { return "replication slot \(source.slot) lost WAL it still needed (max_slot_wal_keep_size)" }
+            guard replicatedBefore, let recorded else { return nil }
+            return try await SlotContinuityCheck.problem(slot, source: source, recorded: { recorded }, store: store)
         } catch {
             return nil
         }
@@ -138,9 +146,9 @@ public struct ReplicationSupervisor: Sendable {
             settings.liveness.beat(part)
             try await Task.sleep(for: .seconds(pollSeconds * 4))
             let current = try? await ControlStore.open(target, applicationName: "tributary run \(source.name)", migrate: false)
-            let replicated = (try? await current?.state(of: source.name))??.appliedLSN != nil
+            let state = (try? await current?.state(of: source.name)) ?? nil
             await current?.close()
-            if await lostSlot(replicatedBefore: replicated) == nil {
+            if await lostSlot(replicatedBefore: state?.appliedLSN != nil, recorded: state?.flushedLSN) == nil {
                 logger.notice("the slot is usable again (a new snapshot): replication resumes")
                 return
             }

@@ -68,6 +68,9 @@ public struct Replicator: Sendable {
     /// Called when an idle source's heartbeat was confirmed with nothing to store: its end LSN and
     /// commit time (the flushed position and the lag clock's fresh timestamp).
     public var onIdle: @Sendable (LSN, Date) async -> Void = { _, _ in }
+    /// Called before a position past the last stored batch (a keepalive's, with nothing pending) is
+    /// confirmed to the source: true once it is recorded where the slot-continuity check reads it.
+    public var onAcknowledge: @Sendable (LSN) async -> Bool = { _ in false }
 
     public init(source: SourceConfiguration, settings: Settings, store: any StagingStore, workDirectory: String,
                 logger: Logger, stop: StopSignal, onBatch: @escaping @Sendable (BatchManifest) async -> Void = { _ in }) {
@@ -87,6 +90,7 @@ public struct Replicator: Sendable {
         self.init(source: source, settings: settings, store: store, workDirectory: workDirectory, logger: logger, stop: stop,
                   onBatch: { await notifier.batchWritten($0) })
         onIdle = { [name = source.name] in await notifier.idleConfirmed(name, at: $0, commitTime: $1) }
+        onAcknowledge = { [name = source.name] in await notifier.acknowledging(name, at: $0) }
     }
 
     public func run() async throws -> Summary {
@@ -154,6 +158,9 @@ private final class ReplicationSession: @unchecked Sendable {
     var spills: [UInt32: TransactionSpill] = [:]
     var stopReported = false
     var heartbeatWarned = false
+    /// The newest position stored (a batch's manifest) or recorded in the control state: a
+    /// confirmation past it is recorded first.
+    var recorded: LSN
 
     init(replicator: Replicator, registry: RelationRegistry, side: PostgresConnection, directory: String, durable: LSN, logger: Logger) {
         self.replicator = replicator
@@ -161,6 +168,7 @@ private final class ReplicationSession: @unchecked Sendable {
         self.side = side
         self.directory = directory
         self.logger = logger
+        recorded = durable
         let settings = replicator.settings
         machine = ReplicationStateMachine(
             settings: .init(limits: settings.limits, heartbeatInterval: .seconds(settings.heartbeatSeconds),
@@ -240,6 +248,7 @@ private final class ReplicationSession: @unchecked Sendable {
             // Acknowledged first: the applier's wake-up call and metrics must not delay the source.
             await replicator.onBatch(manifest)
         case .sendStatus(let flushed):
+            if flushed > recorded, await replicator.onAcknowledge(flushed) { recorded = flushed }
             try connection.sendReplicationMessage(ReplicationMessage.standbyStatus(
                 durable: flushed, clientTime: PostgresTime.microseconds(Date())))
         case .emitHeartbeat:
@@ -316,6 +325,7 @@ private final class ReplicationSession: @unchecked Sendable {
         }
         try await replicator.store.put(key: ObjectNaming.cdcManifest(source: manifest.source, endLSN: manifest.endLSN),
                                        bytes: ManifestCoding.encode(manifest))
+        recorded = max(recorded, manifest.endLSN)
         summary.batches += 1
         summary.transactions += manifest.transactions
         summary.rows += manifest.rows

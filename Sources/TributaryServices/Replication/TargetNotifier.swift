@@ -33,6 +33,26 @@ public actor TargetNotifier {
         }
     }
 
+    /// Records `lsn` as the source's flushed position before the replicator confirms it to the
+    /// source (a keepalive's position with nothing pending): what the slot-continuity check compares
+    /// the slot with. False when the target did not take it; the replicator then confirms all the
+    /// same (a source must never wait on the target to shut down). Awaited, not raced against a
+    /// timer: a write left running would outlive the replicator, and the process, mid-call.
+    public func acknowledging(_ source: String, at lsn: LSN) async -> Bool {
+        do {
+            if control == nil {
+                control = try await ControlStore.open(target, applicationName: "tributary replicate", migrate: true)
+            }
+            try await control!.recordFlushed(source, at: lsn)
+            return true
+        } catch {
+            logger.debug("could not record a confirmed position: \(error)")
+            await control?.close()
+            control = nil
+            return false
+        }
+    }
+
     public func batchWritten(_ manifest: BatchManifest) async {
         do {
             if control == nil {
@@ -47,3 +67,4 @@ public actor TargetNotifier {
         }
     }
 }
+

@@ -174,6 +174,15 @@ public struct StatusReader: Sendable {
             status.retainedWALBytes = slot.retainedBytes
             status.walStatus = slot.walStatus
             if slot.isLost && status.state != .notSnapshotted { status.state = .slotLost }
+            if !slot.isLost, status.state != .notSnapshotted, status.state != .drained, status.appliedLSN != nil,
+               let problem = try? await SlotContinuityCheck.problem(slot, source: source, recorded: { [flushed = status.flushedLSN] in
+                   guard let target, let state = try? await ControlStore(target).state(of: source.name) else { return flushed }
+                   return state.flushedLSN
+               }, store: store) {
+                status.state = .slotLost
+                status.warnings.append(problem + ": " + ReplicationSlot.recovery(source: source.name))
+                return
+            }
             status.warnings += Self.slotWarnings(slot, status: status, source: source)
             if let target, status.state != .notSnapshotted {
                 status.warnings += (try? await SourceDrift.warnings(source, on: connection, target: target)) ?? []
