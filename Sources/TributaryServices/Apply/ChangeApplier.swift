@@ -54,14 +54,48 @@ public struct ChangeApplier: Sendable {
     }
 
     /// Applies everything there is now, then returns.
-    public func applyOnce(onSnapshotStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report {
+    public func applyOnce(onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report {
         let control = try await connectAsTheApplier(listen: false)
-        var report = Report()
-        for source in sources {
-            try await applyPending(source, on: control, into: &report, limit: nil, onSnapshotStart: onSnapshotStart)
+        do {
+            let report = try await applyEverySource(control, onSnapshotStart: onSnapshotStart)
+            await release(control)
+            return report
+        } catch {
+            await release(control)
+            throw error
         }
-        await release(control)
-        return report
+    }
+
+    /// As in `run`: each source on a connection of its own, in parallel (a drain waits for the slowest).
+    private func applyEverySource(_ control: ControlStore, onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void) async throws -> Report {
+        guard sources.count > 1 else {
+            var report = Report()
+            for source in sources { try await applyPending(source, on: control, into: &report, limit: nil, onSnapshotStart: onSnapshotStart) }
+            return report
+        }
+        return try await withThrowingTaskGroup(of: Report.self) { group in
+            for source in sources {
+                group.addTask {
+                    let connection = ControlStore(try await TargetSession.connect(target))
+                    do {
+                        var report = Report()
+                        try await applyPending(source, on: connection, into: &report, limit: nil, onSnapshotStart: onSnapshotStart)
+                        await connection.close()
+                        return report
+                    } catch {
+                        await connection.close()
+                        throw error
+                    }
+                }
+            }
+            var total = Report()
+            for try await report in group {
+                total.snapshots += report.snapshots
+                total.batches += report.batches
+                total.rows += report.rows
+            }
+            return total
+        }
     }
 
     /// Applies until stopped. Each source applies on a target connection of its own, in LSN order,
