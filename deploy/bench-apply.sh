@@ -7,6 +7,9 @@
 #               applied by `apply --once` one batch per transaction (the default) and in groups of
 #               up to 64 (`--group-batches 64`, catch-up mode),
 #               each into its own copy of the snapshot; both must end equal to the live pipeline's STG.
+#               Then two sources at once: a second source (its own slot and publication on the same
+#               database, so the same backlog twice) staged too, and `apply --once` applying both
+#               backlogs in parallel into a fourth copy, against the one-source rate.
 #   2. latency  pgbench -R 200 on the source with the pipeline live, and a probe table committed
 #               10 times a second; a trigger on its STG table records when each row became visible.
 # Environment: BENCH_SCALE (pgbench scale, default 10), BENCH_SECONDS (latency run, default 30),
@@ -50,7 +53,7 @@ tables="pgbench_accounts pgbench_branches pgbench_tellers pgbench_history orders
 source_conninfo="host=127.0.0.1 port=$source_port dbname=bench user=postgres password=$PGPASSWORD"
 
 echo "native: a subscription with its initial copy, then paused" >&2
-on_target -d postgres -c "CREATE DATABASE native" -c "CREATE DATABASE tributary" -c "CREATE DATABASE staged" -c "CREATE DATABASE single" -c "CREATE DATABASE baseline"
+on_target -d postgres -c "CREATE DATABASE native" -c "CREATE DATABASE tributary" -c "CREATE DATABASE staged" -c "CREATE DATABASE single" -c "CREATE DATABASE baseline" -c "CREATE DATABASE double"
 on_target -d postgres -c "ALTER SYSTEM SET wal_receiver_status_interval = '1s'" -c "SELECT pg_reload_conf()" -o /dev/null
 pg_dump -s -h 127.0.0.1 -p $source_port -U postgres $(for t in $tables; do echo -t "$t"; done) bench | on_target -d native -o /dev/null
 on_target -d native -c "CREATE SUBSCRIPTION native_sub CONNECTION '$source_conninfo' PUBLICATION native_pub"
@@ -79,6 +82,13 @@ mkdir -p "$work/single-slots"
 sed "s/dbname=tributary/dbname=single/" "$work/slots/tributary.yaml" >"$work/single-slots/tributary.yaml"
 cp "$work/slots/bench.yaml" "$work/single-slots/"
 "$tributary" apply --once --config "$work/single-slots" --log-level warning >/dev/null
+# And a fourth, with a second source on the same database (its own slot, taken now): two backlogs.
+mkdir -p "$work/double-slots"
+sed "s/dbname=tributary/dbname=double/" "$work/slots/tributary.yaml" >"$work/double-slots/tributary.yaml"
+cp "$work/slots/bench.yaml" "$work/double-slots/"
+sed "s/^source: bench$/source: bench2/" "$work/slots/bench.yaml" >"$work/double-slots/bench2.yaml"
+"$tributary" snapshot --source bench2 --config "$work/double-slots" --log-level warning >/dev/null
+"$tributary" apply --once --config "$work/double-slots" --log-level warning >/dev/null
 if [ -n "$baseline" ]; then
   mkdir -p "$work/baseline-slots"
   sed "s/dbname=tributary/dbname=baseline/" "$work/slots/tributary.yaml" >"$work/baseline-slots/tributary.yaml"
@@ -140,13 +150,27 @@ if [ -n "$baseline" ]; then
   "$baseline" apply --once --config "$work/baseline-slots" --log-level warning >/dev/null
   baseline_seconds=$(echo "$(now) - $start" | bc)
 fi
+echo "two sources: the second source's backlog staged, then both applied by apply --once" >&2
+end_lsn=$(on_source -Atc "SELECT pg_current_wal_lsn()")
+"$tributary" replicate --source bench2 --end-lsn "$end_lsn" --config "$work/double-slots" --log-level warning >/dev/null
+on_target -d postgres -c "CHECKPOINT"
+start=$(now)
+"$tributary" apply --once --config "$work/double-slots" --log-level warning >/dev/null
+double_seconds=$(echo "$(now) - $start" | bc)
+double_changes=$(on_target -d double -Atc "SELECT sum(rows) FROM tributary.applied_batches")
 batches=$(on_target -d staged -Atc "SELECT count(*) FROM tributary.applied_batches")
-for db in single staged; do
+for db in single staged double; do
   for t in pgbench_accounts orders; do
     [ "$(on_target -d $db -Atc "SELECT count(*), sum(hashtext(t::text)) FROM stg.bench_$t t WHERE NOT _deleted")" = \
       "$(on_target -d tributary -Atc "SELECT count(*), sum(hashtext(t::text)) FROM stg.bench_$t t WHERE NOT _deleted")" ] \
       || { echo "$db: stg.bench_$t differs from the live pipeline's" >&2; exit 1; }
   done
+done
+for t in pgbench_accounts orders; do
+  # Each source's snapshot has its own point: rows since untouched differ in _lsn only.
+  [ "$(on_target -d double -Atc "SELECT count(*), sum(hashtext((to_jsonb(t) - '_lsn')::text)) FROM stg.bench2_$t t WHERE NOT _deleted")" = \
+    "$(on_target -d tributary -Atc "SELECT count(*), sum(hashtext((to_jsonb(t) - '_lsn')::text)) FROM stg.bench_$t t WHERE NOT _deleted")" ] \
+    || { echo "double: stg.bench2_$t differs from the live pipeline's stg.bench_$t" >&2; exit 1; }
 done
 
 echo "latency: pgbench -R 200 for $seconds s with the pipeline live" >&2
@@ -170,6 +194,8 @@ printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone, batch by batch" "$si
   "$(echo "scale=2; $native_seconds / $single_seconds" | bc)x"
 printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone, grouped by 64" "$staged_seconds" "$(echo "$changes / $staged_seconds" | bc -l)" \
   "$(echo "scale=2; $native_seconds / $staged_seconds" | bc)x (goal >= 2.0x)"
+printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone, two sources" "$double_seconds" "$(echo "$double_changes / $double_seconds" | bc -l)" \
+  "$(echo "scale=2; ($double_changes / $double_seconds) / ($changes / $single_seconds)" | bc)x of one source, batch by batch (goal >= 1.6x)"
 [ -n "$baseline" ] && printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone at $baseline_revision" "$baseline_seconds" \
   "$(echo "$changes / $baseline_seconds" | bc -l)" "$(echo "scale=2; $native_seconds / $baseline_seconds" | bc)x"
 printf '  (%s batches staged; grouped: up to 64 a transaction, each table merged once per group)\n' "$batches"
