@@ -105,23 +105,35 @@ public struct ChangeApplier: Sendable {
     /// failures when every source has failed or a stop was requested.
     public func run() async throws -> [String: Error] {
         let failures = SourceFailures()
-        var control = try await connectAsTheApplier(listen: true)
+        var control: ControlStore? = try await connectAsTheApplier(listen: true)
         var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
         while !stop.isRequested && failures.count < sources.count {
+            // No source applies without the lock: after losing it, it is claimed again first.
+            guard let held = control else {
+                do {
+                    control = try await connectAsTheApplier(listen: true)
+                    backoff.reset()
+                } catch let error where TemporaryFailure.matches(error) {
+                    let delay = backoff.next()
+                    logger.warning("target connection trouble, retrying in \(delay) s: \(error)")
+                    try await Task.sleep(for: .seconds(delay))
+                }
+                continue
+            }
             liveness.ready(Self.part, true, "applying")
-            // Ends when the lock's connection is lost: no source may apply without the lock.
+            // Ends when the lock's connection is lost.
             let session = StopSignal()
             let wakeups = SourceWakeups()
             let lockLost: (any Error)? = await withTaskGroup(of: (any Error)?.self) { group in
                 for source in sources where failures[source.name] == nil {
                     group.addTask { await applyContinuously(source, wakeups: wakeups, session: session, failures: failures); return nil }
                 }
-                group.addTask { [control] in
+                group.addTask {
                     defer { session.request() }
                     do {
                         while !stop.isRequested && !session.isRequested && failures.count < sources.count {
                             liveness.beat(Self.part)
-                            let notifications = try await control.connection.run { try $0.waitForNotifications(timeout: min(1, settings.pollSeconds)) }
+                            let notifications = try await held.connection.run { try $0.waitForNotifications(timeout: min(1, settings.pollSeconds)) }
                             wakeups.wake(all: !notifications.isEmpty)
                         }
                         return nil
@@ -134,21 +146,18 @@ public struct ChangeApplier: Sendable {
                 return first
             }
             guard let lockLost else { break }
-            if TemporaryFailure.matches(lockLost) {
-                let delay = backoff.next()
-                logger.warning("target connection trouble, retrying in \(delay) s: \(lockLost)")
-                liveness.ready(Self.part, false, "target connection trouble: \(lockLost)")
-                try await Task.sleep(for: .seconds(delay))
-                if let fresh = try? await connectAsTheApplier(listen: true) {
-                    await control.close()
-                    control = fresh
-                    backoff.reset()
-                }
-            } else {
+            guard TemporaryFailure.matches(lockLost) else {
+                await release(held)
                 throw lockLost
             }
+            await held.close()
+            control = nil
+            let delay = backoff.next()
+            logger.warning("target connection trouble, retrying in \(delay) s: \(lockLost)")
+            liveness.ready(Self.part, false, "target connection trouble: \(lockLost)")
+            try await Task.sleep(for: .seconds(delay))
         }
-        await release(control)
+        if let control { await release(control) }
         return failures.all
     }
 
