@@ -29,20 +29,13 @@ final class OCIEmulator: @unchecked Sendable {
         for key in ["key.pem", "key-encrypted.pem", "key-pkcs1.pem", "other-key.pem"] {
             chmod(Paths.repository + "/Tests/TributaryCoreTests/Fixtures/oci/" + key, 0o600)
         }
-        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "/usr/local/bin/python3"
-        let process = TestProcess(python, [Paths.repository + "/deploy/oci-emulator.py", "--oci-config", configFile,
-                                           "--namespace", namespace, "--page-size", String(pageSize)] + buckets.flatMap { ["--bucket", $0] })
+        let process = TestProcess.python("oci-emulator.py", ["--oci-config", configFile, "--namespace", namespace,
+                                                             "--page-size", String(pageSize)] + buckets.flatMap { ["--bucket", $0] })
         try process.start()
-        let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline {
-            if let line = process.outputSoFar().split(separator: "\n").first(where: { $0.hasPrefix("listening on ") }) {
-                return OCIEmulator(endpoint: String(line.dropFirst("listening on ".count)), process: process)
-            }
-            try await Task.sleep(for: .milliseconds(50))
+        let endpoint = try await process.firstLine("the OCI emulator") { line in
+            line.hasPrefix("listening on ") ? String(line.dropFirst("listening on ".count)) : nil
         }
-        process.kill()
-        let outcome = await process.wait()
-        throw TestFailure("the OCI emulator did not start: \(outcome.standardError)")
+        return OCIEmulator(endpoint: endpoint, process: process)
     }
 
     /// Switches fault injection: error_rate, statuses, slow_rate, delay_ms, drop_rate, fail_path, seed.

@@ -17,19 +17,9 @@ final class TCPProxy: @unchecked Sendable {
     }
 
     static func start(to serverPort: Int) async throws -> TCPProxy {
-        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "/usr/local/bin/python3"
-        let process = TestProcess(python, [Paths.repository + "/deploy/tcp-proxy.py", "--to", String(serverPort)])
+        let process = TestProcess.python("tcp-proxy.py", ["--to", String(serverPort)])
         try process.start()
-        let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline {
-            if let line = process.outputSoFar().split(separator: "\n").first, let port = Int(line) {
-                return TCPProxy(port: port, process: process)
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        process.kill()
-        let outcome = await process.wait()
-        throw TestFailure("the TCP proxy did not start: \(outcome.standardError)")
+        return TCPProxy(port: try await process.firstLine("the TCP proxy") { Int($0) }, process: process)
     }
 
     /// Resets every connection through the proxy; new ones are accepted at once.

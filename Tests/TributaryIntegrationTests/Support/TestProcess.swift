@@ -100,4 +100,22 @@ final class TestProcess: @unchecked Sendable {
         try process.start()
         return await process.wait()
     }
+
+    /// A helper script of deploy/ (the OCI emulator, the TCP proxy) run by the system's python3.
+    static func python(_ script: String, _ arguments: [String]) -> TestProcess {
+        let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "/usr/local/bin/python3"
+        return TestProcess(python, [Paths.repository + "/deploy/" + script] + arguments)
+    }
+
+    /// The first line of standard output `parse` accepts, once the process has printed it; the
+    /// process is killed and its error output thrown if it has not within `seconds`.
+    func firstLine<Value>(seconds: Int = 20, _ what: String, _ parse: (Substring) -> Value?) async throws -> Value {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while ContinuousClock.now < deadline {
+            if let value = outputSoFar().split(separator: "\n").lazy.compactMap(parse).first { return value }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        kill()
+        throw TestFailure("\(what) did not start: \(await wait().standardError)")
+    }
 }
