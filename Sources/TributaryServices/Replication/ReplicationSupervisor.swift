@@ -49,10 +49,13 @@ public struct ReplicationSupervisor: Sendable {
         var control = try await ControlStore.open(target, applicationName: "tributary run \(source.name)", migrate: true)
         let notifier = TargetNotifier(target: target, logger: logger)
         var backoff = Backoff(initialSeconds: 1, maximumSeconds: 30)
+        // The target's troubles are not the source's: a target back again must not wait out the
+        // source's backoff, nor the other way round.
+        var targetBackoff = Backoff(initialSeconds: 1, maximumSeconds: 30)
         var history = History()
         var announced: SourceState?
         while !stop.isRequested {
-            guard let current = try await readState(&control, backoff: &backoff) else { continue }
+            guard let current = try await readState(&control, backoff: &targetBackoff) else { continue }
             if current.state != announced {
                 logger.notice("replication \(current.state.rawValue)", metadata: current.drainLSN.map { [LogKey.lsn: .string($0.description)] } ?? [:])
                 announced = current.state
@@ -102,7 +105,9 @@ public struct ReplicationSupervisor: Sendable {
     /// The source's control state, or nil after waiting out a lost target connection.
     private func readState(_ control: inout ControlStore, backoff: inout Backoff) async throws -> SourceControlState? {
         do {
-            return try await control.state(of: source.name) ?? SourceControlState(state: .running)
+            let state = try await control.state(of: source.name) ?? SourceControlState(state: .running)
+            backoff.reset()
+            return state
         } catch let error as PostgresError where error.isTransient {
             let delay = backoff.next()
             logger.warning("target connection lost, reconnecting in \(delay) s: \(error)")
