@@ -270,6 +270,31 @@ public actor PostgresConnection {
         return nil
     }
 
+    /// Ends a replication stream as the protocol means it: CopyDone, then whatever the server still
+    /// sends is read and dropped (the slot sends it again) until the server ends its side. Every
+    /// status update sent before has then been processed; a close in mid-stream can lose the last
+    /// one, when the walsender, blocked sending, dies on the reset before reading it. Best effort
+    /// within `timeout` seconds: a server that has gone needs no goodbye.
+    public func endReplication(timeout: Double) {
+        guard let connection = handle, PQputCopyEnd(connection, nil) == 1 else { return }
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        while ContinuousClock.now < deadline {
+            var buffer: UnsafeMutablePointer<CChar>?
+            let length = PQgetCopyData(connection, &buffer, 1)
+            if let buffer { PQfreemem(buffer) }
+            if length > 0 { continue }
+            if length == -1 {
+                while let result = PQgetResult(connection) { PQclear(result) }
+                return
+            }
+            if length == -2 { return }
+            let left = deadline - ContinuousClock.now
+            var descriptor = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+            let milliseconds = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            if poll(&descriptor, 1, milliseconds) <= 0 || PQconsumeInput(connection) == 0 { return }
+        }
+    }
+
     /// Sends a CopyData message (a standby status update) and flushes it.
     public func sendReplicationMessage(_ bytes: [UInt8]) throws {
         let connection = try live()

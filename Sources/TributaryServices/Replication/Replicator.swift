@@ -132,6 +132,8 @@ public struct Replicator: Sendable {
                                                          logger: log),
             side: side, directory: directory, durable: start, logger: log)
         let summary = try await replication.runAsync { connection in try await session.run(on: connection) }
+        // A clean end, so the walsender has read the last acknowledgement before the connection goes.
+        await replication.endReplication(timeout: 5)
         await replication.close()
         await side.close()
         try? FileManager.default.removeItem(atPath: directory)
