@@ -43,6 +43,17 @@ import TributaryPostgres
         #expect(items.status == 0 && items.standardOutput.contains("dropped on the source, kept in STG: note"), "\(items.standardOutput)")
         let target = try await fixture.connectTarget()
         #expect(try await target.query("SELECT count(*) FROM stg.qvp_items WHERE id = 3 AND note IS NULL").scalar == "1")
+
+        // run says it in its log as well: a dropped table sends nothing the stream could notice,
+        // so run looks at the catalog (at start, then every few minutes).
+        let run = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"])
+        try run.start()
+        let logged = await (try? eventually("run logs the dropped table", seconds: 30) {
+            run.errorSoFar().contains("source drift: table public.gone was dropped on qvp")
+        }) != nil
+        run.kill(signal: SIGTERM)
+        let stopped = await run.wait()
+        #expect(logged, "\(stopped.standardError.suffix(2000))")
     }
 }
 

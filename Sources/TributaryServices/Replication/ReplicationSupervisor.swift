@@ -17,6 +17,9 @@ public struct ReplicationSupervisor: Sendable {
     public let stop: StopSignal
     /// How often the control state is read while the replicator runs or idles.
     public var pollSeconds = 0.5
+    /// How often the source's catalog is compared with the configuration and STG (a dropped table
+    /// sends nothing the stream could notice); the first look is at start.
+    public var driftCheckSeconds = 300.0
     /// At start-up a busy slot may be a previous replicator's walsender that is still exiting (a
     /// restart right after a stop): it is retried this long before it counts as a second replicator.
     public var startupGraceSeconds = 10.0
@@ -54,6 +57,8 @@ public struct ReplicationSupervisor: Sendable {
         var targetBackoff = Backoff(initialSeconds: 1, maximumSeconds: 30)
         var history = History()
         var announced: SourceState?
+        let drift = watchDrift()
+        defer { drift.cancel() }
         while !stop.isRequested {
             guard let current = try await readState(&control, backoff: &targetBackoff) else { continue }
             if current.state != announced {
@@ -183,6 +188,31 @@ public struct ReplicationSupervisor: Sendable {
         } else {
             // Two replicators for one slot at start-up, a missing slot, a type change: permanent.
             throw error
+        }
+    }
+
+    /// Logs, once each, what changed on the source behind the stream's back: a configured table
+    /// dropped, columns dropped (`SourceDrift`, which `status` shows too).
+    private func watchDrift() -> Task<Void, Never> {
+        Task { [source, target, logger, stop, driftCheckSeconds] in
+            var said: Set<String> = []
+            while !Task.isCancelled && !stop.isRequested {
+                if let onSource = try? await PostgresConnection.connect(source.connection, name: source.name,
+                                                                         applicationName: "tributary run \(source.name) drift") {
+                    if let onTarget = try? await PostgresConnection.connect(target, name: "target", applicationName: "tributary run \(source.name) drift") {
+                        for warning in (try? await SourceDrift.warnings(source, on: onSource, target: onTarget)) ?? [] where !said.contains(warning) {
+                            said.insert(warning)
+                            logger.warning("source drift: \(warning)")
+                        }
+                        await onTarget.close()
+                    }
+                    await onSource.close()
+                }
+                let next = ContinuousClock.now + .seconds(driftCheckSeconds)
+                while ContinuousClock.now < next && !Task.isCancelled && !stop.isRequested {
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
         }
     }
 
