@@ -12,6 +12,10 @@
 #               backlogs in parallel into a fourth copy, against the one-source rate.
 #   2. latency  pgbench -R 200 on the source with the pipeline live, and a probe table committed
 #               10 times a second; a trigger on its STG table records when each row became visible.
+#   3. wide rows  a table of 30 columns (about 1.5 KB a row) added to both pipelines, then
+#               BENCH_WIDE_ROWS inserts and as many updates (default 100,000 each) caught up end to
+#               end by native logical replication and by tributary replicate + apply, where native
+#               apply rather than decoding is the limit; both must end equal.
 # Environment: BENCH_SCALE (pgbench scale, default 10), BENCH_SECONDS (latency run, default 30),
 # BENCH_BATCH_ROWS (batch.max_rows: smaller batches, as a source replicated at a modest rate stages
 # them, show what catch-up grouping saves; default: tributary's own).
@@ -117,7 +121,7 @@ SQL
 pgbench -n -b tpcb-like -c 4 -j 2 -t 25000 -h 127.0.0.1 -p $source_port -U postgres bench >/dev/null 2>&1
 on_source -c "INSERT INTO marker VALUES (1, now())" -c "CHECKPOINT"
 now() { date +%s.%N; }
-wait_for_marker() { until [ "$(on_target -d "$1" -Atc "SELECT count(*) FROM $2 WHERE id = 1")" = 1 ]; do sleep 0.05; done; }
+wait_for_marker() { until [ "$(on_target -d "$1" -Atc "SELECT count(*) FROM $2 WHERE id = ${3:-1}")" = 1 ]; do sleep 0.05; done; }
 
 echo "1/2 native logical replication catching up" >&2
 start=$(now)
@@ -185,6 +189,71 @@ read -r p50 p95 p99 probes < <(on_target -d tributary -Atc "
          round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l)::numeric, 3), count(*)
   FROM (SELECT extract(epoch FROM s.visible_at - p.committed_at) AS l FROM latency_seen s JOIN stg.bench_latency_probe p USING (id)) x" | tr '|' ' ')
 
+echo "wide rows: a table of 30 columns (numeric, timestamptz, jsonb, text; about 1.5 KB a row), both pipelines end to end" >&2
+wide_rows=${BENCH_WIDE_ROWS:-100000}
+on_source <<'SQL'
+CREATE TABLE wide (id bigint PRIMARY KEY,
+  n1 numeric(14,4), n2 numeric(14,4), n3 numeric(14,4), n4 numeric(14,4), n5 numeric(14,4), n6 numeric(14,4), n7 numeric(14,4),
+  t1 timestamptz, t2 timestamptz, t3 timestamptz, t4 timestamptz, t5 timestamptz, t6 timestamptz,
+  j1 jsonb, j2 jsonb, j3 jsonb, j4 jsonb,
+  s1 text, s2 text, s3 text, s4 text, s5 text, s6 text, s7 text, s8 text, s9 text, s10 text, s11 text, s12 text);
+ALTER PUBLICATION native_pub ADD TABLE wide;
+INSERT INTO marker VALUES (2, now());
+SQL
+pg_dump -s -t wide -h 127.0.0.1 -p $source_port -U postgres bench | on_target -d native -o /dev/null
+on_target -d native -c "ALTER SUBSCRIPTION native_sub ENABLE"
+wait_for_marker native marker 2
+on_target -d native -c "ALTER SUBSCRIPTION native_sub REFRESH PUBLICATION WITH (copy_data = false)" -c "ALTER SUBSCRIPTION native_sub DISABLE"
+# tributary's live pipeline (still running) reaches marker 2, takes the new table in by a table
+# snapshot, and stops: both pipelines then start from the same point.
+wait_for_marker tributary stg.bench_marker 2
+echo "  - name: public.wide" >>"$work/slots/bench.yaml"
+"$tributary" snapshot --source bench --table public.wide --apply --config "$work/slots" --log-level warning >/dev/null
+for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+pids=()
+per=$((wide_rows / 100))
+on_source <<SQL
+DO \$\$ BEGIN FOR t IN 0..99 LOOP
+  INSERT INTO wide SELECT i, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6,
+    now() - random() * interval '900 days', now() - random() * interval '900 days', now() - random() * interval '900 days',
+    now() - random() * interval '900 days', now() - random() * interval '900 days', now() - random() * interval '900 days',
+    jsonb_build_object('id', i, 'tags', jsonb_build_array(md5(i::text), md5((i + 1)::text)), 'score', random()),
+    jsonb_build_object('a', md5((i * 3)::text), 'b', i % 97, 'c', jsonb_build_array(1, 2, 3)),
+    jsonb_build_object('note', repeat(md5((i * 5)::text), 2), 'ok', i % 2 = 0),
+    jsonb_build_object('k', i, 'v', md5((i * 7)::text)),
+    repeat(md5(i::text), 2), repeat(md5((i + 2)::text), 2), repeat(md5((i + 3)::text), 2), repeat(md5((i + 4)::text), 2),
+    repeat(md5((i + 5)::text), 2), repeat(md5((i + 6)::text), 2), repeat(md5((i + 7)::text), 2), repeat(md5((i + 8)::text), 2),
+    repeat(md5((i + 9)::text), 2), repeat(md5((i + 10)::text), 2), repeat(md5((i + 11)::text), 2), repeat(md5((i + 12)::text), 2)
+  FROM generate_series(t * $per + 1, (t + 1) * $per) i;
+  COMMIT;
+END LOOP; END \$\$;
+DO \$\$ BEGIN FOR t IN 0..99 LOOP
+  UPDATE wide SET n1 = n1 + 1, s1 = md5(s1), j1 = j1 || '{"seen": true}', t1 = now() WHERE id > t * $per AND id <= (t + 1) * $per;
+  COMMIT;
+END LOOP; END \$\$;
+INSERT INTO marker VALUES (3, now());
+CHECKPOINT;
+SQL
+wide_changes=$((per * 200))
+
+echo "  native logical replication catching up on the wide rows" >&2
+start=$(now)
+on_target -d native -c "ALTER SUBSCRIPTION native_sub ENABLE"
+wait_for_marker native marker 3
+native_wide_seconds=$(echo "$(now) - $start" | bc)
+on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
+
+echo "  tributary replicate + apply catching up on the wide rows" >&2
+start=$(now)
+"$tributary" replicate --source bench --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
+"$tributary" apply --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
+wait_for_marker tributary stg.bench_marker 3
+tributary_wide_seconds=$(echo "$(now) - $start" | bc)
+[ "$(on_target -d native -Atc "SELECT count(*), sum(hashtext(to_jsonb(t)::text)) FROM wide t")" = \
+  "$(on_target -d tributary -Atc "SELECT count(*), sum(hashtext((to_jsonb(t) - '_lsn' - '_deleted')::text)) FROM stg.bench_wide t WHERE NOT _deleted")" ] \
+  || { echo "wide: stg.bench_wide differs from native's copy" >&2; exit 1; }
+
 printf '\ncatching up on a backlog of %s row changes (pgbench scale %s plus mixed transactions)\n' "$changes" "$scale"
 printf '%-40s %10s %14s %10s\n' "applier" "seconds" "changes/s" "ratio"
 printf '%-40s %10.1f %14.0f %10s\n' "native logical replication" "$native_seconds" "$(echo "$changes / $native_seconds" | bc -l)" "1.00x"
@@ -199,4 +268,8 @@ printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone, two sources" "$doubl
 [ -n "$baseline" ] && printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone at $baseline_revision" "$baseline_seconds" \
   "$(echo "$changes / $baseline_seconds" | bc -l)" "$(echo "scale=2; $native_seconds / $baseline_seconds" | bc)x"
 printf '  (%s batches staged; grouped: up to 64 a transaction, each table merged once per group)\n' "$batches"
+printf '\nwide rows end to end: %s changes to a table of 30 columns (numeric, timestamptz, jsonb, text; about 1.5 KB a row)\n' "$wide_changes"
+printf '%-40s %10.1f %14.0f %10s\n' "native logical replication" "$native_wide_seconds" "$(echo "$wide_changes / $native_wide_seconds" | bc -l)" "1.00x"
+printf '%-40s %10.1f %14.0f %10s\n' "tributary replicate + apply (STG)" "$tributary_wide_seconds" "$(echo "$wide_changes / $tributary_wide_seconds" | bc -l)" \
+  "$(echo "scale=2; $native_wide_seconds / $tributary_wide_seconds" | bc)x (goal >= 1.5x)"
 printf '\ncommit-to-visible-in-STG latency under pgbench -R 200 (%s probes, default settings): p50 %s s, p95 %s s, p99 %s s\n' "$probes" "$p50" "$p95" "$p99"
