@@ -92,6 +92,9 @@ import TributaryPostgres
         #expect(comparison.rows > 1000, "the comparison saw the data")
         #expect(report.counts["source-fast-restart-slow", default: 0] == 0, "seed \(seed): a fast shutdown of a source took over 10 s")
         #expect(report.counts["workload-commits", default: 0] > 50, "the workload committed under the faults")
+        // Every fault here is one a daemon waits out: none may end a process (the service manager
+        // restarting it would hide the defect, not excuse it).
+        #expect(report.counts["unexpected-exits", default: 0] == 0, "seed \(seed): \(world.pipeline.errorTails())")
         for difference in blDifferences { #expect(difference.matches, "seed \(seed): \(difference)") }
     }
 }

@@ -107,13 +107,14 @@ public struct ChangeApplier: Sendable {
         let failures = SourceFailures()
         var control: ControlStore? = try await connectAsTheApplier(listen: true)
         var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
+        var lockLostAt = ContinuousClock.now
         while !stop.isRequested && failures.count < sources.count {
             // No source applies without the lock: after losing it, it is claimed again first.
             guard let held = control else {
                 do {
                     control = try await connectAsTheApplier(listen: true)
                     backoff.reset()
-                } catch let error where TemporaryFailure.matches(error) {
+                } catch let error where TemporaryFailure.matches(error) || Self.mayBeOurOldSession(error, since: lockLostAt) {
                     let delay = backoff.next()
                     logger.warning("target connection trouble, retrying in \(delay) s: \(error)")
                     try await Task.sleep(for: .seconds(delay))
@@ -152,6 +153,7 @@ public struct ChangeApplier: Sendable {
             }
             await held.close()
             control = nil
+            lockLostAt = ContinuousClock.now
             let delay = backoff.next()
             logger.warning("target connection trouble, retrying in \(delay) s: \(lockLost)")
             liveness.ready(Self.part, false, "target connection trouble: \(lockLost)")
@@ -159,6 +161,14 @@ public struct ChangeApplier: Sendable {
         }
         if let control { await release(control) }
         return failures.all
+    }
+
+    /// The lock still held right after its connection was lost: most likely by this applier's own
+    /// old session, whose server process has not noticed yet. Another applier it is only if that
+    /// lasts longer than the server could take to notice.
+    static func mayBeOurOldSession(_ error: any Error, since lost: ContinuousClock.Instant) -> Bool {
+        guard let error = error as? OperatorError, error.kind == .applierBusy else { return false }
+        return ContinuousClock.now - lost < .seconds(120)
     }
 
     /// One source's applier: its batches in LSN order on its own target connection, reopened after
