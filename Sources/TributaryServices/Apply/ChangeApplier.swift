@@ -57,7 +57,7 @@ public struct ChangeApplier: Sendable {
     public func applyOnce(onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report {
         let control = try await connectAsTheApplier(listen: false)
         do {
-            let report = try await applyEverySource(control, onSnapshotStart: onSnapshotStart)
+            let report = try await applyEverySource(onSnapshotStart: onSnapshotStart)
             await release(control)
             return report
         } catch {
@@ -66,14 +66,10 @@ public struct ChangeApplier: Sendable {
         }
     }
 
-    /// As in `run`: each source on a connection of its own, in parallel (a drain waits for the slowest).
-    private func applyEverySource(_ control: ControlStore, onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void) async throws -> Report {
-        guard sources.count > 1 else {
-            var report = Report()
-            for source in sources { try await applyPending(source, on: control, into: &report, limit: nil, onSnapshotStart: onSnapshotStart) }
-            return report
-        }
-        return try await withThrowingTaskGroup(of: Report.self) { group in
+    /// As in `run`: each source on a connection of its own, in parallel (a drain waits for the
+    /// slowest), while the caller holds the lock.
+    private func applyEverySource(onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void) async throws -> Report {
+        try await withThrowingTaskGroup(of: Report.self) { group in
             for source in sources {
                 group.addTask {
                     let connection = ControlStore(try await TargetSession.connect(target))

@@ -52,26 +52,16 @@ public struct PreflightChecker: Sendable {
         return results
     }
 
-    /// The flushed position the control state records for a replicated source (see `wasReplicated`).
-    func recordedPosition(_ source: SourceConfiguration) async -> LSN? {
+    /// The control state of `source` when the target holds an applied snapshot of it that is not
+    /// finished with (drained); nil otherwise, or when the target cannot say.
+    func replicatedState(_ source: SourceConfiguration) async -> SourceControlState? {
         guard let connection = try? await PostgresConnection.connect(configuration.target.connection, name: "target",
                                                                       applicationName: "tributary check") else { return nil }
         defer { Task { await connection.close() } }
         let control = ControlStore(connection)
         guard (try? await control.isCurrent()) == true, (try? await control.appliedSnapshot(of: source.name)) != nil,
               let state = try? await control.state(of: source.name), state.state != .drained else { return nil }
-        return state.flushedLSN
-    }
-
-    /// Whether the target holds an applied snapshot of `source` that is not finished with (drained).
-    func wasReplicated(_ source: SourceConfiguration) async -> Bool {
-        guard let connection = try? await PostgresConnection.connect(configuration.target.connection, name: "target",
-                                                                      applicationName: "tributary check") else { return false }
-        defer { Task { await connection.close() } }
-        let control = ControlStore(connection)
-        guard (try? await control.isCurrent()) == true, (try? await control.appliedSnapshot(of: source.name)) != nil,
-              let state = try? await control.state(of: source.name) else { return false }
-        return state.state != .drained
+        return state
     }
 
     /// The slot exists and serves, or can be created; lost, recreated, or dropped after the snapshot, fails.
@@ -82,13 +72,13 @@ public struct PreflightChecker: Sendable {
                 return result(false, "replication slot \(source.slot) is lost: the source removed WAL it still needed (max_slot_wal_keep_size): "
                                      + ReplicationSlot.recovery(source: source.name))
             }
-            if let recorded = await recordedPosition(source), case .success(let store) = store,
+            if let recorded = await replicatedState(source)?.flushedLSN, case .success(let store) = store,
                let problem = try? await SlotContinuityCheck.problem(slot, source: source, recorded: { recorded }, store: store) {
                 return result(false, problem + ": " + ReplicationSlot.recovery(source: source.name))
             }
             return result(true, "replication slot \(source.slot) exists (confirmed up to \(slot.confirmedFlushLSN?.description ?? "-"))")
         }
-        if await wasReplicated(source) {
+        if await replicatedState(source) != nil {
             return result(false, "replication slot \(source.slot) was dropped after the snapshot: changes since are missing: "
                                  + ReplicationSlot.recovery(source: source.name))
         }

@@ -19,17 +19,10 @@ public actor TargetNotifier {
     /// An idle source's heartbeat is confirmed: the flushed position moves and its commit time keeps
     /// the lag clock honest, without any object written.
     public func idleConfirmed(_ source: String, at lsn: LSN, commitTime: Date) async {
-        do {
-            if control == nil {
-                control = try await ControlStore.open(target, applicationName: "tributary replicate", migrate: true)
-            }
-            try await control!.recordFlushed(source, at: lsn, commitTime: commitTime)
+        await record("could not record an idle source's heartbeat", level: .debug) { control in
+            try await control.recordFlushed(source, at: lsn, commitTime: commitTime)
             // The applier moves the applied position over it (nothing to apply, but STG is current).
-            try await control!.announceBatch(of: source)
-        } catch {
-            logger.debug("could not record an idle source's heartbeat: \(error)")
-            await control?.close()
-            control = nil
+            try await control.announceBatch(of: source)
         }
     }
 
@@ -39,31 +32,31 @@ public actor TargetNotifier {
     /// same (a source must never wait on the target to shut down). Awaited, not raced against a
     /// timer: a write left running would outlive the replicator, and the process, mid-call.
     public func acknowledging(_ source: String, at lsn: LSN) async -> Bool {
-        do {
-            if control == nil {
-                control = try await ControlStore.open(target, applicationName: "tributary replicate", migrate: true)
-            }
-            try await control!.recordFlushed(source, at: lsn)
-            return true
-        } catch {
-            logger.debug("could not record a confirmed position: \(error)")
-            await control?.close()
-            control = nil
-            return false
-        }
+        await record("could not record a confirmed position", level: .debug) { try await $0.recordFlushed(source, at: lsn) }
     }
 
     public func batchWritten(_ manifest: BatchManifest) async {
+        await record("could not notify the target (the applier will find the batch by polling)", level: .warning) { control in
+            try await control.recordFlushed(manifest.source, at: manifest.endLSN, commitTime: manifest.lastCommitTime)
+            try await control.announceBatch(of: manifest.source)
+        }
+    }
+
+    /// Runs `write` on the notifier's target session, opened when there is none; a failure drops the
+    /// session (the next call opens a new one) and is logged, never thrown.
+    @discardableResult
+    private func record(_ failure: String, level: Logger.Level, _ write: (ControlStore) async throws -> Void) async -> Bool {
         do {
             if control == nil {
                 control = try await ControlStore.open(target, applicationName: "tributary replicate", migrate: true)
             }
-            try await control!.recordFlushed(manifest.source, at: manifest.endLSN, commitTime: manifest.lastCommitTime)
-            try await control!.announceBatch(of: manifest.source)
+            try await write(control!)
+            return true
         } catch {
-            logger.warning("could not notify the target (the applier will find the batch by polling): \(error)")
+            logger.log(level: level, "\(failure): \(error)")
             await control?.close()
             control = nil
+            return false
         }
     }
 }
