@@ -122,20 +122,30 @@ pgbench -n -b tpcb-like -c 4 -j 2 -t 25000 -h 127.0.0.1 -p $source_port -U postg
 on_source -c "INSERT INTO marker VALUES (1, now())" -c "CHECKPOINT"
 now() { date +%s.%N; }
 wait_for_marker() { until [ "$(on_target -d "$1" -Atc "SELECT count(*) FROM $2 WHERE id = ${3:-1}")" = 1 ]; do sleep 0.05; done; }
+# Enables the native subscription until it has applied marker $1, then disables it: seconds in $elapsed.
+native_catch_up() {
+  local start; start=$(now)
+  on_target -d native -c "ALTER SUBSCRIPTION native_sub ENABLE"
+  wait_for_marker native marker "$1"
+  elapsed=$(echo "$(now) - $start" | bc)
+  on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
+}
+# Starts tributary replicate + apply (left running) until STG has marker $1: seconds in $elapsed.
+tributary_catch_up() {
+  local start; start=$(now)
+  "$tributary" replicate --source bench --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
+  "$tributary" apply --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
+  wait_for_marker tributary stg.bench_marker "$1"
+  elapsed=$(echo "$(now) - $start" | bc)
+}
 
 echo "1/2 native logical replication catching up" >&2
-start=$(now)
-on_target -d native -c "ALTER SUBSCRIPTION native_sub ENABLE"
-wait_for_marker native marker
-native_seconds=$(echo "$(now) - $start" | bc)
-on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
+native_catch_up 1
+native_seconds=$elapsed
 
 echo "2/2 tributary replicate + apply catching up" >&2
-start=$(now)
-"$tributary" replicate --source bench --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
-"$tributary" apply --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
-wait_for_marker tributary stg.bench_marker
-tributary_seconds=$(echo "$(now) - $start" | bc)
+tributary_catch_up 1
+tributary_seconds=$elapsed
 changes=$(on_target -d tributary -Atc "SELECT sum(rows) FROM tributary.applied_batches")
 
 echo "tributary apply --once alone, on the staged backlog: one batch per transaction, then grouped" >&2
@@ -238,18 +248,12 @@ SQL
 wide_changes=$((per * 200))
 
 echo "  native logical replication catching up on the wide rows" >&2
-start=$(now)
-on_target -d native -c "ALTER SUBSCRIPTION native_sub ENABLE"
-wait_for_marker native marker 3
-native_wide_seconds=$(echo "$(now) - $start" | bc)
-on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
+native_catch_up 3
+native_wide_seconds=$elapsed
 
 echo "  tributary replicate + apply catching up on the wide rows" >&2
-start=$(now)
-"$tributary" replicate --source bench --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
-"$tributary" apply --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
-wait_for_marker tributary stg.bench_marker 3
-tributary_wide_seconds=$(echo "$(now) - $start" | bc)
+tributary_catch_up 3
+tributary_wide_seconds=$elapsed
 [ "$(on_target -d native -Atc "SELECT count(*), sum(hashtext(to_jsonb(t)::text)) FROM wide t")" = \
   "$(on_target -d tributary -Atc "SELECT count(*), sum(hashtext((to_jsonb(t) - '_lsn' - '_deleted')::text)) FROM stg.bench_wide t WHERE NOT _deleted")" ] \
   || { echo "wide: stg.bench_wide differs from native's copy" >&2; exit 1; }
