@@ -173,4 +173,31 @@ import Testing
         plain.changed(source: "qvp", stagingTables: ["qvp_customers"], now: at(0))
         #expect(plain.next(now: at(0)) == .run("party"))
     }
+
+    @Test func anUpdateIsLoggedForReadersOnlyWhenAColumnTheyReadChanged() {
+        let compared = ["contract_id", "status", "premium", "coverages"]
+        let claim = TransformSQL.ReaderColumns(columns: ["source_system", "source_id", "contract_id"], wholeRow: false, selectNamesTable: true)
+        let report = TransformSQL.ReaderColumns(columns: ["source_id", "status"], wholeRow: false, selectNamesTable: true)
+        #expect(TransformSQL.loggedColumns(compared: compared, readers: [claim]) == ["contract_id"])
+        #expect(TransformSQL.loggedColumns(compared: compared, readers: [claim, report]) == ["contract_id", "status"])
+        #expect(TransformSQL.loggedColumns(compared: compared + ["_deleted"], readers: [claim]) == ["contract_id", "_deleted"],
+                "a flagged delete is always seen")
+        // Whenever the catalog cannot say, every change counts.
+        #expect(TransformSQL.loggedColumns(compared: compared, readers: [claim, nil]) == nil, "a reader whose SQL does not compile now")
+        #expect(TransformSQL.loggedColumns(compared: compared, readers: [
+            TransformSQL.ReaderColumns(columns: ["source_id"], wholeRow: true, selectNamesTable: true)]) == nil, "a whole-row reference")
+        #expect(TransformSQL.loggedColumns(compared: compared, readers: [
+            TransformSQL.ReaderColumns(columns: ["source_id"], wholeRow: false, selectNamesTable: false)]) == nil,
+                "a SELECT that reads the table only where the catalog does not see it (a function)")
+
+        // The merge compares every column to decide what to write, and only those to decide what to log.
+        let model = TransformModel(name: "contract", table: QualifiedName(schema: "bl", name: "contract"), key: ["id"],
+                                   inputs: [], sql: "SELECT 1 AS id", file: "bl/contract.yaml")
+        let merge = TransformSQL(model: model).merge(selectColumns: ["id"] + compared, logged: true, loggedColumns: ["contract_id"])
+        #expect(merge.contains(#"ROW(t."contract_id")::text IS DISTINCT FROM ROW(f."contract_id")::text AS _tributary_reader_sees"#))
+        #expect(merge.contains(#"WHERE t."id" IS NULL OR ROW(t."contract_id", t."status", t."premium", t."coverages")::text IS DISTINCT FROM"#))
+        #expect(merge.contains("UNION SELECT \"id\" FROM changed WHERE _tributary_reader_sees"))
+        let unlogged = TransformSQL(model: model).merge(selectColumns: ["id"] + compared, logged: false)
+        #expect(!unlogged.contains("_tributary_reader_sees") && !unlogged.contains("__log"))
+    }
 }

@@ -39,6 +39,8 @@ public struct TransformSQL: Sendable {
     public static let changed = "_tributary_changed"
     public static let affected = "_tributary_affected"
     public static let fresh = "_tributary_new"
+    /// In a merge: the change is one a model reading this one can see.
+    static let readerSees = "_tributary_reader_sees"
 
     public let model: TransformModel
 
@@ -259,12 +261,79 @@ public struct TransformSQL: Sendable {
         (model.surrogate.map { [$0] } ?? []) + columns + (model.deletes == .flag ? [Self.deleted] : [])
     }
 
+    // MARK: What the models reading this one use of it
+
+    /// What the catalog says one reading model uses of this model's table.
+    public struct ReaderColumns: Sendable, Equatable {
+        /// Columns of this model's table that the reader's SELECT or its input mapping names.
+        public var columns: Set<String>
+        /// The reader names a whole row (`k.*`, `row_to_json(k)`): every column counts.
+        public var wholeRow: Bool
+        /// The reader's SELECT names the table at all. One that does not must read it some way
+        /// the catalog does not record (inside a function), so every column counts.
+        public var selectNamesTable: Bool
+
+        public init(columns: Set<String>, wholeRow: Bool, selectNamesTable: Bool) {
+            self.columns = columns
+            self.wholeRow = wholeRow
+            self.selectNamesTable = selectNamesTable
+        }
+    }
+
+    /// Names of the temporary objects a reader probe creates (inside a savepoint, rolled back).
+    public static let probeSelectView = "_tributary_reads_select"
+    public static let probeMappingView = "_tributary_reads_mapping"
+
+    /// Statements that make PostgreSQL record which columns of this model's table a reader uses:
+    /// its SELECT, and its input mapping over a stand-in `changed` table shaped as this model's
+    /// table (a view's rule depends on each column it names). Run in a savepoint, rolled back.
+    public func readerProbe(_ reader: TransformModel) -> [String] {
+        var statements = ["CREATE TEMPORARY VIEW \(Self.probeSelectView) AS SELECT * FROM (\n\(reader.sql)\n) AS r"]
+        guard let input = reader.inputs.first(where: { $0.table == model.table }) else { return statements }
+        statements.append("CREATE TEMPORARY TABLE changed AS SELECT * FROM \(table) WITH NO DATA")
+        switch input.mapping {
+        case .expressions(let expressions):
+            statements.append("CREATE TEMPORARY VIEW \(Self.probeMappingView) AS SELECT \(expressions.joined(separator: ", ")) FROM changed")
+        case .query(let query):
+            statements.append("CREATE TEMPORARY VIEW \(Self.probeMappingView) AS\n\(query)\n")
+        }
+        return statements
+    }
+
+    /// The columns of `table` a probe view's rule depends on, one per row.
+    public static func probeColumns(view: String, table: String) -> String {
+        "SELECT a.attname::text FROM pg_depend d JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid "
+            + "JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+            + "WHERE w.ev_class = \(SQL.literal(view))::regclass AND d.refobjid = \(SQL.literal(table))::regclass"
+    }
+
+    /// Whether a probe view has a whole-row reference: PostgreSQL records no column for one, and
+    /// prints it as `alias.*` (a `.*` in a string literal only makes the answer "every column").
+    public static func probeWholeRow(view: String) -> String {
+        "SELECT strpos(pg_get_viewdef(\(SQL.literal(view))::regclass), '.*') > 0"
+    }
+
+    /// The compared columns whose change the readers can see, or nil when every change counts.
+    /// A reader's output for a key is a function of the columns it names: a change to others
+    /// (a premium, when a claim reads only its contract's surrogate) cannot change it, so the key
+    /// is not logged for it. New and removed keys are always logged, and so is `_deleted`.
+    public static func loggedColumns(compared: [String], readers: [ReaderColumns?]) -> [String]? {
+        var read: Set<String> = [deleted]
+        for reader in readers {
+            guard let reader, !reader.wholeRow, reader.selectNamesTable else { return nil }
+            read.formUnion(reader.columns)
+        }
+        return compared.filter(read.contains)
+    }
+
     /// Removes (or flags) the affected keys the SELECT no longer produces, writes new and changed
     /// rows, logs the keys it changed when other models read this one, and returns the counts:
     /// removed, inserted, updated. Rows are compared by their text form before anything is
     /// written, so a row that did not change is not touched at all (an ON CONFLICT upsert would
-    /// lock, and so write, every row it meets).
-    public func merge(selectColumns columns: [String], logged: Bool) -> String {
+    /// lock, and so write, every row it meets). When logged, `loggedColumns` (nil: all) are the
+    /// columns whose change the readers see (see `loggedColumns(compared:readers:)`): an updated
+    /// key is logged only when one of them changed.
+    public func merge(selectColumns columns: [String], logged: Bool, loggedColumns: [String]? = nil) -> String {
         let keyMatch = { (left: String, right: String) in model.key.map { "\(left).\(SQL.identifier($0)) = \(right).\(SQL.identifier($0))" }.joined(separator: " AND ") }
         let keys = { (alias: String) in model.key.map { "\(alias).\(SQL.identifier($0))" }.joined(separator: ", ") }
         let gone = "NOT EXISTS (SELECT 1 FROM \(Self.fresh) AS n WHERE \(keyMatch("n", "a")))"
@@ -275,18 +344,23 @@ public struct TransformSQL: Sendable {
         let all = tableColumns(selectColumns: columns)
         let assignments = all.filter { !model.key.contains($0) }.map { "\(SQL.identifier($0)) = excluded.\(SQL.identifier($0))" }
         let compared = all.filter { !model.key.contains($0) }
-        let differs = compared.isEmpty ? "false"
-            : "ROW(\(compared.map { "t.\(SQL.identifier($0))" }.joined(separator: ", ")))::text IS DISTINCT FROM "
-                + "ROW(\(compared.map { "f.\(SQL.identifier($0))" }.joined(separator: ", ")))::text"
-        let changed = "SELECT f.* FROM (\(freshRows(columns: columns))) AS f (\(SQL.identifierList(all))) LEFT JOIN \(table) AS t ON \(keyMatch("t", "f")) "
-            + "WHERE t.\(SQL.identifier(model.key[0])) IS NULL OR \(differs)"
-        let upsert = "INSERT INTO \(table) AS t (\(SQL.identifierList(all))) SELECT * FROM changed "
+        let differs = { (compared: [String]) in
+            compared.isEmpty ? "false"
+                : "ROW(\(compared.map { "t.\(SQL.identifier($0))" }.joined(separator: ", ")))::text IS DISTINCT FROM "
+                    + "ROW(\(compared.map { "f.\(SQL.identifier($0))" }.joined(separator: ", ")))::text"
+        }
+        let isNew = "t.\(SQL.identifier(model.key[0])) IS NULL"
+        let seen = logged ? ", \(isNew) OR \(differs(loggedColumns ?? compared)) AS \(Self.readerSees)" : ""
+        let changed = "SELECT f.*\(seen) FROM (\(freshRows(columns: columns))) AS f (\(SQL.identifierList(all))) LEFT JOIN \(table) AS t ON \(keyMatch("t", "f")) "
+            + "WHERE \(isNew) OR \(differs(compared))"
+        let upsert = "INSERT INTO \(table) AS t (\(SQL.identifierList(all))) SELECT \(SQL.identifierList(all)) FROM changed "
             + "ON CONFLICT (\(keyList)) DO " + (assignments.isEmpty ? "NOTHING" : "UPDATE SET \(assignments.joined(separator: ", "))")
             + " RETURNING \(keys("t")), (t.xmax = 0) AS inserted"
         var statement = "WITH removed AS (\(removal)), changed AS (\(changed)), upserted AS (\(upsert))"
         if logged {
             statement += ", logged AS (INSERT INTO \(changeLog.sql) (\(keyList), \(SQL.identifier(Self.sequence))) "
-                + "SELECT \(keyList), nextval('tributary.bl_seq') FROM (SELECT \(keyList) FROM removed UNION SELECT \(keyList) FROM upserted) AS k)"
+                + "SELECT \(keyList), nextval('tributary.bl_seq') FROM (SELECT \(keyList) FROM removed "
+                + "UNION SELECT \(keyList) FROM changed WHERE \(Self.readerSees)) AS k)"
         }
         return statement + " SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM upserted WHERE inserted) AS inserted, "
             + "(SELECT count(*) FROM upserted WHERE NOT inserted) AS updated"
@@ -294,11 +368,18 @@ public struct TransformSQL: Sendable {
 
     // MARK: Full reload
 
+    /// Free space left in each page of a reloaded table: incremental runs update rows in place,
+    /// and an update that finds room on its row's page (and changes no key) is a HOT update, which
+    /// writes no index entry. Packed full, every page's first update after a reload moves its row
+    /// to another page and adds an entry to the key's index.
+    public static let reloadFillFactor = 90
+
     /// The model's table (or a scratch copy) from the SELECT's rows, with its key.
     public func createReloadTable(_ name: QualifiedName, selectColumns columns: [String]) -> [String] {
         [
             "DROP TABLE IF EXISTS \(name.sql)",
-            "CREATE TABLE \(name.sql) (\(SQL.identifierList(tableColumns(selectColumns: columns)))) AS \(freshRows(columns: columns))",
+            "CREATE TABLE \(name.sql) (\(SQL.identifierList(tableColumns(selectColumns: columns)))) WITH (fillfactor = \(Self.reloadFillFactor)) "
+                + "AS \(freshRows(columns: columns))",
             "ALTER TABLE \(name.sql) ADD CONSTRAINT \(SQL.identifier(SQL.truncated(name.name, bytes: 55) + "_pkey")) PRIMARY KEY (\(keyList))",
             "ANALYZE \(name.sql)",
         ]
@@ -330,6 +411,12 @@ public struct TransformSQL: Sendable {
             "CREATE TABLE IF NOT EXISTS \(changeLog.sql) AS SELECT \(keyList), 0::bigint AS \(SQL.identifier(Self.sequence)) FROM \(table) WITH NO DATA",
             "CREATE INDEX IF NOT EXISTS \(SQL.identifier(SQL.truncated(changeLog.name, bytes: 58) + "_seq")) ON \(changeLog.sql) (\(SQL.identifier(Self.sequence)))",
         ]
+    }
+
+    /// What a reload built, for a VACUUM after it commits: the model's table, its surrogate map and
+    /// its inputs' key maps.
+    public func reloadedTables(keyMaps: [QualifiedName]) -> [QualifiedName] {
+        [model.table] + (model.surrogate == nil ? [] : [surrogateMap]) + keyMaps
     }
 
     /// Drops log entries every reader has taken in.

@@ -90,11 +90,43 @@ extension ModelRun {
             try execute(sql.assignSurrogates, on: connection)
         }
         let logged = !dependants.isEmpty
-        if logged { try execute(sql.createChangeLog, on: connection) }
-        let merge = sql.merge(selectColumns: produced.map(\.name), logged: logged)
+        var loggedColumns: [String]?
+        if logged {
+            try execute(sql.createChangeLog, on: connection)
+            let compared = sql.tableColumns(selectColumns: produced.map(\.name)).filter { !model.key.contains($0) }
+            var readers: [TransformSQL.ReaderColumns?] = []
+            for reader in dependants { readers.append(try readerColumns(reader, on: connection)) }
+            loggedColumns = TransformSQL.loggedColumns(compared: compared, readers: readers)
+        }
+        let merge = sql.merge(selectColumns: produced.map(\.name), logged: logged, loggedColumns: loggedColumns)
         if recording { statements.append(merge) }
         let counts = try connection.query(merge).rows[0]
         return (try counts.decode("removed"), try counts.decode("inserted"), try counts.decode("updated"))
+    }
+
+    /// What `reader` uses of this model's table, as the catalog records it for views made of its
+    /// SELECT and its input mapping (in a savepoint, rolled back); nil when they cannot be made
+    /// now (the reader's SQL is broken: it will need every change once fixed).
+    private func readerColumns(_ reader: TransformModel, on connection: isolated PostgresConnection) throws -> TransformSQL.ReaderColumns? {
+        try connection.execute("SAVEPOINT reader_probe")
+        defer { _ = try? connection.execute("ROLLBACK TO SAVEPOINT reader_probe") }
+        do {
+            for statement in sql.readerProbe(reader) { try connection.execute(statement) }
+        } catch {
+            logger.debug("cannot tell which columns a reading model uses", metadata: ["model": .string(model.name), "reader": .string(reader.name),
+                                                                                     "error": .string("\(error)")])
+            return nil
+        }
+        // A reader's input for this table always has a mapping: both views exist.
+        let views = [(TransformSQL.probeSelectView, model.table.sql), (TransformSQL.probeMappingView, "changed")]
+        var columns: Set<String> = [], wholeRow = false, selectNamesTable = false
+        for (view, table) in views {
+            let named = try connection.query(TransformSQL.probeColumns(view: view, table: table)).rows.map { try $0.decode(at: 0, as: String.self) }
+            columns.formUnion(named)
+            if view == TransformSQL.probeSelectView { selectNamesTable = !named.isEmpty }
+            wholeRow = try wholeRow || connection.query(TransformSQL.probeWholeRow(view: view)).scalar(Bool.self)
+        }
+        return TransformSQL.ReaderColumns(columns: columns, wholeRow: wholeRow, selectNamesTable: selectNamesTable)
     }
 
     /// The SELECT's columns must be the model table's (but its surrogate and `_deleted`).

@@ -75,12 +75,27 @@ struct ModelRun {
         do {
             var outcome = try runInTransaction(full: requested, shapes: shapes, on: connection)
             try connection.execute(dryRun || outcome.kind == .nothingToDo ? "ROLLBACK" : "COMMIT")
+            if outcome.kind == .full && !dryRun { vacuumReloaded(shapes: shapes, on: connection) }
             outcome.seconds = (ContinuousClock.now - started).seconds
             outcome.statements = statements
             return outcome
         } catch {
             try? connection.execute("ROLLBACK")
             throw error
+        }
+    }
+
+    /// A reload leaves millions of rows no one has read yet: the first incremental runs would set
+    /// their hint bits (dirtying the pages they read) and plan on key maps without statistics.
+    /// VACUUM does both now, while the model's lock keeps its runs out, so they run at their
+    /// steady pace from the first. It is housekeeping: if it fails, autovacuum does it later.
+    private func vacuumReloaded(shapes: [TransformSQL.InputShape], on connection: isolated PostgresConnection) {
+        let tables = sql.reloadedTables(keyMaps: shapes.compactMap(\.keyMap))
+        do {
+            try connection.execute("VACUUM (ANALYZE) " + tables.map(\.sql).joined(separator: ", "))
+        } catch {
+            logger.notice("could not vacuum the reloaded table; autovacuum will",
+                          metadata: ["model": .string(model.name), "error": .string("\(error)")])
         }
     }
 
