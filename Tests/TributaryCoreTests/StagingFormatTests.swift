@@ -115,4 +115,25 @@ import TributaryCore
         #expect(String(decoding: encoded, as: UTF8.self).contains("\"end_lsn\" : \"0/20\""))
         #expect(try ManifestCoding.decode(BatchManifest.self, from: encoded) == manifest)
     }
+
+    /// A row with a value of a megabyte or more is written in pieces, byte for byte as it would be
+    /// built whole: unquoted, quoted (a comma and quotes inside), beside small values and NULLs.
+    @Test func aRowWithAHugeValueIsWrittenInPiecesExactlyAsWhole() throws {
+        let encoder = try ChangeRowEncoder(columnNames: ["id", "doc", "note", "blob"], key: ["id"])
+        let size = ChangeRowEncoder.streamedValueBytes * 3 + 17
+        let plain = ArraySlice((0..<size).map { UInt8(ascii: "a") + UInt8($0 % 26) })
+        var quoted = plain
+        quoted[quoted.startIndex + 5] = UInt8(ascii: ",")
+        quoted[quoted.startIndex + size - 3] = UInt8(ascii: "\"")
+        for big in [plain, quoted] {
+            let values: [PgOutputMessage.TupleValue] = [.text(ArraySlice("7".utf8)), .text(big), .null, .text(ArraySlice("x,y".utf8))]
+            var whole: [UInt8] = []
+            try encoder.append(.update, values, lsn: Array("0/16".utf8), sequence: 3, to: &whole)
+            var pieces: [[UInt8]] = [], line: [UInt8] = []
+            try encoder.write(.update, values, lsn: Array("0/16".utf8), sequence: 3, line: &line) { pieces.append(Array($0)) }
+            #expect(pieces.flatMap { $0 } == whole)
+            #expect(pieces.count > 3 && pieces.allSatisfy { $0.count <= ChangeRowEncoder.streamedValueBytes + 1 },
+                    "no piece holds the value whole")
+        }
+    }
 }

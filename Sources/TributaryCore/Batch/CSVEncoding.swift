@@ -21,6 +21,34 @@ public enum CSVEncoding {
         text.withUTF8 { appendField(UnsafeRawBufferPointer($0), to: &line) }
     }
 
+    /// One field, handed to `sink` in pieces of about `chunk` bytes, for values too large to build
+    /// a line around: an unquoted value goes out as slices of itself, a quoted one through `scratch`.
+    /// `scratch` must be empty (what it held sunk already), and is left empty.
+    public static func writeField(_ value: UnsafeRawBufferPointer, chunk: Int, scratch: inout [UInt8],
+                                  sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard value.isEmpty || needsQuotes(value) else {
+            var start = 0
+            while start < value.count {
+                let end = min(value.count, start + chunk)
+                try sink(UnsafeRawBufferPointer(rebasing: value[start..<end]))
+                start = end
+            }
+            return
+        }
+        scratch.append(UInt8(ascii: "\""))
+        for byte in value {
+            if byte == UInt8(ascii: "\"") { scratch.append(byte) }
+            scratch.append(byte)
+            if scratch.count >= chunk {
+                try scratch.withUnsafeBytes(sink)
+                scratch.removeAll(keepingCapacity: true)
+            }
+        }
+        scratch.append(UInt8(ascii: "\""))
+        try scratch.withUnsafeBytes(sink)
+        scratch.removeAll(keepingCapacity: true)
+    }
+
     private static func needsQuotes(_ value: UnsafeRawBufferPointer) -> Bool {
         if value.count == 2 && value[0] == UInt8(ascii: "\\") && value[1] == UInt8(ascii: ".") { return true }
         for byte in value where byte == UInt8(ascii: ",") || byte == UInt8(ascii: "\"") || byte == 10 || byte == 13 {

@@ -68,10 +68,46 @@ public struct ChangeRowEncoder: Sendable {
         }
     }
 
-    /// Appends one CSV row.
+    /// Values at least this large go to the sink in pieces rather than into the line: a row with a
+    /// value of hundreds of megabytes is never built whole (memory stays the value plus a little).
+    public static let streamedValueBytes = 1 << 20
+
+    /// Writes one CSV row to `sink`, through `line` (emptied first, kept for its capacity); a value
+    /// of `streamedValueBytes` or more is written in pieces without being copied into it.
     /// - Parameter lsn: the commit LSN's text form, made once per transaction.
-    public func append(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
-                       to line: inout [UInt8]) throws {
+    public func write(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
+                      line: inout [UInt8], sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        line.removeAll(keepingCapacity: true)
+        guard values.contains(where: { if case .text(let bytes) = $0 { bytes.count >= Self.streamedValueBytes } else { false } }) else {
+            try append(operation, values, lsn: lsn, sequence: sequence, to: &line)
+            try line.withUnsafeBytes(sink)
+            return
+        }
+        appendMetadata(operation, values, lsn: lsn, sequence: sequence, to: &line)
+        for value in values {
+            line.append(UInt8(ascii: ","))
+            switch value {
+            case .null, .unchanged:
+                break
+            case .text(let bytes) where bytes.count >= Self.streamedValueBytes:
+                try line.withUnsafeBytes(sink)
+                line.removeAll(keepingCapacity: true)
+                try bytes.withUnsafeBytes { try CSVEncoding.writeField($0, chunk: Self.streamedValueBytes, scratch: &line, sink: sink) }
+            case .text(let bytes):
+                bytes.withUnsafeBytes { CSVEncoding.appendField($0, to: &line) }
+            case .binary:
+                throw Failure(description: "a binary tuple value arrived, but Tributary asks pgoutput for text only")
+            }
+        }
+        line.append(10)
+        try line.withUnsafeBytes(sink)
+        // A line that held a large quoted value gives its memory back.
+        if line.capacity > 4 * Self.streamedValueBytes { line = [] }
+    }
+
+    /// The operation, LSN, sequence and unchanged-columns fields.
+    private func appendMetadata(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
+                                to line: inout [UInt8]) {
         line.append(operation.rawValue.utf8.first!)
         line.append(UInt8(ascii: ","))
         line.append(contentsOf: lsn)
@@ -81,6 +117,13 @@ public struct ChangeRowEncoder: Sendable {
         var unchanged: [String] = []
         for (index, value) in values.enumerated() where value == .unchanged { unchanged.append(columnNames[index]) }
         if !unchanged.isEmpty { CSVEncoding.appendField(PostgresArray.literal(unchanged), to: &line) }
+    }
+
+    /// Appends one CSV row.
+    /// - Parameter lsn: the commit LSN's text form, made once per transaction.
+    public func append(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
+                       to line: inout [UInt8]) throws {
+        appendMetadata(operation, values, lsn: lsn, sequence: sequence, to: &line)
         for value in values {
             line.append(UInt8(ascii: ","))
             switch value {

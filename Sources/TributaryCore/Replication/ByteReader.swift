@@ -5,15 +5,22 @@ public struct ByteReader {
         public let remaining: Int
     }
 
-    public let bytes: [UInt8]
+    /// The bytes read; `offset` indexes them as the slice does (from its `startIndex`), so a
+    /// message's payload is read where it lies in the message, without a copy.
+    public let bytes: ArraySlice<UInt8>
     public private(set) var offset: Int
 
-    public init(_ bytes: [UInt8], offset: Int = 0) {
+    public init(_ bytes: ArraySlice<UInt8>) {
         self.bytes = bytes
+        self.offset = bytes.startIndex
+    }
+
+    public init(_ bytes: [UInt8], offset: Int = 0) {
+        self.bytes = bytes[...]
         self.offset = offset
     }
 
-    public var remaining: Int { bytes.count - offset }
+    public var remaining: Int { bytes.endIndex - offset }
 
     private mutating func take(_ count: Int) throws -> Range<Int> {
         guard count >= 0, remaining >= count else { throw Underflow(needed: count, remaining: remaining) }

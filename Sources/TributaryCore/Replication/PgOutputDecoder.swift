@@ -19,11 +19,16 @@ public struct PgOutputDecoder: Sendable {
 
     /// - Parameter lsn: where the message starts in the WAL, for error messages.
     public mutating func decode(_ bytes: [UInt8], at lsn: LSN) throws -> PgOutputMessage {
+        try decode(bytes[...], at: lsn)
+    }
+
+    /// Decodes a message in place: its values are slices of `bytes`.
+    public mutating func decode(_ bytes: ArraySlice<UInt8>, at lsn: LSN) throws -> PgOutputMessage {
         guard let first = bytes.first else {
             throw Failure(messageType: "?", lsn: lsn, reason: "empty message")
         }
         let type = Character(Unicode.Scalar(first))
-        var reader = ByteReader(bytes, offset: 1)
+        var reader = ByteReader(bytes.dropFirst())
         do {
             let message = try decode(type: type, &reader)
             guard reader.remaining == 0 else {

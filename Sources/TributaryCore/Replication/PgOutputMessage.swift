@@ -105,8 +105,10 @@ public enum PgOutputMessage: Sendable, Equatable {
         case null
         /// A TOASTed value the change did not touch: the value is not sent and must be kept.
         case unchanged
-        case text([UInt8])
-        case binary([UInt8])
+        /// The value's bytes, a slice of the message: a value of hundreds of megabytes is not
+        /// copied out of the message it came in.
+        case text(ArraySlice<UInt8>)
+        case binary(ArraySlice<UInt8>)
 
         /// Tuple: column count int16, per column: 'n' | 'u' | 't' length int32 bytes | 'b' length int32 bytes.
         static func decodeTuple(_ reader: inout ByteReader) throws -> [TupleValue] {
@@ -118,8 +120,8 @@ public enum PgOutputMessage: Sendable, Equatable {
                 switch kind {
                 case UInt8(ascii: "n"): values.append(.null)
                 case UInt8(ascii: "u"): values.append(.unchanged)
-                case UInt8(ascii: "t"): values.append(.text(Array(try reader.bytes(Int(try reader.int32())))))
-                case UInt8(ascii: "b"): values.append(.binary(Array(try reader.bytes(Int(try reader.int32())))))
+                case UInt8(ascii: "t"): values.append(.text(try reader.bytes(Int(try reader.int32()))))
+                case UInt8(ascii: "b"): values.append(.binary(try reader.bytes(Int(try reader.int32()))))
                 default: throw PgOutputDecoder.Failure(messageType: "?", lsn: .zero, reason: "unknown tuple value kind \(kind)")
                 }
             }

@@ -2,7 +2,7 @@
 /// (PostgreSQL docs, "Streaming Replication Protocol").
 public enum ReplicationMessage: Sendable, Equatable {
     /// 'w': start LSN int64, end-of-WAL int64, send time int64, payload.
-    case xLogData(start: LSN, walEnd: LSN, sendTime: Int64, payload: [UInt8])
+    case xLogData(start: LSN, walEnd: LSN, sendTime: Int64, payload: ArraySlice<UInt8>)
     /// 'k': end-of-WAL int64, send time int64, reply requested int8.
     case keepalive(walEnd: LSN, sendTime: Int64, replyRequested: Bool)
 
@@ -16,7 +16,7 @@ public enum ReplicationMessage: Sendable, Equatable {
         switch try reader.uint8() {
         case UInt8(ascii: "w"):
             let start = try reader.lsn(), end = try reader.lsn(), time = try reader.int64()
-            return .xLogData(start: start, walEnd: end, sendTime: time, payload: Array(bytes[reader.offset...]))
+            return .xLogData(start: start, walEnd: end, sendTime: time, payload: bytes[reader.offset...])
         case UInt8(ascii: "k"):
             return .keepalive(walEnd: try reader.lsn(), sendTime: try reader.int64(), replyRequested: try reader.uint8() != 0)
         case let type:

@@ -66,9 +66,7 @@ final class BatchBuilder {
         let segment = try segment(for: relationOid, table: table)
         for (operation, values) in try segment.encoder.rows(for: message) {
             sequence += 1
-            line.removeAll(keepingCapacity: true)
-            try segment.encoder.append(operation, values, lsn: transactionLSNText, sequence: sequence, to: &line)
-            try line.withUnsafeBytes { try segment.writer.write($0) }
+            try segment.encoder.write(operation, values, lsn: transactionLSNText, sequence: sequence, line: &line) { try segment.writer.write($0) }
             segment.counts[operation, default: 0] += 1
             segment.rows += 1
             rows += 1

@@ -156,7 +156,7 @@ private final class ReplicationSession: @unchecked Sendable {
     var batch: BatchBuilder
     var summary = Replicator.Summary()
     /// The raw pgoutput payload of the message being handled, for spills.
-    var payload: [UInt8] = []
+    var payload: ArraySlice<UInt8> = []
     var spills: [UInt32: TransactionSpill] = [:]
     var stopReported = false
     var heartbeatWarned = false

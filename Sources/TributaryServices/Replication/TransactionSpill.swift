@@ -18,7 +18,7 @@ final class TransactionSpill {
         output = try BufferedFileOutput(creating: path)
     }
 
-    func append(xid: UInt32, payload: [UInt8]) throws {
+    func append(xid: UInt32, payload: ArraySlice<UInt8>) throws {
         var header = ByteWriter()
         header.uint32(xid)
         header.uint32(UInt32(payload.count))
@@ -48,7 +48,7 @@ final class TransactionSpill {
                 let xid = try reader.uint32()
                 let length = Int(try reader.uint32())
                 guard pending.count - offset - 8 >= length else { break }
-                let payload = Array(pending[(offset + 8)..<(offset + 8 + length)])
+                let payload = pending[(offset + 8)..<(offset + 8 + length)]
                 offset += 8 + length
                 if abortedSubtransactions.contains(xid) { continue }
                 try await body(try decoder.decode(payload, at: .zero))
