@@ -84,16 +84,33 @@ import TributaryCore
         #expect(describe(schedule.next(worker: 0)) == "load 0 a0 frozen")
         #expect(describe(schedule.next(worker: 1)) == "load 1 b0 frozen", "table 0 is held by worker 0's run")
         #expect(schedule.loaded(worker: 1, table: 1) == false, "the key waits for the run's commit")
-        // Table 0 is held and busy, but it has only one part left: worker 1 asks it to let go.
         #expect(describe(schedule.next(worker: 1)) == "commit")
         #expect(describe(schedule.next(worker: 1)) == "key 1")
-        #expect(describe(schedule.next(worker: 1)) == "nothing", "asks worker 0's run to end")
+        // Table 0 is held and has a part left: one table's backlog stays in its run, frozen
+        // (sharing a table, two workers wait on its extension lock).
+        #expect(describe(schedule.next(worker: 1)) == "nothing", "does not ask worker 0's run to end")
         #expect(schedule.loaded(worker: 0, table: 0) == false)
-        #expect(describe(schedule.next(worker: 0)) == "commit", "another worker waits for the backlog")
-        #expect(describe(schedule.next(worker: 1)) == "load 0 a1", "from then on, one transaction per part")
-        #expect(schedule.loaded(worker: 1, table: 0) == true)
-        #expect(describe(schedule.next(worker: 0)) == "nothing")
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a1 frozen")
+        #expect(schedule.loaded(worker: 0, table: 0) == false)
+        #expect(describe(schedule.next(worker: 0)) == "commit")
+        #expect(describe(schedule.next(worker: 1)) == "key 0")
         #expect(schedule.isDone)
+    }
+
+    @Test func aFreeWorkerTakesATableOffARunHoldingTheBacklogOfTwo() {
+        // Worker 0's run takes in table 1 while table 0's next parts are still being copied.
+        var schedule = schedule([["a0"], ["b0"]], frozenRunBytes: 1000, complete: false)
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a0 frozen")
+        _ = schedule.loaded(worker: 0, table: 0)
+        #expect(describe(schedule.next(worker: 0)) == "load 1 b0 frozen", "the run takes in an untouched table")
+        for (table, part) in [(0, "a1"), (0, "a2"), (1, "b1")] { schedule.add(table: table, part: part, bytes: 100) }
+        schedule.complete(table: 0)
+        schedule.complete(table: 1)
+        #expect(describe(schedule.next(worker: 1)) == "nothing", "asks worker 0's run, with two tables' backlog, to end")
+        _ = schedule.loaded(worker: 0, table: 1)
+        #expect(describe(schedule.next(worker: 0)) == "commit")
+        #expect(describe(schedule.next(worker: 1)) == "load 0 a1")
+        #expect(describe(schedule.next(worker: 0)) == "load 1 b1", "each worker a table of its own")
     }
 
     @Test func aTableStillBeingCopiedStaysInItsRun() {
@@ -103,10 +120,9 @@ import TributaryCore
         _ = schedule.loaded(worker: 0, table: 0)
         #expect(describe(schedule.next(worker: 0)) == "load 0 a1 frozen", "no release was asked for")
         schedule.complete(table: 0)
-        #expect(describe(schedule.next(worker: 1)) == "nothing", "now the backlog is final: worker 1 asks for a share")
+        #expect(describe(schedule.next(worker: 1)) == "nothing", "the backlog is one table's: the run keeps it")
         _ = schedule.loaded(worker: 0, table: 0)
-        #expect(describe(schedule.next(worker: 0)) == "commit")
-        #expect(describe(schedule.next(worker: 1)) == "load 0 a2")
+        #expect(describe(schedule.next(worker: 0)) == "load 0 a2 frozen")
     }
 
     @Test func aRunWithNobodyWaitingLoadsItsWholeTableFrozen() {
