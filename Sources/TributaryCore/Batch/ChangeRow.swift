@@ -78,36 +78,23 @@ public struct ChangeRowEncoder: Sendable {
     public func write(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
                       line: inout [UInt8], sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         line.removeAll(keepingCapacity: true)
-        guard values.contains(where: { if case .text(let bytes) = $0 { bytes.count >= Self.streamedValueBytes } else { false } }) else {
-            try append(operation, values, lsn: lsn, sequence: sequence, to: &line)
-            try line.withUnsafeBytes(sink)
-            return
-        }
-        appendMetadata(operation, values, lsn: lsn, sequence: sequence, to: &line)
-        for value in values {
-            line.append(UInt8(ascii: ","))
-            switch value {
-            case .null, .unchanged:
-                break
-            case .text(let bytes) where bytes.count >= Self.streamedValueBytes:
-                try line.withUnsafeBytes(sink)
-                line.removeAll(keepingCapacity: true)
-                try bytes.withUnsafeBytes { try CSVEncoding.writeField($0, chunk: Self.streamedValueBytes, scratch: &line, sink: sink) }
-            case .text(let bytes):
-                bytes.withUnsafeBytes { CSVEncoding.appendField($0, to: &line) }
-            case .binary:
-                throw Failure(description: "a binary tuple value arrived, but Tributary asks pgoutput for text only")
-            }
-        }
-        line.append(10)
+        try withoutActuallyEscaping(sink) { try appendRow(operation, values, lsn: lsn, sequence: sequence, to: &line, streamingTo: $0) }
         try line.withUnsafeBytes(sink)
         // A line that held a large quoted value gives its memory back.
         if line.capacity > 4 * Self.streamedValueBytes { line = [] }
     }
 
-    /// The operation, LSN, sequence and unchanged-columns fields.
-    private func appendMetadata(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
-                                to line: inout [UInt8]) {
+    /// Appends one CSV row.
+    /// - Parameter lsn: the commit LSN's text form, made once per transaction.
+    public func append(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
+                       to line: inout [UInt8]) throws {
+        try appendRow(operation, values, lsn: lsn, sequence: sequence, to: &line, streamingTo: nil)
+    }
+
+    /// The row into `line`; with a `sink`, a value of `streamedValueBytes` or more goes to it
+    /// instead, after what `line` held (which is then emptied).
+    private func appendRow(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
+                           to line: inout [UInt8], streamingTo sink: ((UnsafeRawBufferPointer) throws -> Void)?) throws {
         line.append(operation.rawValue.utf8.first!)
         line.append(UInt8(ascii: ","))
         line.append(contentsOf: lsn)
@@ -117,18 +104,15 @@ public struct ChangeRowEncoder: Sendable {
         var unchanged: [String] = []
         for (index, value) in values.enumerated() where value == .unchanged { unchanged.append(columnNames[index]) }
         if !unchanged.isEmpty { CSVEncoding.appendField(PostgresArray.literal(unchanged), to: &line) }
-    }
-
-    /// Appends one CSV row.
-    /// - Parameter lsn: the commit LSN's text form, made once per transaction.
-    public func append(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
-                       to line: inout [UInt8]) throws {
-        appendMetadata(operation, values, lsn: lsn, sequence: sequence, to: &line)
         for value in values {
             line.append(UInt8(ascii: ","))
             switch value {
             case .null, .unchanged:
                 break
+            case .text(let bytes) where sink != nil && bytes.count >= Self.streamedValueBytes:
+                try line.withUnsafeBytes(sink!)
+                line.removeAll(keepingCapacity: true)
+                try bytes.withUnsafeBytes { try CSVEncoding.writeField($0, chunk: Self.streamedValueBytes, scratch: &line, sink: sink!) }
             case .text(let bytes):
                 bytes.withUnsafeBytes { CSVEncoding.appendField($0, to: &line) }
             case .binary:
