@@ -27,7 +27,7 @@ struct SystemdNotifier: Service {
     }
 
     func run() async throws {
-        try await withGracefulShutdownHandler {
+        await withGracefulShutdownHandler {
             var readySent = false
             var lastWatchdog = ContinuousClock.now
             while !Task.isCancelled && !Task.isShuttingDownGracefully {

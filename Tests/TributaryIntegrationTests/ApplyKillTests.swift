@@ -67,7 +67,7 @@ import TributaryServices
     func expectConsistent(target: PostgresConnection, manifest: SnapshotManifest) async throws {
         let recorded = Dictionary(uniqueKeysWithValues: try await target.query(
             "SELECT object_key, rows FROM tributary.snapshot_parts").rows.map { ($0[0]!, Int($0[1]!)!) })
-        for (index, table) in manifest.tables.enumerated() {
+        for table in manifest.tables {
             let loadTable = SnapshotLoader.loadTable(source: "qvp", lsn: manifest.consistentPoint, stagingTable: table.stagingTable).sql
             let recordedRows = table.parts.compactMap { recorded[$0.key] }.reduce(0, +)
             let exists = try await target.query("SELECT to_regclass($1) IS NOT NULL", [loadTable]).scalar == "t"

@@ -309,7 +309,8 @@ final class ChaosWorld: @unchecked Sendable {
             // with the work directory's own error until it is gone.
             let path = workDirectory + "/chaos-filler"
             try? FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: path, contents: Data(count: Self.workMaximumMiB << 20))
+            // A filler that cannot be written is a fault not injected; the round goes on.
+            _ = FileManager.default.createFile(atPath: path, contents: Data(count: Self.workMaximumMiB << 20))
             let window = Int.random(in: 2...6, using: &generator)
             try await Task.sleep(for: .seconds(window))
             try FileManager.default.removeItem(atPath: path)
@@ -371,7 +372,7 @@ final class ChaosPipeline: @unchecked Sendable {
 
     private func keep(_ outcome: TestProcess.Outcome, of name: String) {
         let path = logDirectory + "/\(name).log"
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let file = FileHandle(forWritingAtPath: path) else { return }
         file.seekToEndOfFile()
         file.write(Data((outcome.standardError + "--- exit \(outcome.status)\n").utf8))
