@@ -1,29 +1,35 @@
 #!/usr/bin/env bash
-# Benchmark: the applier.
-#   1. speed    a backlog of about 1M changes, caught up by native logical replication
-#               (CREATE SUBSCRIPTION into a copy of the tables) and by tributary replicate + apply
-#               into STG, one after the other; each is timed until a marker row committed last is
-#               visible on the target (both apply in commit order). Then the staged backlog alone,
-#               applied by `apply --once` one batch per transaction (the default) and in groups of
-#               up to 64 (`--group-batches 64`, catch-up mode),
-#               each into its own copy of the snapshot; both must end equal to the live pipeline's STG.
-#               Then two sources at once: a second source (its own slot and publication on the same
-#               database, so the same backlog twice) staged too, and `apply --once` applying both
-#               backlogs in parallel into a fourth copy, against the one-source rate.
+# Benchmark: the applier. Every figure is the median of BENCH_ROUNDS rounds (default 3), each on a
+# backlog of its own, with the methods compared taking turns going first, and the target (or the
+# source) checkpointed before each timed step, so no method always meets a cold cache or pays for
+# another's writes.
+#   1. catch-up  per round a backlog of about 1M changes (mixed transactions on an orders table,
+#               then pgbench tpcb-like), caught up by native logical replication (CREATE
+#               SUBSCRIPTION into a copy of the tables, enabled once the backlog is written) and by
+#               tributary replicate + apply into STG; each timed until a marker row committed last
+#               is visible on the target (both apply in commit order). The same backlog read by
+#               tributary replicate alone (a source of its own, same tables) and by pg_recvlogical
+#               (a slot made before the backlog, same pgoutput options): end to end against decoding
+#               alone. Then the staged backlog alone, applied by `apply --once` one batch per
+#               transaction and in groups of up to 64 (`--group-batches 64`, catch-up mode), each
+#               into its own copy of the snapshot; and two sources at once: a second source (its
+#               own slot and publication on the same database, so the same backlog twice) staged
+#               too, both applied by `apply --once` in parallel into a fourth copy, against the
+#               one-source rate. Every copy must end equal to the live pipeline's STG.
 #   2. latency  pgbench -R 200 on the source with the pipeline live, and a probe table committed
 #               10 times a second; a trigger on its STG table records when each row became visible.
-#   3. wide rows  a table of 30 columns (about 1.5 KB a row) added to both pipelines, then
+#   3. wide rows  a table of 30 columns (about 1.5 KB a row) added to both pipelines; per round
 #               BENCH_WIDE_ROWS inserts and as many updates (default 100,000 each) caught up end to
 #               end by native logical replication and by tributary replicate + apply, where native
 #               apply rather than decoding is the limit; both must end equal.
 # Environment: BENCH_SCALE (pgbench scale, default 10), BENCH_SECONDS (latency run, default 30),
-# BENCH_BATCH_ROWS (batch.max_rows: smaller batches, as a source replicated at a modest rate stages
-# them, show what catch-up grouping saves; default: tributary's own).
-# BENCH_BASELINE=<git revision> also applies the staged backlog with tributary as of that revision
-# (its own copy of the snapshot, loaded by it), in the same run.
+# BENCH_ROUNDS (default 3), BENCH_BATCH_ROWS (batch.max_rows: smaller batches, as a source
+# replicated at a modest rate stages them, show what catch-up grouping saves; default: tributary's
+# own). BENCH_BASELINE=<git revision> also applies the staged backlog with tributary as of that
+# revision (its own copy of the snapshot, loaded by it), in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scale=${BENCH_SCALE:-10}; seconds=${BENCH_SECONDS:-30}; batch_rows=${BENCH_BATCH_ROWS:-}; baseline_revision=${BENCH_BASELINE:-}
+scale=${BENCH_SCALE:-10}; seconds=${BENCH_SECONDS:-30}; rounds=${BENCH_ROUNDS:-3}; batch_rows=${BENCH_BATCH_ROWS:-}; baseline_revision=${BENCH_BASELINE:-}
 work=${TMPDIR:-/tmp}/tributary-bench-apply-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 source_port=55521; target_port=55522
@@ -106,22 +112,17 @@ CREATE FUNCTION record_visible() RETURNS trigger LANGUAGE plpgsql AS
 CREATE TRIGGER record_visible AFTER INSERT ON stg.bench_latency_probe FOR EACH ROW EXECUTE FUNCTION record_visible();
 SQL
 
-echo "building a backlog of about 1M changes" >&2
-on_source <<'SQL'
-DO $$ BEGIN FOR t IN 0..99 LOOP
-  INSERT INTO orders SELECT t * 4000 + i, i % 997, i * 1.5, 'order ' || i, now() FROM generate_series(1, 4000) i; COMMIT;
-END LOOP; END $$;
-DO $$ BEGIN FOR t IN 0..1999 LOOP
-  UPDATE orders SET amount = amount + 1 WHERE id > t * 100 AND id <= t * 100 + 100; COMMIT;
-END LOOP; END $$;
-DO $$ BEGIN FOR t IN 0..99 LOOP
-  DELETE FROM orders WHERE id > 200000 + t * 1000 AND id <= 200000 + t * 1000 + 1000; COMMIT;
-END LOOP; END $$;
-SQL
-pgbench -n -b tpcb-like -c 4 -j 2 -t 25000 -h 127.0.0.1 -p $source_port -U postgres bench >/dev/null 2>&1
-on_source -c "INSERT INTO marker VALUES (1, now())" -c "CHECKPOINT"
+# A source of its own on the same tables (slot and publication tributary_alone), replicated to a
+# staging store of its own and never applied: decoding alone, on each round's backlog.
+mkdir -p "$work/alone-slots"
+sed "s/dbname=tributary/dbname=alone/; s#\.\./staging#../alone-staging#; s#\.\./work#../alone-work#" "$work/slots/tributary.yaml" >"$work/alone-slots/tributary.yaml"
+sed "s/^source: bench$/source: alone/" "$work/slots/bench.yaml" >"$work/alone-slots/alone.yaml"
+on_target -d postgres -c "CREATE DATABASE alone"
+"$tributary" snapshot --source alone --config "$work/alone-slots" --log-level warning >/dev/null
+
 now() { date +%s.%N; }
-wait_for_marker() { until [ "$(on_target -d "$1" -Atc "SELECT count(*) FROM $2 WHERE id = ${3:-1}")" = 1 ]; do sleep 0.05; done; }
+wait_for_marker() { until [ "$(on_target -d "$1" -Atc "SELECT count(*) FROM $2 WHERE id = $3")" = 1 ]; do sleep 0.05; done; }
+applied_rows() { on_target -d "$1" -Atc "SELECT coalesce(sum(rows), 0) FROM tributary.applied_batches"; }
 # Enables the native subscription until it has applied marker $1, then disables it: seconds in $elapsed.
 native_catch_up() {
   local start; start=$(now)
@@ -130,48 +131,95 @@ native_catch_up() {
   elapsed=$(echo "$(now) - $start" | bc)
   on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
 }
-# Starts tributary replicate + apply (left running) until STG has marker $1: seconds in $elapsed.
+# Runs tributary replicate + apply until STG has marker $1, then stops them: seconds in $elapsed.
 tributary_catch_up() {
   local start; start=$(now)
   "$tributary" replicate --source bench --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
   "$tributary" apply --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
   wait_for_marker tributary stg.bench_marker "$1"
   elapsed=$(echo "$(now) - $start" | bc)
+  stop_pipeline
+}
+stop_pipeline() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+timed() { # command...: seconds in $elapsed, the target checkpointed first
+  on_target -d postgres -c "CHECKPOINT"
+  local start; start=$(now)
+  "$@" >/dev/null
+  elapsed=$(echo "$(now) - $start" | bc)
+}
+# The round's backlog: orders with keys of its own (inserts, updates, deletes), pgbench, a marker.
+build_backlog() {
+  local base=$(( ($1 - 1) * 1000000 ))
+  on_source <<SQL
+DO \$\$ BEGIN FOR t IN 0..99 LOOP
+  INSERT INTO orders SELECT $base + t * 4000 + i, i % 997, i * 1.5, 'order ' || i, now() FROM generate_series(1, 4000) i; COMMIT;
+END LOOP; END \$\$;
+DO \$\$ BEGIN FOR t IN 0..1999 LOOP
+  UPDATE orders SET amount = amount + 1 WHERE id > $base + t * 100 AND id <= $base + t * 100 + 100; COMMIT;
+END LOOP; END \$\$;
+DO \$\$ BEGIN FOR t IN 0..99 LOOP
+  DELETE FROM orders WHERE id > $base + 200000 + t * 1000 AND id <= $base + 200000 + t * 1000 + 1000; COMMIT;
+END LOOP; END \$\$;
+SQL
+  pgbench -n -b tpcb-like -c 4 -j 2 -t 25000 -h 127.0.0.1 -p $source_port -U postgres bench >/dev/null 2>&1
+  on_source -c "INSERT INTO marker VALUES ($2, now())" -c "CHECKPOINT"
 }
 
-echo "1/2 native logical replication catching up" >&2
-native_catch_up 1
-native_seconds=$elapsed
-
-echo "2/2 tributary replicate + apply catching up" >&2
-tributary_catch_up 1
-tributary_seconds=$elapsed
-changes=$(on_target -d tributary -Atc "SELECT sum(rows) FROM tributary.applied_batches")
-
-echo "tributary apply --once alone, on the staged backlog: one batch per transaction, then grouped" >&2
-on_target -d postgres -c "CHECKPOINT"
-start=$(now)
-"$tributary" apply --once --group-batches 1 --config "$work/single-slots" --log-level warning >/dev/null
-single_seconds=$(echo "$(now) - $start" | bc)
-on_target -d postgres -c "CHECKPOINT"
-start=$(now)
-"$tributary" apply --once --group-batches 64 --config "$work/staged-slots" --log-level warning >/dev/null
-staged_seconds=$(echo "$(now) - $start" | bc)
-baseline_seconds=""
-if [ -n "$baseline" ]; then
-  on_target -d postgres -c "CHECKPOINT"
-  start=$(now)
-  "$baseline" apply --once --config "$work/baseline-slots" --log-level warning >/dev/null
-  baseline_seconds=$(echo "$(now) - $start" | bc)
-fi
-echo "two sources: the second source's backlog staged, then both applied by apply --once" >&2
-end_lsn=$(on_source -Atc "SELECT pg_current_wal_lsn()")
-"$tributary" replicate --source bench2 --end-lsn "$end_lsn" --config "$work/double-slots" --log-level warning >/dev/null
-on_target -d postgres -c "CHECKPOINT"
-start=$(now)
-"$tributary" apply --once --config "$work/double-slots" --log-level warning >/dev/null
-double_seconds=$(echo "$(now) - $start" | bc)
-double_changes=$(on_target -d double -Atc "SELECT sum(rows) FROM tributary.applied_batches")
+declare -A times
+record() { times[$1]="${times[$1]:-} $2"; }
+for round in $(seq "$rounds"); do
+  echo "round $round of $rounds: building a backlog of about 1M changes" >&2
+  on_source -c "SELECT pg_create_logical_replication_slot('recv_$round', 'pgoutput')" -o /dev/null
+  marker=$((100 + round))
+  build_backlog "$round" "$marker"
+  end=$(on_source -Atc "SELECT pg_current_wal_insert_lsn()")
+  before=$(applied_rows tributary)
+  if [ $((round % 2)) = 1 ]; then order="native tributary"; else order="tributary native"; fi
+  for method in $order; do
+    echo "  $method catching up" >&2
+    on_target -d postgres -c "CHECKPOINT"
+    if [ $method = native ]; then native_catch_up $marker; else tributary_catch_up $marker; fi
+    record $method "$elapsed"
+  done
+  record changes $(( $(applied_rows tributary) - before ))
+  if [ $((round % 2)) = 1 ]; then order="alone recvlogical"; else order="recvlogical alone"; fi
+  for method in $order; do
+    echo "  $method reading the same backlog" >&2
+    on_source -c "CHECKPOINT"
+    if [ $method = alone ]; then
+      timed "$tributary" replicate --source alone --end-lsn "$end" --config "$work/alone-slots" --log-level warning
+    else
+      timed pg_recvlogical -d "host=127.0.0.1 port=$source_port dbname=bench user=postgres" --slot "recv_$round" --start --endpos "$end" \
+        -f /dev/null --no-loop -o proto_version=2 -o publication_names=tributary_bench -o messages=true -o streaming=on
+    fi
+    record $method "$elapsed"
+  done
+  on_source -c "SELECT pg_drop_replication_slot('recv_$round')" -o /dev/null
+  echo "  apply --once alone on the staged backlog: batch by batch, grouped by 64" >&2
+  if [ $((round % 2)) = 1 ]; then order="single staged"; else order="staged single"; fi
+  for method in $order; do
+    before=$(applied_rows $method)
+    if [ $method = single ]; then
+      timed "$tributary" apply --once --group-batches 1 --config "$work/single-slots" --log-level warning
+    else
+      timed "$tributary" apply --once --group-batches 64 --config "$work/staged-slots" --log-level warning
+    fi
+    record $method "$elapsed"; record "$method-changes" $(( $(applied_rows $method) - before ))
+  done
+  if [ -n "$baseline" ]; then
+    timed "$baseline" apply --once --config "$work/baseline-slots" --log-level warning
+    record baseline "$elapsed"
+  fi
+  echo "  two sources: the second source's backlog staged, then both applied by apply --once" >&2
+  "$tributary" replicate --source bench2 --end-lsn "$end" --config "$work/double-slots" --log-level warning >/dev/null
+  before=$(applied_rows double)
+  timed "$tributary" apply --once --config "$work/double-slots" --log-level warning
+  record double "$elapsed"; record double-changes $(( $(applied_rows double) - before ))
+done
 batches=$(on_target -d staged -Atc "SELECT count(*) FROM tributary.applied_batches")
 for db in single staged double; do
   for t in pgbench_accounts orders; do
@@ -186,8 +234,14 @@ for t in pgbench_accounts orders; do
     "$(on_target -d tributary -Atc "SELECT count(*), sum(hashtext((to_jsonb(t) - '_lsn')::text)) FROM stg.bench_$t t WHERE NOT _deleted")" ] \
     || { echo "double: stg.bench2_$t differs from the live pipeline's stg.bench_$t" >&2; exit 1; }
 done
+[ "$(on_target -d native -Atc "SELECT count(*), sum(hashtext(to_jsonb(t)::text)) FROM orders t")" = \
+  "$(on_target -d tributary -Atc "SELECT count(*), sum(hashtext((to_jsonb(t) - '_lsn' - '_deleted')::text)) FROM stg.bench_orders t WHERE NOT _deleted")" ] \
+  || { echo "orders: STG differs from native's copy" >&2; exit 1; }
 
 echo "latency: pgbench -R 200 for $seconds s with the pipeline live" >&2
+"$tributary" replicate --source bench --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
+"$tributary" apply --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
+sleep 3
 echo "INSERT INTO latency_probe (committed_at) VALUES (clock_timestamp());" > "$work/probe.sql"
 pgbench -n -b tpcb-like -R 200 -T "$seconds" -c 2 -j 2 -h 127.0.0.1 -p $source_port -U postgres bench >/dev/null 2>&1 &
 load=$!
@@ -219,11 +273,13 @@ on_target -d native -c "ALTER SUBSCRIPTION native_sub REFRESH PUBLICATION WITH (
 wait_for_marker tributary stg.bench_marker 2
 echo "  - name: public.wide" >>"$work/slots/bench.yaml"
 "$tributary" snapshot --source bench --table public.wide --apply --config "$work/slots" --log-level warning >/dev/null
-for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-pids=()
+stop_pipeline
 per=$((wide_rows / 100))
-on_source <<SQL
+for round in $(seq "$rounds"); do
+  echo "wide rows, round $round of $rounds" >&2
+  base=$(( (round - 1) * wide_rows ))
+  marker=$((200 + round))
+  on_source <<SQL
 DO \$\$ BEGIN FOR t IN 0..99 LOOP
   INSERT INTO wide SELECT i, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6,
     now() - random() * interval '900 days', now() - random() * interval '900 days', now() - random() * interval '900 days',
@@ -235,45 +291,59 @@ DO \$\$ BEGIN FOR t IN 0..99 LOOP
     repeat(md5(i::text), 2), repeat(md5((i + 2)::text), 2), repeat(md5((i + 3)::text), 2), repeat(md5((i + 4)::text), 2),
     repeat(md5((i + 5)::text), 2), repeat(md5((i + 6)::text), 2), repeat(md5((i + 7)::text), 2), repeat(md5((i + 8)::text), 2),
     repeat(md5((i + 9)::text), 2), repeat(md5((i + 10)::text), 2), repeat(md5((i + 11)::text), 2), repeat(md5((i + 12)::text), 2)
-  FROM generate_series(t * $per + 1, (t + 1) * $per) i;
+  FROM generate_series($base + t * $per + 1, $base + (t + 1) * $per) i;
   COMMIT;
 END LOOP; END \$\$;
 DO \$\$ BEGIN FOR t IN 0..99 LOOP
-  UPDATE wide SET n1 = n1 + 1, s1 = md5(s1), j1 = j1 || '{"seen": true}', t1 = now() WHERE id > t * $per AND id <= (t + 1) * $per;
+  UPDATE wide SET n1 = n1 + 1, s1 = md5(s1), j1 = j1 || '{"seen": true}', t1 = now() WHERE id > $base + t * $per AND id <= $base + (t + 1) * $per;
   COMMIT;
 END LOOP; END \$\$;
-INSERT INTO marker VALUES (3, now());
+INSERT INTO marker VALUES ($marker, now());
 CHECKPOINT;
 SQL
+  if [ $((round % 2)) = 1 ]; then order="native tributary"; else order="tributary native"; fi
+  for method in $order; do
+    echo "  $method catching up on the wide rows" >&2
+    on_target -d postgres -c "CHECKPOINT"
+    if [ $method = native ]; then native_catch_up $marker; else tributary_catch_up $marker; fi
+    record "wide-$method" "$elapsed"
+  done
+done
 wide_changes=$((per * 200))
-
-echo "  native logical replication catching up on the wide rows" >&2
-native_catch_up 3
-native_wide_seconds=$elapsed
-
-echo "  tributary replicate + apply catching up on the wide rows" >&2
-tributary_catch_up 3
-tributary_wide_seconds=$elapsed
 [ "$(on_target -d native -Atc "SELECT count(*), sum(hashtext(to_jsonb(t)::text)) FROM wide t")" = \
   "$(on_target -d tributary -Atc "SELECT count(*), sum(hashtext((to_jsonb(t) - '_lsn' - '_deleted')::text)) FROM stg.bench_wide t WHERE NOT _deleted")" ] \
   || { echo "wide: stg.bench_wide differs from native's copy" >&2; exit 1; }
 
-printf '\ncatching up on a backlog of %s row changes (pgbench scale %s plus mixed transactions)\n' "$changes" "$scale"
-printf '%-40s %10s %14s %10s\n' "applier" "seconds" "changes/s" "ratio"
-printf '%-40s %10.1f %14.0f %10s\n' "native logical replication" "$native_seconds" "$(echo "$changes / $native_seconds" | bc -l)" "1.00x"
-printf '%-40s %10.1f %14.0f %10s\n' "tributary replicate + apply (STG)" "$tributary_seconds" "$(echo "$changes / $tributary_seconds" | bc -l)" \
-  "$(echo "scale=2; $native_seconds / $tributary_seconds" | bc)x"
-printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone, batch by batch" "$single_seconds" "$(echo "$changes / $single_seconds" | bc -l)" \
-  "$(echo "scale=2; $native_seconds / $single_seconds" | bc)x"
-printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone, grouped by 64" "$staged_seconds" "$(echo "$changes / $staged_seconds" | bc -l)" \
-  "$(echo "scale=2; $native_seconds / $staged_seconds" | bc)x (goal >= 2.0x)"
-printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone, two sources" "$double_seconds" "$(echo "$double_changes / $double_seconds" | bc -l)" \
-  "$(echo "scale=2; ($double_changes / $double_seconds) / ($changes / $single_seconds)" | bc)x of one source, batch by batch (goal >= 1.6x)"
-[ -n "$baseline" ] && printf '%-40s %10.1f %14.0f %10s\n' "tributary apply alone at $baseline_revision" "$baseline_seconds" \
-  "$(echo "$changes / $baseline_seconds" | bc -l)" "$(echo "scale=2; $native_seconds / $baseline_seconds" | bc)x"
-printf '  (%s batches staged; grouped: up to 64 a transaction, each table merged once per group)\n' "$batches"
-printf '\nwide rows end to end: %s changes to a table of 30 columns (numeric, timestamptz, jsonb, text; about 1.5 KB a row)\n' "$wide_changes"
-printf '%-40s %10.1f %14.0f %10s\n' "native logical replication" "$native_wide_seconds" "$(echo "$wide_changes / $native_wide_seconds" | bc -l)" "1.00x"
-printf '%-40s %10.1f %14.0f %10s\n' "tributary replicate + apply (STG)" "$tributary_wide_seconds" "$(echo "$wide_changes / $tributary_wide_seconds" | bc -l)" \
-  "$(echo "scale=2; $native_wide_seconds / $tributary_wide_seconds" | bc)x (goal >= 1.5x)"
-printf '\ncommit-to-visible-in-STG latency under pgbench -R 200 (%s probes, default settings): p50 %s s, p95 %s s, p99 %s s\n' "$probes" "$p50" "$p95" "$p99"
+# Per method: the median of its seconds and its rounds; a ratio is the median of the rounds' ratios
+# (each round's methods ran on the same backlog, one after the other).
+m() { median ${times[$1]}; }
+rounds_of() { printf '%.1f ' ${times[$1]}; }
+# ratio A B [C D]: the median over rounds of A/B (seconds), or of (C/A)/(D/B) (rates, C and D changes).
+ratio() {
+  local a=(${times[$1]}) b=(${times[$2]}) values=() i
+  for i in "${!a[@]}"; do
+    if [ $# = 4 ]; then local c=(${times[$3]}) d=(${times[$4]}); values+=("$(echo "(${c[$i]} / ${a[$i]}) / (${d[$i]} / ${b[$i]})" | bc -l)")
+    else values+=("$(echo "${a[$i]} / ${b[$i]}" | bc -l)"); fi
+  done
+  printf '%.2f' "$(median "${values[@]}")"
+}
+row() { # label seconds changes ratio-text rounds
+  printf '%-40s %9.1f %12.0f  %-58s %s\n' "$1" "$2" "$(echo "$3 / $2" | bc -l)" "$4" "$5"
+}
+changes=$(m changes)
+printf '\ncatching up on a backlog of %s row changes (pgbench scale %s plus mixed transactions), medians of %s rounds\n' "$changes" "$scale" "$rounds"
+printf '%-40s %9s %12s  %-58s %s\n' "method" "seconds" "changes/s" "ratio (median of the rounds' ratios)" "rounds (s)"
+row "native logical replication" "$(m native)" "$changes" "1.00x" "$(rounds_of native)"
+row "tributary replicate + apply (STG)" "$(m tributary)" "$changes" "$(ratio native tributary)x native" "$(rounds_of tributary)"
+row "tributary replicate alone" "$(m alone)" "$changes" "end to end $(ratio alone tributary)x of its rate (goal >= 0.95x)" "$(rounds_of alone)"
+row "pg_recvlogical" "$(m recvlogical)" "$changes" "replicate alone $(ratio recvlogical alone)x of its rate" "$(rounds_of recvlogical)"
+row "tributary apply alone, batch by batch" "$(m single)" "$(m single-changes)" "$(ratio native single)x native" "$(rounds_of single)"
+row "tributary apply alone, grouped by 64" "$(m staged)" "$(m staged-changes)" "$(ratio native staged)x native (goal >= 2.0x)" "$(rounds_of staged)"
+row "tributary apply alone, two sources" "$(m double)" "$(m double-changes)" \
+  "$(ratio double single double-changes single-changes)x one source, batch by batch (goal >= 1.6x)" "$(rounds_of double)"
+[ -n "$baseline" ] && row "tributary apply alone at $baseline_revision" "$(m baseline)" "$changes" "$(ratio native baseline)x native" "$(rounds_of baseline)"
+printf '  (%s batches staged in all; grouped: up to 64 a transaction, each table merged once per group)\n' "$batches"
+printf '\nwide rows end to end: %s changes a round to a table of 30 columns (numeric, timestamptz, jsonb, text; about 1.5 KB a row)\n' "$wide_changes"
+row "native logical replication" "$(m wide-native)" "$wide_changes" "1.00x" "$(rounds_of wide-native)"
+row "tributary replicate + apply (STG)" "$(m wide-tributary)" "$wide_changes" "$(ratio wide-native wide-tributary)x native (goal >= 1.5x)" "$(rounds_of wide-tributary)"
+printf '\ncommit-to-visible-in-STG latency under pgbench -R 200 (%s probes, default settings): p50 %s s, p95 %s s, p99 %s s (goal p50 <= 0.3, p99 <= 0.7)\n' "$probes" "$p50" "$p95" "$p99"
