@@ -23,13 +23,15 @@
 #               end by native logical replication and by tributary replicate + apply, where native
 #               apply rather than decoding is the limit; both must end equal.
 # Environment: BENCH_SCALE (pgbench scale, default 10), BENCH_SECONDS (latency run, default 30),
-# BENCH_ROUNDS (default 3), BENCH_BATCH_ROWS (batch.max_rows: smaller batches, as a source
+# BENCH_ROUNDS (default 3), BENCH_SHARED_BUFFERS (the target's, default 1GB: a target is sized for
+# its data, and at PostgreSQL's default of 128MB the two-source line's tables, 300 MB, would not
+# stay in it; native and tributary apply under the same setting), BENCH_BATCH_ROWS (batch.max_rows: smaller batches, as a source
 # replicated at a modest rate stages them, show what catch-up grouping saves; default: tributary's
 # own). BENCH_BASELINE=<git revision> also applies the staged backlog with tributary as of that
 # revision (its own copy of the snapshot, loaded by it), in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scale=${BENCH_SCALE:-10}; seconds=${BENCH_SECONDS:-30}; rounds=${BENCH_ROUNDS:-3}; batch_rows=${BENCH_BATCH_ROWS:-}; baseline_revision=${BENCH_BASELINE:-}
+scale=${BENCH_SCALE:-10}; seconds=${BENCH_SECONDS:-30}; rounds=${BENCH_ROUNDS:-3}; target_buffers=${BENCH_SHARED_BUFFERS:-1GB}; batch_rows=${BENCH_BATCH_ROWS:-}; baseline_revision=${BENCH_BASELINE:-}
 work=${TMPDIR:-/tmp}/tributary-bench-apply-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 source_port=55521; target_port=55522
@@ -48,7 +50,7 @@ cleanup() {
   deploy/pg-cluster.sh stop "$work/source" || true; deploy/pg-cluster.sh stop "$work/target" || true
 }
 trap cleanup EXIT
-fresh_source_and_target "$work" $source_port $target_port
+fresh_source_and_target "$work" $source_port $target_port --set shared_buffers="$target_buffers"
 on_source() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $source_port -U postgres -d bench "$@"; }
 on_target() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $target_port -U postgres "$@"; }
 pgbench -q -i -s "$scale" -h 127.0.0.1 -p $source_port -U postgres bench >/dev/null 2>&1

@@ -23,11 +23,12 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 
 
 # A fresh source (wal_level=logical) and target cluster under $1 on ports $2 and $3, with an empty
 # $1/slots, and a database "bench" on the source; whatever an earlier run left there is stopped.
+# Further arguments (--set NAME=VALUE) go to the target's init.
 fresh_source_and_target() {
-  local work=$1 source_port=$2 target_port=$3
+  local work=$1 source_port=$2 target_port=$3; shift 3
   deploy/pg-cluster.sh stop "$work/source" 2>/dev/null || true; deploy/pg-cluster.sh stop "$work/target" 2>/dev/null || true
   rm -rf "$work"; mkdir -p "$work/slots"
   deploy/pg-cluster.sh init "$work/source" "$source_port" --logical
-  deploy/pg-cluster.sh init "$work/target" "$target_port"
+  deploy/pg-cluster.sh init "$work/target" "$target_port" "$@"
   psql -X -q -h 127.0.0.1 -p "$source_port" -U postgres -d postgres -c "CREATE DATABASE bench"
 }
