@@ -25,10 +25,11 @@
 # Environment: BENCH_SCALE (pgbench scale, default 10), BENCH_SECONDS (latency run, default 30),
 # BENCH_ROUNDS (default 3), BENCH_SHARED_BUFFERS (the target's, default 1GB: a target is sized for
 # its data, and at PostgreSQL's default of 128MB the two-source line's tables, 300 MB, would not
-# stay in it; native and tributary apply under the same setting), BENCH_BATCH_ROWS (batch.max_rows: smaller batches, as a source
-# replicated at a modest rate stages them, show what catch-up grouping saves; default: tributary's
-# own). BENCH_BASELINE=<git revision> also applies the staged backlog with tributary as of that
-# revision (its own copy of the snapshot, loaded by it), in the same run.
+# stay in it; native and tributary apply under the same setting), BENCH_BATCH_ROWS
+# (batch.max_rows: smaller batches, as a source replicated at a modest rate stages them, show what
+# catch-up grouping saves; default: tributary's own). BENCH_BASELINE=<git revision> also applies
+# the staged backlog with tributary as of that revision (its own copy of the snapshot, loaded by
+# it), in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=${BENCH_SCALE:-10}; seconds=${BENCH_SECONDS:-30}; rounds=${BENCH_ROUNDS:-3}; target_buffers=${BENCH_SHARED_BUFFERS:-1GB}; batch_rows=${BENCH_BATCH_ROWS:-}; baseline_revision=${BENCH_BASELINE:-}
