@@ -113,7 +113,7 @@ replicate_all() {
 # Per source, the end of its last staged batch (its name, DESIGN.md §3): both targets reach it. Not
 # the replicator's flushed position, which a confirmed keepalive may carry past the last batch, and
 # which only the target holding the replicator's state (unipacc) takes as applied.
-flushed_positions() {
+staged_ends() {
   local source last values=()
   for source in qvp svp; do
     last=$(ls "$work/staging/$source/cdc" | sort | tail -1)
@@ -121,7 +121,7 @@ flushed_positions() {
   done
   local IFS=,; echo "${values[*]}"
 }
-applied_to() { on $UNIPACC_PORT "$1" -Atc "SELECT coalesce(bool_and(s.applied_lsn >= f.lsn), false) FROM tributary.sources s JOIN (VALUES $flushed) f (source, lsn) USING (source)"; }
+applied_to() { on $UNIPACC_PORT "$1" -Atc "SELECT coalesce(bool_and(s.applied_lsn >= f.lsn), false) FROM tributary.sources s JOIN (VALUES $staged_end) f (source, lsn) USING (source)"; }
 applied_positions() { on $UNIPACC_PORT "$1" -Atc "SELECT string_agg(applied_lsn::text, ',' ORDER BY source) FROM tributary.sources"; }
 applied_rows() { on $UNIPACC_PORT "$1" -Atc "SELECT coalesce(sum(rows), 0) FROM tributary.applied_batches"; }
 apply_under_run() { # configuration directory, database: sets applied_seconds, startup_seconds; run is left running
@@ -151,7 +151,7 @@ for round in $(seq "$rounds"); do
   # The second target catches up first, so both start from the same staged position.
   T bl-off apply --once >/dev/null
   for _ in $(seq "$backlog"); do change_one_percent; done
-  replicate_all; flushed=$(flushed_positions)
+  replicate_all; staged_end=$(staged_ends)
   # Both targets apply the same backlog the same way, under tributary run (which on bl-on also
   # runs the models), taking turns going first; each is timed until its applied positions reach
   # the replicated end.
