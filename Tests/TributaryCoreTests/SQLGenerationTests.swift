@@ -24,7 +24,7 @@ import TributaryCore
     @Test func loadTableAndPromotion() {
         let load = QualifiedName(schema: "tributary_load", name: "qvp_00000000016B3748_0")
         #expect(SnapshotSQL.createLoadTable(load, relation: relation)
-                == #"CREATE TABLE IF NOT EXISTS "tributary_load"."qvp_00000000016B3748_0" ("id" bigint NOT NULL, "mood" text) WITH (autovacuum_enabled = false)"#)
+                == #"CREATE TABLE IF NOT EXISTS "tributary_load"."qvp_00000000016B3748_0" ("id" bigint NOT NULL, "mood" text) WITH (autovacuum_enabled = false, fillfactor = 90)"#)
         #expect(SnapshotSQL.copyIn(load, relation: relation)
                 == #"COPY "tributary_load"."qvp_00000000016B3748_0" ("id", "mood") FROM STDIN (FORMAT text, HEADER match)"#)
         #expect(SnapshotSQL.addKey(load, stagingTable: QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation)
@@ -40,7 +40,7 @@ import TributaryCore
 
     @Test func stagingTableForChangesWithoutASnapshot() {
         #expect(SnapshotSQL.createStagingTable(QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation)
-                == #"CREATE TABLE IF NOT EXISTS "stg"."qvp_lines" ("id" bigint NOT NULL, "mood" text, "_lsn" pg_lsn NOT NULL, "_deleted" boolean NOT NULL DEFAULT false, PRIMARY KEY ("id"))"#)
+                == #"CREATE TABLE IF NOT EXISTS "stg"."qvp_lines" ("id" bigint NOT NULL, "mood" text, "_lsn" pg_lsn NOT NULL, "_deleted" boolean NOT NULL DEFAULT false, PRIMARY KEY ("id")) WITH (fillfactor = 90)"#)
     }
 
     @Test func checksum() {

@@ -200,4 +200,44 @@ import Testing
         let unlogged = TransformSQL(model: model).merge(selectColumns: ["id"] + compared, logged: false)
         #expect(!unlogged.contains("_tributary_reader_sees") && !unlogged.contains("__log"))
     }
+
+    @Test func anSTGTablesChangeLogHoldsEachWritesKeysAtItsNewestLSN() {
+        let log = StagingChangeLog(stagingTable: QualifiedName(schema: "stg", name: "qvp_policy_coverages"), key: ["policy_id", "coverage_code"])
+        #expect(log.log == QualifiedName(schema: "tributary_bl", name: "stg_qvp_policy_coverages__changes"))
+        // A batch: every key once, at the batch's newest LSN; a batch of truncates only logs nothing.
+        #expect(log.append(fromChanges: "tributary_changes_0") == """
+            INSERT INTO "tributary_bl"."stg_qvp_policy_coverages__changes" (_lsn, "policy_id", "coverage_code") SELECT max(_lsn), \
+            array_agg("policy_id"), array_agg("coverage_code") FROM (SELECT "policy_id", "coverage_code", max(_lsn) AS _lsn \
+            FROM "tributary_changes_0" WHERE _op <> 'T' GROUP BY "policy_id", "coverage_code") AS c HAVING count(*) > 0
+            """)
+        // A TRUNCATE's tombstones or a table snapshot's merge: the rows written, counted.
+        let logging = log.logging("UPDATE \"stg\".\"qvp_policy_coverages\" SET \"_deleted\" = true", at: LSN(0x30))
+        #expect(logging.hasPrefix(#"WITH written AS (UPDATE "stg"."qvp_policy_coverages" SET "_deleted" = true RETURNING "policy_id", "coverage_code"), "#))
+        #expect(logging.contains(#"SELECT '0/30'::pg_lsn, array_agg("policy_id"), array_agg("coverage_code") FROM written HAVING count(*) > 0) SELECT count(*) FROM written"#))
+        // A run's range: both ends by the log's LSN, the key columns unnested together.
+        #expect(log.changedKeys(into: "k", from: LSN(0x10), to: LSN(0x20)).hasSuffix("""
+            unnest(l."policy_id", l."coverage_code") AS u ("policy_id", "coverage_code") \
+            WHERE l._lsn > '0/10'::pg_lsn AND l._lsn <= '0/20'::pg_lsn
+            """))
+        // Pruning stops at the oldest watermark; a NULL one (a reload over an empty table) keeps all.
+        #expect(log.prune(watermarks: "SELECT lsn FROM w").hasSuffix("WHERE _lsn <= (SELECT min(coalesce(lsn, '0/0'::pg_lsn)) FROM (SELECT lsn FROM w) AS w (lsn))"))
+    }
+
+    @Test func longTableNamesGetLogsOfTheirOwn() {
+        let stem = String(repeating: "t", count: 60)
+        let first = StagingChangeLog.name(of: QualifiedName(schema: "stg", name: stem + "_a"))
+        let second = StagingChangeLog.name(of: QualifiedName(schema: "stg", name: stem + "_b"))
+        #expect(first != second && first.name.utf8.count <= 63 && second.name.utf8.count <= 63)
+    }
+
+    @Test func anSTGInputsChangesAreItsLoggedKeysCurrentRows() {
+        let model = Self.model("m", reads: ["stg.qvp_t"])
+        let shape = TransformSQL.InputShape(input: model.inputs[0], key: ["id"])
+        let sql = TransformSQL(model: model)
+        #expect(sql.changedRows(shape, fromLSN: LSN(1), toLSN: LSN(2), fromSeq: nil, toSeq: 0)
+                == #"CREATE TEMPORARY TABLE _tributary_changed ON COMMIT DROP AS SELECT s.* FROM "stg"."qvp_t" AS s JOIN _tributary_changed_keys USING ("id")"#)
+        #expect(sql.newestChange(shape) == #"SELECT max(_lsn)::text FROM "tributary_bl"."stg_qvp_t__changes""#)
+        // A reload is current to the table's own newest row: the log may be pruned or younger.
+        #expect(sql.newestRow(shape) == #"SELECT max(_lsn)::text FROM "stg"."qvp_t""#)
+    }
 }

@@ -172,6 +172,48 @@ import TributaryPostgres
         for difference in try await check(fixture) { #expect(difference.matches, "\(difference)") }
     }
 
+    /// Runs find their changes in a log the applier writes, not by an index on `_lsn`: updates of
+    /// STG rows stay HOT, the log is pruned behind the models, and a log made after the fact (a
+    /// table read through the `_lsn` index of earlier versions) is seeded with what the models
+    /// have not taken in yet.
+    @Test func changesAreFoundThroughTheApplierLogAndUpdatesStayHOT() async throws {
+        let fixture = try await DemoSources.fixture("bl-log")
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        #expect(try await fixture.tributary(["transform"]).status == 0)
+        let target = try await fixture.connectTarget(), qvp = try await fixture.connectSource("qvp")
+        let log = #""tributary_bl"."stg_qvp_policies__changes""#
+        #expect(try await target.query("SELECT to_regclass('\(log)') IS NOT NULL").scalar == "t")
+        #expect(try await target.query("SELECT count(*) FROM pg_indexes WHERE schemaname = 'stg' AND indexdef LIKE '%(_lsn)%'").scalar == "0")
+        #expect(try await target.query("SELECT 'fillfactor=90' = ANY (reloptions) FROM pg_class WHERE oid = 'stg.qvp_policies'::regclass").scalar == "t")
+        let hotBefore = Int(try await target.query("SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'stg.qvp_policies'::regclass").scalar ?? "") ?? -1
+
+        // A premium (no index reads it) changes: the update is HOT, the batch is logged, the run sees it.
+        try await qvp.execute("UPDATE policies SET premium = premium + 1 WHERE id = 7")
+        let first = try await fixture.tributaryAfterCatchingUp(["transform", "--model", "contract"])
+        #expect(first.standardOutput.contains("contract             incremental: inserted 0, updated 1, removed 0"), "\(first.standardOutput)")
+        #expect(try await target.query("SELECT count(*) FROM \(log) WHERE 7 = ANY (id)").scalar == "1")
+        try await eventually("the STG update counted as HOT", seconds: 10) {
+            let hot = Int(try await target.query("SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'stg.qvp_policies'::regclass").scalar ?? "") ?? -1
+            return hot > hotBefore
+        }
+        // Every model reading the table takes the change in; the next batch prunes what they all hold.
+        #expect(try await fixture.tributary(["transform"]).status == 0)
+        try await qvp.execute("UPDATE policies SET premium = premium + 1 WHERE id = 8")
+        #expect(try await fixture.tributaryAfterCatchingUp(["transform", "--model", "party"]).status == 0)
+        #expect(try await target.query("SELECT string_agg(array_to_string(id, ','), ';') FROM \(log)").scalar == "8")
+
+        // The log and the models' watermarks as an earlier version left them: an `_lsn` index, no
+        // log. Changes land meanwhile; the next run makes the log, seeds it, drops the index.
+        try await target.execute("DROP TABLE \(log); CREATE INDEX qvp_policies_lsn ON stg.qvp_policies (_lsn)")
+        try await qvp.execute("UPDATE policies SET status = CASE WHEN status = 'lapsed' THEN 'cancelled' ELSE 'lapsed' END::policy_status WHERE id = 9")
+        let status = try await qvp.query("SELECT status FROM policies WHERE id = 9").scalar
+        let seeded = try await fixture.tributaryAfterCatchingUp(["transform"])
+        #expect(seeded.status == 0, "\(seeded.standardOutput)\(seeded.standardError)")
+        #expect(try await target.query("SELECT status FROM bl.contract WHERE source_system = 'qvp' AND source_id = '9'").scalar == status)
+        #expect(try await target.query("SELECT to_regclass('stg.qvp_policies_lsn') IS NULL AND to_regclass('\(log)') IS NOT NULL").scalar == "t")
+        for difference in try await check(fixture) { #expect(difference.matches, "\(difference)") }
+    }
+
     @Test func killingRunDuringTransformsLosesAndDuplicatesNothing() async throws {
         var fixture = try await DemoSources.fixture("bl-kill")
         fixture.extraTargetYAML = "bl:\n  min_interval: 100ms\n"

@@ -27,8 +27,12 @@ public enum SnapshotSQL {
         }
         // Autovacuum would analyze and vacuum the table again and again while parts stream in,
         // competing with the load for CPU; promotion turns it back on and analyzes once.
-        return "CREATE TABLE IF NOT EXISTS \(loadTable.sql) (\(columns.joined(separator: ", "))) WITH (autovacuum_enabled = false)"
+        return "CREATE TABLE IF NOT EXISTS \(loadTable.sql) (\(columns.joined(separator: ", "))) WITH (autovacuum_enabled = false, \(stagingFillFactor))"
     }
+
+    /// STG tables take CDC updates for weeks: pages loaded a tenth empty let an update stay on its
+    /// page (HOT) and skip every index, the models' `indexes:` included, from the first update on.
+    public static let stagingFillFactor = "fillfactor = 90"
 
     /// An empty STG table, for a table whose changes arrive before any snapshot filled it: the same
     /// shape promotion gives a loaded table (source columns, `_lsn`, `_deleted`, the key).
@@ -40,7 +44,7 @@ public enum SnapshotSQL {
             "\(SQL.identifier(StagingColumns.deleted)) boolean NOT NULL DEFAULT false",
             "PRIMARY KEY (\(SQL.identifierList(relation.key)))",
         ]
-        return "CREATE TABLE IF NOT EXISTS \(table.sql) (\(columns.joined(separator: ", ")))"
+        return "CREATE TABLE IF NOT EXISTS \(table.sql) (\(columns.joined(separator: ", "))) WITH (\(stagingFillFactor))"
     }
 
     /// COPY of one snapshot part into the load table, in text format: the loader sends the staged

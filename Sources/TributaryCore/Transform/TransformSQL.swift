@@ -72,33 +72,52 @@ public struct TransformSQL: Sendable {
 
     // MARK: Changes of the inputs
 
-    /// The newest change position of an input, as text: max `_lsn` of an STG table, max sequence of
-    /// an upstream model's log.
+    /// The newest change position of an input, as text: the newest `_lsn` in an STG table's change
+    /// log, max sequence of an upstream model's log.
     public func newestChange(_ shape: InputShape) -> String {
         if let upstream = shape.upstream {
             return "SELECT max(\(SQL.identifier(Self.sequence)))::text FROM \(TransformSQL(model: upstream).changeLog.sql)"
         }
+        return Self.stagingLog(shape).newest
+    }
+
+    /// The position a full reload is current to: max `_lsn` of an STG table itself (every row the
+    /// reload read; the change log may be pruned or younger than the table), as `newestChange`
+    /// for a model input.
+    public func newestRow(_ shape: InputShape) -> String {
+        if shape.upstream != nil { return newestChange(shape) }
         return "SELECT max(_lsn)::text FROM \(shape.input.table.sql)"
     }
 
-    /// Rows of the input changed after a watermark (none: since the beginning), up to `to`.
-    public func pendingCount(_ shape: InputShape, after lsn: LSN?, seq: Int64?, cap: Int) -> String {
+    /// The change log of an STG input.
+    public static func stagingLog(_ shape: InputShape) -> StagingChangeLog {
+        StagingChangeLog(stagingTable: shape.input.table, key: shape.key)
+    }
+
+    /// The distinct keys of an STG input's changes in a run's range.
+    public static let changedKeys = "_tributary_changed_keys"
+
+    /// Rows of the input changed after a watermark (none: the whole input), at most `cap`. An STG
+    /// input counts its change log's keys when `logged`, else (no model has run since the log
+    /// came in) its rows by `_lsn`.
+    public func pendingCount(_ shape: InputShape, after lsn: LSN?, seq: Int64?, cap: Int, logged: Bool = true) -> String {
         if let upstream = shape.upstream {
             return "SELECT count(*) FROM (SELECT 1 FROM \(TransformSQL(model: upstream).changeLog.sql)"
                 + (seq.map { " WHERE \(SQL.identifier(Self.sequence)) > \($0)" } ?? "") + " LIMIT \(cap)) AS pending"
         }
+        if let lsn, logged, !shape.key.isEmpty { return Self.stagingLog(shape).pendingCount(after: lsn, cap: cap) }
         return "SELECT count(*) FROM (SELECT 1 FROM \(shape.input.table.sql)"
             + (lsn.map { " WHERE _lsn > \(SQL.literal($0.description))::pg_lsn" } ?? "") + " LIMIT \(cap)) AS pending"
     }
 
-    /// The input's rows changed in (from, to] into a temporary table: STG rows by `_lsn`,
+    /// The input's rows changed in (from, to] into a temporary table: the current STG rows of the
+    /// keys its change log holds in that range (`changedKeys` first, then `ANALYZE` of them),
     /// tombstones included; a model's keys from its log, with their current rows (`_deleted` when
     /// the row is gone).
     public func changedRows(_ shape: InputShape, fromLSN: LSN?, toLSN: LSN, fromSeq: Int64?, toSeq: Int64) -> String {
         let create = "CREATE TEMPORARY TABLE \(Self.changed) ON COMMIT DROP AS "
         guard let upstream = shape.upstream else {
-            let range = (fromLSN.map { ["_lsn > \(SQL.literal($0.description))::pg_lsn"] } ?? []) + ["_lsn <= \(SQL.literal(toLSN.description))::pg_lsn"]
-            return create + "SELECT * FROM \(shape.input.table.sql) WHERE " + range.joined(separator: " AND ")
+            return create + "SELECT s.* FROM \(shape.input.table.sql) AS s JOIN \(Self.changedKeys) USING (\(SQL.identifierList(shape.key)))"
         }
         let sequence = SQL.identifier(Self.sequence)
         let range = (fromSeq.map { ["\(sequence) > \($0)"] } ?? []) + ["\(sequence) <= \(toSeq)"]

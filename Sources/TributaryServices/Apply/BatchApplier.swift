@@ -127,11 +127,16 @@ struct BatchApplier {
     /// Truncates, key moves and unchanged-TOAST folding, then the LSN-guarded merge.
     static func merge(_ sql: MergeSQL, stagingTable: String, rows: Int, deletes: Int, truncates: Int,
                       on connection: isolated PostgresConnection) throws {
+        let log = try changeLog(of: sql, on: connection)
         var afterSequence: Int?
         if truncates > 0, let point = try connection.query(sql.truncatePoint).first {
             afterSequence = try point.decode("_seq", as: Int.self)
             let lsn = try point.decode("_lsn", as: LSN.self)
-            try connection.execute(sql.tombstoneOlderThan(lsn))
+            if let log {
+                try connection.query(log.logging(sql.tombstoneOlderThan(lsn), at: lsn))
+            } else {
+                try connection.execute(sql.tombstoneOlderThan(lsn))
+            }
             try ControlStore.recordTruncation(of: stagingTable, at: lsn, on: connection)
         }
         let truncatedAt = try ControlStore.truncatedAt(stagingTable, on: connection)
@@ -144,6 +149,19 @@ struct BatchApplier {
             folding = try connection.query(sql.hasUnchanged).scalar(Bool.self)
         }
         try connection.execute(sql.merge(afterSequence: afterSequence, truncatedAt: truncatedAt, folding: folding))
+        if let log {
+            try connection.execute(log.append(fromChanges: sql.temporary.name))
+            try connection.query(log.prune(watermarks: ControlStore.watermarkPositions), [sql.target.description])
+        }
+    }
+
+    /// The STG table's change log, when a BL model reads the table. Looked for under the lock the
+    /// batch's writes take anyway: a log created meanwhile (under a SHARE lock, see
+    /// `ModelRun.ensureChangeLogs`) either is seen here or was seeded after this batch commits.
+    static func changeLog(of sql: MergeSQL, on connection: isolated PostgresConnection) throws -> StagingChangeLog? {
+        try connection.execute("LOCK TABLE \(sql.target.sql) IN ROW EXCLUSIVE MODE")
+        let log = StagingChangeLog(stagingTable: sql.target, key: sql.relation.key)
+        return try TargetCatalog.exists(log.log, on: connection) ? log : nil
     }
 
     /// Brings the STG table in line with the batch's relation schema, as the policy allows.

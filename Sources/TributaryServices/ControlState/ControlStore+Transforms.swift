@@ -131,6 +131,17 @@ extension ControlStore {
 
     /// Rows of `stagingTable` were merged as of `lsn` (a table snapshot): models that took in the
     /// table past that point take in again from just before it, so they see the merged rows.
+    /// Every model's watermark of an STG table (`stg.<table>`), as `$1`: a query of one `pg_lsn`
+    /// column, for `StagingChangeLog.prune`.
+    static let watermarkPositions = "SELECT lsn FROM tributary.bl_watermarks WHERE input = $1"
+
+    /// The oldest watermark any model holds of `input` (`stg.<table>`); a NULL one (a reload over
+    /// an empty table) counts as the start. Nil when no model has one.
+    static func oldestWatermark(of input: String, on connection: isolated PostgresConnection) throws -> LSN? {
+        try connection.query("SELECT min(coalesce(lsn, '0/0'::pg_lsn)) FROM tributary.bl_watermarks WHERE input = $1", [input])
+            .optionalScalar(LSN.self)
+    }
+
     static func rewindWatermarks(of stagingTable: String, before lsn: LSN, on connection: isolated PostgresConnection) throws {
         try connection.query("""
             UPDATE tributary.bl_watermarks SET lsn = $2::pg_lsn - 1 WHERE input = $1 AND lsn >= $2::pg_lsn

@@ -77,10 +77,18 @@ struct ModelStatusReader {
                                                                  [TransformSQL(model: upstream).changeLog.sql]).scalar(Bool.self)) {
                 continue
             }
-            let shape = TransformSQL.InputShape(input: input, key: [], upstream: upstream)
             let mark = marks[input.table.description]
-            total += try await control.connection.query(TransformSQL(model: model).pendingCount(shape, after: mark?.lsn, seq: mark?.seq,
-                                                                                               cap: ModelRun.pendingCap)).scalar(Int.self)
+            total += try await control.connection.run { connection -> Int in
+                var shape = TransformSQL.InputShape(input: input, key: [], upstream: upstream)
+                var logged = false
+                if upstream == nil {
+                    // An STG input's changes are in its change log, once a run has made it.
+                    shape.key = try TargetCatalog.primaryKey(of: input.table, on: connection)
+                    logged = try !shape.key.isEmpty && TargetCatalog.exists(TransformSQL.stagingLog(shape).log, on: connection)
+                }
+                return try connection.query(TransformSQL(model: model).pendingCount(shape, after: mark?.lsn, seq: mark?.seq, cap: ModelRun.pendingCap,
+                                                                                    logged: logged)).scalar(Int.self)
+            }
         }
         return total
     }

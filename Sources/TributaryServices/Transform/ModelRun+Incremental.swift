@@ -56,6 +56,12 @@ extension ModelRun {
     /// The model keys one input's changes affect: what its changed rows map to now, and what they
     /// mapped to at the last run (a row moved from one key to another affects both).
     private mutating func collectAffected(_ input: Pending, on connection: isolated PostgresConnection) throws {
+        let logged = input.shape.upstream == nil
+        if logged {
+            try execute(TransformSQL.stagingLog(input.shape).changedKeys(into: TransformSQL.changedKeys, from: input.from?.lsn, to: input.to.lsn ?? .zero),
+                        on: connection)
+            try execute("ANALYZE \(TransformSQL.changedKeys)", on: connection)
+        }
         try execute(sql.changedRows(input.shape, fromLSN: input.from?.lsn, toLSN: input.to.lsn ?? .zero,
                                     fromSeq: input.from?.seq, toSeq: input.to.seq ?? 0), on: connection)
         try execute("ANALYZE \(TransformSQL.changed)", on: connection)
@@ -66,6 +72,7 @@ extension ModelRun {
             try execute(sql.refreshKeyMap(input.shape, map: map), on: connection)
         }
         try execute("DROP TABLE \(TransformSQL.changed)", on: connection)
+        if logged { try execute("DROP TABLE \(TransformSQL.changedKeys)", on: connection) }
     }
 
     private mutating func evaluateAndMerge(affected: Int, on connection: isolated PostgresConnection) throws -> (Int, Int, Int) {

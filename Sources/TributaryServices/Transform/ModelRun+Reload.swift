@@ -65,7 +65,7 @@ extension ModelRun {
     private func newestPositions(shapes: [TransformSQL.InputShape], on connection: isolated PostgresConnection) throws -> [ControlStore.Watermark] {
         try shapes.map { shape in
             let name = shape.input.table.description
-            let newest = try connection.query(sql.newestChange(shape)).optionalScalar(String.self)
+            let newest = try connection.query(sql.newestRow(shape)).optionalScalar(String.self)
             if shape.upstream != nil { return ControlStore.Watermark(input: name, seq: newest.flatMap { Int64($0) } ?? 0) }
             return ControlStore.Watermark(input: name, lsn: newest.flatMap { LSN($0) },
                                           epoch: try ControlStore.loadedSnapshot(of: shape.input.table.name, on: connection))

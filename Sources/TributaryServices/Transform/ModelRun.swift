@@ -70,6 +70,7 @@ struct ModelRun {
         case .missing(let table): return Outcome(model: model.name, kind: .waiting(table))
         case .ready(let ready): shapes = ready
         }
+        try ensureChangeLogs(shapes: shapes, on: connection)
         if !dryRun { try ensureIndexes(on: connection) }
         try beginWithInputsLocked(on: connection)
         do {
@@ -197,15 +198,43 @@ struct ModelRun {
         return .ready(shapes)
     }
 
-    /// The `_lsn` index every STG input needs to find its changes, and the model's own `indexes:`.
-    /// An STG table replaced by a new snapshot loses them; they come back here, built
-    /// concurrently outside the run's transaction, so the applier's writes never wait for them.
+    /// The change log of every STG input (`StagingChangeLog`), before the run's transaction: the
+    /// run finds its changes there. A log comes into being under a SHARE lock on its STG table, so
+    /// the applier, which checks for the log under its own lock on the table, either logs a batch
+    /// or wrote it before, where the seed finds it (rows after the oldest watermark of the table;
+    /// none when no model has one yet: a model without a watermark reloads whole). Then the `_lsn`
+    /// index earlier versions found changes by goes: it made every update of the table non-HOT.
+    private mutating func ensureChangeLogs(shapes: [TransformSQL.InputShape], on connection: isolated PostgresConnection) throws {
+        for shape in shapes where shape.upstream == nil {
+            let log = TransformSQL.stagingLog(shape)
+            if try !TargetCatalog.exists(log.log, on: connection) {
+                let created = try connection.transaction { connection -> Bool in
+                    // Two models reading one table may get here at once: one creates, the other finds it.
+                    try connection.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", ["tributary-bl-log:" + log.log.description])
+                    guard try !TargetCatalog.exists(log.log, on: connection) else { return false }
+                    try connection.execute("LOCK TABLE \(shape.input.table.sql) IN SHARE MODE")
+                    for statement in log.create { try connection.execute(statement) }
+                    if let oldest = try ControlStore.oldestWatermark(of: shape.input.table.description, on: connection) {
+                        try connection.execute(log.seed(after: oldest))
+                    }
+                    return true
+                }
+                if created { logger.info("created the change log of an input", metadata: ["model": .string(model.name), LogKey.table: .string(shape.input.table.description)]) }
+            }
+            let legacy = QualifiedName(schema: shape.input.table.schema, name: SQL.truncated(shape.input.table.name, bytes: 55) + "_lsn")
+            if try TargetCatalog.exists(legacy, on: connection) {
+                try execute("DROP INDEX CONCURRENTLY IF EXISTS \(legacy.sql)", on: connection)
+                logger.notice("dropped the _lsn index of an input: its change log replaces it", metadata: [LogKey.table: .string(shape.input.table.description)])
+            }
+        }
+    }
+
+    /// The model's own `indexes:`. An STG table replaced by a new snapshot loses them; they come
+    /// back here, built concurrently outside the run's transaction, so the applier's writes never
+    /// wait for them.
     private mutating func ensureIndexes(on connection: isolated PostgresConnection) throws {
-        var wanted = model.inputs.filter { !$0.isModel }.map { TransformModel.Index(table: $0.table, columns: "(_lsn)") }
-        wanted += model.indexes
-        for index in wanted {
-            let name = index.columns == "(_lsn)" ? SQL.truncated(index.table.name, bytes: 55) + "_lsn" : index.name
-            let qualified = QualifiedName(schema: index.table.schema, name: name)
+        for index in model.indexes {
+            let qualified = QualifiedName(schema: index.table.schema, name: index.name)
             let valid = try connection.query("""
                 SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)
                 """, [qualified.sql]).first.map { try $0.decode(at: 0, as: Bool.self) }
@@ -213,7 +242,7 @@ struct ModelRun {
             // A concurrent build that failed leaves an invalid index behind: it goes first.
             if valid == false { try execute("DROP INDEX CONCURRENTLY IF EXISTS \(qualified.sql)", on: connection) }
             logger.info("building an index an incremental run needs", metadata: ["model": .string(model.name), "index": .string(qualified.description)])
-            try execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS \(SQL.identifier(name)) ON \(index.table.sql) \(index.columns)", on: connection)
+            try execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS \(SQL.identifier(index.name)) ON \(index.table.sql) \(index.columns)", on: connection)
             // An index on an expression has statistics only once its table is analyzed: without
             // them the planner guesses, and scans the table instead.
             try execute("ANALYZE \(index.table.sql)", on: connection)

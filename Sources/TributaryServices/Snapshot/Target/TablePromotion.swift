@@ -103,6 +103,9 @@ struct TablePromotion: Sendable {
                                                      consistentPoint: snapshot.consistentPoint) {
                     try connection.execute(statement)
                 }
+                // The models reading the table reload it whole (a new snapshot); its change log,
+                // typed for the old table, is made anew and seeded by their next run.
+                try connection.execute("DROP TABLE IF EXISTS \(StagingChangeLog.name(of: stagingTable).sql)")
                 try ControlStore.recordPromotion(snapshot.source, snapshot: snapshot.consistentPoint, table: table, rows: rows, on: connection)
             }
         }
@@ -127,11 +130,19 @@ struct TablePromotion: Sendable {
                     throw OperatorError("\(loadTable) holds \(rows) rows of recorded parts but the snapshot of \(table.relation.table) has \(table.rows): run apply again")
                 }
                 try Self.addMissingColumns(table.relation, to: stagingTable, on: connection)
+                // Rows the merge writes are logged for the models reading the table, like a batch's.
+                try connection.execute("LOCK TABLE \(stagingTable.sql) IN ROW EXCLUSIVE MODE")
+                let log = StagingChangeLog(stagingTable: stagingTable, key: table.relation.key)
+                let logged = try TargetCatalog.exists(log.log, on: connection)
                 var changed = 0
                 for statement in SnapshotSQL.mergeTableSnapshot(loadTable, into: stagingTable, columns: table.relation.columnNames,
                                                                 key: table.relation.key, consistentPoint: snapshot.consistentPoint,
                                                                 truncatedAt: try ControlStore.truncatedAt(table.stagingTable, on: connection)) {
-                    changed += try connection.query(statement).affectedRows
+                    if logged {
+                        changed += try connection.query(log.logging(statement, at: snapshot.consistentPoint)).scalar(Int.self)
+                    } else {
+                        changed += try connection.query(statement).affectedRows
+                    }
                 }
                 try connection.execute("DROP TABLE \(loadTable.sql)")
                 try ControlStore.recordPromotion(snapshot.source, snapshot: snapshot.consistentPoint, table: table, rows: rows, merged: true,
