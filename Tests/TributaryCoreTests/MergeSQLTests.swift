@@ -12,7 +12,7 @@ import Testing
 
     @Test func temporaryTableAndCopy() {
         #expect(sql.createTemporary == #"CREATE TEMPORARY TABLE "tributary_changes_0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) ON COMMIT DROP"#)
-        #expect(sql.copyIn == #"COPY "tributary_changes_0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT csv, HEADER match)"#)
+        #expect(sql.copyIn == #"COPY "tributary_changes_0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT text, HEADER match)"#)
         #expect(sql.tombstoneOlderThan(LSN(0x30)) == #"UPDATE "stg"."qvp_items" SET "_deleted" = true, "_lsn" = '0/30'::pg_lsn WHERE "_lsn" < '0/30'::pg_lsn"#)
     }
 

@@ -112,12 +112,19 @@ struct BatchApplier {
                   deletes: parts.reduce(0) { $0 + $1.file.deletes }, truncates: parts.reduce(0) { $0 + $1.file.truncates }, on: connection)
     }
 
-    /// COPYs one file into `sql`'s temporary table, its checksum and row count verified.
+    /// COPYs one file into `sql`'s temporary table, rewritten to COPY text format on the way, its
+    /// checksum and row count verified.
     static func load(_ file: BatchFile, path: String, with sql: MergeSQL, on connection: isolated PostgresConnection) throws {
         let rows = try connection.copyIn(sql.copyIn) { send in
-            // A bad checksum or a cut gzip stream throws here: the COPY is aborted and with it the
-            // whole batch's transaction, so nothing of the batch is applied.
-            try GzipFileReader.read(path: path, key: file.file.key, expected: file.file) { try send($0) }
+            // A bad checksum, a cut gzip stream or broken CSV throws here: the COPY is aborted and
+            // with it the whole batch's transaction, so nothing of the batch is applied.
+            var transcoder = CSVToTextTranscoder()
+            do {
+                try GzipFileReader.read(path: path, key: file.file.key, expected: file.file) { try transcoder.transcode($0, sink: send) }
+                try transcoder.finish(sink: send)
+            } catch let failure as CSVToTextTranscoder.Failure {
+                throw StorageError.corrupt(key: file.file.key, reason: failure.description)
+            }
         }
         guard rows == file.file.rows else {
             throw StorageError.corrupt(key: file.file.key, reason: "\(rows) rows, the manifest says \(file.file.rows)")
