@@ -37,6 +37,7 @@ public struct TransformRunner: Sendable {
         var idle: [ControlStore] = []
         for _ in 0..<max(1, min(jobs ?? configuration.target.transform.jobs, pending.count)) {
             let control = try await ControlStore.open(configuration.target.connection, applicationName: "tributary transform", migrate: !dryRun)
+            try await control.connection.execute(TargetSession.temporaryBuffers)
             try await control.connection.execute("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0")
             idle.append(control)
         }
@@ -106,6 +107,7 @@ public struct TransformRunner: Sendable {
     /// the inputs now, for a comparison with what the incremental runs made.
     public func reload(into schema: String) async throws -> [String: Int] {
         let control = try await ControlStore.open(configuration.target.connection, applicationName: "tributary transform", migrate: false)
+        try await control.connection.execute(TargetSession.temporaryBuffers)
         defer { Task { await control.close() } }
         var rows: [String: Int] = [:]
         for model in configuration.models {
