@@ -33,21 +33,28 @@ public struct PreflightChecker: Sendable {
 
     /// Tables in a snapshotted source's configuration that no snapshot has filled yet (added to the
     /// YAML since): their STG tables are missing or hold only what the stream brought.
+    /// An unreachable target is said by the target's own check; anything failing after it is said
+    /// here, never taken for "nothing to report".
     func checkSnapshotted(_ sources: [SourceConfiguration]) async -> [Result] {
         guard let connection = try? await PostgresConnection.connect(configuration.target.connection, name: "target",
                                                                       applicationName: "tributary check") else { return [] }
         defer { Task { await connection.close() } }
         let control = ControlStore(connection)
-        guard (try? await control.isCurrent()) == true else { return [] }
         var results: [Result] = []
-        for source in sources {
-            guard (try? await control.appliedSnapshot(of: source.name)) != nil, let filled = try? await control.snapshottedTables(source.name) else { continue }
-            let missing = source.tables.filter { !filled.contains($0.stagingTable) }.map(\.table.description)
-            if missing.isEmpty { continue }
-            results.append(Result(subject: source.name, passed: false, message: """
-                not snapshotted yet: \(missing.joined(separator: ", ")): \
-                run tributary snapshot --source \(source.name) \(missing.map { "--table \($0)" }.joined(separator: " "))
-                """))
+        do {
+            guard try await control.isCurrent() else { return [] }
+            for source in sources {
+                guard try await control.appliedSnapshot(of: source.name) != nil else { continue }
+                let filled = try await control.snapshottedTables(source.name)
+                let missing = source.tables.filter { !filled.contains($0.stagingTable) }.map(\.table.description)
+                if missing.isEmpty { continue }
+                results.append(Result(subject: source.name, passed: false, message: """
+                    not snapshotted yet: \(missing.joined(separator: ", ")): \
+                    run tributary snapshot --source \(source.name) \(missing.map { "--table \($0)" }.joined(separator: " "))
+                    """))
+            }
+        } catch {
+            results.append(Result(subject: "target", passed: false, message: "could not read which tables are snapshotted: \(error)"))
         }
         return results
     }
