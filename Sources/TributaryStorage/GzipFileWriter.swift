@@ -86,4 +86,21 @@ public enum GzipFileReader {
         let digest = hasher.finalizeHex()
         if digest != expected.sha256 { throw StorageError.checksumMismatch(key: key, expected: expected.sha256, actual: digest) }
     }
+
+    /// `read`, the staged CSV rewritten to COPY text format on the way (`CSVToTextTranscoder`: the
+    /// target parses it with less CPU); broken CSV throws as a corrupt file. `progress` sees each
+    /// inflated CSV chunk's size.
+    public static func readAsCOPYText(path: String, key: String, expected: StagedFile, progress: ((Int) -> Void)? = nil,
+                                      sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var transcoder = CSVToTextTranscoder()
+        do {
+            try read(path: path, key: key, expected: expected) { chunk in
+                try transcoder.transcode(chunk, sink: sink)
+                progress?(chunk.count)
+            }
+            try transcoder.finish(sink: sink)
+        } catch let failure as CSVToTextTranscoder.Failure {
+            throw StorageError.corrupt(key: key, reason: failure.description)
+        }
+    }
 }

@@ -118,13 +118,7 @@ struct BatchApplier {
         let rows = try connection.copyIn(sql.copyIn) { send in
             // A bad checksum, a cut gzip stream or broken CSV throws here: the COPY is aborted and
             // with it the whole batch's transaction, so nothing of the batch is applied.
-            var transcoder = CSVToTextTranscoder()
-            do {
-                try GzipFileReader.read(path: path, key: file.file.key, expected: file.file) { try transcoder.transcode($0, sink: send) }
-                try transcoder.finish(sink: send)
-            } catch let failure as CSVToTextTranscoder.Failure {
-                throw StorageError.corrupt(key: file.file.key, reason: failure.description)
-            }
+            try GzipFileReader.readAsCOPYText(path: path, key: file.file.key, expected: file.file, sink: send)
         }
         guard rows == file.file.rows else {
             throw StorageError.corrupt(key: file.file.key, reason: "\(rows) rows, the manifest says \(file.file.rows)")
@@ -134,7 +128,7 @@ struct BatchApplier {
     /// Truncates, key moves and unchanged-TOAST folding, then the LSN-guarded merge.
     static func merge(_ sql: MergeSQL, stagingTable: String, rows: Int, deletes: Int, truncates: Int,
                       on connection: isolated PostgresConnection) throws {
-        let log = try changeLog(of: sql, on: connection)
+        let log = try changeLog(of: sql.target, key: sql.relation.key, on: connection)
         var afterSequence: Int?
         if truncates > 0, let point = try connection.query(sql.truncatePoint).first {
             afterSequence = try point.decode("_seq", as: Int.self)
@@ -163,11 +157,11 @@ struct BatchApplier {
     }
 
     /// The STG table's change log, when a BL model reads the table. Looked for under the lock the
-    /// batch's writes take anyway: a log created meanwhile (under a SHARE lock, see
+    /// writes (a batch's, a table snapshot's merge) take anyway: a log created meanwhile (under a SHARE lock, see
     /// `ModelRun.ensureChangeLogs`) either is seen here or was seeded after this batch commits.
-    static func changeLog(of sql: MergeSQL, on connection: isolated PostgresConnection) throws -> StagingChangeLog? {
-        try connection.execute("LOCK TABLE \(sql.target.sql) IN ROW EXCLUSIVE MODE")
-        let log = StagingChangeLog(stagingTable: sql.target, key: sql.relation.key)
+    static func changeLog(of stagingTable: QualifiedName, key: [String], on connection: isolated PostgresConnection) throws -> StagingChangeLog? {
+        try connection.execute("LOCK TABLE \(stagingTable.sql) IN ROW EXCLUSIVE MODE")
+        let log = StagingChangeLog(stagingTable: stagingTable, key: key)
         return try TargetCatalog.exists(log.log, on: connection) ? log : nil
     }
 

@@ -150,16 +150,7 @@ struct LoadWorker: Sendable {
     static func copyIn(_ part: StagedFile, path: String, into loadTable: QualifiedName, relation: RelationSchema, freeze: Bool,
                        counter: TransferProgress.Table?, on connection: isolated PostgresConnection) throws -> Int {
         let rows = try connection.copyIn(SnapshotSQL.copyIn(loadTable, relation: relation, freeze: freeze)) { send in
-            var transcoder = CSVToTextTranscoder()
-            do {
-                try GzipFileReader.read(path: path, key: part.key, expected: part) { chunk in
-                    try transcoder.transcode(chunk, sink: send)
-                    counter?.add(rows: 0, bytes: chunk.count)
-                }
-                try transcoder.finish(sink: send)
-            } catch let failure as CSVToTextTranscoder.Failure {
-                throw StorageError.corrupt(key: part.key, reason: failure.description)
-            }
+            try GzipFileReader.readAsCOPYText(path: path, key: part.key, expected: part, progress: { counter?.add(rows: 0, bytes: $0) }, sink: send)
         }
         guard rows == part.rows else {
             throw StorageError.corrupt(key: part.key, reason: "\(rows) rows, the manifest says \(part.rows)")

@@ -131,14 +131,12 @@ struct TablePromotion: Sendable {
                 }
                 try Self.addMissingColumns(table.relation, to: stagingTable, on: connection)
                 // Rows the merge writes are logged for the models reading the table, like a batch's.
-                try connection.execute("LOCK TABLE \(stagingTable.sql) IN ROW EXCLUSIVE MODE")
-                let log = StagingChangeLog(stagingTable: stagingTable, key: table.relation.key)
-                let logged = try TargetCatalog.exists(log.log, on: connection)
+                let log = try BatchApplier.changeLog(of: stagingTable, key: table.relation.key, on: connection)
                 var changed = 0
                 for statement in SnapshotSQL.mergeTableSnapshot(loadTable, into: stagingTable, columns: table.relation.columnNames,
                                                                 key: table.relation.key, consistentPoint: snapshot.consistentPoint,
                                                                 truncatedAt: try ControlStore.truncatedAt(table.stagingTable, on: connection)) {
-                    if logged {
+                    if let log {
                         changed += try connection.query(log.logging(statement, at: snapshot.consistentPoint)).scalar(Int.self)
                     } else {
                         changed += try connection.query(statement).affectedRows
