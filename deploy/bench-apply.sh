@@ -11,8 +11,9 @@
 #               tributary replicate alone (a source of its own, same tables) and by pg_recvlogical
 #               (a slot made before the backlog, same pgoutput options): end to end against decoding
 #               alone. Then the staged backlog alone, applied by `apply --once` one batch per
-#               transaction and in groups of up to 64 (`--group-batches 64`, catch-up mode), each
-#               into its own copy of the snapshot; and two sources at once: a second source (its
+#               transaction (the next batch loaded ahead on a second connection, and with
+#               `--no-load-ahead` not) and in groups of up to 64 (`--group-batches 64`, catch-up
+#               mode), each into its own copy of the snapshot; and two sources at once: a second source (its
 #               own slot and publication on the same database, so the same backlog twice) staged
 #               too, both applied by `apply --once` in parallel into a fourth copy, against the
 #               one-source rate. Every copy must end equal to the live pipeline's STG.
@@ -66,7 +67,7 @@ tables="pgbench_accounts pgbench_branches pgbench_tellers pgbench_history orders
 source_conninfo="host=127.0.0.1 port=$source_port dbname=bench user=postgres password=$PGPASSWORD"
 
 echo "native: a subscription with its initial copy, then paused" >&2
-on_target -d postgres -c "CREATE DATABASE native" -c "CREATE DATABASE tributary" -c "CREATE DATABASE staged" -c "CREATE DATABASE single" -c "CREATE DATABASE baseline" -c "CREATE DATABASE double"
+on_target -d postgres -c "CREATE DATABASE native" -c "CREATE DATABASE tributary" -c "CREATE DATABASE staged" -c "CREATE DATABASE single" -c "CREATE DATABASE serial" -c "CREATE DATABASE baseline" -c "CREATE DATABASE double"
 on_target -d postgres -c "ALTER SYSTEM SET wal_receiver_status_interval = '1s'" -c "SELECT pg_reload_conf()" -o /dev/null
 pg_dump -s -h 127.0.0.1 -p $source_port -U postgres $(for t in $tables; do echo -t "$t"; done) bench | on_target -d native -o /dev/null
 on_target -d native -c "CREATE SUBSCRIPTION native_sub CONNECTION '$source_conninfo' PUBLICATION native_pub"
@@ -95,6 +96,11 @@ mkdir -p "$work/single-slots"
 sed "s/dbname=tributary/dbname=single/" "$work/slots/tributary.yaml" >"$work/single-slots/tributary.yaml"
 cp "$work/slots/bench.yaml" "$work/single-slots/"
 "$tributary" apply --once --config "$work/single-slots" --log-level warning >/dev/null
+# And a fifth, batch by batch with each batch loaded on the merging connection (no load ahead).
+mkdir -p "$work/serial-slots"
+sed "s/dbname=tributary/dbname=serial/" "$work/slots/tributary.yaml" >"$work/serial-slots/tributary.yaml"
+cp "$work/slots/bench.yaml" "$work/serial-slots/"
+"$tributary" apply --once --config "$work/serial-slots" --log-level warning >/dev/null
 # And a fourth, with a second source on the same database (its own slot, taken now): two backlogs.
 mkdir -p "$work/double-slots"
 sed "s/dbname=tributary/dbname=double/" "$work/slots/tributary.yaml" >"$work/double-slots/tributary.yaml"
@@ -202,12 +208,14 @@ for round in $(seq "$rounds"); do
     record $method "$elapsed"
   done
   on_source -c "SELECT pg_drop_replication_slot('recv_$round')" -o /dev/null
-  echo "  apply --once alone on the staged backlog: batch by batch, grouped by 64" >&2
-  if [ $((round % 2)) = 1 ]; then order="single staged"; else order="staged single"; fi
+  echo "  apply --once alone on the staged backlog: batch by batch (loading ahead, and not), grouped by 64" >&2
+  case $((round % 3)) in 1) order="single staged serial";; 2) order="staged serial single";; *) order="serial single staged";; esac
   for method in $order; do
     before=$(applied_rows $method)
     if [ $method = single ]; then
       timed "$tributary" apply --once --group-batches 1 --config "$work/single-slots" --log-level warning
+    elif [ $method = serial ]; then
+      timed "$tributary" apply --once --group-batches 1 --no-load-ahead --config "$work/serial-slots" --log-level warning
     else
       timed "$tributary" apply --once --group-batches 64 --config "$work/staged-slots" --log-level warning
     fi
@@ -224,7 +232,7 @@ for round in $(seq "$rounds"); do
   record double "$elapsed"; record double-changes $(( $(applied_rows double) - before ))
 done
 batches=$(on_target -d staged -Atc "SELECT count(*) FROM tributary.applied_batches")
-for db in single staged double; do
+for db in single serial staged double; do
   for t in pgbench_accounts orders; do
     [ "$(on_target -d $db -Atc "SELECT count(*), sum(hashtext(t::text)) FROM stg.bench_$t t WHERE NOT _deleted")" = \
       "$(on_target -d tributary -Atc "SELECT count(*), sum(hashtext(t::text)) FROM stg.bench_$t t WHERE NOT _deleted")" ] \
@@ -340,8 +348,9 @@ row "native logical replication" "$(m native)" "$changes" "1.00x" "$(rounds_of n
 row "tributary replicate + apply (STG)" "$(m tributary)" "$changes" "$(ratio native tributary)x native" "$(rounds_of tributary)"
 row "tributary replicate alone" "$(m alone)" "$changes" "end to end $(ratio alone tributary)x of its rate (goal >= 0.95x)" "$(rounds_of alone)"
 row "pg_recvlogical" "$(m recvlogical)" "$changes" "replicate alone $(ratio recvlogical alone)x of its rate" "$(rounds_of recvlogical)"
-row "tributary apply alone, batch by batch" "$(m single)" "$(m single-changes)" "$(ratio native single)x native" "$(rounds_of single)"
-row "tributary apply alone, grouped by 64" "$(m staged)" "$(m staged-changes)" "$(ratio native staged)x native (goal >= 2.0x)" "$(rounds_of staged)"
+row "tributary apply alone, batch by batch" "$(m single)" "$(m single-changes)" "$(ratio native single)x native (goal >= 2.0x)" "$(rounds_of single)"
+row "  the same, not loading ahead" "$(m serial)" "$(m serial-changes)" "$(ratio native serial)x native; loading ahead $(ratio serial single)x of it" "$(rounds_of serial)"
+row "tributary apply alone, grouped by 64" "$(m staged)" "$(m staged-changes)" "$(ratio native staged)x native" "$(rounds_of staged)"
 row "tributary apply alone, two sources" "$(m double)" "$(m double-changes)" \
   "$(ratio double single double-changes single-changes)x one source, batch by batch (goal >= 1.6x)" "$(rounds_of double)"
 [ -n "$baseline" ] && row "tributary apply alone at $baseline_revision" "$(m baseline)" "$changes" "$(ratio native baseline)x native" "$(rounds_of baseline)"

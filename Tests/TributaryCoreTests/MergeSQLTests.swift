@@ -16,6 +16,15 @@ import Testing
         #expect(sql.tombstoneOlderThan(LSN(0x30)) == #"UPDATE "stg"."qvp_items" SET "_deleted" = true, "_lsn" = '0/30'::pg_lsn WHERE "_lsn" < '0/30'::pg_lsn"#)
     }
 
+    @Test func aBatchLoadedAheadGoesThroughAnUnloggedLoadTable() {
+        let loaded = MergeSQL(relation: sql.relation, stagingTable: "qvp_items", loadTable: QualifiedName(schema: "tributary_load", name: "qvp-0000000000000030-0"))
+        #expect(loaded.createLoadTable == #"CREATE UNLOGGED TABLE "tributary_load"."qvp-0000000000000030-0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) WITH (autovacuum_enabled = false)"#)
+        #expect(loaded.copyIn == #"COPY "tributary_load"."qvp-0000000000000030-0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT text, HEADER match, FREEZE)"#)
+        #expect(loaded.changeSummary == #"SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM "tributary_load"."qvp-0000000000000030-0""#)
+        #expect(loaded.merge(afterSequence: nil, truncatedAt: nil, folding: false).contains(#"USING (SELECT DISTINCT ON ("id") * FROM "tributary_load"."qvp-0000000000000030-0" WHERE _op <> 'T' ORDER BY "id", _seq DESC)"#))
+        #expect(sql.changeSummary == #"SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM "tributary_changes_0""#)
+    }
+
     @Test func newestChangeMerge() {
         #expect(sql.merge(afterSequence: 7, truncatedAt: LSN(0x30), folding: false) == """
             MERGE INTO "stg"."qvp_items" AS t USING (SELECT DISTINCT ON ("id") * FROM "tributary_changes_0" WHERE _op <> 'T' AND _seq > 7 AND _lsn > '0/30'::pg_lsn ORDER BY "id", _seq DESC) AS s ON t."id" = s."id" \

@@ -205,7 +205,7 @@ import Testing
         let log = StagingChangeLog(stagingTable: QualifiedName(schema: "stg", name: "qvp_policy_coverages"), key: ["policy_id", "coverage_code"])
         #expect(log.log == QualifiedName(schema: "tributary_bl", name: "stg_qvp_policy_coverages__changes"))
         // A batch: its keys at the batch's newest LSN; a batch of truncates only logs nothing.
-        #expect(log.append(fromChanges: "tributary_changes_0") == """
+        #expect(log.append(fromChanges: #""tributary_changes_0""#) == """
             INSERT INTO "tributary_bl"."stg_qvp_policy_coverages__changes" (_lsn, "policy_id", "coverage_code") SELECT max(_lsn), \
             array_agg("policy_id"), array_agg("coverage_code") FROM "tributary_changes_0" WHERE _op <> 'T' HAVING count(*) > 0
             """)

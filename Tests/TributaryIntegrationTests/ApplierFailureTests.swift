@@ -43,11 +43,13 @@ import TributaryStorage
         let manifests = try await fixture.stagedChanges("qvp").manifests
         #expect(manifests.count > 10)
 
-        // In order, twice: the second run applies nothing.
+        // In order, twice: the second run applies nothing. Every batch after the first was
+        // loaded ahead, on the second connection, while the one before it merged.
         let applier = ChangeApplier(target: fixture.target, sources: configuration.sources, store: store, settings: .init(jobs: 1),
                                     logger: PipelineFixture.logger)
         let first = try await applier.applyOnce()
         #expect(first.batches == manifests.count)
+        #expect(first.loadedAhead == manifests.count - 1)
         #expect(try await applier.applyOnce().batches == 0)
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
 
@@ -93,6 +95,42 @@ import TributaryStorage
         let finish = try await fixture.tributary(["apply", "--once"])
         #expect(finish.status == 0, "\(finish.standardError)")
         #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches").scalar == String(manifests))
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+        // The killed runs' batches loaded ahead and never merged are gone.
+        #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0")
+    }
+
+    /// A batch loaded ahead is merged only with every row it was loaded with: a load table that a
+    /// restart of the target emptied (as it empties every unlogged table) is refused, nothing of
+    /// the batch applied, and the next pass loads it again. A new loading connection drops the
+    /// load tables a killed applier left.
+    @Test func aBatchLoadedAheadIsMergedOnlyWithAllItsRows() async throws {
+        let fixture = try await replicatedFixture("loadahead", steps: 120)
+        let store = try fixture.store()
+        let configuration = try fixture.configuration()
+        let manifests = try await fixture.stagedChanges("qvp").manifests
+        let victim = try #require(manifests.first { $0.rows > 0 })
+        let target = try await fixture.connectTarget()
+        try await ControlStore(target).migrate()
+
+        let preloader = try await BatchPreloader.connect(target: fixture.target, source: "qvp", store: store)
+        let loaded = try await preloader.load(victim)
+        #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == String(victim.files.count))
+        for table in loaded.tables { try await target.execute("TRUNCATE \(table.sql)") }
+        let applier = BatchApplier(source: configuration.sources[0], store: store, logger: PipelineFixture.logger)
+        await #expect(throws: PreloadedBatchLost.self) { try await applier.apply(loaded, on: target) }
+        #expect(TemporaryFailure.matches(PreloadedBatchLost(table: loaded.tables[0], rows: 0, expected: 1)))
+        #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches").scalar == "0")
+
+        // Loaded again and left behind (the applier killed): the next loading connection drops it.
+        _ = try await preloader.load(victim)
+        await preloader.close()
+        await (try BatchPreloader.connect(target: fixture.target, source: "qvp", store: store)).close()
+        #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0")
+
+        let report = try await ChangeApplier(target: fixture.target, sources: configuration.sources, store: store, settings: .init(jobs: 1),
+                                             logger: PipelineFixture.logger).applyOnce()
+        #expect(report.batches == manifests.count)
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
     }
 

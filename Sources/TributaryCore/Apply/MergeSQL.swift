@@ -1,9 +1,12 @@
 /// SQL that applies one CDC file to its STG table (DESIGN.md §4), generated from the relation
 /// schema. Run in the batch's transaction, in this order: `createTemporary`, `copyIn`, then per
-/// truncate `truncatePoint` / `tombstoneOlderThan`, then `merge`.
+/// truncate `truncatePoint` / `tombstoneOlderThan`, then `merge`. Or, for a batch loaded ahead
+/// on another connection (`createLoadTable` and `copyIn` there, committed): the same from
+/// `truncatePoint` on, on the load table, after `changeSummary` has vouched for its rows.
 public struct MergeSQL: Sendable {
     public let relation: RelationSchema
     public let target: QualifiedName
+    /// The file's changes: a temporary table, or an unlogged load table loaded ahead.
     public let temporary: QualifiedName
 
     public init(relation: RelationSchema, stagingTable: String, temporaryName: String) {
@@ -11,6 +14,18 @@ public struct MergeSQL: Sendable {
         target = QualifiedName(schema: StagingColumns.schema, name: stagingTable)
         temporary = QualifiedName(schema: "pg_temp", name: temporaryName)
     }
+
+    public init(relation: RelationSchema, stagingTable: String, loadTable: QualifiedName) {
+        self.relation = relation
+        target = QualifiedName(schema: StagingColumns.schema, name: stagingTable)
+        temporary = loadTable
+    }
+
+    /// How statements name the changes table (a temporary one unqualified, as before load tables).
+    public var changes: String {
+        temporary.schema == "pg_temp" ? SQL.identifier(temporary.name) : temporary.sql
+    }
+    private var isLoadTable: Bool { temporary.schema != "pg_temp" }
 
     private var keys: [String] { relation.key }
     private var values: [ColumnSchema] { relation.columns.filter { !relation.key.contains($0.name) } }
@@ -23,10 +38,29 @@ public struct MergeSQL: Sendable {
         return "CREATE TEMPORARY TABLE \(SQL.identifier(temporary.name)) (\(columns.joined(separator: ", "))) ON COMMIT DROP"
     }
 
+    /// The changes table of a batch loaded ahead: committed by the loading connection so the
+    /// merging one can read it, hence not temporary; unlogged, as nothing of it must survive a
+    /// crash (the batch is loaded again). Autovacuum is kept off it: its lock would hold the
+    /// merge's DROP up until the server cancels it.
+    public var createLoadTable: String {
+        let columns = ["_op text", "_lsn pg_lsn", "_seq bigint", "_unchanged text[]"]
+            + relation.columns.map { "\(SQL.identifier($0.name)) \($0.stagingType)" }
+        return "CREATE UNLOGGED TABLE \(temporary.sql) (\(columns.joined(separator: ", "))) WITH (autovacuum_enabled = false)"
+    }
+
+    /// How many changes the table holds, and whether any left a TOASTed column out (then the
+    /// folding merge is needed). A load table written before a crash of the target is empty
+    /// after it: the count is what proves the rows are all there.
+    public var changeSummary: String {
+        "SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM \(changes)"
+    }
+
     /// In text format: the applier sends the staged CSV through `CSVToTextTranscoder`, as the
     /// snapshot loader does, because the target (the applier's bottleneck) parses it faster.
+    /// A load table was created in the COPY's transaction, so its rows go in frozen: the merge
+    /// that reads them sets no hint bits, so dirties no page of it.
     public var copyIn: String {
-        "COPY \(SQL.identifier(temporary.name)) (\(SQL.identifierList(ChangeColumns.all + relation.columnNames))) FROM STDIN (FORMAT text, HEADER match)"
+        "COPY \(changes) (\(SQL.identifierList(ChangeColumns.all + relation.columnNames))) FROM STDIN (FORMAT text, HEADER match\(isLoadTable ? ", FREEZE" : ""))"
     }
 
     /// Appends a later batch's changes of this table from `part`, its sequences shifted by
@@ -34,12 +68,12 @@ public struct MergeSQL: Sendable {
     public func appendShifted(from part: QualifiedName, by offset: Int) -> String {
         let columns = SQL.identifierList(ChangeColumns.all + relation.columnNames)
         let shifted = (ChangeColumns.all + relation.columnNames).map { $0 == ChangeColumns.sequence ? "\(SQL.identifier($0)) + \(offset)" : SQL.identifier($0) }
-        return "INSERT INTO \(SQL.identifier(temporary.name)) (\(columns)) SELECT \(shifted.joined(separator: ", ")) FROM \(SQL.identifier(part.name))"
+        return "INSERT INTO \(changes) (\(columns)) SELECT \(shifted.joined(separator: ", ")) FROM \(SQL.identifier(part.name))"
     }
 
     /// The last TRUNCATE in the file: its sequence and LSN, or no row.
     public var truncatePoint: String {
-        "SELECT _seq, _lsn FROM \(SQL.identifier(temporary.name)) WHERE _op = 'T' ORDER BY _seq DESC LIMIT 1"
+        "SELECT _seq, _lsn FROM \(changes) WHERE _op = 'T' ORDER BY _seq DESC LIMIT 1"
     }
 
     /// A TRUNCATE at `lsn` makes every older row a tombstone; tombstones keep the truncate's LSN so
@@ -54,7 +88,7 @@ public struct MergeSQL: Sendable {
     /// belong to the old key: take them from its newest earlier change in the file that carried them
     /// all, else from its stored row. Run until it changes no row, so chains of moves resolve in order.
     public var resolveKeyMoves: String {
-        let table = SQL.identifier(temporary.name)
+        let table = changes
         let sameOldKey = { (alias: String) in keys.map { "\(alias).\(SQL.identifier($0)) = d.\(SQL.identifier($0))" }.joined(separator: " AND ") }
         let valueList = values.map { SQL.identifier($0.name) }
         let assignments = values.map { column in
@@ -77,7 +111,7 @@ public struct MergeSQL: Sendable {
 
     /// Whether any change in the file left a TOASTed column out: then the folding merge is needed.
     public var hasUnchanged: String {
-        "SELECT EXISTS (SELECT 1 FROM \(SQL.identifier(temporary.name)) WHERE _unchanged IS NOT NULL)"
+        "SELECT EXISTS (SELECT 1 FROM \(changes) WHERE _unchanged IS NOT NULL)"
     }
 
     /// Merges the newest change per key, guarded by LSN: a row changes only when the incoming LSN is
@@ -114,7 +148,7 @@ public struct MergeSQL: Sendable {
     /// The newest change of each key.
     func newestChanges(filter: String) -> String {
         let keyList = SQL.identifierList(keys)
-        return "SELECT DISTINCT ON (\(keyList)) * FROM \(SQL.identifier(temporary.name)) WHERE \(filter) "
+        return "SELECT DISTINCT ON (\(keyList)) * FROM \(changes) WHERE \(filter) "
             + "ORDER BY \(keyList), _seq DESC"
     }
 
@@ -134,7 +168,7 @@ public struct MergeSQL: Sendable {
         }
         columns.append("row_number() OVER (\(partition) ORDER BY _seq DESC) AS _newest")
         return "SELECT \(outer.joined(separator: ", ")) FROM (SELECT \(columns.joined(separator: ", ")) "
-            + "FROM \(SQL.identifier(temporary.name)) WHERE \(filter)) AS changes WHERE _newest = 1"
+            + "FROM \(self.changes) WHERE \(filter)) AS changes WHERE _newest = 1"
     }
 
     private func carried(_ index: Int) -> String { "_carried_\(index)" }

@@ -63,12 +63,12 @@ public struct StagingChangeLog: Sendable, Hashable {
             + "WHERE _lsn > \(SQL.literal(after.description))::pg_lsn HAVING count(*) > 0"
     }
 
-    /// The keys of a batch's changes (the applier's temporary table `temporary`) at the batch's
+    /// The keys of a batch's changes (the applier's changes table, `changes` as `MergeSQL` names it) at the batch's
     /// newest `_lsn`. Every key in the batch is logged, also one whose change the LSN guard turned
     /// away; a key changed twice is logged twice (runs take distinct keys), which is cheaper for
     /// the applier, on the target's busiest backend, than reducing them here.
-    public func append(fromChanges temporary: String) -> String {
-        "INSERT INTO \(log.sql) (_lsn, \(keyList)) SELECT max(_lsn), \(keyArrays) FROM \(SQL.identifier(temporary)) "
+    public func append(fromChanges changes: String) -> String {
+        "INSERT INTO \(log.sql) (_lsn, \(keyList)) SELECT max(_lsn), \(keyArrays) FROM \(changes) "
             + "WHERE _op <> 'T' HAVING count(*) > 0"
     }
 

@@ -31,10 +31,21 @@ struct BatchApplier {
     /// sequences after earlier ones', then reduced and merged once. One `applied_batches` row per
     /// batch, as alone; a batch recorded already (a replay) is left out of the group.
     func applyGroup(_ manifests: [BatchManifest], backlog: Int = 0, on connection: PostgresConnection) async throws -> Outcome {
+        try await applyGroup(manifests, preloaded: nil, backlog: backlog, on: connection)
+    }
+
+    /// Applies one batch whose files a `BatchPreloader` loaded into load tables, which go with
+    /// this transaction (also when the batch was applied before).
+    func apply(_ batch: PreloadedBatch, backlog: Int = 0, on connection: PostgresConnection) async throws -> Outcome {
+        try await applyGroup([batch.manifest], preloaded: batch, backlog: backlog, on: connection)
+    }
+
+    private func applyGroup(_ manifests: [BatchManifest], preloaded: PreloadedBatch?, backlog: Int,
+                            on connection: PostgresConnection) async throws -> Outcome {
         // Files are fetched before the transaction opens, so no transaction waits on the store.
         var locals: [[LocalObject]] = []
         defer { locals.joined().forEach { $0.release() } }
-        for manifest in manifests {
+        for manifest in manifests where preloaded == nil {
             var files: [LocalObject] = []
             for file in manifest.files { files.append(try await store.fetch(key: file.file.key)) }
             locals.append(files)
@@ -60,7 +71,8 @@ struct BatchApplier {
                     outcome.batches += 1
                     outcome.rows += manifest.rows
                     for (number, file) in manifest.files.enumerated() {
-                        let part = Self.Part(file: file, path: paths[index][number], sequenceOffset: ApplyGroupPlanner.sequenceOffset(batchIndex: index))
+                        let part = Self.Part(file: file, path: preloaded == nil ? paths[index][number] : "",
+                                             sequenceOffset: ApplyGroupPlanner.sequenceOffset(batchIndex: index), loaded: preloaded?.tables[number])
                         if let position = tables.firstIndex(where: { $0.stagingTable == file.stagingTable }), manifests.count > 1 {
                             tables[position].parts.append(part)
                         } else {
@@ -77,6 +89,7 @@ struct BatchApplier {
                                           logger: logger, on: connection)
                     try Self.applyParts(table.parts, number: number, on: connection)
                 }
+                for table in preloaded?.tables ?? [] { try connection.execute("DROP TABLE IF EXISTS \(table.sql)") }
                 for manifest in claimed { try ControlStore.recordApplied(manifest, on: connection) }
                 if outcome.applied { try ControlStore.announceStagingChange(of: sourceName, backlog: backlog, on: connection) }
                 return outcome
@@ -89,12 +102,19 @@ struct BatchApplier {
         var file: BatchFile
         var path: String
         var sequenceOffset: Int
+        /// Its load table, when a `BatchPreloader` loaded it ahead (a batch alone, never a group).
+        var loaded: QualifiedName?
     }
 
     /// Loads one STG table's files of a group into one temporary table and merges it. A single file
     /// COPYs straight in; several go through a table of their own each, their sequences shifted.
     static func applyParts(_ parts: [Part], number: Int, on connection: isolated PostgresConnection) throws {
         let first = parts[0].file
+        if parts.count == 1, let loaded = parts[0].loaded {
+            let sql = MergeSQL(relation: first.relation, stagingTable: first.stagingTable, loadTable: loaded)
+            try merge(sql, stagingTable: first.stagingTable, rows: first.file.rows, deletes: first.deletes, truncates: first.truncates, on: connection)
+            return
+        }
         let sql = MergeSQL(relation: first.relation, stagingTable: first.stagingTable, temporaryName: "tributary_changes_\(number)")
         try connection.execute(sql.createTemporary)
         if parts.count == 1 {
@@ -128,6 +148,13 @@ struct BatchApplier {
     /// Truncates, key moves and unchanged-TOAST folding, then the LSN-guarded merge.
     static func merge(_ sql: MergeSQL, stagingTable: String, rows: Int, deletes: Int, truncates: Int,
                       on connection: isolated PostgresConnection) throws {
+        let summary = try connection.query(sql.changeSummary).first!
+        let count = try summary.decode(at: 0, as: Int.self)
+        guard count == rows else {
+            // A load table emptied by a crash of the target: the batch is loaded again.
+            if sql.temporary.schema != "pg_temp" { throw PreloadedBatchLost(table: sql.temporary, rows: count, expected: rows) }
+            throw StorageError.corrupt(key: sql.target.description, reason: "\(count) changes in the temporary table, the batch has \(rows)")
+        }
         let log = try changeLog(of: sql.target, key: sql.relation.key, on: connection)
         var afterSequence: Int?
         if truncates > 0, let point = try connection.query(sql.truncatePoint).first {
@@ -141,7 +168,7 @@ struct BatchApplier {
             try ControlStore.recordTruncation(of: stagingTable, at: lsn, on: connection)
         }
         let truncatedAt = try ControlStore.truncatedAt(stagingTable, on: connection)
-        var folding = try connection.query(sql.hasUnchanged).scalar(Bool.self)
+        var folding = try summary.decode(at: 1, as: Bool.self)
         if folding && deletes > 0 {
             // Each pass resolves at least the first unresolved move of every chain; bounded by the rows.
             for _ in 0..<max(1, rows) {
@@ -151,7 +178,7 @@ struct BatchApplier {
         }
         try connection.execute(sql.merge(afterSequence: afterSequence, truncatedAt: truncatedAt, folding: folding))
         if let log {
-            try connection.execute(log.append(fromChanges: sql.temporary.name))
+            try connection.execute(log.append(fromChanges: sql.changes))
             try connection.query(log.prune(watermarks: ControlStore.watermarkPositions), [sql.target.description])
         }
     }

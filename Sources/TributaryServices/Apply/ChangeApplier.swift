@@ -20,6 +20,9 @@ public struct ChangeApplier: Sendable {
         /// default: measured on bench-apply's backlog, groups applied slower than batch by batch
         /// (see the README); `apply --group-batches N` turns it on.
         public var group = ApplyGroupPlanner.Limits.single
+        /// Batch by batch through a backlog, the next batch is COPYed on a second target
+        /// connection while the current one merges (`BatchPreloader`).
+        public var loadAhead = true
         public init(jobs: Int) { self.jobs = jobs }
         public init(_ snapshot: SnapshotSettings, jobs: Int? = nil) {
             self.jobs = jobs ?? snapshot.jobs
@@ -31,6 +34,8 @@ public struct ChangeApplier: Sendable {
         public var snapshots: [SnapshotLoader.Report] = []
         public var batches = 0
         public var rows = 0
+        /// Batches whose files were loaded ahead, on the second connection.
+        public var loadedAhead = 0
     }
 
     public let target: String
@@ -89,6 +94,7 @@ public struct ChangeApplier: Sendable {
                 total.snapshots += report.snapshots
                 total.batches += report.batches
                 total.rows += report.rows
+                total.loadedAhead += report.loadedAhead
             }
             return total
         }
@@ -246,8 +252,24 @@ public struct ChangeApplier: Sendable {
         let position = try await control.applyPosition(of: source.name)
         // Paused by an operator, or no snapshot applied yet (changes have nothing to apply to).
         guard !position.paused, let applied = position.applied else { return }
-        let connection = control.connection
         let applier = BatchApplier(source: source, store: store, logger: log)
+        // Batch by batch through a backlog, the next batch is loaded on a second connection while
+        // one merges. Opened at the first backlog; what it loaded and nothing merged is dropped.
+        var preload = LoadAhead(target: target, source: source.name, store: store, enabled: settings.loadAhead && settings.group.batches == 1)
+        do {
+            try await applyPending(source, from: applied, position: position, on: control, applier: applier, preload: &preload,
+                                   into: &report, limit: limit)
+        } catch {
+            await preload.finish()
+            throw error
+        }
+        await preload.finish()
+    }
+
+    private func applyPending(_ source: SourceConfiguration, from applied: LSN, position: ApplyPosition, on control: ControlStore,
+                              applier: BatchApplier, preload: inout LoadAhead, into report: inout Report, limit: Int?) async throws {
+        let log = logger.with(source: source.name)
+        let connection = control.connection
         var after = applied
         var count = 0
         while limit.map({ count < $0 }) ?? true, !stop.isRequested {
@@ -271,15 +293,26 @@ public struct ChangeApplier: Sendable {
                 let group = Array(read.prefix(ApplyGroupPlanner.groupSize(read, limits: limits)))
                 read.removeFirst(group.count)
                 let started = ContinuousClock.now
-                let outcome = try await applier.applyGroup(group, backlog: waiting.count + read.count, on: connection)
+                let loaded = try await preload.take(group)
+                if preload.enabled, limit.map({ count + group.count < $0 }) ?? true {
+                    if read.isEmpty, let key = waiting.popFirst() { read.append(try await store.manifest(BatchManifest.self, at: key)) }
+                    if let next = read.first { try await preload.start(next) }
+                }
+                let outcome = if let loaded {
+                    try await applier.apply(loaded, backlog: waiting.count + read.count, on: connection)
+                } else {
+                    try await applier.applyGroup(group, backlog: waiting.count + read.count, on: connection)
+                }
                 after = max(after, group.last!.endLSN)
                 count += group.count
                 guard outcome.applied else { continue }
                 report.batches += outcome.batches
                 report.rows += outcome.rows
+                if loaded != nil { report.loadedAhead += outcome.batches }
                 PipelineMetrics.batchApplied(source: source.name, rows: outcome.rows, batches: outcome.batches)
                 log.info(group.count == 1 ? "batch applied" : "batches applied together", metadata: [
                     LogKey.batch: .string(group.last!.endLSN.paddedHex), "batches": .stringConvertible(outcome.batches),
+                    "loaded_ahead": .stringConvertible(loaded != nil),
                     LogKey.lsn: .string("\(group[0].firstCommitLSN)..\(group.last!.endLSN)"),
                     "inserts": .stringConvertible(outcome.inserts), "updates": .stringConvertible(outcome.updates),
                     "deletes": .stringConvertible(outcome.deletes), "truncates": .stringConvertible(outcome.truncates),

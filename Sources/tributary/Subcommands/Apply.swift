@@ -26,6 +26,9 @@ struct Apply: AsyncParsableCommand {
     @Option(help: "Catch-up: up to this many waiting batches of a source in one transaction, each table merged once (default 1: one batch per transaction; measured slower so far).")
     var groupBatches = 1
 
+    @Flag(help: "Catch-up, batch by batch: load each batch on the connection that merges it, not the next one ahead on a second connection while the current one merges (for comparison).")
+    var noLoadAhead = false
+
     func validate() throws {
         if groupBatches < 1 { throw ValidationError("--group-batches must be at least 1") }
     }
@@ -38,6 +41,7 @@ struct Apply: AsyncParsableCommand {
             let stop = StopSignal()
             var settings = ChangeApplier.Settings(configuration.target.snapshot, jobs: jobs)
             if groupBatches > 1 { settings.group = ApplyGroupPlanner.Limits(batches: groupBatches) }
+            settings.loadAhead = !noLoadAhead
             let applier = ChangeApplier(target: configuration.target.connection, sources: try configuration.sources(named: sources),
                                         store: store, settings: settings, logger: logger, stop: stop)
             let started = ContinuousClock.now
