@@ -201,6 +201,21 @@ import Testing
         #expect(!unlogged.contains("_tributary_reader_sees") && !unlogged.contains("__log"))
     }
 
+    @Test func anInputsMappingIsProbedForWhatItReads() {
+        let model = TransformModel(name: "contract", table: QualifiedName(schema: "bl", name: "contract"), key: ["source_system", "source_id"],
+                                   inputs: [.init(table: QualifiedName(schema: "stg", name: "qvp_policy_coverages"), mapping: .expressions(["'qvp'", "policy_id::text"])),
+                                            .init(table: QualifiedName(schema: "bl", name: "party"), mapping: .query("SELECT 1"))],
+                                   sql: "SELECT 1", file: "bl/contract.yaml")
+        let sql = TransformSQL(model: model)
+        let expressions = TransformSQL.InputShape(input: model.inputs[0], key: ["policy_id", "coverage_code"])
+        #expect(sql.mappingProbe(expressions) == #"CREATE TEMPORARY VIEW _tributary_maps AS SELECT ('qvp') AS _key_0, (policy_id::text) AS _key_1 FROM "stg"."qvp_policy_coverages" AS changed"#)
+        #expect(sql.mappingProbe(TransformSQL.InputShape(input: model.inputs[1], key: ["source_system", "source_id"])) == nil)
+        let check = TransformSQL.mapsByKeyOnly(input: expressions.input.table, key: expressions.key)
+        #expect(check.contains(#"a.attname = ANY (ARRAY['policy_id', 'coverage_code']::name[])"#))
+        #expect(check.contains(#"d.refobjid = '"stg"."qvp_policy_coverages"'::regclass"#))
+        #expect(check.contains("p.provolatile = 'i'") && check.contains("strpos(pg_get_viewdef('_tributary_maps'::regclass), '.*') = 0"))
+    }
+
     @Test func anSTGTablesChangeLogHoldsEachWritesKeysAtItsNewestLSN() {
         let log = StagingChangeLog(stagingTable: QualifiedName(schema: "stg", name: "qvp_policy_coverages"), key: ["policy_id", "coverage_code"])
         #expect(log.log == QualifiedName(schema: "tributary_bl", name: "stg_qvp_policy_coverages__changes"))

@@ -193,6 +193,40 @@ public struct TransformSQL: Sendable {
         }
     }
 
+    /// The view `mapsByKeyOnly` looks at.
+    public static let probeMapsView = "_tributary_maps"
+
+    /// A view of an input's mapping expressions over the input table, made (in a transaction
+    /// rolled back) so that the catalog says what they read; nil for a query mapping.
+    public func mappingProbe(_ shape: InputShape) -> String? {
+        guard case .expressions(let expressions) = shape.input.mapping else { return nil }
+        let columns = expressions.enumerated().map { "(\($1)) AS _key_\($0)" }
+        return "CREATE TEMPORARY VIEW \(Self.probeMapsView) AS SELECT \(columns.joined(separator: ", ")) FROM \(shape.input.table.sql) AS changed"
+    }
+
+    /// Whether the probe view's expressions read nothing but the input's key columns and no
+    /// whole row (`changed.*`; a `.*` in a string literal only costs the key map), and call no
+    /// function or operator of the database's own unless it is immutable (built-in ones are pinned
+    /// and never recorded: a key mapped through `random()` is not a key). Then a row maps to the same model keys before and
+    /// after any change (a change of its key is a delete of the old key and an insert of the new
+    /// one, both logged), and the input needs no key map: the demo's inputs all map this way, and
+    /// their key maps were a third of an incremental run (reading, deleting and rewriting the map
+    /// rows of every changed input row).
+    public static func mapsByKeyOnly(input: QualifiedName, key: [String]) -> String {
+        let keys = "ARRAY[" + key.map(SQL.literal).joined(separator: ", ") + "]"
+        return """
+            SELECT coalesce(bool_and(CASE \
+            WHEN d.refclassid = 'pg_class'::regclass THEN d.refobjid = w.ev_class OR (d.refobjid = \(SQL.literal(input.sql))::regclass AND (d.refobjsubid = 0 \
+            OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = d.refobjid AND a.attnum = d.refobjsubid AND a.attname = ANY (\(keys)::name[])))) \
+            WHEN d.refclassid = 'pg_proc'::regclass THEN EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = d.refobjid AND p.oid < 16384 AND p.provolatile = 'i') \
+            WHEN d.refclassid = 'pg_operator'::regclass THEN EXISTS (SELECT 1 FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode \
+            WHERE o.oid = d.refobjid AND o.oid < 16384 AND p.provolatile = 'i') \
+            ELSE d.refobjid < 16384 END), true) AND strpos(pg_get_viewdef(\(SQL.literal(probeMapsView))::regclass), '.*') = 0 \
+            FROM pg_depend d JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid \
+            WHERE w.ev_class = \(SQL.literal(probeMapsView))::regclass
+            """
+    }
+
     static func mapped(_ column: String) -> String { "m_" + column }
     static func inputKey(_ column: String) -> String { "i_" + column }
 

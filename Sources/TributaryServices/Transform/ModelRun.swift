@@ -192,10 +192,32 @@ struct ModelRun {
                 shape.key = try TargetCatalog.primaryKey(of: input.table, on: connection)
                 guard !shape.key.isEmpty else { throw OperatorError("\(input.table), read by model \(model.name), has no primary key") }
             }
-            if case .expressions = input.mapping { shape.keyMap = sql.keyMap(index) }
+            if case .expressions = input.mapping {
+                if try mapsByKeyOnly(shape, on: connection) {
+                    // A map kept from before (or from a mapping since changed) would go stale.
+                    if try TargetCatalog.exists(sql.keyMap(index), on: connection) { try connection.execute("DROP TABLE \(sql.keyMap(index).sql)") }
+                } else {
+                    shape.keyMap = sql.keyMap(index)
+                }
+            }
             shapes.append(shape)
         }
         return .ready(shapes)
+    }
+
+    /// Whether an input's mapping expressions read only its key (`TransformSQL.mapsByKeyOnly`),
+    /// asked of the catalog in a transaction that is rolled back.
+    private func mapsByKeyOnly(_ shape: TransformSQL.InputShape, on connection: isolated PostgresConnection) throws -> Bool {
+        guard let probe = sql.mappingProbe(shape) else { return false }
+        try connection.execute("BEGIN")
+        defer { _ = try? connection.execute("ROLLBACK") }
+        do {
+            try connection.execute(probe)
+        } catch {
+            // The expressions do not compile against the table: the run itself will say why.
+            return false
+        }
+        return try connection.query(TransformSQL.mapsByKeyOnly(input: shape.input.table, key: shape.key)).scalar(Bool.self)
     }
 
     /// The change log of every STG input (`StagingChangeLog`), before the run's transaction: the
@@ -257,6 +279,8 @@ struct ModelRun {
         if state?.needsFull == true { return "a model it reads was rebuilt" }
         for shape in shapes {
             guard let watermark = watermarks[shape.input.table.description] else { return "\(shape.input.table) is a new input" }
+            // Its mapping came to read more than the input's key: what rows mapped to before is unknown.
+            if let map = shape.keyMap, try !TargetCatalog.exists(map, on: connection) { return "\(shape.input.table) has no key map yet" }
             if shape.upstream == nil,
                try ControlStore.loadedSnapshot(of: shape.input.table.name, on: connection) != watermark.epoch {
                 return "\(shape.input.table) was loaded from a new snapshot"
