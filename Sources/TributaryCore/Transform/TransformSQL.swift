@@ -206,12 +206,12 @@ public struct TransformSQL: Sendable {
 
     /// Whether the probe view's expressions read nothing but the input's key columns and no
     /// whole row (`changed.*`; a `.*` in a string literal only costs the key map), and call no
-    /// function or operator of the database's own unless it is immutable (built-in ones are pinned
-    /// and never recorded: a key mapped through `random()` is not a key). Then a row maps to the same model keys before and
-    /// after any change (a change of its key is a delete of the old key and an insert of the new
-    /// one, both logged), and the input needs no key map: the demo's inputs all map this way, and
-    /// their key maps were a third of an incremental run (reading, deleting and rewriting the map
-    /// rows of every changed input row).
+    /// function or operator of the database's own unless it is immutable (built-in ones are
+    /// pinned and never recorded: a key mapped through `random()` is not a key). Then a row maps
+    /// to the same model keys before and after any change (a change of its key is a delete of
+    /// the old key and an insert of the new one, both logged), and the input needs no key map:
+    /// the demo's inputs all map this way, and their key maps were a third of an incremental run
+    /// (reading, deleting and rewriting the map rows of every changed input row).
     public static func mapsByKeyOnly(input: QualifiedName, key: [String]) -> String {
         let keys = "ARRAY[" + key.map(SQL.literal).joined(separator: ", ") + "]"
         return """

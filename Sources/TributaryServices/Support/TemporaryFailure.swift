@@ -3,7 +3,8 @@ import TributaryStorage
 
 /// Failures a long-running part waits out with backoff instead of stopping: a server restarting
 /// or a connection cut, the staging store unreachable or overloaded after all its attempts, the
-/// work directory or its disk full, a batch loaded ahead lost to a restart of the target. Each ends without anyone changing tributary's configuration.
+/// work directory or its disk full, a batch loaded ahead lost to a restart of the target. Each
+/// ends without anyone changing tributary's configuration.
 enum TemporaryFailure {
     static func matches(_ error: any Error) -> Bool {
         switch error {

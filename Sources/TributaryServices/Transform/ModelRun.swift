@@ -195,7 +195,9 @@ struct ModelRun {
             if case .expressions = input.mapping {
                 if try mapsByKeyOnly(shape, on: connection) {
                     // A map kept from before (or from a mapping since changed) would go stale.
-                    if try TargetCatalog.exists(sql.keyMap(index), on: connection) { try connection.execute("DROP TABLE \(sql.keyMap(index).sql)") }
+                    if !recording, try TargetCatalog.exists(sql.keyMap(index), on: connection) {
+                        try connection.execute("DROP TABLE \(sql.keyMap(index).sql)")
+                    }
                 } else {
                     shape.keyMap = sql.keyMap(index)
                 }
