@@ -32,10 +32,14 @@ public struct MergeSQL: Sendable {
     private var lsn: String { SQL.identifier(StagingColumns.lsn) }
     private var deleted: String { SQL.identifier(StagingColumns.deleted) }
 
+    /// A changes table's columns: the change's own, then the relation's in their STG types.
+    private var changeColumns: String {
+        (["_op text", "_lsn pg_lsn", "_seq bigint", "_unchanged text[]"]
+            + relation.columns.map { "\(SQL.identifier($0.name)) \($0.stagingType)" }).joined(separator: ", ")
+    }
+
     public var createTemporary: String {
-        let columns = ["_op text", "_lsn pg_lsn", "_seq bigint", "_unchanged text[]"]
-            + relation.columns.map { "\(SQL.identifier($0.name)) \($0.stagingType)" }
-        return "CREATE TEMPORARY TABLE \(SQL.identifier(temporary.name)) (\(columns.joined(separator: ", "))) ON COMMIT DROP"
+        "CREATE TEMPORARY TABLE \(SQL.identifier(temporary.name)) (\(changeColumns)) ON COMMIT DROP"
     }
 
     /// The changes table of a batch loaded ahead: committed by the loading connection so the
@@ -43,9 +47,7 @@ public struct MergeSQL: Sendable {
     /// crash (the batch is loaded again). Autovacuum is kept off it: its lock would hold the
     /// merge's DROP up until the server cancels it.
     public var createLoadTable: String {
-        let columns = ["_op text", "_lsn pg_lsn", "_seq bigint", "_unchanged text[]"]
-            + relation.columns.map { "\(SQL.identifier($0.name)) \($0.stagingType)" }
-        return "CREATE UNLOGGED TABLE \(temporary.sql) (\(columns.joined(separator: ", "))) WITH (autovacuum_enabled = false)"
+        "CREATE UNLOGGED TABLE \(temporary.sql) (\(changeColumns)) WITH (autovacuum_enabled = false)"
     }
 
     /// How many changes the table holds, and whether any left a TOASTed column out (then the

@@ -45,7 +45,8 @@ actor BatchPreloader {
     static func connect(target: String, source: String, store: any StagingStore) async throws -> BatchPreloader {
         let connection = try await TargetSession.connect(target)
         do {
-            try await connection.run { try Self.dropLoadTables(of: source, on: $0) }
+            // A killed applier's, or a batch loaded ahead and never merged.
+            _ = try await connection.run { try TablePromotion.dropLoadTables(startingWith: "\(source)-", on: $0) }
         } catch {
             await connection.close()
             throw error
@@ -55,14 +56,6 @@ actor BatchPreloader {
 
     static func loadTable(source: String, batch: LSN, file: Int) -> QualifiedName {
         QualifiedName(schema: StagingColumns.loadSchema, name: "\(source)-\(batch.paddedHex)-\(file)")
-    }
-
-    /// Drops `source`'s load tables: a killed applier's, or a batch loaded ahead and never merged.
-    static func dropLoadTables(of source: String, on connection: isolated PostgresConnection) throws {
-        let names = try connection.query("""
-            SELECT tablename FROM pg_tables WHERE schemaname = $1 AND starts_with(tablename, $2)
-            """, [StagingColumns.loadSchema, "\(source)-"]).column(String.self)
-        for name in names { try connection.execute("DROP TABLE IF EXISTS \(QualifiedName(schema: StagingColumns.loadSchema, name: name).sql)") }
     }
 
     /// Fetches the batch's files and COPYs each into its load table, in one transaction.
@@ -76,6 +69,7 @@ actor BatchPreloader {
             try connection.transaction { connection in
                 for (number, file) in manifest.files.enumerated() {
                     let sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: tables[number])
+                    // Loading a batch again (its merge refused the first load) replaces that load.
                     try connection.execute("DROP TABLE IF EXISTS \(tables[number].sql)")
                     try connection.execute(sql.createLoadTable)
                     try BatchApplier.load(file, path: paths[number], with: sql, on: connection)

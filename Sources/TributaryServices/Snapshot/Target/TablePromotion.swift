@@ -31,9 +31,14 @@ struct TablePromotion: Sendable {
     /// leftovers of a killed run's tables that a resume copied again elsewhere; or all of them, for
     /// a snapshot that can never be applied.
     static func dropLoadTables(source: String, lsn: LSN, on connection: isolated PostgresConnection) throws -> Int {
+        try dropLoadTables(startingWith: loadPrefix(source: source, lsn: lsn), on: connection)
+    }
+
+    /// Drops the load tables whose names begin with `prefix`; returns how many.
+    static func dropLoadTables(startingWith prefix: String, on connection: isolated PostgresConnection) throws -> Int {
         let names = try connection.query("""
             SELECT tablename FROM pg_tables WHERE schemaname = $1 AND starts_with(tablename, $2)
-            """, [StagingColumns.loadSchema, loadPrefix(source: source, lsn: lsn)]).column(String.self)
+            """, [StagingColumns.loadSchema, prefix]).column(String.self)
         for name in names { try connection.execute("DROP TABLE IF EXISTS \(QualifiedName(schema: StagingColumns.loadSchema, name: name).sql)") }
         return names.count
     }
