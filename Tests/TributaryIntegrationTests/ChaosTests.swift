@@ -96,6 +96,10 @@ import TributaryPostgres
         // restarting it would hide the defect, not excuse it).
         #expect(report.counts["unexpected-exits", default: 0] == 0, "seed \(seed): \(world.pipeline.errorTails())")
         for difference in blDifferences { #expect(difference.matches, "seed \(seed): \(difference)") }
+        // The process logs are for a failed round; a clean one leaves nothing behind.
+        let clean = recoveryFailures.isEmpty && drained.status == 0 && comparison.lost == 0 && comparison.extra == 0
+            && comparison.differing == 0 && report.counts["unexpected-exits", default: 0] == 0 && blDifferences.allSatisfy(\.matches)
+        if clean { try? FileManager.default.removeItem(atPath: world.pipeline.logDirectory) }
     }
 }
 

@@ -4,11 +4,20 @@ import TributaryCore
 import TributaryStorage
 
 /// The OCI client and the oci:// staging store against the signature-checking emulator.
-@Suite(.clusterLoad) struct OCIStorageTests {
+/// A class so that `deinit` removes what each test wrote locally.
+@Suite(.clusterLoad) final class OCIStorageTests {
+    let scratch = NSTemporaryDirectory() + "oci-test-\(UUID().uuidString)"
+
+    init() throws {
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: scratch) }
+
     static let awkwardNames = ["plain.txt", "with space/and+plus.csv.gz", "ünïcødé/名前.json", "percent%25/q?x=1#frag", "a/b/../c", "~tilde*star'quote"]
 
     func temporaryFile(_ bytes: [UInt8]) throws -> String {
-        let path = NSTemporaryDirectory() + "oci-test-\(UUID().uuidString)"
+        let path = scratch + "/file-\(UUID().uuidString)"
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         return path
     }
@@ -20,7 +29,7 @@ import TributaryStorage
 
     func store(_ emulator: OCIEmulator, prefix: String, settings: OCIObjectStorageClient.Settings = .init()) throws -> OCIStagingStore {
         try OCIStagingStore(namespace: OCIEmulator.namespace, bucket: OCIEmulator.bucket, prefix: prefix, client: try emulator.client(settings: settings),
-                            workDirectory: NSTemporaryDirectory() + "oci-work-\(UUID().uuidString)", logger: PipelineFixture.logger)
+                            workDirectory: scratch + "/work-\(UUID().uuidString)", logger: PipelineFixture.logger)
     }
 
     @Test func objectsWithAwkwardNamesRoundTripThroughTheStore() async throws {
@@ -168,7 +177,7 @@ import TributaryStorage
     /// Each bad input is one line that names its cause.
     @Test func badCredentialsAndEndpointsAreOneLineErrorsNamingTheCause() async throws {
         let fixtures = Paths.repository + "/Tests/TributaryCoreTests/Fixtures/oci"
-        let directory = NSTemporaryDirectory() + "oci-bad-\(UUID().uuidString)"
+        let directory = scratch + "/bad"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         func failure(_ config: String, profile: String? = nil) -> String {
             let file = directory + "/config-\(UUID().uuidString)"

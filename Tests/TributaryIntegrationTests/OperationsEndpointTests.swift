@@ -40,6 +40,9 @@ import TributaryPostgres
         }
 
         var messages: [String] { received.withLock { $0 } }
+
+        /// The socket's name goes; the descriptor stays open for the reading thread, which outlives the test.
+        func removeName() { unlink(path) }
     }
 
     func eventually(_ what: String, seconds: Double = 60, _ condition: () async throws -> Bool) async throws {
@@ -49,6 +52,7 @@ import TributaryPostgres
     @Test func systemdHearsReadyThenWatchdogPingsThenStopping() async throws {
         let fixture = try await OperatingTests().fixture("notify")
         let notify = try FakeNotifySocket()
+        defer { notify.removeName() }
         try fixture.writeConfiguration()
         let run = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"],
                               environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"])
