@@ -254,4 +254,23 @@ import Testing
         // A reload is current to the table's own newest row: the log may be pruned or younger.
         #expect(sql.newestRow(shape) == #"SELECT max(_lsn)::text FROM "stg"."qvp_t""#)
     }
+
+    /// An input whose mapping reads only its key maps the logged keys themselves; one that reads
+    /// more (it has a key map) or comes from a model maps the rows the keys name.
+    @Test func onlyAnInputMappedByItsKeyAloneMapsItsLoggedKeys() {
+        let model = Self.model("m", reads: ["stg.qvp_t"])
+        let sql = TransformSQL(model: model)
+        var shape = TransformSQL.InputShape(input: model.inputs[0], key: ["id"], mapsByKeyOnly: true)
+        #expect(shape.mapsLoggedKeys)
+        #expect(sql.affectedNow(shape).contains("FROM _tributary_changed_keys AS changed"))
+        shape.keyMap = sql.keyMap(0)
+        #expect(!shape.mapsLoggedKeys)
+        #expect(sql.affectedNow(shape).contains("FROM _tributary_changed AS changed"))
+        shape.keyMap = nil
+        shape.mapsByKeyOnly = false
+        #expect(sql.affectedNow(shape).contains("FROM _tributary_changed AS changed"))
+        shape.mapsByKeyOnly = true
+        shape.upstream = model
+        #expect(!shape.mapsLoggedKeys, "a model input keeps its one statement over the model's own log")
+    }
 }

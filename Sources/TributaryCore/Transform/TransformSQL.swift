@@ -22,15 +22,26 @@ public struct TransformSQL: Sendable {
         public var columns: [String]
         /// Where the input's key map lives (inputs mapped by expressions only).
         public var keyMap: QualifiedName?
+        /// The mapping reads nothing but the input's key (`mapsByKeyOnly`): an STG input's changed
+        /// keys map as they are, without reading their rows.
+        public var mapsByKeyOnly: Bool
 
         public init(input: TransformModel.Input, key: [String], upstream: TransformModel? = nil, columns: [String] = [],
-                    keyMap: QualifiedName? = nil) {
+                    keyMap: QualifiedName? = nil, mapsByKeyOnly: Bool = false) {
             self.input = input
             self.key = key
             self.upstream = upstream
             self.columns = columns
             self.keyMap = keyMap
+            self.mapsByKeyOnly = mapsByKeyOnly
         }
+
+        /// Whether a run maps the change log's keys (`changedKeys`) rather than the rows they
+        /// name (`changedRows`). The two give the same model keys: the mapping reads only key
+        /// columns, which the log holds with the STG table's types. A logged key whose row is gone
+        /// from STG altogether only makes the run evaluate a key that produces nothing, which
+        /// removes what BL still had of it. Reading the rows was a fifth of an incremental run.
+        public var mapsLoggedKeys: Bool { mapsByKeyOnly && upstream == nil && keyMap == nil && !key.isEmpty }
     }
 
     public static let stateSchema = "tributary_bl"
@@ -134,9 +145,11 @@ public struct TransformSQL: Sendable {
         "CREATE TEMPORARY TABLE \(Self.affected) ON COMMIT DROP AS SELECT \(keyList) FROM \(table) WITH NO DATA"
     }
 
-    /// Keys the changed rows map to now (tombstones too: they keep their last values).
+    /// Keys the changed rows map to now (tombstones too: they keep their last values); for an
+    /// input that `mapsLoggedKeys`, what its changed keys map to.
     public func affectedNow(_ shape: InputShape) -> String {
-        "INSERT INTO \(Self.affected) SELECT DISTINCT * FROM (\n\(mapping(shape, of: Self.changed))\n) AS k (\(keyList)) "
+        let rows = shape.mapsLoggedKeys ? Self.changedKeys : Self.changed
+        return "INSERT INTO \(Self.affected) SELECT DISTINCT * FROM (\n\(mapping(shape, of: rows))\n) AS k (\(keyList)) "
             + "WHERE ROW(\(keyList)) IS NOT NULL"
     }
 

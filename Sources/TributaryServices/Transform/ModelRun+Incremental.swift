@@ -57,21 +57,24 @@ extension ModelRun {
     /// mapped to at the last run (a row moved from one key to another affects both).
     private mutating func collectAffected(_ input: Pending, on connection: isolated PostgresConnection) throws {
         let logged = input.shape.upstream == nil
+        let rowsRead = !input.shape.mapsLoggedKeys
         if logged {
             try execute(TransformSQL.stagingLog(input.shape).changedKeys(into: TransformSQL.changedKeys, from: input.from?.lsn, to: input.to.lsn ?? .zero),
                         on: connection)
-            try execute("ANALYZE \(TransformSQL.changedKeys)", on: connection)
+            if rowsRead { try execute("ANALYZE \(TransformSQL.changedKeys)", on: connection) }
         }
-        try execute(sql.changedRows(input.shape, fromLSN: input.from?.lsn, toLSN: input.to.lsn ?? .zero,
-                                    fromSeq: input.from?.seq, toSeq: input.to.seq ?? 0), on: connection)
-        try execute("ANALYZE \(TransformSQL.changed)", on: connection)
+        if rowsRead {
+            try execute(sql.changedRows(input.shape, fromLSN: input.from?.lsn, toLSN: input.to.lsn ?? .zero,
+                                        fromSeq: input.from?.seq, toSeq: input.to.seq ?? 0), on: connection)
+            try execute("ANALYZE \(TransformSQL.changed)", on: connection)
+        }
         try execute(sql.affectedNow(input.shape), on: connection)
         if let map = input.shape.keyMap {
             try execute(sql.createKeyMap(input.shape, map: map), on: connection)
             try execute(sql.affectedBefore(input.shape, map: map), on: connection)
             try execute(sql.refreshKeyMap(input.shape, map: map), on: connection)
         }
-        try execute("DROP TABLE \(TransformSQL.changed)", on: connection)
+        if rowsRead { try execute("DROP TABLE \(TransformSQL.changed)", on: connection) }
         if logged { try execute("DROP TABLE \(TransformSQL.changedKeys)", on: connection) }
     }
 

@@ -194,6 +194,7 @@ struct ModelRun {
             }
             if case .expressions = input.mapping {
                 if try mapsByKeyOnly(shape, on: connection) {
+                    shape.mapsByKeyOnly = true
                     // A map kept from before (or from a mapping since changed) would go stale.
                     if !recording, try TargetCatalog.exists(sql.keyMap(index), on: connection) {
                         try connection.execute("DROP TABLE \(sql.keyMap(index).sql)")
