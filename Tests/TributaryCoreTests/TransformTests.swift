@@ -201,6 +201,29 @@ import Testing
         #expect(!unlogged.contains("_tributary_reader_sees") && !unlogged.contains("__log"))
     }
 
+    /// Each fresh key is looked up in the model's table once: a changed row is updated where it
+    /// is, a new one inserted; a key the table holds keeps its surrogate, only a new one reads the
+    /// surrogate map; the merge returns what it meant to write, to be checked against what it wrote.
+    @Test func aMergeFindsEachRowOnceAndWritesItWhereItIs() {
+        let model = TransformModel(name: "contract", table: QualifiedName(schema: "bl", name: "contract"), key: ["id"],
+                                   surrogate: "contract_id", inputs: [], sql: "SELECT 1 AS id", file: "bl/contract.yaml")
+        let sql = TransformSQL(model: model)
+        #expect(sql.findCurrentRows == #"CREATE TEMPORARY TABLE _tributary_current ON COMMIT DROP AS SELECT n."id", t.ctid AS _tributary_row, "#
+                + #"t."contract_id" AS _tributary_surrogate FROM _tributary_new AS n LEFT JOIN "bl"."contract" AS t ON t."id" = n."id""#)
+        #expect(sql.assignNewSurrogates.contains(#"FROM _tributary_current AS c WHERE c._tributary_surrogate IS NULL AND NOT EXISTS"#))
+        let merge = sql.merge(selectColumns: ["id", "status"], logged: false)
+        #expect(merge.contains(#"SELECT coalesce(c._tributary_surrogate, (SELECT s."contract_id" FROM "tributary_bl"."contract__keys" AS s WHERE s."id" = n."id")), "#
+                               + #"n."id", n."status", c._tributary_row FROM _tributary_new AS n JOIN _tributary_current AS c ON c."id" = n."id""#))
+        #expect(merge.contains(#"LEFT JOIN "bl"."contract" AS t ON t.ctid = f._tributary_row WHERE t."id" IS NULL OR"#))
+        #expect(merge.contains(#"updated AS (UPDATE "bl"."contract" AS t SET "contract_id" = c."contract_id", "status" = c."status" FROM changed AS c WHERE t.ctid = c._tributary_row"#))
+        #expect(merge.contains(#"FROM changed WHERE _tributary_row IS NULL ON CONFLICT ("id") DO UPDATE SET"#))
+        #expect(merge.hasSuffix("(SELECT count(*) FROM changed) AS changed"))
+        // A model of keys only has nothing to update.
+        let keysOnly = TransformSQL(model: TransformModel(name: "k", table: QualifiedName(schema: "bl", name: "k"), key: ["id"], inputs: [],
+                                                          sql: "SELECT 1 AS id", file: "bl/k.yaml")).merge(selectColumns: ["id"], logged: false)
+        #expect(!keysOnly.contains("updated AS") && keysOnly.contains("DO NOTHING") && keysOnly.contains("0::bigint AS updated"))
+    }
+
     @Test func anInputsMappingIsProbedForWhatItReads() {
         let model = TransformModel(name: "contract", table: QualifiedName(schema: "bl", name: "contract"), key: ["source_system", "source_id"],
                                    inputs: [.init(table: QualifiedName(schema: "stg", name: "qvp_policy_coverages"), mapping: .expressions(["'qvp'", "policy_id::text"])),

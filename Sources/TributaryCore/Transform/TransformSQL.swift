@@ -50,6 +50,11 @@ public struct TransformSQL: Sendable {
     public static let changed = "_tributary_changed"
     public static let affected = "_tributary_affected"
     public static let fresh = "_tributary_new"
+    /// Per key of `fresh`: where its row is in the model's table now (`currentRow`, NULL when
+    /// new) and its surrogate there (`currentSurrogate`).
+    public static let current = "_tributary_current"
+    static let currentRow = "_tributary_row"
+    static let currentSurrogate = "_tributary_surrogate"
     /// In a merge: the change is one a model reading this one can see.
     static let readerSees = "_tributary_reader_sees"
 
@@ -311,6 +316,42 @@ public struct TransformSQL: Sendable {
             + "FROM \(Self.fresh) AS n WHERE NOT EXISTS (SELECT 1 FROM \(surrogateMap.sql) AS s WHERE \(match)) ORDER BY 1"
     }
 
+    /// Finds each fresh key's row in the model's table, once: one index probe per key, which
+    /// the surrogate assignment and the merge then share (they probed the surrogate map, the
+    /// table and the table's key index again each, a fifth of contract's incremental run).
+    /// A row's `ctid` stays valid for the run: its REPEATABLE READ snapshot keeps the version
+    /// alive, and the model's lock keeps other writers out. One that got in regardless makes the
+    /// merge fail with a serialization error, not go astray.
+    public var findCurrentRows: String {
+        let match = model.key.map { "t.\(SQL.identifier($0)) = n.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        let surrogate = model.surrogate.map { ", t.\(SQL.identifier($0)) AS \(Self.currentSurrogate)" } ?? ""
+        return "CREATE TEMPORARY TABLE \(Self.current) ON COMMIT DROP AS SELECT \(model.key.map { "n.\(SQL.identifier($0))" }.joined(separator: ", ")), "
+            + "t.ctid AS \(Self.currentRow)\(surrogate) FROM \(Self.fresh) AS n LEFT JOIN \(table) AS t ON \(match)"
+    }
+
+    /// `assignSurrogates` for the keys the model's table does not hold (with a surrogate) now:
+    /// only those can be new to the map.
+    public var assignNewSurrogates: String {
+        let match = model.key.map { "s.\(SQL.identifier($0)) = c.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        return "INSERT INTO \(surrogateMap.sql) (\(keyList)) SELECT DISTINCT \(model.key.map { "c.\(SQL.identifier($0))" }.joined(separator: ", ")) "
+            + "FROM \(Self.current) AS c WHERE c.\(Self.currentSurrogate) IS NULL "
+            + "AND NOT EXISTS (SELECT 1 FROM \(surrogateMap.sql) AS s WHERE \(match)) ORDER BY 1"
+    }
+
+    /// The rows a merge writes, with where each is now (`findCurrentRows`): a key the table
+    /// holds keeps the surrogate it has there (the map's, as every write took it from the map),
+    /// only a new one reads the map.
+    private func currentFreshRows(columns: [String]) -> String {
+        let values = columns.map { "n.\(SQL.identifier($0))" }
+        let match = model.key.map { "c.\(SQL.identifier($0)) = n.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        let surrogate: [String] = model.surrogate.map { surrogate -> [String] in
+            let mapMatch = model.key.map { "s.\(SQL.identifier($0)) = n.\(SQL.identifier($0))" }.joined(separator: " AND ")
+            return ["coalesce(c.\(Self.currentSurrogate), (SELECT s.\(SQL.identifier(surrogate)) FROM \(surrogateMap.sql) AS s WHERE \(mapMatch)))"]
+        } ?? []
+        return "SELECT \((surrogate + values).joined(separator: ", "))\(model.deletes == .flag ? ", false" : ""), c.\(Self.currentRow) "
+            + "FROM \(Self.fresh) AS n JOIN \(Self.current) AS c ON \(match)"
+    }
+
     /// The rows to write: the SELECT's, with their surrogate (and `_deleted` false when flagged).
     private func freshRows(columns: [String]) -> String {
         let values = columns.map { "n.\(SQL.identifier($0))" }
@@ -394,11 +435,13 @@ public struct TransformSQL: Sendable {
 
     /// Removes (or flags) the affected keys the SELECT no longer produces, writes new and changed
     /// rows, logs the keys it changed when other models read this one, and returns the counts:
-    /// removed, inserted, updated. Rows are compared by their text form before anything is
-    /// written, so a row that did not change is not touched at all (an ON CONFLICT upsert would
-    /// lock, and so write, every row it meets). When logged, `loggedColumns` (nil: all) are the
-    /// columns whose change the readers see (see `loggedColumns(compared:readers:)`): an updated
-    /// key is logged only when one of them changed.
+    /// removed, inserted, updated, and `changed` (the rows it meant to write: inserted + updated
+    /// must equal it). Needs `findCurrentRows` first. Rows are compared by their text form before
+    /// anything is written, so a row that did not change is not touched at all (an ON CONFLICT
+    /// upsert would lock, and so write, every row it meets). A changed row is updated where it is
+    /// (by `ctid`), a new one inserted. When logged, `loggedColumns` (nil: all) are the columns
+    /// whose change the readers see (see `loggedColumns(compared:readers:)`): an updated key is
+    /// logged only when one of them changed.
     public func merge(selectColumns columns: [String], logged: Bool, loggedColumns: [String]? = nil) -> String {
         let keyMatch = { (left: String, right: String) in model.key.map { "\(left).\(SQL.identifier($0)) = \(right).\(SQL.identifier($0))" }.joined(separator: " AND ") }
         let keys = { (alias: String) in model.key.map { "\(alias).\(SQL.identifier($0))" }.joined(separator: ", ") }
@@ -408,7 +451,6 @@ public struct TransformSQL: Sendable {
             : "UPDATE \(table) AS t SET \(SQL.identifier(Self.deleted)) = true FROM \(Self.affected) AS a WHERE \(keyMatch("t", "a")) AND \(gone) "
                 + "AND NOT t.\(SQL.identifier(Self.deleted)) RETURNING \(keys("t"))"
         let all = tableColumns(selectColumns: columns)
-        let assignments = all.filter { !model.key.contains($0) }.map { "\(SQL.identifier($0)) = excluded.\(SQL.identifier($0))" }
         let compared = all.filter { !model.key.contains($0) }
         let differs = { (compared: [String]) in
             compared.isEmpty ? "false"
@@ -417,19 +459,24 @@ public struct TransformSQL: Sendable {
         }
         let isNew = "t.\(SQL.identifier(model.key[0])) IS NULL"
         let seen = logged ? ", \(isNew) OR \(differs(loggedColumns ?? compared)) AS \(Self.readerSees)" : ""
-        let changed = "SELECT f.*\(seen) FROM (\(freshRows(columns: columns))) AS f (\(SQL.identifierList(all))) LEFT JOIN \(table) AS t ON \(keyMatch("t", "f")) "
-            + "WHERE \(isNew) OR \(differs(compared))"
-        let upsert = "INSERT INTO \(table) AS t (\(SQL.identifierList(all))) SELECT \(SQL.identifierList(all)) FROM changed "
-            + "ON CONFLICT (\(keyList)) DO " + (assignments.isEmpty ? "NOTHING" : "UPDATE SET \(assignments.joined(separator: ", "))")
-            + " RETURNING \(keys("t")), (t.xmax = 0) AS inserted"
-        var statement = "WITH removed AS (\(removal)), changed AS (\(changed)), upserted AS (\(upsert))"
+        let changed = "SELECT f.*\(seen) FROM (\(currentFreshRows(columns: columns))) AS f (\(SQL.identifierList(all + [Self.currentRow]))) "
+            + "LEFT JOIN \(table) AS t ON t.ctid = f.\(Self.currentRow) WHERE \(isNew) OR \(differs(compared))"
+        let insert = "INSERT INTO \(table) AS t (\(SQL.identifierList(all))) SELECT \(SQL.identifierList(all)) FROM changed "
+            + "WHERE \(Self.currentRow) IS NULL ON CONFLICT (\(keyList)) DO "
+            + (compared.isEmpty ? "NOTHING" : "UPDATE SET \(compared.map { "\(SQL.identifier($0)) = excluded.\(SQL.identifier($0))" }.joined(separator: ", "))")
+            + " RETURNING \(keys("t"))"
+        var statement = "WITH removed AS (\(removal)), changed AS (\(changed)), inserted AS (\(insert))"
+        if !compared.isEmpty {
+            statement += ", updated AS (UPDATE \(table) AS t SET \(compared.map { "\(SQL.identifier($0)) = c.\(SQL.identifier($0))" }.joined(separator: ", ")) "
+                + "FROM changed AS c WHERE t.ctid = c.\(Self.currentRow) RETURNING \(keys("t")))"
+        }
         if logged {
             statement += ", logged AS (INSERT INTO \(changeLog.sql) (\(keyList), \(SQL.identifier(Self.sequence))) "
                 + "SELECT \(keyList), nextval('tributary.bl_seq') FROM (SELECT \(keyList) FROM removed "
                 + "UNION SELECT \(keyList) FROM changed WHERE \(Self.readerSees)) AS k)"
         }
-        return statement + " SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM upserted WHERE inserted) AS inserted, "
-            + "(SELECT count(*) FROM upserted WHERE NOT inserted) AS updated"
+        return statement + " SELECT (SELECT count(*) FROM removed) AS removed, (SELECT count(*) FROM inserted) AS inserted, "
+            + (compared.isEmpty ? "0::bigint" : "(SELECT count(*) FROM updated)") + " AS updated, (SELECT count(*) FROM changed) AS changed"
     }
 
     // MARK: Full reload

@@ -95,9 +95,11 @@ extension ModelRun {
         let produced = try TargetCatalog.temporaryColumns(of: TransformSQL.fresh, on: connection)
         try checkDrift(produced: produced, existing: tableColumns)
         try Self.checkKeys(model, sql: sql, on: connection)
+        try execute(sql.findCurrentRows, on: connection)
+        try execute("ANALYZE \(TransformSQL.current)", on: connection)
         if let surrogate = model.surrogate {
             try execute(sql.createSurrogateMap(surrogate: surrogate), on: connection)
-            try execute(sql.assignSurrogates, on: connection)
+            try execute(sql.assignNewSurrogates, on: connection)
         }
         let logged = !dependants.isEmpty
         var loggedColumns: [String]?
@@ -111,7 +113,17 @@ extension ModelRun {
         let merge = sql.merge(selectColumns: produced.map(\.name), logged: logged, loggedColumns: loggedColumns)
         if recording { statements.append(merge) }
         let counts = try connection.query(merge).rows[0]
-        return (try counts.decode("removed"), try counts.decode("inserted"), try counts.decode("updated"))
+        let (removed, inserted, updated): (Int, Int, Int) = (try counts.decode("removed"), try counts.decode("inserted"), try counts.decode("updated"))
+        try Self.checkWritten(model, inserted: inserted, updated: updated, changed: try counts.decode("changed"))
+        return (removed, inserted, updated)
+    }
+
+    /// Every row the merge meant to write was written: one it missed (its `ctid` no longer the
+    /// row's) would be a change lost. The run fails instead, and the next one does it again.
+    static func checkWritten(_ model: TransformModel, inserted: Int, updated: Int, changed: Int) throws {
+        guard inserted + updated != changed else { return }
+        throw OperatorError("model \(model.name): \(changed) rows were to be written to \(model.table) but \(inserted + updated) were: "
+                            + "something else wrote the table during the run; the next run writes them")
     }
 
     /// What `reader` uses of this model's table, as the catalog records it for views made of its

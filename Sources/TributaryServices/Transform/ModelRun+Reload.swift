@@ -14,6 +14,7 @@ extension ModelRun {
             // A dry run says what the reload would change, as an incremental run over every key would.
             try execute("CREATE TEMPORARY TABLE \(TransformSQL.affected) ON COMMIT DROP AS SELECT \(SQL.identifierList(model.key)) FROM \(model.table.sql) "
                         + "UNION SELECT \(SQL.identifierList(model.key)) FROM \(TransformSQL.fresh)", on: connection)
+            try execute(sql.findCurrentRows, on: connection)
             let counts = try connection.query(sql.merge(selectColumns: columns, logged: false)).rows[0]
             (outcome.removed, outcome.inserted, outcome.updated) = (try counts.decode("removed"), try counts.decode("inserted"), try counts.decode("updated"))
         } else {
