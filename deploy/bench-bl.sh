@@ -18,15 +18,16 @@
 # two targets take turns going first, and each apply starts after a CHECKPOINT, so neither pays
 # for the other's writes.
 # Environment: BENCH_SCALE (demo data scale, default 170: ~1.02M contracts), BENCH_SECONDS (latency
-# run, default 30), BENCH_BACKLOG (rounds of 1% changes staged for the apply rate, default 20:
-# about 800,000 changes, several seconds of apply, so the rate is not a sub-second sample),
+# run, default 30), BENCH_BACKLOG (rounds of 1% changes staged for the apply rate, default 50:
+# about 2,000,000 changes, 7-9 s of apply on the 2-core machine; at 800,000 the 3-second samples
+# put one round's ratio anywhere from 0.66x to 1.21x within one run),
 # BENCH_ROUNDS (default 3), BENCH_SHARED_BUFFERS (the target's, default 2GB: a Uni PACC server is
 # sized for its data, and at 128MB every incremental run would read its indexes back from the
 # kernel's cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/bench-lib.sh
-scale=${BENCH_SCALE:-170}; seconds=${BENCH_SECONDS:-30}; backlog=${BENCH_BACKLOG:-20}; rounds=${BENCH_ROUNDS:-3}
+scale=${BENCH_SCALE:-170}; seconds=${BENCH_SECONDS:-30}; backlog=${BENCH_BACKLOG:-50}; rounds=${BENCH_ROUNDS:-3}
 work=${TMPDIR:-/tmp}/tributary-bench-bl-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 export QVP_PORT=55531 SVP_PORT=55532 UNIPACC_PORT=55533
