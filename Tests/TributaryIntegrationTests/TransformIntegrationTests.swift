@@ -100,6 +100,9 @@ import TributaryPostgres
             """)
         let dry = try await fixture.tributaryAfterCatchingUp(["transform", "--dry-run", "--model", "claim_flags"])
         #expect(dry.standardOutput.contains("WITH removed AS") && dry.standardOutput.contains("updated 0, removed 1"), "\(dry.standardOutput)")
+        // A reload's dry run counts what it would change the same way, over every key.
+        let fullDry = try await fixture.tributary(["transform", "--dry-run", "--full", "--model", "claim"])
+        #expect(fullDry.status == 0 && fullDry.standardOutput.contains("removed 1"), "\(fullDry.standardOutput)\(fullDry.standardError)")
         #expect(try await fixture.tributary(["transform"]).status == 0)
         let target = try await fixture.connectTarget()
         // A delete removes the BL row; the flagging model keeps it, flagged.
