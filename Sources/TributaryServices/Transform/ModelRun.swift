@@ -245,6 +245,9 @@ struct ModelRun {
                     return true
                 }
                 if created { logger.info("created the change log of an input", metadata: ["model": .string(model.name), LogKey.table: .string(shape.input.table.description)]) }
+            } else if try !connection.query(log.keysStoredUncompressed).scalar(Bool.self) {
+                // A log made by an earlier version: its later rows are stored uncompressed.
+                try execute(log.storeKeysUncompressed, on: connection)
             }
             let legacy = QualifiedName(schema: shape.input.table.schema, name: SQL.truncated(shape.input.table.name, bytes: 55) + "_lsn")
             if try TargetCatalog.exists(legacy, on: connection) {
