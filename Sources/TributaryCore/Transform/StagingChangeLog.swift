@@ -58,8 +58,8 @@ public struct StagingChangeLog: Sendable, Hashable {
 
     /// The key arrays go out of line as they are. PostgreSQL's default compression (pglz) barely
     /// shrinks them (60,000 keys: 5.0 MB against 5.5 MB) and spent 310-380 ms trying, against
-    /// 37 ms to store them uncompressed; the applier appends one row per batch and table, in the
-    /// batch's transaction on its busiest backend, where it was a third of what BL cost the apply.
+    /// 37 ms to store them uncompressed. The applier appends one row per batch and table, in the
+    /// batch's transaction: in a 9.4 s catch-up the appends took about 3 s of statement time.
     public var storeKeysUncompressed: String {
         "ALTER TABLE \(log.sql) " + key.map { "ALTER COLUMN \(SQL.identifier($0)) SET STORAGE EXTERNAL" }.joined(separator: ", ")
     }
