@@ -248,6 +248,16 @@ public struct TransformSQL: Sendable {
     static func mapped(_ column: String) -> String { "m_" + column }
     static func inputKey(_ column: String) -> String { "i_" + column }
 
+    /// `left.k = right.k AND …` over the model's key.
+    private func keyMatch(_ left: String, _ right: String) -> String {
+        model.key.map { "\(left).\(SQL.identifier($0)) = \(right).\(SQL.identifier($0))" }.joined(separator: " AND ")
+    }
+
+    /// The model's key columns of `alias`, as a list.
+    private func keys(_ alias: String) -> String {
+        model.key.map { "\(alias).\(SQL.identifier($0))" }.joined(separator: ", ")
+    }
+
     private func inputKeyMatch(_ shape: InputShape, _ map: String, _ changed: String) -> String {
         shape.key.map { "\(map).\(SQL.identifier(Self.inputKey($0))) = \(changed).\(SQL.identifier($0))" }.joined(separator: " AND ")
     }
@@ -281,7 +291,7 @@ public struct TransformSQL: Sendable {
     /// the exact filter.
     public func evaluate(restriction: String?) -> String {
         "CREATE TEMPORARY TABLE \(Self.fresh) ON COMMIT DROP AS SELECT m.* FROM (\n\(model.sql)\n) AS m "
-            + "WHERE ROW(\(model.key.map { "m.\(SQL.identifier($0))" }.joined(separator: ", "))) IN (SELECT \(keyList) FROM \(Self.affected))"
+            + "WHERE ROW(\(keys("m"))) IN (SELECT \(keyList) FROM \(Self.affected))"
             + (restriction.map { " AND " + $0 } ?? "")
     }
 
@@ -311,8 +321,8 @@ public struct TransformSQL: Sendable {
 
     /// New keys get their surrogate, in key order.
     public var assignSurrogates: String {
-        let match = model.key.map { "s.\(SQL.identifier($0)) = n.\(SQL.identifier($0))" }.joined(separator: " AND ")
-        return "INSERT INTO \(surrogateMap.sql) (\(keyList)) SELECT DISTINCT \(model.key.map { "n.\(SQL.identifier($0))" }.joined(separator: ", ")) "
+        let match = keyMatch("s", "n")
+        return "INSERT INTO \(surrogateMap.sql) (\(keyList)) SELECT DISTINCT \(keys("n")) "
             + "FROM \(Self.fresh) AS n WHERE NOT EXISTS (SELECT 1 FROM \(surrogateMap.sql) AS s WHERE \(match)) ORDER BY 1"
     }
 
@@ -323,17 +333,17 @@ public struct TransformSQL: Sendable {
     /// alive, and the model's lock keeps other writers out. One that got in regardless makes the
     /// merge fail with a serialization error, not go astray.
     public var findCurrentRows: String {
-        let match = model.key.map { "t.\(SQL.identifier($0)) = n.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        let match = keyMatch("t", "n")
         let surrogate = model.surrogate.map { ", t.\(SQL.identifier($0)) AS \(Self.currentSurrogate)" } ?? ""
-        return "CREATE TEMPORARY TABLE \(Self.current) ON COMMIT DROP AS SELECT \(model.key.map { "n.\(SQL.identifier($0))" }.joined(separator: ", ")), "
+        return "CREATE TEMPORARY TABLE \(Self.current) ON COMMIT DROP AS SELECT \(keys("n")), "
             + "t.ctid AS \(Self.currentRow)\(surrogate) FROM \(Self.fresh) AS n LEFT JOIN \(table) AS t ON \(match)"
     }
 
     /// `assignSurrogates` for the keys the model's table does not hold (with a surrogate) now:
     /// only those can be new to the map.
     public var assignNewSurrogates: String {
-        let match = model.key.map { "s.\(SQL.identifier($0)) = c.\(SQL.identifier($0))" }.joined(separator: " AND ")
-        return "INSERT INTO \(surrogateMap.sql) (\(keyList)) SELECT DISTINCT \(model.key.map { "c.\(SQL.identifier($0))" }.joined(separator: ", ")) "
+        let match = keyMatch("s", "c")
+        return "INSERT INTO \(surrogateMap.sql) (\(keyList)) SELECT DISTINCT \(keys("c")) "
             + "FROM \(Self.current) AS c WHERE c.\(Self.currentSurrogate) IS NULL "
             + "AND NOT EXISTS (SELECT 1 FROM \(surrogateMap.sql) AS s WHERE \(match)) ORDER BY 1"
     }
@@ -343,9 +353,9 @@ public struct TransformSQL: Sendable {
     /// only a new one reads the map.
     private func currentFreshRows(columns: [String]) -> String {
         let values = columns.map { "n.\(SQL.identifier($0))" }
-        let match = model.key.map { "c.\(SQL.identifier($0)) = n.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        let match = keyMatch("c", "n")
         let surrogate: [String] = model.surrogate.map { surrogate -> [String] in
-            let mapMatch = model.key.map { "s.\(SQL.identifier($0)) = n.\(SQL.identifier($0))" }.joined(separator: " AND ")
+            let mapMatch = keyMatch("s", "n")
             return ["coalesce(c.\(Self.currentSurrogate), (SELECT s.\(SQL.identifier(surrogate)) FROM \(surrogateMap.sql) AS s WHERE \(mapMatch)))"]
         } ?? []
         return "SELECT \((surrogate + values).joined(separator: ", "))\(model.deletes == .flag ? ", false" : ""), c.\(Self.currentRow) "
@@ -358,7 +368,7 @@ public struct TransformSQL: Sendable {
         guard let surrogate = model.surrogate else {
             return "SELECT \(values.joined(separator: ", "))\(model.deletes == .flag ? ", false" : "") FROM \(Self.fresh) AS n"
         }
-        let match = model.key.map { "s.\(SQL.identifier($0)) = n.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        let match = keyMatch("s", "n")
         return "SELECT s.\(SQL.identifier(surrogate)), \(values.joined(separator: ", "))\(model.deletes == .flag ? ", false" : "") "
             + "FROM \(Self.fresh) AS n JOIN \(surrogateMap.sql) AS s ON \(match)"
     }
@@ -443,8 +453,6 @@ public struct TransformSQL: Sendable {
     /// whose change the readers see (see `loggedColumns(compared:readers:)`): an updated key is
     /// logged only when one of them changed.
     public func merge(selectColumns columns: [String], logged: Bool, loggedColumns: [String]? = nil) -> String {
-        let keyMatch = { (left: String, right: String) in model.key.map { "\(left).\(SQL.identifier($0)) = \(right).\(SQL.identifier($0))" }.joined(separator: " AND ") }
-        let keys = { (alias: String) in model.key.map { "\(alias).\(SQL.identifier($0))" }.joined(separator: ", ") }
         let gone = "NOT EXISTS (SELECT 1 FROM \(Self.fresh) AS n WHERE \(keyMatch("n", "a")))"
         let removal = model.deletes == .delete
             ? "DELETE FROM \(table) AS t USING \(Self.affected) AS a WHERE \(keyMatch("t", "a")) AND \(gone) RETURNING \(keys("t"))"
@@ -501,7 +509,7 @@ public struct TransformSQL: Sendable {
     /// A flagging model's reload keeps the keys the old table had and the SELECT no longer makes,
     /// flagged, as incremental runs would have left them. Only when its columns are the same.
     public func carryFlaggedKeys(selectColumns columns: [String]) -> String {
-        let match = model.key.map { "r.\(SQL.identifier($0)) = t.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        let match = keyMatch("r", "t")
         let kept = tableColumns(selectColumns: columns).filter { $0 != Self.deleted }
         return "INSERT INTO \(reloadTable.sql) (\(SQL.identifierList(kept + [Self.deleted]))) "
             + "SELECT \(kept.map { "t.\(SQL.identifier($0))" }.joined(separator: ", ")), true FROM \(table) AS t "
