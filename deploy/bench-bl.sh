@@ -15,8 +15,12 @@
 #                (goals: p50 <= 1 s, p99 <= 2 s)
 # Steps 1 to 3 take BENCH_ROUNDS turns (default 3), and each figure is the median of its rounds: a
 # single sample of a few seconds on a 2-core machine moved by 20% from run to run. In step 3 the
-# two targets take turns going first, and each apply starts after a CHECKPOINT, so neither pays
-# for the other's writes.
+# two targets take turns going first, and each apply starts from a vacuumed, checkpointed database,
+# so neither pays for the other's writes or for dead rows left by earlier rounds. Autovacuum is
+# paused on the target while step 3 runs (BENCH_AUTOVACUUM=on keeps it): with a 60 s naptime it
+# can land inside one 10-second sample and not the other, and every round updates the same 1% of
+# the rows 50 times, so when it lands it vacuums tables half dead, beside the applier, on 2 cores.
+# The bench counts the automatic vacuums that fell inside each timed apply either way.
 # Environment: BENCH_SCALE (demo data scale, default 170: ~1.02M contracts), BENCH_SECONDS (latency
 # run, default 30), BENCH_BACKLOG (rounds of 1% changes staged for the apply rate, default 50:
 # about 2,000,000 changes, 7-9 s of apply on the 2-core machine; at 800,000 the 3-second samples
@@ -28,6 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/bench-lib.sh
 scale=${BENCH_SCALE:-170}; seconds=${BENCH_SECONDS:-30}; backlog=${BENCH_BACKLOG:-50}; rounds=${BENCH_ROUNDS:-3}
+autovacuum=${BENCH_AUTOVACUUM:-off}
 work=${TMPDIR:-/tmp}/tributary-bench-bl-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 export QVP_PORT=55531 SVP_PORT=55532 UNIPACC_PORT=55533
@@ -44,7 +49,8 @@ trap cleanup EXIT
 cleanup; rm -rf "$work"; mkdir -p "$work"
 deploy/pg-cluster.sh init "$work/qvp" $QVP_PORT --logical
 deploy/pg-cluster.sh init "$work/svp" $SVP_PORT --logical
-deploy/pg-cluster.sh init "$work/unipacc" $UNIPACC_PORT --set shared_buffers="${BENCH_SHARED_BUFFERS:-2GB}" --set max_wal_size=8GB
+deploy/pg-cluster.sh init "$work/unipacc" $UNIPACC_PORT --set shared_buffers="${BENCH_SHARED_BUFFERS:-2GB}" --set max_wal_size=8GB \
+  --set log_autovacuum_min_duration=0
 on() { local port=$1 db=$2; shift 2; psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d "$db" "$@"; }
 on $QVP_PORT postgres -c "CREATE DATABASE qvp"; on $SVP_PORT postgres -c "CREATE DATABASE svp"
 on $UNIPACC_PORT postgres -c "CREATE DATABASE unipacc" -c "CREATE DATABASE stgonly"
@@ -124,20 +130,24 @@ staged_ends() {
 }
 applied_to() { on $UNIPACC_PORT "$1" -Atc "SELECT coalesce(bool_and(s.applied_lsn >= f.lsn), false) FROM tributary.sources s JOIN (VALUES $staged_end) f (source, lsn) USING (source)"; }
 applied_positions() { on $UNIPACC_PORT "$1" -Atc "SELECT string_agg(applied_lsn::text, ',' ORDER BY source) FROM tributary.sources"; }
+autovacuums() { grep -c 'automatic \(vacuum\|analyze\) of table' "$work/unipacc/postgres.log" || true; }
+set_autovacuum() { on $UNIPACC_PORT postgres -q -c "ALTER SYSTEM SET autovacuum = $1" -c "SELECT pg_reload_conf()" >/dev/null; }
 applied_rows() { on $UNIPACC_PORT "$1" -Atc "SELECT coalesce(sum(rows), 0) FROM tributary.applied_batches"; }
 apply_under_run() { # configuration directory, database: sets applied_seconds, startup_seconds; run is left running
-  local begin first before; before=$(applied_positions "$2"); begin=$(now)
-  "$tributary" run --no-replicate --no-sync --config "$work/$1" --log-level warning & run=$!; pids+=($run)
+  local begin first before vacuums; before=$(applied_positions "$2"); begin=$(now)
+  "$tributary" run --no-replicate --no-sync --config "$work/$1" --log-level warning >/dev/null & run=$!; pids+=($run)
   until [ "$(applied_positions "$2")" != "$before" ]; do sleep 0.02; done
-  first=$(now)
+  first=$(now); vacuums=$(autovacuums)
   until [ "$(applied_to "$2")" = t ]; do sleep 0.05; done
   applied_seconds=$(since "$first"); startup_seconds=$(echo "$first - $begin" | bc)
+  apply_vacuums=$(( $(autovacuums) - vacuums ))
 }
 models_current() {
   "$tributary" status --config "$work/bl-on" --json | python3 -c 'import json, sys; sys.exit(0 if all(m["state"] == "current" for m in json.load(sys.stdin).get("models", [])) else 1)'
 }
 
 full_times=(); incremental_times=(); off_times=(); on_times=(); ratios=(); bl_current_times=(); startups_off=(); startups_on=()
+vacuums_off=(); vacuums_on=()
 for round in $(seq "$rounds"); do
   echo "round $round of $rounds" >&2
   echo "1/4 full reload of every model" >&2
@@ -157,23 +167,26 @@ for round in $(seq "$rounds"); do
   # runs the models), taking turns going first; each is timed until its applied positions reach
   # the replicated end.
   if [ $((round % 2)) = 1 ]; then order="off on"; else order="on off"; fi
+  [ "$autovacuum" = on ] || set_autovacuum off
   for side in $order; do
+    on $UNIPACC_PORT "$([ $side = off ] && echo stgonly || echo unipacc)" -c VACUUM
     if [ $side = off ]; then
       on $UNIPACC_PORT stgonly -c CHECKPOINT
       before=$(applied_rows stgonly)
       apply_under_run bl-off stgonly
       kill -TERM $run; wait $run || true
       changes=$(( $(applied_rows stgonly) - before ))
-      off_seconds=$applied_seconds; startups_off+=("$startup_seconds")
+      off_seconds=$applied_seconds; startups_off+=("$startup_seconds"); vacuums_off+=("$apply_vacuums")
     else
       on $UNIPACC_PORT unipacc -c CHECKPOINT
       start=$(now)
-      apply_under_run bl-on unipacc; on_seconds=$applied_seconds; startups_on+=("$startup_seconds")
+      apply_under_run bl-on unipacc; on_seconds=$applied_seconds; startups_on+=("$startup_seconds"); vacuums_on+=("$apply_vacuums")
       until models_current; do sleep 0.2; done
       bl_current_times+=("$(since "$start")")
       kill -TERM $run; wait $run || true
     fi
   done
+  set_autovacuum on
   off_times+=("$off_seconds"); on_times+=("$on_seconds"); ratios+=("$(echo "scale=3; $off_seconds / $on_seconds" | bc)")
   echo "  full $(printf %.1f "${full_times[-1]}") s, incremental $(printf %.1f "${incremental_times[-1]}") s, $changes changes applied in $(printf %.1f "$off_seconds") s without BL and $(printf %.1f "$on_seconds") s with (${ratios[-1]}x)" >&2
 done
@@ -196,7 +209,7 @@ cat >"$work/probe.sql" <<'SQL'
 WITH c AS (INSERT INTO customers (first_name, last_name) VALUES ('probe', 'p') RETURNING id)
 INSERT INTO probe_commits SELECT id, clock_timestamp() FROM c;
 SQL
-"$tributary" run --no-sync --config "$work/bl-on" --log-level warning & run=$!; pids+=($run)
+"$tributary" run --no-sync --config "$work/bl-on" --log-level warning >/dev/null & run=$!; pids+=($run)
 sleep 5
 pgbench -n -f "$work/load.sql" -R 200 -T "$seconds" -c 2 -j 2 -h 127.0.0.1 -p $QVP_PORT -U postgres qvp >/dev/null 2>&1 &
 load=$!
@@ -223,6 +236,8 @@ printf '%-52s %9.1fs %s\n' "incremental run after 1% of the rows changed" "$incr
 printf '%-52s %10.0f %s\n' "STG apply, no BL (changes/s, $changes changes)" "$(echo "$changes / $off_seconds" | bc -l)" "1.00x"
 printf '%-52s %10.0f %s\n' "STG apply with BL running beside it (changes/s)" "$(echo "$changes / $on_seconds" | bc -l)" \
   "${ratio}x, median of the rounds' ratios (goal >= 0.90x)"
+printf '%-52s %10s %s\n' "  automatic vacuums inside the timed applies" "$(IFS=,; echo "${vacuums_off[*]} / ${vacuums_on[*]}")" \
+  "(no BL / BL, per round; autovacuum $autovacuum during step 3)"
 printf '%-52s %9.1fs %s\n' "  run's start-up to its first batch applied, no BL" "$off_startup" "(not in the rates)"
 printf '%-52s %9.1fs\n' "  the same with BL on" "$on_startup"
 printf '%-52s %9.1fs %s\n' "  then every model current, from the start of the apply" "$bl_current_seconds" "(BL waits while STG catches up)"
