@@ -22,7 +22,14 @@
 #   3. wide rows  a table of 30 columns (about 1.5 KB a row) added to both pipelines; per round
 #               BENCH_WIDE_ROWS inserts and as many updates (default 100,000 each) caught up end to
 #               end by native logical replication and by tributary replicate + apply, where native
-#               apply rather than decoding is the limit; both must end equal.
+#               apply rather than decoding is the limit; both must end equal. The same backlog
+#               read by pg_recvlogical (a slot made before it): how fast the source decodes it.
+# Every timed step also records how many of the machine's cores were busy meanwhile (/proc/stat),
+# and the table ends with what that allows on this machine: two sources can run at most
+# cores / (cores one source kept busy) times the one-source rate; end to end can run at most
+# (replicate alone's seconds) / ((CPU-seconds of replicate alone + apply alone) / cores) of
+# replicate alone's rate; neither pipeline can catch up on the wide rows faster than the source
+# decodes them.
 # Environment: BENCH_SCALE (pgbench scale, default 10), BENCH_SECONDS (latency run, default 30),
 # BENCH_ROUNDS (default 3), BENCH_SHARED_BUFFERS (the target's, default 1GB: a target is sized for
 # its data, and at PostgreSQL's default of 128MB the two-source line's tables, 300 MB, would not
@@ -132,21 +139,23 @@ on_target -d postgres -c "CREATE DATABASE alone"
 now() { date +%s.%N; }
 wait_for_marker() { until [ "$(on_target -d "$1" -Atc "SELECT count(*) FROM $2 WHERE id = $3")" = 1 ]; do sleep 0.05; done; }
 applied_rows() { on_target -d "$1" -Atc "SELECT coalesce(sum(rows), 0) FROM tributary.applied_batches"; }
-# Enables the native subscription until it has applied marker $1, then disables it: seconds in $elapsed.
+# Enables the native subscription until it has applied marker $1, then disables it: seconds in
+# $elapsed, cores busy meanwhile in $busy.
 native_catch_up() {
-  local start; start=$(now)
+  local start ticks; ticks=$(cpu_ticks); start=$(now)
   on_target -d native -c "ALTER SUBSCRIPTION native_sub ENABLE"
   wait_for_marker native marker "$1"
-  elapsed=$(echo "$(now) - $start" | bc)
+  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since $ticks)
   on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
 }
-# Runs tributary replicate + apply until STG has marker $1, then stops them: seconds in $elapsed.
+# Runs tributary replicate + apply until STG has marker $1, then stops them: seconds in $elapsed,
+# cores busy meanwhile in $busy.
 tributary_catch_up() {
-  local start; start=$(now)
+  local start ticks; ticks=$(cpu_ticks); start=$(now)
   "$tributary" replicate --source bench --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
   "$tributary" apply --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
   wait_for_marker tributary stg.bench_marker "$1"
-  elapsed=$(echo "$(now) - $start" | bc)
+  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since $ticks)
   stop_pipeline
 }
 stop_pipeline() {
@@ -154,11 +163,11 @@ stop_pipeline() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   pids=()
 }
-timed() { # command...: seconds in $elapsed, the target checkpointed first
+timed() { # command...: seconds in $elapsed, cores busy meanwhile in $busy, the target checkpointed first
   on_target -d postgres -c "CHECKPOINT"
-  local start; start=$(now)
+  local start ticks; ticks=$(cpu_ticks); start=$(now)
   "$@" >/dev/null
-  elapsed=$(echo "$(now) - $start" | bc)
+  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since $ticks)
 }
 # The round's backlog: orders with keys of its own (inserts, updates, deletes), pgbench, a marker.
 build_backlog() {
@@ -180,6 +189,8 @@ SQL
 
 declare -A times
 record() { times[$1]="${times[$1]:-} $2"; }
+# A timed method's seconds, and the cores it kept busy (as "<method>-busy").
+record_timed() { record "$1" "$elapsed"; record "$1-busy" "$busy"; }
 for round in $(seq "$rounds"); do
   echo "round $round of $rounds: building a backlog of about 1M changes" >&2
   on_source -c "SELECT pg_create_logical_replication_slot('recv_$round', 'pgoutput')" -o /dev/null
@@ -192,7 +203,7 @@ for round in $(seq "$rounds"); do
     echo "  $method catching up" >&2
     on_target -d postgres -c "CHECKPOINT"
     if [ $method = native ]; then native_catch_up $marker; else tributary_catch_up $marker; fi
-    record $method "$elapsed"
+    record_timed $method
   done
   record changes $(( $(applied_rows tributary) - before ))
   if [ $((round % 2)) = 1 ]; then order="alone recvlogical"; else order="recvlogical alone"; fi
@@ -205,7 +216,7 @@ for round in $(seq "$rounds"); do
       timed pg_recvlogical -d "host=127.0.0.1 port=$source_port dbname=bench user=postgres" --slot "recv_$round" --start --endpos "$end" \
         -f /dev/null --no-loop -o proto_version=2 -o publication_names=tributary_bench -o messages=true -o streaming=on
     fi
-    record $method "$elapsed"
+    record_timed $method
   done
   on_source -c "SELECT pg_drop_replication_slot('recv_$round')" -o /dev/null
   echo "  apply --once alone on the staged backlog: batch by batch (loading ahead, and not), grouped by 64" >&2
@@ -219,7 +230,7 @@ for round in $(seq "$rounds"); do
     else
       timed "$tributary" apply --once --group-batches 64 --config "$work/staged-slots" --log-level warning
     fi
-    record $method "$elapsed"; record "$method-changes" $(( $(applied_rows $method) - before ))
+    record_timed $method; record "$method-changes" $(( $(applied_rows $method) - before ))
   done
   if [ -n "$baseline" ]; then
     timed "$baseline" apply --once --config "$work/baseline-slots" --log-level warning
@@ -229,7 +240,7 @@ for round in $(seq "$rounds"); do
   "$tributary" replicate --source bench2 --end-lsn "$end" --config "$work/double-slots" --log-level warning >/dev/null
   before=$(applied_rows double)
   timed "$tributary" apply --once --config "$work/double-slots" --log-level warning
-  record double "$elapsed"; record double-changes $(( $(applied_rows double) - before ))
+  record_timed double; record double-changes $(( $(applied_rows double) - before ))
 done
 batches=$(on_target -d staged -Atc "SELECT count(*) FROM tributary.applied_batches")
 for db in single serial staged double; do
@@ -290,6 +301,7 @@ for round in $(seq "$rounds"); do
   echo "wide rows, round $round of $rounds" >&2
   base=$(( (round - 1) * wide_rows ))
   marker=$((200 + round))
+  on_source -c "SELECT pg_create_logical_replication_slot('wide_recv_$round', 'pgoutput')" -o /dev/null
   on_source <<SQL
 DO \$\$ BEGIN FOR t IN 0..99 LOOP
   INSERT INTO wide SELECT i, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6, random() * 1e6,
@@ -312,13 +324,21 @@ END LOOP; END \$\$;
 INSERT INTO marker VALUES ($marker, now());
 CHECKPOINT;
 SQL
-  if [ $((round % 2)) = 1 ]; then order="native tributary"; else order="tributary native"; fi
+  end=$(on_source -Atc "SELECT pg_current_wal_insert_lsn()")
+  if [ $((round % 2)) = 1 ]; then order="native tributary recvlogical"; else order="recvlogical tributary native"; fi
   for method in $order; do
     echo "  $method catching up on the wide rows" >&2
     on_target -d postgres -c "CHECKPOINT"
-    if [ $method = native ]; then native_catch_up $marker; else tributary_catch_up $marker; fi
-    record "wide-$method" "$elapsed"
+    if [ $method = native ]; then native_catch_up $marker
+    elif [ $method = tributary ]; then tributary_catch_up $marker
+    else
+      on_source -c "CHECKPOINT"
+      timed pg_recvlogical -d "host=127.0.0.1 port=$source_port dbname=bench user=postgres" --slot "wide_recv_$round" --start --endpos "$end" \
+        -f /dev/null --no-loop -o proto_version=2 -o publication_names=tributary_bench -o messages=true -o streaming=on
+    fi
+    record_timed "wide-$method"
   done
+  on_source -c "SELECT pg_drop_replication_slot('wide_recv_$round')" -o /dev/null
 done
 wide_changes=$((per * 200))
 [ "$(on_target -d native -Atc "SELECT count(*), sum(hashtext(to_jsonb(t)::text)) FROM wide t")" = \
@@ -338,24 +358,34 @@ ratio() {
   done
   printf '%.2f' "$(median "${values[@]}")"
 }
-row() { # label seconds changes ratio-text rounds
-  printf '%-40s %9.1f %12.0f  %-58s %s\n' "$1" "$2" "$(echo "$3 / $2" | bc -l)" "$4" "$5"
+row() { # label seconds changes ratio-text rounds [method: its cores busy]
+  printf '%-40s %9.1f %12.0f  %-58s %-16s %s\n' "$1" "$2" "$(echo "$3 / $2" | bc -l)" "$4" "$5" "${6:+$(m "$6-busy")}"
 }
+cores=$(nproc)
 changes=$(m changes)
 printf '\ncatching up on a backlog of %s row changes (pgbench scale %s plus mixed transactions), medians of %s rounds\n' "$changes" "$scale" "$rounds"
-printf '%-40s %9s %12s  %-58s %s\n' "method" "seconds" "changes/s" "ratio (median of the rounds' ratios)" "rounds (s)"
-row "native logical replication" "$(m native)" "$changes" "1.00x" "$(rounds_of native)"
-row "tributary replicate + apply (STG)" "$(m tributary)" "$changes" "$(ratio native tributary)x native" "$(rounds_of tributary)"
-row "tributary replicate alone" "$(m alone)" "$changes" "end to end $(ratio alone tributary)x of its rate (goal >= 0.95x)" "$(rounds_of alone)"
-row "pg_recvlogical" "$(m recvlogical)" "$changes" "replicate alone $(ratio recvlogical alone)x of its rate" "$(rounds_of recvlogical)"
-row "tributary apply alone, batch by batch" "$(m single)" "$(m single-changes)" "$(ratio native single)x native (goal >= 2.0x)" "$(rounds_of single)"
-row "  the same, not loading ahead" "$(m serial)" "$(m serial-changes)" "$(ratio native serial)x native; loading ahead $(ratio serial single)x of it" "$(rounds_of serial)"
-row "tributary apply alone, grouped by 64" "$(m staged)" "$(m staged-changes)" "$(ratio native staged)x native" "$(rounds_of staged)"
+printf '%-40s %9s %12s  %-58s %-16s %s\n' "method" "seconds" "changes/s" "ratio (median of the rounds' ratios)" "rounds (s)" "cores busy (of $cores)"
+row "native logical replication" "$(m native)" "$changes" "1.00x" "$(rounds_of native)" native
+row "tributary replicate + apply (STG)" "$(m tributary)" "$changes" "$(ratio native tributary)x native" "$(rounds_of tributary)" tributary
+row "tributary replicate alone" "$(m alone)" "$changes" "end to end $(ratio alone tributary)x of its rate (goal >= 0.95x)" "$(rounds_of alone)" alone
+row "pg_recvlogical" "$(m recvlogical)" "$changes" "replicate alone $(ratio recvlogical alone)x of its rate" "$(rounds_of recvlogical)" recvlogical
+row "tributary apply alone, batch by batch" "$(m single)" "$(m single-changes)" "$(ratio native single)x native (goal >= 2.0x)" "$(rounds_of single)" single
+row "  the same, not loading ahead" "$(m serial)" "$(m serial-changes)" "$(ratio native serial)x native; loading ahead $(ratio serial single)x of it" "$(rounds_of serial)" serial
+row "tributary apply alone, grouped by 64" "$(m staged)" "$(m staged-changes)" "$(ratio native staged)x native" "$(rounds_of staged)" staged
 row "tributary apply alone, two sources" "$(m double)" "$(m double-changes)" \
-  "$(ratio double single double-changes single-changes)x one source, batch by batch (goal >= 1.6x)" "$(rounds_of double)"
+  "$(ratio double single double-changes single-changes)x one source, batch by batch (goal >= 1.6x)" "$(rounds_of double)" double
 [ -n "$baseline" ] && row "tributary apply alone at $baseline_revision" "$(m baseline)" "$changes" "$(ratio native baseline)x native" "$(rounds_of baseline)"
 printf '  (%s batches staged in all; grouped: up to 64 a transaction, each table merged once per group)\n' "$batches"
 printf '\nwide rows end to end: %s changes a round to a table of 30 columns (numeric, timestamptz, jsonb, text; about 1.5 KB a row)\n' "$wide_changes"
-row "native logical replication" "$(m wide-native)" "$wide_changes" "1.00x" "$(rounds_of wide-native)"
-row "tributary replicate + apply (STG)" "$(m wide-tributary)" "$wide_changes" "$(ratio wide-native wide-tributary)x native (goal >= 1.5x)" "$(rounds_of wide-tributary)"
+row "native logical replication" "$(m wide-native)" "$wide_changes" "1.00x" "$(rounds_of wide-native)" wide-native
+row "tributary replicate + apply (STG)" "$(m wide-tributary)" "$wide_changes" "$(ratio wide-native wide-tributary)x native (goal >= 1.5x)" "$(rounds_of wide-tributary)" wide-tributary
+row "pg_recvlogical (decoding alone)" "$(m wide-recvlogical)" "$wide_changes" "$(ratio wide-native wide-recvlogical)x native: no pipeline catches up faster" "$(rounds_of wide-recvlogical)" wide-recvlogical
+printf '\nwhat %s cores allow, from the cores each step kept busy (medians):\n' "$cores"
+printf '  two sources: at most %.2fx one source (one source alone kept %s cores busy; goal 1.6x)\n' \
+  "$(echo "$cores / $(m single-busy)" | bc -l)" "$(m single-busy)"
+alone_cpu=$(echo "$(m alone) * $(m alone-busy)" | bc -l); apply_cpu=$(echo "$(m single) * $(m single-busy)" | bc -l)
+printf '  end to end: at most %.2fx the rate of replicate alone (its %.1f CPU-s plus apply alone'"'"'s %.1f, on %s cores, against its %.1f s; goal 0.95x)\n' \
+  "$(echo "$(m alone) / (($alone_cpu + $apply_cpu) / $cores)" | bc -l)" "$alone_cpu" "$apply_cpu" "$cores" "$(m alone)"
+printf '  wide rows: at most %sx native end to end (the source decodes them no faster than pg_recvlogical reads them; goal 1.5x)\n' \
+  "$(ratio wide-native wide-recvlogical)"
 printf '\ncommit-to-visible-in-STG latency under pgbench -R 200 (%s probes, default settings): p50 %s s, p95 %s s, p99 %s s (goal p50 <= 0.3, p99 <= 0.7)\n' "$probes" "$p50" "$p95" "$p99"
