@@ -29,7 +29,7 @@
 # cores / (cores one source kept busy) times the one-source rate; end to end can run at most
 # (replicate alone's seconds) / ((CPU-seconds of replicate alone + apply alone) / cores) of
 # replicate alone's rate; neither pipeline can catch up on the wide rows faster than the source
-# decodes them.
+# decodes them, nor faster than its own CPU-seconds spread over the cores allow.
 # Environment: BENCH_SCALE (pgbench scale, default 10), BENCH_SECONDS (latency run, default 30),
 # BENCH_ROUNDS (default 3), BENCH_SHARED_BUFFERS (the target's, default 1GB: a target is sized for
 # its data, and at PostgreSQL's default of 128MB the two-source line's tables, 300 MB, would not
@@ -388,4 +388,7 @@ printf '  end to end: at most %.2fx the rate of replicate alone (its %.1f CPU-s 
   "$(echo "$(m alone) / (($alone_cpu + $apply_cpu) / $cores)" | bc -l)" "$alone_cpu" "$apply_cpu" "$cores" "$(m alone)"
 printf '  wide rows: at most %sx native end to end (the source decodes them no faster than pg_recvlogical reads them; goal 1.5x)\n' \
   "$(ratio wide-native wide-recvlogical)"
+wide_cpu=$(echo "$(m wide-tributary) * $(m wide-tributary-busy)" | bc -l); native_cpu=$(echo "$(m wide-native) * $(m wide-native-busy)" | bc -l)
+printf '  wide rows: tributary end to end spent %.1f CPU-s (native %.1f), so on %s cores it cannot take less than %.1f s: at most %.2fx native\n' \
+  "$wide_cpu" "$native_cpu" "$cores" "$(echo "$wide_cpu / $cores" | bc -l)" "$(echo "$(m wide-native) / ($wide_cpu / $cores)" | bc -l)"
 printf '\ncommit-to-visible-in-STG latency under pgbench -R 200 (%s probes, default settings): p50 %s s, p95 %s s, p99 %s s (goal p50 <= 0.3, p99 <= 0.7)\n' "$probes" "$p50" "$p95" "$p99"
