@@ -8,7 +8,9 @@
 #                  its peak RSS and the most local disk its work directory held
 #   5. resume      tributary snapshot --apply killed once half its parts are stored, then the rerun
 #                  that resumes it, against a whole snapshot --apply
-# Prints a table of wall times and ratios. Environment: BENCH_SIZE (1: pgbench scale 20 and a
+# Prints a table of wall times and ratios, and per method the cores it kept busy and the
+# CPU-seconds that makes (machine-wide, from /proc/stat): on two cores shared by both servers
+# and the client, a method is faster either by spending less CPU or by keeping both cores busier. Environment: BENCH_SIZE (1: pgbench scale 20 and a
 # 500k-row wide table, the default; 10: scale 200 and 2M rows, about ten times the data),
 # BENCH_SCALE and BENCH_WIDE_ROWS (to set either alone), BENCH_JOBS (default 2), BENCH_ROUNDS
 # (default 5 at size 1, 1 at size 10: the methods take turns, and each one's median counts).
@@ -24,6 +26,7 @@ jobs=${BENCH_JOBS:-2}
 work=${TMPDIR:-/tmp}/tributary-bench-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 source_port=55501; target_port=55502
+source deploy/bench-lib.sh
 
 deploy/install-deps.sh --bench
 echo "building tributary (release)" >&2
@@ -93,32 +96,32 @@ fresh_database() {
 
 run_pipe() {
   fresh_database pipe
-  local start; start=$(now)
+  local start ticks; ticks=$(cpu_ticks); start=$(now)
   pg_dump -h 127.0.0.1 -p $source_port -U postgres --section=pre-data bench | on_target -d pipe -o /dev/null
   for table in $tables; do
     on_source -d bench -c "COPY $table TO STDOUT" | on_target -d pipe -c "COPY $table FROM STDIN"
   done
   pg_dump -h 127.0.0.1 -p $source_port -U postgres --section=post-data bench | on_target -d pipe -o /dev/null
   on_target -d pipe -c "VACUUM ANALYZE"
-  pipe_times+=("$(echo "$(now) - $start" | bc)")
+  pipe_times+=("$(echo "$(now) - $start" | bc)"); pipe_busy+=("$(cores_busy_since $ticks)")
 }
 
 run_pgcopydb() {
   fresh_database pgcopydb
-  local start; start=$(now)
+  local start ticks; ticks=$(cpu_ticks); start=$(now)
   pgcopydb clone --source "$source_uri" --target "$(target_uri pgcopydb)" --table-jobs "$jobs" --index-jobs "$jobs" \
     --dir "$work/pgcopydb" --no-owner >"$work/pgcopydb.log" 2>&1 || { tail -20 "$work/pgcopydb.log" >&2; exit 1; }
-  pgcopydb_times+=("$(echo "$(now) - $start" | bc)")
+  pgcopydb_times+=("$(echo "$(now) - $start" | bc)"); pgcopydb_busy+=("$(cores_busy_since $ticks)")
 }
 
 run_tributary() {
   fresh_database tributary
   write_config tributary
-  local start; start=$(now)
+  local start ticks; ticks=$(cpu_ticks); start=$(now)
   "$tributary" snapshot --restart --config "$work/slots" --log-level warning >/dev/null
   snapshot_times+=("$(echo "$(now) - $start" | bc)")
   "$tributary" apply --once --config "$work/slots" --log-level warning >/dev/null
-  tributary_times+=("$(echo "$(now) - $start" | bc)")
+  tributary_times+=("$(echo "$(now) - $start" | bc)"); tributary_busy+=("$(cores_busy_since $ticks)")
   staged=$(du -sh "$work/staging-tributary" | cut -f1)
   "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
 }
@@ -138,12 +141,12 @@ run_pipelined() {
   fresh_database pipelined
   write_config pipelined
   rm -rf "$work/work"
-  local start; start=$(now)
+  local start ticks; ticks=$(cpu_ticks); start=$(now)
   /usr/bin/time -f "%M" -o "$work/rss" "$tributary" snapshot --apply --restart --config "$work/slots" --log-level warning >/dev/null &
   local pid=$!
   disk_watch $pid "$work/disk" & local watcher=$!
   wait $pid; wait $watcher
-  pipelined_times+=("$(echo "$(now) - $start" | bc)")
+  pipelined_times+=("$(echo "$(now) - $start" | bc)"); pipelined_busy+=("$(cores_busy_since $ticks)")
   pipelined_rss+=("$(( $(tail -n 1 "$work/rss") / 1024 ))"); pipelined_disk+=("$(( $(cat "$work/disk") >> 20 ))")
   "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
 }
@@ -167,6 +170,7 @@ run_resume() {
 
 # The machine's noise (about ±10% on a small VM) is as large as the differences measured, so the
 # methods take turns over several rounds and the median of each counts.
+pipe_busy=(); pgcopydb_busy=(); tributary_busy=(); pipelined_busy=()
 pipe_times=(); pgcopydb_times=(); snapshot_times=(); tributary_times=(); pipelined_times=(); pipelined_rss=(); pipelined_disk=()
 for round in $(seq 1 "$rounds"); do
   echo "round $round/$rounds: psql COPY pipe" >&2; run_pipe
@@ -186,14 +190,16 @@ snapshot_seconds=$(median "${snapshot_times[@]}"); tributary_seconds=$(median "$
 pipelined_seconds=$(median "${pipelined_times[@]}")
 
 ratio() { printf '%.2f' "$(echo "scale=4; $1 / $pgcopydb_seconds" | bc)"; }
+# A method's median cores busy, and the CPU-seconds of its median round: "cores CPU-s".
+cpu() { local -n times=$1_times busy=$1_busy; local cores; cores=$(median "${busy[@]}"); printf '%5.2f %7.1f' "$cores" "$(echo "$cores * $(median "${times[@]}")" | bc -l)"; }
 printf '\nsnapshot + load of %s rows (%s of tables): pgbench scale %s + wide %s rows, %s jobs; median of %s rounds\n' \
   "$rows" "$size" "$scale" "$wide_rows" "$jobs" "$rounds"
-printf '%-38s %10s %12s %14s\n' "method" "seconds" "range" "vs pgcopydb"
-printf '%-38s %10.1f %12s %14s\n' "psql COPY TO | COPY FROM pipe" "$pipe_seconds" "$(spread "${pipe_times[@]}")" "$(ratio "$pipe_seconds")x"
-printf '%-38s %10.1f %12s %14s\n' "pgcopydb clone" "$pgcopydb_seconds" "$(spread "${pgcopydb_times[@]}")" "1.00x"
-printf '%-38s %10.1f %12s %14s\n' "tributary snapshot, apply --once" "$tributary_seconds" "$(spread "${tributary_times[@]}")" "$(ratio "$tributary_seconds")x"
+printf '%-38s %10s %12s %14s %s\n' "method" "seconds" "range" "vs pgcopydb" " cores   CPU-s (of $(nproc) cores, machine-wide)"
+printf '%-38s %10.1f %12s %14s %s\n' "psql COPY TO | COPY FROM pipe" "$pipe_seconds" "$(spread "${pipe_times[@]}")" "$(ratio "$pipe_seconds")x" "$(cpu pipe)"
+printf '%-38s %10.1f %12s %14s %s\n' "pgcopydb clone" "$pgcopydb_seconds" "$(spread "${pgcopydb_times[@]}")" "1.00x" "$(cpu pgcopydb)"
+printf '%-38s %10.1f %12s %14s %s\n' "tributary snapshot, apply --once" "$tributary_seconds" "$(spread "${tributary_times[@]}")" "$(ratio "$tributary_seconds")x" "$(cpu tributary)"
 printf '%-38s %10.1f %12s %14s\n' "  of which snapshot (staged $staged)" "$snapshot_seconds" "$(spread "${snapshot_times[@]}")" ""
-printf '%-38s %10.1f %12s %14s\n' "tributary snapshot --apply" "$pipelined_seconds" "$(spread "${pipelined_times[@]}")" "$(ratio "$pipelined_seconds")x"
+printf '%-38s %10.1f %12s %14s %s\n' "tributary snapshot --apply" "$pipelined_seconds" "$(spread "${pipelined_times[@]}")" "$(ratio "$pipelined_seconds")x" "$(cpu pipelined)"
 printf '%-38s %10s %12s\n' "  its peak RSS, most local disk (MiB)" "$(median "${pipelined_rss[@]}")" "$(median "${pipelined_disk[@]}")"
 printf '%-38s %10.1f %12s %14s\n' "resume after a kill at half the parts" "$resume_seconds" "" "$(printf '%.2f' "$(echo "scale=4; $resume_seconds / $pipelined_seconds" | bc)")x of a whole snapshot --apply"
 [ -n "$resume_said" ] && printf '  %s\n' "$resume_said"
