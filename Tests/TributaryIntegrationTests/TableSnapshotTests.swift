@@ -7,6 +7,7 @@ import TributaryPostgres
 /// resynced under a workload, a killed full snapshot resumed; each ends equal to its source.
 @Suite(.clusterLoad) struct TableSnapshotTests {
     let operating = OperatingTests()
+    let blTests = TransformIntegrationTests()
 
     /// Changes to `extra` (updates, inserts, deletes) on a connection of their own.
     func churn(_ fixture: PipelineFixture, rounds: Range<Int>) async throws {
@@ -104,6 +105,45 @@ import TributaryPostgres
         }
         // BL took in the merged rows (its watermarks went back to the table snapshot's point).
         for difference in try await blTests.check(fixture) { #expect(difference.matches, "\(difference)") }
+    }
+
+    /// The merge of a table snapshot logs its keys at its consistent point, behind what the applier
+    /// logged since. A BL run whose snapshot missed the merge but saw those later batches would set
+    /// its watermark past the merged keys, and BL would keep stale rows for good (CI caught that once
+    /// in the test above). So a merge waits for the runs reading its table: here a transaction
+    /// holding the lock a run holds (ROW SHARE) keeps the merge waiting until it ends, and after it
+    /// BL takes the merged rows in.
+    @Test func aTableSnapshotMergeWaitsForBLRunsReadingTheTable() async throws {
+        let fixture = try await DemoSources.fixture("tables-resync-lock")
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        #expect(try await fixture.tributary(["transform"]).status == 0)
+        let target = try await fixture.connectTarget()
+        // STG altered by hand and taken into BL by a full reload: only the merge can put it right.
+        try await target.execute("UPDATE stg.qvp_claims SET amount = -1 WHERE id % 7 = 0")
+        #expect(try await fixture.tributary(["transform", "--full", "--model", "claim"]).status == 0)
+        #expect(try await blTests.check(fixture).contains { !$0.matches } == false, "BL equals a reload of the altered STG")
+        let holder = try await fixture.connectTarget()
+        try await holder.execute("BEGIN; LOCK TABLE stg.qvp_claims IN ROW SHARE MODE")
+        let resync = Task { try await fixture.tributary(["snapshot", "--source", "qvp", "--table", "claims", "--apply"]) }
+        // The merge asks for its lock and waits (polled, not timed: the copy comes first).
+        var waited = false
+        for _ in 0..<600 where !waited {
+            waited = try await target.query("""
+                SELECT count(*) FROM pg_locks WHERE relation = 'stg.qvp_claims'::regclass AND mode = 'ExclusiveLock' AND NOT granted
+                """).scalar(Int.self) == 1
+            if !waited { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(waited, "the merge waits for the lock BL runs hold")
+        #expect(try await target.query("SELECT count(*) FROM stg.qvp_claims WHERE amount = -1").scalar(Int.self) > 0,
+                "nothing merged while a run holds the table")
+        try await holder.execute("COMMIT")
+        let outcome = try await resync.value
+        #expect(outcome.status == 0, "\(outcome.standardOutput)\(outcome.standardError)")
+        #expect(try await target.query("SELECT count(*) FROM stg.qvp_claims WHERE amount = -1").scalar(Int.self) == 0)
+        let caughtUp = try await fixture.tributary(["transform"])
+        #expect(caughtUp.status == 0 && caughtUp.standardOutput.contains("claim "), "\(caughtUp.standardOutput)\(caughtUp.standardError)")
+        for difference in try await blTests.check(fixture) { #expect(difference.matches, "\(difference)") }
+        #expect(try await target.query("SELECT count(*) FROM bl.claim WHERE amount = -1").scalar(Int.self) == 0, "BL took the merged rows in")
     }
 
     /// A full snapshot killed three times at seeded moments, under a workload, each rerun taking it

@@ -104,22 +104,29 @@ struct ModelRun {
     /// A reload elsewhere swaps a table in by a DROP and a rename, which is not MVCC-safe: a
     /// snapshot older than the swap would find the new table and none of its rows. Holding the
     /// locks first, the snapshot is taken after any swap that got in before, and none gets in after.
+    /// The lock is ROW SHARE, not the ACCESS SHARE a read needs: a table snapshot's merge takes
+    /// EXCLUSIVE (`TablePromotion`), so it and the runs reading its table exclude each other. It logs
+    /// its keys at its consistent point, behind changes the applier logged since; a run whose
+    /// snapshot missed the merge but saw those later changes would set its watermark past the
+    /// merge's keys and never take them in (CI caught it: a resynced table's BL rows left stale).
+    /// Nothing before the LOCK may take the snapshot, hence the catalog is asked first.
     mutating func beginWithInputsLocked(on connection: isolated PostgresConnection) throws {
         var tables: [QualifiedName] = []
         for table in model.inputs.map(\.table) + [model.table] where try TargetCatalog.exists(table, on: connection) {
             tables.append(table)
         }
+        let lz4 = try TargetCatalog.hasLZ4(on: connection)
         try connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         // A run touches few rows of large tables, mostly in memory: priced at the default random
         // page cost, the planner reads whole tables where a few index probes would do.
         try connection.execute("SET LOCAL random_page_cost = 1.1")
         // The temporary tables and the model's table store large values with lz4 (see TargetCatalog.hasLZ4).
-        if try TargetCatalog.hasLZ4(on: connection) { try connection.execute("SET LOCAL default_toast_compression = lz4") }
+        if lz4 { try connection.execute("SET LOCAL default_toast_compression = lz4") }
         // The run analyzes its temporary tables for row counts and key distributions: a sample of
         // 3,000 rows tells the planner enough, at a tenth of the default's cost.
         try connection.execute("SET LOCAL default_statistics_target = 10")
         guard !tables.isEmpty else { return }
-        try connection.execute("LOCK TABLE \(tables.map(\.sql).joined(separator: ", ")) IN ACCESS SHARE MODE")
+        try connection.execute("LOCK TABLE \(tables.map(\.sql).joined(separator: ", ")) IN \(Self.inputLockMode) MODE")
     }
 
     private mutating func runInTransaction(full requested: Bool, shapes: [TransformSQL.InputShape],
@@ -143,6 +150,9 @@ struct ModelRun {
             return try reload(shapes: shapes, on: connection)
         }
     }
+
+    /// How a run locks its inputs: what a table snapshot's merge (EXCLUSIVE) waits for.
+    static let inputLockMode = "ROW SHARE"
 
     var lockKey: String { "tributary-bl:" + model.name }
 

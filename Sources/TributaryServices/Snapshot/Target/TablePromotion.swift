@@ -129,6 +129,12 @@ struct TablePromotion: Sendable {
         let started = ContinuousClock.now
         let changed = try await connection.run { connection -> Int in
             try connection.transaction { connection -> Int in
+                // Waits for the BL runs reading the table and holds new ones back until it commits
+                // (they lock it ROW SHARE, see `ModelRun.beginWithInputsLocked`): the keys it logs
+                // at its consistent point, behind later batches, then reach every run, and the
+                // rewind below sees every watermark a run set. Readers of STG are not held up;
+                // the applier's next batch of this table waits for the merge.
+                try connection.execute("LOCK TABLE \(stagingTable.sql) IN EXCLUSIVE MODE")
                 let rows = try ControlStore.rowsOfParts(snapshot.source, snapshot: snapshot.consistentPoint, keys: table.parts.map(\.key),
                                                         on: connection)
                 guard rows == table.rows else {
