@@ -10,8 +10,9 @@
 #                  that resumes it, against a whole snapshot --apply
 # Prints a table of wall times and ratios, and per method the cores it kept busy and the
 # CPU-seconds that makes (machine-wide, from /proc/stat): on two cores shared by both servers
-# and the client, a method is faster either by spending less CPU or by keeping both cores busier. Environment: BENCH_SIZE (1: pgbench scale 20 and a
-# 500k-row wide table, the default; 10: scale 200 and 2M rows, about ten times the data),
+# and the client, a method is faster either by spending less CPU or by keeping both cores busier.
+# Environment: BENCH_SIZE (1: pgbench scale 20 and a 500k-row wide table, the default; 10: scale
+# 200 and 2M rows, about ten times the data),
 # BENCH_SCALE and BENCH_WIDE_ROWS (to set either alone), BENCH_JOBS (default 2), BENCH_ROUNDS
 # (default 5 at size 1, 1 at size 10: the methods take turns, and each one's median counts).
 set -euo pipefail
@@ -183,7 +184,6 @@ done
 
 echo "resume: snapshot --apply killed at half its parts, then the rerun" >&2; run_resume
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 spread() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.1f-%.1f", lo, hi }'; }
 pipe_seconds=$(median "${pipe_times[@]}"); pgcopydb_seconds=$(median "${pgcopydb_times[@]}")
 snapshot_seconds=$(median "${snapshot_times[@]}"); tributary_seconds=$(median "${tributary_times[@]}")

@@ -63,7 +63,6 @@ import TributaryPostgres
 
     @Test func aTamperedSTGTableIsResyncedUnderAWorkloadAndBLFollows() async throws {
         let fixture = try await DemoSources.fixture("tables-resync")
-        let blTests = TransformIntegrationTests()
         let run = try blTests.startRun(fixture)
         var demo = DemoWorkload(seed: UInt64.random(in: 1...UInt64.max / 2))
         do {
