@@ -90,6 +90,23 @@ public enum GzipFileReader {
     /// `read`, the staged CSV rewritten to COPY text format on the way (`CSVToTextTranscoder`: the
     /// target parses it with less CPU); broken CSV throws as a corrupt file. `progress` sees each
     /// inflated CSV chunk's size.
+    /// `read`, the staged CSV rewritten to COPY binary format on the way (`CSVToBinaryTranscoder`,
+    /// for tables whose columns all have a binary form); what the CSV cannot hold throws as a
+    /// corrupt file. `progress` sees each inflated CSV chunk's size.
+    public static func readAsCOPYBinary(path: String, key: String, expected: StagedFile, transcoder: CSVToBinaryTranscoder,
+                                        progress: ((Int) -> Void)? = nil, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var transcoder = transcoder
+        do {
+            try read(path: path, key: key, expected: expected) { chunk in
+                try transcoder.transcode(chunk, sink: sink)
+                progress?(chunk.count)
+            }
+            try transcoder.finish(sink: sink)
+        } catch let failure as CSVToBinaryTranscoder.Failure {
+            throw StorageError.corrupt(key: key, reason: failure.description)
+        }
+    }
+
     public static func readAsCOPYText(path: String, key: String, expected: StagedFile, progress: ((Int) -> Void)? = nil,
                                       sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         var transcoder = CSVToTextTranscoder()

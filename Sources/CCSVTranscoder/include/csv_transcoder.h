@@ -30,4 +30,45 @@ static inline size_t tributary_csv_text_capacity(size_t count) { return count * 
 /// return outside quotes is not followed by a line feed.
 ptrdiff_t tributary_csv_to_text(tributary_csv_state *state, const uint8_t *input, size_t count, uint8_t *out);
 
+/// How `tributary_csv_to_binary` writes a field: the kinds a target column can take in COPY's
+/// binary format straight from its CSV text.
+enum {
+    /// The text's bytes (text, varchar, char(n): the server checks length and encoding).
+    TRIBUTARY_BINARY_TEXT = 0,
+    TRIBUTARY_BINARY_INT2 = 1,
+    TRIBUTARY_BINARY_INT4 = 2,
+    TRIBUTARY_BINARY_INT8 = 3,
+    TRIBUTARY_BINARY_BOOL = 4,
+    TRIBUTARY_BINARY_UUID = 5,
+};
+
+/// Why `tributary_csv_to_binary` stopped.
+enum {
+    TRIBUTARY_BINARY_UNTERMINATED_QUOTE = 1,
+    TRIBUTARY_BINARY_STRAY_CR = 2,
+    /// A record with more or fewer fields than columns (`column`: the fields seen).
+    TRIBUTARY_BINARY_FIELD_COUNT = 3,
+    /// A field that is not a value of its column's kind (`column`: its index).
+    TRIBUTARY_BINARY_BAD_VALUE = 4,
+};
+
+typedef struct tributary_binary_state {
+    /// Records converted.
+    int64_t rows;
+    int32_t failure;
+    int32_t column;
+} tributary_binary_state;
+
+/// Bytes `out` must have room for so that every complete record of `count` input bytes fits.
+static inline size_t tributary_csv_binary_capacity(size_t count) { return count * 22 + 64; }
+
+/// Converts the complete CSV records at the start of `input` into COPY binary tuples of `columns`
+/// fields, the `kinds` given (no file header or trailer). Returns the input bytes consumed (whole
+/// records, at most `records` of them; the caller passes the rest again with more data) and sets
+/// `*written`; or -1 with `state->failure` set. `final`: no data follows, so a last record needs
+/// no line feed.
+ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *kinds, int32_t columns,
+                                  const uint8_t *input, size_t count, int final, size_t records, uint8_t *out,
+                                  size_t capacity, size_t *written);
+
 #endif

@@ -51,8 +51,11 @@ public enum SnapshotSQL {
     /// CSV through `CSVToTextTranscoder`, which the server parses faster. `HEADER MATCH` makes the
     /// server check that the file's columns are the ones expected. `freeze` only in a transaction
     /// that created or emptied the table (a frozen run).
-    public static func copyIn(_ loadTable: QualifiedName, relation: RelationSchema, freeze: Bool = false) -> String {
-        "COPY \(loadTable.sql) (\(SQL.identifierList(relation.columnNames))) FROM STDIN (FORMAT text, HEADER match\(freeze ? ", FREEZE" : ""))"
+    /// `binary`: the loader sends COPY's binary format instead (`CSVToBinaryTranscoder`, which
+    /// checks the header itself).
+    public static func copyIn(_ loadTable: QualifiedName, relation: RelationSchema, freeze: Bool = false, binary: Bool = false) -> String {
+        let format = binary ? "FORMAT binary" : "FORMAT text, HEADER match"
+        return "COPY \(loadTable.sql) (\(SQL.identifierList(relation.columnNames))) FROM STDIN (\(format)\(freeze ? ", FREEZE" : ""))"
     }
 
     /// The STG table's primary key, built on the fully loaded load table (named for the STG table,

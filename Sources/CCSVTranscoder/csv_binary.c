@@ -1,0 +1,208 @@
+#include "csv_transcoder.h"
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+enum { LF = 0x0A, CR = 0x0D, QUOTE = 0x22, COMMA = 0x2C };
+
+/// The first byte at or after `p` that ends an unquoted run (`,` LF CR `"`), or `end`.
+static inline const uint8_t *unquoted_stop(const uint8_t *p, const uint8_t *end) {
+#if defined(__SSE2__)
+    const __m128i comma = _mm_set1_epi8(COMMA), lf = _mm_set1_epi8(LF), cr = _mm_set1_epi8(CR), quote = _mm_set1_epi8(QUOTE);
+    while (end - p >= 16) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)p);
+        __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, comma), _mm_cmpeq_epi8(bytes, lf)),
+                                       _mm_or_si128(_mm_cmpeq_epi8(bytes, cr), _mm_cmpeq_epi8(bytes, quote)));
+        unsigned mask = (unsigned)_mm_movemask_epi8(special);
+        if (mask != 0) return p + __builtin_ctz(mask);
+        p += 16;
+    }
+#endif
+    while (p < end && *p != COMMA && *p != LF && *p != CR && *p != QUOTE) p++;
+    return p;
+}
+
+/// The next quote at or after `p`, or `end`.
+static inline const uint8_t *next_quote(const uint8_t *p, const uint8_t *end) {
+    const uint8_t *found = memchr(p, QUOTE, (size_t)(end - p));
+    return found ? found : end;
+}
+
+static inline void put32(uint8_t *out, uint32_t value) {
+    out[0] = (uint8_t)(value >> 24); out[1] = (uint8_t)(value >> 16); out[2] = (uint8_t)(value >> 8); out[3] = (uint8_t)value;
+}
+
+/// A decimal integer as its output function writes it: an optional minus and digits, nothing
+/// else. Returns 0 when the text is not one or is outside [min, max].
+static int parse_integer(const uint8_t *text, size_t length, int64_t min, int64_t max, int64_t *value) {
+    size_t i = 0;
+    int negative = 0;
+    if (length > 0 && text[0] == '-') { negative = 1; i = 1; }
+    if (i == length || length - i > 19) return 0;
+    uint64_t magnitude = 0;
+    for (; i < length; i++) {
+        unsigned digit = (unsigned)text[i] - '0';
+        if (digit > 9) return 0;
+        magnitude = magnitude * 10 + digit;  // at most 19 digits: no wrap past 2^64
+    }
+    if (negative) {
+        if (magnitude > (uint64_t)max + 1 || -(int64_t)(magnitude - 1) - 1 < min) return 0;
+        *value = magnitude == 0 ? 0 : -(int64_t)(magnitude - 1) - 1;
+    } else {
+        if (magnitude > (uint64_t)max) return 0;
+        *value = (int64_t)magnitude;
+    }
+    return 1;
+}
+
+static inline int hex_value(uint8_t c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/// Writes the binary form of the field's text (`length` bytes at `value`) to `out`, which may be
+/// `value` itself (the uuid's bytes run behind its text); returns the binary length, or -1 when
+/// the text is not a value of the kind.
+static inline ptrdiff_t encode(uint8_t kind, const uint8_t *value, size_t length, uint8_t *out) {
+    int64_t number;
+    switch (kind) {
+    case TRIBUTARY_BINARY_TEXT:
+        if (out != value) memcpy(out, value, length);
+        return (ptrdiff_t)length;
+    case TRIBUTARY_BINARY_INT2:
+        if (!parse_integer(value, length, INT16_MIN, INT16_MAX, &number)) return -1;
+        out[0] = (uint8_t)((uint16_t)number >> 8); out[1] = (uint8_t)number;
+        return 2;
+    case TRIBUTARY_BINARY_INT4:
+        if (!parse_integer(value, length, INT32_MIN, INT32_MAX, &number)) return -1;
+        put32(out, (uint32_t)number);
+        return 4;
+    case TRIBUTARY_BINARY_INT8:
+        if (!parse_integer(value, length, INT64_MIN, INT64_MAX, &number)) return -1;
+        put32(out, (uint32_t)((uint64_t)number >> 32));
+        put32(out + 4, (uint32_t)number);
+        return 8;
+    case TRIBUTARY_BINARY_BOOL:
+        if (length != 1 || (value[0] != 't' && value[0] != 'f')) return -1;
+        out[0] = value[0] == 't';
+        return 1;
+    case TRIBUTARY_BINARY_UUID: {
+        // uuid_out: 8-4-4-4-12 hex digits. Written over its own text, which runs ahead of it.
+        if (length != 36 || value[8] != '-' || value[13] != '-' || value[18] != '-' || value[23] != '-') return -1;
+        size_t written = 0;
+        for (size_t i = 0; i < 36;) {
+            if (i == 8 || i == 13 || i == 18 || i == 23) { i++; continue; }
+            int high = hex_value(value[i]), low = hex_value(value[i + 1]);
+            if (high < 0 || low < 0) return -1;
+            out[written++] = (uint8_t)(high << 4 | low);
+            i += 2;
+        }
+        return 16;
+    }
+    default:
+        return -1;
+    }
+}
+
+ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *kinds, int32_t columns,
+                                  const uint8_t *input, size_t count, int final, size_t records, uint8_t *out,
+                                  size_t capacity, size_t *written) {
+    const uint8_t *const start = input, *const end = input + count;
+    size_t used = 0;
+    *written = 0;
+    for (; input < end && records > 0; records--) {
+        // Room for the record's field count and, per field, its length and a value no longer than
+        // its CSV text or 16 bytes: checked per field against what is left of the input.
+        const uint8_t *p = input;
+        size_t record = used;
+        if (capacity - used < 2) break;
+        used += 2;
+        int32_t field = 0;
+        int complete = 0;
+        for (;;) {
+            // Where the field's CSV ends, and whether it holds quotes.
+            const uint8_t *field_start = p;
+            int quoted = 0;
+            const uint8_t *q = p;
+            for (;;) {
+                q = unquoted_stop(q, end);
+                if (q == end || *q != QUOTE) break;
+                quoted = 1;
+                q = next_quote(q + 1, end);
+                while (q + 1 < end && q[1] == QUOTE) q = next_quote(q + 2, end);
+                if (q >= end || q + 1 >= end) {
+                    if (q < end && final) { q = end; break; }  // closed by the very last byte
+                    if (final) { state->failure = TRIBUTARY_BINARY_UNTERMINATED_QUOTE; return -1; }
+                    q = end;
+                    break;
+                }
+                q += 1;
+            }
+            if (q == end && !final) goto incomplete;
+            size_t span = (size_t)(q - field_start);
+            if (capacity - used < 4 + (span > 16 ? span : 16)) goto incomplete;
+            if (field == columns) { state->failure = TRIBUTARY_BINARY_FIELD_COUNT; state->column = field; return -1; }
+            uint8_t *value = out + used + 4;
+            const uint8_t *text = value;
+            size_t length = 0;
+            if (!quoted) {
+                text = field_start;  // converted straight from the input
+                length = span;
+            } else {
+                // Quoted sections lose their quotes; `""` inside them is one quote.
+                const uint8_t *r = field_start;
+                int inside = 0;
+                while (r < q) {
+                    if (*r == QUOTE) {
+                        if (inside && r + 1 < q && r[1] == QUOTE) { value[length++] = QUOTE; r += 2; continue; }
+                        inside = !inside;
+                        r++;
+                        continue;
+                    }
+                    const uint8_t *run = inside ? next_quote(r, q) : unquoted_stop(r, q);
+                    if (run == r) run = r + 1;  // a delimiter byte inside quotes
+                    memcpy(value + length, r, (size_t)(run - r));
+                    length += (size_t)(run - r);
+                    r = run;
+                }
+            }
+            if (span == 0) {
+                put32(out + used, 0xFFFFFFFFu);  // an unquoted empty field is NULL
+                used += 4;
+            } else {
+                ptrdiff_t binary = encode(kinds[field], text, length, value);
+                if (binary < 0) { state->failure = TRIBUTARY_BINARY_BAD_VALUE; state->column = field; return -1; }
+                put32(out + used, (uint32_t)binary);
+                used += 4 + (size_t)binary;
+            }
+            field += 1;
+            p = q;
+            if (p == end) { complete = final; break; }
+            if (*p == COMMA) { p++; continue; }
+            if (*p == CR) {
+                if (p + 1 == end) { if (final) { state->failure = TRIBUTARY_BINARY_STRAY_CR; return -1; } goto incomplete; }
+                if (p[1] != LF) { state->failure = TRIBUTARY_BINARY_STRAY_CR; return -1; }
+                p += 1;
+            }
+            p += 1;  // LF
+            complete = 1;
+            break;
+        }
+        if (!complete) goto incomplete;
+        if (field != columns) { state->failure = TRIBUTARY_BINARY_FIELD_COUNT; state->column = field; return -1; }
+        out[record] = (uint8_t)((uint16_t)columns >> 8);
+        out[record + 1] = (uint8_t)columns;
+        state->rows += 1;
+        input = p;
+        *written = used;
+        continue;
+    incomplete:
+        used = record;
+        break;
+    }
+    *written = used;
+    return input - start;
+}
