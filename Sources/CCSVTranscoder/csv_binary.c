@@ -34,8 +34,8 @@ static inline void put32(uint8_t *out, uint32_t value) {
 }
 
 /// A decimal integer as its output function writes it: an optional minus and digits, nothing
-/// else. Returns 0 when the text is not one or is outside [min, max].
-static int parse_integer(const uint8_t *text, size_t length, int64_t min, int64_t max, int64_t *value) {
+/// else. Returns 0 when the text is not one or is outside [-(max + 1), max].
+static int parse_integer(const uint8_t *text, size_t length, int64_t max, int64_t *value) {
     size_t i = 0;
     int negative = 0;
     if (length > 0 && text[0] == '-') { negative = 1; i = 1; }
@@ -47,8 +47,8 @@ static int parse_integer(const uint8_t *text, size_t length, int64_t min, int64_
         magnitude = magnitude * 10 + digit;  // at most 19 digits: no wrap past 2^64
     }
     if (negative) {
-        if (magnitude > (uint64_t)max + 1 || -(int64_t)(magnitude - 1) - 1 < min) return 0;
-        *value = magnitude == 0 ? 0 : -(int64_t)(magnitude - 1) - 1;
+        if (magnitude > (uint64_t)max + 1) return 0;
+        *value = magnitude == 0 ? 0 : -(int64_t)(magnitude - 1) - 1;  // -(max + 1) without overflow
     } else {
         if (magnitude > (uint64_t)max) return 0;
         *value = (int64_t)magnitude;
@@ -73,15 +73,15 @@ static inline ptrdiff_t encode(uint8_t kind, const uint8_t *value, size_t length
         if (out != value) memcpy(out, value, length);
         return (ptrdiff_t)length;
     case TRIBUTARY_BINARY_INT2:
-        if (!parse_integer(value, length, INT16_MIN, INT16_MAX, &number)) return -1;
+        if (!parse_integer(value, length, INT16_MAX, &number)) return -1;
         out[0] = (uint8_t)((uint16_t)number >> 8); out[1] = (uint8_t)number;
         return 2;
     case TRIBUTARY_BINARY_INT4:
-        if (!parse_integer(value, length, INT32_MIN, INT32_MAX, &number)) return -1;
+        if (!parse_integer(value, length, INT32_MAX, &number)) return -1;
         put32(out, (uint32_t)number);
         return 4;
     case TRIBUTARY_BINARY_INT8:
-        if (!parse_integer(value, length, INT64_MIN, INT64_MAX, &number)) return -1;
+        if (!parse_integer(value, length, INT64_MAX, &number)) return -1;
         put32(out, (uint32_t)((uint64_t)number >> 32));
         put32(out + 4, (uint32_t)number);
         return 8;

@@ -87,36 +87,20 @@ public enum GzipFileReader {
         if digest != expected.sha256 { throw StorageError.checksumMismatch(key: key, expected: expected.sha256, actual: digest) }
     }
 
-    /// `read`, the staged CSV rewritten to COPY text format on the way (`CSVToTextTranscoder`: the
-    /// target parses it with less CPU); broken CSV throws as a corrupt file. `progress` sees each
+    /// `read`, the staged CSV rewritten on the way by `rewriter` into a format the target's COPY
+    /// parses with less CPU; CSV it cannot rewrite throws as a corrupt file. `progress` sees each
     /// inflated CSV chunk's size.
-    /// `read`, the staged CSV rewritten to COPY binary format on the way (`CSVToBinaryTranscoder`,
-    /// for tables whose columns all have a binary form); what the CSV cannot hold throws as a
-    /// corrupt file. `progress` sees each inflated CSV chunk's size.
-    public static func readAsCOPYBinary(path: String, key: String, expected: StagedFile, transcoder: CSVToBinaryTranscoder,
-                                        progress: ((Int) -> Void)? = nil, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        var transcoder = transcoder
+    public static func readForCOPY<Rewriter: COPYRewriter>(path: String, key: String, expected: StagedFile, rewriter: Rewriter,
+                                                           progress: ((Int) -> Void)? = nil,
+                                                           sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var rewriter = rewriter
         do {
             try read(path: path, key: key, expected: expected) { chunk in
-                try transcoder.transcode(chunk, sink: sink)
+                try rewriter.transcode(chunk, sink: sink)
                 progress?(chunk.count)
             }
-            try transcoder.finish(sink: sink)
-        } catch let failure as CSVToBinaryTranscoder.Failure {
-            throw StorageError.corrupt(key: key, reason: failure.description)
-        }
-    }
-
-    public static func readAsCOPYText(path: String, key: String, expected: StagedFile, progress: ((Int) -> Void)? = nil,
-                                      sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        var transcoder = CSVToTextTranscoder()
-        do {
-            try read(path: path, key: key, expected: expected) { chunk in
-                try transcoder.transcode(chunk, sink: sink)
-                progress?(chunk.count)
-            }
-            try transcoder.finish(sink: sink)
-        } catch let failure as CSVToTextTranscoder.Failure {
+            try rewriter.finish(sink: sink)
+        } catch let failure as Rewriter.Failure {
             throw StorageError.corrupt(key: key, reason: failure.description)
         }
     }

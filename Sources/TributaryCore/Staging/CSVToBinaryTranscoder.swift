@@ -18,7 +18,7 @@ import Glibc
 /// length limits and encoding. Anything else (a value not in its output function's form) stops
 /// the load as a corrupt file rather than being guessed at. Binary COPY has no `HEADER match`,
 /// so the header row is checked against the expected column names here.
-public struct CSVToBinaryTranscoder {
+public struct CSVToBinaryTranscoder: COPYRewriter {
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case header(expected: [String], found: [String]?)
         case unterminatedQuote(line: Int)

@@ -13,7 +13,7 @@ import CCSVTranscoder
 ///
 /// The byte loop is C (`CCSVTranscoder`), to scan with SIMD. UTF-8 needs no care: every byte it
 /// looks at is ASCII, and no byte of a multi-byte sequence is.
-public struct CSVToTextTranscoder {
+public struct CSVToTextTranscoder: COPYRewriter {
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case unterminatedQuote(line: Int)
         case strayCarriageReturn(line: Int)

@@ -138,7 +138,7 @@ struct BatchApplier {
         let rows = try connection.copyIn(sql.copyIn) { send in
             // A bad checksum, a cut gzip stream or broken CSV throws here: the COPY is aborted and
             // with it the whole batch's transaction, so nothing of the batch is applied.
-            try GzipFileReader.readAsCOPYText(path: path, key: file.file.key, expected: file.file, sink: send)
+            try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file, rewriter: CSVToTextTranscoder(), sink: send)
         }
         guard rows == file.file.rows else {
             throw StorageError.corrupt(key: file.file.key, reason: "\(rows) rows, the manifest says \(file.file.rows)")

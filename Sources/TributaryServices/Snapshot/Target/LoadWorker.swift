@@ -152,13 +152,10 @@ struct LoadWorker: Sendable {
     static func copyIn(_ part: StagedFile, path: String, into loadTable: QualifiedName, relation: RelationSchema, freeze: Bool,
                        counter: TransferProgress.Table?, on connection: isolated PostgresConnection) throws -> Int {
         let binary = CSVToBinaryTranscoder(relation: relation)
-        let progress: (Int) -> Void = { counter?.add(rows: 0, bytes: $0) }
+        let rewriter: any COPYRewriter = binary ?? CSVToTextTranscoder()
         let rows = try connection.copyIn(SnapshotSQL.copyIn(loadTable, relation: relation, freeze: freeze, binary: binary != nil)) { send in
-            if let binary {
-                try GzipFileReader.readAsCOPYBinary(path: path, key: part.key, expected: part, transcoder: binary, progress: progress, sink: send)
-            } else {
-                try GzipFileReader.readAsCOPYText(path: path, key: part.key, expected: part, progress: progress, sink: send)
-            }
+            try GzipFileReader.readForCOPY(path: path, key: part.key, expected: part, rewriter: rewriter,
+                                           progress: { counter?.add(rows: 0, bytes: $0) }, sink: send)
         }
         guard rows == part.rows else {
             throw StorageError.corrupt(key: part.key, reason: "\(rows) rows, the manifest says \(part.rows)")
