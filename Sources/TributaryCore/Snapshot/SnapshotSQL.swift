@@ -49,10 +49,10 @@ public enum SnapshotSQL {
 
     /// COPY of one snapshot part into the load table, in text format: the loader sends the staged
     /// CSV through `CSVToTextTranscoder`, which the server parses faster. `HEADER MATCH` makes the
-    /// server check that the file's columns are the ones expected. `freeze` only in a transaction
-    /// that created or emptied the table (a frozen run).
-    /// `binary`: the loader sends COPY's binary format instead (`CSVToBinaryTranscoder`, which
-    /// checks the header itself).
+    /// server check that the file's columns are the ones expected. `binary`: in COPY's binary
+    /// format instead, which the server parses faster still (`CSVToBinaryTranscoder`, which checks
+    /// the header itself). `freeze` only in a transaction that created or emptied the table (a
+    /// frozen run).
     public static func copyIn(_ loadTable: QualifiedName, relation: RelationSchema, freeze: Bool = false, binary: Bool = false) -> String {
         let format = binary ? "FORMAT binary" : "FORMAT text, HEADER match"
         return "COPY \(loadTable.sql) (\(SQL.identifierList(relation.columnNames))) FROM STDIN (\(format)\(freeze ? ", FREEZE" : ""))"
