@@ -87,9 +87,6 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
     /// Call at the end of the data: converts a last record without its line feed, throws if the
     /// data ended inside one, and ends the binary stream.
     public mutating func finish(sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        if !started {
-            throw Failure.header(expected: columnNames, found: nil)
-        }
         if !carry.isEmpty {
             let consumed = try carry.withUnsafeBytes { try convert($0, final: true, sink: sink) }
             carry.removeFirst(consumed)
