@@ -7,7 +7,8 @@ ListMultipartUploads, CopyObject with its work requests), keeps the
 objects on disk, and checks every request's signature with the API key's public key the way OCI
 does: a missing or wrong signature, or a Date more than 5 minutes off, is 401 NotAuthenticated; a
 PUT without Content-Length is 411. Faults can be switched on while it runs (POST /_emulator/faults):
-a share of requests answered 503 or 429, slow answers, connections dropped in the middle of a body.
+a share of requests answered 503 or 429, slow answers, connections dropped in the middle of a body,
+the requests for one path failed or held.
 
 Usage: oci-emulator.py --oci-config FILE [--profile NAME] [--namespace NS] [--bucket NAME ...]
                        [--data DIR] [--port N]
@@ -65,6 +66,9 @@ class Faults:
             self.drop_rate = float(settings.get("drop_rate", 0))
             # Fail every request whose path contains this text (to fail one upload on purpose).
             self.fail_path = settings.get("fail_path")
+            # Hold every request whose path contains this text until the setting is changed (at most
+            # a minute), so a test can kill a client that is certainly still in the middle of its work.
+            self.hold_path = settings.get("hold_path")
             # A share of CopyObject work requests end FAILED; each takes this long.
             self.copy_fail_rate = float(settings.get("copy_fail_rate", 0))
             self.copy_delay_ms = int(settings.get("copy_delay_ms", 50))
@@ -79,6 +83,7 @@ class Faults:
         with self.lock:
             return {"error_rate": self.error_rate, "statuses": self.statuses, "slow_rate": self.slow_rate,
                     "delay_ms": self.delay_ms, "drop_rate": self.drop_rate, "fail_path": self.fail_path,
+                    "hold_path": self.hold_path,
                     "copy_fail_rate": self.copy_fail_rate, "copy_delay_ms": self.copy_delay_ms}
 
 
@@ -193,6 +198,9 @@ class Handler(BaseHTTPRequestHandler):
             if faults.fail_path and faults.fail_path in self.path:
                 self.count("injected_errors")
                 raise ServiceError(503, "ServiceUnavailable", "injected failure")
+            held_until = time.monotonic() + 60
+            while faults.hold_path and faults.hold_path in self.path and time.monotonic() < held_until:
+                time.sleep(0.05)
             if slow_draw < faults.slow_rate:
                 time.sleep(faults.delay_ms / 1000)
             self.authenticate()

@@ -165,7 +165,11 @@ import TributaryStorage
         let world = try await world(.streamed, pageSize: 20)
         try await populate(world, kind: .streamed)
         for index in 0..<150 { _ = try await world.source.write("more/\(index)", bytes: bytes(2000, seed: UInt64(300 + index))) }
-        try await world.emulator!.setFaults(["error_rate": 0.1, "statuses": [503, 429], "slow_rate": 0.3, "delay_ms": 40, "seed": 7])
+        _ = try await world.source.write("zz-held", bytes: bytes(2000, seed: 450))
+        let failing: [String: Any] = ["error_rate": 0.1, "statuses": [503, 429], "slow_rate": 0.3, "delay_ms": 40, "seed": 7]
+        // One object late in listing order is held, so the pass is certainly still running when it is
+        // killed (on a fast machine it once finished between two polls, and the kill hit nothing).
+        try await world.emulator!.setFaults(failing.merging(["hold_path": "/o/zz-held"]) { $1 })
         try world.fixture.writeConfiguration()
         let pass = TestProcess(Paths.tributary, ["sync-objects", "--config", world.fixture.configurationDirectory])
         try pass.start()
@@ -179,6 +183,7 @@ import TributaryStorage
         pass.kill()
         #expect(await pass.wait().signalled)
         #expect(checkpoint != nil, "the pass never checkpointed")
+        try await world.emulator!.setFaults(failing)
         let rerun = try await world.sync()
         #expect(rerun.status == 0, "\(rerun.standardOutput)\(rerun.standardError)")
         #expect(rerun.standardOutput.contains("resumed a killed pass after"), "\(rerun.standardOutput)")
