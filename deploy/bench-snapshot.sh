@@ -14,7 +14,9 @@
 # Environment: BENCH_SIZE (1: pgbench scale 20 and a 500k-row wide table, the default; 10: scale
 # 200 and 2M rows, about ten times the data),
 # BENCH_SCALE and BENCH_WIDE_ROWS (to set either alone), BENCH_JOBS (default 2), BENCH_ROUNDS
-# (default 5 at size 1, 1 at size 10: the methods take turns, and each one's median counts).
+# (default 5 at size 1, 1 at size 10: the methods take turns, and each one's median counts),
+# BENCH_VARIANT (settings for the snapshot section, e.g. "range_size: 8GiB": snapshot --apply
+# runs once more per round with them, an A/B within the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${BENCH_SIZE:-1}
@@ -24,6 +26,7 @@ case "$size" in
   *) echo "BENCH_SIZE is 1 or 10" >&2; exit 2 ;;
 esac
 jobs=${BENCH_JOBS:-2}
+variant=${BENCH_VARIANT:-}
 work=${TMPDIR:-/tmp}/tributary-bench-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 source_port=55501; target_port=55502
@@ -73,7 +76,7 @@ now() { date +%s.%N; }
 settle() { on_source -d postgres -c "CHECKPOINT"; on_target -d postgres -c "CHECKPOINT"; sync; }
 
 mkdir -p "$work/slots"
-write_config() {
+write_config() { # database [snapshot settings]
   cat >"$work/slots/tributary.yaml" <<YAML
 target:
   connection: "$(target_uri "$1")"
@@ -81,6 +84,7 @@ staging: ../staging-$1
 work_dir: ../work
 snapshot:
   jobs: $jobs
+${2:+  $2}
 YAML
 }
 {
@@ -138,17 +142,20 @@ disk_watch() { # pid file
   echo "$most" >"$2"
 }
 
-run_pipelined() {
-  fresh_database pipelined
-  write_config pipelined
+run_pipelined() { # pipelined, or variant (with $variant's settings)
+  local name=${1:-pipelined}
+  local -n times=${name}_times busy=${name}_busy rss=${name}_rss disk=${name}_disk
+  local settings=""; [ "$name" = pipelined ] || settings=$variant
+  fresh_database "$name"
+  write_config "$name" "$settings"
   rm -rf "$work/work"
   local start ticks; ticks=$(cpu_ticks); start=$(now)
   /usr/bin/time -f "%M" -o "$work/rss" "$tributary" snapshot --apply --restart --config "$work/slots" --log-level warning >/dev/null &
   local pid=$!
   disk_watch $pid "$work/disk" & local watcher=$!
   wait $pid; wait $watcher
-  pipelined_times+=("$(echo "$(now) - $start" | bc)"); pipelined_busy+=("$(cores_busy_since $ticks)")
-  pipelined_rss+=("$(( $(tail -n 1 "$work/rss") / 1024 ))"); pipelined_disk+=("$(( $(cat "$work/disk") >> 20 ))")
+  times+=("$(echo "$(now) - $start" | bc)"); busy+=("$(cores_busy_since $ticks)")
+  rss+=("$(( $(tail -n 1 "$work/rss") / 1024 ))"); disk+=("$(( $(cat "$work/disk") >> 20 ))")
   "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
 }
 
@@ -171,15 +178,17 @@ run_resume() {
 
 # The machine's noise (about ±10% on a small VM) is as large as the differences measured, so the
 # methods take turns over several rounds and the median of each counts.
-pipe_busy=(); pgcopydb_busy=(); tributary_busy=(); pipelined_busy=()
+pipe_busy=(); pgcopydb_busy=(); tributary_busy=(); pipelined_busy=(); variant_busy=()
 pipe_times=(); pgcopydb_times=(); snapshot_times=(); tributary_times=(); pipelined_times=(); pipelined_rss=(); pipelined_disk=()
+variant_times=(); variant_rss=(); variant_disk=()
 for round in $(seq 1 "$rounds"); do
   echo "round $round/$rounds: psql COPY pipe" >&2; run_pipe
   echo "round $round/$rounds: pgcopydb clone" >&2; run_pgcopydb
   echo "round $round/$rounds: tributary snapshot --apply (load while copying)" >&2; run_pipelined
+  if [ -n "$variant" ]; then echo "round $round/$rounds: tributary snapshot --apply with $variant" >&2; run_pipelined variant; fi
   echo "round $round/$rounds: tributary snapshot, then apply --once" >&2; run_tributary
   echo "round $round/$rounds seconds: pipe ${pipe_times[-1]} pgcopydb ${pgcopydb_times[-1]}" \
-    "snapshot --apply ${pipelined_times[-1]} snapshot+apply ${tributary_times[-1]}" >&2
+    "snapshot --apply ${pipelined_times[-1]}${variant:+ with $variant ${variant_times[-1]}} snapshot+apply ${tributary_times[-1]}" >&2
 done
 
 echo "resume: snapshot --apply killed at half its parts, then the rerun" >&2; run_resume
@@ -201,5 +210,10 @@ printf '%-38s %10.1f %12s %14s %s\n' "tributary snapshot, apply --once" "$tribut
 printf '%-38s %10.1f %12s %14s\n' "  of which snapshot (staged $staged)" "$snapshot_seconds" "$(spread "${snapshot_times[@]}")" ""
 printf '%-38s %10.1f %12s %14s %s\n' "tributary snapshot --apply" "$pipelined_seconds" "$(spread "${pipelined_times[@]}")" "$(ratio "$pipelined_seconds")x" "$(cpu pipelined)"
 printf '%-38s %10s %12s\n' "  its peak RSS, most local disk (MiB)" "$(median "${pipelined_rss[@]}")" "$(median "${pipelined_disk[@]}")"
+if [ -n "$variant" ]; then
+  variant_seconds=$(median "${variant_times[@]}")
+  printf '%-38s %10.1f %12s %14s %s\n' "  the same with $variant" "$variant_seconds" "$(spread "${variant_times[@]}")" "$(ratio "$variant_seconds")x" "$(cpu variant)"
+  printf '%-38s %10s %12s\n' "  its peak RSS, most local disk (MiB)" "$(median "${variant_rss[@]}")" "$(median "${variant_disk[@]}")"
+fi
 printf '%-38s %10.1f %12s %14s\n' "resume after a kill at half the parts" "$resume_seconds" "" "$(printf '%.2f' "$(echo "scale=4; $resume_seconds / $pipelined_seconds" | bc)")x of a whole snapshot --apply"
 [ -n "$resume_said" ] && printf '  %s\n' "$resume_said"
