@@ -198,9 +198,10 @@ class Handler(BaseHTTPRequestHandler):
             if faults.fail_path and faults.fail_path in self.path:
                 self.count("injected_errors")
                 raise ServiceError(503, "ServiceUnavailable", "injected failure")
-            held_until = time.monotonic() + 60
-            while faults.hold_path and faults.hold_path in self.path and time.monotonic() < held_until:
-                time.sleep(0.05)
+            if faults.hold_path and faults.hold_path in self.path:
+                held_until = time.monotonic() + 60
+                while faults.hold_path and faults.hold_path in self.path and time.monotonic() < held_until:
+                    time.sleep(0.05)
             if slow_draw < faults.slow_rate:
                 time.sleep(faults.delay_ms / 1000)
             self.authenticate()
