@@ -1,9 +1,11 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
 // Module graph (one direction only):
 //   tributary (CLI) → TributaryServices → TributaryPostgres, TributaryStorage → TributaryCore → C system libraries
 // TributaryCore is pure logic: no sockets, files or clocks.
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
 let package = Package(
     name: "Tributary",
     platforms: [.macOS(.v15)],
@@ -17,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        // The operations endpoints (/metrics, /healthz, /readyz); its optional traits (swift-configuration) are off.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0", traits: []),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
@@ -29,15 +34,18 @@ let package = Package(
 
         .target(
             name: "TributaryCore",
-            dependencies: ["CISAL", "CCSVTranscoder", "COpenSSL", .product(name: "Yams", package: "Yams")]
+            dependencies: ["CISAL", "CCSVTranscoder", "COpenSSL", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
         ),
         .target(
             name: "TributaryPostgres",
-            dependencies: ["CLibPQ", "TributaryCore", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CLibPQ", "TributaryCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
         ),
         .target(
             name: "TributaryStorage",
-            dependencies: ["TributaryCore", "CCurl", .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics")]
+            dependencies: ["TributaryCore", "CCurl", .product(name: "Logging", package: "swift-log"), .product(name: "Metrics", package: "swift-metrics")],
+            swiftSettings: strict
         ),
         .target(
             name: "TributaryServices",
@@ -45,7 +53,9 @@ let package = Package(
                 "TributaryCore", "TributaryPostgres", "TributaryStorage",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ]
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "tributary",
@@ -54,15 +64,29 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strict
         ),
 
-        .testTarget(name: "TributaryCoreTests", dependencies: ["TributaryCore"], resources: [.copy("Fixtures")]),
+        // What both test targets share: the seeded generator, and (for the integration tests) the
+        // clusters, the fixtures and the helpers that start, wait for and stop tributary.
+        .target(
+            name: "TributaryTestSupport",
+            dependencies: ["TributaryCore"],
+            path: "Tests/TributaryTestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(name: "TributaryCoreTests", dependencies: ["TributaryCore", "TributaryTestSupport"], resources: [.copy("Fixtures")],
+                    swiftSettings: strict),
         .testTarget(
             name: "TributaryIntegrationTests",
-            dependencies: ["TributaryServices", "tributary"],
-            resources: []
+            dependencies: ["TributaryServices", "TributaryTestSupport", "tributary"],
+            resources: [],
+            swiftSettings: strict
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -12,11 +12,11 @@
 #               (a slot made before the backlog, same pgoutput options): end to end against decoding
 #               alone. Then the staged backlog alone, applied by `apply --once` one batch per
 #               transaction (the next batch loaded ahead on a second connection, and with
-#               `--no-load-ahead` not) and in groups of up to 64 (`--group-batches 64`, catch-up
-#               mode), each into its own copy of the snapshot; and two sources at once: a second source (its
-#               own slot and publication on the same database, so the same backlog twice) staged
-#               too, both applied by `apply --once` in parallel into a fourth copy, against the
-#               one-source rate. Every copy must end equal to the live pipeline's STG.
+#               `--no-load-ahead` not), each into its own copy of the snapshot; and two sources at
+#               once: a second source (its own slot and publication on the same database, so the
+#               same backlog twice) staged too, both applied by `apply --once` in parallel into a
+#               third copy, against the one-source rate. Every copy must end equal to the live
+#               pipeline's STG.
 #   2. latency  pgbench -R 200 on the source with the pipeline live, and a probe table committed
 #               10 times a second; a trigger on its STG table records when each row became visible.
 #   3. wide rows  a table of 30 columns (about 1.5 KB a row) added to both pipelines; per round
@@ -34,8 +34,8 @@
 # BENCH_ROUNDS (default 3), BENCH_SHARED_BUFFERS (the target's, default 1GB: a target is sized for
 # its data, and at PostgreSQL's default of 128MB the two-source line's tables, 300 MB, would not
 # stay in it; native and tributary apply under the same setting), BENCH_BATCH_ROWS
-# (batch.max_rows: smaller batches, as a source replicated at a modest rate stages them, show what
-# catch-up grouping saves; default: tributary's own). BENCH_BASELINE=<git revision> also applies
+# (batch.max_rows: smaller batches, as a source replicated at a modest rate stages them; default:
+# tributary's own). BENCH_BASELINE=<git revision> also applies
 # the staged backlog with tributary as of that revision (its own copy of the snapshot, loaded by
 # it), in the same run.
 set -euo pipefail
@@ -74,7 +74,7 @@ tables="pgbench_accounts pgbench_branches pgbench_tellers pgbench_history orders
 source_conninfo="host=127.0.0.1 port=$source_port dbname=bench user=postgres password=$PGPASSWORD"
 
 echo "native: a subscription with its initial copy, then paused" >&2
-on_target -d postgres -c "CREATE DATABASE native" -c "CREATE DATABASE tributary" -c "CREATE DATABASE staged" -c "CREATE DATABASE single" -c "CREATE DATABASE serial" -c "CREATE DATABASE baseline" -c "CREATE DATABASE double"
+on_target -d postgres -c "CREATE DATABASE native" -c "CREATE DATABASE tributary" -c "CREATE DATABASE single" -c "CREATE DATABASE serial" -c "CREATE DATABASE baseline" -c "CREATE DATABASE double"
 on_target -d postgres -c "ALTER SYSTEM SET wal_receiver_status_interval = '1s'" -c "SELECT pg_reload_conf()" -o /dev/null
 pg_dump -s -h 127.0.0.1 -p $source_port -U postgres $(for t in $tables; do echo -t "$t"; done) bench | on_target -d native -o /dev/null
 on_target -d native -c "CREATE SUBSCRIPTION native_sub CONNECTION '$source_conninfo' PUBLICATION native_pub"
@@ -92,18 +92,13 @@ YAML
 { echo "source: bench"; echo "connection: \"$source_conninfo\""; echo "tables:"
   for t in $tables; do echo "  - name: public.$t"; done; } >"$work/slots/bench.yaml"
 "$tributary" snapshot --apply --config "$work/slots" --log-level warning >/dev/null
-# A second target loads the same snapshot now, and later the staged backlog alone: the apply stage
-# without the source's decoding in front of it.
-mkdir -p "$work/staged-slots"
-sed "s/dbname=tributary/dbname=staged/" "$work/slots/tributary.yaml" >"$work/staged-slots/tributary.yaml"
-cp "$work/slots/bench.yaml" "$work/staged-slots/"
-"$tributary" apply --once --config "$work/staged-slots" --log-level warning >/dev/null
-# And a third, for the same backlog applied one batch per transaction (catch-up grouping off).
+# A second target loads the same snapshot now, and later the staged backlog alone, batch by batch:
+# the apply stage without the source's decoding in front of it.
 mkdir -p "$work/single-slots"
 sed "s/dbname=tributary/dbname=single/" "$work/slots/tributary.yaml" >"$work/single-slots/tributary.yaml"
 cp "$work/slots/bench.yaml" "$work/single-slots/"
 "$tributary" apply --once --config "$work/single-slots" --log-level warning >/dev/null
-# And a fifth, batch by batch with each batch loaded on the merging connection (no load ahead).
+# And a third, batch by batch with each batch loaded on the merging connection (no load ahead).
 mkdir -p "$work/serial-slots"
 sed "s/dbname=tributary/dbname=serial/" "$work/slots/tributary.yaml" >"$work/serial-slots/tributary.yaml"
 cp "$work/slots/bench.yaml" "$work/serial-slots/"
@@ -219,16 +214,14 @@ for round in $(seq "$rounds"); do
     record_timed $method
   done
   on_source -c "SELECT pg_drop_replication_slot('recv_$round')" -o /dev/null
-  echo "  apply --once alone on the staged backlog: batch by batch (loading ahead, and not), grouped by 64" >&2
-  case $((round % 3)) in 1) order="single staged serial";; 2) order="staged serial single";; *) order="serial single staged";; esac
+  echo "  apply --once alone on the staged backlog: batch by batch, loading ahead and not" >&2
+  case $((round % 2)) in 1) order="single serial";; *) order="serial single";; esac
   for method in $order; do
     before=$(applied_rows $method)
     if [ $method = single ]; then
-      timed "$tributary" apply --once --group-batches 1 --config "$work/single-slots" --log-level warning
-    elif [ $method = serial ]; then
-      timed "$tributary" apply --once --group-batches 1 --no-load-ahead --config "$work/serial-slots" --log-level warning
+      timed "$tributary" apply --once --config "$work/single-slots" --log-level warning
     else
-      timed "$tributary" apply --once --group-batches 64 --config "$work/staged-slots" --log-level warning
+      timed "$tributary" apply --once --no-load-ahead --config "$work/serial-slots" --log-level warning
     fi
     record_timed $method; record "$method-changes" $(( $(applied_rows $method) - before ))
   done
@@ -242,8 +235,8 @@ for round in $(seq "$rounds"); do
   timed "$tributary" apply --once --config "$work/double-slots" --log-level warning
   record_timed double; record double-changes $(( $(applied_rows double) - before ))
 done
-batches=$(on_target -d staged -Atc "SELECT count(*) FROM tributary.applied_batches")
-for db in single serial staged double; do
+batches=$(on_target -d single -Atc "SELECT count(*) FROM tributary.applied_batches")
+for db in single serial double; do
   for t in pgbench_accounts orders; do
     [ "$(on_target -d $db -Atc "SELECT count(*), sum(hashtext(t::text)) FROM stg.bench_$t t WHERE NOT _deleted")" = \
       "$(on_target -d tributary -Atc "SELECT count(*), sum(hashtext(t::text)) FROM stg.bench_$t t WHERE NOT _deleted")" ] \
@@ -371,11 +364,10 @@ row "tributary replicate alone" "$(m alone)" "$changes" "end to end $(ratio alon
 row "pg_recvlogical" "$(m recvlogical)" "$changes" "replicate alone $(ratio recvlogical alone)x of its rate" "$(rounds_of recvlogical)" recvlogical
 row "tributary apply alone, batch by batch" "$(m single)" "$(m single-changes)" "$(ratio native single)x native (goal >= 2.0x)" "$(rounds_of single)" single
 row "  the same, not loading ahead" "$(m serial)" "$(m serial-changes)" "$(ratio native serial)x native; loading ahead $(ratio serial single)x of it" "$(rounds_of serial)" serial
-row "tributary apply alone, grouped by 64" "$(m staged)" "$(m staged-changes)" "$(ratio native staged)x native" "$(rounds_of staged)" staged
 row "tributary apply alone, two sources" "$(m double)" "$(m double-changes)" \
   "$(ratio double single double-changes single-changes)x one source, batch by batch (goal >= 1.6x)" "$(rounds_of double)" double
 [ -n "$baseline" ] && row "tributary apply alone at $baseline_revision" "$(m baseline)" "$changes" "$(ratio native baseline)x native" "$(rounds_of baseline)"
-printf '  (%s batches staged in all; grouped: up to 64 a transaction, each table merged once per group)\n' "$batches"
+printf '  (%s batches staged in all)\n' "$batches"
 printf '\nwide rows end to end: %s changes a round to a table of 30 columns (numeric, timestamptz, jsonb, text; about 1.5 KB a row)\n' "$wide_changes"
 row "native logical replication" "$(m wide-native)" "$wide_changes" "1.00x" "$(rounds_of wide-native)" wide-native
 row "tributary replicate + apply (STG)" "$(m wide-tributary)" "$wide_changes" "$(ratio wide-native wide-tributary)x native (goal >= 1.5x)" "$(rounds_of wide-tributary)" wide-tributary

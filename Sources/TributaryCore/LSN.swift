@@ -34,7 +34,7 @@ public struct LSN: Sendable, Hashable, Comparable, CustomStringConvertible, Coda
 
     public static func < (lhs: LSN, rhs: LSN) -> Bool { lhs.value < rhs.value }
 
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         guard let lsn = LSN(text) else {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an LSN: \(text)"))
@@ -42,7 +42,7 @@ public struct LSN: Sendable, Hashable, Comparable, CustomStringConvertible, Coda
         self = lsn
     }
 
-    public func encode(to encoder: Encoder) throws {
+    public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
     }

@@ -20,12 +20,6 @@ public actor PostgresConnection {
         public var payload: String
     }
 
-    /// Pinned on every connection so values come out in one canonical text form (DESIGN.md §3).
-    public static let sessionSettings = """
-        SET DateStyle = ISO; SET IntervalStyle = postgres; SET TimeZone = 'UTC'; \
-        SET extra_float_digits = 3; SET bytea_output = hex
-        """
-
     /// "qvp (127.0.0.1:54321/qvp as tributary)": names the server in every error, never the password.
     public nonisolated let endpoint: String
     private nonisolated let executor: ThreadExecutor
@@ -46,15 +40,16 @@ public actor PostgresConnection {
     /// Opens a connection on a thread of its own.
     /// - Parameters:
     ///   - name: what the server is to the operator (`qvp`, `target`): used in errors and the thread name.
+    ///   - session: statements run once connected (the session's settings); the caller owns what they are.
     public static func connect(_ conninfo: String, name: String, mode: Mode = .regular,
-                               applicationName: String = "tributary") async throws -> PostgresConnection {
+                               applicationName: String, session: String) async throws -> PostgresConnection {
         let connection = PostgresConnection(
             endpoint: describe(conninfo, name: name), executor: ThreadExecutor(name: "pq \(name)"))
-        try await connection.open(conninfo, mode: mode, applicationName: applicationName)
+        try await connection.open(conninfo, mode: mode, applicationName: applicationName, session: session)
         return connection
     }
 
-    private func open(_ conninfo: String, mode: Mode, applicationName: String) throws {
+    private func open(_ conninfo: String, mode: Mode, applicationName: String, session: String) throws {
         // Later keywords win, so the defaults before `dbname` yield to the operator's conninfo and
         // the ones after it are forced: the staging files must be UTF-8.
         var parameters = [("connect_timeout", "10"), ("dbname", conninfo),
@@ -73,7 +68,7 @@ public actor PostgresConnection {
         }
         PQsetNoticeProcessor(connection, { _, _ in }, nil)
         handle = connection
-        try execute(Self.sessionSettings)
+        if !session.isEmpty { try execute(session) }
     }
 
     /// Closes the connection; the owning thread ends after this.
@@ -154,7 +149,7 @@ public actor PostgresConnection {
         let block = UnsafeMutableRawBufferPointer.allocate(byteCount: max(blockBytes, 1), alignment: 16)
         defer { block.deallocate() }
         var filled = 0, rowsInBlock = 0, rows = 0
-        var failure: Error?
+        var failure: (any Error)?
 
         func deliver(_ bytes: UnsafeRawBufferPointer, _ count: Int) {
             guard failure == nil, count > 0 else { return }
@@ -210,7 +205,7 @@ public actor PostgresConnection {
         let start = PQexec(connection, sql)
         defer { PQclear(start) }
         try check(start, sql: sql, accepting: [PGRES_COPY_IN])
-        var failure: Error?
+        var failure: (any Error)?
         do {
             try produce { data in
                 guard data.count > 0 else { return }

@@ -71,4 +71,6 @@ extension PostgresError {
     /// SQLSTATEs callers tell apart.
     public static let undefinedTable = "42P01"
     public static let undefinedColumn = "42703"
+    /// The object is in use: a replication slot another walsender holds (START_REPLICATION).
+    public static let objectInUse = "55006"
 }

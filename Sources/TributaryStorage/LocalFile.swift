@@ -128,4 +128,13 @@ public enum LocalFiles {
     public static func remove(_ path: String) {
         unlink(path)
     }
+
+    /// Removes the directories `<prefix><pid>` in `directory` whose process has ended (another
+    /// process's, still running, is left alone).
+    public static func removeDirectoriesOfEndedProcesses(in directory: String, prefix: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(prefix) {
+            guard let pid = pid_t(name.dropFirst(prefix.count)), pid != getpid(), kill(pid, 0) == -1, errno == ESRCH else { continue }
+            try? FileManager.default.removeItem(atPath: directory + "/" + name)
+        }
+    }
 }

@@ -23,13 +23,6 @@ struct GlobalOptions: ParsableArguments {
         return configuration
     }
 
-    /// Reads `source`'s configuration again from the directory, as it is then (nil when it does
-    /// not load): how a running replicator learns of a table added to it.
-    func refreshSource(named source: String) -> @Sendable () -> SourceConfiguration? {
-        let directory = configurationDirectory
-        return { (try? ConfigurationLoader.load(directory: directory))?.sources.first { $0.name == source } }
-    }
-
     /// The staging store tributary.yaml names, logging for `command`.
     func openStagingStore(_ target: TargetConfiguration, command: String) throws -> any StagingStore {
         try StagingStores.open(target, logger: makeLogger(command))
@@ -39,12 +32,20 @@ struct GlobalOptions: ParsableArguments {
     func makeLogger(_ command: String) -> Logger {
         LoggingSystem.bootstrapOnce(level: logLevel)
         var logger = Logger(label: "tributary")
-        logger[metadataKey: "command"] = .string(command)
+        logger[metadataKey: LogKey.command] = .string(command)
         return logger
     }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// A duration on the command line as in the configuration: `90` (seconds), `500ms`, `2m`, `1h`.
+extension Duration: @retroactive ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let duration = Quantity.duration(argument) else { return nil }
+        self = duration
+    }
+}
 
 extension LoggingSystem {
     private static let bootstrapped = BootstrapFlag()
@@ -72,8 +73,8 @@ final class BootstrapFlag: @unchecked Sendable {
     }
 }
 
-/// Runs a subcommand body and turns failures into one line on stderr and an exit code:
-/// 2 for configuration and usage problems, 1 for everything else.
+/// Runs a subcommand body and turns failures into one line on stderr and an exit code: the
+/// error's own (2 for configuration and usage problems), 1 for everything else.
 enum CommandRunner {
     static func run(_ body: () async throws -> Void) async throws {
         // Staged rows, manifests, spills and parts hold the sources' data: only this user reads
@@ -83,9 +84,9 @@ enum CommandRunner {
             try await body()
         } catch let exit as ExitCode {
             throw exit
-        } catch let error as ConfigurationError {
-            printError("configuration: \(error)")
-            throw ExitCode(2)
+        } catch let error as TributaryError {
+            printError(error.code == .configuration ? "configuration: \(error)" : "\(error)")
+            throw ExitCode(error.exitCode)
         } catch {
             printError("\(error)")
             throw ExitCode(1)

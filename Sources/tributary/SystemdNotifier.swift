@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import TributaryCore
 import TributaryServices
 
 /// systemd's notify protocol (sd_notify(3)): datagrams of `KEY=value` lines to the socket named in
@@ -42,7 +43,7 @@ struct SystemdNotifier: Service {
                         send("WATCHDOG=1")
                     } else {
                         // No ping: systemd restarts the process once WatchdogSec passes.
-                        logger.error("parts stalled, watchdog not fed", metadata: ["parts": .string(stalled.joined(separator: ","))])
+                        logger.error("parts stalled, watchdog not fed", metadata: [LogKey.parts: .string(stalled.joined(separator: ","))])
                         send("STATUS=stalled: \(stalled.joined(separator: ", "))")
                     }
                     lastWatchdog = .now
@@ -74,6 +75,6 @@ struct SystemdNotifier: Service {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(descriptor, bytes.baseAddress, bytes.count, 0, $0, length) }
             }
         }
-        if sent < 0 { logger.debug("systemd notify failed", metadata: ["errno": .stringConvertible(errno)]) }
+        if sent < 0 { logger.debug("systemd notify failed", metadata: [LogKey.errno: .stringConvertible(errno)]) }
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import TributaryTestSupport
 import TributaryCore
 
 @Suite struct CSVToTextTranscoderTests {
@@ -47,7 +48,7 @@ import TributaryCore
     /// then read back as COPY's text format: every value, NULL or not, comes back the same.
     @Test(arguments: [1, 7, 16, 17, 4096])
     func randomRowsSurviveInAnyChunking(chunk: Int) throws {
-        var random = SeededRandom(seed: UInt64(chunk))
+        var random = SeededGenerator(seed: UInt64(chunk))
         let alphabet: [String] = ["a", "Z", "0", " ", "é", "😀", ",", "\"", "\n", "\r", "\t", "\\", "N", ".", "\r\n"]
         var rows: [[String?]] = []
         var csv: [UInt8] = []
@@ -96,18 +97,5 @@ import TributaryCore
             })
         }
         return rows
-    }
-}
-
-/// SplitMix64: the same rows on every run.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -21,7 +21,7 @@ import TributaryCore
         /// not needed to build the path.
         enum Param: Decodable {
             case text(String), number(Int), other
-            init(from decoder: Decoder) throws {
+            init(from decoder: any Decoder) throws {
                 let container = try decoder.singleValueContainer()
                 if let number = try? container.decode(Int.self) {
                     self = .number(number)

@@ -9,19 +9,19 @@ import TributaryCore
         #expect(OCIRetryPolicy.isRetryable(status: 500) && OCIRetryPolicy.isRetryable(status: 503))
         #expect(!OCIRetryPolicy.isRetryable(status: 501))
         #expect(!OCIRetryPolicy.isRetryable(status: 400) && !OCIRetryPolicy.isRetryable(status: 404) && !OCIRetryPolicy.isRetryable(status: 412))
-        let policy = OCIRetryPolicy(attempts: 5, baseDelaySeconds: 0.1, maxDelaySeconds: 2)
-        #expect(policy.backoff.delay(beforeRetry: 0, unit: 1) == 0.1)
-        #expect(policy.backoff.delay(beforeRetry: 3, unit: 1) == 0.8)
-        #expect(policy.backoff.delay(beforeRetry: 10, unit: 1) == 2, "capped")
-        #expect(policy.backoff.delay(beforeRetry: 3, unit: 0.5) == 0.4, "full jitter scales the ceiling")
+        let policy = OCIRetryPolicy(attempts: 5, baseDelay: .milliseconds(100), maximumDelay: .seconds(2))
+        #expect(policy.backoff.delay(beforeRetry: 0, unit: 1) == .milliseconds(100))
+        #expect(policy.backoff.delay(beforeRetry: 3, unit: 1) == .milliseconds(800))
+        #expect(policy.backoff.delay(beforeRetry: 10, unit: 1) == .seconds(2), "capped")
+        #expect(policy.backoff.delay(beforeRetry: 3, unit: 0.5) == .milliseconds(400), "full jitter scales the ceiling")
     }
 
     @Test func reconnectBackoffDoublesToItsCapAndStartsOverAfterASuccess() {
-        var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 3)
-        #expect((0..<5).map { _ in backoff.next() } == [0.5, 1, 2, 3, 3])
+        var backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(3))
+        #expect((0..<5).map { _ in backoff.next() } == [.milliseconds(500), .seconds(1), .seconds(2), .seconds(3), .seconds(3)])
         #expect(backoff.failures == 5)
         backoff.reset()
-        #expect(backoff.next() == 0.5)
+        #expect(backoff.next() == .milliseconds(500))
     }
 
     @Test func multipartPlansCoverTheFileExactlyOnce() {
@@ -76,7 +76,7 @@ import TributaryCore
         #expect(oci.multipartThreshold == 16 << 20 && oci.partSize == 8 << 20 && oci.connections == 6 && oci.attempts == 3)
         #expect(configuration.sources[0].checks == [IndicatorCheck(name: "item count", sourceSQL: "SELECT count(*) FROM items",
                                                                    targetSQL: "SELECT count(*) FROM stg.qvp_items WHERE NOT _deleted")])
-        #expect(throws: ConfigurationError.self) {
+        #expect(throws: TributaryError.self) {
             try ConfigurationParser.parse(files: [
                 .init(name: "slots/tributary.yaml", text: "target:\n  connection: x\nstaging: /s\noci:\n  endpoint: ftp://x\n"),
                 .init(name: "slots/qvp.yaml", text: "connection: x\ntables:\n  - name: public.a\n"),

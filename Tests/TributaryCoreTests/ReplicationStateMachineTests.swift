@@ -1,5 +1,6 @@
 import Testing
 @testable import TributaryCore
+import TributaryTestSupport
 
 /// The replicator's rules, pinned without a server: when a batch closes, what may be acknowledged,
 /// what a keepalive confirms, what an abort drops.
@@ -11,7 +12,7 @@ import Testing
         var limits = BatchLimits()
         limits.rowsMax = rows
         limits.bytesMax = 1 << 20
-        limits.ageMillisecondsMax = ageMilliseconds
+        limits.ageMax = .milliseconds(ageMilliseconds)
         return Machine(settings: .init(limits: limits, heartbeatInterval: .seconds(10), statusInterval: .seconds(10), endLSN: endLSN),
                        durable: durable, now: start)
     }
@@ -54,7 +55,7 @@ import Testing
         var limits = BatchLimits()
         limits.rowsMax = 10
         limits.bytesMax = 1000
-        limits.ageMillisecondsMax = 500
+        limits.ageMax = .milliseconds(500)
         var machine = Machine(settings: .init(limits: limits, heartbeatInterval: .seconds(60), statusInterval: .seconds(60)),
                               durable: LSN(100), now: start)
         _ = try transaction(&machine, 200, rows: 1, at: 0)
@@ -203,7 +204,7 @@ import Testing
     @Test func randomEventsKeepTheAcknowledgementRule() throws {
         let seed = UInt64.random(in: 1...UInt64.max)
         print("ReplicationStateMachine random seed \(seed)")
-        var generator = SeededRandom(seed: seed)
+        var generator = SeededGenerator(seed: seed)
         var machine = machine(rows: 5, ageMilliseconds: 300)
         var time = 0, lsn: UInt64 = 200
         var inTransaction = false, closing = false, changes = 0

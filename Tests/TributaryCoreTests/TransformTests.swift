@@ -68,8 +68,8 @@ import Testing
         #expect(startable(["contract", "claim"], [], ["party"]) == ["contract"])
         #expect(startable(["claim"], [], []) == ["claim"], "contract not selected: claim need not wait for it")
         let circle = [Self.model("a", reads: ["bl.b"]), Self.model("b", reads: ["bl.a"])]
-        #expect(throws: ConfigurationError.self) { try TransformModelParser.validate(circle) }
-        #expect(throws: ConfigurationError.self) { try TransformModelParser.validate([Self.model("a", reads: ["bl.nobody"])]) }
+        #expect(throws: TributaryError.self) { try TransformModelParser.validate(circle) }
+        #expect(throws: TributaryError.self) { try TransformModelParser.validate([Self.model("a", reads: ["bl.nobody"])]) }
     }
 
     // MARK: The scheduler

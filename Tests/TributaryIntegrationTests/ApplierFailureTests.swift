@@ -4,6 +4,7 @@ import TributaryCore
 import TributaryPostgres
 import TributaryStorage
 @testable import TributaryServices
+import TributaryTestSupport
 
 /// The applier under replays, reordering, kills and damaged files.
 @Suite(.clusterLoad) struct ApplierFailureTests {
@@ -45,7 +46,7 @@ import TributaryStorage
 
         // In order, twice: the second run applies nothing. Every batch after the first was
         // loaded ahead, on the second connection, while the one before it merged.
-        let applier = ChangeApplier(target: fixture.target, sources: configuration.sources, store: store, settings: .init(jobs: 1),
+        let applier = ChangeApplier(endpoints: try fixture.endpoints(), sources: configuration.sources, store: store, settings: .init(jobs: 1),
                                     logger: PipelineFixture.logger)
         let first = try await applier.applyOnce()
         #expect(first.batches == manifests.count)
@@ -55,7 +56,10 @@ import TributaryStorage
 
         // A second target: the snapshot, then every batch in a shuffled order, many of them twice.
         let shuffledTarget = try await fixture.clusters.makeDatabase("shuffled", onSource: false)
-        _ = try await SnapshotLoader(target: shuffledTarget, store: store, jobs: 1, logger: PipelineFixture.logger).load(source: "qvp")
+        var shuffledConfiguration = configuration.target
+        shuffledConfiguration.connection = shuffledTarget
+        _ = try await SnapshotLoader(target: TargetEndpoint(shuffledConfiguration, command: "test"), store: store, jobs: 1, logger: PipelineFixture.logger)
+            .load(source: "qvp")
         var generator = SeededGenerator(seed: UInt64.random(in: 1...UInt64.max))
         let order = (manifests + manifests.filter { _ in Bool.random(using: &generator) }).shuffled(using: &generator)
         let connection = try await PostgresConnection.connect(shuffledTarget, name: "target")
@@ -113,7 +117,7 @@ import TributaryStorage
         let target = try await fixture.connectTarget()
         try await ControlStore(target).migrate()
 
-        let preloader = try await BatchPreloader.connect(target: fixture.target, source: "qvp", store: store)
+        let preloader = try await BatchPreloader.connect(target: try fixture.endpoints().target, source: "qvp", store: store)
         let loaded = try await preloader.load(victim)
         #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == String(victim.files.count))
         for table in loaded.tables { try await target.execute("TRUNCATE \(table.sql)") }
@@ -125,19 +129,20 @@ import TributaryStorage
         // Loaded again and left behind (the applier killed): the next loading connection drops it.
         _ = try await preloader.load(victim)
         await preloader.close()
-        await (try BatchPreloader.connect(target: fixture.target, source: "qvp", store: store)).close()
+        await (try BatchPreloader.connect(target: try fixture.endpoints().target, source: "qvp", store: store)).close()
         #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0")
 
-        let report = try await ChangeApplier(target: fixture.target, sources: configuration.sources, store: store, settings: .init(jobs: 1),
+        let report = try await ChangeApplier(endpoints: try fixture.endpoints(), sources: configuration.sources, store: store, settings: .init(jobs: 1),
                                              logger: PipelineFixture.logger).applyOnce()
         #expect(report.batches == manifests.count)
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
     }
 
-    /// Catch-up mode: a backlog applied in groups of batches, the applier SIGKILLed at seeded
-    /// random moments (mostly inside a group's transaction); a row inserted with a large value and
-    /// then updated around it in later batches of the same group keeps the value.
-    @Test func aGroupedBacklogSurvivesKillsMidGroup() async throws {
+    /// A backlog of small batches, each loaded ahead while the one before merges, the applier
+    /// SIGKILLed at seeded random moments (mostly inside a batch's transaction, with the next one
+    /// loaded ahead); a row inserted with a large value and then updated around it in later batches
+    /// keeps the value, and nothing loaded ahead is left behind.
+    @Test func aBacklogLoadedAheadSurvivesKillsMidBatch() async throws {
         let fixture = try await replicatedFixture("killgroup", steps: 300, rowsPerBatch: 4)
         let source = try await fixture.connectSource("qvp")
         try await source.execute("INSERT INTO accounts VALUES (9001, 'grouped', 1, repeat(md5('toast'), 400), ARRAY['x'])")
@@ -149,7 +154,7 @@ import TributaryStorage
         #expect(manifests > 60)
 
         let seed = UInt64.random(in: 1...UInt64.max / 2)
-        print("aGroupedBacklogSurvivesKillsMidGroup seed \(seed)")
+        print("aBacklogLoadedAheadSurvivesKillsMidBatch seed \(seed)")
         var generator = SeededGenerator(seed: seed)
         let target = try await fixture.connectTarget()
         var kills = 0
@@ -157,29 +162,27 @@ import TributaryStorage
             // Before the first apply, the control schema is not there yet.
             (try? await target.query("SELECT count(*) FROM tributary.applied_batches").scalar.flatMap { Int($0) }) ?? 0
         }
-        // A group of small batches applies in milliseconds: an attempt whose kill came after the
-        // applier finished is not a kill, so attempts go on (each takes at least one group) until
-        // three kills landed or the backlog is applied.
+        // A small batch applies in milliseconds: an attempt whose kill came after the applier
+        // finished is not a kill, so attempts go on (each takes at least one batch) until three
+        // kills landed or the backlog is applied.
         var attempts = 0
         while kills < 3, attempts < 8, try await applied() < manifests {
             attempts += 1
             try fixture.writeConfiguration()
             let before = try await applied()
-            let apply = TestProcess(Paths.tributary, ["apply", "--once", "--group-batches", "8", "--config", fixture.configurationDirectory])
+            let apply = TestProcess(Paths.tributary, ["apply", "--once", "--config", fixture.configurationDirectory])
             try apply.start()
-            // Once a group has committed, the next one is under way: kill somewhere inside it.
+            // Once a batch has committed, the next one is under way: kill somewhere inside it.
             while waitpid(apply.pid, nil, WNOHANG) == 0, try await applied() == before { try await Task.sleep(for: .milliseconds(2)) }
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...10, using: &generator)))
             apply.kill()
             if (await apply.wait()).signalled { kills += 1 }
         }
         #expect(kills >= 2)
-        let finish = try await fixture.tributary(["apply", "--once", "--group-batches", "8"])
+        let finish = try await fixture.tributary(["apply", "--once"])
         #expect(finish.status == 0, "\(finish.standardError)")
         #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches").scalar == String(manifests))
-        // Batches of one group share their transaction's start time.
-        let groups = try await target.query("SELECT count(DISTINCT applied_at) FROM tributary.applied_batches").scalar.flatMap { Int($0) } ?? 0
-        #expect(groups < manifests / 2, "\(groups) transactions for \(manifests) batches: not grouped")
+        #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0")
         #expect(try await target.query("SELECT doc = repeat(md5('toast'), 400) FROM stg.qvp_accounts WHERE id = 9001").scalar == "t")
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
     }

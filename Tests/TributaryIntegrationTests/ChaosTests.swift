@@ -4,6 +4,7 @@ import Testing
 import TributaryCore
 import TributaryPostgres
 @testable import TributaryServices
+import TributaryTestSupport
 
 /// The chaos suite: the demo workload on both sources while faults land at seeded random times —
 /// SIGKILLs of `run`, `replicate` and `apply`, fast and immediate restarts of each source and of the
@@ -82,7 +83,7 @@ import TributaryPostgres
 
         let comparison = try await world.compare()
         let blDifferences = try await TransformCheck(runner: TransformRunner(configuration: try world.fixture.configuration(),
-                                                                            logger: PipelineFixture.logger)).run()
+                                                                            endpoints: try world.fixture.endpoints(), logger: PipelineFixture.logger)).run()
         print("chaos: process logs in \(world.pipeline.logDirectory)")
         print(report.table(seed: seed, comparison: comparison, blMatches: blDifferences.filter(\.matches).count, blModels: blDifferences.count))
 

@@ -96,7 +96,7 @@ import TributaryStorage
         var settings = OCIObjectStorageClient.Settings()
         settings.multipartThreshold = 1 << 20
         settings.partSize = 1 << 20
-        settings.retry = OCIRetryPolicy(attempts: 2, baseDelaySeconds: 0.01)
+        settings.retry = OCIRetryPolicy(attempts: 2, baseDelay: .milliseconds(10))
         let store = try store(emulator, prefix: "multi", settings: settings)
         let bytes = randomBytes(5 << 20 + 12_345)
         try await store.put(key: "big.csv.gz", file: try temporaryFile(bytes))
@@ -119,7 +119,7 @@ import TributaryStorage
     @Test func transientFaultsAreRetriedUntilEveryCallSucceeds() async throws {
         let emulator = try await OCIEmulator.start()
         var settings = OCIObjectStorageClient.Settings()
-        settings.retry = OCIRetryPolicy(attempts: 12, baseDelaySeconds: 0.01, maxDelaySeconds: 0.2)
+        settings.retry = OCIRetryPolicy(attempts: 12, baseDelay: .milliseconds(10), maximumDelay: .milliseconds(200))
         settings.multipartThreshold = 256 << 10
         settings.partSize = 100 << 10
         let store = try store(emulator, prefix: "faults", settings: settings)
@@ -221,7 +221,7 @@ import TributaryStorage
         // Nothing listens on port 1: the error names the endpoint, after the configured attempts.
         let credentials = try OCICredentials.load(configFile: OCIEmulator.configFile, profile: nil, environment: [:], logger: PipelineFixture.logger)
         var settings = OCIObjectStorageClient.Settings()
-        settings.retry = OCIRetryPolicy(attempts: 2, baseDelaySeconds: 0.01)
+        settings.retry = OCIRetryPolicy(attempts: 2, baseDelay: .milliseconds(10))
         let client = try OCIObjectStorageClient(endpoint: "http://127.0.0.1:1", signer: credentials.signer, settings: settings, logger: PipelineFixture.logger)
         await #expect { _ = try await client.namespace() } throws: { error in
             let message = "\(error)"

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TributaryCore
 import TributaryStorage
+import TributaryTestSupport
 
 /// The object sync, through `tributary sync-objects`, against the signature-checking emulator
 /// (server-side copies and streamed ones) and between directories: the target ends with exactly

@@ -58,7 +58,8 @@ import TributaryServices
 
     func statusOf(_ fixture: PipelineFixture, _ source: String) async throws -> SourceStatus {
         let configuration = try fixture.configuration()
-        return try await StatusReader(target: fixture.target, store: try fixture.store()).read(try configuration.sources(named: [source]))[0]
+        return try await StatusReader(endpoints: try fixture.endpoints(), store: try fixture.store())
+            .report(try configuration.sources(named: [source])).sources[0]
     }
 
     @Test func pauseResumeAndDrainUnderAWorkloadLoseNothing() async throws {

@@ -64,7 +64,7 @@ import TributaryPostgres
 /// A loop of writes in the background, stopped on request; reports how many it made.
 final class BackgroundWriter: Sendable {
     private let stopFlag = Atomic<Bool>(false)
-    private let task = Mutex<Task<Int, Error>?>(nil)
+    private let task = Mutex<Task<Int, any Error>?>(nil)
 
     var stopped: Bool { stopFlag.load(ordering: .relaxed) }
 

@@ -79,7 +79,7 @@ import TributaryServices
         #expect(status.source_lag_bytes != nil && status.confirmed_lsn != nil)
         #expect(status.warnings.contains { $0.contains("no replicator is consuming the slot") })
 
-        _ = try await ChangeApplier(target: fixture.target, sources: try fixture.configuration().sources, store: try fixture.store(),
+        _ = try await ChangeApplier(endpoints: try fixture.endpoints(), sources: try fixture.configuration().sources, store: try fixture.store(),
                                     settings: .init(jobs: 1), logger: PipelineFixture.logger).applyOnce()
         status = try await statusJSON(fixture)
         #expect(status.staged_batches == 0)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TributaryCore
 import TributaryPostgres
+import TributaryTestSupport
 
 /// Per-table snapshots (DESIGN.md §1): a table added to a running migration, a suspect STG table
 /// resynced under a workload, a killed full snapshot resumed; each ends equal to its source.

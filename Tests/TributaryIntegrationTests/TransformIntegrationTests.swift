@@ -8,7 +8,8 @@ import TributaryPostgres
 /// equals a full reload, whatever the workload, failures and kills.
 @Suite(.clusterLoad) struct TransformIntegrationTests {
     func check(_ fixture: PipelineFixture) async throws -> [TransformCheck.Difference] {
-        try await TransformCheck(runner: TransformRunner(configuration: try fixture.configuration(), logger: PipelineFixture.logger)).run()
+        try await TransformCheck(runner: TransformRunner(configuration: try fixture.configuration(), endpoints: try fixture.endpoints(),
+                                                         logger: PipelineFixture.logger)).run()
     }
 
     func startRun(_ fixture: PipelineFixture) throws -> TestProcess {
@@ -20,7 +21,7 @@ import TributaryPostgres
 
     func modelStatuses(_ fixture: PipelineFixture) async throws -> [ModelStatus] {
         let configuration = try fixture.configuration()
-        return try await StatusReader(target: fixture.target, store: try fixture.store(), models: configuration.models)
+        return try await StatusReader(endpoints: try fixture.endpoints(), store: try fixture.store(), models: configuration.models)
             .report(configuration.sources).models ?? []
     }
 

@@ -65,14 +65,6 @@ public struct MergeSQL: Sendable {
         "COPY \(changes) (\(SQL.identifierList(ChangeColumns.all + relation.columnNames))) FROM STDIN (FORMAT text, HEADER match\(isLoadTable ? ", FREEZE" : ""))"
     }
 
-    /// Appends a later batch's changes of this table from `part`, its sequences shifted by
-    /// `offset` so they sort after the earlier batches' (a group, `ApplyGroupPlanner`).
-    public func appendShifted(from part: QualifiedName, by offset: Int) -> String {
-        let columns = SQL.identifierList(ChangeColumns.all + relation.columnNames)
-        let shifted = (ChangeColumns.all + relation.columnNames).map { $0 == ChangeColumns.sequence ? "\(SQL.identifier($0)) + \(offset)" : SQL.identifier($0) }
-        return "INSERT INTO \(changes) (\(columns)) SELECT \(shifted.joined(separator: ", ")) FROM \(SQL.identifier(part.name))"
-    }
-
     /// The last TRUNCATE in the file: its sequence and LSN, or no row.
     public var truncatePoint: String {
         "SELECT _seq, _lsn FROM \(changes) WHERE _op = 'T' ORDER BY _seq DESC LIMIT 1"

@@ -71,7 +71,7 @@ public struct BatchPolicy: Sendable {
 
     public init(limits: BatchLimits) { self.limits = limits }
 
-    public func shouldClose(rows: Int, bytes: Int, ageMilliseconds: Int) -> Bool {
-        rows >= limits.rowsMax || bytes >= limits.bytesMax || ageMilliseconds >= limits.ageMillisecondsMax
+    public func shouldClose(rows: Int, bytes: Int, age: Duration) -> Bool {
+        rows >= limits.rowsMax || bytes >= limits.bytesMax || age >= limits.ageMax
     }
 }

@@ -15,6 +15,11 @@ public enum Quantity {
         return number * multiplier
     }
 
+    /// A duration as the configuration spells it (`500ms`, `1s`, `2m`, `3h`, `7d`; a bare number is seconds).
+    public static func duration(_ text: String) -> Duration? {
+        milliseconds(text).map { .milliseconds($0) }
+    }
+
     public static func milliseconds(_ text: String) -> Int? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let digits = trimmed.prefix { $0.isNumber }

@@ -16,7 +16,7 @@ public struct Configuration: Sendable {
         guard !names.isEmpty else { return models }
         return try names.map { name in
             guard let model = models.first(where: { $0.name == name || $0.table.description == name }) else {
-                throw ConfigurationError(
+                throw TributaryError.configuration(
                     file: "--model", problem: "no model named \"\(name)\" (configured: \(models.map(\.name).joined(separator: ", ")))")
             }
             return model
@@ -33,7 +33,7 @@ public struct Configuration: Sendable {
         guard !names.isEmpty else { return sources }
         return try names.map { name in
             guard let source = sources.first(where: { $0.name == name }) else {
-                throw ConfigurationError(
+                throw TributaryError.configuration(
                     file: "--source", problem: "no source named \"\(name)\" (configured: \(sources.map(\.name).joined(separator: ", ")))")
             }
             return source
@@ -160,12 +160,12 @@ public struct OCISettings: Sendable, Hashable {
 public struct BatchLimits: Sendable, Hashable {
     public var rowsMax: Int = 100_000
     public var bytesMax: Int = 64 << 20
-    public var ageMillisecondsMax: Int = 500
+    public var ageMax: Duration = .milliseconds(500)
     /// Above this, the source streams a transaction before it commits (its logical_decoding_work_mem)
     /// and the replicator spills it to the work directory.
     public var memoryBytesMax: Int = 64 << 20
     /// An idle source gets a heartbeat this often, so its slot advances and lag stays measurable.
-    public var heartbeatMilliseconds: Int = 10_000
+    public var heartbeatInterval: Duration = .seconds(10)
 
     public init() {}
 }
@@ -173,13 +173,13 @@ public struct BatchLimits: Sendable, Hashable {
 /// BL transform settings (section `bl` of tributary.yaml).
 public struct TransformSettings: Sendable, Hashable {
     /// A model runs at most once per this interval, however many batches change its inputs.
-    public var minIntervalMilliseconds: Int = 1_000
+    public var minInterval: Duration = .seconds(1)
     /// A model that failed is tried again after this long (with its SQL read again).
-    public var retryMilliseconds: Int = 30_000
+    public var retryInterval: Duration = .seconds(30)
     /// Models run at once (each on a connection of its own) when they do not read each other.
     public var jobs = 2
     /// While the applier works through a backlog, a model's work waits up to this long (STG first).
-    public var catchUpDeferralMilliseconds: Int = 60_000
+    public var catchUpDeferral: Duration = .seconds(60)
 
     public init() {}
 }
@@ -245,8 +245,8 @@ public struct TargetConfiguration: Sendable {
 /// `staging.retention` and `staging.gc_interval`.
 public struct RetentionSettings: Sendable, Equatable {
     /// Applied batches are removed this long after they were applied; 0 keeps nothing applied.
-    public var retentionSeconds: Double = 7 * 86_400
+    public var retention: Duration = .seconds(7 * 86_400)
     /// How often `tributary run` collects garbage.
-    public var intervalSeconds: Double = 600
+    public var interval: Duration = .seconds(600)
     public init() {}
 }

@@ -22,7 +22,7 @@ public enum ConfigurationParser {
     public static func parse(files: [File], directory: String, environment: [String: String],
                              models: [(yaml: File, sql: String?)] = []) throws -> Configuration {
         guard let targetFile = files.first(where: { ($0.name as NSString).lastPathComponent == targetFileName }) else {
-            throw ConfigurationError(
+            throw TributaryError.configuration(
                 file: directory, problem: "no \(targetFileName) here: it names the target database and the staging store")
         }
         let target = try parseTarget(targetFile, directory: directory, environment: environment)
@@ -30,12 +30,12 @@ public enum ConfigurationParser {
             .sorted { $0.name < $1.name }
             .map { try parseSource($0, directory: directory, environment: environment, sync: target.sync) }
         guard !sources.isEmpty else {
-            throw ConfigurationError(file: directory, problem: "no source file (one YAML per source, e.g. qvp.yaml)")
+            throw TributaryError.configuration(file: directory, problem: "no source file (one YAML per source, e.g. qvp.yaml)")
         }
         var seen: [String: String] = [:]
         for source in sources {
             if let other = seen[source.name] {
-                throw ConfigurationError(file: source.file, keyPath: "source", problem: "source \"\(source.name)\" is also defined in \(other)")
+                throw TributaryError.configuration(file: source.file, keyPath: "source", problem: "source \"\(source.name)\" is also defined in \(other)")
             }
             seen[source.name] = source.file
         }
@@ -48,9 +48,9 @@ public enum ConfigurationParser {
         do {
             node = try Yams.compose(yaml: file.text)
         } catch let error as YamlError {
-            throw ConfigurationError(file: file.name, line: yamlLine(error), problem: "not valid YAML: \(yamlProblem(error))")
+            throw TributaryError.configuration(file: file.name, line: yamlLine(error), problem: "not valid YAML: \(yamlProblem(error))")
         }
-        guard let node else { throw ConfigurationError(file: file.name, problem: "the file is empty") }
+        guard let node else { throw TributaryError.configuration(file: file.name, problem: "the file is empty") }
         return try YAMLReader(file: file.name, path: "", node: node, environment: environment)
     }
 
@@ -58,7 +58,7 @@ public enum ConfigurationParser {
         let root = try root(file, environment: environment)
         try root.requireOnly(["target", "staging", "work_dir", "work_max", "batch", "snapshot", "oci", "bl", "sync"])
         guard let targetSection = try root.child("target") else {
-            throw ConfigurationError(file: file.name, keyPath: "target", problem: "required key is missing")
+            throw TributaryError.configuration(file: file.name, keyPath: "target", problem: "required key is missing")
         }
         try targetSection.requireOnly(["connection"])
         let connection = try targetSection.requiredString("connection")
@@ -68,8 +68,8 @@ public enum ConfigurationParser {
         let staging: StagingLocation
         if let node = root.node("staging"), node.mapping != nil, let section = try root.child("staging") {
             try section.requireOnly(["url", "signing_key", "retention", "gc_interval"])
-            if let retention = try section.milliseconds("retention", allowZero: true) { retentionSettings.retentionSeconds = Double(retention) / 1000 }
-            if let interval = try section.milliseconds("gc_interval") { retentionSettings.intervalSeconds = Double(interval) / 1000 }
+            if let retention = try section.duration("retention", allowZero: true) { retentionSettings.retention = retention }
+            if let interval = try section.duration("gc_interval") { retentionSettings.interval = interval }
             staging = try parseStaging(try section.requiredString("url"), root: section, directory: directory, key: "url")
             signingKey = try section.string("signing_key")
             if let key = signingKey, key.utf8.count < 32 {
@@ -100,9 +100,9 @@ public enum ConfigurationParser {
         try section.requireOnly(["max_rows", "max_bytes", "max_age", "memory_max", "heartbeat"])
         batch.rowsMax = try section.integer("max_rows", in: 1...100_000_000) ?? batch.rowsMax
         batch.bytesMax = try section.bytes("max_bytes") ?? batch.bytesMax
-        batch.ageMillisecondsMax = try section.milliseconds("max_age") ?? batch.ageMillisecondsMax
+        batch.ageMax = try section.duration("max_age") ?? batch.ageMax
         batch.memoryBytesMax = try section.bytes("memory_max") ?? batch.memoryBytesMax
-        batch.heartbeatMilliseconds = try section.milliseconds("heartbeat") ?? batch.heartbeatMilliseconds
+        batch.heartbeatInterval = try section.duration("heartbeat") ?? batch.heartbeatInterval
         return batch
     }
 
@@ -146,9 +146,9 @@ public enum ConfigurationParser {
         guard let section else { return transform }
         try section.requireOnly(["min_interval", "retry", "catch_up_deferral", "jobs"])
         transform.jobs = try section.integer("jobs", in: 1...32) ?? transform.jobs
-        transform.minIntervalMilliseconds = try section.milliseconds("min_interval") ?? transform.minIntervalMilliseconds
-        transform.retryMilliseconds = try section.milliseconds("retry") ?? transform.retryMilliseconds
-        transform.catchUpDeferralMilliseconds = try section.milliseconds("catch_up_deferral") ?? transform.catchUpDeferralMilliseconds
+        transform.minInterval = try section.duration("min_interval") ?? transform.minInterval
+        transform.retryInterval = try section.duration("retry") ?? transform.retryInterval
+        transform.catchUpDeferral = try section.duration("catch_up_deferral") ?? transform.catchUpDeferral
         return transform
     }
 
@@ -180,7 +180,7 @@ public enum ConfigurationParser {
         let name = try root.string("source") ?? stem
         guard name.first.map({ $0.isASCII && $0.isLowercase }) == true,
               name.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLowercase || $0.isNumber)) }), name.count <= 20 else {
-            throw ConfigurationError(file: file.name, keyPath: "source",
+            throw TributaryError.configuration(file: file.name, keyPath: "source",
                                      problem: "\"\(name)\" is not a usable source name: lower-case letters, digits and _, starting with a letter, at most 20")
         }
         let connection = try root.requiredString("connection")
@@ -189,17 +189,17 @@ public enum ConfigurationParser {
         let publication = try root.string("publication") ?? "tributary_\(name)"
         let createPublication = try root.bool("create_publication") ?? true
         guard let tableReaders = try root.children("tables"), !tableReaders.isEmpty else {
-            throw ConfigurationError(file: file.name, line: root.node("tables")?.mark?.line, keyPath: "tables",
+            throw TributaryError.configuration(file: file.name, line: root.node("tables")?.mark?.line, keyPath: "tables",
                                      problem: "at least one table is required")
         }
         var tables: [TableConfiguration] = []
         for reader in tableReaders {
             let table = try parseTable(reader, source: name)
             if tables.contains(where: { $0.table == table.table }) {
-                throw ConfigurationError(file: file.name, line: reader.line, keyPath: reader.path, problem: "table \(table.table) is listed twice")
+                throw TributaryError.configuration(file: file.name, line: reader.line, keyPath: reader.path, problem: "table \(table.table) is listed twice")
             }
             if let clash = tables.first(where: { $0.stagingTable == table.stagingTable }) {
-                throw ConfigurationError(file: file.name, line: reader.line, keyPath: reader.path,
+                throw TributaryError.configuration(file: file.name, line: reader.line, keyPath: reader.path,
                                          problem: "STG table \(table.stagingTable) is also used by \(clash.table): set stg_table")
             }
             tables.append(table)

@@ -12,7 +12,7 @@ enum ObjectSyncParser {
             settings.target = try location(text, access: try access(section, prefix: ""), reader: section, key: "target", directory: directory)
         }
         settings.connections = try section.integer("connections", in: 1...64) ?? settings.connections
-        settings.intervalMilliseconds = try section.milliseconds("interval") ?? settings.intervalMilliseconds
+        settings.interval = try section.duration("interval") ?? settings.interval
         settings.multipartThreshold = try section.bytes("multipart_threshold") ?? settings.multipartThreshold
         settings.partSize = try section.bytes("part_size") ?? settings.partSize
         settings.pageSize = try section.integer("page_size", in: 1...1000) ?? settings.pageSize
@@ -37,7 +37,7 @@ enum ObjectSyncParser {
             } else if let target = settings?.target {
                 to = ObjectLocation(store: target.store, prefix: target.prefix + "\(source)/\(bucketName(from))/" + from.prefix, access: target.access)
             } else {
-                throw ConfigurationError(file: reader.file, line: reader.line, keyPath: reader.path + ".to",
+                throw TributaryError.configuration(file: reader.file, line: reader.line, keyPath: reader.path + ".to",
                                          problem: "no to: and no sync.target in tributary.yaml: say where the objects go")
             }
             var mapping = ObjectMapping(id: "\(source):\(from)", source: from, target: to, include: try reader.stringList("include") ?? [],
@@ -46,7 +46,7 @@ enum ObjectSyncParser {
             mapping.deletes.maximum = try reader.integer("max_delete", in: 0...100_000_000) ?? mapping.deletes.maximum
             mapping.deletes.trashPrefix = try reader.string("trash").map { $0.hasSuffix("/") ? $0 : $0 + "/" }
             if mappings.contains(where: { $0.target == mapping.target }) {
-                throw ConfigurationError(file: reader.file, line: reader.line, keyPath: reader.path, problem: "another mapping writes to \(to) too")
+                throw TributaryError.configuration(file: reader.file, line: reader.line, keyPath: reader.path, problem: "another mapping writes to \(to) too")
             }
             mappings.append(mapping)
         }

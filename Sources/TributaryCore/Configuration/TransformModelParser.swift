@@ -7,12 +7,12 @@ public enum TransformModelParser {
     public static func parse(yaml: ConfigurationParser.File, sql: String?) throws -> TransformModel {
         let stem = ((yaml.name as NSString).lastPathComponent as NSString).deletingPathExtension
         guard let sql, !sql.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw ConfigurationError(file: yaml.name, problem: "no \(stem).sql beside it: a model is a YAML file and the SELECT in a .sql file of the same name")
+            throw TributaryError.configuration(file: yaml.name, problem: "no \(stem).sql beside it: a model is a YAML file and the SELECT in a .sql file of the same name")
         }
         let root = try ConfigurationParser.root(yaml, environment: [:])
         try root.requireOnly(["table", "key", "surrogate", "deletes", "full_refresh", "schema_drift", "inputs", "indexes"])
         guard stem.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLowercase || $0.isNumber)) }), stem.first?.isLetter == true else {
-            throw ConfigurationError(file: yaml.name, problem: "\"\(stem)\" is not a usable model name: lower-case letters, digits and _, starting with a letter")
+            throw TributaryError.configuration(file: yaml.name, problem: "\"\(stem)\" is not a usable model name: lower-case letters, digits and _, starting with a letter")
         }
         let tableName = try root.string("table") ?? stem
         guard let table = QualifiedName(parsing: tableName.contains(".") ? tableName : "\(TransformModel.schema).\(tableName)"),
@@ -20,7 +20,7 @@ public enum TransformModelParser {
             throw root.error("table", root.node("table")!, "a model writes a table in schema \(TransformModel.schema), found \"\(tableName)\"")
         }
         guard let key = try root.stringList("key"), !key.isEmpty else {
-            throw ConfigurationError(file: yaml.name, line: root.line, keyPath: "key", problem: "required: the columns that identify a row of the model")
+            throw TributaryError.configuration(file: yaml.name, line: root.line, keyPath: "key", problem: "required: the columns that identify a row of the model")
         }
         var model = TransformModel(name: stem, table: table, key: key, surrogate: try root.string("surrogate"),
                                    inputs: try inputs(root, keyCount: key.count), indexes: try indexes(root),
@@ -55,7 +55,7 @@ public enum TransformModelParser {
 
     static func inputs(_ root: YAMLReader, keyCount: Int) throws -> [TransformModel.Input] {
         guard let readers = try root.children("inputs"), !readers.isEmpty else {
-            throw ConfigurationError(file: root.file, line: root.line, keyPath: "inputs",
+            throw TributaryError.configuration(file: root.file, line: root.line, keyPath: "inputs",
                                      problem: "required: every table the SELECT reads, with how its changed rows map to the model's keys")
         }
         var inputs: [TransformModel.Input] = []
@@ -75,11 +75,11 @@ public enum TransformModelParser {
             case (nil, let query?):
                 mapping = .query(Self.trimmed(query))
             default:
-                throw ConfigurationError(file: reader.file, line: reader.line, keyPath: reader.path,
+                throw TributaryError.configuration(file: reader.file, line: reader.line, keyPath: reader.path,
                                          problem: "give keys: (an expression per key column over a changed row) or query: (a SELECT of keys FROM changed), one of them")
             }
             if inputs.contains(where: { $0.table == table }) {
-                throw ConfigurationError(file: reader.file, line: reader.line, keyPath: reader.path, problem: "\(table) is listed twice")
+                throw TributaryError.configuration(file: reader.file, line: reader.line, keyPath: reader.path, problem: "\(table) is listed twice")
             }
             inputs.append(TransformModel.Input(table: table, mapping: mapping))
         }
@@ -92,19 +92,19 @@ public enum TransformModelParser {
         var tables: [QualifiedName: String] = [:]
         for model in models {
             if let other = tables[model.table] {
-                throw ConfigurationError(file: model.file, keyPath: "table", problem: "\(model.table) is also written by \(other)")
+                throw TributaryError.configuration(file: model.file, keyPath: "table", problem: "\(model.table) is also written by \(other)")
             }
             tables[model.table] = model.file
         }
         for model in models {
             for input in model.inputs where input.isModel && tables[input.table] == nil {
-                throw ConfigurationError(file: model.file, keyPath: "inputs", problem: "\(input.table) is read but no model writes it")
+                throw TributaryError.configuration(file: model.file, keyPath: "inputs", problem: "\(input.table) is read but no model writes it")
             }
         }
         do {
             return try TransformOrder.sorted(models)
         } catch let cycle as TransformOrder.Cycle {
-            throw ConfigurationError(file: models.first?.file ?? "bl", problem: cycle.description)
+            throw TributaryError.configuration(file: models.first?.file ?? "bl", problem: cycle.description)
         }
     }
 

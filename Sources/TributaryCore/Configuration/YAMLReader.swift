@@ -11,7 +11,7 @@ struct YAMLReader {
 
     init(file: String, path: String, node: Node, environment: [String: String]) throws {
         guard let mapping = node.mapping else {
-            throw ConfigurationError(file: file, line: node.mark?.line, keyPath: path, problem: "expected a mapping of keys to values")
+            throw TributaryError.configuration(file: file, line: node.mark?.line, keyPath: path, problem: "expected a mapping of keys to values")
         }
         self.file = file
         self.path = path
@@ -27,7 +27,7 @@ struct YAMLReader {
             guard !known.contains(name) else { continue }
             let suggestion = known.min { editDistance($0, name) < editDistance($1, name) }
                 .flatMap { editDistance($0, name) <= 2 ? " (did you mean \"\($0)\"?)" : nil } ?? ""
-            throw ConfigurationError(
+            throw TributaryError.configuration(
                 file: file, line: key.mark?.line, keyPath: qualified(name),
                 problem: "unknown key\(suggestion); known keys: \(known.joined(separator: ", "))")
         }
@@ -51,7 +51,7 @@ struct YAMLReader {
 
     func requiredString(_ key: String) throws -> String {
         guard let value = try string(key) else {
-            throw ConfigurationError(file: file, line: line, keyPath: qualified(key), problem: "required key is missing")
+            throw TributaryError.configuration(file: file, line: line, keyPath: qualified(key), problem: "required key is missing")
         }
         guard !value.isEmpty else {
             throw error(key, mapping[key]!, "must not be empty")
@@ -85,9 +85,9 @@ struct YAMLReader {
         return value
     }
 
-    func milliseconds(_ key: String, allowZero: Bool = false) throws -> Int? {
+    func duration(_ key: String, allowZero: Bool = false) throws -> Duration? {
         guard let text = try string(key) else { return nil }
-        guard let value = Quantity.milliseconds(text), value > 0 || (allowZero && value == 0) else {
+        guard let value = Quantity.duration(text), value > .zero || (allowZero && value == .zero) else {
             throw error(key, mapping[key]!, "expected a duration such as 500ms, 1s or 2m, found \"\(text)\"")
         }
         return value
@@ -99,7 +99,7 @@ struct YAMLReader {
         guard let sequence = node.sequence else { throw error(key, node, "expected a list of strings") }
         return try sequence.enumerated().map { index, element in
             guard let scalar = element.scalar else {
-                throw ConfigurationError(file: file, line: element.mark?.line, keyPath: "\(qualified(key))[\(index)]", problem: "expected a string")
+                throw TributaryError.configuration(file: file, line: element.mark?.line, keyPath: "\(qualified(key))[\(index)]", problem: "expected a string")
             }
             return scalar.string
         }
@@ -118,8 +118,8 @@ struct YAMLReader {
         }
     }
 
-    func error(_ key: String, _ node: Node, _ problem: String) -> ConfigurationError {
-        ConfigurationError(file: file, line: node.mark?.line, keyPath: qualified(key), problem: problem)
+    func error(_ key: String, _ node: Node, _ problem: String) -> TributaryError {
+        TributaryError.configuration(file: file, line: node.mark?.line, keyPath: qualified(key), problem: problem)
     }
 
     func qualified(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }

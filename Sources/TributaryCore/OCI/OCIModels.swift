@@ -123,9 +123,9 @@ public struct OCIRetryPolicy: Sendable, Equatable {
     public var attempts: Int
     public var backoff: Backoff
 
-    public init(attempts: Int = 8, baseDelaySeconds: Double = 0.1, maxDelaySeconds: Double = 10) {
+    public init(attempts: Int = 8, baseDelay: Duration = .milliseconds(100), maximumDelay: Duration = .seconds(10)) {
         self.attempts = max(1, attempts)
-        backoff = Backoff(initialSeconds: baseDelaySeconds, maximumSeconds: maxDelaySeconds, jitter: true)
+        backoff = Backoff(initial: baseDelay, maximum: maximumDelay, jitter: true)
     }
 
     /// 429 (throttled) and 5xx are worth another try, except 501: the call is not implemented and

@@ -110,7 +110,7 @@ public struct ObjectSyncSettings: Sendable, Hashable {
     /// Copies at once.
     public var connections = 8
     /// `tributary run` makes a pass this often.
-    public var intervalMilliseconds = 300_000
+    public var interval: Duration = .seconds(300)
     /// Objects above this are copied in parts (streamed range by range, never whole in memory).
     public var multipartThreshold = 64 << 20
     public var partSize = 16 << 20

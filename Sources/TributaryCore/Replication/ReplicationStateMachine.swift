@@ -256,8 +256,7 @@ public struct ReplicationStateMachine: Sendable {
 
     private func shouldClose(now: Instant) -> Bool {
         let age = batch.openedAt.map { now - $0 } ?? .zero
-        let ageMilliseconds = Int(age.components.seconds * 1000 + age.components.attoseconds / 1_000_000_000_000_000)
-        return BatchPolicy(limits: settings.limits).shouldClose(rows: batch.rows, bytes: batch.bytes, ageMilliseconds: ageMilliseconds)
+        return BatchPolicy(limits: settings.limits).shouldClose(rows: batch.rows, bytes: batch.bytes, age: age)
             || stopRequested || serverWaiting
             || settings.endLSN.map { batch.endLSN >= $0 } ?? false
     }

@@ -7,7 +7,8 @@ import TributaryStorage
 /// Applies one CDC batch to STG in one target transaction (DESIGN.md §4): every file is COPYed
 /// into a temporary table while its checksum is verified, reduced to the newest change per key and
 /// merged where the incoming LSN is newer, and the batch is recorded in the control state
-/// in the same transaction. A batch already recorded changes nothing.
+/// in the same transaction. A batch already recorded changes nothing (its load tables, if it was
+/// loaded ahead, still go).
 struct BatchApplier {
     struct Outcome: Sendable {
         var applied: Bool
@@ -23,113 +24,67 @@ struct BatchApplier {
 
     /// - Parameter backlog: batches still to apply after this one, said to the BL runner.
     func apply(_ manifest: BatchManifest, backlog: Int = 0, on connection: PostgresConnection) async throws -> Outcome {
-        try await applyGroup([manifest], backlog: backlog, on: connection)
-    }
-
-    /// Applies consecutive batches (`ApplyGroupPlanner` chose them) in one target transaction: per
-    /// STG table, every batch's file is loaded into one temporary table with later batches'
-    /// sequences after earlier ones', then reduced and merged once. One `applied_batches` row per
-    /// batch, as alone; a batch recorded already (a replay) is left out of the group.
-    func applyGroup(_ manifests: [BatchManifest], backlog: Int = 0, on connection: PostgresConnection) async throws -> Outcome {
-        try await applyGroup(manifests, preloaded: nil, backlog: backlog, on: connection)
+        try await apply(manifest, preloaded: nil, backlog: backlog, on: connection)
     }
 
     /// Applies one batch whose files a `BatchPreloader` loaded into load tables, which go with
     /// this transaction (also when the batch was applied before).
     func apply(_ batch: PreloadedBatch, backlog: Int = 0, on connection: PostgresConnection) async throws -> Outcome {
-        try await applyGroup([batch.manifest], preloaded: batch, backlog: backlog, on: connection)
+        try await apply(batch.manifest, preloaded: batch, backlog: backlog, on: connection)
     }
 
-    private func applyGroup(_ manifests: [BatchManifest], preloaded: PreloadedBatch?, backlog: Int,
-                            on connection: PostgresConnection) async throws -> Outcome {
+    private func apply(_ manifest: BatchManifest, preloaded: PreloadedBatch?, backlog: Int,
+                       on connection: PostgresConnection) async throws -> Outcome {
         // Files are fetched before the transaction opens, so no transaction waits on the store.
-        var locals: [[LocalObject]] = []
-        defer { locals.joined().forEach { $0.release() } }
-        for manifest in manifests where preloaded == nil {
-            var files: [LocalObject] = []
-            for file in manifest.files { files.append(try await store.fetch(key: file.file.key)) }
-            locals.append(files)
+        var locals: [LocalObject] = []
+        defer { locals.forEach { $0.release() } }
+        if preloaded == nil {
+            for file in manifest.files { locals.append(try await store.fetch(key: file.file.key)) }
         }
-        var columnsByTable: [String: [String: String]] = [:]
-        for manifest in manifests { columnsByTable.merge(try await stagingColumns(for: manifest, on: connection)) { first, _ in first } }
+        let columnsByTable = try await stagingColumns(for: manifest, on: connection)
         let policy = source.schemaChanges
         let sourceName = source.name
         let logger = logger
-        let paths = locals.map { $0.map(\.path) }
-        return try await connection.run { [columnsByTable] connection in
+        let paths = locals.map(\.path)
+        return try await connection.run { connection in
             try connection.transaction { connection in
                 var outcome = Outcome(applied: false, rows: 0)
-                // A group's reductions sort many batches' rows at once: in memory, not spilled.
-                if manifests.count > 1 { try connection.execute("SET LOCAL work_mem = '128MB'") }
-                var tables: [(stagingTable: String, parts: [Self.Part])] = []
-                var claimed: [BatchManifest] = []
-                for (index, manifest) in manifests.enumerated() {
-                    guard try ControlStore.claimBatch(manifest, on: connection) else { continue }
-                    claimed.append(manifest)
+                if try ControlStore.claimBatch(manifest, on: connection) {
                     try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
-                    outcome.applied = true
-                    outcome.batches += 1
-                    outcome.rows += manifest.rows
+                    outcome = Outcome(applied: true, rows: manifest.rows, batches: 1)
+                    // In file order: a table whose schema changed inside the batch has a segment per
+                    // shape, each followed and merged in turn.
                     for (number, file) in manifest.files.enumerated() {
-                        let part = Self.Part(file: file, path: preloaded == nil ? paths[index][number] : "",
-                                             sequenceOffset: ApplyGroupPlanner.sequenceOffset(batchIndex: index), loaded: preloaded?.tables[number])
-                        if let position = tables.firstIndex(where: { $0.stagingTable == file.stagingTable }), manifests.count > 1 {
-                            tables[position].parts.append(part)
-                        } else {
-                            tables.append((file.stagingTable, [part]))
-                        }
+                        try Self.followSchema(file, existing: columnsByTable[file.stagingTable], policy: policy, source: sourceName,
+                                              logger: logger, on: connection)
+                        try Self.apply(file, path: preloaded == nil ? paths[number] : "", loaded: preloaded?.tables[number], number: number,
+                                       on: connection)
                         outcome.inserts += file.inserts
                         outcome.updates += file.updates
                         outcome.deletes += file.deletes
                         outcome.truncates += file.truncates
                     }
-                }
-                for (number, table) in tables.enumerated() {
-                    try Self.followSchema(table.parts[0].file, existing: columnsByTable[table.stagingTable], policy: policy, source: sourceName,
-                                          logger: logger, on: connection)
-                    try Self.applyParts(table.parts, number: number, on: connection)
+                    try ControlStore.recordApplied(manifest, on: connection)
+                    try ControlStore.announceStagingChange(of: sourceName, backlog: backlog, on: connection)
                 }
                 for table in preloaded?.tables ?? [] { try connection.execute("DROP TABLE IF EXISTS \(table.sql)") }
-                for manifest in claimed { try ControlStore.recordApplied(manifest, on: connection) }
-                if outcome.applied { try ControlStore.announceStagingChange(of: sourceName, backlog: backlog, on: connection) }
                 return outcome
             }
         }
     }
 
-    /// One file of a group, and where its sequences go.
-    struct Part {
-        var file: BatchFile
-        var path: String
-        var sequenceOffset: Int
-        /// Its load table, when a `BatchPreloader` loaded it ahead (a batch alone, never a group).
-        var loaded: QualifiedName?
-    }
-
-    /// Loads one STG table's files of a group into one temporary table and merges it. A single file
-    /// COPYs straight in; several go through a table of their own each, their sequences shifted.
-    static func applyParts(_ parts: [Part], number: Int, on connection: isolated PostgresConnection) throws {
-        let first = parts[0].file
-        if parts.count == 1, let loaded = parts[0].loaded {
-            let sql = MergeSQL(relation: first.relation, stagingTable: first.stagingTable, loadTable: loaded)
-            try merge(sql, stagingTable: first.stagingTable, rows: first.file.rows, deletes: first.deletes, truncates: first.truncates, on: connection)
+    /// Loads one file into a temporary table (or takes the load table a `BatchPreloader` filled)
+    /// and merges it.
+    static func apply(_ file: BatchFile, path: String, loaded: QualifiedName?, number: Int, on connection: isolated PostgresConnection) throws {
+        if let loaded {
+            let sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: loaded)
+            try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates, on: connection)
             return
         }
-        let sql = MergeSQL(relation: first.relation, stagingTable: first.stagingTable, temporaryName: "tributary_changes_\(number)")
+        let sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, temporaryName: "tributary_changes_\(number)")
         try connection.execute(sql.createTemporary)
-        if parts.count == 1 {
-            try load(first, path: parts[0].path, with: sql, on: connection)
-        } else {
-            let single = MergeSQL(relation: first.relation, stagingTable: first.stagingTable, temporaryName: "tributary_part")
-            for part in parts {
-                try connection.execute(single.createTemporary)
-                try load(part.file, path: part.path, with: single, on: connection)
-                try connection.execute(sql.appendShifted(from: single.temporary, by: part.sequenceOffset))
-                try connection.execute("DROP TABLE pg_temp.tributary_part")
-            }
-        }
-        try merge(sql, stagingTable: first.stagingTable, rows: parts.reduce(0) { $0 + $1.file.file.rows },
-                  deletes: parts.reduce(0) { $0 + $1.file.deletes }, truncates: parts.reduce(0) { $0 + $1.file.truncates }, on: connection)
+        try load(file, path: path, with: sql, on: connection)
+        try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates, on: connection)
     }
 
     /// COPYs one file into `sql`'s temporary table, rewritten to COPY text format on the way, its
@@ -206,7 +161,7 @@ struct BatchApplier {
         for column in file.relation.columns {
             if let type = existing[column.name] {
                 guard type == column.stagingType else {
-                    throw OperatorError("""
+                    throw TributaryError(.schemaChange, """
                         column \(column.name) of \(file.relation.table) on \(source) changed type from \(type) to \(column.stagingType): \
                         ALTER TABLE \(table.sql) ALTER COLUMN \(SQL.identifier(column.name)) TYPE \(column.stagingType) on the target, then restart apply
                         """)
@@ -214,7 +169,7 @@ struct BatchApplier {
                 continue
             }
             guard policy == .addColumns else {
-                throw OperatorError("""
+                throw TributaryError(.schemaChange, """
                     column \(column.name) was added to \(file.relation.table) on \(source) and schema_changes is stop: \
                     ALTER TABLE \(table.sql) ADD COLUMN \(SQL.identifier(column.name)) \(column.stagingType) on the target, then restart apply
                     """)
@@ -229,7 +184,7 @@ struct BatchApplier {
             } else {
                 try connection.execute("ALTER TABLE \(table.sql) ADD COLUMN IF NOT EXISTS \(SQL.identifier(column.name)) \(column.stagingType)")
             }
-            logger.notice("added column to STG", metadata: [LogKey.table: .string(table.description), "column": .string(column.name)])
+            logger.notice("added column to STG", metadata: [LogKey.table: .string(table.description), LogKey.column: .string(column.name)])
         }
     }
 

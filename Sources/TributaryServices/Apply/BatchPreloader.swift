@@ -42,8 +42,8 @@ actor BatchPreloader {
         self.store = store
     }
 
-    static func connect(target: String, source: String, store: any StagingStore) async throws -> BatchPreloader {
-        let connection = try await TargetSession.connect(target)
+    static func connect(target: TargetEndpoint, source: String, store: any StagingStore) async throws -> BatchPreloader {
+        let connection = try await target.connect(.apply, for: "load ahead \(source)")
         do {
             // A killed applier's, or a batch loaded ahead and never merged.
             _ = try await connection.run { try TablePromotion.dropLoadTables(startingWith: "\(source)-", on: $0) }
@@ -92,14 +92,14 @@ actor BatchPreloader {
 /// The batch a `BatchPreloader` is loading ahead of the merging connection, for one source's
 /// pass through its waiting batches.
 struct LoadAhead {
-    let target: String
+    let target: TargetEndpoint
     let source: String
     let store: any StagingStore
     let enabled: Bool
     private var preloader: BatchPreloader?
     private var ahead: (endLSN: LSN, task: Task<PreloadedBatch, any Error>)?
 
-    init(target: String, source: String, store: any StagingStore, enabled: Bool) {
+    init(target: TargetEndpoint, source: String, store: any StagingStore, enabled: Bool) {
         self.target = target
         self.source = source
         self.store = store
@@ -113,13 +113,13 @@ struct LoadAhead {
         ahead = (manifest.endLSN, Task { try await preloader.load(manifest) })
     }
 
-    /// The loaded batch when `group` is the batch loaded ahead (waiting for its load to end);
+    /// The loaded batch when `manifest`'s is the batch loaded ahead (waiting for its load to end);
     /// nil when nothing was loaded for it.
-    mutating func take(_ group: [BatchManifest]) async throws -> PreloadedBatch? {
+    mutating func take(_ manifest: BatchManifest) async throws -> PreloadedBatch? {
         guard let ahead else { return nil }
         self.ahead = nil
         let batch = try await ahead.task.value
-        if group.count == 1 && group[0].endLSN == ahead.endLSN { return batch }
+        if manifest.endLSN == ahead.endLSN { return batch }
         try await preloader?.discard(batch)
         return nil
     }

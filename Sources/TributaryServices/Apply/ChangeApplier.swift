@@ -4,22 +4,17 @@ import TributaryCore
 import TributaryPostgres
 import TributaryStorage
 
-/// `tributary apply`: turns the OCI layer into STG for every source. Per source, a pending snapshot
-/// first, then every batch after the source's applied LSN, in LSN order. Continuous mode sleeps on
-/// LISTEN (the replicator NOTIFYs after each manifest) with a slow listing poll as the fallback.
+/// `tributary apply --once`: turns the OCI layer into STG for every source, once. Per source, a
+/// pending snapshot first, then every batch after the source's applied LSN, in LSN order. The
+/// continuous applier of `run`, `apply` and `drain` is the same work in parts (`ApplierLockPart`,
+/// `SourceApplierPart`).
 public struct ChangeApplier: Sendable {
     public struct Settings: Sendable {
         public var jobs: Int
-        /// How often the store is listed when no notification arrives.
-        public var pollSeconds: Double = 5
-        /// Consecutive small batches applied per wake-up before other sources get a turn.
-        public var batchesPerRound = 200
+        /// When a source's applier lists the store, and how many batches it applies per step.
+        public var schedule = SourceApplyMachine.Settings()
         /// How a snapshot is loaded (key builds, frozen runs).
         public var snapshot = SnapshotSettings()
-        /// Catch-up: bounds of a group of waiting batches applied in one transaction. Off by
-        /// default: measured on bench-apply's backlog, groups applied slower than batch by batch
-        /// (see the README); `apply --group-batches N` turns it on.
-        public var group = ApplyGroupPlanner.Limits.single
         /// Batch by batch through a backlog, the next batch is COPYed on a second target
         /// connection while the current one merges (`BatchPreloader`).
         public var loadAhead = true
@@ -36,21 +31,25 @@ public struct ChangeApplier: Sendable {
         public var rows = 0
         /// Batches whose files were loaded ahead, on the second connection.
         public var loadedAhead = 0
+
+        mutating func add(_ other: Report) {
+            snapshots += other.snapshots
+            batches += other.batches
+            rows += other.rows
+            loadedAhead += other.loadedAhead
+        }
     }
 
-    public let target: String
+    public let endpoints: Endpoints
     public let sources: [SourceConfiguration]
     public let store: any StagingStore
     public let settings: Settings
     public let logger: Logger
     public let stop: StopSignal
-    /// Where the applier says it is alive and applying (`tributary run`'s health endpoints).
-    public var liveness: Liveness?
-    public static let part = "apply"
 
-    public init(target: String, sources: [SourceConfiguration], store: any StagingStore, settings: Settings,
+    public init(endpoints: Endpoints, sources: [SourceConfiguration], store: any StagingStore, settings: Settings,
                 logger: Logger, stop: StopSignal = StopSignal()) {
-        self.target = target
+        self.endpoints = endpoints
         self.sources = sources
         self.store = store
         self.settings = settings
@@ -58,276 +57,188 @@ public struct ChangeApplier: Sendable {
         self.stop = stop
     }
 
-    /// Applies everything there is now, then returns.
+    /// Applies everything there is now, then returns: the one-applier lock held on a session of
+    /// its own, and each source on a connection of its own, in parallel (a drain waits for the
+    /// slowest).
     public func applyOnce(onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report {
-        let control = try await connectAsTheApplier(listen: false)
-        do {
-            let report = try await applyEverySource(onSnapshotStart: onSnapshotStart)
-            await release(control)
-            return report
-        } catch {
-            await release(control)
-            throw error
+        try await endpoints.target.withControl(migrate: true, for: "apply") { control in
+            guard try await control.claimApplierLock() else { throw ApplierLockPart.busy }
+            do {
+                let report = try await applyEverySource(onSnapshotStart: onSnapshotStart)
+                try? await control.releaseApplierLock()
+                return report
+            } catch {
+                try? await control.releaseApplierLock()
+                throw error
+            }
         }
     }
 
-    /// As in `run`: each source on a connection of its own, in parallel (a drain waits for the
-    /// slowest), while the caller holds the lock.
     private func applyEverySource(onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void) async throws -> Report {
         try await withThrowingTaskGroup(of: Report.self) { group in
             for source in sources {
                 group.addTask {
-                    let connection = ControlStore(try await TargetSession.connect(target))
+                    var applier = SourceApplier(source: source, endpoints: endpoints, store: store, settings: settings, logger: logger)
+                    var report = Report()
                     do {
-                        var report = Report()
-                        try await applyPending(source, on: connection, into: &report, limit: nil, onSnapshotStart: onSnapshotStart)
-                        await connection.close()
+                        // Until the source has nothing more to do now: every step but the last applies or advances.
+                        while !stop.isRequested {
+                            if case .idle = try await applier.step(lockHeld: true, stop: stop, into: &report, onSnapshotStart: onSnapshotStart) {
+                                break
+                            }
+                        }
+                        await applier.close()
                         return report
                     } catch {
-                        await connection.close()
+                        await applier.close()
                         throw error
                     }
                 }
             }
             var total = Report()
-            for try await report in group {
-                total.snapshots += report.snapshots
-                total.batches += report.batches
-                total.rows += report.rows
-                total.loadedAhead += report.loadedAhead
-            }
+            for try await report in group { total.add(report) }
             return total
         }
     }
+}
 
-    /// Applies until stopped. Each source applies on a target connection of its own, in LSN order,
-    /// so one source's backlog never holds another's latency back (and two backlogs catch up at
-    /// once); the process's one-applier lock and the LISTEN for wake-ups live on a third. A source
-    /// whose batch fails permanently is stopped and reported; the others go on. Returns the
-    /// failures when every source has failed or a stop was requested.
-    public func run() async throws -> [String: Error] {
-        let failures = SourceFailures()
-        var control: ControlStore? = try await connectAsTheApplier(listen: true)
-        var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
-        var lockLostAt = ContinuousClock.now
-        while !stop.isRequested && failures.count < sources.count {
-            // No source applies without the lock: after losing it, it is claimed again first.
-            guard let held = control else {
-                do {
-                    control = try await connectAsTheApplier(listen: true)
-                    backoff.reset()
-                } catch let error where TemporaryFailure.matches(error) || Self.mayBeOurOldSession(error, since: lockLostAt) {
-                    let delay = backoff.next()
-                    logger.warning("target connection trouble, retrying in \(delay) s: \(error)")
-                    try await Task.sleep(for: .seconds(delay))
-                }
-                continue
-            }
-            liveness.ready(Self.part, true, "applying")
-            // Ends when the lock's connection is lost.
-            let session = StopSignal()
-            let wakeups = SourceWakeups()
-            let lockLost: (any Error)? = await withTaskGroup(of: (any Error)?.self) { group in
-                for source in sources where failures[source.name] == nil {
-                    group.addTask { await applyContinuously(source, wakeups: wakeups, session: session, failures: failures); return nil }
-                }
-                group.addTask {
-                    defer { session.request() }
-                    do {
-                        while !stop.isRequested && !session.isRequested && failures.count < sources.count {
-                            liveness.beat(Self.part)
-                            let notifications = try await held.connection.run { try $0.waitForNotifications(timeout: min(1, settings.pollSeconds)) }
-                            wakeups.wake(all: !notifications.isEmpty)
-                        }
-                        return nil
-                    } catch {
-                        return error
-                    }
-                }
-                var first: (any Error)?
-                for await error in group { first = first ?? error }
-                return first
-            }
-            guard let lockLost else { break }
-            guard TemporaryFailure.matches(lockLost) else {
-                await release(held)
-                throw lockLost
-            }
-            await held.close()
-            control = nil
-            lockLostAt = ContinuousClock.now
-            let delay = backoff.next()
-            logger.warning("target connection trouble, retrying in \(delay) s: \(lockLost)")
-            liveness.ready(Self.part, false, "target connection trouble: \(lockLost)")
-            try await Task.sleep(for: .seconds(delay))
-        }
-        if let control { await release(control) }
-        return failures.all
+/// One source's applier: the I/O `SourceApplyMachine` decides. Its snapshot first, then its batches
+/// in LSN order on a target connection of its own (so one source's backlog never holds another's
+/// latency back, and two backlogs catch up at once), held from step to step.
+struct SourceApplier {
+    let source: SourceConfiguration
+    let endpoints: Endpoints
+    let store: any StagingStore
+    let settings: ChangeApplier.Settings
+    let logger: Logger
+    /// Where a long snapshot load is declared (the part's health), when it runs as a part.
+    var liveness: (Liveness, part: String)?
+    private var machine: SourceApplyMachine
+    private var control: ControlStore?
+    /// Batch by batch through a backlog, the next batch is loaded on a second connection while one
+    /// merges. Opened at the first backlog, closed when the source has nothing to do.
+    private var preload: LoadAhead
+
+    init(source: SourceConfiguration, endpoints: Endpoints, store: any StagingStore, settings: ChangeApplier.Settings, logger: Logger) {
+        self.source = source
+        self.endpoints = endpoints
+        self.store = store
+        self.settings = settings
+        self.logger = logger.with(source: source.name)
+        machine = SourceApplyMachine(settings: settings.schedule)
+        preload = LoadAhead(target: endpoints.target, source: source.name, store: store, enabled: settings.loadAhead)
     }
 
-    /// The lock still held right after its connection was lost: most likely by this applier's own
-    /// old session, whose server process has not noticed yet. Another applier it is only if that
-    /// lasts longer than the server could take to notice.
-    static func mayBeOurOldSession(_ error: any Error, since lost: ContinuousClock.Instant) -> Bool {
-        guard let error = error as? OperatorError, error.kind == .applierBusy else { return false }
-        return ContinuousClock.now - lost < .seconds(120)
-    }
-
-    /// One source's applier: its batches in LSN order on its own target connection, reopened after
-    /// a connection trouble; waits for a wake-up (or the listing poll) when there is nothing to do.
-    private func applyContinuously(_ source: SourceConfiguration, wakeups: SourceWakeups, session: StopSignal,
-                                   failures: SourceFailures) async {
-        let log = logger.with(source: source.name)
-        var control: ControlStore?
-        var backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
-        var lastListing = ContinuousClock.now
-        while !stop.isRequested && !session.isRequested {
-            do {
-                if control == nil { control = ControlStore(try await TargetSession.connect(target)) }
-                var report = Report()
-                try await applyPending(source, on: control!, into: &report, limit: settings.batchesPerRound)
-                lastListing = ContinuousClock.now
-                backoff.reset()
-                if report.batches == 0 {
-                    await wakeups.wait(source.name, until: lastListing + .seconds(settings.pollSeconds), unless: { stop.isRequested || session.isRequested })
-                }
-            } catch let error where TemporaryFailure.matches(error) {
-                PipelineMetrics.error(source: source.name, part: "apply")
-                let delay = backoff.next()
-                if error is PostgresError {
-                    log.warning("target connection trouble, retrying in \(delay) s: \(error)")
-                    await control?.close()
-                    control = nil
-                } else {
-                    // Nothing of the batch in hand was applied; it is read again once this passes.
-                    log.error("cannot read batches, retrying in \(delay) s: \(error)")
-                }
-                try? await Task.sleep(for: .seconds(delay))
-            } catch {
-                log.error("source stopped: \(error)")
-                if let error = error as? PostgresError, error.detailMayHoldData {
-                    log.debug("the server's detail", metadata: ["detail": .string(error.fullDescription)])
-                }
-                PipelineMetrics.error(source: source.name, part: "apply")
-                failures[source.name] = error
-                break
-            }
-        }
-        await control?.close()
-    }
-
-    private func release(_ control: ControlStore) async {
-        try? await control.releaseApplierLock()
-        await control.close()
-    }
-
-    /// The applier's own target session: migrated, holding the one-applier lock, and (for the
-    /// continuous applier) listening for batches and for pause and resume.
-    private func connectAsTheApplier(listen: Bool) async throws -> ControlStore {
-        let control = ControlStore(try await TargetSession.connect(target))
-        do {
-            try await control.migrate()
-            guard try await control.claimApplierLock() else {
-                throw OperatorError("another tributary apply (or run, or drain) is applying to this target: let it finish, or stop it first",
-                                    kind: .applierBusy)
-            }
-            if listen { try await control.listenForBatchesAndControl() }
-            return control
-        } catch {
-            await control.close()
-            throw error
-        }
-    }
-
-    private func applyPending(_ source: SourceConfiguration, on control: ControlStore, into report: inout Report,
-                              limit: Int?, onSnapshotStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws {
-        let log = logger.with(source: source.name)
-        let snapshots = SnapshotLoader(target: target, store: store, jobs: settings.jobs, settings: settings.snapshot, logger: logger)
-        // A cheap look first: the load itself opens its own connections.
-        var pending = try await snapshots.pendingSnapshot(source: source.name, control: control) != nil
-        if !pending { pending = !(try await snapshots.pendingTableSnapshots(source: source.name, control: control).isEmpty) }
-        if pending, let snapshot = try await liveness.working(Self.part, { try await snapshots.load(source: source.name, onStart: onSnapshotStart) }) {
+    /// One step: a pending snapshot loaded first, then the machine's actions up to the one that
+    /// ends the step, which is returned.
+    mutating func step(lockHeld: Bool, stop: StopSignal, into report: inout ChangeApplier.Report,
+                       onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> SourceApplyMachine.Action {
+        // Without the lock nothing is read: the lock's session sets up the control state first.
+        guard lockHeld else { return machine.handle(.position(lockHeld: false, paused: false, applied: nil, flushed: nil), now: .now) }
+        if control == nil { control = try await endpoints.target.openControl(migrate: false, .apply, for: "apply \(source.name)") }
+        let control = control!
+        if let snapshot = try await loadPendingSnapshots(control: control, onSnapshotStart: onSnapshotStart) {
             report.snapshots.append(snapshot)
         }
         let position = try await control.applyPosition(of: source.name)
-        // Paused by an operator, or no snapshot applied yet (changes have nothing to apply to).
-        guard !position.paused, let applied = position.applied else { return }
-        let applier = BatchApplier(source: source, store: store, logger: log)
-        // Batch by batch through a backlog, the next batch is loaded on a second connection while
-        // one merges. Opened at the first backlog; what it loaded and nothing merged is dropped.
-        var preload = LoadAhead(target: target, source: source.name, store: store, enabled: settings.loadAhead && settings.group.batches == 1)
-        do {
-            try await applyPending(source, from: applied, position: position, on: control, applier: applier, preload: &preload,
-                                   into: &report, limit: limit)
-        } catch {
-            await preload.finish()
-            throw error
+        var action = machine.handle(.position(lockHeld: lockHeld, paused: position.paused, applied: position.applied, flushed: position.flushed),
+                                    now: .now)
+        var listed: [String] = []
+        while true {
+            switch action {
+            case .list(let after):
+                listed = try await nextManifests(after: after)
+                action = machine.handle(.listed(waiting: listed.count), now: .now)
+            case .apply(let count):
+                try await apply(Array(listed.prefix(count)), backlog: listed.count, on: control, stop: stop, into: &report)
+                return action
+            case .advanceOverIdle(let from, let to):
+                try await control.advanceAppliedOverIdle(source.name, from: from, to: to, commitTime: position.flushedCommitTime)
+                return action
+            case .idle:
+                // Nothing to do: the second connection is not kept for the next backlog.
+                await preload.finish()
+                return action
+            }
         }
-        await preload.finish()
     }
 
-    private func applyPending(_ source: SourceConfiguration, from applied: LSN, position: ApplyPosition, on control: ControlStore,
-                              applier: BatchApplier, preload: inout LoadAhead, into report: inout Report, limit: Int?) async throws {
-        let log = logger.with(source: source.name)
-        let connection = control.connection
-        var after = applied
-        var count = 0
-        while limit.map({ count < $0 }) ?? true, !stop.isRequested {
-            let next = try await nextManifests(source: source.name, after: after)
-            if next.isEmpty {
-                // `flushed` was read before this listing, and the replicator records it only after
-                // the batches up to it are stored: none is missing, the rest were idle heartbeats.
-                if let flushed = position.flushed, flushed > after {
-                    try await control.advanceAppliedOverIdle(source.name, from: after, to: flushed, commitTime: position.flushedCommitTime)
-                }
-                break
-            }
-            var waiting = next[...]
-            var read: [BatchManifest] = []
-            while !waiting.isEmpty || !read.isEmpty, limit.map({ count < $0 }) ?? true, !stop.isRequested {
-                // A backlog is applied in groups; the last batch waiting alone, for latency.
-                let limits = waiting.count + read.count > 1 ? settings.group : .single
-                while read.count < limits.batches, let key = waiting.popFirst() {
-                    read.append(try await store.manifest(BatchManifest.self, at: key))
-                }
-                let group = Array(read.prefix(ApplyGroupPlanner.groupSize(read, limits: limits)))
-                read.removeFirst(group.count)
+    /// Closes the source's sessions (the next step opens them again).
+    mutating func close() async {
+        await preload.finish()
+        await control?.close()
+        control = nil
+    }
+
+    /// A pending snapshot and table snapshots of the source, loaded (a cheap look first: the load
+    /// itself opens its own connections).
+    private func loadPendingSnapshots(control: ControlStore, onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void)
+        async throws -> SnapshotLoader.Report? {
+        let snapshots = SnapshotLoader(target: endpoints.target, store: store, jobs: settings.jobs, settings: settings.snapshot, logger: logger)
+        var pending = try await snapshots.pendingSnapshot(source: source.name, control: control) != nil
+        if !pending { pending = !(try await snapshots.pendingTableSnapshots(source: source.name, control: control).isEmpty) }
+        guard pending else { return nil }
+        let load = { try await snapshots.load(source: source.name, onStart: onSnapshotStart) }
+        if let (liveness, part) = liveness { return try await liveness.working(part, load) }
+        return try await load()
+    }
+
+    /// Applies `keys` in order, one target transaction each, the next loaded ahead while one merges.
+    /// - Parameter listed: batches listed in all; those after each one are its backlog.
+    private mutating func apply(_ keys: [String], backlog listed: Int, on control: ControlStore, stop: StopSignal,
+                                into report: inout ChangeApplier.Report) async throws {
+        let applier = BatchApplier(source: source, store: store, logger: logger)
+        var next: BatchManifest? = try await keys.first.asyncMap { try await store.manifest(BatchManifest.self, at: $0) }
+        var index = 0
+        do {
+            while let manifest = next, !stop.isRequested {
                 let started = ContinuousClock.now
-                let loaded = try await preload.take(group)
-                if preload.enabled, limit.map({ count + group.count < $0 }) ?? true {
-                    if read.isEmpty, let key = waiting.popFirst() { read.append(try await store.manifest(BatchManifest.self, at: key)) }
-                    if let next = read.first { try await preload.start(next) }
+                let loaded = try await preload.take(manifest)
+                index += 1
+                next = nil
+                if index < keys.count {
+                    next = try await store.manifest(BatchManifest.self, at: keys[index])
+                    if preload.enabled { try await preload.start(next!) }
                 }
                 let outcome = if let loaded {
-                    try await applier.apply(loaded, backlog: waiting.count + read.count, on: connection)
+                    try await applier.apply(loaded, backlog: listed - index, on: control.connection)
                 } else {
-                    try await applier.applyGroup(group, backlog: waiting.count + read.count, on: connection)
+                    try await applier.apply(manifest, backlog: listed - index, on: control.connection)
                 }
-                after = max(after, group.last!.endLSN)
-                count += group.count
                 guard outcome.applied else { continue }
                 report.batches += outcome.batches
                 report.rows += outcome.rows
                 if loaded != nil { report.loadedAhead += outcome.batches }
                 PipelineMetrics.batchApplied(source: source.name, rows: outcome.rows, batches: outcome.batches)
-                log.info(group.count == 1 ? "batch applied" : "batches applied together", metadata: [
-                    LogKey.batch: .string(group.last!.endLSN.paddedHex), "batches": .stringConvertible(outcome.batches),
-                    "loaded_ahead": .stringConvertible(loaded != nil),
-                    LogKey.lsn: .string("\(group[0].firstCommitLSN)..\(group.last!.endLSN)"),
-                    "inserts": .stringConvertible(outcome.inserts), "updates": .stringConvertible(outcome.updates),
-                    "deletes": .stringConvertible(outcome.deletes), "truncates": .stringConvertible(outcome.truncates),
+                logger.info("batch applied", metadata: [
+                    LogKey.batch: .string(manifest.endLSN.paddedHex), LogKey.loadedAhead: .stringConvertible(loaded != nil),
+                    LogKey.lsn: .string("\(manifest.firstCommitLSN)..\(manifest.endLSN)"),
+                    LogKey.inserts: .stringConvertible(outcome.inserts), LogKey.updates: .stringConvertible(outcome.updates),
+                    LogKey.deletes: .stringConvertible(outcome.deletes), LogKey.truncates: .stringConvertible(outcome.truncates),
                     LogKey.seconds: .string(String(format: "%.3f", (ContinuousClock.now - started).seconds)),
                 ])
             }
-            // Stopped early (a limit, a stop): the next round lists again from `after`.
-            if !waiting.isEmpty || !read.isEmpty { break }
+        } catch {
+            await preload.finish()
+            throw error
         }
+        // Stopped early: a batch loaded ahead and not merged goes.
+        if next != nil { await preload.finish() }
     }
 
     /// Manifests of batches ending after `lsn`, in LSN order, from a start key: never a full rescan.
-    private func nextManifests(source: String, after lsn: LSN) async throws -> [String] {
+    private func nextManifests(after lsn: LSN) async throws -> [String] {
         // "~" sorts after every key inside the applied batch's directory and before the next one.
-        try await store.list(prefix: ObjectNaming.cdcPrefix(source: source), startAfter: ObjectNaming.cdcDirectory(source: source, endLSN: lsn) + "~")
+        try await store.list(prefix: ObjectNaming.cdcPrefix(source: source.name),
+                             startAfter: ObjectNaming.cdcDirectory(source: source.name, endLSN: lsn) + "~")
             .map(\.key).filter { $0.hasSuffix("/" + ObjectNaming.manifestName) }
+    }
+}
+
+extension Optional {
+    /// The wrapped value transformed by an async function, or nil.
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let self else { return nil }
+        return try await transform(self)
     }
 }

@@ -12,11 +12,13 @@ public struct PreflightChecker: Sendable {
     }
 
     public let configuration: Configuration
+    public let endpoints: Endpoints
     /// The store, or why it could not be opened (bad credentials, say).
     public let store: Swift.Result<any StagingStore, any Error>
 
-    public init(configuration: Configuration, store: Swift.Result<any StagingStore, any Error>) {
+    public init(configuration: Configuration, endpoints: Endpoints, store: Swift.Result<any StagingStore, any Error>) {
         self.configuration = configuration
+        self.endpoints = endpoints
         self.store = store
     }
 
@@ -36,39 +38,37 @@ public struct PreflightChecker: Sendable {
     /// An unreachable target is said by the target's own check; anything failing after it is said
     /// here, never taken for "nothing to report".
     func checkSnapshotted(_ sources: [SourceConfiguration]) async -> [Result] {
-        guard let connection = try? await PostgresConnection.connect(configuration.target.connection, name: "target",
-                                                                      applicationName: "tributary check") else { return [] }
-        defer { Task { await connection.close() } }
+        guard let connection = try? await endpoints.target.connect() else { return [] }
         let control = ControlStore(connection)
         var results: [Result] = []
         do {
-            guard try await control.isCurrent() else { return [] }
-            for source in sources {
-                guard try await control.appliedSnapshot(of: source.name) != nil else { continue }
-                let filled = try await control.snapshottedTables(source.name)
-                let missing = source.tables.filter { !filled.contains($0.stagingTable) }.map(\.table.description)
-                if missing.isEmpty { continue }
-                results.append(Result(subject: source.name, passed: false, message: """
-                    not snapshotted yet: \(missing.joined(separator: ", ")): \
-                    run tributary snapshot --source \(source.name) \(missing.map { "--table \($0)" }.joined(separator: " "))
-                    """))
+            if try await control.isCurrent() {
+                for source in sources {
+                    guard try await control.appliedSnapshot(of: source.name) != nil else { continue }
+                    let filled = try await control.snapshottedTables(source.name)
+                    let missing = source.tables.filter { !filled.contains($0.stagingTable) }.map(\.table.description)
+                    if missing.isEmpty { continue }
+                    results.append(Result(subject: source.name, passed: false, message: """
+                        not snapshotted yet: \(missing.joined(separator: ", ")): \
+                        run tributary snapshot --source \(source.name) \(missing.map { "--table \($0)" }.joined(separator: " "))
+                        """))
+                }
             }
         } catch {
             results.append(Result(subject: "target", passed: false, message: "could not read which tables are snapshotted: \(error)"))
         }
+        await connection.close()
         return results
     }
 
     /// The control state of `source` when the target holds an applied snapshot of it that is not
     /// finished with (drained); nil otherwise, or when the target cannot say.
     func replicatedState(_ source: SourceConfiguration) async -> SourceControlState? {
-        guard let connection = try? await PostgresConnection.connect(configuration.target.connection, name: "target",
-                                                                      applicationName: "tributary check") else { return nil }
-        defer { Task { await connection.close() } }
-        let control = ControlStore(connection)
-        guard (try? await control.isCurrent()) == true, (try? await control.appliedSnapshot(of: source.name)) != nil,
-              let state = try? await control.state(of: source.name), state.state != .drained else { return nil }
-        return state
+        try? await endpoints.target.withControl(migrate: false) { control -> SourceControlState? in
+            guard try await control.isCurrent(), try await control.appliedSnapshot(of: source.name) != nil,
+                  let state = try await control.state(of: source.name), state.state != .drained else { return nil }
+            return state
+        } ?? nil
     }
 
     /// The slot exists and serves, or can be created; lost, recreated, or dropped after the snapshot, fails.
@@ -102,7 +102,7 @@ public struct PreflightChecker: Sendable {
 
         let connection: PostgresConnection
         do {
-            connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary check")
+            connection = try await endpoints.source(source).connect()
         } catch {
             fail("unreachable: \(error)")
             return results
@@ -152,28 +152,31 @@ public struct PreflightChecker: Sendable {
 
     func checkTarget() async -> [Result] {
         do {
-            let connection = try await PostgresConnection.connect(configuration.target.connection, name: "target", applicationName: "tributary check")
-            let server = try await connection.query("""
-                SELECT current_setting('server_version') AS version,
-                       has_database_privilege(current_database(), 'CREATE')
-                       OR (SELECT count(*) = 3 AND bool_and(has_schema_privilege(oid, 'CREATE')) FROM pg_namespace
-                           WHERE nspname IN ('tributary', 'stg', 'tributary_load')) AS may_create
-                """).rows[0]
-            var results = [Result(subject: "target", passed: true,
-                                  message: "reachable: PostgreSQL \(try server.decode("version", as: String.self)) at \(connection.endpoint)")]
-            if try server.decode("may_create", as: Bool.self) {
-                try await connection.execute("CREATE TEMP TABLE tributary_check (x int); DROP TABLE tributary_check")
-                results.append(Result(subject: "target", passed: true, message: "writable: may create (or owns) the schemas tributary, stg and tributary_load"))
-            } else {
-                results.append(Result(subject: "target", passed: false, message: """
-                    the role may not create schemas: GRANT CREATE ON DATABASE <db> TO <role>, or have an administrator create                     tributary, stg, tributary_load, bl and tributary_bl with AUTHORIZATION <role>
-                    """))
-            }
-            await connection.close()
-            return results
+            return try await endpoints.target.withConnection { connection in try await checkTarget(on: connection) }
         } catch {
             return [Result(subject: "target", passed: false, message: "\(error)")]
         }
+    }
+
+    private func checkTarget(on connection: PostgresConnection) async throws -> [Result] {
+        let server = try await connection.query("""
+            SELECT current_setting('server_version') AS version,
+                   has_database_privilege(current_database(), 'CREATE')
+                   OR (SELECT count(*) = 3 AND bool_and(has_schema_privilege(oid, 'CREATE')) FROM pg_namespace
+                       WHERE nspname IN ('tributary', 'stg', 'tributary_load')) AS may_create
+            """).rows[0]
+        var results = [Result(subject: "target", passed: true,
+                              message: "reachable: PostgreSQL \(try server.decode("version", as: String.self)) at \(connection.endpoint)")]
+        if try server.decode("may_create", as: Bool.self) {
+            try await connection.execute("CREATE TEMP TABLE tributary_check (x int); DROP TABLE tributary_check")
+            results.append(Result(subject: "target", passed: true, message: "writable: may create (or owns) the schemas tributary, stg and tributary_load"))
+        } else {
+            results.append(Result(subject: "target", passed: false, message: """
+                the role may not create schemas: GRANT CREATE ON DATABASE <db> TO <role>, or have an administrator create \
+                tributary, stg, tributary_load, bl and tributary_bl with AUTHORIZATION <role>
+                """))
+        }
+        return results
     }
 
     func checkStore() async -> [Result] {

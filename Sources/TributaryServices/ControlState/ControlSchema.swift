@@ -3,7 +3,7 @@ import TributaryPostgres
 
 /// The `tributary` schema in the target: all pipeline state lives here (DESIGN.md §5), so any
 /// process can stop and another take over from what the database says. Its tables are read and
-/// written by `ControlStore` only; the commands that write migrate it (`ControlStore.open`), the
+/// written by `ControlStore` only; the commands that write migrate it (`TargetEndpoint.openControl`), the
 /// ones that only read (status, verify, a metrics scrape) never do.
 enum ControlSchema {
     /// Ordered migrations; a migration never changes once released.
@@ -173,7 +173,7 @@ enum ControlSchema {
                 """)
             let current = try connection.query("SELECT coalesce(max(version), 0) FROM tributary.schema_version").scalar(Int.self)
             guard current <= migrations.count else {
-                throw OperatorError("the target's tributary schema is version \(current), newer than this tributary knows (\(migrations.count)): upgrade tributary")
+                throw TributaryError(.version, "the target's tributary schema is version \(current), newer than this tributary knows (\(migrations.count)): upgrade tributary")
             }
             for version in current..<migrations.count {
                 try connection.execute(migrations[version])

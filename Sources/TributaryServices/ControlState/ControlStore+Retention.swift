@@ -14,13 +14,13 @@ extension ControlStore {
     }
 
     /// Where `source` stands for retention; nil when no stage has written its control state yet.
-    public func retentionPositions(of source: String, retentionSeconds: Double) async throws -> RetentionPlanner.Positions? {
+    public func retentionPositions(of source: String, retention: Duration) async throws -> RetentionPlanner.Positions? {
         guard let row = try await connection.query("SELECT applied_lsn, snapshot_lsn FROM tributary.sources WHERE source = $1",
                                                    [source]).first else { return nil }
         let recent = try await connection.query("""
             SELECT end_lsn FROM tributary.applied_batches
             WHERE source = $1 AND applied_at >= now() - make_interval(secs => $2::float8)
-            """, [source, String(retentionSeconds)]).column(LSN.self)
+            """, [source, String(retention.seconds)]).column(LSN.self)
         return RetentionPlanner.Positions(applied: try row.decodeIfPresent("applied_lsn"), snapshot: try row.decodeIfPresent("snapshot_lsn"),
                                           recentlyApplied: Set(recent))
     }

@@ -44,21 +44,8 @@ public struct ControlStore: Sendable {
 
     public let connection: PostgresConnection
 
+    /// On a session of the target (`TargetEndpoint.openControl` opens one, migrating it for writers).
     public init(_ connection: PostgresConnection) { self.connection = connection }
-
-    /// Connects to the target. Writers migrate the schema first; readers never change it.
-    public static func open(_ target: String, applicationName: String, migrate: Bool) async throws -> ControlStore {
-        let connection = try await PostgresConnection.connect(target, name: "target", applicationName: applicationName)
-        if migrate {
-            do {
-                try await connection.run { try ControlSchema.migrate(on: $0) }
-            } catch {
-                await connection.close()
-                throw error
-            }
-        }
-        return ControlStore(connection)
-    }
 
     public func close() async { await connection.close() }
 
@@ -151,6 +138,26 @@ public struct ControlStore: Sendable {
                     WHERE source = $1 AND applied_at > now() - interval '1 minute')::float8 AS rate
             FROM tributary.sources WHERE source = $1
             """, [source]).decode(ControlStatusRow.self).first
+    }
+
+    /// Where each of `sources` stands, in one statement: what a drain's watch reads every tick.
+    public func drainReadings(_ sources: [String]) async throws -> [DrainProgress.SourceReading] {
+        let rows = try await connection.query("""
+            SELECT source, flushed_lsn, applied_lsn FROM tributary.sources WHERE source = ANY($1::text[])
+            """, [PostgresArray.literal(sources)]).rows
+        var bySource: [String: DrainProgress.SourceReading] = [:]
+        for row in rows {
+            let source: String = try row.decode("source")
+            bySource[source] = DrainProgress.SourceReading(source: source, flushed: try row.decodeIfPresent("flushed_lsn"),
+                                                           applied: try row.decodeIfPresent("applied_lsn"))
+        }
+        return sources.map { bySource[$0] ?? DrainProgress.SourceReading(source: $0, flushed: nil, applied: nil) }
+    }
+
+    /// When the earliest drain of `sources` began, on the target's clock.
+    public func drainBegan(_ sources: [String]) async throws -> Date? {
+        try await connection.query("SELECT min(drain_started_at) FROM tributary.sources WHERE source = ANY($1::text[])",
+                                   [PostgresArray.literal(sources)]).optionalScalar(Date.self)
     }
 
     /// When the drain of `source` began, and the batches and rows applied since.

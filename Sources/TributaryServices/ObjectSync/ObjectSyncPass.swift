@@ -62,7 +62,7 @@ struct ObjectSyncPass {
             pass = previous
             report.resumed = true
             report.resumedAfter = previous.position
-            logger.notice("resuming a pass that did not finish", metadata: ["mapping": .string(mapping.id), "after": .string(previous.position ?? "-")])
+            logger.notice("resuming a pass that did not finish", metadata: [LogKey.mapping: .string(mapping.id), LogKey.after: .string(previous.position ?? "-")])
         } else {
             if !dryRun { try await control.startObjectPass(mapping.id) }
             pass = ControlStore.ObjectPass(mapping: mapping.id, state: .running, startedAt: Date())
@@ -200,7 +200,7 @@ struct ObjectSyncPass {
             if report.failures.count < 10 { report.failures.append("\(done.entry.name): \(error)") }
             progress?.failed()
             logger.warning("object not copied; the next pass tries it again", metadata: [
-                "mapping": .string(mapping.id), LogKey.object: .string(done.entry.name), "error": .string("\(error)")])
+                LogKey.mapping: .string(mapping.id), LogKey.object: .string(done.entry.name), LogKey.error: .string("\(error)")])
         }
         checkpoint.finished(done.entry.name)
         report.copied = pass.copied

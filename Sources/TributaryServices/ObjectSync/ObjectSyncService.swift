@@ -11,12 +11,14 @@ public struct ObjectSyncService: Sendable {
     public typealias Report = ObjectSyncReport
 
     public let configuration: Configuration
+    public let endpoints: Endpoints
     public let logger: Logger
     public let stop: StopSignal
     let stores: ObjectStores
 
-    public init(configuration: Configuration, logger: Logger, stop: StopSignal = StopSignal()) {
+    public init(configuration: Configuration, endpoints: Endpoints, logger: Logger, stop: StopSignal = StopSignal()) {
         self.configuration = configuration
+        self.endpoints = endpoints
         self.logger = logger
         self.stop = stop
         stores = ObjectStores(defaults: configuration.target.oci, connections: configuration.target.sync.connections, logger: logger)
@@ -27,10 +29,15 @@ public struct ObjectSyncService: Sendable {
     /// One pass over each mapping. A mapping that fails does not stop the others; its report says why.
     public func runOnce(_ sources: [SourceConfiguration], dryRun: Bool,
                         onProgress: @Sendable (ObjectSyncProgress) async -> Void = { _ in }) async throws -> [Report] {
-        let control = try await ControlStore.open(configuration.target.connection, applicationName: "tributary sync-objects", migrate: !dryRun)
-        defer { Task { await control.close() } }
+        try await endpoints.target.withControl(migrate: !dryRun, for: "sync-objects") { control in
+            try await runOnce(mappings(of: sources), control: control, dryRun: dryRun, onProgress: onProgress)
+        }
+    }
+
+    private func runOnce(_ mappings: [ObjectMapping], control: ControlStore, dryRun: Bool,
+                         onProgress: @Sendable (ObjectSyncProgress) async -> Void) async throws -> [Report] {
         var reports: [Report] = []
-        for mapping in mappings(of: sources) {
+        for mapping in mappings {
             let progress = ObjectSyncProgress(mapping: mapping.id)
             await onProgress(progress)
             do {
@@ -39,7 +46,7 @@ public struct ObjectSyncService: Sendable {
                                           settings: configuration.target.sync, control: control, logger: logger, progress: progress, stop: stop)
                 reports.append(Report(try await pass.run(dryRun: dryRun)))
             } catch {
-                logger.error("object sync failed", metadata: ["mapping": .string(mapping.id), "error": .string("\(error)")])
+                logger.error("object sync failed", metadata: [LogKey.mapping: .string(mapping.id), LogKey.error: .string("\(error)")])
                 reports.append(Report(mapping: mapping, error: "\(error)"))
             }
             progress.finish()
@@ -47,21 +54,6 @@ public struct ObjectSyncService: Sendable {
         }
         return reports
     }
-
-    /// A pass every `sync.interval` until stopped (a part of `tributary run`).
-    public func runContinuously(liveness: Liveness? = nil) async throws {
-        guard !mappings(of: configuration.sources).isEmpty else { return }
-        liveness.ready(Self.part, true, "a pass every \(configuration.target.sync.intervalMilliseconds / 1000) s")
-        while !stop.isRequested {
-            let started = ContinuousClock.now
-            for report in try await liveness.working(Self.part, { try await runOnce(configuration.sources, dryRun: false) }) {
-                logger.info("object sync pass", metadata: report.metadata)
-            }
-            try await liveness.idle(Self.part, from: started, for: .milliseconds(configuration.target.sync.intervalMilliseconds), stop: stop)
-        }
-    }
-
-    public static let part = "sync-objects"
 
     /// What `verify` says of the objects: per mapping, whatever a pass would still copy or delete.
     public func verify(_ sources: [SourceConfiguration]) async throws -> [Report] {
@@ -124,8 +116,8 @@ public struct ObjectSyncReport: Sendable {
     public var inPlace: Bool { succeeded && copied + replaced == 0 && extra == 0 }
 
     var metadata: Logger.Metadata {
-        ["mapping": .string(mapping.id), "listed": .stringConvertible(listed), "copied": .stringConvertible(copied),
-         "replaced": .stringConvertible(replaced), "failed": .stringConvertible(failed), "deleted": .stringConvertible(deleted),
+        [LogKey.mapping: .string(mapping.id), LogKey.listed: .stringConvertible(listed), LogKey.copied: .stringConvertible(copied),
+         LogKey.replaced: .stringConvertible(replaced), LogKey.failed: .stringConvertible(failed), LogKey.deleted: .stringConvertible(deleted),
          LogKey.bytes: .stringConvertible(copiedBytes), LogKey.seconds: .string(String(format: "%.1f", seconds))]
     }
 }

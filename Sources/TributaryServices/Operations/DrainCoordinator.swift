@@ -1,21 +1,24 @@
 import Foundation
 import Logging
+import Synchronization
 import TributaryCore
 import TributaryPostgres
 import TributaryStorage
 
-/// `tributary drain`: fixes each source's end at its current WAL insert position, waits until every
-/// change up to it is in the staging store and applied to STG, then marks the source drained.
-/// Whatever part is not running elsewhere (no replicator on the slot, no applier on the target),
-/// the drain runs itself, so it completes with or without `tributary run`.
+/// `tributary drain`: fixes each source's end at its current WAL insert position (`begin`); the
+/// pipeline then runs as under `run` (`Pipeline.parts` with the ends), beside `watch`, which ends
+/// it gracefully once every change up to each end is staged, applied to STG and held by the BL
+/// models; `finish` makes a last object-sync pass and marks the sources drained. Whatever part
+/// another process runs (`tributary run` beside the drain), the drain's own waits for: a slot or
+/// the applier lock held elsewhere is that process doing the same work.
 public struct DrainCoordinator: Sendable {
-    public struct Progress: Sendable {
-        public var source: String
-        public var endLSN: LSN
-        public var flushedLSN: LSN?
-        public var appliedLSN: LSN?
-        public var stagedBatches: Int
-        public var done: Bool
+    /// A drain under way: each source's end, and when the drain began on the target's clock.
+    public struct Begun: Sendable {
+        public let ends: [String: LSN]
+        public let began: Date
+        /// Set by the watch once everything holds the ends.
+        let completion = DrainCompletion()
+        public var isComplete: Bool { completion.isComplete }
     }
 
     /// What the drain reports: each source's end and what was applied, and the models as they are.
@@ -34,172 +37,188 @@ public struct DrainCoordinator: Sendable {
     }
 
     public let configuration: Configuration
+    public let endpoints: Endpoints
     public let sources: [SourceConfiguration]
     public let store: any StagingStore
-    public let replicatorSettings: Replicator.Settings
     public let logger: Logger
 
-    public init(configuration: Configuration, sources: [SourceConfiguration], store: any StagingStore,
-                replicatorSettings: Replicator.Settings, logger: Logger) {
+    public init(configuration: Configuration, endpoints: Endpoints, sources: [SourceConfiguration], store: any StagingStore, logger: Logger) {
         self.configuration = configuration
+        self.endpoints = endpoints
         self.sources = sources
         self.store = store
-        self.replicatorSettings = replicatorSettings
         self.logger = logger
     }
 
+    /// Fixes every source's end and marks it draining (running parts follow within a second).
     /// - Parameter requireReadOnly: refuse when a source still has write transactions open.
-    public func run(timeoutSeconds: Double?, requireReadOnly: Bool,
-                    onProgress: @Sendable ([Progress]) async -> Void) async throws -> Report {
-        let control = try await ControlStore.open(configuration.target.connection, applicationName: "tributary drain", migrate: true)
-        defer { Task { await control.close() } }
-        var ends: [String: LSN] = [:]
-        for source in sources {
-            ends[source.name] = try await fixEnd(of: source, requireReadOnly: requireReadOnly, control: control)
-        }
-        let deadline = timeoutSeconds.map { ContinuousClock.now + .seconds($0) }
-        let reader = StatusReader(target: configuration.target.connection, store: store)
-        let helpers = DrainHelpers(coordinator: self)
-        while true {
-            let statuses = try await reader.read(sources)
-            let progress = statuses.map { status in
-                Progress(source: status.source, endLSN: ends[status.source]!, flushedLSN: status.flushedLSN, appliedLSN: status.appliedLSN,
-                         stagedBatches: status.stagedBatches,
-                         // Applied at all first: a source whose snapshot is not in STG yet has nothing staged to wait for.
-                         done: status.appliedLSN != nil && (status.flushedLSN.map { $0 >= ends[status.source]! } ?? false)
-                             && status.stagedBatches == 0 && status.pendingTableSnapshots == 0)
+    public func begin(requireReadOnly: Bool) async throws -> Begun {
+        try await endpoints.target.withControl(migrate: true, for: "drain") { control in
+            var ends: [String: LSN] = [:]
+            for source in sources {
+                ends[source.name] = try await fixEnd(of: source, requireReadOnly: requireReadOnly, control: control)
             }
-            await onProgress(progress)
-            if progress.allSatisfy(\.done), try await modelsCaughtUp() { break }
-            if let deadline, ContinuousClock.now > deadline {
-                await helpers.cancel()
-                let behind = progress.filter { !$0.done }.map {
-                    "\($0.source) (end \($0.endLSN), flushed \($0.flushedLSN?.description ?? "-"), \($0.stagedBatches) batches unapplied)"
-                }
-                throw OperatorError("drain timed out: \(behind.joined(separator: ", ")); the sources stay draining: run tributary drain again to wait longer")
-            }
-            try await helpers.replicateOrphans(statuses, progress: progress, ends: ends)
-            try await applyIfNobodyDoes()
-            try await Task.sleep(for: .milliseconds(500))
+            return Begun(ends: ends, began: try await control.drainBegan(sources.map(\.name)) ?? Date())
         }
-        // The files last: the sources are read-only now, so this pass leaves the target bucket complete.
-        let objects = try await ObjectSyncService(configuration: configuration, logger: logger).runOnce(sources, dryRun: false)
+    }
+
+    /// The part that watches the drain: it ends the pipeline once the drain is complete, and fails
+    /// it when a model fails or `timeout` passes (the sources stay draining either way).
+    public func watch(_ begun: Begun, timeout: Duration?, onProgress: @escaping @Sendable ([DrainProgress.SourceProgress]) async -> Void)
+        -> some Part {
+        DrainWatchPart(progress: DrainProgress(ends: begun.ends, began: begun.began, deadline: timeout.map { .now + $0 }),
+                       sources: sources, models: configuration.models, endpoints: endpoints, store: store,
+                       completion: begun.completion, onProgress: onProgress)
+    }
+
+    /// After the watch ended the pipeline: the last object-sync pass (the sources are read-only
+    /// now, so it leaves the target bucket complete), the sources marked drained, the report.
+    public func finish(_ begun: Begun) async throws -> Report {
+        guard begun.isComplete else {
+            throw TributaryError(.stopped, "drain interrupted before the sources reached their ends; they stay draining: run tributary drain again")
+        }
+        let objects = try await ObjectSyncService(configuration: configuration, endpoints: endpoints, logger: logger).runOnce(sources, dryRun: false)
         if let failed = objects.first(where: { !$0.succeeded }) {
-            throw OperatorError("drain: the final object sync of \(failed.mapping.id) failed (\(failed.error ?? failed.failures.first ?? "")); "
-                                + "the sources stay draining: fix it and run tributary drain again")
+            throw TributaryError(.stopped, "drain: the final object sync of \(failed.mapping.id) failed (\(failed.error ?? failed.failures.first ?? "")); "
+                                 + "the sources stay draining: fix it and run tributary drain again")
         }
-        var reports: [SourceReport] = []
-        for source in sources {
-            try await control.set(source, to: .drained, drainLSN: ends[source.name]!)
-            let applied = try await control.appliedSinceDrainBegan(source.name)
-            reports.append(SourceReport(source: source.name, endLSN: ends[source.name]!, batches: applied.batches, rows: applied.rows))
+        let reports = try await endpoints.target.withControl(migrate: true, for: "drain") { control in
+            var reports: [SourceReport] = []
+            for source in sources {
+                try await control.set(source, to: .drained, drainLSN: begun.ends[source.name]!)
+                let applied = try await control.appliedSinceDrainBegan(source.name)
+                reports.append(SourceReport(source: source.name, endLSN: begun.ends[source.name]!, batches: applied.batches, rows: applied.rows))
+            }
+            return reports
         }
         let models = configuration.models.isEmpty ? []
-            : try await StatusReader(target: configuration.target.connection, store: store, models: configuration.models).report(sources).models ?? []
+            : try await StatusReader(endpoints: endpoints, store: store, models: configuration.models).report(sources).models ?? []
         return Report(sources: reports, models: models, objects: objects)
     }
 
     /// The source's end: its WAL insert position now, recorded as the drain LSN.
     private func fixEnd(of source: SourceConfiguration, requireReadOnly: Bool, control: ControlStore) async throws -> LSN {
-        let connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary drain")
-        defer { Task { await connection.close() } }
-        if requireReadOnly {
-            let writers = try await connection.query("""
-                SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()
-                """).scalar(Int.self)
-            if writers > 0 {
-                throw OperatorError("\(source.name) has \(writers) write transactions open: make it read-only first "
-                                    + "(ALTER DATABASE … SET default_transaction_read_only = on, then end the sessions), or drain without --require-read-only")
+        let end = try await endpoints.source(source).withConnection(for: "drain") { connection in
+            if requireReadOnly {
+                let writers = try await connection.query("""
+                    SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()
+                    """).scalar(Int.self)
+                if writers > 0 {
+                    throw TributaryError(.state, "\(source.name) has \(writers) write transactions open: make it read-only first "
+                                         + "(ALTER DATABASE … SET default_transaction_read_only = on, then end the sessions), or drain without --require-read-only")
+                }
             }
+            // The insert position, not pg_current_wal_lsn(): under synchronous_commit = off the write
+            // position can trail commits that have already returned to their clients.
+            return try await connection.query("SELECT pg_current_wal_insert_lsn()").scalar(LSN.self)
         }
-        // The insert position, not pg_current_wal_lsn(): under synchronous_commit = off the write
-        // position can trail commits that have already returned to their clients.
-        let end = try await connection.query("SELECT pg_current_wal_insert_lsn()").scalar(LSN.self)
         try await control.set(source, to: .draining, drainLSN: end)
         logger.notice("drain begun", metadata: [LogKey.source: .string(source.name), LogKey.lsn: .string(end.description)])
         return end
     }
-
-    /// Runs the BL models whose inputs changed (those another process is running are left to it);
-    /// true once every model holds every change of STG. A model that fails ends the drain: the
-    /// sources stay draining, and the error says what to fix.
-    private func modelsCaughtUp() async throws -> Bool {
-        guard !configuration.models.isEmpty else { return true }
-        let outcomes = try await TransformRunner(configuration: configuration, logger: logger).run(wait: false)
-        if let failure = outcomes.first(where: \.isFailure), case .failed(let error) = failure.result {
-            throw OperatorError("drain: BL model \(failure.model) failed: \(error); the sources stay draining: fix the model and run tributary drain again")
-        }
-        // A model reading an STG table of a source this drain leaves alone (not snapshotted yet) has
-        // nothing to catch up with; one waiting for a model to be built does.
-        let drained = Set(sources.flatMap { $0.tables.map(\.stagingTable) })
-        let absent = Set(outcomes.compactMap { outcome -> String? in
-            guard case .waiting(let table) = outcome.result, let name = QualifiedName(parsing: table),
-                  name.schema == StagingColumns.schema, !drained.contains(name.name) else { return nil }
-            return outcome.model
-        })
-        let report = try await StatusReader(target: configuration.target.connection, store: store, models: configuration.models).report(sources)
-        return (report.models ?? []).allSatisfy { $0.state == .current || absent.contains($0.model) }
-    }
-
-    /// Applies what is staged, unless `tributary run` or `apply` is applying already.
-    private func applyIfNobodyDoes() async throws {
-        do {
-            _ = try await ChangeApplier(target: configuration.target.connection, sources: sources, store: store,
-                                        settings: .init(configuration.target.snapshot), logger: logger).applyOnce()
-        } catch let error as OperatorError where error.kind == .applierBusy {
-            // tributary run or apply is applying: wait for it.
-        }
-    }
-
-    /// Replicates `source` up to `end` in this process, for a slot nobody consumes.
-    func replicate(_ source: SourceConfiguration, until end: LSN) async throws -> LSN {
-        var settings = replicatorSettings
-        settings.endLSN = end
-        let notifier = TargetNotifier(target: configuration.target.connection, logger: logger)
-        let summary = try await Replicator(source: source, settings: settings, store: store, workDirectory: configuration.target.workDirectory,
-                                           logger: logger, stop: StopSignal(), notifier: notifier).run()
-        let control = try await ControlStore.open(configuration.target.connection, applicationName: "tributary drain", migrate: false)
-        try await control.recordFlushed(source.name, at: summary.durableLSN)
-        await control.close()
-        return summary.durableLSN
-    }
 }
 
-/// The replicators a drain runs itself, for slots no `tributary run` or `replicate` consumes.
-private actor DrainHelpers {
-    let coordinator: DrainCoordinator
-    private var running: [String: Task<Void, Never>] = [:]
-    private var outcomes: [String: Result<LSN, any Error>] = [:]
-    /// A running `tributary run` restarts its replicator with the drain's end LSN: a slot idle for a
-    /// moment is that, not an orphan. Only a slot idle for two seconds is taken over.
-    private var idleSince: [String: ContinuousClock.Instant] = [:]
+/// Whether a drain's watch saw it complete.
+final class DrainCompletion: Sendable {
+    private let complete = Atomic<Bool>(false)
+    func set() { complete.store(true, ordering: .releasing) }
+    var isComplete: Bool { complete.load(ordering: .acquiring) }
+}
 
-    init(coordinator: DrainCoordinator) { self.coordinator = coordinator }
+/// A drain's watch: each tick reads the sources' positions in one statement on a held target
+/// session and asks `DrainProgress`; only once the sources are done does it count their table
+/// snapshots (a listing) and read the models.
+struct DrainWatchPart: Part {
+    let kind = "drain"
+    let source: String? = nil
+    let progress: DrainProgress
+    let sources: [SourceConfiguration]
+    let models: [TransformModel]
+    let endpoints: Endpoints
+    let store: any StagingStore
+    let completion: DrainCompletion
+    let onProgress: @Sendable ([DrainProgress.SourceProgress]) async -> Void
+    let tick: Duration = .milliseconds(500)
+    private var control: ControlStore?
+    /// Per source that reached its end: its table snapshots not yet merged, at the last count.
+    private var tableSnapshots: [String: Int] = [:]
 
-    func replicateOrphans(_ statuses: [SourceStatus], progress: [DrainCoordinator.Progress], ends: [String: LSN]) throws {
-        for (source, status) in zip(coordinator.sources, statuses) where !(progress.first { $0.source == source.name }!.done) {
-            let end = ends[source.name]!
-            if status.replicatorActive == true { idleSince[source.name] = nil } else if idleSince[source.name] == nil { idleSince[source.name] = .now }
-            let orphaned = idleSince[source.name].map { ContinuousClock.now - $0 >= .seconds(2) } ?? false
-            guard orphaned, status.flushedLSN.map({ $0 < end }) ?? true, running[source.name] == nil else { continue }
-            running[source.name] = Task { [coordinator] in
-                do {
-                    self.record(source.name, .success(try await coordinator.replicate(source, until: end)))
-                } catch {
-                    self.record(source.name, .failure(error))
+    init(progress: DrainProgress, sources: [SourceConfiguration], models: [TransformModel], endpoints: Endpoints, store: any StagingStore,
+         completion: DrainCompletion, onProgress: @escaping @Sendable ([DrainProgress.SourceProgress]) async -> Void) {
+        self.progress = progress
+        self.sources = sources
+        self.models = models
+        self.endpoints = endpoints
+        self.store = store
+        self.completion = completion
+        self.onProgress = onProgress
+    }
+
+    mutating func step(_ context: PartContext) async throws -> PartStep {
+        if control == nil { control = try await endpoints.target.openControl(migrate: false, for: "drain") }
+        let control = control!
+        var readings = try await control.drainReadings(sources.map(\.name))
+        for index in readings.indices { readings[index].pendingTableSnapshots = tableSnapshots[readings[index].source] }
+        var modelReadings: [DrainProgress.ModelReading]?
+        while true {
+            switch progress.assess(readings, models: modelReadings, now: .now) {
+            case .countTableSnapshots(let names):
+                for index in readings.indices where names.contains(readings[index].source) {
+                    let count = try await SnapshotLoader.pendingTableSnapshotPoints(source: readings[index].source, store: store, control: control).count
+                    readings[index].pendingTableSnapshots = count
+                    // Counted again next tick while some wait (the applier merges them); never again once none do.
+                    if count == 0 { tableSnapshots[readings[index].source] = 0 }
                 }
+            case .readModels:
+                modelReadings = try await readModels(control)
+            case .waiting(let sources), .modelsBehind(let sources, _):
+                context.ready("waiting for the sources and models to reach their ends")
+                await onProgress(sources)
+                return .idle(until: .now + tick)
+            case .done(let sources):
+                await onProgress(sources)
+                completion.set()
+                return .finished
+            case .modelFailed(let model, let error):
+                throw TributaryError(.model, "drain: BL model \(model) failed: \(error); the sources stay draining: fix the model and run tributary drain again",
+                                     context: [LogKey.model: model])
+            case .timedOut(let sources):
+                let behind = sources.filter { !$0.done }.map {
+                    "\($0.source) (end \($0.end), flushed \($0.flushed?.description ?? "-"), applied \($0.applied?.description ?? "-"))"
+                }
+                throw TributaryError(.timedOut, "drain timed out: \(behind.isEmpty ? "BL models behind" : behind.joined(separator: ", ")); "
+                                     + "the sources stay draining: run tributary drain again to wait longer")
             }
-        }
-        // A finished or failed replicator of ours is looked at again next round; another process
-        // taking the slot first is no failure.
-        for (name, result) in outcomes {
-            running[name] = nil
-            outcomes[name] = nil
-            if case .failure(let error) = result, (error as? OperatorError)?.kind != .slotInUse { throw error }
         }
     }
 
-    private func record(_ source: String, _ result: Result<LSN, any Error>) { outcomes[source] = result }
+    /// Each model's state; a model reading an STG table of a source this drain leaves alone that is
+    /// not there (that source not snapshotted) has nothing to catch up with.
+    private func readModels(_ control: ControlStore) async throws -> [DrainProgress.ModelReading] {
+        guard !models.isEmpty else { return [] }
+        let drained = Set(sources.flatMap { $0.tables.map(\.stagingTable) })
+        let states = Dictionary(uniqueKeysWithValues: try await control.modelStates().map { ($0.model, $0) })
+        let statuses = try await ModelStatusReader(models: models, sourceOfTable: [:]).read(control: control, sources: [])
+        var readings: [DrainProgress.ModelReading] = []
+        for (model, status) in zip(models, statuses) {
+            var waitsOnUndrained = false
+            for input in model.inputs where input.table.schema == StagingColumns.schema && !drained.contains(input.table.name) {
+                if try await !control.connection.query("SELECT to_regclass($1) IS NOT NULL", [input.table.sql]).scalar(Bool.self) {
+                    waitsOnUndrained = true
+                }
+            }
+            let state: DrainProgress.ModelReading.State = switch status.state {
+            case .current: .current
+            case .failed: .failed(error: status.error ?? "failed", at: states[model.name]?.failedAt ?? .distantPast)
+            case .behind, .notBuilt: .behind
+            }
+            readings.append(DrainProgress.ModelReading(model: model.name, state: state, waitsOnUndrainedSource: waitsOnUndrained))
+        }
+        return readings
+    }
 
-    func cancel() { for task in running.values { task.cancel() } }
+    mutating func reset() async {
+        await control?.close()
+        control = nil
+    }
 }

@@ -23,15 +23,15 @@ public struct SourceOperations: Sendable {
         public var droppedPublication: String?
     }
 
-    public let target: String
+    public let endpoints: Endpoints
 
-    public init(target: String) { self.target = target }
+    public init(endpoints: Endpoints) { self.endpoints = endpoints }
 
     /// Stops consuming the source's slot (and, with `apply`, applying it), within a second.
     public func pause(_ source: SourceConfiguration, apply: Bool) async throws -> Transition {
-        try await withControl("tributary pause") { control in
+        try await endpoints.target.withControl(migrate: true) { control in
             if try await control.state(of: source.name)?.state == .drained {
-                throw OperatorError("\(source.name) is drained: there is nothing to pause (tributary resume \(source.name) restarts it)")
+                throw TributaryError(.state, "\(source.name) is drained: there is nothing to pause (tributary resume \(source.name) restarts it)")
             }
             let before = try await control.set(source, to: .paused, applyPaused: apply)
             return Transition(source: source.name, from: before, to: .paused)
@@ -40,7 +40,7 @@ public struct SourceOperations: Sendable {
 
     /// Continues a paused (or drained) source from where its slot stopped.
     public func resume(_ source: SourceConfiguration) async throws -> Transition {
-        try await withControl("tributary resume") { control in
+        try await endpoints.target.withControl(migrate: true) { control in
             Transition(source: source.name, from: try await control.set(source, to: .running), to: .running)
         }
     }
@@ -48,22 +48,24 @@ public struct SourceOperations: Sendable {
     /// Drops a drained source's slot (and the publication tributary created, when asked). Refuses a
     /// source that is not drained unless `force`, and a slot in use.
     public func dropSlot(_ source: SourceConfiguration, publication: Bool, force: Bool) async throws -> DropOutcome {
-        try await withControl("tributary drop-slot") { control in
+        try await endpoints.target.withControl(migrate: true) { control in
             let state = try await control.state(of: source.name)?.state
             guard force || state == .drained else {
-                throw OperatorError("\(source.name) is \(state?.rawValue ?? "not snapshotted"), not drained: run tributary drain first, or pass --force")
+                throw TributaryError(.state, "\(source.name) is \(state?.rawValue ?? "not snapshotted"), not drained: run tributary drain first, or pass --force")
             }
             return try await dropSlot(of: source, publication: publication)
         }
     }
 
     private func dropSlot(of source: SourceConfiguration, publication: Bool) async throws -> DropOutcome {
-        let connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary drop-slot")
-        defer { Task { await connection.close() } }
+        try await endpoints.source(source).withConnection { connection in try await dropSlot(of: source, publication: publication, on: connection) }
+    }
+
+    private func dropSlot(of source: SourceConfiguration, publication: Bool, on connection: PostgresConnection) async throws -> DropOutcome {
         var outcome = DropOutcome(source: source.name, slot: .absent(slot: source.slot), droppedPublication: nil)
         if let slot = try await ReplicationSlot.find(source.slot, on: connection) {
             if let pid = slot.activePID {
-                throw OperatorError("slot \(source.slot) on \(source.name) is in use by process \(pid): stop tributary run or replicate first")
+                throw TributaryError(.slotInUse, "slot \(source.slot) on \(source.name) is in use by process \(pid): stop tributary run or replicate first")
             }
             try await ReplicationSlot.drop(source.slot, on: connection)
             outcome.slot = .dropped(slot: source.slot)
@@ -73,17 +75,5 @@ public struct SourceOperations: Sendable {
             outcome.droppedPublication = source.publication
         }
         return outcome
-    }
-
-    private func withControl<T>(_ applicationName: String, _ body: (ControlStore) async throws -> T) async throws -> T {
-        let control = try await ControlStore.open(target, applicationName: applicationName, migrate: true)
-        do {
-            let result = try await body(control)
-            await control.close()
-            return result
-        } catch {
-            await control.close()
-            throw error
-        }
     }
 }

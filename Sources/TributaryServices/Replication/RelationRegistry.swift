@@ -60,7 +60,7 @@ final class RelationRegistry {
         if configured == nil, let root = try await partitionRoot(of: message.oid), let table = self.configured(root, oid: message.oid) {
             if entries[message.oid] == nil {
                 logger.debug("a partition's changes go to its table's STG", metadata: [
-                    LogKey.table: .string(root.description), "partition": .string(name.description)])
+                    LogKey.table: .string(root.description), LogKey.partition: .string(name.description)])
             }
             configured = table
             partition = name
@@ -87,7 +87,7 @@ final class RelationRegistry {
             if let known = table.relation.columns.first(where: { $0.name == column.name }) {
                 columns.append(known)
             } else if configured.excludedColumns.contains(column.name) {
-                throw OperatorError("\(source.name): pgoutput sent column \"\(column.name)\" of \(name), which is excluded: excluded columns must be left out of the publication's column list")
+                throw TributaryError(.requirement, "\(source.name): pgoutput sent column \"\(column.name)\" of \(name), which is excluded: excluded columns must be left out of the publication's column list")
             } else {
                 // Changes from before the column was dropped, replayed after: the catalog no longer
                 // has it, the message says its type.
@@ -102,7 +102,7 @@ final class RelationRegistry {
             let dropped = previous.relation.columnNames.filter { !columnNames.contains($0) }
             if !dropped.isEmpty {
                 logger.warning("columns dropped on the source: STG keeps them and new rows get NULL there", metadata: [
-                    LogKey.table: .string(name.description), "columns": .string(dropped.joined(separator: ",")),
+                    LogKey.table: .string(name.description), LogKey.columns: .string(dropped.joined(separator: ",")),
                 ])
             }
         }

@@ -17,9 +17,9 @@ public struct Replicator: Sendable {
         public var compressionLevel: Int
         /// While the source is idle, a heartbeat is written this often, so the slot keeps advancing
         /// and the lag clock keeps a fresh source timestamp.
-        public var heartbeatSeconds: Double
+        public var heartbeatInterval: Duration
         /// Standby status updates are sent at least this often (well inside wal_sender_timeout).
-        public var statusSeconds: Double
+        public var statusInterval: Duration
         /// Stop once this LSN is durable (for benchmarks and drains); nil runs until stopped.
         public var endLSN: LSN?
         /// The source's configuration as its file says now: a table the stream brings that the
@@ -29,19 +29,19 @@ public struct Replicator: Sendable {
         /// Where the replicator says it is alive and streaming (`tributary run`'s health endpoints).
         public var liveness: Liveness?
 
-        public init(limits: BatchLimits, compressionLevel: Int = 1, heartbeatSeconds: Double = 10,
-                    statusSeconds: Double = 10, endLSN: LSN? = nil) {
+        public init(limits: BatchLimits, compressionLevel: Int = 1, heartbeatInterval: Duration = .seconds(10),
+                    statusInterval: Duration = .seconds(10), endLSN: LSN? = nil) {
             self.limits = limits
             self.compressionLevel = compressionLevel
-            self.heartbeatSeconds = heartbeatSeconds
-            self.statusSeconds = statusSeconds
+            self.heartbeatInterval = heartbeatInterval
+            self.statusInterval = statusInterval
             self.endLSN = endLSN
         }
 
         /// As tributary.yaml sets them: its batch limits, compression level and heartbeat.
         public init(target: TargetConfiguration, endLSN: LSN? = nil) {
             self.init(limits: target.batch, compressionLevel: target.snapshot.compressionLevel,
-                      heartbeatSeconds: Double(target.batch.heartbeatMilliseconds) / 1000, endLSN: endLSN)
+                      heartbeatInterval: target.batch.heartbeatInterval, endLSN: endLSN)
         }
     }
 
@@ -54,10 +54,16 @@ public struct Replicator: Sendable {
 
     public static let heartbeatPrefix = "tributary-heartbeat"
 
+    static func slotInUse(_ source: SourceConfiguration, pid: Int) -> TributaryError {
+        TributaryError(.slotInUse, "replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): another replicator is running for it",
+                       context: [LogKey.source: source.name, LogKey.slot: source.slot])
+    }
+
     /// The replicator's name among `run`'s parts.
     public static func part(_ source: String) -> String { "replicate \(source)" }
 
     public let source: SourceConfiguration
+    public let endpoint: SourceEndpoint
     public let settings: Settings
     public let store: any StagingStore
     public let workDirectory: String
@@ -72,9 +78,10 @@ public struct Replicator: Sendable {
     /// confirmed to the source: true once it is recorded where the slot-continuity check reads it.
     public var onAcknowledge: @Sendable (LSN) async -> Bool = { _ in false }
 
-    public init(source: SourceConfiguration, settings: Settings, store: any StagingStore, workDirectory: String,
+    public init(source: SourceConfiguration, endpoints: Endpoints, settings: Settings, store: any StagingStore, workDirectory: String,
                 logger: Logger, stop: StopSignal, onBatch: @escaping @Sendable (BatchManifest) async -> Void = { _ in }) {
         self.source = source
+        endpoint = endpoints.source(source)
         self.settings = settings
         self.store = store
         self.workDirectory = workDirectory
@@ -85,32 +92,44 @@ public struct Replicator: Sendable {
 
     /// A replicator that tells the target of every stored batch and every confirmed heartbeat:
     /// what `run`, `replicate` and `drain` use, so the applier and `status` see both.
-    public init(source: SourceConfiguration, settings: Settings, store: any StagingStore, workDirectory: String,
+    public init(source: SourceConfiguration, endpoints: Endpoints, settings: Settings, store: any StagingStore, workDirectory: String,
                 logger: Logger, stop: StopSignal, notifier: TargetNotifier) {
-        self.init(source: source, settings: settings, store: store, workDirectory: workDirectory, logger: logger, stop: stop,
+        self.init(source: source, endpoints: endpoints, settings: settings, store: store, workDirectory: workDirectory, logger: logger, stop: stop,
                   onBatch: { await notifier.batchWritten($0) })
         onIdle = { [name = source.name] in await notifier.idleConfirmed(name, at: $0, commitTime: $1) }
         onAcknowledge = { [name = source.name] in await notifier.acknowledging(name, at: $0) }
     }
 
     public func run() async throws -> Summary {
-        let side = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary replicate")
+        try await endpoint.withConnection(for: "replicate \(source.name)") { side in try await run(side: side) }
+    }
+
+    private func run(side: PostgresConnection) async throws -> Summary {
         try await SourceChecks.requireLogicalDecoding(on: side, source: source)
         guard let slot = try await ReplicationSlot.find(source.slot, on: side), slot.inThisDatabase else {
-            throw OperatorError("replication slot \"\(source.slot)\" does not exist on \(source.name): run tributary snapshot --source \(source.name) first")
+            throw TributaryError(.slotMissing, "replication slot \"\(source.slot)\" does not exist on \(source.name): run tributary snapshot --source \(source.name) first")
         }
-        if let pid = slot.activePID {
-            throw OperatorError("replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): another replicator is running for it", kind: .slotInUse)
-        }
+        if let pid = slot.activePID { throw Self.slotInUse(source, pid: pid) }
         let tables = try await SourceCatalog.describeReplicated(source, on: side, logger: logger)
-        let directory = "\(workDirectory)/replicate-\(source.name)"
-        // Spill and batch files of an earlier run are worthless: the slot replays what they held.
+        // A directory per process: a drain's replicator waiting for the slot must not touch the
+        // files of the replicator that holds it now (`tributary run`'s, beside the drain).
+        let directory = "\(workDirectory)/replicate-\(source.name)-\(getpid())"
+        // Spill and batch files of an earlier run, or of a process that is gone, are worthless:
+        // the slot replays what they held.
         try? FileManager.default.removeItem(atPath: directory)
+        LocalFiles.removeDirectoriesOfEndedProcesses(in: workDirectory, prefix: "replicate-\(source.name)-")
         try LocalFiles.makeDirectory(directory + "/batch")
         try LocalFiles.makeDirectory(directory + "/spill")
 
-        let replication = try await PostgresConnection.connect(
-            source.connection, name: source.name, mode: .replication, applicationName: "tributary replicate \(source.name)")
+        let summary = try await endpoint.withConnection(.replication, for: "replicate \(source.name)") { replication in
+            try await stream(on: replication, side: side, slot: slot, tables: tables, directory: directory)
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+        return summary
+    }
+
+    private func stream(on replication: PostgresConnection, side: PostgresConnection, slot: ReplicationSlot, tables: [SourceTable],
+                        directory: String) async throws -> Summary {
         let system = try await replication.simpleQuery("IDENTIFY_SYSTEM")
         // Transactions larger than this reach us streamed before they commit, and go to spill files.
         try await replication.execute("SET logical_decoding_work_mem = '\(max(64, settings.limits.memoryBytesMax >> 10))kB'")
@@ -126,7 +145,7 @@ public struct Replicator: Sendable {
                                     try system.first?.decodeIfPresent("timeline", as: String.self))
         settings.liveness.ready(Self.part(source.name), true, "streaming from \(start)")
         log.info("replicating", metadata: [LogKey.lsn: .string(start.description),
-                                           "system": .string(systemID ?? "?"), "timeline": .string(timeline ?? "?")])
+                                           LogKey.system: .string(systemID ?? "?"), LogKey.timeline: .string(timeline ?? "?")])
         let session = ReplicationSession(
             replicator: self, registry: RelationRegistry(source: source, described: tables, catalog: side, refresh: settings.refreshSource,
                                                          logger: log),
@@ -134,9 +153,6 @@ public struct Replicator: Sendable {
         let summary = try await replication.runAsync { connection in try await session.run(on: connection) }
         // A clean end, so the walsender has read the last acknowledgement before the connection goes.
         await replication.endReplication(timeout: 5)
-        await replication.close()
-        await side.close()
-        try? FileManager.default.removeItem(atPath: directory)
         return summary
     }
 }
@@ -173,8 +189,8 @@ private final class ReplicationSession: @unchecked Sendable {
         recorded = durable
         let settings = replicator.settings
         machine = ReplicationStateMachine(
-            settings: .init(limits: settings.limits, heartbeatInterval: .seconds(settings.heartbeatSeconds),
-                            statusInterval: .seconds(settings.statusSeconds), endLSN: settings.endLSN),
+            settings: .init(limits: settings.limits, heartbeatInterval: settings.heartbeatInterval,
+                            statusInterval: settings.statusInterval, endLSN: settings.endLSN),
             durable: durable, now: .now)
         batch = BatchBuilder(directory: directory + "/batch", compressionLevel: settings.compressionLevel)
     }
@@ -214,7 +230,7 @@ private final class ReplicationSession: @unchecked Sendable {
         do {
             actions = try machine.handle(event, now: .now)
         } catch let violation as ReplicationStateMachine.ProtocolViolation {
-            throw OperatorError("\(replicator.source.name): \(violation.description)")
+            throw TributaryError(.protocolViolation, "\(replicator.source.name): \(violation.description)")
         }
         for action in actions {
             if let outcome = try await perform(action, on: connection) { try await feed(outcome, on: connection) }
@@ -285,7 +301,7 @@ private final class ReplicationSession: @unchecked Sendable {
         case .skipped?:
             break
         case nil:
-            throw OperatorError("\(replicator.source.name): a change for relation \(oid) arrived before its Relation message")
+            throw TributaryError(.corrupt, "\(replicator.source.name): a change for relation \(oid) arrived before its Relation message")
         }
     }
 
@@ -334,7 +350,7 @@ private final class ReplicationSession: @unchecked Sendable {
         batch = BatchBuilder(directory: directory + "/batch", compressionLevel: replicator.settings.compressionLevel)
         logger.info("batch written", metadata: [
             LogKey.batch: .string(manifest.endLSN.paddedHex), LogKey.lsn: .string(manifest.endLSN.description),
-            LogKey.rows: .stringConvertible(manifest.rows), "transactions": .stringConvertible(manifest.transactions),
+            LogKey.rows: .stringConvertible(manifest.rows), LogKey.transactions: .stringConvertible(manifest.transactions),
             LogKey.seconds: .string(String(format: "%.3f", (ContinuousClock.now - started).seconds)),
         ])
         PipelineMetrics.batchWritten(source: manifest.source, rows: manifest.rows, bytes: manifest.files.reduce(0) { $0 + $1.file.bytes })

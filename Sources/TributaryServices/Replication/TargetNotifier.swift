@@ -7,13 +7,22 @@ import TributaryPostgres
 /// position is recorded for status. Best effort: if the target is away, the applier's listing poll
 /// finds the batch anyway, so a failure here is a warning, never a stop.
 public actor TargetNotifier {
-    private let target: String
+    private let target: TargetEndpoint
+    private let purpose: String
     private let logger: Logger
     private var control: ControlStore?
 
-    public init(target: String, logger: Logger) {
+    /// - Parameter purpose: what its session is for, in its application name (`replicate qvp`).
+    public init(target: TargetEndpoint, purpose: String, logger: Logger) {
         self.target = target
+        self.purpose = purpose
         self.logger = logger
+    }
+
+    /// Closes its session (the next call opens a new one).
+    public func close() async {
+        await control?.close()
+        control = nil
     }
 
     /// An idle source's heartbeat is confirmed: the flushed position moves and its commit time keeps
@@ -48,7 +57,7 @@ public actor TargetNotifier {
     private func record(_ failure: String, level: Logger.Level, _ write: (ControlStore) async throws -> Void) async -> Bool {
         do {
             if control == nil {
-                control = try await ControlStore.open(target, applicationName: "tributary replicate", migrate: true)
+                control = try await target.openControl(migrate: true, for: purpose)
             }
             try await write(control!)
             return true

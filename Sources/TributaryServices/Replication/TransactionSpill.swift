@@ -54,7 +54,7 @@ final class TransactionSpill {
                 try await body(try decoder.decode(payload, at: .zero))
             }
         }
-        guard offset == pending.count else { throw OperatorError("spill file \(path) ends inside a record") }
+        guard offset == pending.count else { throw TributaryError(.corrupt, "spill file \(path) ends inside a record") }
     }
 
     func discard() {

@@ -16,9 +16,7 @@ public struct StoreCollector: Sendable {
 
     }
 
-    public static let part = "gc"
-
-    public let target: String
+    public let endpoints: Endpoints
     public let store: any StagingStore
     public let settings: RetentionSettings
     public let logger: Logger
@@ -26,8 +24,8 @@ public struct StoreCollector: Sendable {
     /// Deletes in flight at once (a remote store answers each in tens of milliseconds).
     public var connections = 8
 
-    public init(target: String, store: any StagingStore, settings: RetentionSettings, logger: Logger, stop: StopSignal = StopSignal()) {
-        self.target = target
+    public init(endpoints: Endpoints, store: any StagingStore, settings: RetentionSettings, logger: Logger, stop: StopSignal = StopSignal()) {
+        self.endpoints = endpoints
         self.store = store
         self.settings = settings
         self.logger = logger
@@ -36,18 +34,18 @@ public struct StoreCollector: Sendable {
 
     /// One collection of every source in `sources`.
     public func collect(_ sources: [SourceConfiguration], dryRun: Bool) async throws -> [Report] {
-        let control = try await ControlStore.open(target, applicationName: "tributary gc", migrate: !dryRun)
-        defer { Task { await control.close() } }
-        var reports: [Report] = []
-        for source in sources where !stop.isRequested {
-            reports.append(try await collect(source.name, control: control, dryRun: dryRun))
+        try await endpoints.target.withControl(migrate: !dryRun, for: "gc") { control in
+            var reports: [Report] = []
+            for source in sources where !stop.isRequested {
+                reports.append(try await collect(source.name, control: control, dryRun: dryRun))
+            }
+            return reports
         }
-        return reports
     }
 
     private func collect(_ source: String, control: ControlStore, dryRun: Bool) async throws -> Report {
         // Positions first, the listing after: whatever the listing shows before them is dead.
-        guard let positions = try await control.retentionPositions(of: source, retentionSeconds: settings.retentionSeconds) else {
+        guard let positions = try await control.retentionPositions(of: source, retention: settings.retention) else {
             return Report(source: source, plan: nil, dryRun: dryRun)
         }
         let listing = try await store.list(prefix: source + "/", startAfter: nil)
@@ -67,8 +65,8 @@ public struct StoreCollector: Sendable {
         try await control.recordStoreUsage(source, plan: plan)
         if plan.removedObjects > 0 {
             logger.with(source: source).info("staging store collected", metadata: [
-                "removed_objects": .stringConvertible(plan.removedObjects), "removed_bytes": .stringConvertible(plan.removedBytes),
-                "kept_objects": .stringConvertible(plan.keptObjects),
+                LogKey.removedObjects: .stringConvertible(plan.removedObjects), LogKey.removedBytes: .stringConvertible(plan.removedBytes),
+                LogKey.keptObjects: .stringConvertible(plan.keptObjects),
             ])
         }
         return Report(source: source, plan: plan, dryRun: false)
@@ -90,18 +88,4 @@ public struct StoreCollector: Sendable {
         }
     }
 
-    /// `run`'s part: a collection every `staging.gc_interval` until stopped. A failed collection is
-    /// logged and tried again at the next interval: retention never stops replication.
-    public func runContinuously(_ sources: [SourceConfiguration], liveness: Liveness? = nil) async throws {
-        liveness.ready(Self.part, true, "a collection every \(Int(settings.intervalSeconds)) s")
-        while !stop.isRequested {
-            let started = ContinuousClock.now
-            do {
-                _ = try await liveness.working(Self.part) { try await collect(sources, dryRun: false) }
-            } catch {
-                logger.warning("staging store collection failed, trying again in \(Int(settings.intervalSeconds)) s: \(error)")
-            }
-            try await liveness.idle(Self.part, from: started, for: .seconds(settings.intervalSeconds), stop: stop)
-        }
-    }
 }

@@ -22,11 +22,13 @@ public struct SnapshotService: Sendable {
     }
 
     public let configuration: Configuration
+    public let endpoints: Endpoints
     public let store: any StagingStore
     public let logger: Logger
 
-    public init(configuration: Configuration, store: any StagingStore, logger: Logger) {
+    public init(configuration: Configuration, endpoints: Endpoints, store: any StagingStore, logger: Logger) {
         self.configuration = configuration
+        self.endpoints = endpoints
         self.store = store
         self.logger = logger
     }
@@ -38,9 +40,9 @@ public struct SnapshotService: Sendable {
         let jobs = options.jobs ?? settings.jobs
         for source in sources {
             let started = ContinuousClock.now
-            let snapshotter = Snapshotter(source: source, settings: settings, store: store,
+            let snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
                                           workDirectory: configuration.target.workDirectory, logger: logger)
-            let loader = SnapshotLoader(target: configuration.target.connection, store: store, jobs: jobs, settings: settings, logger: logger)
+            let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs, settings: settings, logger: logger)
             let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs,
                                                   handoffDirectory: "\(configuration.target.workDirectory)/handoff/\(source.name)",
                                                   handoffBytes: settings.applyCacheBytes) : nil
@@ -72,12 +74,12 @@ public struct SnapshotService: Sendable {
                        onEvent: @Sendable (Event) async -> Void) async throws {
         let started = ContinuousClock.now
         let settings = configuration.target.snapshot
-        let (point, manifest) = try await TableSnapshotter(source: source, settings: settings, store: store,
+        let (point, manifest) = try await TableSnapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
                                                            workDirectory: configuration.target.workDirectory, logger: logger)
             .resyncAll(jobs: jobs, onStart: onProgress)
         await onEvent(.resynced(manifest, slotPoint: point, seconds: (ContinuousClock.now - started).seconds))
         guard apply else { return }
-        let loader = SnapshotLoader(target: configuration.target.connection, store: store, jobs: jobs ?? settings.jobs, settings: settings,
+        let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs ?? settings.jobs, settings: settings,
                                     logger: logger)
         if let report = try await loader.load(source: source.name) {
             await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
@@ -91,12 +93,12 @@ public struct SnapshotService: Sendable {
                           onEvent: @Sendable (Event) async -> Void) async throws {
         let started = ContinuousClock.now
         let settings = configuration.target.snapshot
-        let manifest = try await TableSnapshotter(source: source, settings: settings, store: store,
+        let manifest = try await TableSnapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
                                                   workDirectory: configuration.target.workDirectory, logger: logger)
             .run(tables: tables, jobs: jobs, onStart: onProgress)
         await onEvent(.tablesCopied(manifest, seconds: (ContinuousClock.now - started).seconds))
         guard apply else { return }
-        let loader = SnapshotLoader(target: configuration.target.connection, store: store, jobs: jobs ?? settings.jobs, settings: settings,
+        let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs ?? settings.jobs, settings: settings,
                                     logger: logger)
         if let report = try await loader.load(source: source.name) {
             await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))

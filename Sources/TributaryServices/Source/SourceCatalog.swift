@@ -23,7 +23,7 @@ public enum SourceCatalog {
         for table in source.tables {
             guard try await connection.query("SELECT to_regclass($1) IS NOT NULL", [table.table.sql]).scalar(Bool.self) else {
                 if source.schemaChanges == .stop {
-                    throw OperatorError("table \(table.table) was dropped on \(source.name) and schema_changes is stop: remove it from \(source.file), then start again")
+                    throw TributaryError(.schemaChange, "table \(table.table) was dropped on \(source.name) and schema_changes is stop: remove it from \(source.file), then start again")
                 }
                 logger.warning("table dropped on the source: no changes come for it, its STG table keeps its rows; remove it from the configuration once that is intended",
                                metadata: [LogKey.table: .string(table.table.description)])
@@ -45,11 +45,11 @@ public enum SourceCatalog {
             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
             """, [table.table.schema, table.table.name])
         guard let row = found.first else {
-            throw OperatorError("table \(table.table) does not exist on \(source.name): create it, or remove it from \(source.file)")
+            throw TributaryError(.requirement, "table \(table.table) does not exist on \(source.name): create it, or remove it from \(source.file)")
         }
         let oid = try row.decode("oid", as: UInt32.self)
         guard try row.decode("readable", as: Bool.self) else {
-            throw OperatorError("the role of \(source.name) may not read \(table.table): GRANT SELECT ON \(table.table.sql) TO <role>")
+            throw TributaryError(.requirement, "the role of \(source.name) may not read \(table.table): GRANT SELECT ON \(table.table.sql) TO <role>")
         }
         let replicaIdentity = try row.decode("relreplident", as: String.self)
         let (columns, omitted) = try await describeColumns(oid: oid, table: table, source: source, on: connection)
@@ -75,7 +75,7 @@ public enum SourceCatalog {
             """, [String(oid)])
         let attributes = try rows.decode(CatalogColumn.self)
         for excluded in table.excludedColumns where !attributes.contains(where: { $0.name == excluded }) {
-            throw OperatorError("\(source.file): exclude_columns names \"\(excluded)\", which \(table.table) on \(source.name) does not have")
+            throw TributaryError(.requirement, "\(source.file): exclude_columns names \"\(excluded)\", which \(table.table) on \(source.name) does not have")
         }
         let catalog = try await typeCatalog(oids: attributes.map(\.typeOid), on: connection)
         var columns: [ColumnSchema] = []
@@ -160,11 +160,11 @@ public enum SourceCatalog {
         }
         if let configured = table.key {
             for column in configured where !columns.contains(column) {
-                throw OperatorError("\(source.file): key of \(table.table) names \"\(column)\", which is not a replicated column of the table on \(source.name)")
+                throw TributaryError(.requirement, "\(source.file): key of \(table.table) names \"\(column)\", which is not a replicated column of the table on \(source.name)")
             }
             // With REPLICA IDENTITY FULL the old row carries every column, so any key works.
             guard replicaIdentity == "f" || Set(configured) == Set(identity ?? []) else {
-                throw OperatorError("""
+                throw TributaryError(.requirement, """
                     key [\(configured.joined(separator: ", "))] of \(table.table) in \(source.file) is not its replica identity on \(source.name): \
                     ALTER TABLE \(table.table.sql) REPLICA IDENTITY FULL, or remove key to use [\((identity ?? []).joined(separator: ", "))]
                     """)
@@ -172,14 +172,14 @@ public enum SourceCatalog {
             return configured
         }
         guard let identity, !identity.isEmpty else {
-            throw OperatorError("""
+            throw TributaryError(.requirement, """
                 table \(table.table) on \(source.name) has no primary key and no replica identity index, so updates and deletes \
                 cannot be matched: add a primary key, or ALTER TABLE \(table.table.sql) REPLICA IDENTITY USING INDEX <unique index>, \
                 or set REPLICA IDENTITY FULL and give key: [...] for it in \(source.file)
                 """)
         }
         for column in identity where !columns.contains(column) {
-            throw OperatorError("key column \"\(column)\" of \(table.table) on \(source.name) is excluded or generated: it must be replicated")
+            throw TributaryError(.requirement, "key column \"\(column)\" of \(table.table) on \(source.name) is excluded or generated: it must be replicated")
         }
         return identity
     }

@@ -12,11 +12,11 @@ enum SourceChecks {
         let row = settings.rows[0]
         let walLevel = try row.decode("wal_level", as: String.self)
         guard walLevel == "logical" else {
-            throw OperatorError("wal_level is \(walLevel) on \(source.name): set wal_level = logical in postgresql.conf and restart the server")
+            throw TributaryError(.requirement, "wal_level is \(walLevel) on \(source.name): set wal_level = logical in postgresql.conf and restart the server")
         }
         guard try row.decodeIfPresent("may_replicate", as: Bool.self) == true else {
             let role = try row.decode("role", as: String.self)
-            throw OperatorError("role \(role) on \(source.name) may not replicate: ALTER ROLE \(SQL.identifier(role)) WITH REPLICATION")
+            throw TributaryError(.requirement, "role \(role) on \(source.name) may not replicate: ALTER ROLE \(SQL.identifier(role)) WITH REPLICATION")
         }
     }
 }

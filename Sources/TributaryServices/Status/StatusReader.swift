@@ -77,24 +77,47 @@ public struct SourceStatus: Sendable, Codable, Equatable {
 }
 
 public struct StatusReader: Sendable {
-    public let target: String
+    public let endpoints: Endpoints
     public let store: any StagingStore
     public let models: [TransformModel]
 
-    public init(target: String, store: any StagingStore, models: [TransformModel] = []) {
-        self.target = target
+    public init(endpoints: Endpoints, store: any StagingStore, models: [TransformModel] = []) {
+        self.endpoints = endpoints
         self.store = store
         self.models = models
     }
 
-    /// Sources, models and object-sync mappings: what `status` shows.
+    /// Sources, models and object-sync mappings: what `status` shows, on sessions opened for this
+    /// reading and closed after it.
     public func report(_ sources: [SourceConfiguration]) async throws -> StatusReport {
-        let statuses = try await read(sources)
+        var sessions = StatusSessions(endpoints: endpoints)
+        do {
+            let report = try await report(sources, sessions: &sessions)
+            await sessions.close()
+            return report
+        } catch {
+            await sessions.close()
+            throw error
+        }
+    }
+
+    /// The same on `sessions`, which stay open for the next reading (the status refresher of
+    /// `run`): a reading opens no connection while its sessions last.
+    public func report(_ sources: [SourceConfiguration], sessions: inout StatusSessions) async throws -> StatusReport {
+        let control = try await sessions.target()
+        let migrated = try await control.isMigrated()
+        var statuses: [SourceStatus] = []
+        for source in sources {
+            var status = SourceStatus(source: source)
+            if migrated { try await readControlState(into: &status, control: control) }
+            await readSource(source, into: &status, sessions: &sessions, target: migrated ? control.connection : nil)
+            if !migrated {
+                status.warnings.append("the target has no tributary schema yet: nothing was applied to it (tributary apply or run does)")
+            }
+            statuses.append(status)
+        }
         let mappings = sources.flatMap(\.objects)
         guard !models.isEmpty || !mappings.isEmpty else { return StatusReport(generatedAt: Date(), sources: statuses) }
-        let control = try await ControlStore.open(target, applicationName: "tributary status", migrate: false)
-        defer { Task { await control.close() } }
-        let migrated = try await control.isMigrated()
         let modelStatuses = migrated
             ? try await ModelStatusReader(models: models, sourceOfTable: Dictionary(
                 sources.flatMap { source in source.tables.map { ($0.stagingTable, source.name) } }, uniquingKeysWith: { first, _ in first }))
@@ -107,24 +130,6 @@ public struct StatusReader: Sendable {
         var report = StatusReport(generatedAt: Date(), sources: statuses, models: modelStatuses)
         report.objects = objects.isEmpty ? nil : objects
         return report
-    }
-
-    /// Reads only: a target no writing command has touched yet is reported as such, not set up.
-    public func read(_ sources: [SourceConfiguration]) async throws -> [SourceStatus] {
-        let control = try await ControlStore.open(target, applicationName: "tributary status", migrate: false)
-        defer { Task { await control.close() } }
-        let migrated = try await control.isMigrated()
-        var result: [SourceStatus] = []
-        for source in sources {
-            var status = SourceStatus(source: source)
-            if migrated { try await readControlState(into: &status, control: control) }
-            await readSource(source, into: &status, target: migrated ? control.connection : nil)
-            if !migrated {
-                status.warnings.append("the target has no tributary schema yet: nothing was applied to it (tributary apply or run does)")
-            }
-            result.append(status)
-        }
-        return result
     }
 
     func readControlState(into status: inout SourceStatus, control: ControlStore) async throws {
@@ -153,42 +158,53 @@ public struct StatusReader: Sendable {
         }
     }
 
-    func readSource(_ source: SourceConfiguration, into status: inout SourceStatus, target: PostgresConnection? = nil) async {
+    func readSource(_ source: SourceConfiguration, into status: inout SourceStatus, sessions: inout StatusSessions,
+                    target: PostgresConnection?) async {
         do {
-            let connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary status")
-            defer { Task { await connection.close() } }
-            status.sourceLSN = try await connection.query("SELECT pg_current_wal_lsn()").scalar(LSN.self)
-            guard let slot = try await ReplicationSlot.find(source.slot, on: connection) else {
-                if status.state == .notSnapshotted {
-                    status.warnings.append("replication slot \(source.slot) does not exist on \(source.name): run tributary snapshot --source \(source.name)")
-                } else if status.state != .drained {
-                    // Replicated before, and its slot is gone: someone dropped it.
-                    status.state = .slotLost
-                    status.warnings.append("replication slot \(source.slot) was dropped on \(source.name): \(ReplicationSlot.recovery(source: source.name))")
-                }
-                return
-            }
-            status.confirmedLSN = slot.confirmedFlushLSN
-            status.replicatorActive = slot.isActive
-            status.sourceLagBytes = slot.lagBytes
-            status.retainedWALBytes = slot.retainedBytes
-            status.walStatus = slot.walStatus
-            if slot.isLost && status.state != .notSnapshotted { status.state = .slotLost }
-            if !slot.isLost, status.state != .notSnapshotted, status.state != .drained, status.appliedLSN != nil,
-               let problem = try? await SlotContinuityCheck.problem(slot, source: source, recorded: { [flushed = status.flushedLSN] in
-                   guard let target, let state = try? await ControlStore(target).state(of: source.name) else { return flushed }
-                   return state.flushedLSN
-               }, store: store) {
-                status.state = .slotLost
-                status.warnings.append(problem + ": " + ReplicationSlot.recovery(source: source.name))
-                return
-            }
-            status.warnings += Self.slotWarnings(slot, status: status, source: source)
-            if let target, status.state != .notSnapshotted {
-                status.warnings += (try? await SourceDrift.warnings(source, on: connection, target: target)) ?? []
+            let connection = try await sessions.source(source)
+            do {
+                try await readSource(source, into: &status, on: connection, target: target)
+            } catch let error as PostgresError where error.isTransient || error.kind == .connectionFailed {
+                // Its session is gone: the next reading opens another.
+                await sessions.drop(source)
+                throw error
             }
         } catch {
             status.warnings.append("source unreachable: \(error)")
+        }
+    }
+
+    private func readSource(_ source: SourceConfiguration, into status: inout SourceStatus, on connection: PostgresConnection,
+                            target: PostgresConnection?) async throws {
+        status.sourceLSN = try await connection.query("SELECT pg_current_wal_lsn()").scalar(LSN.self)
+        guard let slot = try await ReplicationSlot.find(source.slot, on: connection) else {
+            if status.state == .notSnapshotted {
+                status.warnings.append("replication slot \(source.slot) does not exist on \(source.name): run tributary snapshot --source \(source.name)")
+            } else if status.state != .drained {
+                // Replicated before, and its slot is gone: someone dropped it.
+                status.state = .slotLost
+                status.warnings.append("replication slot \(source.slot) was dropped on \(source.name): \(ReplicationSlot.recovery(source: source.name))")
+            }
+            return
+        }
+        status.confirmedLSN = slot.confirmedFlushLSN
+        status.replicatorActive = slot.isActive
+        status.sourceLagBytes = slot.lagBytes
+        status.retainedWALBytes = slot.retainedBytes
+        status.walStatus = slot.walStatus
+        if slot.isLost && status.state != .notSnapshotted { status.state = .slotLost }
+        if !slot.isLost, status.state != .notSnapshotted, status.state != .drained, status.appliedLSN != nil,
+           let problem = try? await SlotContinuityCheck.problem(slot, source: source, recorded: { [flushed = status.flushedLSN] in
+               guard let target, let state = try? await ControlStore(target).state(of: source.name) else { return flushed }
+               return state.flushedLSN
+           }, store: store) {
+            status.state = .slotLost
+            status.warnings.append(problem + ": " + ReplicationSlot.recovery(source: source.name))
+            return
+        }
+        status.warnings += Self.slotWarnings(slot, status: status, source: source)
+        if let target, status.state != .notSnapshotted {
+            status.warnings += (try? await SourceDrift.warnings(source, on: connection, target: target)) ?? []
         }
     }
 
@@ -225,5 +241,42 @@ public struct StatusReport: Sendable, Codable, Equatable {
         self.generatedAt = generatedAt
         self.sources = sources
         self.models = models.isEmpty ? nil : models
+    }
+}
+
+/// The sessions a status reading uses: one on the target, one per source, each opened when first
+/// needed. Held between readings by the status refresher of `run`; a session that broke is
+/// dropped and opened again by the next reading.
+public struct StatusSessions: Sendable {
+    let endpoints: Endpoints
+    private var control: ControlStore?
+    private var sources: [String: PostgresConnection] = [:]
+
+    public init(endpoints: Endpoints) { self.endpoints = endpoints }
+
+    mutating func target() async throws -> ControlStore {
+        if let control { return control }
+        let opened = try await endpoints.target.openControl(migrate: false, for: "status")
+        control = opened
+        return opened
+    }
+
+    mutating func source(_ source: SourceConfiguration) async throws -> PostgresConnection {
+        if let connection = sources[source.name] { return connection }
+        let opened = try await endpoints.source(source).connect(for: "status")
+        sources[source.name] = opened
+        return opened
+    }
+
+    mutating func drop(_ source: SourceConfiguration) async {
+        await sources.removeValue(forKey: source.name)?.close()
+    }
+
+    /// Closes every session (the next reading opens them again).
+    public mutating func close() async {
+        await control?.close()
+        control = nil
+        for connection in sources.values { await connection.close() }
+        sources = [:]
     }
 }

@@ -15,7 +15,7 @@ extension StagingStore {
             throw StorageError.corrupt(key: key, reason: "not a \(Manifest.currentFormat) manifest (\(error))")
         }
         guard manifest.format == Manifest.currentFormat else {
-            throw OperatorError("\(key) has format \(manifest.format); this tributary reads \(Manifest.currentFormat): upgrade tributary")
+            throw TributaryError(.version, "\(key) has format \(manifest.format); this tributary reads \(Manifest.currentFormat): upgrade tributary")
         }
         return manifest
     }

@@ -17,7 +17,7 @@ enum StagingTypeCheck {
                 known = (try? connection.query("SELECT to_regtype($1) IS NOT NULL", [type]).scalar(Bool.self)) ?? false
             }
             guard known else {
-                throw OperatorError("""
+                throw TributaryError(.corrupt, """
                     \(manifest) declares a column type "\(type)" that is not a type the target knows: \
                     the staging store may have been written by something other than tributary; nothing of it was applied
                     """)

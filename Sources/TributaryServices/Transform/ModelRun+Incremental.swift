@@ -122,7 +122,7 @@ extension ModelRun {
     /// row's) would be a change lost. The run fails instead, and the next one does it again.
     static func checkWritten(_ model: TransformModel, inserted: Int, updated: Int, changed: Int) throws {
         guard inserted + updated != changed else { return }
-        throw OperatorError("model \(model.name): \(changed) rows were to be written to \(model.table) but \(inserted + updated) were: "
+        throw TributaryError(.model, "model \(model.name): \(changed) rows were to be written to \(model.table) but \(inserted + updated) were: "
                             + "something else wrote the table during the run; the next run writes them")
     }
 
@@ -135,8 +135,8 @@ extension ModelRun {
         do {
             for statement in sql.readerProbe(reader) { try connection.execute(statement) }
         } catch {
-            logger.debug("cannot tell which columns a reading model uses", metadata: ["model": .string(model.name), "reader": .string(reader.name),
-                                                                                     "error": .string("\(error)")])
+            logger.debug("cannot tell which columns a reading model uses", metadata: [LogKey.model: .string(model.name), LogKey.reader: .string(reader.name),
+                                                                                     LogKey.error: .string("\(error)")])
             return nil
         }
         // A reader's input for this table always has a mapping: both views exist.

@@ -27,7 +27,7 @@ extension ModelRun {
                 try execute(sql.carryFlaggedKeys(selectColumns: columns), on: connection)
             } else {
                 logger.notice("the model's columns changed: the rows of keys it no longer makes are not carried over",
-                              metadata: ["model": .string(model.name)])
+                              metadata: [LogKey.model: .string(model.name)])
             }
         }
         for shape in shapes {

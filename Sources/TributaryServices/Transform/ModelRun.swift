@@ -63,7 +63,7 @@ struct ModelRun {
         guard try lock(wait: wait, on: connection) else { return Outcome(model: model.name, kind: .busy) }
         defer { _ = try? connection.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockKey]) }
         if requested && !model.fullRefresh {
-            throw OperatorError("model \(model.name) has full_refresh: false in \(model.file): it is only ever loaded incrementally")
+            throw TributaryError(.model, "model \(model.name) has full_refresh: false in \(model.file): it is only ever loaded incrementally")
         }
         let shapes: [TransformSQL.InputShape]
         switch try self.shapes(on: connection) {
@@ -96,7 +96,7 @@ struct ModelRun {
             try connection.execute("VACUUM (ANALYZE) " + tables.map(\.sql).joined(separator: ", "))
         } catch {
             logger.notice("could not vacuum the reloaded table; autovacuum will",
-                          metadata: ["model": .string(model.name), "error": .string("\(error)")])
+                          metadata: [LogKey.model: .string(model.name), LogKey.error: .string("\(error)")])
         }
     }
 
@@ -135,10 +135,10 @@ struct ModelRun {
         let watermarks = Dictionary(uniqueKeysWithValues: try ControlStore.watermarks(of: model.name, on: connection).map { ($0.input, $0) })
         if let reason = try fullReloadReason(requested: requested, state: state, watermarks: watermarks, shapes: shapes, on: connection) {
             if !requested && !model.fullRefresh && reason != "the model's table does not exist yet" {
-                throw OperatorError("model \(model.name) needs a full reload (\(reason)), but \(model.file) says full_refresh: false: "
+                throw TributaryError(.model, "model \(model.name) needs a full reload (\(reason)), but \(model.file) says full_refresh: false: "
                                     + "allow it, or drop \(model.table) to build it anew")
             }
-            logger.info("full reload", metadata: ["model": .string(model.name), "reason": .string(reason)])
+            logger.info("full reload", metadata: [LogKey.model: .string(model.name), LogKey.reason: .string(reason)])
             return try reload(shapes: shapes, on: connection)
         }
         try connection.execute("SAVEPOINT incremental")
@@ -146,7 +146,7 @@ struct ModelRun {
             return try incremental(shapes: shapes, watermarks: watermarks, on: connection)
         } catch let drift as SchemaDrift where model.schemaDrift == .rebuild {
             try connection.execute("ROLLBACK TO SAVEPOINT incremental")
-            logger.notice("full reload", metadata: ["model": .string(model.name), "reason": .string(drift.message)])
+            logger.notice("full reload", metadata: [LogKey.model: .string(model.name), LogKey.reason: .string(drift.message)])
             return try reload(shapes: shapes, on: connection)
         }
     }
@@ -162,7 +162,7 @@ struct ModelRun {
     private func lock(wait: Bool, on connection: isolated PostgresConnection) throws -> Bool {
         if try connection.query("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", [lockKey]).scalar(Bool.self) { return true }
         guard wait else { return false }
-        logger.notice("another process is running this model: waiting for it", metadata: ["model": .string(model.name)])
+        logger.notice("another process is running this model: waiting for it", metadata: [LogKey.model: .string(model.name)])
         try connection.query("SELECT pg_advisory_lock(hashtextextended($1, 0))", [lockKey])
         return true
     }
@@ -173,8 +173,8 @@ struct ModelRun {
         try connection.execute(statement)
         // At trace level each statement's time, to see where a slow model spends it.
         if logger.logLevel <= .trace {
-            logger.trace("statement", metadata: ["model": .string(model.name), LogKey.seconds: .string(String(format: "%.3f", (ContinuousClock.now - started).seconds)),
-                                                 "sql": .string(String(statement.prefix(100)).replacingOccurrences(of: "\n", with: " "))])
+            logger.trace("statement", metadata: [LogKey.model: .string(model.name), LogKey.seconds: .string(String(format: "%.3f", (ContinuousClock.now - started).seconds)),
+                                                 LogKey.sql: .string(String(statement.prefix(100)).replacingOccurrences(of: "\n", with: " "))])
         }
     }
 
@@ -200,7 +200,7 @@ struct ModelRun {
                 shape.columns = try TargetCatalog.columns(of: input.table, on: connection).map(\.name)
             } else {
                 shape.key = try TargetCatalog.primaryKey(of: input.table, on: connection)
-                guard !shape.key.isEmpty else { throw OperatorError("\(input.table), read by model \(model.name), has no primary key") }
+                guard !shape.key.isEmpty else { throw TributaryError(.model, "\(input.table), read by model \(model.name), has no primary key") }
             }
             if case .expressions = input.mapping {
                 if try mapsByKeyOnly(shape, on: connection) {
@@ -254,7 +254,7 @@ struct ModelRun {
                     }
                     return true
                 }
-                if created { logger.info("created the change log of an input", metadata: ["model": .string(model.name), LogKey.table: .string(shape.input.table.description)]) }
+                if created { logger.info("created the change log of an input", metadata: [LogKey.model: .string(model.name), LogKey.table: .string(shape.input.table.description)]) }
             } else if try !connection.query(log.keysStoredUncompressed).scalar(Bool.self) {
                 // A log made by an earlier version: its later rows are stored uncompressed.
                 try execute(log.storeKeysUncompressed, on: connection)
@@ -279,7 +279,7 @@ struct ModelRun {
             if valid == true { continue }
             // A concurrent build that failed leaves an invalid index behind: it goes first.
             if valid == false { try execute("DROP INDEX CONCURRENTLY IF EXISTS \(qualified.sql)", on: connection) }
-            logger.info("building an index an incremental run needs", metadata: ["model": .string(model.name), "index": .string(qualified.description)])
+            logger.info("building an index an incremental run needs", metadata: [LogKey.model: .string(model.name), LogKey.index: .string(qualified.description)])
             try execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS \(SQL.identifier(index.name)) ON \(index.table.sql) \(index.columns)", on: connection)
             // An index on an expression has statistics only once its table is analyzed: without
             // them the planner guesses, and scans the table instead.
@@ -310,11 +310,11 @@ extension ModelRun {
     /// An error in the model's rows, named by model and key.
     static func checkKeys(_ model: TransformModel, sql: TransformSQL, on connection: isolated PostgresConnection) throws {
         if !(try connection.query(sql.nullKey).isEmpty) {
-            throw OperatorError("model \(model.name) produced a row with a NULL in its key (\(model.key.joined(separator: ", "))): fix \(model.file)")
+            throw TributaryError(.model, "model \(model.name) produced a row with a NULL in its key (\(model.key.joined(separator: ", "))): fix \(model.file)")
         }
         if let duplicate = try connection.query(sql.duplicateKey).first {
             let key = duplicate.values.map { $0 ?? "NULL" }.joined(separator: ", ")
-            throw OperatorError("model \(model.name) produced key (\(key)) more than once: one row per key (\(model.key.joined(separator: ", "))); fix \(model.file)")
+            throw TributaryError(.model, "model \(model.name) produced key (\(key)) more than once: one row per key (\(model.key.joined(separator: ", "))); fix \(model.file)")
         }
     }
 }

@@ -4,17 +4,19 @@ import TributaryCore
 import TributaryPostgres
 
 /// Runs BL models against the target (DESIGN.md §4b): `tributary transform`, the drain, and the
-/// continuous `TransformService` all come here. Models run in dependency order; a model that
+/// continuous `TransformPart` all come here. Models run in dependency order; a model that
 /// fails stops itself and the models reading it, the others go on, and its error is recorded for
 /// `status` until a run succeeds.
 public struct TransformRunner: Sendable {
     public typealias Outcome = ModelOutcome
 
     public let configuration: Configuration
+    public let endpoints: Endpoints
     public let logger: Logger
 
-    public init(configuration: Configuration, logger: Logger) {
+    public init(configuration: Configuration, endpoints: Endpoints, logger: Logger) {
         self.configuration = configuration
+        self.endpoints = endpoints
         self.logger = logger
     }
 
@@ -35,12 +37,22 @@ public struct TransformRunner: Sendable {
         let names = Set((selected.isEmpty ? configuration.models : selected).map(\.name))
         var pending = configuration.models.filter { names.contains($0.name) }
         var idle: [ControlStore] = []
-        for _ in 0..<max(1, min(jobs ?? configuration.target.transform.jobs, pending.count)) {
-            let control = try await ControlStore.open(configuration.target.connection, applicationName: "tributary transform", migrate: !dryRun)
-            try await control.connection.execute(TargetSession.temporaryBuffers)
-            try await control.connection.execute("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0")
-            idle.append(control)
+        do {
+            for _ in 0..<max(1, min(jobs ?? configuration.target.transform.jobs, pending.count)) {
+                idle.append(try await endpoints.target.openControl(migrate: !dryRun, .apply, for: "bl"))
+            }
+            let outcomes = try await run(&pending, full: full, dryRun: dryRun, wait: wait, sessions: &idle)
+            for control in idle { await control.close() }
+            return outcomes
+        } catch {
+            for control in idle { await control.close() }
+            throw error
         }
+    }
+
+    /// Runs `pending` on the sessions `idle`, as many at once as there are sessions.
+    private func run(_ pending: inout [TransformModel], full: Bool, dryRun: Bool, wait: Bool,
+                     sessions idle: inout [ControlStore]) async throws -> [Outcome] {
         var outcomes: [String: Outcome] = [:]
         var failed: Set<String> = []
         let all = configuration.models
@@ -61,7 +73,7 @@ public struct TransformRunner: Sendable {
                 }
                 guard let (outcome, control) = try await group.next() else {
                     // Nothing ran: only skips were made, or (never, with sorted models) nothing could start.
-                    guard pending.count < before else { throw OperatorError("BL models could not be ordered: \(pending.map(\.name))") }
+                    guard pending.count < before else { throw TributaryError(.model, "BL models could not be ordered: \(pending.map(\.name))") }
                     continue
                 }
                 running.remove(outcome.model)
@@ -70,7 +82,6 @@ public struct TransformRunner: Sendable {
                 outcomes[outcome.model] = outcome
             }
         }
-        for control in idle { await control.close() }
         return configuration.models.compactMap { outcomes[$0.name] }
     }
 
@@ -87,7 +98,7 @@ public struct TransformRunner: Sendable {
             return result
         } catch {
             PipelineMetrics.transformFailed(model: model.name)
-            logger.error("model failed", metadata: ["model": .string(model.name), "error": .string("\(error)")])
+            logger.error("model failed", metadata: [LogKey.model: .string(model.name), LogKey.error: .string("\(error)")])
             if !dryRun { try? await control.recordFailure(of: model.name, error: "\(error)") }
             return ModelOutcome(model: model.name, result: .failed("\(error)"))
         }
@@ -97,8 +108,8 @@ public struct TransformRunner: Sendable {
         guard case .ran(let kind, let counts) = outcome.result else { return }
         PipelineMetrics.transformRan(model: model.name, inserted: counts.inserted, updated: counts.updated, removed: counts.removed)
         logger.info(kind == .full ? "model reloaded" : "model updated", metadata: [
-            "model": .string(model.name), "inserted": .stringConvertible(counts.inserted), "updated": .stringConvertible(counts.updated),
-            "removed": .stringConvertible(counts.removed), "keys": .stringConvertible(counts.affectedKeys),
+            LogKey.model: .string(model.name), LogKey.inserted: .stringConvertible(counts.inserted), LogKey.updated: .stringConvertible(counts.updated),
+            LogKey.removed: .stringConvertible(counts.removed), LogKey.keys: .stringConvertible(counts.affectedKeys),
             LogKey.seconds: .string(String(format: "%.3f", outcome.seconds)),
         ])
     }
@@ -106,18 +117,17 @@ public struct TransformRunner: Sendable {
     /// The whole of each model into `schema`, beside the live tables: what a full reload makes of
     /// the inputs now, for a comparison with what the incremental runs made.
     public func reload(into schema: String) async throws -> [String: Int] {
-        let control = try await ControlStore.open(configuration.target.connection, applicationName: "tributary transform", migrate: false)
-        try await control.connection.execute(TargetSession.temporaryBuffers)
-        defer { Task { await control.close() } }
-        var rows: [String: Int] = [:]
-        for model in configuration.models {
-            let (all, sources, logger) = (configuration.models, sources(of: model), logger)
-            rows[model.name] = try await control.connection.run { connection in
-                var run = ModelRun(model: model, all: all, sources: sources, logger: logger)
-                return try run.reload(into: schema, on: connection)
+        try await endpoints.target.withConnection(.apply, for: "bl check") { connection in
+            var rows: [String: Int] = [:]
+            for model in configuration.models {
+                let (all, sources, logger) = (configuration.models, sources(of: model), logger)
+                rows[model.name] = try await connection.run { connection in
+                    var run = ModelRun(model: model, all: all, sources: sources, logger: logger)
+                    return try run.reload(into: schema, on: connection)
+                }
             }
+            return rows
         }
-        return rows
     }
 }
 
@@ -202,8 +212,12 @@ public struct TransformCheck: Sendable {
     /// row (as text, so any type compares); drops the scratch schema after.
     public func run() async throws -> [Difference] {
         let rows = try await runner.reload(into: Self.schema)
-        let connection = try await PostgresConnection.connect(runner.configuration.target.connection, name: "target", applicationName: "tributary transform")
-        defer { Task { await connection.close() } }
+        return try await runner.endpoints.target.withConnection(for: "bl check") { connection in
+            try await compare(rows: rows, on: connection)
+        }
+    }
+
+    private func compare(rows: [String: Int], on connection: PostgresConnection) async throws -> [Difference] {
         var differences: [Difference] = []
         for model in runner.configuration.models {
             // A flagging model keeps the rows of keys it no longer makes, flagged: those are not a reload's.

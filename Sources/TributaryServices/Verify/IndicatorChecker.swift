@@ -15,16 +15,23 @@ public struct IndicatorChecker: Sendable {
         public var matches: Bool { problem == nil && sourceRows == targetRows }
     }
 
-    public let target: String
+    public let endpoints: Endpoints
 
-    public init(target: String) { self.target = target }
+    public init(endpoints: Endpoints) { self.endpoints = endpoints }
 
     public func run(source: SourceConfiguration) async throws -> [Outcome] {
         guard !source.checks.isEmpty else { return [] }
-        let sourceConnection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary verify")
-        let targetConnection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary verify")
+        return try await endpoints.source(source).withConnection(for: "verify") { sourceConnection in
+            try await endpoints.target.withConnection(for: "verify") { targetConnection in
+                try await run(source.checks, of: source, sourceConnection: sourceConnection, targetConnection: targetConnection)
+            }
+        }
+    }
+
+    private func run(_ checks: [IndicatorCheck], of source: SourceConfiguration, sourceConnection: PostgresConnection,
+                     targetConnection: PostgresConnection) async throws -> [Outcome] {
         var outcomes: [Outcome] = []
-        for check in source.checks {
+        for check in checks {
             var outcome = Outcome(source: source.name, name: check.name, sourceRows: [], targetRows: nil, problem: nil)
             do {
                 outcome.sourceRows = try await sourceConnection.query(check.sourceSQL).rows.map(\.values)
@@ -40,8 +47,6 @@ public struct IndicatorChecker: Sendable {
             }
             outcomes.append(outcome)
         }
-        await sourceConnection.close()
-        await targetConnection.close()
         return outcomes
     }
 }

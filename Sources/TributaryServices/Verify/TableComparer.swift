@@ -23,17 +23,24 @@ public struct TableComparer: Sendable {
         public var matches: Bool { problem == nil && sourceRows == stagingRows && sourceChecksum == stagingChecksum }
     }
 
-    public let target: String
+    public let endpoints: Endpoints
 
-    public init(target: String) { self.target = target }
+    public init(endpoints: Endpoints) { self.endpoints = endpoints }
 
     public func compare(source: SourceConfiguration, tables names: [String] = []) async throws -> [Comparison] {
         let selected = source.tables.filter { table in
             names.isEmpty || names.contains(table.table.description) || names.contains(table.stagingTable)
                 || names.contains(table.table.name)
         }
-        let sourceConnection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary verify")
-        let targetConnection = try await PostgresConnection.connect(target, name: "target", applicationName: "tributary verify")
+        return try await endpoints.source(source).withConnection(for: "verify") { sourceConnection in
+            try await endpoints.target.withConnection(for: "verify") { targetConnection in
+                try await compare(selected, of: source, sourceConnection: sourceConnection, targetConnection: targetConnection)
+            }
+        }
+    }
+
+    private func compare(_ selected: [TableConfiguration], of source: SourceConfiguration, sourceConnection: PostgresConnection,
+                         targetConnection: PostgresConnection) async throws -> [Comparison] {
         // One snapshot per side, so all tables of a side are compared as of one moment.
         try await sourceConnection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         try await targetConnection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -70,8 +77,6 @@ public struct TableComparer: Sendable {
         }
         try await sourceConnection.execute("COMMIT")
         try await targetConnection.execute("COMMIT")
-        await sourceConnection.close()
-        await targetConnection.close()
         return results
     }
 

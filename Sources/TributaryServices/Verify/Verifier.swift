@@ -13,13 +13,13 @@ public struct Verifier: Sendable {
         public var matches: Bool { tables.allSatisfy(\.matches) && checks.allSatisfy(\.matches) && objects.allSatisfy(\.inPlace) }
     }
 
-    public let target: String
+    public let endpoints: Endpoints
     /// For the object files: the whole configuration (stores, credentials); nil leaves them out.
     public let configuration: Configuration?
     public let logger: Logger?
 
-    public init(target: String, configuration: Configuration? = nil, logger: Logger? = nil) {
-        self.target = target
+    public init(endpoints: Endpoints, configuration: Configuration? = nil, logger: Logger? = nil) {
+        self.endpoints = endpoints
         self.configuration = configuration
         self.logger = logger
     }
@@ -27,7 +27,7 @@ public struct Verifier: Sendable {
     /// - Parameter rechecks: a differing table is compared again up to this many times, a second
     ///   apart, and counts as matching only if it then does (changes in flight settle).
     public func verify(_ sources: [SourceConfiguration], tables: [String] = [], rechecks: Int) async throws -> Outcome {
-        let comparer = TableComparer(target: target)
+        let comparer = TableComparer(endpoints: endpoints)
         var outcome = Outcome(tables: [], checks: [])
         for source in sources {
             var results = try await comparer.compare(source: source, tables: tables)
@@ -41,11 +41,12 @@ public struct Verifier: Sendable {
                 }
             }
             outcome.tables += results
-            outcome.checks += try await IndicatorChecker(target: target).run(source: source)
+            outcome.checks += try await IndicatorChecker(endpoints: endpoints).run(source: source)
         }
         if let configuration, !sources.flatMap(\.objects).isEmpty {
             // The plan's "all files are in place": every mapping's listings compared, name by name.
-            outcome.objects = try await ObjectSyncService(configuration: configuration, logger: logger ?? Logger(label: "tributary"))
+            outcome.objects = try await ObjectSyncService(configuration: configuration, endpoints: endpoints,
+                                                          logger: logger ?? Logger(label: "tributary"))
                 .verify(sources)
         }
         return outcome

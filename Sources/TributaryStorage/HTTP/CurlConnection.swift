@@ -107,7 +107,7 @@ private final class Transfer {
     var handle: UnsafeMutableRawPointer?
     var headers: [String: String] = [:]
     var body: [UInt8] = []
-    var failure: Error?
+    var failure: (any Error)?
     private var output: FileOutput?
     private var input: FileInput?
     private var sent: Int64 = 0

@@ -39,7 +39,7 @@ public enum OCICredentials {
             throw Failure(description: "key_file \(keyFile) of profile [\(chosen.name)] in \(file) cannot be read: \(String(cString: strerror(errno)))")
         }
         if status.st_mode & 0o077 != 0 {
-            logger.warning("the OCI API key file is readable by other users: run chmod 600 on it", metadata: ["file": "\(keyFile)"])
+            logger.warning("the OCI API key file is readable by other users: run chmod 600 on it", metadata: [LogKey.file: "\(keyFile)"])
         }
         do {
             let key = try OCIPrivateKey(pem: Array(pem), passphrase: chosen.passphrase)

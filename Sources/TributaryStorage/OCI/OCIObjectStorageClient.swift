@@ -249,7 +249,7 @@ public final class OCIObjectStorageClient: Sendable {
     private func uploadInParts(namespace: String, bucket: String, name: String, file: String, size: Int64) async throws {
         let plan = MultipartPlan(size: size, partSize: settings.partSize)
         let uploadID = try await createMultipartUpload(namespace: namespace, bucket: bucket, name: name)
-        logger.debug("multipart upload started", metadata: ["object": "\(name)", "parts": "\(plan.parts.count)"])
+        logger.debug("multipart upload started", metadata: [LogKey.object: "\(name)", LogKey.parts: "\(plan.parts.count)"])
         do {
             let parallel = max(1, settings.http.connections)
             var committed: [OCIModels.CommitPart] = []
@@ -275,7 +275,7 @@ public final class OCIObjectStorageClient: Sendable {
                 try await abortMultipartUpload(namespace: namespace, bucket: bucket, name: name, uploadID: uploadID)
             } catch let abortError {
                 logger.warning("could not abort a failed multipart upload: the service removes it when it expires",
-                               metadata: ["object": "\(name)", "upload": "\(uploadID)", "error": "\(abortError)"])
+                               metadata: [LogKey.object: "\(name)", LogKey.upload: "\(uploadID)", LogKey.error: "\(abortError)"])
             }
             throw error
         }
@@ -324,10 +324,10 @@ public final class OCIObjectStorageClient: Sendable {
             let delay = settings.retry.backoff.delay(beforeRetry: attempt - 1, unit: Double.random(in: 0..<1))
             Counter(label: "tributary_oci_retries_total", dimensions: [("operation", operation)]).increment()
             logger.debug("OCI request will be retried", metadata: [
-                "operation": "\(operation)", "object": "\(object)", "attempt": "\(attempt)", "reason": "\(retryReason)",
-                "delay_ms": "\(Int(delay * 1000))",
+                LogKey.operation: "\(operation)", LogKey.object: "\(object)", LogKey.attempt: "\(attempt)", LogKey.reason: "\(retryReason)",
+                LogKey.delaySeconds: "\(delay.seconds)",
             ])
-            try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+            try await Task.sleep(for: delay)
         }
     }
 

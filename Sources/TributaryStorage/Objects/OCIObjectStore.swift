@@ -58,11 +58,11 @@ public struct OCIObjectStore: ObjectStore {
     /// request (polled after 50 ms, then ever less often: a small object's copy is done at once, a
     /// large one's takes a while) and returns the copy's ETag when `wantETag` (one more request).
     public func copyServerSide(_ name: String, from source: OCIObjectStore, ifMatch: String?, wantETag: Bool,
-                               pollSeconds: Double = 0.05) async throws -> String? {
+                               pollInterval: Duration = .milliseconds(50)) async throws -> String? {
         let id = try await source.client.copyObject(namespace: source.namespace, bucket: source.bucket, details: .init(
             sourceObjectName: source.prefix + name, sourceObjectIfMatchETag: ifMatch, destinationRegion: region,
             destinationNamespace: namespace, destinationBucket: bucket, destinationObjectName: prefix + name))
-        var backoff = Backoff(initialSeconds: pollSeconds, maximumSeconds: 5)
+        var backoff = Backoff(initial: pollInterval, maximum: .seconds(5))
         while true {
             let request = try await source.client.workRequest(id)
             switch request.status {
@@ -74,7 +74,7 @@ public struct OCIObjectStore: ObjectStore {
                                        code: errors.first?.code ?? request.status,
                                        message: errors.first?.message ?? "the copy's work request ended \(request.status)", requestID: id)
             default:
-                try await Task.sleep(for: .seconds(backoff.next(unit: 1)))
+                try await Task.sleep(for: backoff.next(unit: 1))
             }
         }
     }

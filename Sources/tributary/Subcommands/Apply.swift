@@ -23,29 +23,21 @@ struct Apply: AsyncParsableCommand {
     @Option(help: "Parallel target connections for snapshot loads (default: snapshot.jobs in tributary.yaml).")
     var jobs: Int?
 
-    @Option(help: "Catch-up: up to this many waiting batches of a source in one transaction, each table merged once (default 1: one batch per transaction; measured slower so far).")
-    var groupBatches = 1
-
     @Flag(help: "Catch-up, batch by batch: load each batch on the connection that merges it, not the next one ahead on a second connection while the current one merges (for comparison).")
     var noLoadAhead = false
-
-    func validate() throws {
-        if groupBatches < 1 { throw ValidationError("--group-batches must be at least 1") }
-    }
 
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("apply")
             let store = try global.openStagingStore(configuration.target, command: "apply")
-            let stop = StopSignal()
             var settings = ChangeApplier.Settings(configuration.target.snapshot, jobs: jobs)
-            if groupBatches > 1 { settings.group = ApplyGroupPlanner.Limits(batches: groupBatches) }
             settings.loadAhead = !noLoadAhead
-            let applier = ChangeApplier(target: configuration.target.connection, sources: try configuration.sources(named: sources),
-                                        store: store, settings: settings, logger: logger, stop: stop)
+            let endpoints = Endpoints(configuration, command: "apply")
+            let selected = try configuration.sources(named: sources)
             let started = ContinuousClock.now
             if once {
+                let applier = ChangeApplier(endpoints: endpoints, sources: selected, store: store, settings: settings, logger: logger)
                 let display = ProgressDisplay(logger: logger)
                 let report = try await display.around { try await applier.applyOnce(onSnapshotStart: display.start) }
                 for snapshot in report.snapshots {
@@ -59,16 +51,16 @@ struct Apply: AsyncParsableCommand {
                 }
                 return
             }
-            let signals = SignalHandlers.install([SIGTERM, SIGINT]) { signal in
-                logger.notice("signal \(signal): stopping after the batch in hand")
-                stop.request()
-            }
-            defer { _ = signals }
-            let failures = try await applier.run()
-            guard failures.isEmpty else {
-                for (source, error) in failures.sorted(by: { $0.key < $1.key }) { CommandRunner.printError("\(source): \(error)") }
-                throw ExitCode(1)
-            }
+            // The applier of run, alone: until SIGTERM or SIGINT, which stop it after the batch in hand.
+            var pipeline = Pipeline(configuration: configuration, endpoints: endpoints, store: store,
+                                    configurationDirectory: global.configurationDirectory, logger: logger)
+            pipeline.applySettings = settings
+            var selection = Pipeline.Selection(sources: selected)
+            selection.replicate = false
+            selection.collect = false
+            selection.transform = false
+            selection.sync = false
+            try await pipeline.run(pipeline.parts(selection), shutdownTimeout: .seconds(60))
         }
     }
 

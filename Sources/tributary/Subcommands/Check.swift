@@ -17,7 +17,7 @@ struct Check: AsyncParsableCommand {
             let configuration = try global.loadConfiguration()
             print("ok    config   \(configuration.sources.count) sources, target and staging read from \(global.configurationDirectory)")
             let store = Result { try global.openStagingStore(configuration.target, command: "check") }
-            let results = await PreflightChecker(configuration: configuration, store: store)
+            let results = await PreflightChecker(configuration: configuration, endpoints: Endpoints(configuration, command: "check"), store: store)
                 .run(sources: try configuration.sources(named: sources))
             for result in results {
                 print((result.passed ? "ok    " : "FAIL  ") + Format.pad(result.subject, 9) + result.message)

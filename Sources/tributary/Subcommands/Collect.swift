@@ -23,7 +23,7 @@ struct Collect: AsyncParsableCommand {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             let store = try global.openStagingStore(configuration.target, command: "gc")
-            let collector = StoreCollector(target: configuration.target.connection, store: store, settings: configuration.target.retention,
+            let collector = StoreCollector(endpoints: Endpoints(configuration, command: "gc"), store: store, settings: configuration.target.retention,
                                            logger: global.makeLogger("gc"))
             for report in try await collector.collect(try configuration.sources(named: sources), dryRun: dryRun) {
                 print("gc " + Self.summary(report))

@@ -19,8 +19,8 @@ struct Drain: AsyncParsableCommand {
     @Option(name: .customLong("source"), help: "Drain only this source (repeatable; default: all).")
     var sources: [String] = []
 
-    @Option(help: "Give up after SECONDS (the sources stay draining; run drain again to go on).")
-    var timeout: Double?
+    @Option(help: "Give up after this long (seconds, or 10m; the sources stay draining: run drain again to go on).")
+    var timeout: Duration?
 
     @Flag(help: "Refuse when a source still has write transactions open.")
     var requireReadOnly = false
@@ -34,12 +34,18 @@ struct Drain: AsyncParsableCommand {
             let logger = global.makeLogger("drain")
             let store = try global.openStagingStore(configuration.target, command: "drain")
             let selected = try configuration.sources(named: sources)
-            let settings = Replicator.Settings(target: configuration.target)
+            let endpoints = Endpoints(configuration, command: "drain")
             let started = ContinuousClock.now
             let printer = DrainProgressPrinter()
-            let report = try await DrainCoordinator(configuration: configuration, sources: selected, store: store,
-                                                     replicatorSettings: settings, logger: logger)
-                .run(timeoutSeconds: timeout, requireReadOnly: requireReadOnly) { await printer.show($0) }
+            let drain = DrainCoordinator(configuration: configuration, endpoints: endpoints, sources: selected, store: store, logger: logger)
+            let begun = try await drain.begin(requireReadOnly: requireReadOnly)
+            // What run runs, to each source's end: the parts another process runs already are waited for.
+            let pipeline = Pipeline(configuration: configuration, endpoints: endpoints, store: store,
+                                    configurationDirectory: global.configurationDirectory, logger: logger)
+            let selection = Pipeline.Selection(sources: selected)
+            let watch = pipeline.service(drain.watch(begun, timeout: timeout) { await printer.show($0) })
+            try await pipeline.run(pipeline.parts(selection, end: begun.ends) + [watch], shutdownTimeout: .seconds(60))
+            let report = try await drain.finish(begun)
             let seconds = (ContinuousClock.now - started).seconds
             print("\ndrain: complete in \(Format.duration(seconds)); the sources are drained and their slots kept "
                   + "(drop them with tributary drop-slot --all after cutover)")
@@ -54,7 +60,7 @@ struct Drain: AsyncParsableCommand {
             for mapping in report.objects { print(SyncObjects.lines(mapping, dryRun: false).joined(separator: "\n")) }
             guard !noVerify else { return }
             print("")
-            let outcome = try await Verifier(target: configuration.target.connection, configuration: configuration, logger: logger)
+            let outcome = try await Verifier(endpoints: endpoints, configuration: configuration, logger: logger)
                 .verify(selected, rechecks: 0)
             outcome.printTable()
             if !outcome.matches { throw ExitCode(1) }
@@ -66,12 +72,12 @@ struct Drain: AsyncParsableCommand {
 private actor DrainProgressPrinter {
     private var last = ContinuousClock.now - .seconds(10)
 
-    func show(_ progress: [DrainCoordinator.Progress]) {
+    func show(_ progress: [DrainProgress.SourceProgress]) {
         guard ContinuousClock.now - last >= .seconds(2) || progress.allSatisfy(\.done) else { return }
         last = ContinuousClock.now
         for item in progress {
-            print("drain \(item.source): end \(item.endLSN), flushed \(item.flushedLSN?.description ?? "-"), applied \(item.appliedLSN?.description ?? "-"), "
-                  + "\(item.stagedBatches) batches to apply" + (item.done ? " — done" : ""))
+            print("drain \(item.source): end \(item.end), flushed \(item.flushed?.description ?? "-"), applied \(item.applied?.description ?? "-")"
+                  + (item.done ? " — done" : ""))
         }
     }
 }

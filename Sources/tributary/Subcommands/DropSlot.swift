@@ -20,7 +20,7 @@ struct DropSlot: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let operations = SourceOperations(target: configuration.target.connection)
+            let operations = SourceOperations(endpoints: Endpoints(configuration, command: "drop-slot"))
             for source in try selection.resolve(configuration) {
                 let outcome = try await operations.dropSlot(source, publication: publication, force: force)
                 switch outcome.slot {

@@ -30,7 +30,7 @@ struct Pause: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let operations = SourceOperations(target: configuration.target.connection)
+            let operations = SourceOperations(endpoints: Endpoints(configuration, command: "pause"))
             for source in try selection.resolve(configuration) {
                 let transition = try await operations.pause(source, apply: apply)
                 print(transition.line + (apply ? " (replication and apply)" : " (replication; apply continues)"))
@@ -48,7 +48,7 @@ struct Resume: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let operations = SourceOperations(target: configuration.target.connection)
+            let operations = SourceOperations(endpoints: Endpoints(configuration, command: "resume"))
             for source in try selection.resolve(configuration) {
                 print(try await operations.resume(source).line)
             }

@@ -31,26 +31,33 @@ struct Replicate: AsyncParsableCommand {
             let configuration = try global.loadConfiguration()
             let logger = global.makeLogger("replicate")
             let store = try global.openStagingStore(configuration.target, command: "replicate")
-            let stop = StopSignal()
-            let signals = SignalHandlers.install([SIGTERM, SIGINT]) { signal in
-                logger.notice("signal \(signal): finishing the batch in hand")
-                stop.request()
-            }
-            defer { _ = signals }
             let sourceConfiguration = try configuration.sources(named: [source])[0]
-            var settings = Replicator.Settings(target: configuration.target, endLSN: endLSN.flatMap(LSN.init))
-            settings.refreshSource = global.refreshSource(named: source)
+            let endpoints = Endpoints(configuration, command: "replicate")
             let summary: Replicator.Summary
-            if settings.endLSN == nil {
-                // Under the control state, like a part of tributary run: pause, resume and drain reach it.
-                summary = try await ReplicationSupervisor(source: sourceConfiguration, settings: settings, store: store,
-                                                          target: configuration.target.connection,
-                                                          workDirectory: configuration.target.workDirectory, logger: logger, stop: stop).run()
-            } else {
-                let notifier = TargetNotifier(target: configuration.target.connection, logger: logger)
-                summary = try await Replicator(source: sourceConfiguration, settings: settings, store: store,
+            if let end = endLSN.flatMap(LSN.init) {
+                let stop = StopSignal()
+                let signals = SignalHandlers.install([SIGTERM, SIGINT]) { signal in
+                    logger.notice("signal \(signal): finishing the batch in hand")
+                    stop.request()
+                }
+                defer { _ = signals }
+                var settings = Replicator.Settings(target: configuration.target, endLSN: end)
+                settings.refreshSource = ConfigurationLoader.refresher(directory: global.configurationDirectory, source: source)
+                let notifier = TargetNotifier(target: endpoints.target, purpose: "replicate \(source)", logger: logger)
+                summary = try await Replicator(source: sourceConfiguration, endpoints: endpoints, settings: settings, store: store,
                                                workDirectory: configuration.target.workDirectory, logger: logger, stop: stop,
                                                notifier: notifier).run()
+                await notifier.close()
+            } else {
+                // A replicator of run, alone, under the control state: pause, resume and drain reach it.
+                let pipeline = Pipeline(configuration: configuration, endpoints: endpoints, store: store,
+                                        configurationDirectory: global.configurationDirectory, logger: logger)
+                var selection = Pipeline.Selection(sources: [sourceConfiguration])
+                selection.apply = false
+                selection.transform = false
+                selection.sync = false
+                try await pipeline.run(pipeline.parts(selection), shutdownTimeout: .seconds(60))
+                summary = pipeline.replicationTotals.summary
             }
             print("replicate \(source): \(summary.batches) batches, \(Format.count(summary.transactions)) transactions, "
                   + "\(Format.count(summary.rows)) rows; durable and acknowledged up to \(summary.durableLSN)")
@@ -60,7 +67,7 @@ struct Replicate: AsyncParsableCommand {
 
 /// Turns signals into calls, off the signal handler's restricted context.
 enum SignalHandlers {
-    static func install(_ signals: [Int32], _ handler: @escaping @Sendable (Int32) -> Void) -> [DispatchSourceSignal] {
+    static func install(_ signals: [Int32], _ handler: @escaping @Sendable (Int32) -> Void) -> [any DispatchSourceSignal] {
         signals.map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())

@@ -39,8 +39,8 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The address the metrics and health endpoints listen on (0.0.0.0: every interface).")
     var metricsAddress = "127.0.0.1"
 
-    @Option(help: "Seconds a graceful stop may take before the parts are cancelled.")
-    var shutdownTimeout: Double = 60
+    @Option(help: "How long a graceful stop may take before the parts are cancelled (seconds, or 90s, 2m).")
+    var shutdownTimeout: Duration = .seconds(60)
 
     func validate() throws {
         if noReplicate && noApply && noTransform { throw ValidationError("--no-replicate, --no-apply and --no-transform leave nothing to run") }
@@ -52,107 +52,35 @@ struct Run: AsyncParsableCommand {
             let logger = global.makeLogger("run")
             let store = try global.openStagingStore(configuration.target, command: "run")
             let selected = try configuration.sources(named: sources)
-            let liveness = Liveness()
-            let endpoints = try metricsPort.map {
-                try OperationsServer(address: metricsAddress, port: $0,
-                                     reader: StatusReader(target: configuration.target.connection, store: store, models: configuration.models),
-                                     sources: selected, liveness: liveness, logger: logger)
+            let pipeline = Pipeline(configuration: configuration, endpoints: Endpoints(configuration, command: "run"), store: store,
+                                    configurationDirectory: global.configurationDirectory, logger: logger)
+            var selection = Pipeline.Selection(sources: selected)
+            selection.replicate = !noReplicate
+            selection.apply = !noApply
+            selection.collect = !noApply
+            selection.transform = !noTransform
+            selection.sync = !noSync
+            var services = pipeline.parts(selection)
+            guard !services.isEmpty else { throw TributaryError(.usage, "run: nothing to run (no models in bl/, and replicate and apply are off)") }
+            if let metricsPort {
+                let board = StatusBoard()
+                let server = try OperationsServer(address: metricsAddress, port: metricsPort, board: board, liveness: pipeline.liveness,
+                                                  logger: logger)
+                // First: a graceful stop reaches it last, so health answers while the parts stop.
+                services.insert(.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup,
+                                      failureTerminationBehavior: .gracefullyShutdownGroup), at: 0)
+                services.insert(pipeline.statusRefresher(selected, board: board), at: 1)
             }
-            defer { _ = endpoints }
-            var services = parts(configuration, selected: selected, store: store, liveness: liveness, logger: logger)
             // Last: a graceful stop reaches the parts in reverse order, so systemd hears STOPPING=1 first.
-            if !services.isEmpty, let notifier = SystemdNotifier.fromEnvironment(liveness: liveness, logger: logger) {
+            if let notifier = SystemdNotifier.fromEnvironment(liveness: pipeline.liveness, logger: logger) {
                 services.append(.init(service: notifier, successTerminationBehavior: .gracefullyShutdownGroup,
                                       failureTerminationBehavior: .gracefullyShutdownGroup))
             }
-            guard !services.isEmpty else { throw OperatorError("run: nothing to run (no models in bl/, and replicate and apply are off)") }
-            var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
-                                                               cancellationSignals: [], logger: logger)
-            groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(Int(shutdownTimeout * 1000))
-            logger.notice("running", metadata: ["sources": "\(selected.map(\.name).joined(separator: ","))",
-                                                "replicate": "\(!noReplicate)", "apply": "\(!noApply)",
-                                                "models": "\(noTransform ? 0 : configuration.models.count)"])
-            do {
-                try await ServiceGroup(configuration: groupConfiguration).run()
-            } catch let error as ServiceGroupError {
-                throw OperatorError("run: \(error)")
-            }
+            logger.notice("running", metadata: [LogKey.sources: "\(selected.map(\.name).joined(separator: ","))",
+                                                LogKey.replicate: "\(!noReplicate)", LogKey.apply: "\(!noApply)",
+                                                LogKey.models: "\(noTransform ? 0 : configuration.models.count)"])
+            try await pipeline.run(services, shutdownTimeout: shutdownTimeout)
             print("run: stopped cleanly: every batch in hand is durable and acknowledged")
-        }
-    }
-
-    /// The parts the options leave on: a replicator per source, the applier, the BL models, the object sync.
-    private func parts(_ configuration: Configuration, selected: [SourceConfiguration], store: any StagingStore, liveness: Liveness,
-                       logger: Logger) -> [ServiceGroupConfiguration.ServiceConfiguration] {
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if !noReplicate {
-            for source in selected {
-                var settings = Replicator.Settings(target: configuration.target)
-                settings.refreshSource = global.refreshSource(named: source.name)
-                settings.liveness = liveness
-                liveness.register(Replicator.part(source.name))
-                services.append(Self.part("replicate \(source.name)") { [settings] stop in
-                    try await ReplicationSupervisor(source: source, settings: settings, store: store, target: configuration.target.connection,
-                                                    workDirectory: configuration.target.workDirectory, logger: logger, stop: stop).run()
-                })
-            }
-        }
-        if !noApply {
-            liveness.register(ChangeApplier.part)
-            services.append(Self.part("apply") { stop in
-                var applier = ChangeApplier(target: configuration.target.connection, sources: selected, store: store,
-                                            settings: .init(configuration.target.snapshot), logger: logger, stop: stop)
-                applier.liveness = liveness
-                if let (source, error) = try await applier.run().sorted(by: { $0.key < $1.key }).first {
-                    throw OperatorError("apply stopped for \(source): \(error)")
-                }
-            })
-            // Retention beside the applier: what it applied is what becomes collectable.
-            liveness.register(StoreCollector.part)
-            services.append(Self.part(StoreCollector.part) { stop in
-                try await StoreCollector(target: configuration.target.connection, store: store, settings: configuration.target.retention,
-                                         logger: logger, stop: stop).runContinuously(selected, liveness: liveness)
-            })
-        }
-        if !noTransform && !configuration.models.isEmpty {
-            let directory = global.configurationDirectory
-            liveness.register(TransformService.part)
-            services.append(Self.part("transform") { stop in
-                var transforms = TransformService(configuration: configuration,
-                                                  reloadModels: { try ConfigurationLoader.load(directory: directory).models }, logger: logger, stop: stop)
-                transforms.liveness = liveness
-                try await transforms.run()
-            })
-        }
-        if !noSync && !configuration.sources.flatMap(\.objects).isEmpty {
-            liveness.register(ObjectSyncService.part)
-            services.append(Self.part("sync-objects") { stop in
-                try await ObjectSyncService(configuration: configuration, logger: logger, stop: stop).runContinuously(liveness: liveness)
-            })
-        }
-        return services
-    }
-
-    /// A part with a stop signal of its own: the service group shuts the parts down one by one, and
-    /// a part that ended before its turn would count as a failure.
-    private static func part(_ name: String, _ body: @escaping @Sendable (StopSignal) async throws -> Void) -> ServiceGroupConfiguration.ServiceConfiguration {
-        let stop = StopSignal()
-        return .init(service: Part(name: name, stop: stop) { try await body(stop) },
-                     successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
-    }
-}
-
-/// One part of `run`: its body runs until the shared stop signal, which a graceful shutdown sets.
-private struct Part: Service {
-    let name: String
-    let stop: StopSignal
-    let body: @Sendable () async throws -> Void
-
-    func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await body()
-        } onGracefulShutdown: {
-            stop.request()
         }
     }
 }

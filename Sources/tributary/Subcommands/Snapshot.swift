@@ -49,7 +49,7 @@ struct Snapshot: AsyncParsableCommand {
             if resync {
                 let source = try configuration.sources(named: sources)[0]
                 try await display.around {
-                    try await SnapshotService(configuration: configuration, store: store, logger: logger)
+                    try await SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store, logger: logger)
                         .resync(source, jobs: jobs, apply: apply, onProgress: display.start) { event in
                             display.stop()
                             print(Self.line(event, store: store))
@@ -60,7 +60,7 @@ struct Snapshot: AsyncParsableCommand {
             if !tables.isEmpty {
                 let (source, names) = try Self.resolve(tables, sources: sources, in: configuration)
                 try await display.around {
-                    try await SnapshotService(configuration: configuration, store: store, logger: logger)
+                    try await SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store, logger: logger)
                         .runTables(names, of: source, jobs: jobs, apply: apply, onProgress: display.start) { event in
                             display.stop()
                             print(Self.line(event, store: store))
@@ -69,7 +69,7 @@ struct Snapshot: AsyncParsableCommand {
                 return
             }
             try await display.around {
-                try await SnapshotService(configuration: configuration, store: store, logger: logger)
+                try await SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store, logger: logger)
                     .run(try configuration.sources(named: sources), options: .init(restart: restart, jobs: jobs), apply: apply,
                          onProgress: display.start) { event in
                         display.stop()
@@ -88,14 +88,14 @@ struct Snapshot: AsyncParsableCommand {
                 source.tables.filter { $0.table.description == text || (!text.contains(".") && $0.table.name == text) }.map { (source, $0.table) }
             }
             guard matches.count == 1 else {
-                throw OperatorError(matches.isEmpty
+                throw TributaryError(.requirement, matches.isEmpty
                     ? "table \(text) is not in \(candidates.map(\.file).joined(separator: " or ")): add it under tables: first, then snapshot it"
                     : "table \(text) is in more than one source (\(matches.map(\.0.name).joined(separator: ", "))): say which with --source")
             }
             found.append(matches[0])
         }
         guard let source = found.first?.0, found.allSatisfy({ $0.0.name == source.name }) else {
-            throw OperatorError("--table names tables of several sources: snapshot one source's tables at a time (--source)")
+            throw TributaryError(.usage, "--table names tables of several sources: snapshot one source's tables at a time (--source)")
         }
         return (source, found.map(\.1))
     }

@@ -17,20 +17,20 @@ struct Status: AsyncParsableCommand {
     @Flag(help: "Print JSON (documented in the README) instead of text.")
     var json = false
 
-    @Option(help: "Redraw every SECONDS until interrupted.")
-    var watch: Double?
+    @Option(help: "Redraw at this interval (seconds, or 500ms, 1m) until interrupted.")
+    var watch: Duration?
 
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let reader = StatusReader(target: configuration.target.connection, store: try global.openStagingStore(configuration.target, command: "status"),
-                                      models: configuration.models)
+            let reader = StatusReader(endpoints: Endpoints(configuration, command: "status"),
+                                      store: try global.openStagingStore(configuration.target, command: "status"), models: configuration.models)
             let selected = try configuration.sources(named: sources)
             repeat {
                 let report = try await reader.report(selected)
                 if let watch, !json {
                     print("\u{1B}[2J\u{1B}[H", terminator: "")
-                    print("tributary status, every \(watch) s (Ctrl-C to stop)\n")
+                    print("tributary status, every \(watch.seconds) s (Ctrl-C to stop)\n")
                 }
                 if json {
                     print(String(decoding: try ManifestCoding.encode(report), as: UTF8.self))
@@ -39,7 +39,7 @@ struct Status: AsyncParsableCommand {
                     for model in report.models ?? [] { print(Self.line(model)) }
                     for mapping in report.objects ?? [] { print(Self.line(mapping)) }
                 }
-                if let watch { try await Task.sleep(for: .seconds(watch)) }
+                if let watch { try await Task.sleep(for: watch) }
             } while watch != nil
         }
     }

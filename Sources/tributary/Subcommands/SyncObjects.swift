@@ -30,7 +30,7 @@ struct SyncObjects: AsyncParsableCommand {
             let configuration = try global.loadConfiguration()
             let selected = try configuration.sources(named: sources)
             let logger = global.makeLogger("sync-objects")
-            let service = ObjectSyncService(configuration: configuration, logger: logger)
+            let service = ObjectSyncService(configuration: configuration, endpoints: Endpoints(configuration, command: "sync-objects"), logger: logger)
             guard !service.mappings(of: selected).isEmpty else {
                 print("sync-objects: no objects: mappings in the sources' YAML")
                 throw ExitCode(99)

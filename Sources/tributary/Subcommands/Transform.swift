@@ -43,7 +43,7 @@ struct Transform: AsyncParsableCommand {
             }
             let logger = global.makeLogger("transform")
             if check {
-                let differences = try await TransformCheck(runner: TransformRunner(configuration: configuration, logger: logger)).run()
+                let differences = try await TransformCheck(runner: TransformRunner(configuration: configuration, endpoints: Endpoints(configuration, command: "transform"), logger: logger)).run()
                 for difference in differences {
                     print(Format.pad(difference.model, 20) + (difference.matches
                         ? " equals a full reload (\(Format.count(difference.reloadRows)) rows)"
@@ -52,7 +52,7 @@ struct Transform: AsyncParsableCommand {
                 if !differences.allSatisfy(\.matches) { throw ExitCode(1) }
                 return
             }
-            let outcomes = try await TransformRunner(configuration: configuration, logger: logger)
+            let outcomes = try await TransformRunner(configuration: configuration, endpoints: Endpoints(configuration, command: "transform"), logger: logger)
                 .run(try configuration.models(named: models), full: full, dryRun: dryRun, jobs: jobs)
             for outcome in outcomes {
                 if dryRun { for statement in outcome.statements { print(statement + ";") } }

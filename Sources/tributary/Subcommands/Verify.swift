@@ -31,7 +31,7 @@ struct Verify: AsyncParsableCommand {
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
-            let outcome = try await Verifier(target: configuration.target.connection, configuration: tables.isEmpty ? configuration : nil,
+            let outcome = try await Verifier(endpoints: Endpoints(configuration, command: "verify"), configuration: tables.isEmpty ? configuration : nil,
                                              logger: global.makeLogger("verify"))
                 .verify(try configuration.sources(named: sources), tables: tables, rechecks: recheck)
             if json {

@@ -1,5 +1,6 @@
 import Foundation
 import TributaryPostgres
+import TributaryTestSupport
 
 /// The demo's QVP and SVP (deploy/demo) as a test fixture, with the demo's BL models, and a seeded
 /// random workload over both: every kind of change a BL model must follow (inserts, updates,

@@ -83,6 +83,15 @@ struct PipelineFixture {
         return try ConfigurationLoader.load(directory: configurationDirectory, environment: [:])
     }
 
+    /// The endpoints tributary would use for this fixture's configuration.
+    func endpoints() throws -> Endpoints { Endpoints(try configuration(), command: "test") }
+
+    /// The target's endpoint alone, for a fixture whose sources do not make a configuration.
+    var targetEndpoint: TargetEndpoint {
+        TargetEndpoint(TargetConfiguration(connection: target, staging: .directory(stagingDirectory), workDirectory: root + "/work", file: "test"),
+                       command: "test")
+    }
+
     func store() throws -> any StagingStore {
         try StagingStores.open(try configuration().target, logger: Self.logger)
     }
@@ -91,19 +100,19 @@ struct PipelineFixture {
                   onStart: @Sendable @escaping (TransferProgress) async -> Void = { _ in }) async throws -> SnapshotManifest {
         let configuration = try configuration()
         let sourceConfiguration = try configuration.sources(named: [source])[0]
-        return try await Snapshotter(source: sourceConfiguration, settings: configuration.target.snapshot, store: try store(),
+        return try await Snapshotter(source: sourceConfiguration, endpoints: try endpoints(), settings: configuration.target.snapshot, store: try store(),
                                      workDirectory: configuration.target.workDirectory, logger: Self.logger)
             .run(options: .init(restart: restart), onStart: onStart).manifest
     }
 
     func load(_ source: String) async throws -> SnapshotLoader.Report? {
         try writeConfiguration()
-        return try await SnapshotLoader(target: target, store: try store(), jobs: 2, logger: Self.logger).load(source: source)
+        return try await SnapshotLoader(target: try endpoints().target, store: try store(), jobs: 2, logger: Self.logger).load(source: source)
     }
 
     func verify(_ source: String) async throws -> [TableComparer.Comparison] {
         let configuration = try configuration()
-        return try await TableComparer(target: target).compare(source: try configuration.sources(named: [source])[0])
+        return try await TableComparer(endpoints: try endpoints()).compare(source: try configuration.sources(named: [source])[0])
     }
 
     /// Runs the tributary executable against this fixture's configuration.

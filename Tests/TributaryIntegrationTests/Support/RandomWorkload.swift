@@ -1,5 +1,6 @@
 import Foundation
 import TributaryPostgres
+import TributaryTestSupport
 
 /// A seeded random workload over `accounts` and `ledger`: every kind of change the pipeline must
 /// carry. The seed is printed so a failure can be replayed.
@@ -73,18 +74,5 @@ struct RandomWorkload {
             try await two.execute("BEGIN; INSERT INTO ledger VALUES (\(b), 3, 'first commit') ON CONFLICT DO NOTHING; COMMIT")
             try await one.execute("COMMIT")
         }
-    }
-}
-
-/// SplitMix64: small, fast, reproducible.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

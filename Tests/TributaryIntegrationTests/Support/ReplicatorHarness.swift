@@ -5,16 +5,18 @@ import TributaryServices
 
 /// Runs the replicator in process until the source's current WAL position is durable in the store.
 extension PipelineFixture {
-    func replicateUntilCaughtUp(_ sourceName: String, limits: BatchLimits = BatchLimits(), heartbeatSeconds: Double = 60) async throws -> Replicator.Summary {
+    func replicateUntilCaughtUp(_ sourceName: String, limits: BatchLimits = BatchLimits(),
+                                heartbeatInterval: Duration = .seconds(60)) async throws -> Replicator.Summary {
         let source = try await connectSource(sourceName)
         // The insert position: with asynchronous commit, pg_current_wal_lsn() (the write position)
         // can lag behind commits that already returned.
         let end = LSN(try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!)!
         await source.close()
         let configuration = try configuration()
-        var settings = Replicator.Settings(limits: limits, heartbeatSeconds: heartbeatSeconds, endLSN: end)
-        settings.statusSeconds = 1
-        return try await Replicator(source: try configuration.sources(named: [sourceName])[0], settings: settings, store: try store(),
+        var settings = Replicator.Settings(limits: limits, heartbeatInterval: heartbeatInterval, endLSN: end)
+        settings.statusInterval = .seconds(1)
+        return try await Replicator(source: try configuration.sources(named: [sourceName])[0], endpoints: try endpoints(), settings: settings,
+                                    store: try store(),
                                     workDirectory: configuration.target.workDirectory, logger: Self.logger, stop: StopSignal()).run()
     }
 

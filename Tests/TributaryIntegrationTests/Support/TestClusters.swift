@@ -12,7 +12,7 @@ final class TestClusters: Sendable {
     let targetPort: Int
     let directory: String
 
-    private static let started = Task<TestClusters, Error> { try TestClusters.start() }
+    private static let started = Task<TestClusters, any Error> { try TestClusters.start() }
 
     static func shared() async throws -> TestClusters { try await started.value }
 

@@ -18,7 +18,7 @@ struct PublicationSetup {
             try await addMissing(tables, on: connection)
             return
         } else if !source.createPublication {
-            throw OperatorError("""
+            throw TributaryError(.requirement, """
                 publication \(source.publication) does not exist on \(source.name): create it \
                 (CREATE PUBLICATION \(SQL.identifier(source.publication)) FOR TABLE …) or set create_publication: true in \(source.file)
                 """)
@@ -27,7 +27,7 @@ struct PublicationSetup {
             CREATE PUBLICATION \(SQL.identifier(source.publication)) FOR TABLE \(tables.map(\.name.sql).joined(separator: ", ")) \
             WITH (publish_via_partition_root = true)
             """)
-        logger.notice("created publication", metadata: ["publication": .string(source.publication)])
+        logger.notice("created publication", metadata: [LogKey.publication: .string(source.publication)])
     }
 
     private func addMissing(_ tables: [SourceTable], on connection: PostgresConnection) async throws {
@@ -46,14 +46,14 @@ struct PublicationSetup {
         let missing = tables.map(\.name).filter { !names.contains($0) }
         guard !missing.isEmpty else { return }
         guard source.createPublication else {
-            throw OperatorError("""
+            throw TributaryError(.requirement, """
                 publication \(source.publication) on \(source.name) does not include \(missing.map(\.description).joined(separator: ", ")): \
                 ALTER PUBLICATION \(SQL.identifier(source.publication)) ADD TABLE …, or set create_publication: true in \(source.file)
                 """)
         }
         try await connection.execute(
             "ALTER PUBLICATION \(SQL.identifier(source.publication)) ADD TABLE \(missing.map(\.sql).joined(separator: ", "))")
-        logger.notice("added tables to publication", metadata: ["publication": .string(source.publication),
-                                                                "tables": .string(missing.map(\.description).joined(separator: ","))])
+        logger.notice("added tables to publication", metadata: [LogKey.publication: .string(source.publication),
+                                                                LogKey.tables: .string(missing.map(\.description).joined(separator: ","))])
     }
 }

@@ -19,13 +19,16 @@ public struct Snapshotter: Sendable {
     }
 
     public let source: SourceConfiguration
+    public let endpoint: SourceEndpoint
     public let settings: SnapshotSettings
     public let store: any StagingStore
     public let workDirectory: String
     public let logger: Logger
 
-    public init(source: SourceConfiguration, settings: SnapshotSettings, store: any StagingStore, workDirectory: String, logger: Logger) {
+    public init(source: SourceConfiguration, endpoints: Endpoints, settings: SnapshotSettings, store: any StagingStore, workDirectory: String,
+                logger: Logger) {
         self.source = source
+        endpoint = endpoints.source(source)
         self.settings = settings
         self.store = store
         self.workDirectory = workDirectory
@@ -61,8 +64,13 @@ public struct Snapshotter: Sendable {
     /// - Parameter observer: told of each part once it is durable in the store (see `SnapshotObserver`).
     public func run(options: Options, observer: (any SnapshotObserver)? = nil,
                     onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Outcome {
-        let control = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
-        defer { Task { await control.close() } }
+        try await endpoint.withConnection(for: "snapshot") { control in
+            try await run(options: options, observer: observer, control: control, onStart: onStart)
+        }
+    }
+
+    private func run(options: Options, observer: (any SnapshotObserver)?, control: PostgresConnection,
+                     onStart: @Sendable (TransferProgress) async -> Void) async throws -> Outcome {
         // Everything that can be wrong is checked before anything is created.
         try await SourceChecks.requireLogicalDecoding(on: control, source: source)
         let tables = try await SourceCatalog.describe(source.tables, source: source, on: control)
@@ -80,33 +88,32 @@ public struct Snapshotter: Sendable {
     private func takeFull(tables: [SourceTable], jobs: Int, observer: (any SnapshotObserver)?,
                           onStart: @Sendable (TransferProgress) async -> Void) async throws -> SnapshotManifest {
         let startedAt = Date()
-        let replication = try await PostgresConnection.connect(
-            source.connection, name: source.name, mode: .replication, applicationName: "tributary snapshot")
-        defer { Task { await replication.close() } }
+        var log = logger.with(LogKey.slot, source.slot)
         // The exported snapshot lives as long as this connection stays open and idle.
-        let (consistentPoint, snapshotName) = try await Self.createSlot(source.slot, temporary: false, on: replication, source: source)
-        var log = logger
-        log[metadataKey: LogKey.slot] = .string(source.slot)
-        log[metadataKey: LogKey.lsn] = .string(consistentPoint.description)
-        log.info("created replication slot with exported snapshot", metadata: ["snapshot": .string(snapshotName)])
-        try await store.put(key: ObjectNaming.snapshotStarted(source: source.name, consistentPoint: consistentPoint),
-                            bytes: ManifestCoding.encode(SnapshotStart(source: source.name, slot: source.slot, consistentPoint: consistentPoint,
-                                                                       startedAt: startedAt, tables: tables.map(\.name.description))))
-        let recorder = TableCompletionRecorder(store: store, inner: observer)
-        await recorder.snapshotStarted(SnapshotManifest(
-            source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
-            startedAt: startedAt, finishedAt: startedAt,
-            tables: tables.map { SnapshotTable(relation: $0.relation, stagingTable: $0.configuration.stagingTable, rows: 0, parts: []) }))
-        let parts = try await copyAll(tables: tables, consistentPoint: consistentPoint, snapshotName: snapshotName, scope: .full,
-                                      jobs: jobs, observer: recorder, logger: log, onStart: onStart)
-        await replication.close()
+        let (consistentPoint, snapshotName, parts) = try await endpoint.withConnection(.replication, for: "snapshot") { replication in
+            let (consistentPoint, snapshotName) = try await Self.createSlot(source.slot, temporary: false, on: replication, source: source)
+            let log = log.with(LogKey.lsn, consistentPoint.description)
+            log.info("created replication slot with exported snapshot", metadata: [LogKey.snapshot: .string(snapshotName)])
+            try await store.put(key: ObjectNaming.snapshotStarted(source: source.name, consistentPoint: consistentPoint),
+                                bytes: ManifestCoding.encode(SnapshotStart(source: source.name, slot: source.slot, consistentPoint: consistentPoint,
+                                                                           startedAt: startedAt, tables: tables.map(\.name.description))))
+            let recorder = TableCompletionRecorder(store: store, inner: observer)
+            await recorder.snapshotStarted(SnapshotManifest(
+                source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
+                startedAt: startedAt, finishedAt: startedAt,
+                tables: tables.map { SnapshotTable(relation: $0.relation, stagingTable: $0.configuration.stagingTable, rows: 0, parts: []) }))
+            let parts = try await copyAll(tables: tables, consistentPoint: consistentPoint, snapshotName: snapshotName, scope: .full,
+                                          jobs: jobs, observer: recorder, logger: log, onStart: onStart)
+            return (consistentPoint, snapshotName, parts)
+        }
+        log = log.with(LogKey.lsn, consistentPoint.description)
         let manifest = SnapshotManifest(source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
                                         startedAt: startedAt, finishedAt: Date(), tables: Self.tables(tables, parts: parts))
         // Last: the snapshot exists only once its manifest does.
         try await store.put(key: ObjectNaming.snapshotManifest(source: source.name, consistentPoint: consistentPoint),
                             bytes: ManifestCoding.encode(manifest))
         log.info("snapshot written", metadata: [
-            LogKey.rows: .stringConvertible(manifest.tables.reduce(0) { $0 + $1.rows }), "tables": .stringConvertible(manifest.tables.count),
+            LogKey.rows: .stringConvertible(manifest.tables.reduce(0) { $0 + $1.rows }), LogKey.tables: .stringConvertible(manifest.tables.count),
         ])
         return manifest
     }
@@ -118,7 +125,7 @@ public struct Snapshotter: Sendable {
     private func resume(slot: ReplicationSlot, tables: [SourceTable], control: PostgresConnection, jobs: Int,
                         onStart: @Sendable (TransferProgress) async -> Void) async throws -> Outcome {
         if let pid = slot.activePID {
-            throw OperatorError("replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): a snapshot or replicator is running for it")
+            throw TributaryError(.slotInUse, "replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): a snapshot or replicator is running for it")
         }
         let manifests = try await store.list(prefix: ObjectNaming.snapshotPrefix(source: source.name), startAfter: nil)
             .filter { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }.map(\.key)
@@ -131,14 +138,13 @@ public struct Snapshotter: Sendable {
                            alreadyComplete: true)
         }
         guard manifests.isEmpty, let consistentPoint = slot.confirmedFlushLSN else {
-            throw OperatorError("""
+            throw TributaryError(.state, """
                 replication slot "\(source.slot)" already exists on \(source.name): a snapshot was taken before. \
                 Run tributary snapshot --source \(source.name) --table <table> to copy one table again, \
                 or --restart to drop the slot and take a new snapshot
                 """)
         }
-        var log = logger
-        log[metadataKey: LogKey.lsn] = .string(consistentPoint.description)
+        let log = logger.with(LogKey.lsn, consistentPoint.description)
         var kept: [SnapshotTable] = []
         for table in tables {
             let key = ObjectNaming.snapshotTableDone(source: source.name, consistentPoint: consistentPoint, table: table.name)
@@ -152,7 +158,7 @@ public struct Snapshotter: Sendable {
             .salvage(tables.filter { table in !kept.contains { $0.relation.table == table.name } }, after: consistentPoint)
         let rest = tables.filter { table in !(kept + salvaged).contains { $0.relation.table == table.name } }
         log.notice("resuming a snapshot that did not finish", metadata: [
-            "kept": .stringConvertible(kept.count), "to_copy": .string(rest.map(\.name.description).joined(separator: ",")),
+            LogKey.kept: .stringConvertible(kept.count), LogKey.toCopy: .string(rest.map(\.name.description).joined(separator: ",")),
         ])
         try await PublicationSetup(source: source, logger: logger).prepare(on: control, tables: tables, restart: false)
         var resumed = Resumed(keptTables: kept.count + salvaged.count, keptBytes: (kept + salvaged).flatMap(\.parts).reduce(0) { $0 + $1.bytes })
@@ -165,7 +171,7 @@ public struct Snapshotter: Sendable {
         // Last, after the table snapshot: once the applier sees this, everything it needs is there.
         try await store.put(key: ObjectNaming.snapshotManifest(source: source.name, consistentPoint: consistentPoint),
                             bytes: ManifestCoding.encode(manifest))
-        log.info("snapshot written", metadata: ["tables": .stringConvertible(kept.count)])
+        log.info("snapshot written", metadata: [LogKey.tables: .stringConvertible(kept.count)])
         return Outcome(manifest: manifest, resumed: resumed)
     }
 
@@ -177,7 +183,7 @@ public struct Snapshotter: Sendable {
             "CREATE_REPLICATION_SLOT \(SQL.identifier(name))\(temporary ? " TEMPORARY" : "") LOGICAL pgoutput (SNAPSHOT 'export')")
         guard let row = created.first, let consistentPoint = try row.decodeIfPresent("consistent_point", as: LSN.self),
               let snapshotName = try row.decodeIfPresent("snapshot_name", as: String.self) else {
-            throw OperatorError("\(source.name): CREATE_REPLICATION_SLOT returned no consistent point or snapshot")
+            throw TributaryError(.corrupt, "\(source.name): CREATE_REPLICATION_SLOT returned no consistent point or snapshot")
         }
         return (consistentPoint, snapshotName)
     }
@@ -194,7 +200,7 @@ public struct Snapshotter: Sendable {
     private func prepareSlot(on connection: PostgresConnection, restart: Bool) async throws {
         guard restart, let existing = try await ReplicationSlot.find(source.slot, on: connection) else { return }
         if let pid = existing.activePID {
-            throw OperatorError("replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): stop its replicator first")
+            throw TributaryError(.slotInUse, "replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): stop its replicator first")
         }
         try await ReplicationSlot.drop(source.slot, on: connection)
         logger.notice("dropped replication slot for --restart", metadata: [LogKey.slot: .string(source.slot)])
@@ -214,8 +220,8 @@ public struct Snapshotter: Sendable {
 
         let queue = WorkQueue(items)
         let workerCount = max(1, min(jobs, items.count))
-        logger.info("copying", metadata: ["tables": .stringConvertible(tables.count), "ranges": .stringConvertible(items.count),
-                                          "jobs": .stringConvertible(workerCount)])
+        logger.info("copying", metadata: [LogKey.tables: .stringConvertible(tables.count), LogKey.ranges: .stringConvertible(items.count),
+                                          LogKey.jobs: .stringConvertible(workerCount)])
         return try await withThrowingTaskGroup(of: [LocalPart].self) { group in
             for _ in 0..<workerCount {
                 group.addTask {
@@ -232,7 +238,15 @@ public struct Snapshotter: Sendable {
     private func copyWorker(queue: WorkQueue<SnapshotWorkItem>, tables: [SourceTable], consistentPoint: LSN,
                             snapshotName: String, scope: SnapshotScope, directory: String, progress: TransferProgress,
                             observer: (any SnapshotObserver)?) async throws -> [LocalPart] {
-        let connection = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
+        try await endpoint.withConnection(for: "snapshot") { connection in
+            try await copyWorker(queue: queue, tables: tables, consistentPoint: consistentPoint, snapshotName: snapshotName, scope: scope,
+                                 directory: directory, progress: progress, observer: observer, on: connection)
+        }
+    }
+
+    private func copyWorker(queue: WorkQueue<SnapshotWorkItem>, tables: [SourceTable], consistentPoint: LSN,
+                            snapshotName: String, scope: SnapshotScope, directory: String, progress: TransferProgress,
+                            observer: (any SnapshotObserver)?, on connection: PostgresConnection) async throws -> [LocalPart] {
         try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         try await connection.execute("SET TRANSACTION SNAPSHOT \(SQL.literal(snapshotName))")
         let uploader = PartUploader()
@@ -255,7 +269,6 @@ public struct Snapshotter: Sendable {
         uploader.finish()
         let stored = try await upload.value
         try await connection.execute("COMMIT")
-        await connection.close()
         return stored
     }
 
@@ -308,7 +321,7 @@ public struct Snapshotter: Sendable {
             rowsInPart += count
             counter.add(rows: count, bytes: rows.count)
         }
-        guard header != nil else { throw OperatorError("\(source): COPY of \(table.name) sent no header row") }
+        guard header != nil else { throw TributaryError(.corrupt, "\(source): COPY of \(table.name) sent no header row") }
         try finishPart()
     }
 }

@@ -13,13 +13,15 @@ import TributaryStorage
 public struct TableSnapshotter: Sendable {
     let snapshotter: Snapshotter
 
-    public init(source: SourceConfiguration, settings: SnapshotSettings, store: any StagingStore, workDirectory: String, logger: Logger) {
-        snapshotter = Snapshotter(source: source, settings: settings, store: store, workDirectory: workDirectory, logger: logger)
+    public init(source: SourceConfiguration, endpoints: Endpoints, settings: SnapshotSettings, store: any StagingStore, workDirectory: String,
+                logger: Logger) {
+        snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: settings, store: store, workDirectory: workDirectory, logger: logger)
     }
 
     init(snapshotter: Snapshotter) { self.snapshotter = snapshotter }
 
     var source: SourceConfiguration { snapshotter.source }
+    var endpoint: SourceEndpoint { snapshotter.endpoint }
 
     /// Copies the named tables (each must be in the source's configuration), adding any that is not
     /// yet in the publication; the source must have its slot (a snapshot taken).
@@ -27,15 +29,20 @@ public struct TableSnapshotter: Sendable {
                     onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> SnapshotManifest {
         let configured = try names.map { name in
             guard let table = source.tables.first(where: { $0.table == name }) else {
-                throw OperatorError("table \(name) is not in \(source.file): add it under tables: first, then snapshot it")
+                throw TributaryError(.requirement, "table \(name) is not in \(source.file): add it under tables: first, then snapshot it")
             }
             return table
         }
-        let control = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
-        defer { Task { await control.close() } }
+        return try await endpoint.withConnection(for: "snapshot") { control in
+            try await run(configured, jobs: jobs, control: control, onStart: onStart)
+        }
+    }
+
+    private func run(_ configured: [TableConfiguration], jobs: Int?, control: PostgresConnection,
+                     onStart: @Sendable (TransferProgress) async -> Void) async throws -> SnapshotManifest {
         try await SourceChecks.requireLogicalDecoding(on: control, source: source)
         guard try await ReplicationSlot.find(source.slot, on: control) != nil else {
-            throw OperatorError("\(source.name) has no replication slot \"\(source.slot)\" yet: run tributary snapshot --source \(source.name) first")
+            throw TributaryError(.slotMissing, "\(source.name) has no replication slot \"\(source.slot)\" yet: run tributary snapshot --source \(source.name) first")
         }
         let tables = try await SourceCatalog.describe(configured, source: source, on: control)
         // In the publication before the temporary slot exists: its consistent point is then past the
@@ -53,34 +60,35 @@ public struct TableSnapshotter: Sendable {
     /// - Returns: the new slot's consistent point and the table snapshot.
     public func resyncAll(jobs: Int? = nil, onStart: @Sendable (TransferProgress) async -> Void = { _ in })
         async throws -> (slotPoint: LSN, manifest: SnapshotManifest) {
-        let control = try await PostgresConnection.connect(source.connection, name: source.name, applicationName: "tributary snapshot")
-        defer { Task { await control.close() } }
+        try await endpoint.withConnection(for: "snapshot") { control in try await resyncAll(jobs: jobs, control: control, onStart: onStart) }
+    }
+
+    private func resyncAll(jobs: Int?, control: PostgresConnection, onStart: @Sendable (TransferProgress) async -> Void)
+        async throws -> (slotPoint: LSN, manifest: SnapshotManifest) {
         try await SourceChecks.requireLogicalDecoding(on: control, source: source)
         let snapshots = try await snapshotter.store.list(prefix: ObjectNaming.snapshotPrefix(source: source.name), startAfter: nil)
         guard snapshots.contains(where: { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }) else {
-            throw OperatorError("\(source.name) has no snapshot to resync: run tributary snapshot --source \(source.name)")
+            throw TributaryError(.slotMissing, "\(source.name) has no snapshot to resync: run tributary snapshot --source \(source.name)")
         }
         if let existing = try await ReplicationSlot.find(source.slot, on: control) {
             if let pid = existing.activePID {
-                throw OperatorError("""
+                throw TributaryError(.slotInUse, """
                     replication slot "\(source.slot)" on \(source.name) is in use by process \(pid), so it is not lost: \
                     tributary pause \(source.name) first to resync anyway
                     """)
             }
             try await ReplicationSlot.drop(source.slot, on: control)
             snapshotter.logger.notice("dropped the replication slot to make it anew", metadata: [
-                LogKey.slot: .string(source.slot), "wal_status": .string(existing.walStatus ?? "?"),
+                LogKey.slot: .string(source.slot), LogKey.walStatus: .string(existing.walStatus ?? "?"),
                 LogKey.lsn: .string(existing.confirmedFlushLSN?.description ?? "?")])
         }
         let tables = try await SourceCatalog.describe(source.tables, source: source, on: control)
         try await PublicationSetup(source: source, logger: snapshotter.logger).prepare(on: control, tables: tables, restart: false)
-        let replication = try await PostgresConnection.connect(
-            source.connection, name: source.name, mode: .replication, applicationName: "tributary snapshot")
-        let created = try await replication.simpleQuery(
-            "CREATE_REPLICATION_SLOT \(SQL.identifier(source.slot)) LOGICAL pgoutput (SNAPSHOT 'nothing')")
-        await replication.close()
+        let created = try await endpoint.withConnection(.replication, for: "snapshot") { replication in
+            try await replication.simpleQuery("CREATE_REPLICATION_SLOT \(SQL.identifier(source.slot)) LOGICAL pgoutput (SNAPSHOT 'nothing')")
+        }
         guard let point = try created.first?.decodeIfPresent("consistent_point", as: LSN.self) else {
-            throw OperatorError("\(source.name): CREATE_REPLICATION_SLOT returned no consistent point")
+            throw TributaryError(.corrupt, "\(source.name): CREATE_REPLICATION_SLOT returned no consistent point")
         }
         snapshotter.logger.notice("replication slot made anew; every table is copied again", metadata: [
             LogKey.slot: .string(source.slot), LogKey.lsn: .string(point.description)])
@@ -91,25 +99,24 @@ public struct TableSnapshotter: Sendable {
     /// Copies `tables` (described, in the publication) under a temporary slot's exported snapshot.
     func copy(_ tables: [SourceTable], jobs: Int, onStart: @Sendable (TransferProgress) async -> Void) async throws -> SnapshotManifest {
         let startedAt = Date()
-        let replication = try await PostgresConnection.connect(
-            source.connection, name: source.name, mode: .replication, applicationName: "tributary table snapshot")
-        defer { Task { await replication.close() } }
         // Unique among the runs that may overlap; a temporary slot never outlives its connection.
         let slot = "\(SQL.truncated(source.slot, bytes: 50))_t\(UInt32.random(in: 0...UInt32.max))"
-        let (consistentPoint, snapshotName) = try await Snapshotter.createSlot(slot, temporary: true, on: replication, source: source)
-        var log = snapshotter.logger
-        log[metadataKey: LogKey.lsn] = .string(consistentPoint.description)
-        log.info("copying tables under a temporary slot", metadata: [
-            LogKey.slot: .string(slot), "tables": .string(tables.map(\.name.description).joined(separator: ",")),
-        ])
-        // Each table marked done as soon as it is stored: a resume after a kill keeps those (`salvage`).
-        let recorder = TableCompletionRecorder(store: snapshotter.store, inner: nil)
-        await recorder.snapshotStarted(SnapshotManifest(
-            source: source.name, slot: slot, consistentPoint: consistentPoint, snapshotName: snapshotName, startedAt: startedAt,
-            finishedAt: startedAt, tables: Snapshotter.tables(tables, parts: []), scope: .tables))
-        let parts = try await snapshotter.copyAll(tables: tables, consistentPoint: consistentPoint, snapshotName: snapshotName, scope: .tables,
-                                                  jobs: jobs, observer: recorder, logger: log, onStart: onStart)
-        await replication.close()
+        let (consistentPoint, snapshotName, parts) = try await endpoint.withConnection(.replication, for: "table snapshot") { replication in
+            let (consistentPoint, snapshotName) = try await Snapshotter.createSlot(slot, temporary: true, on: replication, source: source)
+            let log = snapshotter.logger.with(LogKey.lsn, consistentPoint.description)
+            log.info("copying tables under a temporary slot", metadata: [
+                LogKey.slot: .string(slot), LogKey.tables: .string(tables.map(\.name.description).joined(separator: ",")),
+            ])
+            // Each table marked done as soon as it is stored: a resume after a kill keeps those (`salvage`).
+            let recorder = TableCompletionRecorder(store: snapshotter.store, inner: nil)
+            await recorder.snapshotStarted(SnapshotManifest(
+                source: source.name, slot: slot, consistentPoint: consistentPoint, snapshotName: snapshotName, startedAt: startedAt,
+                finishedAt: startedAt, tables: Snapshotter.tables(tables, parts: []), scope: .tables))
+            let parts = try await snapshotter.copyAll(tables: tables, consistentPoint: consistentPoint, snapshotName: snapshotName,
+                                                      scope: .tables, jobs: jobs, observer: recorder, logger: log, onStart: onStart)
+            return (consistentPoint, snapshotName, parts)
+        }
+        let log = snapshotter.logger.with(LogKey.lsn, consistentPoint.description)
         let manifest = SnapshotManifest(source: source.name, slot: slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
                                         startedAt: startedAt, finishedAt: Date(), tables: Snapshotter.tables(tables, parts: parts), scope: .tables)
         try await snapshotter.store.put(key: ObjectNaming.tableSnapshotManifest(source: source.name, consistentPoint: consistentPoint),
@@ -146,7 +153,7 @@ public struct TableSnapshotter: Sendable {
             try await store.put(key: ObjectNaming.tableSnapshotManifest(source: source.name, consistentPoint: lsn),
                                 bytes: ManifestCoding.encode(manifest))
             snapshotter.logger.notice("kept the finished tables of a table snapshot that was killed", metadata: [
-                LogKey.lsn: .string(lsn.description), "tables": .string(done.map(\.relation.table.description).joined(separator: ",")),
+                LogKey.lsn: .string(lsn.description), LogKey.tables: .string(done.map(\.relation.table.description).joined(separator: ",")),
             ])
             saved += done
         }

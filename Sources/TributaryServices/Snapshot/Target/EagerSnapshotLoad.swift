@@ -26,7 +26,7 @@ public final class EagerSnapshotLoad: SnapshotObserver {
     private let handoffDirectory: String?
     private let handoffBytes: Int
     private let started = Mutex<Started?>(nil)
-    private let outcome = Mutex<(workers: Task<Void, Error>?, failure: String?)>((nil, nil))
+    private let outcome = Mutex<(workers: Task<Void, any Error>?, failure: String?)>((nil, nil))
 
     /// - Parameters:
     ///   - handoffDirectory: this source's directory for the local copies of stored parts
@@ -44,15 +44,8 @@ public final class EagerSnapshotLoad: SnapshotObserver {
 
     public func snapshotStarted(_ header: SnapshotManifest) async {
         do {
-            let control = ControlStore(try await TargetSession.connect(loader.target))
-            let loadTables: [QualifiedName]
-            do {
-                try await control.migrate()
-                loadTables = try await loader.begin(header, control: control).loadTables
-                await control.close()
-            } catch {
-                await control.close()
-                throw error
+            let loadTables = try await loader.target.withControl(migrate: true, .apply, for: "load") { control in
+                try await loader.begin(header, control: control).loadTables
             }
             let queue = PartLoadQueue(tables: header.tables.count, frozenRunBytes: loader.settings.freezeBytesMax)
             // Without the local copies the load still works, through the store.
@@ -91,7 +84,7 @@ public final class EagerSnapshotLoad: SnapshotObserver {
         if let run = started.withLock({ $0 }) { await run.queue.close() }
         let (workers, failure) = outcome.withLock { ($0.workers, $0.failure) }
         defer { started.withLock { $0?.handoff?.close() } }
-        if let failure { throw OperatorError(failure) }
+        if let failure { throw TributaryError(.general, failure) }
         try await workers?.value
     }
 }

@@ -12,7 +12,7 @@ import TributaryStorage
 /// them later). Either way the part is recorded in the control state in the transaction that
 /// loads it.
 struct LoadWorker: Sendable {
-    let target: String
+    let target: TargetEndpoint
     let store: any StagingStore
     /// Bytes a frozen run loads before it commits (`SnapshotSettings.freezeBytesMax`).
     let frozenRunBytes: Int
@@ -21,7 +21,14 @@ struct LoadWorker: Sendable {
     /// Takes jobs from `queue` until it closes.
     func work(_ worker: Int, queue: PartLoadQueue, snapshot: SnapshotManifest, loadTables: [QualifiedName],
               promotion: TablePromotion, progress: TransferProgress?) async throws {
-        let connection = try await TargetSession.connect(target)
+        try await target.withConnection(.apply, for: "load") { connection in
+            try await work(worker, queue: queue, snapshot: snapshot, loadTables: loadTables, promotion: promotion, progress: progress,
+                           on: connection)
+        }
+    }
+
+    private func work(_ worker: Int, queue: PartLoadQueue, snapshot: SnapshotManifest, loadTables: [QualifiedName],
+                      promotion: TablePromotion, progress: TransferProgress?, on connection: PostgresConnection) async throws {
         var run: OpenRun?
         while let job = await queue.next(worker: worker) {
             switch job {
@@ -33,8 +40,8 @@ struct LoadWorker: Sendable {
                                    snapshot: snapshot, counter: progress?.tables[index], run: membership, on: connection)
                 progress?.tables[index].finishUnit()
                 logger.debug("part loaded", metadata: [LogKey.object: .string(part.file.key), LogKey.rows: .stringConvertible(part.file.rows),
-                                                       "frozen": .stringConvertible(run?.tables[index] == true),
-                                                       "handed_over": .stringConvertible(part.local != nil),
+                                                       LogKey.frozen: .stringConvertible(run?.tables[index] == true),
+                                                       LogKey.handedOver: .stringConvertible(part.local != nil),
                                                        LogKey.seconds: .string(String(format: "%.2f", (ContinuousClock.now - started).seconds))])
                 if await queue.loaded(worker: worker, table: index) {
                     try await promotion.buildKey(snapshot.tables[index], loadTable: loadTables[index], on: connection)
@@ -50,7 +57,6 @@ struct LoadWorker: Sendable {
         // The queue closed while a run was open (the snapshot stopped before its tables were
         // complete). Each part the run loaded is whole and recorded, so it is kept.
         if run != nil { try await connection.execute("COMMIT") }
-        await connection.close()
     }
 
     /// Opens the worker's frozen run, or takes a table into it, when the schedule says the part is
@@ -92,7 +98,7 @@ struct LoadWorker: Sendable {
         /// For the log: tables loaded frozen, resumed ones only added to, parts, rows, seconds.
         func summary(_ snapshotTables: [SnapshotTable]) -> Logger.Metadata {
             var metadata: Logger.Metadata = [
-                "parts": .stringConvertible(parts), LogKey.rows: .stringConvertible(rows),
+                LogKey.parts: .stringConvertible(parts), LogKey.rows: .stringConvertible(rows),
                 LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds)),
             ]
             for (key, frozen) in [("frozen", true), ("resumed", false)] {

@@ -35,13 +35,13 @@ public struct SnapshotLoader: Sendable {
         }
     }
 
-    public let target: String
+    public let target: TargetEndpoint
     public let store: any StagingStore
     public let jobs: Int
     public let settings: SnapshotSettings
     public let logger: Logger
 
-    public init(target: String, store: any StagingStore, jobs: Int, settings: SnapshotSettings = .init(), logger: Logger) {
+    public init(target: TargetEndpoint, store: any StagingStore, jobs: Int, settings: SnapshotSettings = .init(), logger: Logger) {
         self.target = target
         self.store = store
         self.jobs = jobs
@@ -89,9 +89,12 @@ public struct SnapshotLoader: Sendable {
     /// Loads `source`'s pending snapshot, if any, then its pending table snapshots. Returns nil when
     /// there was nothing to do.
     public func load(source: String, onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report? {
-        let control = ControlStore(try await TargetSession.connect(target))
-        defer { Task { await control.close() } }
-        try await control.migrate()
+        try await target.withControl(migrate: true, .apply, for: "load \(source)") { control in
+            try await load(source: source, control: control, onStart: onStart)
+        }
+    }
+
+    private func load(source: String, control: ControlStore, onStart: @Sendable (TransferProgress) async -> Void) async throws -> Report? {
         var report: Report?
         if let manifest = try await pendingSnapshot(source: source, control: control) {
             report = try await load(manifest, control: control, onStart: onStart)
@@ -116,14 +119,14 @@ public struct SnapshotLoader: Sendable {
         let loaded = try await control.loadedParts(source, snapshot: manifest.consistentPoint)
         let (queue, progress, partsToLoad) = await schedule(manifest, finished: finished, loaded: loaded)
         await onStart(progress)
-        log.info("loading snapshot", metadata: ["parts": .stringConvertible(partsToLoad), "already_loaded": .stringConvertible(loaded.count)])
+        log.info("loading snapshot", metadata: [LogKey.parts: .stringConvertible(partsToLoad), LogKey.alreadyLoaded: .stringConvertible(loaded.count)])
         try await runWorkers(queue: queue, manifest: manifest, loadTables: loadTables, progress: progress)
         try await promotion.promoteAll(manifest, loadTables: loadTables, except: finished, jobs: jobs, logger: log)
         // Every table of the manifest is in STG now: what is left under its prefix is a killed run's.
         let leftovers = try await control.connection.run { [manifest] in
             try TablePromotion.dropLoadTables(source: manifest.source, lsn: manifest.consistentPoint, on: $0)
         }
-        if leftovers > 0 { log.notice("dropped load tables a killed snapshot left", metadata: ["tables": .stringConvertible(leftovers)]) }
+        if leftovers > 0 { log.notice("dropped load tables a killed snapshot left", metadata: [LogKey.tables: .stringConvertible(leftovers)]) }
         try await control.connection.run { [manifest] connection in
             try connection.transaction { connection in
                 if manifest.isFull {
@@ -137,7 +140,7 @@ public struct SnapshotLoader: Sendable {
         if manifest.isFull { try await promotion.dropAbandoned(source: source, applied: manifest.consistentPoint, control: control, logger: log) }
         let rows = manifest.tables.reduce(0) { $0 + $1.rows }
         log.info(manifest.isFull ? "snapshot applied to STG" : "table snapshot applied to STG",
-                 metadata: [LogKey.rows: .stringConvertible(rows), "tables": .stringConvertible(manifest.tables.count)])
+                 metadata: [LogKey.rows: .stringConvertible(rows), LogKey.tables: .stringConvertible(manifest.tables.count)])
         return Report(source: source, consistentPoint: manifest.consistentPoint, tables: manifest.tables.count, rows: rows,
                       partsLoaded: partsToLoad, partsAlreadyLoaded: loaded.count,
                       tableSnapshots: manifest.isFull ? [] : [manifest.consistentPoint])
@@ -195,6 +198,3 @@ public struct SnapshotLoader: Sendable {
     }
 }
 
-extension Duration {
-    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

@@ -8,7 +8,7 @@ import TributaryPostgres
 /// against the recorded parts and swaps the catalogs. Also clears away the load tables of
 /// snapshots that can never be applied.
 struct TablePromotion: Sendable {
-    let target: String
+    let target: TargetEndpoint
     /// Bytes of `maintenance_work_mem` while a key is built.
     let maintenanceWorkMem: Int
     let logger: Logger
@@ -74,17 +74,17 @@ struct TablePromotion: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<max(1, jobs) {
                 group.addTask {
-                    let connection = try await TargetSession.connect(target)
-                    while let index = await queue.take() {
-                        let stagingTable = QualifiedName(schema: StagingColumns.schema, name: snapshot.tables[index].stagingTable)
-                        let exists = try await connection.run { try TargetCatalog.exists(stagingTable, on: $0) }
-                        if snapshot.isFull || !exists {
-                            try await promote(snapshot, table: index, loadTable: loadTables[index], on: connection, logger: logger)
-                        } else {
-                            try await merge(snapshot, table: index, loadTable: loadTables[index], on: connection, logger: logger)
+                    try await target.withConnection(.apply, for: "promote") { connection in
+                        while let index = await queue.take() {
+                            let stagingTable = QualifiedName(schema: StagingColumns.schema, name: snapshot.tables[index].stagingTable)
+                            let exists = try await connection.run { try TargetCatalog.exists(stagingTable, on: $0) }
+                            if snapshot.isFull || !exists {
+                                try await promote(snapshot, table: index, loadTable: loadTables[index], on: connection, logger: logger)
+                            } else {
+                                try await merge(snapshot, table: index, loadTable: loadTables[index], on: connection, logger: logger)
+                            }
                         }
                     }
-                    await connection.close()
                 }
             }
             try await group.waitForAll()
@@ -102,7 +102,7 @@ struct TablePromotion: Sendable {
                 let rows = try ControlStore.rowsOfParts(snapshot.source, snapshot: snapshot.consistentPoint, keys: table.parts.map(\.key),
                                                         on: connection)
                 guard rows == table.rows else {
-                    throw OperatorError("\(loadTable) holds \(rows) rows of recorded parts but the snapshot of \(table.relation.table) has \(table.rows): run apply again")
+                    throw TributaryError(.corrupt, "\(loadTable) holds \(rows) rows of recorded parts but the snapshot of \(table.relation.table) has \(table.rows): run apply again")
                 }
                 for statement in SnapshotSQL.promote(loadTable, to: stagingTable, relation: table.relation,
                                                      consistentPoint: snapshot.consistentPoint) {
@@ -138,7 +138,7 @@ struct TablePromotion: Sendable {
                 let rows = try ControlStore.rowsOfParts(snapshot.source, snapshot: snapshot.consistentPoint, keys: table.parts.map(\.key),
                                                         on: connection)
                 guard rows == table.rows else {
-                    throw OperatorError("\(loadTable) holds \(rows) rows of recorded parts but the snapshot of \(table.relation.table) has \(table.rows): run apply again")
+                    throw TributaryError(.corrupt, "\(loadTable) holds \(rows) rows of recorded parts but the snapshot of \(table.relation.table) has \(table.rows): run apply again")
                 }
                 try Self.addMissingColumns(table.relation, to: stagingTable, on: connection)
                 // Rows the merge writes are logged for the models reading the table, like a batch's.
@@ -162,7 +162,7 @@ struct TablePromotion: Sendable {
         }
         logger.info("STG table merged with a table snapshot", metadata: [
             LogKey.table: .string(stagingTable.description), LogKey.rows: .stringConvertible(table.rows),
-            "changed": .stringConvertible(changed), LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds)),
+            LogKey.changed: .stringConvertible(changed), LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds)),
         ])
     }
 
@@ -172,7 +172,7 @@ struct TablePromotion: Sendable {
         for column in relation.columns {
             if let type = existing[column.name] {
                 guard type == column.stagingType else {
-                    throw OperatorError("""
+                    throw TributaryError(.schemaChange, """
                         column \(column.name) of \(stagingTable) is \(type) but the source's \(relation.table) now has \(column.stagingType): \
                         ALTER TABLE \(stagingTable.sql) ALTER COLUMN \(SQL.identifier(column.name)) TYPE \(column.stagingType), then apply again
                         """)
@@ -195,7 +195,7 @@ struct TablePromotion: Sendable {
                 }
             }
             logger.notice("dropped the load tables of a superseded snapshot", metadata: [
-                "superseded_lsn": .string(lsn.description), "tables": .stringConvertible(tables),
+                LogKey.supersededLSN: .string(lsn.description), LogKey.tables: .stringConvertible(tables),
             ])
         }
     }
