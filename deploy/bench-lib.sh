@@ -3,7 +3,7 @@
 # Builds this checkout's tributary in release mode; prints the binary's path.
 build_tributary() {
   echo "building tributary (release)" >&2
-  swift build -c release --product tributary >/dev/null
+  swift build -c release --product tributary >/dev/null || { echo "bench: the release build failed" >&2; return 1; }
   echo "$(swift build -c release --show-bin-path)/tributary"
 }
 
@@ -14,7 +14,8 @@ build_baseline() {
   echo "building the baseline tributary at $revision (release)" >&2
   rm -rf "$directory/src"; mkdir -p "$directory/src"
   git archive "$revision" | tar -x -C "$directory/src"
-  swift build -c release --product tributary --package-path "$directory/src" --scratch-path "$directory/build" >/dev/null
+  swift build -c release --product tributary --package-path "$directory/src" --scratch-path "$directory/build" >/dev/null \
+    || { echo "bench: the release build of $revision failed" >&2; return 1; }
   echo "$directory/build/release/tributary"
 }
 

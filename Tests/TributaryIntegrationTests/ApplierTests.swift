@@ -6,112 +6,14 @@ import TributaryPostgres
 
 /// The applier: STG follows the sources exactly, whatever the workload, order or failure.
 @Suite(.clusterLoad) struct ApplierTests {
-    static let tables = ["public.accounts", "public.ledger"]
-
     func twoSourceFixture(_ label: String, configure: (inout PipelineFixture) -> Void = { _ in },
                           seed: String? = nil) async throws -> PipelineFixture {
-        var fixture = try await PipelineFixture.make(label, sources: [("qvp", Self.tables), ("svp", Self.tables)])
-        configure(&fixture)
         // Small batches: the workload spans many, whatever the machine's speed.
-        fixture.snapshotYAML = "  jobs: 2\nbatch:\n  max_age: 200ms\n  max_rows: 100\n  heartbeat: 300ms\n"
-        for source in ["qvp", "svp"] {
-            try await fixture.connectSource(source).execute(RandomWorkload.schema)
-            if let seed { try await fixture.connectSource(source).execute(seed) }
-            _ = try await fixture.snapshot(source)
-        }
-        return fixture
-    }
-
-    func replicator(_ fixture: PipelineFixture, _ source: String, stop: StopSignal) throws -> Replicator {
-        let configuration = try fixture.configuration()
-        var settings = Replicator.Settings(limits: configuration.target.batch, heartbeatInterval: .milliseconds(300))
-        settings.statusInterval = .seconds(1)
-        let notifier = TargetNotifier(target: try fixture.endpoints().target, purpose: "replicate \(source)", logger: PipelineFixture.logger)
-        return Replicator(source: try configuration.sources(named: [source])[0], endpoints: try fixture.endpoints(), settings: settings,
-                          store: try fixture.store(),
-                          workDirectory: configuration.target.workDirectory, logger: PipelineFixture.logger, stop: stop,
-                          notifier: notifier)
-    }
-
-    /// The applier of `run`, in this process, until `stop`.
-    func runApplier(_ fixture: PipelineFixture, stop: StopSignal) async throws {
-        let configuration = try fixture.configuration()
-        var pipeline = Pipeline(configuration: configuration, endpoints: try fixture.endpoints(), store: try fixture.store(),
-                                configurationDirectory: nil, logger: PipelineFixture.logger)
-        pipeline.applySettings = ChangeApplier.Settings(jobs: 2)
-        pipeline.applySettings.schedule.pollInterval = .seconds(2)
-        var selection = Pipeline.Selection(sources: configuration.sources)
-        selection.replicate = false
-        selection.collect = false
-        selection.transform = false
-        selection.sync = false
-        try await pipeline.run(pipeline.parts(selection), shutdownTimeout: .seconds(30), signals: false, stop: stop)
-    }
-
-    /// Waits until the target has applied each source up to its WAL insert position now.
-    func waitUntilApplied(_ fixture: PipelineFixture, sources: [String], seconds: Double = 60) async throws {
-        let target = try await fixture.connectTarget()
-        for source in sources {
-            let connection = try await fixture.connectSource(source)
-            let end = LSN(try await connection.query("SELECT pg_current_wal_insert_lsn()").scalar!)!
-            let deadline = ContinuousClock.now + .seconds(seconds)
-            while true {
-                // Before the pipeline has started, the control schema may not be there yet.
-                let applied = (try? await target.query("SELECT applied_lsn FROM tributary.sources WHERE source = $1", [source]))?
-                    .scalar.flatMap(LSN.init)
-                if let applied, applied >= end { break }
-                guard ContinuousClock.now < deadline else { throw TestFailure("\(source) not applied up to \(end) in \(seconds) s (at \(applied.map(\.description) ?? "-"))") }
-                try await Task.sleep(for: .milliseconds(200))
-            }
-        }
+        try await PipelineFixture.twoSources(label, batchRows: 100, configure: configure, seed: seed)
     }
 
     @Test func randomWorkloadOnBothSourcesEndsEqualInSTG() async throws {
-        try await runRandomWorkloadEndsEqual(try await twoSourceFixture("e2e"), steps: 250)
-    }
-
-    /// Replicators for both sources and the applier run while a seeded random workload (with a
-    /// column added mid-stream on qvp) runs; afterwards every table equals its STG table.
-    func runRandomWorkloadEndsEqual(_ fixture: PipelineFixture, steps: Int) async throws {
-        let stop = StopSignal()
-        let replicators = try ["qvp", "svp"].map { source in
-            let replicator = try replicator(fixture, source, stop: stop)
-            return Task { try await replicator.run() }
-        }
-        let applying = Task { try await runApplier(fixture, stop: stop) }
-
-        do {
-            for (index, source) in ["qvp", "svp"].enumerated() {
-                var workload = RandomWorkload(seed: UInt64.random(in: 1...UInt64.max))
-                let one = try await fixture.connectSource(source), two = try await fixture.connectSource(source)
-                for step in 0..<steps {
-                    try await workload.step(one, two, addColumnAt: index == 0 ? steps / 2 : nil, step: step)
-                }
-            }
-            try await waitUntilApplied(fixture, sources: ["qvp", "svp"])
-        } catch {
-            // Background work must end before the test does, whatever happened.
-            stop.request()
-            for replicator in replicators { _ = try? await replicator.value }
-            _ = try? await applying.value
-            throw error
-        }
-        stop.request()
-        for replicator in replicators { _ = try await replicator.value }
-        try await applying.value
-
-        for source in ["qvp", "svp"] {
-            let comparisons = try await fixture.verify(source)
-            #expect(comparisons.count == 2)
-            for comparison in comparisons {
-                #expect(comparison.matches, "\(source) \(comparison.table): \(comparison.sourceRows) rows vs \(comparison.stagingRows ?? -1), differs where \(comparison.differingRanges)")
-            }
-        }
-        let target = try await fixture.connectTarget()
-        // The column added mid-stream is in STG with the values the source has.
-        #expect(try await target.query("SELECT count(*) FROM stg.qvp_accounts WHERE region = 'eu' AND NOT _deleted").scalar
-                == (try await fixture.connectSource("qvp").query("SELECT count(*) FROM accounts").scalar))
-        #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches").scalar.map { Int($0)! }! > 4)
+        try await twoSourceFixture("e2e").randomWorkloadEndsEqual(steps: 250)
     }
 
     @Test func largeValueSurvivesAnUpdateInTheSameTransactionAndInTheSameBatch() async throws {

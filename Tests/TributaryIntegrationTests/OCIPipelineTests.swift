@@ -10,14 +10,13 @@ import TributaryStorage
     func pipelineOverOCIWithFailingRequestsLosesAndDuplicatesNothing(errorRate: Double) async throws {
         let emulator = try await OCIEmulator.start()
         try await emulator.setFaults(["error_rate": errorRate, "statuses": [503, 429], "seed": 11])
-        let harness = ApplierTests()
         // Enough seed rows that each snapshot part is far above the 64 KiB multipart threshold: multipart
         // uploads run under faults too.
-        let fixture = try await harness.twoSourceFixture("oci", configure: { fixture in
+        let fixture = try await PipelineFixture.twoSources("oci", batchRows: 100, configure: { fixture in
             fixture.staging = "oci://\(OCIEmulator.namespace)/\(OCIEmulator.bucket)/pipeline"
             fixture.extraTargetYAML = emulator.targetYAML(attempts: 15, multipartThreshold: "64KiB", partSize: "32KiB")
         }, seed: "INSERT INTO ledger SELECT i, 7, md5(random()::text) || md5(random()::text) FROM generate_series(1, 20000) i")
-        try await harness.runRandomWorkloadEndsEqual(fixture, steps: 150)
+        try await fixture.randomWorkloadEndsEqual(steps: 150)
 
         let store = try fixture.store()
         #expect(store is OCIStagingStore)

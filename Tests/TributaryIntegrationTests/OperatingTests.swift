@@ -7,34 +7,9 @@ import TributaryServices
 /// `tributary run`, pause, resume, drain and verify, driven as an operator would, as processes.
 @Suite(.clusterLoad) struct OperatingTests {
     func fixture(_ label: String) async throws -> PipelineFixture {
-        var fixture = try await PipelineFixture.make(label, sources: [("qvp", ApplierTests.tables), ("svp", ApplierTests.tables)])
-        fixture.snapshotYAML = "  jobs: 2\nbatch:\n  max_age: 200ms\n  heartbeat: 300ms\n"
-        for source in ["qvp", "svp"] {
-            try await fixture.connectSource(source).execute(RandomWorkload.schema)
-            _ = try await fixture.snapshot(source)
-        }
-        return fixture
+        try await PipelineFixture.twoSources(label)
     }
 
-    func startRun(_ fixture: PipelineFixture, _ extra: [String] = []) throws -> TestProcess {
-        try fixture.writeConfiguration()
-        let process = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"] + extra)
-        try process.start()
-        return process
-    }
-
-    /// Runs steps of one seeded workload per source; the workloads carry on where the last call stopped.
-    func workload(_ fixture: PipelineFixture, steps: Range<Int>, _ workloads: inout [RandomWorkload]) async throws {
-        for (index, source) in ["qvp", "svp"].enumerated() {
-            let one = try await fixture.connectSource(source), two = try await fixture.connectSource(source)
-            for step in steps { try await workloads[index].step(one, two, addColumnAt: nil, step: step) }
-        }
-    }
-
-    func newWorkloads() -> [RandomWorkload] {
-        let seed = UInt64.random(in: 1...UInt64.max / 2)
-        return [RandomWorkload(seed: seed), RandomWorkload(seed: seed + 1)]
-    }
 
     /// Nil also before `run` has created the control schema (a slow start on a loaded machine).
     func state(_ fixture: PipelineFixture, _ source: String) async throws -> SourceControlState? {
@@ -64,10 +39,10 @@ import TributaryServices
 
     @Test func pauseResumeAndDrainUnderAWorkloadLoseNothing() async throws {
         let fixture = try await fixture("operate")
-        let run = try startRun(fixture)
+        let run = try fixture.startRun()
         do {
-            var workloads = newWorkloads()
-            try await workload(fixture, steps: 0..<40, &workloads)
+            var workloads = PipelineFixture.randomWorkloads()
+            try await fixture.randomWorkload(steps: 0..<40, &workloads)
             // The run loads the snapshots too: until then a source has no control state.
             try await eventually("both slots consumed and the snapshots applied") {
                 let applied = try await state(fixture, "qvp") != nil
@@ -85,7 +60,7 @@ import TributaryServices
             #expect(before.warnings.contains { $0.hasPrefix("paused: the source retains WAL") }, "\(before.warnings)")
             let screen = try await fixture.tributary(["status", "--source", "qvp"])
             #expect(screen.standardOutput.contains("paused") && screen.standardOutput.contains("replicator stopped"), "\(screen.standardOutput)")
-            try await workload(fixture, steps: 40..<120, &workloads)
+            try await fixture.randomWorkload(steps: 40..<120, &workloads)
             let after = try await statusOf(fixture, "qvp")
             #expect(after.retainedWALBytes! > before.retainedWALBytes!, "retained WAL grows while paused")
             #expect(try await slotActive(fixture, "svp"), "svp keeps replicating")
@@ -103,7 +78,7 @@ import TributaryServices
                 }
                 return statuses
             }
-            try await workload(fixture, steps: 120..<220, &workloads)
+            try await fixture.randomWorkload(steps: 120..<220, &workloads)
             #expect(try await toggling.value == [0, 0, 0, 0, 0, 0])
 
             // Switchover: the workload has stopped; drain brings STG up to date and verifies it.
@@ -140,8 +115,8 @@ import TributaryServices
 
     @Test func sigtermMidWorkloadThenRestartLosesNothing() async throws {
         let fixture = try await fixture("sigterm")
-        var workloads = newWorkloads()
-        let first = try startRun(fixture)
+        var workloads = PipelineFixture.randomWorkloads()
+        let first = try fixture.startRun()
         let stopping = Task {
             // Mid-workload, but only once the run is up: a SIGTERM before its handlers exist
             // would test the kernel's default action (a loaded CI machine can take seconds to start it).
@@ -150,14 +125,14 @@ import TributaryServices
             first.kill(signal: SIGTERM)
             return await first.wait()
         }
-        try await workload(fixture, steps: 0..<150, &workloads)
+        try await fixture.randomWorkload(steps: 0..<150, &workloads)
         let stopped = try await stopping.value
         #expect(stopped.status == 0 && !stopped.signalled, "graceful stop: \(stopped.standardError.suffix(2000))")
         #expect(stopped.standardOutput.contains("stopped cleanly"))
 
         // A second process while one runs is refused: two replicators for one slot never run.
         let metricsPort = try TestClusters.freePort()
-        let second = try startRun(fixture, ["--metrics-port", String(metricsPort)])
+        let second = try fixture.startRun(["--metrics-port", String(metricsPort)])
         do {
             try await eventually("the restarted run consumes both slots") { try await bothActive(fixture) }
         } catch {
@@ -168,8 +143,8 @@ import TributaryServices
         #expect(duplicate.status == 1 && duplicate.standardError.contains("in use by process"), "\(duplicate.standardError)")
 
         // A few changes for the second run itself: an idle source's heartbeats store no batch.
-        try await workload(fixture, steps: 150..<160, &workloads)
-        try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp", "svp"])
+        try await fixture.randomWorkload(steps: 150..<160, &workloads)
+        try await fixture.waitUntilApplied(["qvp", "svp"])
         // Metrics: the stages' counters and the lag gauges, in Prometheus text.
         let scraped = try await TestProcess.run("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(metricsPort)/metrics"])
         for line in ["tributary_batches_applied_total{source=\"qvp\"}", "tributary_batches_written_total{source=\"svp\"}",

@@ -50,7 +50,7 @@ import TributaryPostgres
     }
 
     @Test func systemdHearsReadyThenWatchdogPingsThenStopping() async throws {
-        let fixture = try await OperatingTests().fixture("notify")
+        let fixture = try await PipelineFixture.twoSources("notify")
         let notify = try FakeNotifySocket()
         defer { notify.removeName() }
         try fixture.writeConfiguration()

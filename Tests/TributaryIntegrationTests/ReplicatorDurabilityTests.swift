@@ -125,13 +125,7 @@ import TributaryServices
         #expect(staged.manifests.isEmpty, "an idle source writes no object: \(staged.manifests.count) batches")
     }
 
-    /// Polls `condition` every 200 ms until it holds; fails after `seconds`.
     func waitFor(_ what: String, seconds: Double = 60, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        throw TestFailure("timed out after \(seconds) s waiting for \(what)")
+        try await eventually(what, seconds: seconds, condition)
     }
 }

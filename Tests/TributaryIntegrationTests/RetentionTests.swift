@@ -98,13 +98,10 @@ import TributaryPostgres
     @Test func runCollectsOnItsOwnAndAnIdleSourceWritesNothing() async throws {
         let fixture = try await fixture("gcrun", retention: "0")
         #expect(try await fixture.tributary(["snapshot"]).status == 0)
-        try fixture.writeConfiguration()
-        let run = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"])
-        try run.start()
-        do {
+        let stopped = try await fixture.withRun { _ in
             let source = try await fixture.connectSource("qvp")
             for id in 1000..<1020 { try await source.execute("INSERT INTO items VALUES (\(id), 'z')") }
-            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp"])
+            try await fixture.waitUntilApplied(["qvp"])
             try await eventually("run removed every applied batch", seconds: 30) { cdcDirectories(fixture).isEmpty }
             // Idle now: heartbeats keep the slot moving (several every second here) without objects.
             let idleFrom = try await appliedLSN(fixture)
@@ -113,13 +110,8 @@ import TributaryPostgres
             let confirmed = try await source.query("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1",
                                                    [fixture.source("qvp").slot]).scalar.flatMap(LSN.init)
             #expect(confirmed.map { $0 > idleFrom } == true, "the idle slot advances")
-        } catch {
-            run.kill()
-            _ = await run.wait()
-            throw error
         }
-        run.kill(signal: SIGTERM)
-        #expect(await run.wait().status == 0)
+        #expect(stopped.status == 0)
         #expect(try await fixture.verify("qvp").allSatisfy(\.matches))
     }
 }

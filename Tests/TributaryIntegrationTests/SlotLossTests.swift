@@ -26,12 +26,9 @@ import TributaryServices
             try await fixture.connectSource(source).execute("CREATE TABLE items (id int PRIMARY KEY, note text); INSERT INTO items VALUES (1, 'a')")
             _ = try await fixture.snapshot(source)
         }
-        try fixture.writeConfiguration()
-        let run = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"])
-        try run.start()
-        do {
+        let outcome = try await fixture.withRun { run in
             try await fixture.connectSource("qvp").execute("INSERT INTO items VALUES (2, 'b')")
-            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp", "svp"])
+            try await fixture.waitUntilApplied(["qvp", "svp"])
 
             // Paused, the slot falls behind; the source writes and checkpoints past 1 MB of WAL.
             #expect(try await fixture.tributary(["pause", "qvp"]).status == 0)
@@ -56,10 +53,10 @@ import TributaryServices
 
             // Resumed, the replicator finds the slot lost: that source stops, the process and svp go on.
             #expect(try await fixture.tributary(["resume", "qvp"]).status == 0)
-            try await Task.sleep(for: .seconds(3))
+            try await eventually("run stops the source", seconds: 30) { run.errorSoFar().contains("slot lost, replication of this source stopped") }
             #expect(waitpid(run.pid, nil, WNOHANG) == 0, "run is still running")
             try await fixture.connectSource("svp").execute("INSERT INTO items VALUES (2, 'svp goes on')")
-            try await ApplierTests().waitUntilApplied(fixture, sources: ["svp"])
+            try await fixture.waitUntilApplied(["svp"])
 
             // The recovery while run runs: a new slot and every table copied again; run's replicator
             // and applier pick both up. STG keeps serving meanwhile (no table is swapped).
@@ -68,14 +65,8 @@ import TributaryServices
             #expect(resynced.standardOutput.contains("resync qvp: replication slot made anew at") && resynced.standardOutput.contains("1 tables, 2 rows"),
                     "\(resynced.standardOutput)")
             try await source.execute("INSERT INTO items VALUES (4, 'after the recovery')")
-            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp"], seconds: 90)
-        } catch {
-            run.kill()
-            let outcome = await run.wait()
-            throw TestFailure("\(error); run said: \(outcome.standardError.suffix(3000))")
+            try await fixture.waitUntilApplied(["qvp"], seconds: 90)
         }
-        run.kill(signal: SIGTERM)
-        let outcome = await run.wait()
         #expect(outcome.status == 0, "\(outcome.standardError.suffix(2000))")
         #expect(outcome.standardError.contains("slot lost, replication of this source stopped"), "\(outcome.standardError.suffix(3000))")
         for source in ["qvp", "svp"] { #expect(try await fixture.verify(source).allSatisfy(\.matches), "\(source) equals its STG") }
@@ -93,13 +84,11 @@ import TributaryServices
         let source = try await fixture.connectSource("qvp")
         try await source.execute("CREATE TABLE items (id int PRIMARY KEY, note text); INSERT INTO items VALUES (1, 'a')")
         _ = try await fixture.snapshot("qvp")
-        try fixture.writeConfiguration()
-        var run = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"])
-        try run.start()
-        try await source.execute("INSERT INTO items VALUES (2, 'b')")
-        try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp"])
-        run.kill(signal: SIGTERM)
-        #expect(await run.wait().status == 0)
+        let first = try await fixture.withRun { _ in
+            try await source.execute("INSERT INTO items VALUES (2, 'b')")
+            try await fixture.waitUntilApplied(["qvp"])
+        }
+        #expect(first.status == 0)
         #expect(try await fixture.tributary(["check"]).status == 0, "the slot tributary left is its own")
 
         // Dropped and made anew by hand, with a change in between that no slot ever decoded.
@@ -114,19 +103,12 @@ import TributaryServices
         let status = try await fixture.tributary(["status", "--source", "qvp"])
         #expect(status.standardOutput.contains("slot lost") && status.standardOutput.contains("it was recreated"), "\(status.standardOutput)")
 
-        run = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"])
-        try run.start()
-        do {
+        let outcome = try await fixture.withRun { run in
             try await eventually("run stops the source", seconds: 30) { run.errorSoFar().contains("slot lost, replication of this source stopped") }
             #expect(try await fixture.tributary(["snapshot", "--source", "qvp", "--resync"]).status == 0)
             try await source.execute("INSERT INTO items VALUES (4, 'after the recovery')")
-            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp"], seconds: 90)
-        } catch {
-            run.kill()
-            throw TestFailure("\(error); run said: \(await run.wait().standardError.suffix(3000))")
+            try await fixture.waitUntilApplied(["qvp"], seconds: 90)
         }
-        run.kill(signal: SIGTERM)
-        let outcome = await run.wait()
         #expect(outcome.status == 0, "\(outcome.standardError.suffix(2000))")
         #expect(try await fixture.verify("qvp").allSatisfy(\.matches), "STG equals the source after the resync")
         #expect(try await fixture.tributary(["check"]).status == 0, "the resync's slot is tributary's own again")

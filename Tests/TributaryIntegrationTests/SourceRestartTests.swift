@@ -56,7 +56,7 @@ import TributaryServices
                 try await slotActive(conninfo, fixture.source("qvp").slot)
             }
             try await insert(conninfo, note: "after")
-            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp"])
+            try await fixture.waitUntilApplied(["qvp"])
         } catch {
             run.kill()
             let outcome = await run.wait()

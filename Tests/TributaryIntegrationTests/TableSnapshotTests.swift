@@ -7,8 +7,6 @@ import TributaryTestSupport
 /// Per-table snapshots (DESIGN.md §1): a table added to a running migration, a suspect STG table
 /// resynced under a workload, a killed full snapshot resumed; each ends equal to its source.
 @Suite(.clusterLoad) struct TableSnapshotTests {
-    let operating = OperatingTests()
-    let blTests = TransformIntegrationTests()
 
     /// Changes to `extra` (updates, inserts, deletes) on a connection of their own.
     func churn(_ fixture: PipelineFixture, rounds: Range<Int>) async throws {
@@ -23,11 +21,11 @@ import TributaryTestSupport
     }
 
     @Test func aTableAddedWhileRunningIsSnapshottedAndFollowed() async throws {
-        var fixture = try await operating.fixture("tables-add")
-        var workloads = operating.newWorkloads()
-        let run = try operating.startRun(fixture)
+        var fixture = try await PipelineFixture.twoSources("tables-add")
+        var workloads = PipelineFixture.randomWorkloads()
+        let run = try fixture.startRun()
         do {
-            try await operating.workload(fixture, steps: 0..<40, &workloads)
+            try await fixture.randomWorkload(steps: 0..<40, &workloads)
             let qvp = try await fixture.connectSource("qvp")
             try await qvp.execute("""
                 CREATE TABLE extra (id int PRIMARY KEY, note text, n int);
@@ -47,7 +45,7 @@ import TributaryTestSupport
             #expect(snapshot.status == 0 && snapshot.standardOutput.contains("table snapshot qvp: public.extra"),
                     "\(snapshot.standardOutput)\(snapshot.standardError)")
             try await churn(fixture, rounds: 120..<160)
-            try await operating.workload(fixture, steps: 40..<80, &workloads)
+            try await fixture.randomWorkload(steps: 40..<80, &workloads)
             let drained = try await fixture.tributary(["drain", "--timeout", "120", "--no-verify"])
             #expect(drained.status == 0, "\(drained.standardOutput)\(drained.standardError)")
         } catch {
@@ -64,11 +62,11 @@ import TributaryTestSupport
 
     @Test func aTamperedSTGTableIsResyncedUnderAWorkloadAndBLFollows() async throws {
         let fixture = try await DemoSources.fixture("tables-resync")
-        let run = try blTests.startRun(fixture)
+        let run = try fixture.startRun()
         var demo = DemoWorkload(seed: UInt64.random(in: 1...UInt64.max / 2))
         do {
-            try await blTests.workload(fixture, &demo, steps: 60)
-            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp", "svp"])
+            try await fixture.demoWorkload(&demo, steps: 60)
+            try await fixture.waitUntilApplied(["qvp", "svp"])
             // Rows changed, deleted and made up by hand in STG: the source never said so.
             let target = try await fixture.connectTarget()
             try await target.execute("""
@@ -90,7 +88,7 @@ import TributaryTestSupport
             let resync = try await fixture.tributary(["snapshot", "--source", "qvp", "--table", "claims"])
             try await during.value
             #expect(resync.status == 0, "\(resync.standardOutput)\(resync.standardError)")
-            try await blTests.workload(fixture, &demo, steps: 40)
+            try await fixture.demoWorkload(&demo, steps: 40)
             let drained = try await fixture.tributary(["drain", "--timeout", "120", "--no-verify"])
             #expect(drained.status == 0, "\(drained.standardOutput)\(drained.standardError)")
         } catch {
@@ -104,7 +102,7 @@ import TributaryTestSupport
             for comparison in try await fixture.verify(source) { #expect(comparison.matches, "\(comparison)") }
         }
         // BL took in the merged rows (its watermarks went back to the table snapshot's point).
-        for difference in try await blTests.check(fixture) { #expect(difference.matches, "\(difference)") }
+        for difference in try await fixture.blCheck() { #expect(difference.matches, "\(difference)") }
     }
 
     /// The merge of a table snapshot logs its keys at its consistent point, behind what the applier
@@ -121,7 +119,7 @@ import TributaryTestSupport
         // STG altered by hand and taken into BL by a full reload: only the merge can put it right.
         try await target.execute("UPDATE stg.qvp_claims SET amount = -1 WHERE id % 7 = 0")
         #expect(try await fixture.tributary(["transform", "--full", "--model", "claim"]).status == 0)
-        #expect(try await blTests.check(fixture).contains { !$0.matches } == false, "BL equals a reload of the altered STG")
+        #expect(try await fixture.blCheck().contains { !$0.matches } == false, "BL equals a reload of the altered STG")
         let holder = try await fixture.connectTarget()
         try await holder.execute("BEGIN; LOCK TABLE stg.qvp_claims IN ROW SHARE MODE")
         let resync = Task { try await fixture.tributary(["snapshot", "--source", "qvp", "--table", "claims", "--apply"]) }
@@ -142,7 +140,7 @@ import TributaryTestSupport
         #expect(try await target.query("SELECT count(*) FROM stg.qvp_claims WHERE amount = -1").scalar(Int.self) == 0)
         let caughtUp = try await fixture.tributary(["transform"])
         #expect(caughtUp.status == 0 && caughtUp.standardOutput.contains("claim "), "\(caughtUp.standardOutput)\(caughtUp.standardError)")
-        for difference in try await blTests.check(fixture) { #expect(difference.matches, "\(difference)") }
+        for difference in try await fixture.blCheck() { #expect(difference.matches, "\(difference)") }
         #expect(try await target.query("SELECT count(*) FROM bl.claim WHERE amount = -1").scalar(Int.self) == 0, "BL took the merged rows in")
     }
 

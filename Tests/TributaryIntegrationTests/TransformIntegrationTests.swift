@@ -7,17 +7,6 @@ import TributaryPostgres
 /// The BL layer on the demo model, against real clusters: what incremental runs make always
 /// equals a full reload, whatever the workload, failures and kills.
 @Suite(.clusterLoad) struct TransformIntegrationTests {
-    func check(_ fixture: PipelineFixture) async throws -> [TransformCheck.Difference] {
-        try await TransformCheck(runner: TransformRunner(configuration: try fixture.configuration(), endpoints: try fixture.endpoints(),
-                                                         logger: PipelineFixture.logger)).run()
-    }
-
-    func startRun(_ fixture: PipelineFixture) throws -> TestProcess {
-        try fixture.writeConfiguration()
-        let process = TestProcess(Paths.tributary, ["run", "--config", fixture.configurationDirectory, "--shutdown-timeout", "20"])
-        try process.start()
-        return process
-    }
 
     func modelStatuses(_ fixture: PipelineFixture) async throws -> [ModelStatus] {
         let configuration = try fixture.configuration()
@@ -29,19 +18,14 @@ import TributaryPostgres
         try await TributaryIntegrationTests.eventually(what, seconds: seconds, condition)
     }
 
-    func workload(_ fixture: PipelineFixture, _ workload: inout DemoWorkload, steps: Int) async throws {
-        let qvp = try await fixture.connectSource("qvp"), svp = try await fixture.connectSource("svp")
-        try await workload.prepare(qvp: qvp, svp: svp)
-        for _ in 0..<steps { try await workload.step(qvp: qvp, svp: svp) }
-    }
 
     @Test(arguments: 1...3)
     func aRandomWorkloadThroughRunAndDrainEqualsAFullReload(round: Int) async throws {
         let fixture = try await DemoSources.fixture("bl-e2e-\(round)")
-        let run = try startRun(fixture)
+        let run = try fixture.startRun()
         var demo = DemoWorkload(seed: UInt64.random(in: 1...UInt64.max / 2))
         do {
-            try await workload(fixture, &demo, steps: 300)
+            try await fixture.demoWorkload(&demo, steps: 300)
             let drained = try await fixture.tributary(["drain", "--timeout", "120"])
             #expect(drained.status == 0, "seed \(demo.seed): \(drained.standardOutput)\(drained.standardError)")
             // The drain waits for BL and reports it.
@@ -54,7 +38,7 @@ import TributaryPostgres
         run.kill(signal: SIGTERM)
         let stopped = await run.wait()
         #expect(stopped.status == 0, "\(stopped.standardError.suffix(3000))")
-        let differences = try await check(fixture)
+        let differences = try await fixture.blCheck()
         for difference in differences { #expect(difference.matches, "seed \(demo.seed): \(difference)") }
         #expect(differences.map(\.reloadRows).reduce(0, +) > 0)
         for status in try await modelStatuses(fixture) { #expect(status.state == .current, "\(status)") }
@@ -165,11 +149,11 @@ import TributaryPostgres
         try "SELECT id, no_such_column FROM stg.qvp_claims WHERE NOT _deleted".write(toFile: bl + "/broken.sql", atomically: true, encoding: .utf8)
         try "key: [id]\ninputs:\n  - table: bl.broken\n    keys: [id]\n".write(toFile: bl + "/reads_broken.yaml", atomically: true, encoding: .utf8)
         try "SELECT id FROM bl.broken".write(toFile: bl + "/reads_broken.sql", atomically: true, encoding: .utf8)
-        let run = try startRun(fixture)
+        let run = try fixture.startRun()
         do {
             var demo = DemoWorkload(seed: UInt64.random(in: 1...UInt64.max / 2))
-            try await workload(fixture, &demo, steps: 60)
-            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp", "svp"])
+            try await fixture.demoWorkload(&demo, steps: 60)
+            try await fixture.waitUntilApplied(["qvp", "svp"])
             // STG is current; the broken model says why it stopped; the others are current.
             try await eventually("the other models catch up while one is broken") {
                 let statuses = try await modelStatuses(fixture)
@@ -181,8 +165,8 @@ import TributaryPostgres
             #expect(try await modelStatuses(fixture).first { $0.model == "reads_broken" }?.state == .notBuilt)
             // Fixed: the next retry catches up, and its reader follows.
             try "SELECT id, amount FROM stg.qvp_claims WHERE NOT _deleted".write(toFile: bl + "/broken.sql", atomically: true, encoding: .utf8)
-            try await workload(fixture, &demo, steps: 20)
-            try await ApplierTests().waitUntilApplied(fixture, sources: ["qvp", "svp"])
+            try await fixture.demoWorkload(&demo, steps: 20)
+            try await fixture.waitUntilApplied(["qvp", "svp"])
             try await eventually("the fixed model and its reader catch up") {
                 try await modelStatuses(fixture).allSatisfy { $0.state == .current }
             }
@@ -193,7 +177,7 @@ import TributaryPostgres
         }
         run.kill(signal: SIGTERM)
         _ = await run.wait()
-        for difference in try await check(fixture) { #expect(difference.matches, "\(difference)") }
+        for difference in try await fixture.blCheck() { #expect(difference.matches, "\(difference)") }
     }
 
     /// Runs find their changes in a log the applier writes, not by an index on `_lsn`: updates of
@@ -242,7 +226,7 @@ import TributaryPostgres
         #expect(seeded.status == 0, "\(seeded.standardOutput)\(seeded.standardError)")
         #expect(try await target.query("SELECT status FROM bl.contract WHERE source_system = 'qvp' AND source_id = '9'").scalar == status)
         #expect(try await target.query("SELECT to_regclass('stg.qvp_policies_lsn') IS NULL AND to_regclass('\(log)') IS NOT NULL").scalar == "t")
-        for difference in try await check(fixture) { #expect(difference.matches, "\(difference)") }
+        for difference in try await fixture.blCheck() { #expect(difference.matches, "\(difference)") }
     }
 
     @Test func killingRunDuringTransformsLosesAndDuplicatesNothing() async throws {
@@ -251,19 +235,19 @@ import TributaryPostgres
         var demo = DemoWorkload(seed: UInt64.random(in: 1...UInt64.max / 2))
         var kills = 0
         for _ in 0..<3 {
-            let run = try startRun(fixture)
-            try await workload(fixture, &demo, steps: 80)
+            let run = try fixture.startRun()
+            try await fixture.demoWorkload(&demo, steps: 80)
             try await Task.sleep(for: .milliseconds(Int.random(in: 200...1200)))
             run.kill()
             if await run.wait().signalled { kills += 1 }
         }
         #expect(kills == 3)
-        let run = try startRun(fixture)
+        let run = try fixture.startRun()
         let drained = try await fixture.tributary(["drain", "--timeout", "120"])
         run.kill(signal: SIGTERM)
         _ = await run.wait()
         #expect(drained.status == 0, "seed \(demo.seed): \(drained.standardOutput)\(drained.standardError)")
-        for difference in try await check(fixture) { #expect(difference.matches, "seed \(demo.seed): \(difference)") }
+        for difference in try await fixture.blCheck() { #expect(difference.matches, "seed \(demo.seed): \(difference)") }
     }
 }
 

@@ -55,22 +55,25 @@ public struct SupervisedPart<Wrapped: Part>: Service {
         var policy = self.policy
         let name = part.name
         let context = PartContext(name: name, liveness: liveness, stop: stop, logger: logger)
-        while !stop.isRequested {
+        while !stop.isRequested && !Task.isCancelled {
             liveness.beat(name)
             let started = ContinuousClock.now
+            // A ring while the step works wakes the wait after it.
+            let rings = doorbell.rings
             do {
                 switch try await part.step(context) {
                 case .again:
                     policy.succeeded()
                 case .idle(let until):
                     policy.succeeded()
-                    await idle(until: until)
+                    await idle(until: until, since: rings)
                 case .finished:
                     await part.finish()
                     return
                 }
             } catch {
-                if stop.isRequested && error is CancellationError { break }
+                // Stopping: a step cut short by the stop (or the group's cancellation) is no failure.
+                if Task.isCancelled || (stop.isRequested && error is CancellationError) { break }
                 let now = ContinuousClock.now
                 switch policy.failed(part.judge(error, now: now), started: started, now: now) {
                 case .retry(let delay):
@@ -79,7 +82,7 @@ public struct SupervisedPart<Wrapped: Part>: Service {
                                    metadata: [LogKey.delaySeconds: .stringConvertible(delay.seconds)])
                     liveness.ready(name, false, "interrupted: \(error)")
                     await part.reset()
-                    await idle(until: .now + delay)
+                    await idle(until: .now + delay, since: doorbell.rings)
                 case .stop:
                     if let source = part.source { PipelineMetrics.error(source: source, part: part.kind) }
                     liveness.ready(name, false, "stopped: \(error)")
@@ -92,11 +95,12 @@ public struct SupervisedPart<Wrapped: Part>: Service {
         await part.finish()
     }
 
-    /// Until `deadline`, a ring or a stop, beating all along so the wait is never taken for a hang.
-    private func idle(until deadline: ContinuousClock.Instant) async {
-        while !stop.isRequested && ContinuousClock.now < deadline {
+    /// Until `deadline`, a stop, or a ring after the count `rings`, beating all along so the wait is
+    /// never taken for a hang.
+    private func idle(until deadline: ContinuousClock.Instant, since rings: UInt64) async {
+        while !stop.isRequested && !Task.isCancelled && ContinuousClock.now < deadline {
             liveness.beat(part.name)
-            if await doorbell.wait(until: min(deadline, .now + .seconds(1))) { return }
+            if await doorbell.wait(until: min(deadline, .now + .seconds(1)), since: rings) { return }
         }
     }
 
@@ -111,9 +115,9 @@ public struct SupervisedPart<Wrapped: Part>: Service {
             }
             if group.park(part.name, error) { throw group.failure }
             // Parked: idle, ready to stop with the others.
-            while !stop.isRequested {
+            while !stop.isRequested && !Task.isCancelled {
                 liveness.beat(part.name)
-                _ = await doorbell.wait(until: .now + .seconds(1))
+                await doorbell.wait(until: .now + .seconds(1))
             }
         }
     }

@@ -26,8 +26,9 @@ public final class StatusBoard: Sendable {
     public func current(wait: Duration = .seconds(3)) async -> StatusReport? {
         let (report, readAt) = state.withLock { $0 }
         if let readAt, ContinuousClock.now - readAt <= freshness { return report }
+        let seen = published.rings
         refresherDoorbell.ring()
-        await published.wait(until: .now + wait)
+        await published.wait(until: .now + wait, since: seen)
         return state.withLock { $0.report }
     }
 

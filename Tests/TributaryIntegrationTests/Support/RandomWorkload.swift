@@ -5,6 +5,9 @@ import TributaryTestSupport
 /// A seeded random workload over `accounts` and `ledger`: every kind of change the pipeline must
 /// carry. The seed is printed so a failure can be replayed.
 struct RandomWorkload {
+    /// The tables the workload writes.
+    static let tables = ["public.accounts", "public.ledger"]
+
     static let schema = """
         CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric(12,2), doc text, tags text[]);
         ALTER TABLE accounts ALTER COLUMN doc SET STORAGE EXTERNAL;

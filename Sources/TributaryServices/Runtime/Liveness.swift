@@ -34,17 +34,4 @@ public final class Liveness: Sendable {
 extension Optional where Wrapped == Liveness {
     func beat(_ part: String) { self?.beat(part) }
     func ready(_ part: String, _ ready: Bool, _ reason: String) { self?.ready(part, ready, reason) }
-    func working<T>(_ part: String, _ work: () async throws -> T) async rethrows -> T {
-        if let liveness = self { return try await liveness.working(part, work) }
-        return try await work()
-    }
-
-    /// A periodic part's wait for its next round: until `interval` after `started`, or a stop,
-    /// beating all along so the wait is never taken for a hang.
-    func idle(_ part: String, from started: ContinuousClock.Instant, for interval: Duration, stop: StopSignal) async throws {
-        while !stop.isRequested && ContinuousClock.now - started < interval {
-            beat(part)
-            try await Task.sleep(for: .milliseconds(500))
-        }
-    }
 }
