@@ -19,16 +19,12 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[[ "$minutes" =~ ^[0-9]+$ ]] && [ "$minutes" -gt 0 ] || { echo "chaos.sh: --minutes must be a whole number above 0" >&2; exit 2; }
+if ! [[ "$minutes" =~ ^[0-9]+$ ]] || [ "$minutes" -eq 0 ]; then echo "chaos.sh: --minutes must be a whole number above 0" >&2; exit 2; fi
 deploy/install-deps.sh
+# Whatever ends this script, no cluster the round started is left running.
+trap deploy/tools/stop-test-clusters.sh EXIT
 swift build --build-tests
 export TRIBUTARY_CHAOS_SECONDS=$((minutes * 60))
 [ -n "$seed" ] && export TRIBUTARY_CHAOS_SEED=$seed
-status=0
-swift test --skip-build --filter ChaosTests 2>&1 | grep -v '^\[' || status=$?
-for pidfile in /tmp/tributary-tests-*/*/data/postmaster.pid; do
-  [ -e "$pidfile" ] || continue
-  kill -0 "$(head -1 "$pidfile")" 2>/dev/null || continue
-  deploy/pg-cluster.sh stop "$(dirname "$(dirname "$pidfile")")" || true
-done
-exit $status
+swift test --skip-build --filter ChaosTests 2>&1 | grep -v '^\['
+

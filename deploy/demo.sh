@@ -19,7 +19,7 @@ export PGPASSWORD=${PGPASSWORD:-tributary}
 export QVP_PASSWORD=$PGPASSWORD SVP_PASSWORD=$PGPASSWORD UNIPACC_PASSWORD=$PGPASSWORD
 scale=${DEMO_SCALE:-1}
 
-stop_all() { for c in qvp svp unipacc; do deploy/pg-cluster.sh stop "$demo/$c" 2>/dev/null || true; done; }
+stop_all() { for c in qvp svp unipacc; do deploy/tools/pg-cluster.sh stop "$demo/$c" 2>/dev/null || true; done; }
 if [ "${1:-}" = "stop" ]; then stop_all; echo "demo clusters stopped"; exit 0; fi
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -28,15 +28,23 @@ step "installing what is missing"
 deploy/install-deps.sh
 
 step "building tributary"
-swift build --product tributary 2>&1 | grep -E "error|warning: |Compiling|Build complete" | grep -v "^\[" || true
+# Its output is kept aside and shown when the build fails: the demo never runs a stale binary.
+build_log=$(mktemp)
+if ! swift build --product tributary >"$build_log" 2>&1; then
+  grep -E "error|warning: " "$build_log" >&2 || tail -20 "$build_log" >&2
+  rm -f "$build_log"
+  echo "demo: the build failed" >&2
+  exit 1
+fi
+rm -f "$build_log"
 tributary=$(swift build --show-bin-path)/tributary
 
 step "starting clusters qvp:$QVP_PORT svp:$SVP_PORT unipacc:$UNIPACC_PORT in $demo"
 stop_all
 rm -rf "$demo" .tributary/staging .tributary/work .tributary/buckets
-deploy/pg-cluster.sh init "$demo/qvp" "$QVP_PORT" --logical
-deploy/pg-cluster.sh init "$demo/svp" "$SVP_PORT" --logical
-deploy/pg-cluster.sh init "$demo/unipacc" "$UNIPACC_PORT"
+deploy/tools/pg-cluster.sh init "$demo/qvp" "$QVP_PORT" --logical
+deploy/tools/pg-cluster.sh init "$demo/svp" "$SVP_PORT" --logical
+deploy/tools/pg-cluster.sh init "$demo/unipacc" "$UNIPACC_PORT"
 
 step "loading demo data (scale $scale)"
 psql_on() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres "$@"; }

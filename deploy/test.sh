@@ -1,19 +1,16 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit tests (pure logic) and integration tests against real
-# PostgreSQL 15 clusters that the tests start and stop themselves.
+# Runs the whole test suite: shellcheck over deploy/'s scripts, unit tests (pure logic) and
+# integration tests against real PostgreSQL 15 clusters that the tests start and stop themselves,
+# then the checks of what deploy/ ships (systemd, Kubernetes, Airflow, the static release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-deploy/install-deps.sh
+deploy/install-deps.sh --test
+# Whatever ends this script, no cluster a test started is left running.
+trap deploy/tools/stop-test-clusters.sh EXIT
+echo "== shellcheck deploy/" >&2
+shellcheck --external-sources deploy/*.sh deploy/*/*.sh
 swift build --build-tests
 status=0
 swift test --skip-build || status=$?
-# What deploy/ ships for production: the systemd unit, the Kubernetes manifests, the Airflow DAGs,
-# the static release build.
 bash deploy/check-deploy.sh || status=1
-# A crashed test process cannot stop its clusters: stop any it left behind.
-for pidfile in /tmp/tributary-tests-*/*/data/postmaster.pid; do
-  [ -e "$pidfile" ] || continue
-  kill -0 "$(head -1 "$pidfile")" 2>/dev/null || continue  # a stale file of a cluster long gone
-  deploy/pg-cluster.sh stop "$(dirname "$(dirname "$pidfile")")" || true
-done
 exit $status

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import TributaryCore
 
-/// The decoder against bytes a real PostgreSQL 15 sent (deploy/capture-pgoutput-fixtures.sh).
+/// The decoder against bytes a real PostgreSQL 15 sent (deploy/tools/capture-pgoutput-fixtures.sh).
 @Suite struct PgOutputDecoderTests {
     static func fixture() throws -> [(lsn: LSN, bytes: [UInt8])] {
         let url = try #require(Bundle.module.url(forResource: "Fixtures/pgoutput-v2", withExtension: "txt"))

@@ -14,8 +14,12 @@ struct ApplierLockPart: Part {
     let lease: ApplierLease
     /// The longest a LISTEN wait lasts before the loop comes round.
     let listenTimeout: Duration
+    /// How soon a lock another process holds is tried again (on the same session).
+    let busyRetry: Duration = .seconds(1)
     private var rules: ApplierLockRules
+    /// The part's target session; `locked` once it holds the lock and listens.
     private var control: ControlStore?
+    private var locked = false
 
     /// - Parameter cooperative: a drain's applier: another applier holding the lock is doing the work.
     init(endpoints: Endpoints, lease: ApplierLease, cooperative: Bool, listenTimeout: Duration = .seconds(1)) {
@@ -30,8 +34,17 @@ struct ApplierLockPart: Part {
     }
 
     mutating func step(_ context: PartContext) async throws -> PartStep {
-        guard let control else {
-            control = try await claim()
+        if control == nil { control = try await endpoints.target.openControl(migrate: true, for: "apply") }
+        let control = control!
+        guard locked else {
+            guard try await control.claimApplierLock() else {
+                // Another applier: run refuses to start beside one; a drain waits for it, on this session.
+                if rules.judgeBusy(now: .now) == .permanent { throw Self.busy }
+                context.notReady("waiting: another tributary apply, run or drain holds the applier lock")
+                return .idle(until: .now + busyRetry)
+            }
+            try await control.listenForBatchesAndControl()
+            locked = true
             rules.claimed()
             lease.claimed()
             context.ready("holding the applier lock")
@@ -44,29 +57,17 @@ struct ApplierLockPart: Part {
         return .again
     }
 
-    /// The applier's own target session: migrated, holding the lock, listening.
-    private func claim() async throws -> ControlStore {
-        let control = try await endpoints.target.openControl(migrate: true, for: "apply")
-        do {
-            guard try await control.claimApplierLock() else { throw Self.busy }
-            try await control.listenForBatchesAndControl()
-            return control
-        } catch {
-            await control.close()
-            throw error
-        }
-    }
-
     mutating func judge(_ error: any Error, now: ContinuousClock.Instant) -> SupervisionPolicy.Failure {
         if TributaryError.Code.applierBusy ~= error { return rules.judgeBusy(now: now) }
         guard TemporaryFailure.matches(error) else { return .permanent }
         // The locked session broke: the server releases the lock once it notices.
-        if control != nil { rules.lost(now: now) }
+        if locked { rules.lost(now: now) }
         return .temporary
     }
 
     mutating func reset() async {
         lease.lost()
+        locked = false
         await control?.close()
         control = nil
     }
@@ -75,7 +76,8 @@ struct ApplierLockPart: Part {
         lease.lost()
         // Released before the session closes: a closed session's backend drops its locks only as
         // it exits, and an applier started right after must not find the lock still held.
-        try? await control?.releaseApplierLock()
+        if locked { try? await control?.releaseApplierLock() }
+        locked = false
         await control?.close()
         control = nil
     }

@@ -70,8 +70,14 @@ struct ReplicationPart: Part {
             logger.notice("the slot is usable again (a new snapshot): replication resumes")
             lost = nil
         }
-        // Another process consuming the slot is seen on the held session, without a connection.
-        if let pid = await sessions.slotConsumer() { throw Replicator.slotInUse(configuration, pid: pid) }
+        // Another process consuming the slot is seen on the held session: a drain waits for it
+        // there (and a restart for a walsender still exiting), without a connection a try.
+        if let pid = await sessions.slotConsumer() {
+            let inUse = Replicator.slotInUse(configuration, pid: pid)
+            guard rules.judge(.slotInUse, now: .now) == .busy else { throw inUse }
+            context.notReady("waiting: \(inUse)")
+            return .idle(until: .now + .seconds(1))
+        }
         var runSettings = settings
         runSettings.liveness = context.liveness
         if current.state == .draining { runSettings.endLSN = current.drainLSN }

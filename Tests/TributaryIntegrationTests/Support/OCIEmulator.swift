@@ -3,7 +3,7 @@ import Logging
 import TributaryCore
 import TributaryStorage
 
-/// deploy/oci-emulator.py on a free loopback port, trusting the test API key of
+/// deploy/tools/oci-emulator.py on a free loopback port, trusting the test API key of
 /// Tests/TributaryCoreTests/Fixtures/oci; stopped when the test ends.
 final class OCIEmulator: @unchecked Sendable {
     static let namespace = "tributary"

@@ -1,6 +1,6 @@
 import Foundation
 
-/// deploy/tcp-proxy.py in front of one server: tributary connects through it, and `cut()` drops
+/// deploy/tools/tcp-proxy.py in front of one server: tributary connects through it, and `cut()` drops
 /// every connection passing through at once, as a failing network would. Stopped when released.
 final class TCPProxy: @unchecked Sendable {
     let port: Int

@@ -3,7 +3,7 @@ import Synchronization
 import TributaryPostgres
 
 /// Two throwaway PostgreSQL 15 clusters for the whole test process: a source (wal_level=logical)
-/// and a target, on free loopback ports, started through deploy/pg-cluster.sh (which runs the
+/// and a target, on free loopback ports, started through deploy/tools/pg-cluster.sh (which runs the
 /// server as the `postgres` OS user when tests run as root) and stopped when the process exits.
 /// Tests share the clusters and isolate themselves with a database each.
 final class TestClusters: Sendable {
@@ -48,7 +48,7 @@ final class TestClusters: Sendable {
 
     @discardableResult
     static func clusterScript(_ arguments: [String]) throws -> TestProcess.Outcome {
-        let process = TestProcess("/bin/bash", [Paths.repository + "/deploy/pg-cluster.sh"] + arguments,
+        let process = TestProcess("/bin/bash", [Paths.repository + "/deploy/tools/pg-cluster.sh"] + arguments,
                                   environment: ["PGPASSWORD": password])
         try process.start()
         let outcome = process.waitBlocking()
@@ -148,7 +148,7 @@ final class PrivateCluster: Sendable {
     /// `pg_ctl stop -m <mode>` as a DBA runs it; true when the server was down within `seconds`.
     func shutdown(mode: String = "fast", seconds: Int) async -> (stopped: Bool, elapsed: Double) {
         let started = ContinuousClock.now
-        let process = TestProcess("/bin/bash", [Paths.repository + "/deploy/pg-cluster.sh", "shutdown", directory, mode, String(seconds)])
+        let process = TestProcess("/bin/bash", [Paths.repository + "/deploy/tools/pg-cluster.sh", "shutdown", directory, mode, String(seconds)])
         guard (try? process.start()) != nil else { return (false, 0) }
         let outcome = await process.wait()
         let elapsed = ContinuousClock.now - started
@@ -156,7 +156,7 @@ final class PrivateCluster: Sendable {
     }
 
     func startAgain() async throws {
-        let process = TestProcess("/bin/bash", [Paths.repository + "/deploy/pg-cluster.sh", "start", directory])
+        let process = TestProcess("/bin/bash", [Paths.repository + "/deploy/tools/pg-cluster.sh", "start", directory])
         try process.start()
         let outcome = await process.wait()
         guard outcome.status == 0 else { throw TestFailure("restarting \(directory): \(outcome.standardError)") }

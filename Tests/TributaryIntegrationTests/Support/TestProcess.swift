@@ -101,10 +101,10 @@ final class TestProcess: @unchecked Sendable {
         return await process.wait()
     }
 
-    /// A helper script of deploy/ (the OCI emulator, the TCP proxy) run by the system's python3.
+    /// A helper script of deploy/tools (the OCI emulator, the TCP proxy) run by the system's python3.
     static func python(_ script: String, _ arguments: [String]) -> TestProcess {
         let python = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "/usr/local/bin/python3"
-        return TestProcess(python, [Paths.repository + "/deploy/" + script] + arguments)
+        return TestProcess(python, [Paths.repository + "/deploy/tools/" + script] + arguments)
     }
 
     /// The first line of standard output `parse` accepts, once the process has printed it; the

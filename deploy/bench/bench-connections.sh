@@ -8,13 +8,13 @@
 # Prints a table: connections per window, per server, per build; exit 1 when this build opened
 # any connection per scrape or per drain tick (more than BENCH_SECONDS / 10 in a window).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 seconds=${BENCH_SECONDS:-60}; baseline_revision=${BENCH_BASELINE:-}
 work=${TMPDIR:-/tmp}/tributary-bench-connections-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 source_port=55531; target_port=55532; metrics_port=55533
-# shellcheck source=deploy/bench-lib.sh
-. deploy/bench-lib.sh
+# shellcheck source=deploy/bench/bench-lib.sh
+. deploy/bench/bench-lib.sh
 
 deploy/install-deps.sh
 tributary=${TRIBUTARY_BIN:-$(build_tributary)}
@@ -33,9 +33,9 @@ declare -A result
 measure() { # label binary
   local label=$1 binary=$2 run_pid drain_pid lock_pid source_log target_log s0 t0
   fresh_source_and_target "$work" "$source_port" "$target_port" --set log_connections=on
-  deploy/pg-cluster.sh stop "$work/source"
+  deploy/tools/pg-cluster.sh stop "$work/source"
   echo "log_connections = on" >>"$work/source/data/postgresql.conf"
-  deploy/pg-cluster.sh start "$work/source"
+  deploy/tools/pg-cluster.sh start "$work/source"
   source_log=$work/source/postgres.log; target_log=$work/target/postgres.log
   on_target -d postgres -c "CREATE DATABASE unipacc"
   on_source -c "CREATE TABLE events (id bigserial PRIMARY KEY, note text)" -c "INSERT INTO events (note) SELECT 'row ' || g FROM generate_series(1, 1000) g"
@@ -80,7 +80,7 @@ EOF
   wait "$lock_pid" || true
   wait "$drain_pid" || { echo "bench-connections: the $label drain failed:" >&2; tail -5 "$work/drain-$label.log" >&2; exit 1; }
   kill -TERM "$run_pid"; wait "$run_pid" || true
-  deploy/pg-cluster.sh stop "$work/source"; deploy/pg-cluster.sh stop "$work/target"
+  deploy/tools/pg-cluster.sh stop "$work/source"; deploy/tools/pg-cluster.sh stop "$work/target"
 }
 
 [ -n "$baseline" ] && measure baseline "$baseline"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts (sourced, not run).
 
 # Builds this checkout's tributary in release mode; prints the binary's path.
@@ -35,9 +36,9 @@ cores_busy_since() { local busy all; read -r busy all < <(cpu_ticks); echo "scal
 # Further arguments (--set NAME=VALUE) go to the target's init.
 fresh_source_and_target() {
   local work=$1 source_port=$2 target_port=$3; shift 3
-  deploy/pg-cluster.sh stop "$work/source" 2>/dev/null || true; deploy/pg-cluster.sh stop "$work/target" 2>/dev/null || true
+  deploy/tools/pg-cluster.sh stop "$work/source" 2>/dev/null || true; deploy/tools/pg-cluster.sh stop "$work/target" 2>/dev/null || true
   rm -rf "$work"; mkdir -p "$work/slots"
-  deploy/pg-cluster.sh init "$work/source" "$source_port" --logical
-  deploy/pg-cluster.sh init "$work/target" "$target_port" "$@"
+  deploy/tools/pg-cluster.sh init "$work/source" "$source_port" --logical
+  deploy/tools/pg-cluster.sh init "$work/target" "$target_port" "$@"
   psql -X -q -h 127.0.0.1 -p "$source_port" -U postgres -d postgres -c "CREATE DATABASE bench"
 }

@@ -4,7 +4,7 @@
 # the same emulator with a request signed beforehand, in the same run. Both include their process start.
 # Environment: BENCH_SMALL_COUNT (1 MiB objects per tool, default 50), BENCH_LARGE_MIB (default 1024).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 count=${BENCH_SMALL_COUNT:-50}; large_mib=${BENCH_LARGE_MIB:-1024}
 work=${TMPDIR:-/tmp}/tributary-bench-oci-$(id -u)
 keys=$PWD/Tests/TributaryCoreTests/Fixtures/oci
@@ -18,7 +18,7 @@ emulator_pid=""
 cleanup() { [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 rm -rf "$work"; mkdir -p "$work/slots" "$work/data" "$work/files"
-/usr/bin/python3 deploy/oci-emulator.py --oci-config "$keys/config" --namespace tributary --bucket bench \
+/usr/bin/python3 deploy/tools/oci-emulator.py --oci-config "$keys/config" --namespace tributary --bucket bench \
   --data "$work/data" > "$work/emulator.out" 2>&1 &
 emulator_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/emulator.out" && break; sleep 0.1; done
@@ -40,7 +40,7 @@ sed 's/^oci:$/oci:\n  multipart_threshold: 4GiB/' "$work/slots/tributary.yaml" >
 
 # curl's side: the same signature scheme, made with python3-cryptography from the same key.
 sign() { # method path -> curl -H arguments, one per line
-  /usr/bin/python3 deploy/oci-sign.py "$1" "$2" "$endpoint" "$keys/config"
+  /usr/bin/python3 deploy/tools/oci-sign.py "$1" "$2" "$endpoint" "$keys/config"
 }
 # Signed ahead of the clock (a signature stays valid for 5 minutes), so curl's time is the transfer's.
 declare -A signed
@@ -100,14 +100,14 @@ small_get_tributary() {
 for i in $(seq "$count"); do presign PUT "run/small-c-$i"; presign GET "run/small-c-$i"; done
 presign PUT run/large-c; presign GET run/large-c
 echo "1 MiB objects, $count each, twice" >&2
-for round in 1 2; do
+for _ in 1 2; do
   run small_put_curl small_put_curl
   run small_put_tributary small_put_tributary
   run small_get_tributary small_get_tributary
   run small_get_curl small_get_curl
 done
 echo "$large_mib MiB object, twice" >&2
-for round in 1 2; do
+for _ in 1 2; do
   run large_put_curl curl_call PUT run/large-c "$work/files/large"
   run large_single_tributary "$tributary" objects put --config "$work/single" "$work/files/large" large-s
   run large_put_tributary "$tributary" objects put --config "$work/slots" "$work/files/large" large-t

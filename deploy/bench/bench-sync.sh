@@ -16,8 +16,8 @@
 #                listed, nothing to copy): flat in the number of objects is the goal
 # Wall time and peak RSS from /usr/bin/time, requests from the emulator's counter.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source deploy/bench-lib.sh
+cd "$(dirname "$0")/../.."
+source deploy/bench/bench-lib.sh
 objects=${BENCH_OBJECTS:-20000}; big=${BENCH_BIG:-3}; big_mib=${BENCH_BIG_MIB:-100}; listed=${BENCH_LISTED:-200000}
 work=${TMPDIR:-/tmp}/tributary-bench-sync-$(id -u)
 venv=${TMPDIR:-/tmp}/tributary-bench-venv
@@ -35,19 +35,20 @@ fi
 emulator_pid=""
 cleanup() {
   [ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null
-  deploy/pg-cluster.sh stop "$work/unipacc" 2>/dev/null || true
+  deploy/tools/pg-cluster.sh stop "$work/unipacc" 2>/dev/null || true
 }
 trap cleanup EXIT
 cleanup; rm -rf "$work"; mkdir -p "$work/data"
-deploy/pg-cluster.sh init "$work/unipacc" $port
+deploy/tools/pg-cluster.sh init "$work/unipacc" $port
 psql -X -q -h 127.0.0.1 -p $port -U postgres -d postgres -c "CREATE DATABASE unipacc"
 
 # A second profile with the same key: to tributary another set of credentials, so it streams.
 sed "s|key_file=key.pem|key_file=$keys/key.pem|" "$keys/config" >"$work/oci-config"; printf '\n[COPIER]\n' >>"$work/oci-config"
 chmod 600 "$work/oci-config"
 buckets=(src dst-t dst-s big-src big-t big-c l-small-src l-small-dst l-large-src l-large-dst)
-/usr/bin/python3 deploy/oci-emulator.py --oci-config "$work/oci-config" --namespace bench --data "$work/data" \
-  $(printf -- '--bucket %s ' "${buckets[@]}") >"$work/emulator.out" 2>&1 &
+bucket_options=(); for bucket in "${buckets[@]}"; do bucket_options+=(--bucket "$bucket"); done
+/usr/bin/python3 deploy/tools/oci-emulator.py --oci-config "$work/oci-config" --namespace bench --data "$work/data" \
+  "${bucket_options[@]}" >"$work/emulator.out" 2>&1 &
 emulator_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/emulator.out" && break; sleep 0.1; done
 endpoint=$(sed -n 's/^listening on //p' "$work/emulator.out")
@@ -93,13 +94,13 @@ measure() { # label command...: wall seconds, peak RSS (MiB) and emulator reques
     local status=$?; [ $status = 99 ] || { echo "$label failed ($status):" >&2; tail -n 5 "$work/$label.out" "$work/$label.err" >&2; exit 1; }
   }
   # The last line: before it, time says when the command exited non-zero (99: nothing to do).
-  read -r wall[$label] rss[$label] < <(tail -n 1 "$work/time.out")
+  read -r "wall[$label]" "rss[$label]" < <(tail -n 1 "$work/time.out")
   rss[$label]=$(( rss[$label] / 1024 ))
   reqs[$label]=$(( $(requests) - before - 1 ))
 }
 # Commands, not functions: /usr/bin/time runs programs.
 T=("$tributary" sync-objects --log-level warning --config)
-S=("$venv/bin/python" deploy/bench-sync-sdk.py --config "$work/oci-config" --endpoint "$endpoint" --namespace bench --connections 8)
+S=("$venv/bin/python" deploy/bench/bench-sync-sdk.py --config "$work/oci-config" --endpoint "$endpoint" --namespace bench --connections 8)
 
 echo "populating: $objects small objects and $big of $big_mib MiB" >&2
 control populate "{\"bucket\": \"src\", \"prefix\": \"docs/\", \"count\": $objects, \"size\": 2048, \"seed\": 1}"
@@ -130,7 +131,7 @@ cat >"$work/curl-copy.sh" <<'SH'
 set -euo pipefail
 endpoint=$1 config=$2 work=$3 count=$4
 sign() { # method path -> curl -H arguments, one per line
-  /usr/bin/python3 deploy/oci-sign.py "$1" "$2" "$endpoint" "$config"
+  /usr/bin/python3 deploy/tools/oci-sign.py "$1" "$2" "$endpoint" "$config"
 }
 copy() { # object number
   local get=() put=()

@@ -29,8 +29,8 @@
 # sized for its data, and at 128MB every incremental run would read its indexes back from the
 # kernel's cache).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source deploy/bench-lib.sh
+cd "$(dirname "$0")/../.."
+source deploy/bench/bench-lib.sh
 scale=${BENCH_SCALE:-170}; seconds=${BENCH_SECONDS:-30}; backlog=${BENCH_BACKLOG:-50}; rounds=${BENCH_ROUNDS:-3}
 autovacuum=${BENCH_AUTOVACUUM:-off}
 work=${TMPDIR:-/tmp}/tributary-bench-bl-$(id -u)
@@ -43,13 +43,13 @@ tributary=$(build_tributary)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for c in qvp svp unipacc; do deploy/pg-cluster.sh stop "$work/$c" 2>/dev/null || true; done
+  for c in qvp svp unipacc; do deploy/tools/pg-cluster.sh stop "$work/$c" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 cleanup; rm -rf "$work"; mkdir -p "$work"
-deploy/pg-cluster.sh init "$work/qvp" $QVP_PORT --logical
-deploy/pg-cluster.sh init "$work/svp" $SVP_PORT --logical
-deploy/pg-cluster.sh init "$work/unipacc" $UNIPACC_PORT --set shared_buffers="${BENCH_SHARED_BUFFERS:-2GB}" --set max_wal_size=8GB \
+deploy/tools/pg-cluster.sh init "$work/qvp" $QVP_PORT --logical
+deploy/tools/pg-cluster.sh init "$work/svp" $SVP_PORT --logical
+deploy/tools/pg-cluster.sh init "$work/unipacc" $UNIPACC_PORT --set shared_buffers="${BENCH_SHARED_BUFFERS:-2GB}" --set max_wal_size=8GB \
   --set log_autovacuum_min_duration=0
 on() { local port=$1 db=$2; shift 2; psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d "$db" "$@"; }
 on $QVP_PORT postgres -c "CREATE DATABASE qvp"; on $SVP_PORT postgres -c "CREATE DATABASE svp"
@@ -112,7 +112,8 @@ SQL
 }
 replicate_all() {
   for source in qvp svp; do
-    local port=$([ $source = qvp ] && echo $QVP_PORT || echo $SVP_PORT)
+    local port=$SVP_PORT
+    [ "$source" = qvp ] && port=$QVP_PORT
     T bl-on replicate --source $source --end-lsn "$(on "$port" $source -Atc "SELECT pg_current_wal_insert_lsn()")" >/dev/null
   done
 }
@@ -123,7 +124,7 @@ replicate_all() {
 staged_ends() {
   local source last values=()
   for source in qvp svp; do
-    last=$(ls "$work/staging/$source/cdc" | sort | tail -1)
+    last=$(find "$work/staging/$source/cdc" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | tail -1)
     values+=("('$source', '${last:0:8}/${last:8:8}'::pg_lsn)")
   done
   local IFS=,; echo "${values[*]}"
@@ -135,7 +136,7 @@ set_autovacuum() { on $UNIPACC_PORT postgres -q -c "ALTER SYSTEM SET autovacuum 
 applied_rows() { on $UNIPACC_PORT "$1" -Atc "SELECT coalesce(sum(rows), 0) FROM tributary.applied_batches"; }
 apply_under_run() { # configuration directory, database: sets applied_seconds, startup_seconds; run is left running
   local begin first before vacuums; before=$(applied_positions "$2"); begin=$(now)
-  "$tributary" run --no-replicate --no-sync --config "$work/$1" --log-level warning >/dev/null & run=$!; pids+=($run)
+  "$tributary" run --no-replicate --no-sync --config "$work/$1" --log-level warning >/dev/null & run=$!; pids+=("$run")
   until [ "$(applied_positions "$2")" != "$before" ]; do sleep 0.02; done
   first=$(now); vacuums=$(autovacuums)
   until [ "$(applied_to "$2")" = t ]; do sleep 0.05; done
@@ -169,8 +170,9 @@ for round in $(seq "$rounds"); do
   if [ $((round % 2)) = 1 ]; then order="off on"; else order="on off"; fi
   [ "$autovacuum" = on ] || set_autovacuum off
   for side in $order; do
-    on $UNIPACC_PORT "$([ $side = off ] && echo stgonly || echo unipacc)" -c VACUUM
-    if [ $side = off ]; then
+    database=unipacc; [ "$side" = off ] && database=stgonly
+    on "$UNIPACC_PORT" "$database" -c VACUUM
+    if [ "$side" = off ]; then
       on $UNIPACC_PORT stgonly -c CHECKPOINT
       before=$(applied_rows stgonly)
       apply_under_run bl-off stgonly
@@ -209,7 +211,7 @@ cat >"$work/probe.sql" <<'SQL'
 WITH c AS (INSERT INTO customers (first_name, last_name) VALUES ('probe', 'p') RETURNING id)
 INSERT INTO probe_commits SELECT id, clock_timestamp() FROM c;
 SQL
-"$tributary" run --no-sync --config "$work/bl-on" --log-level warning >/dev/null & run=$!; pids+=($run)
+"$tributary" run --no-sync --config "$work/bl-on" --log-level warning >/dev/null & run=$!; pids+=("$run")
 sleep 5
 pgbench -n -f "$work/load.sql" -R 200 -T "$seconds" -c 2 -j 2 -h 127.0.0.1 -p $QVP_PORT -U postgres qvp >/dev/null 2>&1 &
 load=$!

@@ -39,7 +39,7 @@
 # the staged backlog with tributary as of that revision (its own copy of the snapshot, loaded by
 # it), in the same run.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 scale=${BENCH_SCALE:-10}; seconds=${BENCH_SECONDS:-30}; rounds=${BENCH_ROUNDS:-3}; target_buffers=${BENCH_SHARED_BUFFERS:-1GB}; batch_rows=${BENCH_BATCH_ROWS:-}; baseline_revision=${BENCH_BASELINE:-}
 work=${TMPDIR:-/tmp}/tributary-bench-apply-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
@@ -49,14 +49,14 @@ deploy/install-deps.sh --bench
 echo "building tributary (release)" >&2
 swift build -c release --product tributary >/dev/null
 tributary=$(swift build -c release --show-bin-path)/tributary
-source deploy/bench-lib.sh
+source deploy/bench/bench-lib.sh
 baseline=""
 [ -n "$baseline_revision" ] && baseline=$(build_baseline "$baseline_revision" "${TMPDIR:-/tmp}/tributary-bench-baseline-$(id -u)")
 
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  deploy/pg-cluster.sh stop "$work/source" || true; deploy/pg-cluster.sh stop "$work/target" || true
+  deploy/tools/pg-cluster.sh stop "$work/source" || true; deploy/tools/pg-cluster.sh stop "$work/target" || true
 }
 trap cleanup EXIT
 fresh_source_and_target "$work" $source_port $target_port --set shared_buffers="$target_buffers"
@@ -76,7 +76,8 @@ source_conninfo="host=127.0.0.1 port=$source_port dbname=bench user=postgres pas
 echo "native: a subscription with its initial copy, then paused" >&2
 on_target -d postgres -c "CREATE DATABASE native" -c "CREATE DATABASE tributary" -c "CREATE DATABASE single" -c "CREATE DATABASE serial" -c "CREATE DATABASE baseline" -c "CREATE DATABASE double"
 on_target -d postgres -c "ALTER SYSTEM SET wal_receiver_status_interval = '1s'" -c "SELECT pg_reload_conf()" -o /dev/null
-pg_dump -s -h 127.0.0.1 -p $source_port -U postgres $(for t in $tables; do echo -t "$t"; done) bench | on_target -d native -o /dev/null
+table_options=(); for t in $tables; do table_options+=(-t "$t"); done
+pg_dump -s -h 127.0.0.1 -p "$source_port" -U postgres "${table_options[@]}" bench | on_target -d native -o /dev/null
 on_target -d native -c "CREATE SUBSCRIPTION native_sub CONNECTION '$source_conninfo' PUBLICATION native_pub"
 until [ "$(on_target -d native -Atc "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")" = 0 ]; do sleep 0.5; done
 on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
@@ -140,7 +141,7 @@ native_catch_up() {
   local start ticks; ticks=$(cpu_ticks); start=$(now)
   on_target -d native -c "ALTER SUBSCRIPTION native_sub ENABLE"
   wait_for_marker native marker "$1"
-  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since $ticks)
+  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since "$ticks")
   on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
 }
 # Runs tributary replicate + apply until STG has marker $1, then stops them: seconds in $elapsed,
@@ -150,7 +151,7 @@ tributary_catch_up() {
   "$tributary" replicate --source bench --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
   "$tributary" apply --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
   wait_for_marker tributary stg.bench_marker "$1"
-  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since $ticks)
+  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since "$ticks")
   stop_pipeline
 }
 stop_pipeline() {
@@ -162,7 +163,7 @@ timed() { # command...: seconds in $elapsed, cores busy meanwhile in $busy, the 
   on_target -d postgres -c "CHECKPOINT"
   local start ticks; ticks=$(cpu_ticks); start=$(now)
   "$@" >/dev/null
-  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since $ticks)
+  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since "$ticks")
 }
 # The round's backlog: orders with keys of its own (inserts, updates, deletes), pgbench, a marker.
 build_backlog() {
@@ -197,33 +198,33 @@ for round in $(seq "$rounds"); do
   for method in $order; do
     echo "  $method catching up" >&2
     on_target -d postgres -c "CHECKPOINT"
-    if [ $method = native ]; then native_catch_up $marker; else tributary_catch_up $marker; fi
-    record_timed $method
+    if [ "$method" = native ]; then native_catch_up "$marker"; else tributary_catch_up "$marker"; fi
+    record_timed "$method"
   done
   record changes $(( $(applied_rows tributary) - before ))
   if [ $((round % 2)) = 1 ]; then order="alone recvlogical"; else order="recvlogical alone"; fi
   for method in $order; do
     echo "  $method reading the same backlog" >&2
     on_source -c "CHECKPOINT"
-    if [ $method = alone ]; then
+    if [ "$method" = alone ]; then
       timed "$tributary" replicate --source alone --end-lsn "$end" --config "$work/alone-slots" --log-level warning
     else
       timed pg_recvlogical -d "host=127.0.0.1 port=$source_port dbname=bench user=postgres" --slot "recv_$round" --start --endpos "$end" \
         -f /dev/null --no-loop -o proto_version=2 -o publication_names=tributary_bench -o messages=true -o streaming=on
     fi
-    record_timed $method
+    record_timed "$method"
   done
   on_source -c "SELECT pg_drop_replication_slot('recv_$round')" -o /dev/null
   echo "  apply --once alone on the staged backlog: batch by batch, loading ahead and not" >&2
   case $((round % 2)) in 1) order="single serial";; *) order="serial single";; esac
   for method in $order; do
-    before=$(applied_rows $method)
-    if [ $method = single ]; then
+    before=$(applied_rows "$method")
+    if [ "$method" = single ]; then
       timed "$tributary" apply --once --config "$work/single-slots" --log-level warning
     else
       timed "$tributary" apply --once --no-load-ahead --config "$work/serial-slots" --log-level warning
     fi
-    record_timed $method; record "$method-changes" $(( $(applied_rows $method) - before ))
+    record_timed "$method"; record "$method-changes" $(( $(applied_rows "$method") - before ))
   done
   if [ -n "$baseline" ]; then
     timed "$baseline" apply --once --config "$work/baseline-slots" --log-level warning
@@ -322,8 +323,8 @@ SQL
   for method in $order; do
     echo "  $method catching up on the wide rows" >&2
     on_target -d postgres -c "CHECKPOINT"
-    if [ $method = native ]; then native_catch_up $marker
-    elif [ $method = tributary ]; then tributary_catch_up $marker
+    if [ "$method" = native ]; then native_catch_up "$marker"
+    elif [ "$method" = tributary ]; then tributary_catch_up "$marker"
     else
       on_source -c "CHECKPOINT"
       timed pg_recvlogical -d "host=127.0.0.1 port=$source_port dbname=bench user=postgres" --slot "wide_recv_$round" --start --endpos "$end" \
@@ -340,13 +341,17 @@ wide_changes=$((per * 200))
 
 # Per method: the median of its seconds and its rounds; a ratio is the median of the rounds' ratios
 # (each round's methods ran on the same backlog, one after the other).
+# times[] holds each method's rounds as one space-separated string: split on purpose.
+# shellcheck disable=SC2086
 m() { median ${times[$1]}; }
+# shellcheck disable=SC2086
 rounds_of() { printf '%.1f ' ${times[$1]}; }
 # ratio A B [C D]: the median over rounds of A/B (seconds), or of (C/A)/(D/B) (rates, C and D changes).
 ratio() {
-  local a=(${times[$1]}) b=(${times[$2]}) values=() i
+  local a b values=() i c d
+  read -ra a <<<"${times[$1]}"; read -ra b <<<"${times[$2]}"
   for i in "${!a[@]}"; do
-    if [ $# = 4 ]; then local c=(${times[$3]}) d=(${times[$4]}); values+=("$(echo "(${c[$i]} / ${a[$i]}) / (${d[$i]} / ${b[$i]})" | bc -l)")
+    if [ $# = 4 ]; then read -ra c <<<"${times[$3]}"; read -ra d <<<"${times[$4]}"; values+=("$(echo "(${c[$i]} / ${a[$i]}) / (${d[$i]} / ${b[$i]})" | bc -l)")
     else values+=("$(echo "${a[$i]} / ${b[$i]}" | bc -l)"); fi
   done
   printf '%.2f' "$(median "${values[@]}")"

@@ -5,8 +5,8 @@
 # a row and an update of another column of it (pgoutput then sends the value or marks it unchanged),
 # and of `apply --once` merging those changes.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source deploy/bench-lib.sh
+cd "$(dirname "$0")/../.."
+source deploy/bench/bench-lib.sh
 value_mib=${BENCH_VALUE_MIB:-200}
 work=${TMPDIR:-/tmp}/tributary-bench-memory-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
@@ -14,7 +14,7 @@ source_port=55561; target_port=55562
 
 deploy/install-deps.sh --bench
 tributary=$(build_tributary)
-cleanup() { deploy/pg-cluster.sh stop "$work/source" || true; deploy/pg-cluster.sh stop "$work/target" || true; }
+cleanup() { deploy/tools/pg-cluster.sh stop "$work/source" || true; deploy/tools/pg-cluster.sh stop "$work/target" || true; }
 trap cleanup EXIT
 fresh_source_and_target "$work" $source_port $target_port
 on_source() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $source_port -U postgres -d bench "$@"; }

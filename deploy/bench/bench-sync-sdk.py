@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The baseline of deploy/bench-sync.sh: a bucket-to-bucket sync written the way the OCI Python SDK
+"""The baseline of deploy/bench/bench-sync.sh: a bucket-to-bucket sync written the way the OCI Python SDK
 invites (Oracle's CLI has no bucket-to-bucket sync, and Debian's rclone 1.60 predates its Oracle
 Object Storage backend). Both listings are read whole (the SDK's list_call_get_all_results), names
 compared by size and MD5, what differs copied with CopyObject (server-side, its work request

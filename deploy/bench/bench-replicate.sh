@@ -8,8 +8,8 @@
 # turns, each round from fresh slots made at the same point, and each one's median counts);
 # BENCH_BASELINE=<git revision> also measures tributary as of that revision, in the same rounds.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source deploy/bench-lib.sh
+cd "$(dirname "$0")/../.."
+source deploy/bench/bench-lib.sh
 scale=${BENCH_SCALE:-10}; rounds=${BENCH_ROUNDS:-1}; baseline_revision=${BENCH_BASELINE:-}
 work=${TMPDIR:-/tmp}/tributary-bench-replicate-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
@@ -20,10 +20,10 @@ tributary=$(build_tributary)
 baseline=""
 [ -n "$baseline_revision" ] && baseline=$(build_baseline "$baseline_revision" "${TMPDIR:-/tmp}/tributary-bench-baseline-$(id -u)")
 
-trap 'deploy/pg-cluster.sh stop "$work/source" || true' EXIT
-deploy/pg-cluster.sh stop "$work/source" 2>/dev/null || true
+trap 'deploy/tools/pg-cluster.sh stop "$work/source" || true' EXIT
+deploy/tools/pg-cluster.sh stop "$work/source" 2>/dev/null || true
 rm -rf "$work"; mkdir -p "$work/slots"
-deploy/pg-cluster.sh init "$work/source" $port --logical
+deploy/tools/pg-cluster.sh init "$work/source" $port --logical
 sql() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $port -U postgres -d bench "$@"; }
 psql -X -q -h 127.0.0.1 -p $port -U postgres -d postgres -c "CREATE DATABASE bench"
 pgbench -q -i -s "$scale" -h 127.0.0.1 -p $port -U postgres bench >/dev/null 2>&1
@@ -119,9 +119,12 @@ fi
 
 printf '\nreplication of %s row changes (backlog of mixed transactions plus pgbench tpcb-like, scale %s), %s round(s)\n' "$changes" "$scale" "$rounds"
 printf '%-36s %10s %16s %12s   %s\n' "consumer" "seconds" "changes/s" "ratio" "rounds (s)"
+# shellcheck disable=SC2086 # each method's rounds, space-separated
 recv_seconds=$(median ${times[recvlogical]})
 row() {  # label consumer
-  local seconds; seconds=$(median ${times[$2]})
+  local seconds
+  # shellcheck disable=SC2086
+  seconds=$(median ${times[$2]})
   printf '%-36s %10.1f %16.0f %12s   %s\n' "$1" "$seconds" "$(echo "$changes / $seconds" | bc -l)" \
     "$(echo "scale=2; $recv_seconds / $seconds" | bc)x" "${times[$2]}"
 }

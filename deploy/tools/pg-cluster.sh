@@ -23,7 +23,7 @@ as_server_user() {
 die() { echo "pg-cluster.sh: $*" >&2; exit 1; }
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: pg-cluster.sh init DIR PORT [--logical] [--fast] | start DIR | stop DIR"
+{ [ -n "$cmd" ] && [ -n "$dir" ]; } || die "usage: pg-cluster.sh init DIR PORT [--logical] [--fast] | start DIR | stop DIR"
 [ -x "$PGBIN/postgres" ] || die "no PostgreSQL server in $PGBIN: apt-get install -y postgresql-15 (or set PGBIN)"
 
 case "$cmd" in
@@ -35,7 +35,7 @@ case "$cmd" in
       case "$1" in
         --logical) logical=yes ;;
         --fast) fast=yes ;;
-        --set) [ $# -ge 2 ] && [[ "$2" == *=* ]] || die "--set needs NAME=VALUE"; settings+=("${2%%=*} = '${2#*=}'"); shift ;;
+        --set) { [ $# -ge 2 ] && [[ "$2" == *=* ]]; } || die "--set needs NAME=VALUE"; settings+=("${2%%=*} = '${2#*=}'"); shift ;;
         *) die "unknown flag $1" ;;
       esac
       shift

@@ -3,14 +3,14 @@
 # unit tests: Tests/TributaryCoreTests/Fixtures/pgoutput-v2.txt, one message per line as
 # "<lsn> <hex>". Run again after changing the scenario below; the tests read the file.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 work=${TMPDIR:-/tmp}/tributary-fixtures-$(id -u)
 export PGPASSWORD=tributary
 port=55701
-deploy/pg-cluster.sh stop "$work" 2>/dev/null || true
+deploy/tools/pg-cluster.sh stop "$work" 2>/dev/null || true
 rm -rf "$work"
-deploy/pg-cluster.sh init "$work" $port --logical --fast
-trap 'deploy/pg-cluster.sh stop "$work"' EXIT
+deploy/tools/pg-cluster.sh init "$work" $port --logical --fast
+trap 'deploy/tools/pg-cluster.sh stop "$work"' EXIT
 run() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $port -U postgres -d postgres "$@"; }
 run <<'SQL'
 CREATE TYPE mood AS ENUM ('sad', 'happy');

@@ -18,7 +18,7 @@
 # BENCH_VARIANT (settings for the snapshot section, e.g. "range_size: 8GiB": snapshot --apply
 # runs once more per round with them, an A/B within the same run).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 size=${BENCH_SIZE:-1}
 case "$size" in
   1) scale=${BENCH_SCALE:-20}; wide_rows=${BENCH_WIDE_ROWS:-500000}; rounds=${BENCH_ROUNDS:-5} ;;
@@ -30,18 +30,18 @@ variant=${BENCH_VARIANT:-}
 work=${TMPDIR:-/tmp}/tributary-bench-$(id -u)
 export PGPASSWORD=tributary PATH=/usr/lib/postgresql/15/bin:$PATH
 source_port=55501; target_port=55502
-source deploy/bench-lib.sh
+source deploy/bench/bench-lib.sh
 
 deploy/install-deps.sh --bench
 echo "building tributary (release)" >&2
 swift build -c release --product tributary >/dev/null
 tributary=$(swift build -c release --show-bin-path)/tributary
 
-cleanup() { deploy/pg-cluster.sh stop "$work/source" || true; deploy/pg-cluster.sh stop "$work/target" || true; }
+cleanup() { deploy/tools/pg-cluster.sh stop "$work/source" || true; deploy/tools/pg-cluster.sh stop "$work/target" || true; }
 trap cleanup EXIT
 cleanup; rm -rf "$work"; mkdir -p "$work"
-deploy/pg-cluster.sh init "$work/source" $source_port --logical
-deploy/pg-cluster.sh init "$work/target" $target_port
+deploy/tools/pg-cluster.sh init "$work/source" $source_port --logical
+deploy/tools/pg-cluster.sh init "$work/target" $target_port
 on_source() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $source_port -U postgres "$@"; }
 on_target() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $target_port -U postgres "$@"; }
 # Autovacuum would work on one method's fresh tables while the next method is timed; every method
@@ -108,7 +108,7 @@ run_pipe() {
   done
   pg_dump -h 127.0.0.1 -p $source_port -U postgres --section=post-data bench | on_target -d pipe -o /dev/null
   on_target -d pipe -c "VACUUM ANALYZE"
-  pipe_times+=("$(echo "$(now) - $start" | bc)"); pipe_busy+=("$(cores_busy_since $ticks)")
+  pipe_times+=("$(echo "$(now) - $start" | bc)"); pipe_busy+=("$(cores_busy_since "$ticks")")
 }
 
 run_pgcopydb() {
@@ -116,7 +116,7 @@ run_pgcopydb() {
   local start ticks; ticks=$(cpu_ticks); start=$(now)
   pgcopydb clone --source "$source_uri" --target "$(target_uri pgcopydb)" --table-jobs "$jobs" --index-jobs "$jobs" \
     --dir "$work/pgcopydb" --no-owner >"$work/pgcopydb.log" 2>&1 || { tail -20 "$work/pgcopydb.log" >&2; exit 1; }
-  pgcopydb_times+=("$(echo "$(now) - $start" | bc)"); pgcopydb_busy+=("$(cores_busy_since $ticks)")
+  pgcopydb_times+=("$(echo "$(now) - $start" | bc)"); pgcopydb_busy+=("$(cores_busy_since "$ticks")")
 }
 
 run_tributary() {
@@ -126,7 +126,7 @@ run_tributary() {
   "$tributary" snapshot --restart --config "$work/slots" --log-level warning >/dev/null
   snapshot_times+=("$(echo "$(now) - $start" | bc)")
   "$tributary" apply --once --config "$work/slots" --log-level warning >/dev/null
-  tributary_times+=("$(echo "$(now) - $start" | bc)"); tributary_busy+=("$(cores_busy_since $ticks)")
+  tributary_times+=("$(echo "$(now) - $start" | bc)"); tributary_busy+=("$(cores_busy_since "$ticks")")
   staged=$(du -sh "$work/staging-tributary" | cut -f1)
   "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
 }
@@ -154,7 +154,7 @@ run_pipelined() { # pipelined, or variant (with $variant's settings)
   local pid=$!
   disk_watch $pid "$work/disk" & local watcher=$!
   wait $pid; wait $watcher
-  times+=("$(echo "$(now) - $start" | bc)"); busy+=("$(cores_busy_since $ticks)")
+  times+=("$(echo "$(now) - $start" | bc)"); busy+=("$(cores_busy_since "$ticks")")
   rss+=("$(( $(tail -n 1 "$work/rss") / 1024 ))"); disk+=("$(( $(cat "$work/disk") >> 20 ))")
   "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
 }
@@ -162,7 +162,8 @@ run_pipelined() { # pipelined, or variant (with $variant's settings)
 # snapshot --apply killed (SIGKILL) once half of its parts are stored, then a plain rerun, which
 # keeps the tables stored whole and copies the others again under a temporary slot.
 run_resume() {
-  local total; total=$(grep -o '"key"' "$(ls "$work"/staging-pipelined/bench/snapshot/*/manifest.json | tail -1)" | wc -l)
+  local manifests=("$work"/staging-pipelined/bench/snapshot/*/manifest.json) total
+  total=$(grep -o '"key"' "${manifests[-1]}" | wc -l)
   fresh_database resumed
   write_config resumed
   "$tributary" snapshot --apply --restart --config "$work/slots" --log-level warning >/dev/null 2>&1 &
@@ -178,7 +179,8 @@ run_resume() {
 
 # The machine's noise (about ±10% on a small VM) is as large as the differences measured, so the
 # methods take turns over several rounds and the median of each counts.
-pipe_busy=(); pgcopydb_busy=(); tributary_busy=(); pipelined_busy=(); variant_busy=()
+# shellcheck disable=SC2034 # read by name in cpu() (local -n)
+declare -a pipe_busy=() pgcopydb_busy=() tributary_busy=() pipelined_busy=() variant_busy=()
 pipe_times=(); pgcopydb_times=(); snapshot_times=(); tributary_times=(); pipelined_times=(); pipelined_rss=(); pipelined_disk=()
 variant_times=(); variant_rss=(); variant_disk=()
 for round in $(seq 1 "$rounds"); do
@@ -200,6 +202,7 @@ pipelined_seconds=$(median "${pipelined_times[@]}")
 
 ratio() { printf '%.2f' "$(echo "scale=4; $1 / $pgcopydb_seconds" | bc)"; }
 # A method's median cores busy, and the CPU-seconds of its median round: "cores CPU-s".
+# shellcheck disable=SC2178 # names of the arrays above
 cpu() { local -n times=$1_times busy=$1_busy; local cores; cores=$(median "${busy[@]}"); printf '%5.2f %7.1f' "$cores" "$(echo "$cores * $(median "${times[@]}")" | bc -l)"; }
 printf '\nsnapshot + load of %s rows (%s of tables): pgbench scale %s + wide %s rows, %s jobs; median of %s rounds\n' \
   "$rows" "$size" "$scale" "$wide_rows" "$jobs" "$rounds"
