@@ -26,10 +26,14 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 
 # The machine's CPU time so far in clock ticks, busy and in all (from /proc/stat's first line:
 # user, nice, system, irq and softirq are busy; idle, iowait and steal are not).
 cpu_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8; print busy, busy + $5 + $6 + $9 }' /proc/stat; }
-# How many cores were busy on average since the cpu_ticks reading given as $1 $2: on a machine
-# where every process of a measurement shares the cores, the most a second, parallel stream of
-# the same work can add is what the first left idle.
-cores_busy_since() { local busy all; read -r busy all < <(cpu_ticks); echo "scale=2; ($busy - $1) * $(nproc) / ($all - $2)" | bc; }
+# How many cores were busy on average since the cpu_ticks reading given as $1 ("busy all"): on a
+# machine where every process of a measurement shares the cores, the most a second, parallel
+# stream of the same work can add is what the first left idle.
+cores_busy_since() {
+  local busy all since_busy since_all
+  read -r since_busy since_all <<<"$1"; read -r busy all < <(cpu_ticks)
+  echo "scale=2; ($busy - $since_busy) * $(nproc) / ($all - $since_all)" | bc
+}
 
 # A fresh source (wal_level=logical) and target cluster under $1 on ports $2 and $3, with an empty
 # $1/slots, and a database "bench" on the source; whatever an earlier run left there is stopped.
