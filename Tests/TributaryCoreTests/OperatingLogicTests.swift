@@ -34,14 +34,32 @@ import TributaryCore
         #expect(MultipartPlan(size: 4096, partSize: 1024).parts.count == 4)
     }
 
-    @Test func keyRangesCompareTheKeysTextFormInCCollation() {
-        let within = KeyRangeSQL.within(["region", "id"], lower: ["eu", "10"], upper: ["us", nil])
+    @Test func keyRangesCompareTheKeysTextFormInCCollationWhereTheTypesDiffer() {
+        let key = [KeyColumn(name: "region"), KeyColumn(name: "id")]
+        let within = KeyRangeSQL.within(key, lower: ["eu", "10"], upper: ["us", nil])
         #expect(within == #"ROW("region"::text COLLATE "C", "id"::text COLLATE "C") >= ROW('eu' COLLATE "C", '10' COLLATE "C") AND ROW("region"::text COLLATE "C", "id"::text COLLATE "C") < ROW('us' COLLATE "C", NULL)"#)
-        #expect(KeyRangeSQL.within(["id"], lower: nil, upper: nil) == "true")
-        let sums = KeyRangeSQL.bucketChecksums(table: QualifiedName(schema: "stg", name: "qvp_items"), columns: ["id", "amount"], key: ["id"],
-                                               bounds: [["100"], ["200"]], lower: nil, upper: nil, excludeTombstones: true)
+        #expect(KeyRangeSQL.within([KeyColumn(name: "id")], lower: nil, upper: nil) == "true")
+        let sums = KeyRangeSQL.bucketChecksums(table: QualifiedName(schema: "stg", name: "qvp_items"), columns: ["id", "amount"],
+                                               key: [KeyColumn(name: "id")], bounds: [["100"], ["200"]], lower: nil, upper: nil, excludeTombstones: true)
         #expect(sums.contains(#"CASE WHEN ROW("id"::text COLLATE "C") < ROW('100' COLLATE "C") THEN 0 WHEN ROW("id"::text COLLATE "C") < ROW('200' COLLATE "C") THEN 1 ELSE 2 END"#))
         #expect(sums.contains(#"AND NOT "_deleted""#))
+    }
+
+    @Test func keysOfTheSameTypeOnBothSidesCompareInTheirOwnOrder() {
+        func column(_ name: String, _ source: String, _ staging: String? = nil) -> KeyColumn {
+            KeyColumn(ColumnSchema(name: name, sourceType: source, stagingType: staging ?? source, typeOid: 0, notNull: true))
+        }
+        #expect(column("id", "bigint").nativeType == "bigint")
+        #expect(column("code", "character varying(20)").nativeType == "character varying(20)")
+        #expect(column("state", "public.contract_state", "text").nativeType == nil, "an enum is text in STG: compared as text")
+        #expect(column("at", "timestamp with time zone").nativeType == "timestamp with time zone")
+        #expect(column("shape", "point").nativeType == nil, "no order of its own")
+        let key = [column("id", "bigint"), column("code", "text")]
+        #expect(KeyRangeSQL.within(key, lower: ["12506", "b"], upper: nil)
+                == #"ROW("id", "code"::text COLLATE "C") >= ROW('12506'::bigint, 'b'::text COLLATE "C")"#)
+        // 1251 sorts before 12506 as text, after it as a number: the bound is a number.
+        #expect(KeyRangeSQL.boundaries(table: QualifiedName(schema: "public", name: "t"), key: [column("id", "integer")], lower: nil,
+                                       upper: ["1251"], buckets: 16).contains(#"ORDER BY ROW("id")"#))
     }
 
     @Test func ociSettingsAndIndicatorChecksAreRead() throws {

@@ -65,6 +65,11 @@ public struct MergeSQL: Sendable {
         "COPY \(changes) (\(SQL.identifierList(ChangeColumns.all + relation.columnNames))) FROM STDIN (FORMAT text, HEADER match\(isLoadTable ? ", FREEZE" : ""))"
     }
 
+    /// Leaves out the changes that committed at or after `lsn` (a verify's point the file runs across).
+    public func dropChanges(from lsn: LSN) -> String {
+        "DELETE FROM \(changes) WHERE _lsn >= \(SQL.literal(lsn.description))::pg_lsn"
+    }
+
     /// The last TRUNCATE in the file: its sequence and LSN, or no row.
     public var truncatePoint: String {
         "SELECT _seq, _lsn FROM \(changes) WHERE _op = 'T' ORDER BY _seq DESC LIMIT 1"

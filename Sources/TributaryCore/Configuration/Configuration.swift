@@ -58,6 +58,12 @@ public struct SourceConfiguration: Sendable {
     public var checks: [IndicatorCheck] = []
     /// The source's object files and where they go (the object sync).
     public var objects: [ObjectMapping] = []
+    /// Sequences carried over to the target at cutover beside those owned by configured tables'
+    /// columns (`sequences:`).
+    public var sequences: [SequenceCarryOver] = []
+    /// Added to each carried-over sequence's value at cutover (`sequence_margin`), for writes the
+    /// source took after its end.
+    public var sequenceMargin: Int64 = 0
     /// The file it came from, for messages.
     public var file: String
 
@@ -70,6 +76,24 @@ public struct SourceConfiguration: Sendable {
         self.createPublication = createPublication
         self.tables = tables
         self.file = file
+    }
+}
+
+/// A source sequence set on the target at cutover, so the application's inserts there continue
+/// where the source's stopped.
+public struct SequenceCarryOver: Sendable, Hashable {
+    public var sequence: QualifiedName
+    /// On the target; nil: `stg.<source>_<sequence>`.
+    public var target: QualifiedName?
+
+    public init(sequence: QualifiedName, target: QualifiedName? = nil) {
+        self.sequence = sequence
+        self.target = target
+    }
+
+    /// Where it goes on the target for `source`.
+    public func target(source: String) -> QualifiedName {
+        target ?? QualifiedName(schema: StagingColumns.schema, name: TableConfiguration.defaultStagingTable(source: source, table: sequence))
     }
 }
 

@@ -175,7 +175,8 @@ public enum ConfigurationParser {
         if root.node("buckets") != nil {
             throw root.error("buckets", root.node("buckets")!, "buckets: became objects: (a list of from:, to: … mappings): see the README")
         }
-        try root.requireOnly(["source", "connection", "slot", "publication", "create_publication", "tables", "schema_changes", "checks", "objects"])
+        try root.requireOnly(["source", "connection", "slot", "publication", "create_publication", "tables", "schema_changes", "checks", "objects",
+                              "sequences", "sequence_margin"])
         let stem = ((file.name as NSString).lastPathComponent as NSString).deletingPathExtension
         let name = try root.string("source") ?? stem
         guard name.first.map({ $0.isASCII && $0.isLowercase }) == true,
@@ -218,6 +219,22 @@ public enum ConfigurationParser {
                                                 targetSQL: try reader.requiredString("target")))
         }
         source.objects = try ObjectSyncParser.mappings(root, source: name, directory: directory, settings: sync)
+        for reader in try root.children("sequences") ?? [] {
+            try reader.requireOnly(["name", "to"])
+            let text = try reader.requiredString("name")
+            guard let sequence = QualifiedName(parsing: text) else {
+                throw reader.error("name", reader.node("name")!, "\"\(text)\" is not a sequence name: write schema.sequence")
+            }
+            var carryOver = SequenceCarryOver(sequence: sequence)
+            if let target = try reader.string("to") {
+                guard let name = QualifiedName(parsing: target) else {
+                    throw reader.error("to", reader.node("to")!, "\"\(target)\" is not a sequence name: write schema.sequence")
+                }
+                carryOver.target = name
+            }
+            source.sequences.append(carryOver)
+        }
+        source.sequenceMargin = Int64(try root.integer("sequence_margin", in: 0...1_000_000_000_000) ?? 0)
         return source
     }
 

@@ -10,7 +10,8 @@ public enum TransformModelParser {
             throw TributaryError.configuration(file: yaml.name, problem: "no \(stem).sql beside it: a model is a YAML file and the SELECT in a .sql file of the same name")
         }
         let root = try ConfigurationParser.root(yaml, environment: [:])
-        try root.requireOnly(["table", "key", "surrogate", "deletes", "full_refresh", "schema_drift", "inputs", "indexes"])
+        try root.requireOnly(["table", "key", "surrogate", "surrogate_default", "deletes", "full_refresh", "schema_drift", "inputs", "indexes",
+                              "references"])
         guard stem.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLowercase || $0.isNumber)) }), stem.first?.isLetter == true else {
             throw TributaryError.configuration(file: yaml.name, problem: "\"\(stem)\" is not a usable model name: lower-case letters, digits and _, starting with a letter")
         }
@@ -38,10 +39,43 @@ public enum TransformModelParser {
             model.schemaDrift = drift
         }
         model.fullRefresh = try root.bool("full_refresh") ?? true
+        model.surrogateDefault = try root.bool("surrogate_default") ?? true
+        model.references = try references(root)
         if let surrogate = model.surrogate, key.contains(surrogate) {
             throw root.error("surrogate", root.node("surrogate")!, "the surrogate \(surrogate) cannot also be a key column: it is made from the key")
         }
         return model
+    }
+
+    /// `references:`, each `columns: [a, b]` (or one name) and `to: bl.model(x, y)`, with
+    /// `nullable:` and `on_orphan: fail|warn`.
+    static func references(_ root: YAMLReader) throws -> [TransformModel.Reference] {
+        try (root.children("references") ?? []).map { reader in
+            try reader.requireOnly(["columns", "to", "nullable", "on_orphan"])
+            guard let columns = try reader.stringList("columns"), !columns.isEmpty else {
+                throw TributaryError.configuration(file: reader.file, line: reader.line, keyPath: reader.path + ".columns",
+                                                   problem: "required: the model's columns that name a row of another model")
+            }
+            let text = try reader.requiredString("to")
+            guard let target = TransformModel.Index(parsing: text), target.table.schema == TransformModel.schema,
+                  case let targetColumns = target.columns.dropFirst().dropLast().split(separator: ",")
+                      .map({ $0.trimmingCharacters(in: .whitespaces) }),
+                  !targetColumns.isEmpty, targetColumns.allSatisfy({ !$0.isEmpty && !$0.contains("(") }) else {
+                throw reader.error("to", reader.node("to")!, "expected bl.<model table>(<columns>), found \"\(text)\"")
+            }
+            guard targetColumns.count == columns.count else {
+                throw reader.error("to", reader.node("to")!, "\(columns.count) columns refer to \(targetColumns.count) of \(target.table)")
+            }
+            var reference = TransformModel.Reference(columns: columns, target: target.table, targetColumns: targetColumns,
+                                                     nullable: try reader.bool("nullable") ?? false)
+            if let policy = try reader.string("on_orphan") {
+                guard let onOrphan = TransformModel.Reference.OnOrphan(rawValue: policy) else {
+                    throw reader.error("on_orphan", reader.node("on_orphan")!, "expected fail or warn, found \"\(policy)\"")
+                }
+                reference.onOrphan = onOrphan
+            }
+            return reference
+        }
     }
 
     static func indexes(_ root: YAMLReader) throws -> [TransformModel.Index] {
@@ -99,6 +133,10 @@ public enum TransformModelParser {
         for model in models {
             for input in model.inputs where input.isModel && tables[input.table] == nil {
                 throw TributaryError.configuration(file: model.file, keyPath: "inputs", problem: "\(input.table) is read but no model writes it")
+            }
+            for (index, reference) in model.references.enumerated() where tables[reference.target] == nil {
+                throw TributaryError.configuration(file: model.file, keyPath: "references[\(index)].to",
+                                                   problem: "\(reference.target) is referred to but no model writes it")
             }
         }
         do {

@@ -63,6 +63,38 @@ public struct TransformModel: Sendable, Hashable {
         public var name: String { "bl_" + SHA256Hasher.hex(Array("\(table.description) \(columns)".utf8)).prefix(16) }
     }
 
+    /// A relationship the model's rows must keep (`references:`): its `columns` name a row of
+    /// `target` by `targetColumns`, as a foreign key would. `verify` and `drain` count the rows
+    /// that point at nothing (orphans).
+    public struct Reference: Sendable, Hashable {
+        public enum OnOrphan: String, Sendable, Hashable {
+            /// An orphan fails `drain` (and `verify`).
+            case fail
+            /// An orphan is reported, and fails nothing.
+            case warn
+        }
+
+        public var columns: [String]
+        public var target: QualifiedName
+        public var targetColumns: [String]
+        /// A row whose columns are all NULL points at nothing and is no orphan.
+        public var nullable: Bool
+        public var onOrphan: OnOrphan
+
+        public init(columns: [String], target: QualifiedName, targetColumns: [String], nullable: Bool = false, onOrphan: OnOrphan = .fail) {
+            self.columns = columns
+            self.target = target
+            self.targetColumns = targetColumns
+            self.nullable = nullable
+            self.onOrphan = onOrphan
+        }
+
+        /// `party_id → bl.party(party_id)`: how reports name it.
+        public var description: String {
+            "\(columns.joined(separator: ", ")) → \(target)(\(targetColumns.joined(separator: ", ")))"
+        }
+    }
+
     public static let schema = "bl"
 
     /// The file stem: `contract` for `bl/contract.yaml`.
@@ -72,6 +104,11 @@ public struct TransformModel: Sendable, Hashable {
     public var key: [String]
     /// A bigint column with a stable surrogate per key, from a key map that survives reloads.
     public var surrogate: String?
+    /// At cutover (`drain`), the surrogate column gets a default that draws from the key map's
+    /// sequence, so the application can insert rows without one (`surrogate_default`).
+    public var surrogateDefault = true
+    /// The relationships its rows must keep (`references:`).
+    public var references: [Reference] = []
     public var deletes: Deletes
     public var fullRefresh: Bool
     public var schemaDrift: SchemaDrift

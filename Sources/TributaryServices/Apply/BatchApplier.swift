@@ -33,6 +33,33 @@ struct BatchApplier {
         try await apply(batch.manifest, preloaded: batch, backlog: backlog, on: connection)
     }
 
+    /// Applies the changes of a batch that committed before `lsn` (a verify's point the batch
+    /// runs across), without recording the batch: it is applied whole once the hold is lifted,
+    /// and its changes before the point, applied again, are no newer than what STG holds then.
+    func apply(_ manifest: BatchManifest, before lsn: LSN, on connection: PostgresConnection) async throws -> Outcome {
+        var locals: [LocalObject] = []
+        defer { locals.forEach { $0.release() } }
+        for file in manifest.files { locals.append(try await store.fetch(key: file.file.key)) }
+        let columnsByTable = try await stagingColumns(for: manifest, on: connection)
+        let policy = source.schemaChanges
+        let sourceName = source.name
+        let logger = logger
+        let paths = locals.map(\.path)
+        return try await connection.run { connection in
+            try connection.transaction { connection in
+                try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
+                var outcome = Outcome(applied: false, rows: 0)
+                for (number, file) in manifest.files.enumerated() {
+                    try Self.followSchema(file, existing: columnsByTable[file.stagingTable], policy: policy, source: sourceName,
+                                          logger: logger, on: connection)
+                    outcome.rows += try Self.apply(file, path: paths[number], loaded: nil, number: number, before: lsn, on: connection)
+                }
+                try ControlStore.announceStagingChange(of: sourceName, backlog: 0, on: connection)
+                return outcome
+            }
+        }
+    }
+
     private func apply(_ manifest: BatchManifest, preloaded: PreloadedBatch?, backlog: Int,
                        on connection: PostgresConnection) async throws -> Outcome {
         // Files are fetched before the transaction opens, so no transaction waits on the store.
@@ -74,17 +101,21 @@ struct BatchApplier {
     }
 
     /// Loads one file into a temporary table (or takes the load table a `BatchPreloader` filled)
-    /// and merges it.
-    static func apply(_ file: BatchFile, path: String, loaded: QualifiedName?, number: Int, on connection: isolated PostgresConnection) throws {
+    /// and merges it; with `before`, only its changes that committed before that LSN. Returns the
+    /// changes merged.
+    @discardableResult
+    static func apply(_ file: BatchFile, path: String, loaded: QualifiedName?, number: Int, before: LSN? = nil,
+                      on connection: isolated PostgresConnection) throws -> Int {
         if let loaded {
             let sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: loaded)
-            try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates, on: connection)
-            return
+            return try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates,
+                             before: before, on: connection)
         }
         let sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, temporaryName: "tributary_changes_\(number)")
         try connection.execute(sql.createTemporary)
         try load(file, path: path, with: sql, on: connection)
-        try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates, on: connection)
+        return try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates,
+                         before: before, on: connection)
     }
 
     /// COPYs one file into `sql`'s temporary table, rewritten to COPY text format on the way, its
@@ -100,15 +131,24 @@ struct BatchApplier {
         }
     }
 
-    /// Truncates, key moves and unchanged-TOAST folding, then the LSN-guarded merge.
-    static func merge(_ sql: MergeSQL, stagingTable: String, rows: Int, deletes: Int, truncates: Int,
-                      on connection: isolated PostgresConnection) throws {
-        let summary = try connection.query(sql.changeSummary).first!
+    /// Truncates, key moves and unchanged-TOAST folding, then the LSN-guarded merge; with
+    /// `before`, the changes that committed at or after it are left out first. Returns the
+    /// changes merged.
+    @discardableResult
+    static func merge(_ sql: MergeSQL, stagingTable: String, rows: Int, deletes: Int, truncates: Int, before: LSN? = nil,
+                      on connection: isolated PostgresConnection) throws -> Int {
+        var summary = try connection.query(sql.changeSummary).first!
         let count = try summary.decode(at: 0, as: Int.self)
         guard count == rows else {
             // A load table emptied by a crash of the target: the batch is loaded again.
             if sql.temporary.schema != "pg_temp" { throw PreloadedBatchLost(table: sql.temporary, rows: count, expected: rows) }
             throw StorageError.corrupt(key: sql.target.description, reason: "\(count) changes in the temporary table, the batch has \(rows)")
+        }
+        var rows = rows
+        if let before {
+            try connection.execute(sql.dropChanges(from: before))
+            summary = try connection.query(sql.changeSummary).first!
+            rows = try summary.decode(at: 0, as: Int.self)
         }
         let log = try changeLog(of: sql.target, key: sql.relation.key, on: connection)
         var afterSequence: Int?
@@ -136,6 +176,7 @@ struct BatchApplier {
             try connection.execute(log.append(fromChanges: sql.changes))
             try connection.query(log.prune(watermarks: ControlStore.watermarkPositions), [sql.target.description])
         }
+        return rows
     }
 
     /// The STG table's change log, when a BL model reads the table. Looked for under the lock the

@@ -134,23 +134,35 @@ struct SourceApplier {
     mutating func step(lockHeld: Bool, stop: StopSignal, into report: inout ChangeApplier.Report,
                        onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> SourceApplyMachine.Action {
         // Without the lock nothing is read: the lock's session sets up the control state first.
-        guard lockHeld else { return machine.handle(.position(lockHeld: false, paused: false, applied: nil, flushed: nil), now: .now) }
+        guard lockHeld else { return machine.handle(.position(.init(lockHeld: false, paused: false, applied: nil, flushed: nil)), now: .now) }
         if control == nil { control = try await endpoints.target.openControl(migrate: false, .apply, for: "apply \(source.name)") }
         let control = control!
         if let snapshot = try await loadPendingSnapshots(control: control, onSnapshotStart: onSnapshotStart) {
             report.snapshots.append(snapshot)
         }
         let position = try await control.applyPosition(of: source.name)
-        var action = machine.handle(.position(lockHeld: lockHeld, paused: position.paused, applied: position.applied, flushed: position.flushed),
-                                    now: .now)
+        var action = machine.handle(.position(.init(lockHeld: lockHeld, paused: position.paused, applied: position.applied, flushed: position.flushed,
+                                                    hold: position.hold, held: position.held)), now: .now)
         var listed: [String] = []
         while true {
             switch action {
             case .list(let after):
                 listed = try await nextManifests(after: after)
-                action = machine.handle(.listed(waiting: listed.count), now: .now)
+                let prefix = ObjectNaming.cdcPrefix(source: source.name)
+                action = machine.handle(.listed(listed.compactMap { ObjectNaming.lsnComponent(of: $0, after: prefix) }), now: .now)
             case .apply(let count):
                 try await apply(Array(listed.prefix(count)), backlog: listed.count, on: control, stop: stop, into: &report)
+                return action
+            case .applyBefore(let hold):
+                // The batch across the hold: its changes before it only, not recorded as applied.
+                let manifest = try await store.manifest(BatchManifest.self, at: listed[0])
+                let outcome = try await BatchApplier(source: source, store: store, logger: logger).apply(manifest, before: hold, on: control.connection)
+                logger.notice("held at a verify's point", metadata: [LogKey.lsn: .string(hold.description), LogKey.rows: .stringConvertible(outcome.rows)])
+                try await control.recordHeld(source.name, at: hold)
+                return action
+            case .holdReached(let hold):
+                logger.notice("held at a verify's point", metadata: [LogKey.lsn: .string(hold.description)])
+                try await control.recordHeld(source.name, at: hold)
                 return action
             case .advanceOverIdle(let from, let to):
                 try await control.advanceAppliedOverIdle(source.name, from: from, to: to, commitTime: position.flushedCommitTime)

@@ -153,6 +153,20 @@ enum ControlSchema {
             measured_at timestamptz NOT NULL DEFAULT now()
         );
         """,
+        // The cutover gate: a verify holds a source's STG at one point while it compares (the
+        // applier says when it holds exactly there), and the relationships' last count.
+        """
+        ALTER TABLE tributary.sources ADD COLUMN hold_lsn pg_lsn, ADD COLUMN held_lsn pg_lsn, ADD COLUMN hold_started_at timestamptz,
+            ADD COLUMN hold_until timestamptz;
+        CREATE TABLE tributary.reference_checks (
+            model text NOT NULL,
+            reference text NOT NULL,
+            orphans bigint NOT NULL,
+            sample text[] NOT NULL DEFAULT '{}',
+            checked_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (model, reference)
+        );
+        """,
     ]
 
     /// Creates the schemas that do not exist yet. `CREATE SCHEMA IF NOT EXISTS` asks for CREATE on

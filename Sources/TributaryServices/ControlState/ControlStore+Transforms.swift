@@ -153,4 +153,22 @@ extension ControlStore {
     static func announceStagingChange(of source: String, backlog: Int = 0, on connection: isolated PostgresConnection) throws {
         try connection.query("SELECT pg_notify($1, $2)", [stagingChannel, StagingChange(source: source, backlog: backlog).payload])
     }
+
+    /// The last count of a model's relationship (`verify`, `drain`, `transform --check`), for `status`.
+    public func recordReferenceCheck(model: String, reference: String, orphans: Int, sample: [String]) async throws {
+        try await connection.query("""
+            INSERT INTO tributary.reference_checks AS r (model, reference, orphans, sample) VALUES ($1, $2, $3, $4::text[])
+            ON CONFLICT (model, reference) DO UPDATE SET orphans = excluded.orphans, sample = excluded.sample, checked_at = now()
+            """, [model, reference, String(orphans), PostgresArray.literal(sample)])
+    }
+
+    /// Each model's orphans at the last count, summed over its relationships; empty before one.
+    public func referenceChecks() async throws -> [String: Int] {
+        guard try await connection.query("SELECT to_regclass('tributary.reference_checks') IS NOT NULL").scalar(Bool.self) else { return [:] }
+        var orphans: [String: Int] = [:]
+        for row in try await connection.query("SELECT model, sum(orphans)::bigint AS orphans FROM tributary.reference_checks GROUP BY model").rows {
+            orphans[try row.decode("model")] = try row.decode("orphans")
+        }
+        return orphans
+    }
 }

@@ -111,10 +111,48 @@ public struct ControlStore: Sendable {
     /// confirmed, and whether an operator holds it.
     public func applyPosition(of source: String) async throws -> ApplyPosition {
         guard let row = try await connection.query("""
-            SELECT applied_lsn, apply_paused, flushed_lsn, flushed_commit_time FROM tributary.sources WHERE source = $1
+            SELECT applied_lsn, apply_paused, flushed_lsn, flushed_commit_time,
+                   CASE WHEN hold_until > now() THEN hold_lsn END AS hold_lsn, held_lsn
+            FROM tributary.sources WHERE source = $1
             """, [source]).first else { return ApplyPosition() }
         return ApplyPosition(applied: try row.decodeIfPresent("applied_lsn"), paused: try row.decode("apply_paused"),
-                             flushed: try row.decodeIfPresent("flushed_lsn"), flushedCommitTime: try row.decodeIfPresent("flushed_commit_time"))
+                             flushed: try row.decodeIfPresent("flushed_lsn"), flushedCommitTime: try row.decodeIfPresent("flushed_commit_time"),
+                             hold: try row.decodeIfPresent("hold_lsn"), held: try row.decodeIfPresent("held_lsn"))
+    }
+
+    /// Asks the applier to stop `source`'s STG at exactly the transactions committed before
+    /// `lsn` (verify at a point), and wakes it. The hold lapses after `lasting`: a verify that
+    /// was killed never holds a source for good.
+    public func hold(_ source: String, at lsn: LSN, lasting: Duration = .seconds(900)) async throws {
+        try await connection.query("""
+            UPDATE tributary.sources SET hold_lsn = $2::pg_lsn, held_lsn = NULL, hold_started_at = coalesce(hold_started_at, now()),
+                hold_until = now() + make_interval(secs => $3::float8), updated_at = now()
+            WHERE source = $1
+            """, [source, lsn.description, String(lasting.seconds)])
+        try await connection.query("SELECT pg_notify($1, $2)", [Self.controlChannel, source])
+    }
+
+    /// The applier: `source`'s STG holds exactly the changes before `lsn`.
+    public func recordHeld(_ source: String, at lsn: LSN) async throws {
+        try await connection.query("UPDATE tributary.sources SET held_lsn = $2::pg_lsn WHERE source = $1 AND hold_lsn = $2::pg_lsn",
+                                   [source, lsn.description])
+    }
+
+    /// Where `source`'s hold stands: the point asked for and whether STG holds it.
+    public func holdState(of source: String) async throws -> (hold: LSN?, held: LSN?) {
+        guard let row = try await connection.query("SELECT hold_lsn, held_lsn FROM tributary.sources WHERE source = $1", [source]).first else {
+            return (nil, nil)
+        }
+        return (try row.decodeIfPresent("hold_lsn"), try row.decodeIfPresent("held_lsn"))
+    }
+
+    /// Lifts `source`'s hold (the applier goes on at once).
+    public func releaseHold(_ source: String) async throws {
+        try await connection.query("""
+            UPDATE tributary.sources SET hold_lsn = NULL, held_lsn = NULL, hold_started_at = NULL, hold_until = NULL, updated_at = now()
+            WHERE source = $1
+            """, [source])
+        try await connection.query("SELECT pg_notify($1, $2)", [Self.controlChannel, source])
     }
 
     /// Everything stored up to `flushed` is applied and the rest of the way was idle heartbeats
@@ -202,6 +240,9 @@ public struct ApplyPosition: Sendable {
     /// Stored or confirmed by the replicator.
     public var flushed: LSN?
     public var flushedCommitTime: Date?
+    /// A verify's point, and whether STG holds it.
+    public var hold: LSN?
+    public var held: LSN?
 }
 
 public struct ControlStatusRow: Sendable, Decodable {

@@ -27,6 +27,16 @@ public struct DrainCoordinator: Sendable {
         public var models: [ModelStatus]
         /// The final object-sync pass of each mapping.
         public var objects: [ObjectSyncReport]
+        /// The models' relationships; an orphan of a `fail` reference fails the drain.
+        public var references: [ReferenceCheck.Outcome] = []
+        /// The sequences carried over, and the surrogate columns given a default.
+        public var sequences: [SequenceHandover.Outcome] = []
+        public var surrogates: [SequenceHandover.SurrogateOutcome] = []
+        /// The drain completed: the sources are drained. False when a relationship failed it
+        /// (the sources stay draining).
+        public var drained = true
+        /// Each model against a full reload of it, when asked for.
+        public var reload: [TransformCheck.Difference]?
     }
 
     public struct SourceReport: Sendable {
@@ -72,8 +82,10 @@ public struct DrainCoordinator: Sendable {
     }
 
     /// After the watch ended the pipeline: the last object-sync pass (the sources are read-only
-    /// now, so it leaves the target bucket complete), the sources marked drained, the report.
-    public func finish(_ begun: Begun) async throws -> Report {
+    /// now, so it leaves the target bucket complete), the relationships counted, the sequences
+    /// carried over, the sources marked drained, the report.
+    /// - Parameter compareWithReload: also build every model whole and compare (the gate's report).
+    public func finish(_ begun: Begun, compareWithReload: Bool = false) async throws -> Report {
         guard begun.isComplete else {
             throw TributaryError(.stopped, "drain interrupted before the sources reached their ends; they stay draining: run tributary drain again")
         }
@@ -82,6 +94,17 @@ public struct DrainCoordinator: Sendable {
             throw TributaryError(.stopped, "drain: the final object sync of \(failed.mapping.id) failed (\(failed.error ?? failed.failures.first ?? "")); "
                                  + "the sources stay draining: fix it and run tributary drain again")
         }
+        // The relationships at the end: an orphan fails the drain (a reference may only warn).
+        let references = try await ReferenceCheck(endpoints: endpoints).run(configuration.models)
+        guard references.allSatisfy(\.passes) else {
+            let models = try await StatusReader(endpoints: endpoints, store: store, models: configuration.models).report(sources).models ?? []
+            return Report(sources: sources.map { SourceReport(source: $0.name, endLSN: begun.ends[$0.name]!, batches: 0, rows: 0) }, models: models,
+                          objects: objects, references: references, drained: false)
+        }
+        // The target takes the application's writes from here: sequences continue the sources'.
+        let handover = SequenceHandover(endpoints: endpoints)
+        let sequences = try await handover.carryOver(sources)
+        let surrogates = try await handover.surrogateDefaults(configuration.models)
         let reports = try await endpoints.target.withControl(migrate: true, for: "drain") { control in
             var reports: [SourceReport] = []
             for source in sources {
@@ -93,7 +116,18 @@ public struct DrainCoordinator: Sendable {
         }
         let models = configuration.models.isEmpty ? []
             : try await StatusReader(endpoints: endpoints, store: store, models: configuration.models).report(sources).models ?? []
-        return Report(sources: reports, models: models, objects: objects)
+        var report = Report(sources: reports, models: models, objects: objects, references: references, sequences: sequences, surrogates: surrogates)
+        if compareWithReload && !configuration.models.isEmpty {
+            report.reload = try await TransformCheck(runner: TransformRunner(configuration: configuration, endpoints: endpoints, logger: logger)).run()
+        }
+        return report
+    }
+
+    /// Before anything is changed: every reference's columns exist (in the models built), every
+    /// listed sequence exists on its source.
+    public func validate() async throws {
+        try await ReferenceCheck(endpoints: endpoints).validate(configuration.models)
+        for source in sources { _ = try await SequenceHandover(endpoints: endpoints).sequences(of: source) }
     }
 
     /// The source's end: its WAL insert position now, recorded as the drain LSN.

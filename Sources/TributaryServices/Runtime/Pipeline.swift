@@ -46,12 +46,14 @@ public struct Pipeline: Sendable {
         replicatorSettings = Replicator.Settings(target: configuration.target)
     }
 
-    /// The parts `selection` leaves on. With `ends` (a drain): the replicators and the applier wait
-    /// for a slot or the applier lock another process holds (it does the same work), the
-    /// replicators follow the control state to each end, and neither retention nor the periodic
-    /// object sync runs (the drain makes its own last pass).
-    public func parts(_ selection: Selection, end ends: [String: LSN]? = nil) -> [ServiceGroupConfiguration.ServiceConfiguration] {
+    /// The parts `selection` leaves on. With `ends` (a drain): the replicators follow the control
+    /// state to each end, and neither retention nor the periodic object sync runs (the drain makes
+    /// its own last pass). A drain's parts, and `cooperative` ones (a verify's), wait for a slot or
+    /// the applier lock another process holds: it does the same work.
+    public func parts(_ selection: Selection, end ends: [String: LSN]? = nil, cooperative: Bool = false)
+        -> [ServiceGroupConfiguration.ServiceConfiguration] {
         let draining = ends != nil
+        let cooperative = cooperative || draining
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if selection.replicate {
             for source in selection.sources {
@@ -59,13 +61,13 @@ public struct Pipeline: Sendable {
                 settings.refreshSource = ConfigurationLoader.refresher(directory: configurationDirectory, source: source.name)
                 services.append(service(ReplicationPart(source: source, endpoints: endpoints, settings: settings, store: store,
                                                         workDirectory: configuration.target.workDirectory, totals: replicationTotals,
-                                                        cooperative: draining, logger: logger),
+                                                        cooperative: cooperative, logger: logger),
                                         policy: SupervisionPolicy(backoff: Backoff(initial: .seconds(1), maximum: .seconds(30)))))
             }
         }
         if selection.apply {
             let lease = ApplierLease(sources: selection.sources.map(\.name))
-            services.append(service(ApplierLockPart(endpoints: endpoints, lease: lease, cooperative: draining)))
+            services.append(service(ApplierLockPart(endpoints: endpoints, lease: lease, cooperative: cooperative)))
             let parked = ParkedParts()
             for source in selection.sources {
                 let applier = SourceApplier(source: source, endpoints: endpoints, store: store, settings: applySettings, logger: logger)

@@ -25,9 +25,12 @@ public struct ModelStatus: Sendable, Codable, Equatable {
     public var lastRunAt: Date?
     public var reloadedAt: Date?
     public var error: String?
+    /// Rows pointing at nothing over the model's relationships (`references:`), at their last
+    /// count (verify, drain, transform --check); nil before one, or without relationships.
+    public var orphans: Int?
 
     enum CodingKeys: String, CodingKey {
-        case model, table, state, lagSeconds, rowsWaiting, lastRunAt, reloadedAt, error
+        case model, table, state, lagSeconds, rowsWaiting, lastRunAt, reloadedAt, error, orphans
     }
 }
 
@@ -39,12 +42,14 @@ struct ModelStatusReader {
 
     func read(control: ControlStore, sources: [SourceStatus]) async throws -> [ModelStatus] {
         let states = Dictionary(uniqueKeysWithValues: try await control.modelStates().map { ($0.model, $0) })
+        let orphans = try await control.referenceChecks()
         var result: [ModelStatus] = []
         for model in models {
             let state = states[model.name]
             let waiting = try await rowsWaiting(model, control: control)
             var status = ModelStatus(model: model.name, table: model.table.description, state: .behind, rowsWaiting: waiting,
                                      lastRunAt: state?.runAt, reloadedAt: state?.reloadedAt, error: state?.error)
+            if !model.references.isEmpty { status.orphans = orphans[model.name] }
             if state?.error != nil {
                 status.state = .failed
             } else if state?.runAt == nil {

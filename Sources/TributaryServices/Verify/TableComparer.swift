@@ -27,22 +27,25 @@ public struct TableComparer: Sendable {
 
     public init(endpoints: Endpoints) { self.endpoints = endpoints }
 
-    public func compare(source: SourceConfiguration, tables names: [String] = []) async throws -> [Comparison] {
+    /// - Parameter snapshot: an exported snapshot the source side reads under (a verify's point);
+    ///   nil: the source as it is now.
+    public func compare(source: SourceConfiguration, tables names: [String] = [], snapshot: String? = nil) async throws -> [Comparison] {
         let selected = source.tables.filter { table in
             names.isEmpty || names.contains(table.table.description) || names.contains(table.stagingTable)
                 || names.contains(table.table.name)
         }
         return try await endpoints.source(source).withConnection(for: "verify") { sourceConnection in
             try await endpoints.target.withConnection(for: "verify") { targetConnection in
-                try await compare(selected, of: source, sourceConnection: sourceConnection, targetConnection: targetConnection)
+                try await compare(selected, of: source, snapshot: snapshot, sourceConnection: sourceConnection, targetConnection: targetConnection)
             }
         }
     }
 
-    private func compare(_ selected: [TableConfiguration], of source: SourceConfiguration, sourceConnection: PostgresConnection,
+    private func compare(_ selected: [TableConfiguration], of source: SourceConfiguration, snapshot: String?, sourceConnection: PostgresConnection,
                          targetConnection: PostgresConnection) async throws -> [Comparison] {
         // One snapshot per side, so all tables of a side are compared as of one moment.
         try await sourceConnection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if let snapshot { try await sourceConnection.execute("SET TRANSACTION SNAPSHOT \(SQL.literal(snapshot))") }
         try await targetConnection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         var results: [Comparison] = []
         for table in selected {
@@ -62,8 +65,11 @@ public struct TableComparer: Sendable {
                 comparison.stagingRows = try stagingSide.rows[0].decode("rows", as: Int.self)
                 comparison.stagingChecksum = try stagingSide.rows[0].decode("checksum", as: String.self)
                 if !comparison.matches {
+                    let key = described.relation.key.map { name in
+                        described.relation.columns.first { $0.name == name }.map(KeyColumn.init) ?? KeyColumn(name: name)
+                    }
                     comparison.differingRanges = try await narrow(
-                        table: table.table, stagingTable: stagingTable, columns: columns, key: described.relation.key,
+                        table: table.table, stagingTable: stagingTable, columns: columns, key: key,
                         source: sourceConnection, target: targetConnection, lower: nil, upper: nil, depth: 0)
                 }
             } catch let error as PostgresError where error.sqlState == PostgresError.undefinedTable || error.sqlState == PostgresError.undefinedColumn {
@@ -82,7 +88,7 @@ public struct TableComparer: Sendable {
 
     /// Splits the key range in buckets, compares each bucket's count and checksum, and descends into
     /// the ones that differ, three levels deep: a mismatch in a million rows is named to within a few hundred keys.
-    private func narrow(table: QualifiedName, stagingTable: QualifiedName, columns: [String], key: [String],
+    private func narrow(table: QualifiedName, stagingTable: QualifiedName, columns: [String], key: [KeyColumn],
                         source: PostgresConnection, target: PostgresConnection,
                         lower: [String?]?, upper: [String?]?, depth: Int) async throws -> [String] {
         let buckets = 16
@@ -113,9 +119,9 @@ public struct TableComparer: Sendable {
         return ranges
     }
 
-    static func describe(key: [String], from: [String?]?, to: [String?]?) -> String {
+    static func describe(key: [KeyColumn], from: [String?]?, to: [String?]?) -> String {
         func text(_ values: [String?]) -> String { "(" + values.map { $0 ?? "NULL" }.joined(separator: ", ") + ")" }
-        let name = key.count == 1 ? key[0] : "(" + key.joined(separator: ", ") + ")"
+        let name = key.count == 1 ? key[0].name : "(" + key.map(\.name).joined(separator: ", ") + ")"
         switch (from, to) {
         case (nil, nil): return "all keys"
         case (let from?, nil): return "\(name) >= \(text(from))"

@@ -28,6 +28,9 @@ struct Drain: AsyncParsableCommand {
     @Flag(help: "Skip the verification at the end.")
     var noVerify = false
 
+    @Option(help: "Write the go/no-go report to FILE.md and FILE.json.")
+    var report: String?
+
     func run() async throws {
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
@@ -38,6 +41,9 @@ struct Drain: AsyncParsableCommand {
             let started = ContinuousClock.now
             let printer = DrainProgressPrinter()
             let drain = DrainCoordinator(configuration: configuration, endpoints: endpoints, sources: selected, store: store, logger: logger)
+            // Bad input is said before anything is changed.
+            if let report { try CutoverReport.checkWritable(report) }
+            try await drain.validate()
             let begun = try await drain.begin(requireReadOnly: requireReadOnly)
             // What run runs, to each source's end: the parts another process runs already are waited for.
             let pipeline = Pipeline(configuration: configuration, endpoints: endpoints, store: store,
@@ -45,26 +51,70 @@ struct Drain: AsyncParsableCommand {
             let selection = Pipeline.Selection(sources: selected)
             let watch = pipeline.service(drain.watch(begun, timeout: timeout) { await printer.show($0) })
             try await pipeline.run(pipeline.parts(selection, end: begun.ends) + [watch], shutdownTimeout: .seconds(60))
-            let report = try await drain.finish(begun)
+            let drained = try await drain.finish(begun, compareWithReload: report != nil)
             let seconds = (ContinuousClock.now - started).seconds
-            print("\ndrain: complete in \(Format.duration(seconds)); the sources are drained and their slots kept "
-                  + "(drop them with tributary drop-slot --all after cutover)")
+            if drained.drained {
+                print("\ndrain: complete in \(Format.duration(seconds)); the sources are drained and their slots kept "
+                      + "(drop them with tributary drop-slot --all after cutover)")
+            } else {
+                print("\ndrain: every source reached its end in \(Format.duration(seconds)), but BL relationships have orphans: "
+                      + "the sources stay draining; fix them and run tributary drain again")
+            }
             print(Format.pad("source", 8) + Format.pad("end LSN", 18) + Format.pad("batches", 10, right: true) + Format.pad("rows", 12, right: true))
-            for source in report.sources {
+            for source in drained.sources {
                 print(Format.pad(source.source, 8) + Format.pad(source.endLSN.description, 18)
                       + Format.pad(Format.count(source.batches), 10, right: true) + Format.pad(Format.count(source.rows), 12, right: true))
             }
-            if !report.models.isEmpty { print("") }
-            for model in report.models { print(Status.line(model)) }
-            if !report.objects.isEmpty { print("") }
-            for mapping in report.objects { print(SyncObjects.lines(mapping, dryRun: false).joined(separator: "\n")) }
-            guard !noVerify else { return }
-            print("")
-            let outcome = try await Verifier(endpoints: endpoints, configuration: configuration, logger: logger)
-                .verify(selected, rechecks: 0)
-            outcome.printTable()
-            if !outcome.matches { throw ExitCode(1) }
+            if !drained.models.isEmpty { print("") }
+            for model in drained.models { print(Status.line(model)) }
+            for reference in drained.references { print(Verifier.Outcome.line(reference)) }
+            for sequence in drained.sequences {
+                print(Format.pad(sequence.source, 8) + "sequence \(sequence.sequence) → \(sequence.target): "
+                      + (sequence.targetValue.map { "set to \($0)" } ?? sequence.note ?? "-"))
+            }
+            for surrogate in drained.surrogates {
+                print("model \(surrogate.model): \(surrogate.column) defaults to nextval('\(surrogate.sequence)') (highest so far \(surrogate.highest.map(String.init) ?? "-"))")
+            }
+            if !drained.objects.isEmpty { print("") }
+            for mapping in drained.objects { print(SyncObjects.lines(mapping, dryRun: false).joined(separator: "\n")) }
+            var outcome: Verifier.Outcome?
+            if !noVerify {
+                print("")
+                var options = Verifier.Options()
+                options.rechecks = 0
+                let verified = try await Verifier(endpoints: endpoints, configuration: configuration, store: store, logger: logger)
+                    .verify(selected, options: options)
+                verified.printTable()
+                outcome = verified
+            }
+            if let report {
+                let sections = drainReport(drained, verified: outcome, configuration: configuration, seconds: seconds)
+                let cutover = CutoverReport(kind: "drain", sources: sections.sources, models: sections.models, objects: sections.objects)
+                try cutover.write(to: report)
+                print("drain: the \(cutover.verdict) report is in \(report).md and \(report).json")
+            }
+            if !drained.drained || !(outcome?.matches ?? true) { throw ExitCode(1) }
         }
+    }
+}
+
+extension Drain {
+    /// The drain's findings and its verify's as the report's sections (with the full-reload
+    /// comparison of the models, which the gate wants).
+    func drainReport(_ drained: DrainCoordinator.Report, verified: Verifier.Outcome?, configuration: Configuration,
+                     seconds: Double) -> (sources: [CutoverReport.Source], models: [CutoverReport.Model], objects: [CutoverReport.Objects]) {
+        var sources = CutoverReport.sources(verified ?? Verifier.Outcome(tables: [], checks: []), sequences: drained.sequences,
+                                            sourceNames: drained.sources.map(\.source))
+        for index in sources.indices {
+            guard let source = drained.sources.first(where: { $0.source == sources[index].source }) else { continue }
+            sources[index].point = source.endLSN.description
+            sources[index].seconds = seconds
+            sources[index].batches = source.batches
+            sources[index].rows = source.rows
+        }
+        let models = CutoverReport.models(configuration.models, statuses: drained.models, references: drained.references,
+                                          reload: drained.reload, surrogates: drained.surrogates)
+        return (sources, models, CutoverReport.objects(verified?.objects.isEmpty == false ? verified!.objects : drained.objects))
     }
 }
 

@@ -68,6 +68,7 @@ struct Status: AsyncParsableCommand {
         parts.append("lag \(model.lagSeconds.map { String(format: "%.1f s", $0) } ?? "-")")
         parts.append("\(Format.count(model.rowsWaiting))\(model.rowsWaiting >= 1_000_000 ? "+" : "") input rows waiting")
         parts.append("last run \(model.lastRunAt.map(ManifestCoding.format) ?? "-")")
+        if let orphans = model.orphans { parts.append(orphans == 0 ? "no orphans" : "\(Format.count(orphans)) ORPHANS (tributary verify names them)") }
         return parts.joined(separator: "  ") + (model.error.map { "\n        error: " + $0 + "\n        (fix the model; the next run catches up)" } ?? "")
     }
 

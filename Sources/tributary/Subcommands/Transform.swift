@@ -27,7 +27,7 @@ struct Transform: AsyncParsableCommand {
     @Flag(help: "Print the SQL and the rows that would change; change nothing.")
     var dryRun = false
 
-    @Flag(help: "Compare every BL table with a full reload of its model (built in a scratch schema, then dropped); change nothing else.")
+    @Flag(help: "Compare every BL table with a full reload of its model (built in a scratch schema, then dropped), and count the orphans of its references:; change nothing else.")
     var check = false
 
     func validate() throws {
@@ -42,17 +42,21 @@ struct Transform: AsyncParsableCommand {
                 return
             }
             let logger = global.makeLogger("transform")
+            let endpoints = Endpoints(configuration, command: "transform")
             if check {
-                let differences = try await TransformCheck(runner: TransformRunner(configuration: configuration, endpoints: Endpoints(configuration, command: "transform"), logger: logger)).run()
+                try await ReferenceCheck(endpoints: endpoints).validate(configuration.models)
+                let differences = try await TransformCheck(runner: TransformRunner(configuration: configuration, endpoints: endpoints, logger: logger)).run()
                 for difference in differences {
                     print(Format.pad(difference.model, 20) + (difference.matches
                         ? " equals a full reload (\(Format.count(difference.reloadRows)) rows)"
                         : " DIFFERS from a full reload: \(difference.onlyInTable) rows only in the table, \(difference.onlyInReload) only in the reload"))
                 }
-                if !differences.allSatisfy(\.matches) { throw ExitCode(1) }
+                let references = try await ReferenceCheck(endpoints: endpoints).run(configuration.models)
+                for reference in references { print(Verifier.Outcome.line(reference)) }
+                if !differences.allSatisfy(\.matches) || !references.allSatisfy(\.passes) { throw ExitCode(1) }
                 return
             }
-            let outcomes = try await TransformRunner(configuration: configuration, endpoints: Endpoints(configuration, command: "transform"), logger: logger)
+            let outcomes = try await TransformRunner(configuration: configuration, endpoints: endpoints, logger: logger)
                 .run(try configuration.models(named: models), full: full, dryRun: dryRun, jobs: jobs)
             for outcome in outcomes {
                 if dryRun { for statement in outcome.statements { print(statement + ";") } }
