@@ -16,6 +16,11 @@ import Testing
         #expect(sql.tombstoneOlderThan(LSN(0x30)) == #"UPDATE "stg"."qvp_items" SET "_deleted" = true, "_lsn" = '0/30'::pg_lsn WHERE "_lsn" < '0/30'::pg_lsn"#)
     }
 
+    /// A verify's point splits a file: what committed at the point or later stays for the next apply.
+    @Test func theChangesFromAHoldPointOnAreLeftOut() {
+        #expect(sql.dropChanges(from: LSN(0x1_0000_0040)) == #"DELETE FROM "tributary_changes_0" WHERE _lsn >= '1/40'::pg_lsn"#)
+    }
+
     @Test func aBatchLoadedAheadGoesThroughAnUnloggedLoadTable() {
         let loaded = MergeSQL(relation: sql.relation, stagingTable: "qvp_items", loadTable: QualifiedName(schema: "tributary_load", name: "qvp-0000000000000030-0"))
         #expect(loaded.createLoadTable == #"CREATE UNLOGGED TABLE "tributary_load"."qvp-0000000000000030-0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) WITH (autovacuum_enabled = false)"#)

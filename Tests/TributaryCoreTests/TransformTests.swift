@@ -51,6 +51,66 @@ import Testing
         #expect(problem("key: [id]\ninputs: [{table: stg.t, keys: [id]}]\nsurogate: x").contains("did you mean \"surrogate\""))
     }
 
+    @Test func referencesAreReadCompositeNullableAndWithTheirPolicy() throws {
+        let yaml = ConfigurationParser.File(name: "bl/claim.yaml", text: """
+            key: [id]
+            inputs: [{table: stg.t, keys: [id]}]
+            references:
+              - columns: contract_id
+                to: bl.contract(contract_id)
+              - columns: [source_system, asset_no]
+                to: bl.insured_asset( source_system, source_id )
+                nullable: true
+                on_orphan: warn
+            """)
+        let references = try TransformModelParser.parse(yaml: yaml, sql: "SELECT 1 AS id").references
+        #expect(references == [
+            .init(columns: ["contract_id"], target: QualifiedName(schema: "bl", name: "contract"), targetColumns: ["contract_id"]),
+            .init(columns: ["source_system", "asset_no"], target: QualifiedName(schema: "bl", name: "insured_asset"),
+                  targetColumns: ["source_system", "source_id"], nullable: true, onOrphan: .warn),
+        ])
+        #expect(references[1].description == "source_system, asset_no → bl.insured_asset(source_system, source_id)")
+    }
+
+    @Test func badReferencesAreRefusedWithTheFileAndKey() throws {
+        func problem(_ references: String) -> String {
+            let text = "key: [id]\ninputs: [{table: stg.t, keys: [id]}]\nreferences:\n" + references
+            do {
+                _ = try TransformModelParser.parse(yaml: .init(name: "bl/x.yaml", text: text), sql: "SELECT 1")
+                return "accepted"
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(problem("  - to: bl.p(id)").contains("references[0].columns: required"))
+        #expect(problem("  - {columns: a, to: stg.p(id)}").contains("expected bl.<model table>(<columns>)"))
+        #expect(problem("  - {columns: a, to: bl.p}").contains("expected bl.<model table>(<columns>)"))
+        #expect(problem("  - {columns: [a, b], to: bl.p(id)}").contains("2 columns refer to 1 of bl.p"))
+        #expect(problem("  - {columns: a, to: bl.p(id), on_orphan: ignore}").contains("expected fail or warn"))
+        #expect(problem("  - {columns: a, to: bl.p(id), nulable: true}").contains("did you mean \"nullable\""))
+
+        var child = Self.model("claim", reads: ["stg.qvp_claims"])
+        child.references = [.init(columns: ["contract_id"], target: QualifiedName(schema: "bl", name: "contract"), targetColumns: ["id"])]
+        #expect(throws: TributaryError.self) { try TransformModelParser.validate([child]) }
+        #expect(try TransformModelParser.validate([child, Self.model("contract", reads: ["stg.qvp_policies"])]).count == 2,
+                "a reference is no input: it does not order the models")
+    }
+
+    @Test func anOrphanQueryIgnoresNullsWhenAllowedAndRowsKeptAsDeleted() {
+        var child = Self.model("claim", reads: ["stg.qvp_claims"])
+        child.deletes = .flag
+        var parent = Self.model("contract", reads: ["stg.qvp_policies"])
+        let reference = TransformModel.Reference(columns: ["a", "b"], target: parent.table, targetColumns: ["x", "y"], nullable: true)
+        let sql = ReferenceSQL.orphans(child, reference, target: parent, sample: 3)
+        #expect(sql.contains(#"FROM "bl"."claim" AS c WHERE (c."a" IS NOT NULL OR c."b" IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM "bl"."contract" AS p WHERE p."x" = c."a" AND p."y" = c."b") AND NOT c."_deleted""#), "\(sql)")
+        #expect(sql.contains("[1:3]"), "\(sql)")
+        #expect(!sql.contains(#"p."_deleted""#), "a parent that deletes its rows keeps none")
+
+        parent.deletes = .flag
+        let strict = ReferenceSQL.orphans(child, .init(columns: ["a"], target: parent.table, targetColumns: ["x"]), target: parent)
+        #expect(strict.contains(#"WHERE NOT EXISTS (SELECT 1 FROM "bl"."contract" AS p WHERE p."x" = c."a" AND NOT p."_deleted")"#), "\(strict)")
+    }
+
     @Test func modelsRunAfterTheModelsTheyReadAndCirclesAreRefused() throws {
         let party = Self.model("party", reads: ["stg.qvp_customers"])
         let contract = Self.model("contract", reads: ["stg.qvp_policies", "bl.party"])
