@@ -128,13 +128,17 @@ sleep 1
 "$tributary" status --config slots
 step "tributary resume svp"
 "$tributary" resume --config slots svp
+step "tributary verify while run goes on: each source compared at one point, its STG held there meanwhile"
+"$tributary" verify --config slots
 step "metrics (Prometheus text, a few lines)"
 curl -sf "http://127.0.0.1:${METRICS_PORT:-9187}/metrics" | grep -E '^tributary_(source_lag_bytes|lag_seconds|batches_applied_total)' || true
 
-step "switchover: sources read-only, then tributary drain (a last object pass, then it verifies)"
+step "switchover: sources read-only, then tributary drain (a last object pass, sequences carried over, then it verifies)"
 psql_on -p "$QVP_PORT" -d postgres -c "ALTER DATABASE qvp SET default_transaction_read_only = on"
 psql_on -p "$SVP_PORT" -d postgres -c "ALTER DATABASE svp SET default_transaction_read_only = on"
-"$tributary" drain --config slots --timeout 300 --require-read-only --log-level notice
+"$tributary" drain --config slots --timeout 300 --require-read-only --log-level notice --report .tributary/cutover
+step "the go/no-go report (.tributary/cutover.md; .tributary/cutover.json for tools)"
+cat .tributary/cutover.md
 kill -TERM "$run_pid"; wait "$run_pid" 2>/dev/null || true; trap - EXIT
 psql_on -p "$UNIPACC_PORT" -d unipacc -c "SELECT source, state, drain_lsn, applied_lsn, applied_commit_time, (SELECT count(*) FROM tributary.applied_batches b WHERE b.source = s.source) AS batches FROM tributary.sources s ORDER BY source"
 
