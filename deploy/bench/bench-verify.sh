@@ -133,7 +133,13 @@ verify_runs() { # case expected-key-or-none
   done
 }
 on_target() { psql_on -p "$UNIPACC_PORT" -d unipacc "$@"; }
-restore() { on_target -c "DELETE FROM stg.qvp_customers WHERE id = $1" -c "INSERT INTO stg.qvp_customers SELECT (jsonb_populate_record(NULL::stg.qvp_customers, '$2'::jsonb)).*"; }
+# The saved row goes through a psql variable, quoted by psql (a name like O'Brien is in the data).
+restore() {
+  on_target -v id="$1" -v row="$2" <<'SQL'
+DELETE FROM stg.qvp_customers WHERE id = :id;
+INSERT INTO stg.qvp_customers SELECT (jsonb_populate_record(NULL::stg.qvp_customers, :'row'::jsonb)).*;
+SQL
+}
 verify_runs identical none
 saved505=$(on_target -Atc "SELECT to_jsonb(c) FROM stg.qvp_customers c WHERE id = 505")
 saved606=$(on_target -Atc "SELECT to_jsonb(c) FROM stg.qvp_customers c WHERE id = 606")
