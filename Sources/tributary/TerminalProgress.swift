@@ -87,6 +87,15 @@ enum Format {
         return "\(whole / 3600)h\(String(format: "%02d", whole / 60 % 60))m"
     }
 
+    /// `2026-12-06 09:14 UTC`: when something happened, to the minute.
+    static func timestamp(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm 'UTC'"
+        return formatter.string(from: date)
+    }
+
     static func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
         guard text.count < width else { return text }
         let padding = String(repeating: " ", count: width - text.count)

@@ -82,6 +82,14 @@ import TributaryCore
         #expect(error([zeroInterval, source("connection: y\ntables: [{name: a}]")]).contains("staging.gc_interval"))
     }
 
+    @Test func schemaChangesFollowByDefaultStopOnAskAndTheOldNameStillReads() throws {
+        let base = "source: qvp\nconnection: x\nslot: s\npublication: p\ntables:\n  - name: public.t\n"
+        #expect(try parse([target, source(base)]).sources[0].schemaChanges == .follow)
+        #expect(try parse([target, source(base + "schema_changes: stop\n")]).sources[0].schemaChanges == .stop)
+        #expect(try parse([target, source(base + "schema_changes: add_columns\n")]).sources[0].schemaChanges == .follow)
+        #expect(error([target, source(base + "schema_changes: ignore\n")]).contains("schema_changes: expected follow or stop, found \"ignore\""))
+    }
+
     @Test func unknownKeyNamesFileLineAndSuggestion() {
         let message = error([target, source("connection: x\ntables:\n  - name: a\n    kee: [id]\n")])
         #expect(message == "slots/qvp.yaml:4: tables[0].kee: unknown key (did you mean \"key\"?); known keys: name, key, stg_table, exclude_columns")

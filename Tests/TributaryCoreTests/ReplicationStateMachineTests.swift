@@ -173,6 +173,22 @@ import TributaryTestSupport
         #expect(try idle.handle(.keepalive(walEnd: LSN(250), replyRequested: false), now: at(0)).contains(.finish(durable: LSN(250))))
     }
 
+    /// A table dropped on the source is noticed at some position: the replicator stores every
+    /// change before it, then stops, never earlier than an end it had already.
+    @Test func aStopPositionGivenMidStreamEndsTheStreamOnceEverythingBeforeItIsStored() throws {
+        var machine = machine(ageMilliseconds: 10_000)
+        _ = try transaction(&machine, 150, rows: 1, at: 0)
+        #expect(try machine.handle(.stopAt(LSN(300)), now: at(1)).isEmpty, "the open batch waits: the stop lies ahead")
+        #expect(machine.endLSN == LSN(300))
+        #expect(try transaction(&machine, 296, rows: 2, at: 2).contains(.closeBatch), "the batch reaching it closes at once")
+        let stored = try machine.handle(.batchStored(endLSN: LSN(304)), now: at(3))
+        #expect(stored.contains(.finish(durable: LSN(304))) && machine.isFinished)
+
+        var ending = self.machine(endLSN: LSN(200))
+        _ = try ending.handle(.stopAt(LSN(400)), now: at(0))
+        #expect(ending.endLSN == LSN(200), "an earlier end stays")
+    }
+
     @Test func aHeartbeatWithNothingPendingStoresNothingAndIsConfirmed() throws {
         var machine = machine(ageMilliseconds: 500)
         _ = try machine.handle(.message(Self.begin(300)), now: at(0))

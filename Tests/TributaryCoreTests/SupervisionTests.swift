@@ -36,6 +36,16 @@ import TributaryCore
         #expect(policy.failed(.permanent, started: at(21), now: at(21)) == .stop)
     }
 
+    /// A source stopped on a schema change it cannot follow looks again every few seconds, so it
+    /// goes on by itself once the operator has made the fix; the wait never grows.
+    @Test func aPartAwaitingAFixLooksAgainAtAFixedPace() {
+        var policy = SupervisionPolicy(backoff: Backoff(initial: .seconds(1), maximum: .seconds(30)), fixRetry: .seconds(5))
+        for second in stride(from: 0.0, to: 100, by: 5) {
+            #expect(policy.failed(.awaitingFix, started: at(second), now: at(second)) == .retry(after: .seconds(5)))
+        }
+        #expect(policy.failed(.temporary, started: at(200), now: at(200)) == .retry(after: .seconds(1)), "the waits for a fix did not grow the backoff")
+    }
+
     @Test func aReplicatorWaitsOutWhatEndsByItselfAndStopsOnTheRest() {
         var rules = ReplicationFailureRules(began: at(0), startupGrace: .seconds(10))
         // At start-up a refused connection is a configuration or a source down: said at once.

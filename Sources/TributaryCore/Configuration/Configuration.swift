@@ -53,7 +53,7 @@ public struct SourceConfiguration: Sendable {
     public var createPublication: Bool
     public var tables: [TableConfiguration]
     /// What the applier does when a batch's schema differs from the STG table.
-    public var schemaChanges: SchemaChangePolicy = .addColumns
+    public var schemaChanges: SchemaChangePolicy = .follow
     /// Key-indicator queries `verify` runs on both sides.
     public var checks: [IndicatorCheck] = []
     /// The source's object files and where they go (the object sync).
@@ -111,13 +111,19 @@ public struct IndicatorCheck: Sendable, Hashable {
     }
 }
 
-/// How the applier follows schema changes on a source.
+/// How the applier follows schema changes on a source (`schema_changes:`).
 public enum SchemaChangePolicy: String, Sendable {
-    /// A column added on the source is added to STG; a dropped one is kept and left NULL from then
-    /// on; a changed type stops the source.
-    case addColumns = "add_columns"
-    /// Any difference stops the source until the operator has changed STG.
+    /// What can be followed exactly is (a column or table renamed, a column added, a type widened,
+    /// NOT NULL set or dropped; a dropped column is kept in STG); the rest stops the source with
+    /// the fix (`StagingSchemaPlanner`).
+    case follow
+    /// Every change STG would need stops the source, with the statements that follow it by hand.
     case stop
+
+    /// `add_columns`, the name `follow` had before it followed renames and widened types too.
+    public init?(configured text: String) {
+        self.init(rawValue: text == "add_columns" ? "follow" : text)
+    }
 }
 
 /// One replicated table.

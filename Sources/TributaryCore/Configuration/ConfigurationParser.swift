@@ -208,8 +208,8 @@ public enum ConfigurationParser {
         var source = SourceConfiguration(name: name, connection: connection, slot: slot, publication: publication,
                                          createPublication: createPublication, tables: tables, file: file.name)
         if let text = try root.string("schema_changes") {
-            guard let policy = SchemaChangePolicy(rawValue: text) else {
-                throw root.error("schema_changes", root.node("schema_changes")!, "expected add_columns or stop, found \"\(text)\"")
+            guard let policy = SchemaChangePolicy(configured: text) else {
+                throw root.error("schema_changes", root.node("schema_changes")!, "expected follow or stop, found \"\(text)\"")
             }
             source.schemaChanges = policy
         }

@@ -45,12 +45,16 @@ public struct ReplicationStateMachine: Sendable {
         case batchStored(endLSN: LSN)
         /// A signal, the operator or the control state asks for a stop at the next safe point.
         case stopRequested
+        /// Stop once everything before `lsn` is stored (a configured table was dropped on the
+        /// source: its last changes come before the position where that was noticed).
+        case stopAt(LSN)
     }
 
     public enum Action: Sendable, Equatable {
         /// A transaction begins; its rows carry `commitLSN`.
         case beginTransaction(commitLSN: LSN)
-        /// An insert, update, delete or truncate of the open transaction goes into the batch.
+        /// An insert, update, delete or truncate of the open transaction goes into the batch (or
+        /// the DDL event trigger's announcement is taken in, at its place).
         case append(PgOutputMessage)
         /// A relation's schema. `outsideStream`: when it differs from the one known, the table's
         /// next rows start a new segment of the batch.
@@ -94,6 +98,8 @@ public struct ReplicationStateMachine: Sendable {
     /// Acknowledged to the server: everything before it is in the staging store.
     public private(set) var durable: LSN
     public private(set) var isFinished = false
+    /// Where the stream ends: the settings' end, or an earlier one a `stopAt` set.
+    public private(set) var endLSN: LSN?
     var batch = OpenBatch()
     var inTransaction = false
     /// A `closeBatch` is out and its `batchStored` has not come back.
@@ -111,6 +117,7 @@ public struct ReplicationStateMachine: Sendable {
     public init(settings: Settings, durable: LSN, now: Instant) {
         self.settings = settings
         self.durable = durable
+        endLSN = settings.endLSN
         lastStatus = now
         lastActivity = now
     }
@@ -151,6 +158,8 @@ public struct ReplicationStateMachine: Sendable {
             actions.append(status(now))
         case .stopRequested:
             stopRequested = true
+        case .stopAt(let lsn):
+            endLSN = min(endLSN ?? lsn, lsn)
         }
         timers(now: now, into: &actions)
         return actions
@@ -205,6 +214,13 @@ public struct ReplicationStateMachine: Sendable {
                 return [.dropStream(xid: xid)]
             }
             return [.abortSubtransaction(xid: xid, subtransaction: subtransaction)]
+        case .message(nil, true, _, DDLAnnouncement.prefix, _):
+            // The DDL event trigger's: in the transaction, in order with its changes.
+            guard inTransaction else { throw ProtocolViolation(description: "a transactional message arrived outside a transaction") }
+            return [.append(message)]
+        case .message(let xid?, true, _, DDLAnnouncement.prefix, _):
+            guard let top = currentStream else { throw outsideStream }
+            return [.spill(topTransaction: top, subtransaction: xid)]
         case .type, .origin, .message:
             // Types are read from the catalog; a heartbeat needs nothing beyond its transaction.
             return []
@@ -233,7 +249,7 @@ public struct ReplicationStateMachine: Sendable {
         return .sendStatus(flushed: durable)
     }
 
-    private var endReached: Bool { settings.endLSN.map { durable >= $0 } ?? false }
+    private var endReached: Bool { endLSN.map { durable >= $0 } ?? false }
 
     /// What is due now, whatever the event was.
     private mutating func timers(now: Instant, into actions: inout [Action]) {
@@ -258,6 +274,6 @@ public struct ReplicationStateMachine: Sendable {
         let age = batch.openedAt.map { now - $0 } ?? .zero
         return BatchPolicy(limits: settings.limits).shouldClose(rows: batch.rows, bytes: batch.bytes, age: age)
             || stopRequested || serverWaiting
-            || settings.endLSN.map { batch.endLSN >= $0 } ?? false
+            || endLSN.map { batch.endLSN >= $0 } ?? false
     }
 }

@@ -12,6 +12,10 @@ public struct SupervisionPolicy: Sendable {
         /// Another process holds what the part needs now (the slot, the applier lock), and may
         /// be doing its work: tried again after `busyRetry`, without backoff growing.
         case busy
+        /// Waits for an operator's fix that the part can see once it is made (STG altered by hand,
+        /// a table snapshot stored): tried again after `fixRetry`, without backoff growing, so
+        /// the part goes on by itself.
+        case awaitingFix
         /// Cannot end without an operator: the part stops, with this error.
         case permanent
     }
@@ -23,6 +27,7 @@ public struct SupervisionPolicy: Sendable {
 
     public var backoff: Backoff
     public let busyRetry: Duration
+    public let fixRetry: Duration
     /// A step that ran this long before it failed had recovered: its trouble is new, and the waits
     /// start afresh (a replicator that streamed for minutes is not still failing since yesterday).
     public let freshAfter: Duration
@@ -30,9 +35,10 @@ public struct SupervisionPolicy: Sendable {
     public private(set) var failures = 0
 
     public init(backoff: Backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(30)),
-                busyRetry: Duration = .seconds(1), freshAfter: Duration = .seconds(30)) {
+                busyRetry: Duration = .seconds(1), fixRetry: Duration = .seconds(5), freshAfter: Duration = .seconds(30)) {
         self.backoff = backoff
         self.busyRetry = busyRetry
+        self.fixRetry = fixRetry
         self.freshAfter = freshAfter
     }
 
@@ -50,6 +56,9 @@ public struct SupervisionPolicy: Sendable {
         case .busy:
             failures += 1
             return .retry(after: busyRetry)
+        case .awaitingFix:
+            failures += 1
+            return .retry(after: fixRetry)
         case .temporary:
             if now - started > freshAfter { backoff.reset() }
             failures += 1

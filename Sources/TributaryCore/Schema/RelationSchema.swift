@@ -11,14 +11,23 @@ public struct ColumnSchema: Sendable, Hashable, Codable {
     /// The value rows that existed when the column was added with a constant default carry without
     /// any change being written (PostgreSQL's "missing value"); STG gives its existing rows the same.
     public var missingValue: String?
+    /// The column's number in the source catalog (`attnum`): what identifies it through a rename.
+    /// Absent in manifests written before tributary tracked it.
+    public var attnum: Int?
+    /// The column has a default expression on the source. Added with one that is not a constant
+    /// (no `missingValue`), the existing rows got values no change in the stream carries.
+    public var hasDefault: Bool?
 
-    public init(name: String, sourceType: String, stagingType: String, typeOid: UInt32, notNull: Bool, missingValue: String? = nil) {
+    public init(name: String, sourceType: String, stagingType: String, typeOid: UInt32, notNull: Bool, missingValue: String? = nil,
+                attnum: Int? = nil, hasDefault: Bool? = nil) {
         self.name = name
         self.sourceType = sourceType
         self.stagingType = stagingType
         self.typeOid = typeOid
         self.notNull = notNull
         self.missingValue = missingValue
+        self.attnum = attnum
+        self.hasDefault = hasDefault
     }
 }
 
@@ -28,14 +37,35 @@ public struct RelationSchema: Sendable, Hashable, Codable {
     public var columns: [ColumnSchema]
     /// Key columns, in key order; never empty for a table the pipeline accepts.
     public var key: [String]
+    /// The table's id in the source catalog: what identifies it through a rename.
+    public var oid: UInt32?
+    /// The table's name on the source when it is not the configured `table` (renamed since the
+    /// configuration was written; its STG table keeps its name).
+    public var sourceName: QualifiedName?
+    /// The columns' numbers came from the DDL event trigger's shape: exact, also where the catalog
+    /// cannot tell (a column dropped and added again under one name).
+    public var announced: Bool?
+    /// Why the replicator could not tell which column is which (`ColumnIdentity`): the columns
+    /// then carry no numbers, and the applier stops on the change unless a table snapshot covers it.
+    public var unidentified: String?
 
-    public init(table: QualifiedName, columns: [ColumnSchema], key: [String]) {
+    public init(table: QualifiedName, columns: [ColumnSchema], key: [String], oid: UInt32? = nil, sourceName: QualifiedName? = nil,
+                announced: Bool? = nil, unidentified: String? = nil) {
         self.table = table
         self.columns = columns
         self.key = key
+        self.oid = oid
+        self.sourceName = sourceName
+        self.announced = announced
+        self.unidentified = unidentified
     }
 
     public var columnNames: [String] { columns.map(\.name) }
+
+    /// Whether every column carries its catalog number (manifests before tributary tracked them do not).
+    public var identifiesColumns: Bool { !columns.isEmpty && columns.allSatisfy { $0.attnum != nil } }
+
+    public func column(attnum: Int) -> ColumnSchema? { columns.first { $0.attnum == attnum } }
 }
 
 /// Type names read from a manifest go into DDL on the target (`CREATE TABLE … (col <type>)`): what

@@ -72,6 +72,12 @@ public struct TributaryError: Error, CustomStringConvertible, Sendable {
                               context: context)
     }
 
+    /// A schema change that stops a source (or one of its parts) until its operator makes `fix`;
+    /// `status` shows both.
+    public static func schemaStop(_ change: String, fix: String, source: String) -> TributaryError {
+        TributaryError(.schemaChange, "\(change): \(fix)", context: [LogKey.source: source, LogKey.change: change, LogKey.fix: fix])
+    }
+
     public var exitCode: Int32 { code.exitCode }
 
     public var description: String { message }

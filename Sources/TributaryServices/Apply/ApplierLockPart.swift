@@ -124,10 +124,23 @@ struct SourceApplierPart: Part {
         var report = ChangeApplier.Report()
         applier.liveness = (context.liveness, context.name)
         let held = lease.isHeld
-        let action = try await applier.step(lockHeld: held, stop: context.stop, into: &report)
+        let action: SourceApplyMachine.Action
+        do {
+            action = try await applier.step(lockHeld: held, stop: context.stop, into: &report)
+        } catch let error as TributaryError where error.code == .schemaChange {
+            // Said where `status` reads it; the part looks again every few seconds for the fix.
+            await applier.showSchemaStop(error, part: kind)
+            throw error
+        }
+        await applier.showSchemaStop(nil, part: kind)
         context.ready(held ? "applying" : "waiting for the applier lock")
         if case .idle(let until) = action { return .idle(until: until) }
         return .again
+    }
+
+    func judge(_ error: any Error, now: ContinuousClock.Instant) -> SupervisionPolicy.Failure {
+        if TributaryError.Code.schemaChange ~= error { return .awaitingFix }
+        return TemporaryFailure.matches(error) ? .temporary : .permanent
     }
 
     mutating func reset() async { await applier.close() }

@@ -40,19 +40,15 @@ struct BatchApplier {
         var locals: [LocalObject] = []
         defer { locals.forEach { $0.release() } }
         for file in manifest.files { locals.append(try await store.fetch(key: file.file.key)) }
-        let columnsByTable = try await stagingColumns(for: manifest, on: connection)
-        let policy = source.schemaChanges
+        let schema = SchemaFollowing(source: source, batchEnd: manifest.endLSN, logger: logger)
         let sourceName = source.name
-        let logger = logger
         let paths = locals.map(\.path)
         return try await connection.run { connection in
             try connection.transaction { connection in
                 try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
                 var outcome = Outcome(applied: false, rows: 0)
                 for (number, file) in manifest.files.enumerated() {
-                    try Self.followSchema(file, existing: columnsByTable[file.stagingTable], policy: policy, source: sourceName,
-                                          logger: logger, on: connection)
-                    outcome.rows += try Self.apply(file, path: paths[number], loaded: nil, number: number, before: lsn, on: connection)
+                    outcome.rows += try Self.apply(file, path: paths[number], loaded: nil, number: number, before: lsn, schema: schema, on: connection)
                 }
                 try ControlStore.announceStagingChange(of: sourceName, backlog: 0, on: connection)
                 return outcome
@@ -68,10 +64,8 @@ struct BatchApplier {
         if preloaded == nil {
             for file in manifest.files { locals.append(try await store.fetch(key: file.file.key)) }
         }
-        let columnsByTable = try await stagingColumns(for: manifest, on: connection)
-        let policy = source.schemaChanges
+        let schema = SchemaFollowing(source: source, batchEnd: manifest.endLSN, logger: logger)
         let sourceName = source.name
-        let logger = logger
         let paths = locals.map(\.path)
         return try await connection.run { connection in
             try connection.transaction { connection in
@@ -82,10 +76,8 @@ struct BatchApplier {
                     // In file order: a table whose schema changed inside the batch has a segment per
                     // shape, each followed and merged in turn.
                     for (number, file) in manifest.files.enumerated() {
-                        try Self.followSchema(file, existing: columnsByTable[file.stagingTable], policy: policy, source: sourceName,
-                                              logger: logger, on: connection)
                         try Self.apply(file, path: preloaded == nil ? paths[number] : "", loaded: preloaded?.tables[number], number: number,
-                                       on: connection)
+                                       schema: schema, on: connection)
                         outcome.inserts += file.inserts
                         outcome.updates += file.updates
                         outcome.deletes += file.deletes
@@ -103,17 +95,20 @@ struct BatchApplier {
     /// Loads one file into a temporary table (or takes the load table a `BatchPreloader` filled)
     /// and merges it; with `before`, only its changes that committed before that LSN. Returns the
     /// changes merged.
+    /// Between the file's load and its merge, STG follows the file's shape (`SchemaFollowing`):
+    /// the first change's LSN is known then, and a file a table snapshot's copy covers is left out.
     @discardableResult
     static func apply(_ file: BatchFile, path: String, loaded: QualifiedName?, number: Int, before: LSN? = nil,
-                      on connection: isolated PostgresConnection) throws -> Int {
+                      schema: SchemaFollowing, on connection: isolated PostgresConnection) throws -> Int {
+        let sql: MergeSQL
         if let loaded {
-            let sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: loaded)
-            return try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates,
-                             before: before, on: connection)
+            sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: loaded)
+        } else {
+            sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, temporaryName: "tributary_changes_\(number)")
+            try connection.execute(sql.createTemporary)
+            try load(file, path: path, with: sql, on: connection)
         }
-        let sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, temporaryName: "tributary_changes_\(number)")
-        try connection.execute(sql.createTemporary)
-        try load(file, path: path, with: sql, on: connection)
+        guard try schema.follow(file, changes: sql, before: before, on: connection) else { return 0 }
         return try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates,
                          before: before, on: connection)
     }
@@ -186,61 +181,5 @@ struct BatchApplier {
         try connection.execute("LOCK TABLE \(stagingTable.sql) IN ROW EXCLUSIVE MODE")
         let log = StagingChangeLog(stagingTable: stagingTable, key: key)
         return try TargetCatalog.exists(log.log, on: connection) ? log : nil
-    }
-
-    /// Brings the STG table in line with the batch's relation schema, as the policy allows.
-    static func followSchema(_ file: BatchFile, existing: [String: String]?, policy: SchemaChangePolicy, source: String,
-                             logger: Logger, on connection: isolated PostgresConnection) throws {
-        let table = QualifiedName(schema: StagingColumns.schema, name: file.stagingTable)
-        guard let existing else {
-            // No snapshot created it (the table joined the configuration later): create it empty.
-            try connection.execute(SnapshotSQL.createStagingTable(table, relation: file.relation))
-            logger.warning("STG table did not exist and was created empty: snapshot this table to fill it",
-                           metadata: [LogKey.table: .string(table.description)])
-            return
-        }
-        for column in file.relation.columns {
-            if let type = existing[column.name] {
-                guard type == column.stagingType else {
-                    throw TributaryError(.schemaChange, """
-                        column \(column.name) of \(file.relation.table) on \(source) changed type from \(type) to \(column.stagingType): \
-                        ALTER TABLE \(table.sql) ALTER COLUMN \(SQL.identifier(column.name)) TYPE \(column.stagingType) on the target, then restart apply
-                        """)
-                }
-                continue
-            }
-            guard policy == .addColumns else {
-                throw TributaryError(.schemaChange, """
-                    column \(column.name) was added to \(file.relation.table) on \(source) and schema_changes is stop: \
-                    ALTER TABLE \(table.sql) ADD COLUMN \(SQL.identifier(column.name)) \(column.stagingType) on the target, then restart apply
-                    """)
-            }
-            if let value = column.missingValue {
-                // Existing source rows have this value without any change saying so; STG's too.
-                try connection.execute("""
-                    ALTER TABLE \(table.sql) ADD COLUMN IF NOT EXISTS \(SQL.identifier(column.name)) \(column.stagingType) \
-                    DEFAULT \(SQL.literal(value))::\(column.stagingType)
-                    """)
-                try connection.execute("ALTER TABLE \(table.sql) ALTER COLUMN \(SQL.identifier(column.name)) DROP DEFAULT")
-            } else {
-                try connection.execute("ALTER TABLE \(table.sql) ADD COLUMN IF NOT EXISTS \(SQL.identifier(column.name)) \(column.stagingType)")
-            }
-            logger.notice("added column to STG", metadata: [LogKey.table: .string(table.description), LogKey.column: .string(column.name)])
-        }
-    }
-
-    /// Column name → type of each STG table the batch touches (nil when the table does not exist).
-    func stagingColumns(for manifest: BatchManifest, on connection: PostgresConnection) async throws -> [String: [String: String]] {
-        var result: [String: [String: String]] = [:]
-        for table in Set(manifest.files.map(\.stagingTable)) {
-            let rows = try await connection.query("""
-                SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-                WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-                """, [QualifiedName(schema: StagingColumns.schema, name: table).sql])
-            if !rows.isEmpty {
-                result[table] = Dictionary(uniqueKeysWithValues: try rows.rows.map { (try $0.decode(at: 0, as: String.self), try $0.decode(at: 1, as: String.self)) })
-            }
-        }
-        return result
     }
 }

@@ -115,6 +115,9 @@ struct SourceApplier {
     var liveness: (Liveness, part: String)?
     private var machine: SourceApplyMachine
     private var control: ControlStore?
+    /// The schema stop this applier last said in the control state (`.some(nil)`: none); `nil`
+    /// until it first said anything (a stop an earlier process recorded is cleared then).
+    private var shownStop: String??
     /// Batch by batch through a backlog, the next batch is loaded on a second connection while one
     /// merges. Opened at the first backlog, closed when the source has nothing to do.
     private var preload: LoadAhead
@@ -176,6 +179,24 @@ struct SourceApplier {
     }
 
     /// Closes the source's sessions (the next step opens them again).
+    /// Says in the control state that this source's applier stopped on a schema change (or, with
+    /// nil, that it no longer is). Best effort: the log says it too.
+    mutating func showSchemaStop(_ error: TributaryError?, part: String) async {
+        guard shownStop != .some(error?.message) else { return }
+        do {
+            if control == nil { control = try await endpoints.target.openControl(migrate: false, .apply, for: "apply \(source.name)") }
+            if let error {
+                try await control!.recordSchemaStop(source.name, part: part, change: error.context[LogKey.change] ?? error.message,
+                                                    fix: error.context[LogKey.fix] ?? "")
+            } else {
+                try await control!.clearSchemaStop(source.name, part: part)
+            }
+            shownStop = .some(error?.message)
+        } catch {
+            logger.debug("the schema stop could not be recorded", metadata: [LogKey.error: .string("\(error)")])
+        }
+    }
+
     mutating func close() async {
         await preload.finish()
         await control?.close()

@@ -71,6 +71,14 @@ public struct PreflightChecker: Sendable {
         } ?? nil
     }
 
+    /// The relation ids the applier recorded for `source`'s tables (none when the target cannot say).
+    func recordedOIDs(_ source: SourceConfiguration) async -> [QualifiedName: UInt32] {
+        (try? await endpoints.target.withControl(migrate: false) { control -> [QualifiedName: UInt32] in
+            guard try await control.isCurrent() else { return [:] }
+            return try await control.recordedTableOIDs(of: source.name)
+        }) ?? [:]
+    }
+
     /// The slot exists and serves, or can be created; lost, recreated, or dropped after the snapshot, fails.
     func checkSlot(_ source: SourceConfiguration, on connection: PostgresConnection, freeSlots: Int, freeSenders: Int) async throws -> Result {
         func result(_ passed: Bool, _ message: String) -> Result { Result(subject: source.name, passed: passed, message: message) }
@@ -133,8 +141,21 @@ public struct PreflightChecker: Sendable {
             } else {
                 fail("publication \(source.publication) does not exist and create_publication is false: create it, or set create_publication: true")
             }
+            if try await connection.query(DDLAnnouncement.installedSQL).scalar(Int.self) == DDLAnnouncement.triggers.count {
+                pass("DDL event trigger installed: schema changes are read at their exact place in the stream")
+            } else {
+                pass("DDL event trigger not installed (optional): schema changes are identified from the catalog (see the README); "
+                     + "tributary check --ddl-trigger prints the SQL that installs it")
+            }
+            let recorded = await recordedOIDs(source)
             for table in source.tables {
                 do {
+                    if try await connection.query("SELECT to_regclass($1) IS NULL", [table.table.sql]).scalar(Bool.self),
+                       let oid = recorded[table.table], let renamed = try await SourceDrift.name(of: oid, on: connection) {
+                        pass("table \(table.table) → stg.\(table.stagingTable): renamed to \(renamed) on \(source.name), followed by its relation id; "
+                             + "\(source.file) names the old name: write name: \(renamed) with stg_table: \(table.stagingTable)")
+                        continue
+                    }
                     let described = try await SourceCatalog.describe(table, source: source, on: connection)
                     var note = "\(described.relation.columns.count) columns, key (\(described.relation.key.joined(separator: ", ")))"
                     if !described.omittedColumns.isEmpty { note += ", not replicated: \(described.omittedColumns.joined(separator: ", "))" }

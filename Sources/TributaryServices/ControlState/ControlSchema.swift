@@ -167,6 +167,56 @@ enum ControlSchema {
             PRIMARY KEY (model, reference)
         );
         """,
+        // Schema changes on the sources: the shape each STG table last followed (columns with their
+        // catalog numbers), what was followed, where a source stopped for its operator, and the
+        // table snapshots the pipeline takes by itself (values no change carried).
+        """
+        CREATE TABLE tributary.staging_relations (
+            stg_table text PRIMARY KEY,
+            source text NOT NULL,
+            source_table text NOT NULL,
+            source_oid oid,
+            relation jsonb NOT NULL,
+            lsn pg_lsn NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE tributary.schema_changes (
+            id bigserial PRIMARY KEY,
+            source text NOT NULL,
+            stg_table text NOT NULL,
+            source_table text NOT NULL,
+            kind text NOT NULL,
+            change text NOT NULL,
+            statements text[] NOT NULL DEFAULT '{}',
+            lsn pg_lsn NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX ON tributary.schema_changes (source, applied_at);
+        CREATE TABLE tributary.schema_stops (
+            source text NOT NULL,
+            part text NOT NULL,
+            change text NOT NULL,
+            fix text NOT NULL,
+            since timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (source, part)
+        );
+        CREATE TABLE tributary.resync_requests (
+            source text NOT NULL,
+            source_table text NOT NULL,
+            reason text NOT NULL,
+            lsn pg_lsn NOT NULL,
+            requested_at timestamptz NOT NULL DEFAULT now(),
+            snapshot_lsn pg_lsn,
+            done_at timestamptz,
+            PRIMARY KEY (source, source_table, lsn)
+        );
+        CREATE TABLE tributary.partition_sets (
+            source text NOT NULL,
+            source_table text NOT NULL,
+            partitions text[] NOT NULL,
+            PRIMARY KEY (source, source_table)
+        );
+        """,
     ]
 
     /// Creates the schemas that do not exist yet. `CREATE SCHEMA IF NOT EXISTS` asks for CREATE on

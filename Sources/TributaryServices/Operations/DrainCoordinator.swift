@@ -198,7 +198,9 @@ struct DrainWatchPart: Part {
             switch progress.assess(readings, models: modelReadings, now: .now) {
             case .countTableSnapshots(let names):
                 for index in readings.indices where names.contains(readings[index].source) {
+                    // Those stored and not merged yet, and those the pipeline asked for and has yet to take.
                     let count = try await SnapshotLoader.pendingTableSnapshotPoints(source: readings[index].source, store: store, control: control).count
+                        + control.resyncsPending(of: readings[index].source)
                     readings[index].pendingTableSnapshots = count
                     // Counted again next tick while some wait (the applier merges them); never again once none do.
                     if count == 0 { tableSnapshots[readings[index].source] = 0 }

@@ -45,7 +45,11 @@ public struct SequenceHandover: Sendable {
     /// The sequences of `source` to carry over: owned by a configured table's column, or listed.
     /// A listed sequence the source does not have is a configuration error naming the file.
     public func sequences(of source: SourceConfiguration) async throws -> [Outcome] {
-        try await endpoints.source(source).withConnection(for: "drain") { connection in
+        // A configured table renamed on the source is found by the relation id STG recorded for it.
+        let recorded = (try? await endpoints.target.withControl(migrate: false) { control -> [QualifiedName: UInt32] in
+            try await control.isCurrent() ? control.recordedTableOIDs(of: source.name) : [:]
+        }) ?? [:]
+        return try await endpoints.source(source).withConnection(for: "drain") { connection in
             var outcomes: [Outcome] = []
             let owned = try await connection.query("""
                 SELECT s.oid::regclass::text AS sequence, quote_ident(n.nspname) AS schema, quote_ident(s.relname) AS name,
@@ -57,9 +61,10 @@ public struct SequenceHandover: Sendable {
                 JOIN pg_class t ON t.oid = d.refobjid
                 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
                 WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-                  AND t.oid = ANY($1::regclass[])
+                  AND (t.oid IN (SELECT to_regclass(name) FROM unnest($1::text[]) AS name) OR t.oid = ANY($2::oid[]))
                 ORDER BY 1
-                """, [PostgresArray.literal(source.tables.map(\.table.sql))]).rows
+                """, [PostgresArray.literal(source.tables.map(\.table.sql)),
+                      PostgresArray.literal(source.tables.compactMap { recorded[$0.table] }.map { String($0) })]).rows
             for row in owned {
                 guard let sequence = QualifiedName(parsing: "\(try row.decode("schema", as: String.self)).\(try row.decode("name", as: String.self))")
                 else { continue }

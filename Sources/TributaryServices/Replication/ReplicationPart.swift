@@ -32,6 +32,9 @@ struct ReplicationPart: Part {
     private var announced: SourceState?
     /// Why the slot is lost, while it is.
     private var lost: String?
+    /// Configured tables the source dropped: replication stays stopped (after their last
+    /// change) until the configuration no longer names them.
+    private var dropped: [QualifiedName] = []
 
     /// - Parameter cooperative: a drain's replicator: another process consuming the slot is
     ///   doing the same work, and is waited for.
@@ -78,8 +81,23 @@ struct ReplicationPart: Part {
             context.notReady("waiting: \(inUse)")
             return .idle(until: .now + .seconds(1))
         }
+        // The configuration as its file says now: an operator removing a dropped table lets the
+        // source go on without a restart.
+        let configuration = settings.refreshSource() ?? self.configuration
+        if !dropped.isEmpty {
+            let stillNamed = dropped.filter { table in configuration.tables.contains { $0.table == table } }
+            if !stillNamed.isEmpty { throw droppedTablesStop(stillNamed, configuration) }
+            logger.notice("the dropped tables are out of the configuration: replication goes on")
+            dropped = []
+            try await TargetTrouble.wrapping { [sessions, name = configuration.name, kind] in
+                try await sessions.control().clearSchemaStop(name, part: kind)
+            }
+        }
         var runSettings = settings
         runSettings.liveness = context.liveness
+        runSettings.recordedTableOIDs = { [sessions, name = configuration.name] in
+            (try? await sessions.control().recordedTableOIDs(of: name)) ?? [:]
+        }
         if current.state == .draining { runSettings.endLSN = current.drainLSN }
         let replicatorStop = StopSignal()
         let watcher = Task { [sessions, configuration, pollInterval, driftInterval, logger, stop = context.stop] in
@@ -95,6 +113,15 @@ struct ReplicationPart: Part {
             try await TargetTrouble.wrapping { [sessions, configuration] in
                 try await sessions.control().recordFlushed(configuration.name, at: summary.durableLSN)
             }
+            if !summary.droppedTables.isEmpty {
+                dropped = summary.droppedTables
+                let stop = droppedTablesStop(dropped, configuration)
+                try await TargetTrouble.wrapping { [sessions, name = configuration.name, kind] in
+                    try await sessions.control().recordSchemaStop(name, part: kind, change: stop.context[LogKey.change] ?? stop.message,
+                                                                   fix: stop.context[LogKey.fix] ?? "")
+                }
+                throw stop
+            }
             return .again
         } catch {
             watcher.cancel()
@@ -103,6 +130,16 @@ struct ReplicationPart: Part {
             }
             throw error
         }
+    }
+
+    /// Stopped after the last change of tables the source dropped: STG keeps their rows, and the
+    /// configuration must say that is intended.
+    private func droppedTablesStop(_ tables: [QualifiedName], _ configuration: SourceConfiguration) -> TributaryError {
+        let names = tables.map(\.description).joined(separator: ", ")
+        let staging = tables.compactMap { table in configuration.tables.first { $0.table == table }.map { "stg.\($0.stagingTable)" } }
+        return .schemaStop("table \(names) was dropped on \(configuration.name): replication of \(configuration.name) stopped after its last change",
+                           fix: "remove \(names) from \(configuration.file) (\(staging.isEmpty ? "STG" : staging.joined(separator: ", ")) keeps its rows); replication goes on by itself",
+                           source: configuration.name)
     }
 
     /// A lost slot stops this source only: the process and the other sources go on. Looked at
@@ -119,6 +156,7 @@ struct ReplicationPart: Part {
 
     mutating func judge(_ error: any Error, now: ContinuousClock.Instant) -> SupervisionPolicy.Failure {
         if let trouble = error as? TargetTrouble { return TemporaryFailure.matches(trouble.underlying) ? .temporary : .permanent }
+        if TributaryError.Code.schemaChange ~= error { return .awaitingFix }
         let kind: ReplicationFailureRules.Kind = switch error {
         case let error as PostgresError where error.sqlState == PostgresError.objectInUse: .slotInUse
         case let error as PostgresError where error.isTransient: .sourceInterrupted

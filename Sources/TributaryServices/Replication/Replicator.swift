@@ -28,6 +28,11 @@ public struct Replicator: Sendable {
         public var refreshSource: @Sendable () -> SourceConfiguration? = { nil }
         /// Where the replicator says it is alive and streaming (`tributary run`'s health endpoints).
         public var liveness: Liveness?
+        /// The relation ids the applier recorded for configured tables: a table the source no longer
+        /// has under its configured name is looked for by its id (renamed) before it is taken as dropped.
+        public var recordedTableOIDs: @Sendable () async -> [QualifiedName: UInt32] = { [:] }
+        /// How often the replicator looks for configured tables dropped on the source.
+        public var dropCheckInterval: Duration = .seconds(10)
 
         public init(limits: BatchLimits, compressionLevel: Int = 1, heartbeatInterval: Duration = .seconds(10),
                     statusInterval: Duration = .seconds(10), endLSN: LSN? = nil) {
@@ -50,6 +55,9 @@ public struct Replicator: Sendable {
         public var transactions = 0
         public var rows = 0
         public var durableLSN = LSN.zero
+        /// Configured tables the source dropped: the replicator stopped once every change before
+        /// the position where it noticed was stored.
+        public var droppedTables: [QualifiedName] = []
     }
 
     public static let heartbeatPrefix = "tributary-heartbeat"
@@ -110,7 +118,8 @@ public struct Replicator: Sendable {
             throw TributaryError(.slotMissing, "replication slot \"\(source.slot)\" does not exist on \(source.name): run tributary snapshot --source \(source.name) first")
         }
         if let pid = slot.activePID { throw Self.slotInUse(source, pid: pid) }
-        let tables = try await SourceCatalog.describeReplicated(source, on: side, logger: logger)
+        let (tables, dropped) = try await SourceCatalog.describeReplicated(source, recordedOIDs: await settings.recordedTableOIDs(),
+                                                                           on: side, logger: logger)
         // A directory per process: a drain's replicator waiting for the slot must not touch the
         // files of the replicator that holds it now (`tributary run`'s, beside the drain).
         let directory = "\(workDirectory)/replicate-\(source.name)-\(getpid())"
@@ -122,14 +131,14 @@ public struct Replicator: Sendable {
         try LocalFiles.makeDirectory(directory + "/spill")
 
         let summary = try await endpoint.withConnection(.replication, for: "replicate \(source.name)") { replication in
-            try await stream(on: replication, side: side, slot: slot, tables: tables, directory: directory)
+            try await stream(on: replication, side: side, slot: slot, tables: tables, dropped: dropped.map(\.table), directory: directory)
         }
         try? FileManager.default.removeItem(atPath: directory)
         return summary
     }
 
     private func stream(on replication: PostgresConnection, side: PostgresConnection, slot: ReplicationSlot, tables: [SourceTable],
-                        directory: String) async throws -> Summary {
+                        dropped: [QualifiedName], directory: String) async throws -> Summary {
         let system = try await replication.simpleQuery("IDENTIFY_SYSTEM")
         // Transactions larger than this reach us streamed before they commit, and go to spill files.
         try await replication.execute("SET logical_decoding_work_mem = '\(max(64, settings.limits.memoryBytesMax >> 10))kB'")
@@ -146,10 +155,12 @@ public struct Replicator: Sendable {
         settings.liveness.ready(Self.part(source.name), true, "streaming from \(start)")
         log.info("replicating", metadata: [LogKey.lsn: .string(start.description),
                                            LogKey.system: .string(systemID ?? "?"), LogKey.timeline: .string(timeline ?? "?")])
+        let triggerInstalled = try await side.query(DDLAnnouncement.installedSQL).scalar(Int.self) == DDLAnnouncement.triggers.count
         let session = ReplicationSession(
-            replicator: self, registry: RelationRegistry(source: source, described: tables, catalog: side, refresh: settings.refreshSource,
-                                                         logger: log),
+            replicator: self, registry: RelationRegistry(source: source, described: tables, catalog: side, triggerInstalled: triggerInstalled,
+                                                         refresh: settings.refreshSource, logger: log),
             side: side, directory: directory, durable: start, logger: log)
+        if !dropped.isEmpty { try await session.stopForDropped(dropped, at: nil) }
         let summary = try await replication.runAsync { connection in try await session.run(on: connection) }
         // A clean end, so the walsender has read the last acknowledgement before the connection goes.
         await replication.endReplication(timeout: 5)
@@ -176,6 +187,9 @@ private final class ReplicationSession: @unchecked Sendable {
     var spills: [UInt32: TransactionSpill] = [:]
     var stopReported = false
     var heartbeatWarned = false
+    /// Where the stream ends because a configured table was dropped (set between events).
+    var dropStop: LSN?
+    var lastDropCheck = ContinuousClock.now
     /// The newest position stored (a batch's manifest) or recorded in the control state: a
     /// confirmation past it is recorded first.
     var recorded: LSN
@@ -202,6 +216,15 @@ private final class ReplicationSession: @unchecked Sendable {
             if replicator.stop.isRequested && !stopReported {
                 stopReported = true
                 try await feed(.stopRequested, on: connection)
+                continue
+            }
+            if ContinuousClock.now - lastDropCheck >= replicator.settings.dropCheckInterval {
+                lastDropCheck = .now
+                try await checkDroppedTables()
+            }
+            if let stop = dropStop {
+                dropStop = nil
+                try await feed(.stopAt(stop), on: connection)
                 continue
             }
             try await feed(try nextEvent(on: connection), on: connection)
@@ -283,9 +306,52 @@ private final class ReplicationSession: @unchecked Sendable {
             try append(message, relationOid: oid)
         case .truncate(_, let oids, _, _):
             for oid in oids { try append(message, relationOid: oid) }
+        case .message(_, _, let lsn, let prefix, let content):
+            guard prefix == DDLAnnouncement.prefix else { break }
+            guard let announcement = DDLAnnouncement.decode(prefix: prefix, content: content) else {
+                logger.warning("a DDL announcement this tributary cannot read: schema changes are identified from the catalog",
+                               metadata: [LogKey.lsn: .string(lsn.description), LogKey.detail: .string(String(decoding: content.prefix(200), as: UTF8.self))])
+                break
+            }
+            switch announcement.event {
+            case .ddl:
+                registry.announce(oid: announcement.oid, columns: (announcement.columns ?? []).map { .init(attnum: $0.attnum, name: $0.name) })
+            case .drop:
+                // At its exact place: every change of the table came before.
+                guard let table = registry.replicatedOIDs[announcement.oid] else { break }
+                noteDropped([table], at: lsn)
+            }
         default:
             break
         }
+    }
+
+    /// Configured tables the source dropped: the stream goes on until everything before `lsn`
+    /// (the source's WAL position now when nil: past the drop) is stored, then ends.
+    func stopForDropped(_ tables: [QualifiedName], at lsn: LSN?) async throws {
+        if let lsn { return noteDropped(tables, at: lsn) }
+        noteDropped(tables, at: try await side.query("SELECT pg_current_wal_lsn()").scalar(LSN.self))
+    }
+
+    private func noteDropped(_ tables: [QualifiedName], at lsn: LSN) {
+        let new = tables.filter { !summary.droppedTables.contains($0) }
+        guard !new.isEmpty else { return }
+        summary.droppedTables += new
+        dropStop = min(dropStop ?? lsn, lsn)
+        logger.error("configured table dropped on the source: replication stops once every change before this position is stored",
+                     metadata: [LogKey.tables: .string(new.map(\.description).joined(separator: ", ")), LogKey.lsn: .string(lsn.description)])
+    }
+
+    /// One catalog look for the configured tables' relation ids (a drop sends nothing else the
+    /// stream would show without the DDL event trigger).
+    func checkDroppedTables() async throws {
+        let followed = registry.replicatedOIDs
+        guard !followed.isEmpty else { return }
+        let gone = try await side.query("""
+            SELECT t.oid FROM unnest($1::oid[]) AS t(oid) WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.oid)
+            """, [PostgresArray.literal(followed.keys.map { String($0) })]).column(UInt32.self)
+        guard !gone.isEmpty else { return }
+        try await stopForDropped(gone.compactMap { followed[$0] }.sorted(), at: nil)
     }
 
     func append(_ message: PgOutputMessage, relationOid oid: UInt32) throws {

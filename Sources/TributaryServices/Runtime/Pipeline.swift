@@ -63,6 +63,8 @@ public struct Pipeline: Sendable {
                                                         workDirectory: configuration.target.workDirectory, totals: replicationTotals,
                                                         cooperative: cooperative, logger: logger),
                                         policy: SupervisionPolicy(backoff: Backoff(initial: .seconds(1), maximum: .seconds(30)))))
+                services.append(service(TableResyncPart(source: source, service: SnapshotService(configuration: configuration, endpoints: endpoints,
+                                                                                                  store: store, logger: logger))))
             }
         }
         if selection.apply {

@@ -14,39 +14,49 @@ public enum SourceCatalog {
         return result
     }
 
-    /// The configured tables the source still has, for the replicator. A table dropped there is
-    /// said in the log and left out: no change can come for it and its STG table keeps its rows
-    /// (`status` says so too), unless `schema_changes: stop`, which stops the source.
-    public static func describeReplicated(_ source: SourceConfiguration, on connection: PostgresConnection,
-                                          logger: Logger) async throws -> [SourceTable] {
-        var result: [SourceTable] = []
+    /// The configured tables the source still has, for the replicator, and those it dropped. A
+    /// table renamed since (its relation id, as the applier recorded it, under another name) is
+    /// described under its configured name, with the name it has now.
+    public static func describeReplicated(_ source: SourceConfiguration, recordedOIDs: [QualifiedName: UInt32] = [:],
+                                          on connection: PostgresConnection, logger: Logger) async throws
+        -> (tables: [SourceTable], dropped: [TableConfiguration]) {
+        var result: [SourceTable] = [], dropped: [TableConfiguration] = []
         for table in source.tables {
-            guard try await connection.query("SELECT to_regclass($1) IS NOT NULL", [table.table.sql]).scalar(Bool.self) else {
-                if source.schemaChanges == .stop {
-                    throw TributaryError(.schemaChange, "table \(table.table) was dropped on \(source.name) and schema_changes is stop: remove it from \(source.file), then start again")
-                }
-                logger.warning("table dropped on the source: no changes come for it, its STG table keeps its rows; remove it from the configuration once that is intended",
-                               metadata: [LogKey.table: .string(table.table.description)])
-                continue
+            if try await connection.query("SELECT to_regclass($1) IS NOT NULL", [table.table.sql]).scalar(Bool.self) {
+                result.append(try await describe(table, source: source, on: connection))
+            } else if let oid = recordedOIDs[table.table], let renamed = try await describeIfPresent(table, oid: oid, source: source, on: connection) {
+                logger.warning("table renamed on the source: followed by its relation id, its STG table keeps its name; name it as the source does in the configuration, with stg_table",
+                               metadata: [LogKey.table: .string(table.table.description), LogKey.renamedTo: .string(renamed.relation.sourceName?.description ?? "?")])
+                result.append(renamed)
+            } else {
+                dropped.append(table)
             }
-            result.append(try await describe(table, source: source, on: connection))
         }
-        return result
+        return (result, dropped)
     }
 
     public static func describe(_ table: TableConfiguration, source: SourceConfiguration,
                                 on connection: PostgresConnection) async throws -> SourceTable {
+        guard let described = try await describeIfPresent(table, oid: nil, source: source, on: connection) else {
+            throw TributaryError(.requirement, "table \(table.table) does not exist on \(source.name): create it, or remove it from \(source.file)")
+        }
+        return described
+    }
+
+    /// `table` by its configured name, or by its relation id (a table renamed since); nil when
+    /// the source has no such table.
+    public static func describeIfPresent(_ table: TableConfiguration, oid wanted: UInt32?, source: SourceConfiguration,
+                                         on connection: PostgresConnection) async throws -> SourceTable? {
         let found = try await connection.query("""
-            SELECT c.oid, c.relkind, c.relreplident,
+            SELECT c.oid, c.relkind, c.relreplident, n.nspname, c.relname,
                    pg_relation_size(c.oid) / current_setting('block_size')::bigint AS pages,
                    greatest(c.reltuples, 0)::bigint AS estimated_rows, pg_table_size(c.oid) AS estimated_bytes,
                    has_table_privilege(c.oid, 'SELECT') AS readable
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
-            """, [table.table.schema, table.table.name])
-        guard let row = found.first else {
-            throw TributaryError(.requirement, "table \(table.table) does not exist on \(source.name): create it, or remove it from \(source.file)")
-        }
+            WHERE (CASE WHEN $3::oid IS NULL THEN n.nspname = $1 AND c.relname = $2 ELSE c.oid = $3::oid END) AND c.relkind IN ('r', 'p')
+            """, [table.table.schema, table.table.name, wanted.map { String($0) }])
+        guard let row = found.first else { return nil }
+        let name = QualifiedName(schema: try row.decode("nspname"), name: try row.decode("relname"))
         let oid = try row.decode("oid", as: UInt32.self)
         guard try row.decode("readable", as: Bool.self) else {
             throw TributaryError(.requirement, "the role of \(source.name) may not read \(table.table): GRANT SELECT ON \(table.table.sql) TO <role>")
@@ -57,7 +67,7 @@ public enum SourceCatalog {
                                 columns: columns.map(\.name), on: connection)
         return SourceTable(
             configuration: table, oid: oid,
-            relation: RelationSchema(table: table.table, columns: columns, key: key),
+            relation: RelationSchema(table: table.table, columns: columns, key: key, oid: oid, sourceName: name == table.table ? nil : name),
             pages: try row.decode("pages"), estimatedRows: try row.decode("estimated_rows"),
             estimatedBytes: try row.decode("estimated_bytes"), isPartitioned: try row.decode("relkind", as: String.self) == "p",
             omittedColumns: omitted)
@@ -66,8 +76,8 @@ public enum SourceCatalog {
     static func describeColumns(oid: UInt32, table: TableConfiguration, source: SourceConfiguration,
                                 on connection: PostgresConnection) async throws -> ([ColumnSchema], [String]) {
         let rows = try await connection.query("""
-            SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS formatted, a.atttypid, a.attnotnull,
-                   a.attgenerated <> '' AS generated,
+            SELECT a.attnum, a.attname, format_type(a.atttypid, a.atttypmod) AS formatted, a.atttypid, a.attnotnull,
+                   a.attgenerated <> '' AS generated, a.atthasdef,
                    CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END AS missing_value
             FROM pg_attribute a
             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
@@ -87,19 +97,39 @@ public enum SourceCatalog {
             }
             let stagingType = try StagingTypeMapper.stagingType(oid: attribute.typeOid, formattedWithModifier: attribute.formatted, catalog: catalog)
             columns.append(ColumnSchema(name: attribute.name, sourceType: attribute.formatted, stagingType: stagingType,
-                                        typeOid: attribute.typeOid, notNull: attribute.notNull, missingValue: attribute.missingValue))
+                                        typeOid: attribute.typeOid, notNull: attribute.notNull, missingValue: attribute.missingValue,
+                                        attnum: attribute.attnum, hasDefault: attribute.hasDefault))
         }
         return (columns, omitted)
     }
 
-    /// A column a Relation message names but the catalog no longer has (dropped since the change
-    /// was written): its STG type from the type the message gives.
-    static func describeDroppedColumn(_ name: String, typeOid: UInt32, typeModifier: Int32, source: SourceConfiguration,
-                                      on connection: PostgresConnection) async throws -> ColumnSchema {
-        let formatted = try await connection.query("SELECT format_type($1::oid, $2::int)", [String(typeOid), String(typeModifier)]).scalar(String.self)
-        let stagingType = try StagingTypeMapper.stagingType(oid: typeOid, formattedWithModifier: formatted,
-                                                            catalog: try await typeCatalog(oids: [typeOid], on: connection))
-        return ColumnSchema(name: name, sourceType: formatted, stagingType: stagingType, typeOid: typeOid, notNull: false)
+    /// Every column of the relation `oid` as the catalog has it now, dropped ones included (by
+    /// their number), for `ColumnIdentity`.
+    static func attributes(oid: UInt32, on connection: PostgresConnection) async throws -> [CatalogAttribute] {
+        try await connection.query("""
+            SELECT a.attnum, a.attname, a.attisdropped, a.attgenerated <> '' AS generated, a.attnotnull, a.atthasdef,
+                   CASE WHEN a.atthasmissing THEN (a.attmissingval::text::text[])[1] END AS missing_value
+            FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 ORDER BY a.attnum
+            """, [String(oid)]).decode(CatalogAttribute.self)
+    }
+
+    /// The columns of a Relation message in the types it gives them (the types at its position in
+    /// the stream; the catalog may have changed them since), numbered as `ColumnIdentity` found.
+    static func describeColumns(of message: PgOutputMessage.Relation, numbers: [Int]?, attributes: [CatalogAttribute],
+                                on connection: PostgresConnection) async throws -> [ColumnSchema] {
+        let formatted = try await connection.query("""
+            SELECT format_type(t.oid, t.typmod) FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS t(oid, typmod, position) ORDER BY position
+            """, [PostgresArray.literal(message.columns.map { String($0.typeOid) }),
+                  PostgresArray.literal(message.columns.map { String($0.typeModifier) })]).column(String.self)
+        let catalog = try await typeCatalog(oids: message.columns.map(\.typeOid), on: connection)
+        return try message.columns.enumerated().map { index, column in
+            let attnum = numbers?[index]
+            let attribute = attnum.flatMap { number in attributes.first { $0.attnum == number && !$0.dropped } }
+            return ColumnSchema(name: column.name, sourceType: formatted[index],
+                                stagingType: try StagingTypeMapper.stagingType(oid: column.typeOid, formattedWithModifier: formatted[index], catalog: catalog),
+                                typeOid: column.typeOid, notNull: attribute?.notNull ?? false, missingValue: attribute?.missingValue,
+                                attnum: attnum, hasDefault: attribute?.hasDefault)
+        }
     }
 
     /// Every type the columns use, with the domains' base types and the arrays' element types.
@@ -185,8 +215,25 @@ public enum SourceCatalog {
     }
 }
 
+/// One column as `pg_attribute` has it now, dropped or not.
+struct CatalogAttribute: Decodable {
+    var attnum: Int
+    var name: String
+    var dropped: Bool
+    var generated: Bool
+    var notNull: Bool
+    var hasDefault: Bool
+    var missingValue: String?
+
+    enum CodingKeys: String, CodingKey {
+        case attnum, name = "attname", dropped = "attisdropped", generated, notNull = "attnotnull", hasDefault = "atthasdef",
+             missingValue = "missing_value"
+    }
+}
+
 /// One column as `pg_attribute` describes it.
 struct CatalogColumn: Decodable {
+    var attnum: Int
     var name: String
     /// `format_type` with the modifier: `numeric(12,2)`.
     var formatted: String
@@ -195,8 +242,10 @@ struct CatalogColumn: Decodable {
     /// A generated column: pgoutput never sends it.
     var generated: Bool
     var missingValue: String?
+    var hasDefault: Bool
 
     enum CodingKeys: String, CodingKey {
-        case name = "attname", formatted, typeOid = "atttypid", notNull = "attnotnull", generated, missingValue = "missing_value"
+        case attnum, name = "attname", formatted, typeOid = "atttypid", notNull = "attnotnull", generated, missingValue = "missing_value",
+             hasDefault = "atthasdef"
     }
 }

@@ -25,10 +25,16 @@ public enum SourceDrift {
         let stagingColumns = try await columns(of: source.tables.map { QualifiedName(schema: StagingColumns.schema, name: $0.stagingTable).sql },
                                                on: target)
         var warnings: [String] = []
+        let recorded = (try? await ControlStore(target).recordedTableOIDs(of: source.name)) ?? [:]
         for table in source.tables {
             guard let onSource = sourceColumns[table.table.sql] ?? nil else {
-                warnings.append("table \(table.table) was dropped on \(source.name): no changes come for it any more; "
-                                + "stg.\(table.stagingTable) keeps its rows. Remove it from \(source.file) once that is intended")
+                if let oid = recorded[table.table], let renamed = try await name(of: oid, on: connection) {
+                    warnings.append("table \(table.table) was renamed to \(renamed) on \(source.name): followed by its relation id into "
+                                    + "stg.\(table.stagingTable); \(source.file) names the old name: write name: \(renamed) with stg_table: \(table.stagingTable)")
+                } else {
+                    warnings.append("table \(table.table) was dropped on \(source.name): replication of \(source.name) stops after its last change; "
+                                    + "stg.\(table.stagingTable) keeps its rows. Remove it from \(source.file) and replication goes on")
+                }
                 continue
             }
             let staged = stagingColumns[QualifiedName(schema: StagingColumns.schema, name: table.stagingTable).sql] ?? nil
@@ -39,6 +45,14 @@ public enum SourceDrift {
             }
         }
         return warnings
+    }
+
+    /// The table's name now, by relation id; nil when there is no such table.
+    static func name(of oid: UInt32, on connection: PostgresConnection) async throws -> QualifiedName? {
+        guard let row = try await connection.query("""
+            SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid AND c.relkind IN ('r', 'p')
+            """, [String(oid)]).first else { return nil }
+        return QualifiedName(schema: try row.decode(at: 0, as: String.self), name: try row.decode(at: 1, as: String.self))
     }
 
     /// Each named table's live column names, in order; nil for a name that resolves to no table.

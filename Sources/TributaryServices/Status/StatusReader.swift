@@ -57,6 +57,26 @@ public struct SourceStatus: Sendable, Codable, Equatable {
     public var warnings: [String]
     /// While draining or drained: the end the drain fixed.
     public var drainLSN: LSN?
+    /// Schema changes STG followed over the last `StatusReader.schemaChangeDays` days, newest first.
+    public var schemaChanges: [SchemaChange]?
+    /// Parts of the source stopped on a schema change, until the fix they name is made.
+    public var schemaStops: [SchemaStop]?
+
+    public struct SchemaChange: Sendable, Codable, Equatable {
+        public var table: String
+        public var stagingTable: String
+        public var kind: String
+        public var change: String
+        public var lsn: LSN
+        public var at: Date
+    }
+
+    public struct SchemaStop: Sendable, Codable, Equatable {
+        public var part: String
+        public var change: String
+        public var fix: String
+        public var since: Date
+    }
 
     public init(source: SourceConfiguration) {
         state = .notSnapshotted
@@ -73,10 +93,13 @@ public struct SourceStatus: Sendable, Codable, Equatable {
         case state, source, slot, replicatorActive, confirmedLSN = "confirmedLsn", sourceLSN = "sourceLsn", sourceLagBytes
         case retainedWALBytes = "retainedWalBytes", walStatus, stagedBatches, stagedBytes, pendingTableSnapshots, store, flushedLSN = "flushedLsn"
         case appliedLSN = "appliedLsn", appliedCommitTime, lagSeconds, changesPerSecond, warnings, drainLSN = "drainLsn"
+        case schemaChanges, schemaStops
     }
 }
 
 public struct StatusReader: Sendable {
+    /// How far back `status` lists the schema changes followed.
+    public static let schemaChangeDays = 7
     public let endpoints: Endpoints
     public let store: any StagingStore
     public let models: [TransformModel]
@@ -141,6 +164,17 @@ public struct StatusReader: Sendable {
         status.appliedCommitTime = row.appliedCommitTime
         status.lagSeconds = row.lagSeconds
         status.changesPerSecond = row.changesPerSecond
+        if try await control.isCurrent() {
+            let changes = try await control.schemaChanges(of: status.source, since: Date(timeIntervalSinceNow: -Double(Self.schemaChangeDays) * 86400))
+            status.schemaChanges = changes.isEmpty ? nil : changes.map {
+                .init(table: $0.table, stagingTable: $0.stagingTable, kind: $0.kind, change: $0.change, lsn: $0.lsn, at: $0.appliedAt)
+            }
+            let stops = try await control.schemaStops(of: status.source)
+            status.schemaStops = stops.isEmpty ? nil : stops.map { .init(part: $0.part, change: $0.change, fix: $0.fix, since: $0.since) }
+            status.warnings += stops.map { "\($0.part) stopped on a schema change: \($0.change): \($0.fix)" }
+            let resyncs = try await control.resyncsPending(of: status.source)
+            if resyncs > 0 { status.warnings.append("\(resyncs) table snapshots asked for by schema changes are yet to be taken (tributary run takes them)") }
+        }
         // Staged but not applied: batches after the applied position.
         if let applied = row.appliedLSN {
             let pending = try await store.list(prefix: ObjectNaming.cdcPrefix(source: status.source),

@@ -97,11 +97,36 @@ public struct TransformRunner: Sendable {
             log(model, result)
             return result
         } catch {
+            let error = await renamedColumnError(error, model: model, control: control) ?? error
             PipelineMetrics.transformFailed(model: model.name)
             logger.error("model failed", metadata: [LogKey.model: .string(model.name), LogKey.error: .string("\(error)")])
             if !dryRun { try? await control.recordFailure(of: model.name, error: "\(error)") }
             return ModelOutcome(model: model.name, result: .failed("\(error)"))
         }
+    }
+
+    /// A model that reads a column the source renamed (and STG followed) fails on the old name:
+    /// said with the model, the column and its new name, which is what the operator edits.
+    func renamedColumnError(_ error: any Error, model: TransformModel, control: ControlStore) async -> TributaryError? {
+        guard let error = error as? PostgresError, error.sqlState == PostgresError.undefinedColumn,
+              let missing = error.message.firstMatch(of: /column "?(?:[\w.]+\.)?([^" ]+)"? does not exist/)?.1 else { return nil }
+        let inputs = model.inputs.map(\.table).filter { $0.schema == StagingColumns.schema }
+        for input in inputs {
+            guard let changes = try? await control.connection.query("""
+                SELECT change FROM tributary.schema_changes WHERE stg_table = $1 AND kind = 'rename column' ORDER BY id DESC
+                """, [input.name]).column(String.self) else { continue }
+            for change in changes {
+                for rename in change.split(separator: ",") {
+                    if let match = rename.firstMatch(of: /column (\S+) renamed to (\S+)/), match.1 == missing {
+                        return TributaryError(.model, """
+                            model \(model.name) reads column \(missing) of \(input), which the source renamed to \(match.2): \
+                            write \(match.2) in \(model.file.replacingOccurrences(of: ".yaml", with: ".sql")) (\(error.message))
+                            """, context: [LogKey.model: model.name, LogKey.column: String(missing)])
+                    }
+                }
+            }
+        }
+        return nil
     }
 
     private func log(_ model: TransformModel, _ outcome: Outcome) {

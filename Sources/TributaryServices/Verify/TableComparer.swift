@@ -49,9 +49,20 @@ public struct TableComparer: Sendable {
         try await targetConnection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         var results: [Comparison] = []
         for table in selected {
-            let described = try await SourceCatalog.describe(table, source: source, on: sourceConnection)
+            // By the source's current names, each mapped to its STG column by its catalog number
+            // (a column or table renamed on the source that STG has not followed yet: no change since).
+            let recorded = try await targetConnection.run { try ControlStore.stagingRelation(table.stagingTable, on: $0) }?.relation
+            var found = try await SourceCatalog.describeIfPresent(table, oid: nil, source: source, on: sourceConnection)
+            if found == nil, let oid = recorded?.oid {
+                found = try await SourceCatalog.describeIfPresent(table, oid: oid, source: source, on: sourceConnection)
+            }
+            guard let described = found else {
+                throw TributaryError(.requirement, "table \(table.table) does not exist on \(source.name): create it, or remove it from \(source.file)")
+            }
+            let sourceTable = described.relation.sourceName ?? table.table
             let columns = described.relation.columnNames
-            let sourceSide = try await sourceConnection.query(ChecksumSQL.checksum(table: table.table, columns: columns, excludeTombstones: false))
+            let stagingNames = Self.stagingNames(of: described.relation, recorded: recorded)
+            let sourceSide = try await sourceConnection.query(ChecksumSQL.checksum(table: sourceTable, columns: columns, excludeTombstones: false))
             var comparison = Comparison(
                 source: source.name, table: table.table.description, stagingTable: "stg.\(table.stagingTable)",
                 sourceRows: try sourceSide.rows[0].decode("rows"), stagingRows: nil,
@@ -61,7 +72,7 @@ public struct TableComparer: Sendable {
             comparison.droppedOnSource = try await SourceDrift.droppedColumns(of: stagingTable, described: described, on: targetConnection)
             do {
                 let stagingSide = try await targetConnection.query(
-                    ChecksumSQL.checksum(table: stagingTable, columns: columns, excludeTombstones: true))
+                    ChecksumSQL.checksum(table: stagingTable, columns: described.relation.columnNames.map { stagingNames[$0] ?? $0 }, excludeTombstones: true))
                 comparison.stagingRows = try stagingSide.rows[0].decode("rows", as: Int.self)
                 comparison.stagingChecksum = try stagingSide.rows[0].decode("checksum", as: String.self)
                 if !comparison.matches {
@@ -69,7 +80,7 @@ public struct TableComparer: Sendable {
                         described.relation.columns.first { $0.name == name }.map(KeyColumn.init) ?? KeyColumn(name: name)
                     }
                     comparison.differingRanges = try await narrow(
-                        table: table.table, stagingTable: stagingTable, columns: columns, key: key,
+                        table: sourceTable, stagingTable: stagingTable, columns: columns, key: key, stagingNames: stagingNames,
                         source: sourceConnection, target: targetConnection, lower: nil, upper: nil, depth: 0)
                 }
             } catch let error as PostgresError where error.sqlState == PostgresError.undefinedTable || error.sqlState == PostgresError.undefinedColumn {
@@ -88,28 +99,31 @@ public struct TableComparer: Sendable {
 
     /// Splits the key range in buckets, compares each bucket's count and checksum, and descends into
     /// the ones that differ, three levels deep: a mismatch in a million rows is named to within a few hundred keys.
-    private func narrow(table: QualifiedName, stagingTable: QualifiedName, columns: [String], key: [KeyColumn],
+    private func narrow(table: QualifiedName, stagingTable: QualifiedName, columns: [String], key: [KeyColumn], stagingNames: [String: String],
                         source: PostgresConnection, target: PostgresConnection,
                         lower: [String?]?, upper: [String?]?, depth: Int) async throws -> [String] {
         let buckets = 16
         let bounds = try await source.query(KeyRangeSQL.boundaries(table: table, key: key, lower: lower, upper: upper, buckets: buckets))
             .rows.map(\.values)
-        func sums(_ connection: PostgresConnection, _ name: QualifiedName, tombstones: Bool) async throws -> [String: String] {
-            let result = try await connection.query(KeyRangeSQL.bucketChecksums(table: name, columns: columns, key: key, bounds: bounds,
-                                                                               lower: lower, upper: upper, excludeTombstones: tombstones))
+        // STG's side in its own column names, tombstones left out.
+        func sums(_ connection: PostgresConnection, _ name: QualifiedName, staging: Bool) async throws -> [String: String] {
+            let sideColumns = staging ? columns.map { stagingNames[$0] ?? $0 } : columns
+            let sideKey = staging ? key.map { KeyColumn(name: stagingNames[$0.name] ?? $0.name, nativeType: $0.nativeType) } : key
+            let result = try await connection.query(KeyRangeSQL.bucketChecksums(table: name, columns: sideColumns, key: sideKey, bounds: bounds,
+                                                                               lower: lower, upper: upper, excludeTombstones: staging))
             return Dictionary(uniqueKeysWithValues: try result.rows.map { row in
                 (try row.decode(at: 0, as: String.self),
                  "\(try row.decode(at: 1, as: String.self))/\(try row.decodeIfPresent(at: 2, as: String.self) ?? "")")
             })
         }
-        let sourceSums = try await sums(source, table, tombstones: false)
-        let targetSums = try await sums(target, stagingTable, tombstones: true)
+        let sourceSums = try await sums(source, table, staging: false)
+        let targetSums = try await sums(target, stagingTable, staging: true)
         var ranges: [String] = []
         for bucket in 0...bounds.count where sourceSums[String(bucket)] != targetSums[String(bucket)] {
             let from = bucket == 0 ? lower : bounds[bucket - 1]
             let to = bucket == bounds.count ? upper : bounds[bucket]
             if depth < 2 && !bounds.isEmpty && ranges.count < 3 {
-                ranges += try await narrow(table: table, stagingTable: stagingTable, columns: columns, key: key,
+                ranges += try await narrow(table: table, stagingTable: stagingTable, columns: columns, key: key, stagingNames: stagingNames,
                                            source: source, target: target, lower: from, upper: to, depth: depth + 1)
             } else {
                 ranges.append(Self.describe(key: key, from: from, to: to))
@@ -117,6 +131,19 @@ public struct TableComparer: Sendable {
             if ranges.count >= 5 { break }
         }
         return ranges
+    }
+
+    /// Source column name → STG column name where they differ: a column renamed on the source that
+    /// STG follows under its old name until a change of the table arrives (by catalog number).
+    static func stagingNames(of relation: RelationSchema, recorded: RelationSchema?) -> [String: String] {
+        guard let recorded, recorded.identifiesColumns else { return [:] }
+        var names: [String: String] = [:]
+        for column in relation.columns {
+            if let attnum = column.attnum, let followed = recorded.column(attnum: attnum), followed.name != column.name {
+                names[column.name] = followed.name
+            }
+        }
+        return names
     }
 
     static func describe(key: [KeyColumn], from: [String?]?, to: [String?]?) -> String {

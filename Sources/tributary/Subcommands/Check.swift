@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TributaryCore
 import TributaryServices
 import TributaryStorage
 
@@ -12,7 +13,15 @@ struct Check: AsyncParsableCommand {
     @Option(name: .customLong("source"), help: "Check only this source (repeatable).")
     var sources: [String] = []
 
+    @Flag(name: .customLong("ddl-trigger"),
+          help: "Print the SQL that installs the optional DDL event trigger on a source (run it there as a superuser), and check nothing.")
+    var printDDLTrigger = false
+
     func run() async throws {
+        if printDDLTrigger {
+            print(DDLAnnouncement.installSQL)
+            return
+        }
         try await CommandRunner.run {
             let configuration = try global.loadConfiguration()
             print("ok    config   \(configuration.sources.count) sources, target and staging read from \(global.configurationDirectory)")

@@ -60,7 +60,10 @@ struct Status: AsyncParsableCommand {
         parts.append("lag \(status.lagSeconds.map { String(format: "%.1f s", $0) } ?? "-")")
         parts.append(String(format: "%.0f changes/s", status.changesPerSecond))
         if let drain = status.drainLSN { parts.append("drain end \(drain)") }
-        return parts.joined(separator: "  ") + status.warnings.map { "\n        warning: " + $0 }.joined()
+        let changes = (status.schemaChanges ?? []).map { change in
+            "\n        schema change \(Format.timestamp(change.at)) at \(change.lsn): \(change.table): \(change.change)"
+        }
+        return parts.joined(separator: "  ") + status.warnings.map { "\n        warning: " + $0 }.joined() + changes.joined()
     }
 
     static func line(_ model: ModelStatus) -> String {

@@ -112,6 +112,9 @@ struct TablePromotion: Sendable {
                 // typed for the old table, is made anew and seeded by their next run.
                 try connection.execute("DROP TABLE IF EXISTS \(StagingChangeLog.name(of: stagingTable).sql)")
                 try ControlStore.recordPromotion(snapshot.source, snapshot: snapshot.consistentPoint, table: table, rows: rows, on: connection)
+                // The shape STG follows from the snapshot's point on: what tells a rename from a drop.
+                try ControlStore.recordStagingRelation(table.relation, stagingTable: table.stagingTable, source: snapshot.source,
+                                                       at: snapshot.consistentPoint, on: connection)
             }
         }
         logger.info("STG table ready", metadata: [LogKey.table: .string(stagingTable.description), LogKey.rows: .stringConvertible(table.rows),
@@ -140,7 +143,8 @@ struct TablePromotion: Sendable {
                 guard rows == table.rows else {
                     throw TributaryError(.corrupt, "\(loadTable) holds \(rows) rows of recorded parts but the snapshot of \(table.relation.table) has \(table.rows): run apply again")
                 }
-                try Self.addMissingColumns(table.relation, to: stagingTable, on: connection)
+                try SchemaFollowing.followCopy(table.relation, stagingTable: table.stagingTable, source: snapshot.source,
+                                               at: snapshot.consistentPoint, logger: logger, on: connection)
                 // Rows the merge writes are logged for the models reading the table, like a batch's.
                 let log = try BatchApplier.changeLog(of: stagingTable, key: table.relation.key, on: connection)
                 var changed = 0
