@@ -336,11 +336,11 @@ struct ListingCursor<Element: Sendable> {
         return element
     }
 
-    /// Skips to `target`: the element of that name if there is one (records before it are of names
+    /// Skips to `wanted`: the element of that name if there is one (records before it are of names
     /// neither listing has any more).
-    mutating func advance(to target: String) async throws -> Element? {
-        while let element = try await peek(), utf8Precedes(name(element), target) { index += 1 }
-        guard let element = try await peek(), name(element) == target else { return nil }
+    mutating func advance(to wanted: String) async throws -> Element? {
+        while let element = try await peek(), utf8Precedes(name(element), wanted) { index += 1 }
+        guard let element = try await peek(), name(element) == wanted else { return nil }
         index += 1
         return element
     }
