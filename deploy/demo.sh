@@ -96,6 +96,7 @@ step "tributary verify: every source table against its STG table, the key indica
 step "tributary run: a replicator per source, the applier and the BL models, in one supervised process"
 "$tributary" run --config slots --log-level warning --metrics-port "${METRICS_PORT:-9187}" & run_pid=$!
 trap 'kill "$run_pid" 2>/dev/null || true' EXIT
+echo "the status page, while run runs: http://127.0.0.1:${METRICS_PORT:-9187}/"
 sleep 3
 step "a workload on both sources while the pipeline runs"
 psql_on -p "$QVP_PORT" -d qvp <<'SQL'

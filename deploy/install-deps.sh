@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tributary builds and tests with, when they are missing.
 # Usage: deploy/install-deps.sh [--test | --bench | --deploy]
-#   --test    adds what the test command lints deploy/'s scripts with
+#   --test    adds what the test command lints deploy/'s scripts with, and the browser and
+#             Prometheus the operations page, dashboard and alert rules are tested against
 #   --bench   adds what the benchmarks compare with and measure by
 #   --deploy  adds what deploy/check-deploy.sh checks the production files with
 set -euo pipefail
 packages=(postgresql-15 postgresql-contrib libpq-dev libisal-dev libssl-dev libcurl4-openssl-dev pkg-config python3 python3-cryptography curl)
-[ "${1:-}" = "--test" ] && packages+=(shellcheck)
+[ "${1:-}" = "--test" ] && packages+=(shellcheck chromium prometheus)
 [ "${1:-}" = "--bench" ] && packages+=(pgcopydb bc rclone time python3-venv)
 [ "${1:-}" = "--deploy" ] && packages+=(systemd kubectl python3-venv binutils)
 missing=()

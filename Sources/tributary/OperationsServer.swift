@@ -10,7 +10,8 @@ import TributaryCore
 import TributaryServices
 
 /// The operations endpoints of `tributary run`, on one address and port (loopback by default),
-/// served by Hummingbird as a service of the run's `ServiceGroup`: `GET /metrics` in Prometheus
+/// served by Hummingbird as a service of the run's `ServiceGroup`: `GET /` the status page and
+/// `GET /status.json` what it polls (`StatusPage`), `GET /metrics` in Prometheus
 /// text format (the stages' counters through swift-metrics and, from the shared status reading,
 /// each source's lag and backlog as gauges), `GET /healthz` (every part's loop is coming round:
 /// 200, else 503 naming the stalled part) and `GET /readyz` (every part is doing its job or held by
@@ -41,6 +42,15 @@ struct OperationsServer: Service {
             if let report { gauges.set(report) } else { logger.warning("metrics: no status read yet; lag gauges are left out") }
             return Self.text(registry.emitToBuffer(), contentType: "text/plain; version=0.0.4")
         }
+        router.get("/") { _, _ -> Response in
+            Self.text(Array(StatusPage.html.utf8), contentType: "text/html; charset=utf-8",
+                      headers: [.contentSecurityPolicy: StatusPage.contentSecurityPolicy, .init("X-Frame-Options")!: "DENY",
+                                .init("Referrer-Policy")!: "no-referrer"])
+        }
+        router.get("/status.json") { _, _ -> Response in
+            let page = StatusPageData(status: await board.current(), history: board.history().samples)
+            return Self.text(try ManifestCoding.encode(page), contentType: "application/json")
+        }
         router.get("/healthz") { _, _ -> Response in
             let stalled = liveness.stalled
             let body = (stalled.isEmpty ? "ok" : "stalled: \(stalled.joined(separator: ", "))") + "\n" + liveness.description.joined(separator: "\n") + "\n"
@@ -58,7 +68,7 @@ struct OperationsServer: Service {
             configuration: .init(address: .hostname(address, port: port), serverName: "tributary",
                                  availableConnectionsDelegate: MaximumAvailableConnections(Self.clientsMax, logger: quiet)),
             onServerRunning: { _ in
-                logger.notice("operations endpoints served", metadata: [LogKey.url: "http://\(address):\(port)/metrics, /healthz, /readyz"])
+                logger.notice("operations endpoints served", metadata: [LogKey.url: "http://\(address):\(port)/metrics, /healthz, /readyz, / (the status page)"])
             },
             logger: quiet)
     }
@@ -71,9 +81,18 @@ struct OperationsServer: Service {
         }
     }
 
-    private static func text(_ bytes: [UInt8], status: HTTPResponse.Status = .ok, contentType: String = "text/plain; charset=utf-8") -> Response {
-        Response(status: status, headers: [.contentType: contentType], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    private static func text(_ bytes: [UInt8], status: HTTPResponse.Status = .ok, contentType: String = "text/plain; charset=utf-8",
+                             headers extra: HTTPFields = [:]) -> Response {
+        var headers: HTTPFields = [.contentType: contentType, .xContentTypeOptions: "nosniff", .cacheControl: "no-store"]
+        headers.append(contentsOf: extra)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
+}
+
+/// What the status page polls: the shared status reading and the last hour of samples.
+private struct StatusPageData: Encodable {
+    var status: StatusReport?
+    var history: [String: [StatusHistory.Sample]]
 }
 
 /// The gauges read from a status reading, set on the registry before each scrape's text.
@@ -97,6 +116,9 @@ private struct StatusGauges: Sendable {
             gauge("store", "bytes", "the source's bytes in the staging store at the last collection", status.store.map { Double($0.bytes) })
             gauge("applied_changes", "per_second", "changes applied per second over the last minute", status.changesPerSecond)
             gauge("replicator", "active", "1 while a replicator consumes the slot", status.replicatorActive.map { $0 ? 1.0 : 0.0 })
+            gauge("slot_safe_wal", "bytes", "WAL the slot may still retain before max_slot_wal_keep_size invalidates it", status.safeWALBytes.map(Double.init))
+            gauge("store", "reachable", "1 when the staging store answered the last status reading", status.storeReachable.map { $0 ? 1.0 : 0.0 })
+            gauge("schema_stops", "", "parts of the source stopped on a schema change until its fix", Double(status.schemaStops?.count ?? 0))
             for state in SourceState.allCases.map(\.rawValue) + [SourceStatus.State.slotLost.rawValue] {
                 gauge("source", "state", "1 for the state the source is in", status.state.rawValue == state ? 1.0 : 0.0,
                       extra: [("state", state)])
@@ -112,6 +134,23 @@ private struct StatusGauges: Sendable {
             gauge("bl_lag", "seconds", "how old the newest source change in the model is", model.lagSeconds)
             gauge("bl_rows_waiting", "rows", "input rows changed since the model's last run", Double(model.rowsWaiting))
             gauge("bl_failed", "", "1 while the model's last run failed", model.state == .failed ? 1 : 0)
+        }
+        for mapping in report.objects ?? [] {
+            let labels = [("mapping", mapping.mapping)]
+            func gauge(_ name: String, _ unit: String, _ help: String, _ value: Double) {
+                registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "tributary", metricName: name, unitName: unit, helpText: help),
+                                   labels: labels).set(to: value)
+            }
+            gauge("object_pending", "objects", "objects the mapping's last pass planned and has not copied", Double(mapping.pending))
+            gauge("object_pending", "bytes", "bytes the mapping's last pass planned and has not copied", Double(mapping.pendingBytes))
+            gauge("object_copied", "objects", "objects the mapping's last pass copied", Double(mapping.copied))
+            gauge("object_failed", "objects", "objects the mapping's last pass failed to copy", Double(mapping.failed))
+            gauge("object_pass_failed", "", "1 while the mapping's last pass failed", mapping.state == "failed" ? 1 : 0)
+        }
+        if let verify = report.lastVerify {
+            registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "tributary", metricName: "last_verify_matches", unitName: "",
+                                                                helpText: "1 when the last verify found every table, check and file equal"))
+                .set(to: verify.matches ? 1 : 0)
         }
     }
 }

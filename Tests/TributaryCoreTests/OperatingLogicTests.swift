@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TributaryCore
 
@@ -100,5 +101,32 @@ import TributaryCore
                 .init(name: "slots/qvp.yaml", text: "connection: x\ntables:\n  - name: public.a\n"),
             ], directory: "/d", environment: [:])
         }
+    }
+}
+
+/// The status page's chart: an hour of samples per source, evenly spaced however often it is read.
+@Suite struct StatusHistoryTests {
+    static let start = Date(timeIntervalSince1970: 1_800_000_000)
+
+    func sample(_ second: Double, lag: Double = 1) -> StatusHistory.Sample {
+        .init(at: Self.start.addingTimeInterval(second), lagSeconds: lag, sourceLagBytes: 10, changesPerSecond: 5, stagedBatches: 0)
+    }
+
+    @Test func readingsMoreOftenThanTheSpacingMoveTheNewestSampleOnly() {
+        var history = StatusHistory(span: 3600, spacing: 5)
+        for second in stride(from: 0.0, through: 20, by: 1) { history.record(sample(second, lag: second), source: "qvp") }
+        let series = history.samples["qvp"]!
+        #expect(series.map { $0.at.timeIntervalSince(Self.start) } == [0, 5, 10, 15, 20])
+        #expect(series.last?.lagSeconds == 20, "the newest reading is always shown")
+    }
+
+    @Test func anHourIsKeptAndSourcesTakenOutGo() {
+        var history = StatusHistory(span: 3600, spacing: 5)
+        for second in stride(from: 0.0, through: 7200, by: 5) { history.record(sample(second), source: "qvp") }
+        history.record(sample(0), source: "svp")
+        let series = history.samples["qvp"]!
+        #expect(series.first.map { $0.at.timeIntervalSince(Self.start) } == 3600 && series.count == 721)
+        history.keep(only: ["qvp"])
+        #expect(history.samples.keys.sorted() == ["qvp"])
     }
 }

@@ -36,7 +36,8 @@ import TributaryServices
     static let documentedKeys: Set<String> = [
         "source", "slot", "state", "replicator_active", "source_lsn", "confirmed_lsn", "source_lag_bytes", "retained_wal_bytes",
         "wal_status", "staged_batches", "staged_bytes", "flushed_lsn", "applied_lsn", "applied_commit_time", "lag_seconds",
-        "changes_per_second", "warnings", "drain_lsn", "pending_table_snapshots",
+        "changes_per_second", "warnings", "drain_lsn", "pending_table_snapshots", "schema_changes", "schema_stops", "safe_wal_bytes",
+        "store_reachable",
     ]
 
     func statusJSON(_ fixture: PipelineFixture) async throws -> Documented.Source {

@@ -217,6 +217,17 @@ enum ControlSchema {
             PRIMARY KEY (source, source_table)
         );
         """,
+        // The last verify's result, for the status page.
+        """
+        CREATE TABLE tributary.verifications (
+            id bigserial PRIMARY KEY,
+            finished_at timestamptz NOT NULL DEFAULT now(),
+            matches boolean NOT NULL,
+            tables integer NOT NULL,
+            differing text[] NOT NULL DEFAULT '{}',
+            points jsonb NOT NULL DEFAULT '[]'
+        );
+        """,
     ]
 
     /// Creates the schemas that do not exist yet. `CREATE SCHEMA IF NOT EXISTS` asks for CREATE on

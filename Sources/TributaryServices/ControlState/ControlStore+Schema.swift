@@ -176,4 +176,42 @@ extension ControlStore {
             ON CONFLICT (source, source_table) DO UPDATE SET partitions = excluded.partitions
             """, [source, table.description, PostgresArray.literal(partitions)])
     }
+
+    // MARK: The last verify
+
+    /// What the status page shows of the last verify.
+    public struct VerificationRecord: Sendable, Codable, Equatable {
+        public struct Point: Sendable, Codable, Equatable {
+            public var source: String
+            public var point: String?
+            public var heldSeconds: Double?
+        }
+
+        public var finishedAt: Date
+        public var matches: Bool
+        public var tables: Int
+        /// The tables (and checks, references, mappings) that differed, as the report names them.
+        public var differing: [String]
+        public var points: [Point]
+    }
+
+    public func recordVerification(_ record: VerificationRecord) async throws {
+        let points = String(decoding: try ManifestCoding.encode(record.points), as: UTF8.self)
+        try await connection.query("""
+            INSERT INTO tributary.verifications (matches, tables, differing, points) VALUES ($1, $2, $3::text[], $4::jsonb)
+            """, [record.matches ? "t" : "f", String(record.tables), PostgresArray.literal(record.differing), points])
+        // The page shows the last one; a few are kept for whoever looks at the table.
+        try await connection.query("DELETE FROM tributary.verifications WHERE id <= (SELECT max(id) - 100 FROM tributary.verifications)")
+    }
+
+    public func lastVerification() async throws -> VerificationRecord? {
+        guard let row = try await connection.query("""
+            SELECT finished_at, matches, tables, to_json(differing)::text AS differing, points::text AS points
+            FROM tributary.verifications ORDER BY id DESC LIMIT 1
+            """).first else { return nil }
+        return VerificationRecord(
+            finishedAt: try row.decode("finished_at"), matches: try row.decode("matches"), tables: try row.decode("tables"),
+            differing: try JSONDecoder().decode([String].self, from: Data(try row.decode("differing", as: String.self).utf8)),
+            points: try ManifestCoding.decode([VerificationRecord.Point].self, from: Array(try row.decode("points", as: String.self).utf8)))
+    }
 }

@@ -8,6 +8,8 @@ import TributaryStorage
 /// and waits for it a moment; readings are at most one a `freshness` apart, however many ask.
 public final class StatusBoard: Sendable {
     private let state = Mutex<(report: StatusReport?, readAt: ContinuousClock.Instant?)>((nil, nil))
+    /// The last hour of each source's lag, from the readings (the status page's chart).
+    private let samples = Mutex(StatusHistory())
     /// Wakes the refresher.
     let refresherDoorbell = Doorbell()
     /// Wakes the requests waiting for a new reading.
@@ -35,8 +37,18 @@ public final class StatusBoard: Sendable {
     /// When the last reading was taken.
     var readAt: ContinuousClock.Instant? { state.withLock { $0.readAt } }
 
+    /// The newest reading (as `current`) and the samples kept from the readings before it.
+    public func history() -> StatusHistory { samples.withLock { $0 } }
+
     func publish(_ report: StatusReport) {
         state.withLock { $0 = (report, .now) }
+        samples.withLock { history in
+            for source in report.sources {
+                history.record(.init(at: report.generatedAt, lagSeconds: source.lagSeconds, sourceLagBytes: source.sourceLagBytes,
+                                     changesPerSecond: source.changesPerSecond, stagedBatches: source.stagedBatches), source: source.source)
+            }
+            history.keep(only: Set(report.sources.map(\.source)))
+        }
         published.ring()
     }
 }

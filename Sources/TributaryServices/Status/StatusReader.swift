@@ -61,6 +61,11 @@ public struct SourceStatus: Sendable, Codable, Equatable {
     public var schemaChanges: [SchemaChange]?
     /// Parts of the source stopped on a schema change, until the fix they name is made.
     public var schemaStops: [SchemaStop]?
+    /// WAL the slot may still retain before `max_slot_wal_keep_size` invalidates it; left out when
+    /// the source sets no limit.
+    public var safeWALBytes: Int?
+    /// Whether the staging store answered the reading's listing of the source's batches.
+    public var storeReachable: Bool?
 
     public struct SchemaChange: Sendable, Codable, Equatable {
         public var table: String
@@ -93,7 +98,7 @@ public struct SourceStatus: Sendable, Codable, Equatable {
         case state, source, slot, replicatorActive, confirmedLSN = "confirmedLsn", sourceLSN = "sourceLsn", sourceLagBytes
         case retainedWALBytes = "retainedWalBytes", walStatus, stagedBatches, stagedBytes, pendingTableSnapshots, store, flushedLSN = "flushedLsn"
         case appliedLSN = "appliedLsn", appliedCommitTime, lagSeconds, changesPerSecond, warnings, drainLSN = "drainLsn"
-        case schemaChanges, schemaStops
+        case schemaChanges, schemaStops, safeWALBytes = "safeWalBytes", storeReachable
     }
 }
 
@@ -139,8 +144,14 @@ public struct StatusReader: Sendable {
             }
             statuses.append(status)
         }
+        var lastVerify: ControlStore.VerificationRecord?
+        if migrated, try await control.isCurrent() { lastVerify = try await control.lastVerification() }
         let mappings = sources.flatMap(\.objects)
-        guard !models.isEmpty || !mappings.isEmpty else { return StatusReport(generatedAt: Date(), sources: statuses) }
+        guard !models.isEmpty || !mappings.isEmpty else {
+            var report = StatusReport(generatedAt: Date(), sources: statuses)
+            report.lastVerify = lastVerify
+            return report
+        }
         let modelStatuses = migrated
             ? try await ModelStatusReader(models: models, sourceOfTable: Dictionary(
                 sources.flatMap { source in source.tables.map { ($0.stagingTable, source.name) } }, uniquingKeysWith: { first, _ in first }))
@@ -152,6 +163,7 @@ public struct StatusReader: Sendable {
         }
         var report = StatusReport(generatedAt: Date(), sources: statuses, models: modelStatuses)
         report.objects = objects.isEmpty ? nil : objects
+        report.lastVerify = lastVerify
         return report
     }
 
@@ -177,8 +189,17 @@ public struct StatusReader: Sendable {
         }
         // Staged but not applied: batches after the applied position.
         if let applied = row.appliedLSN {
-            let pending = try await store.list(prefix: ObjectNaming.cdcPrefix(source: status.source),
+            let pending: [StoredObject]
+            do {
+                pending = try await store.list(prefix: ObjectNaming.cdcPrefix(source: status.source),
                                                startAfter: ObjectNaming.cdcDirectory(source: status.source, endLSN: applied) + "~")
+                status.storeReachable = true
+            } catch {
+                // Said, and the rest of the reading goes on: the sources and the target may be fine.
+                status.storeReachable = false
+                status.warnings.append("the staging store is unreachable: \(error)")
+                return
+            }
             status.stagedBatches = pending.filter { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }.count
             status.stagedBytes = pending.reduce(0) { $0 + $1.size }
             status.pendingTableSnapshots = try await SnapshotLoader.pendingTableSnapshotPoints(source: status.source, store: store,
@@ -226,6 +247,7 @@ public struct StatusReader: Sendable {
         status.sourceLagBytes = slot.lagBytes
         status.retainedWALBytes = slot.retainedBytes
         status.walStatus = slot.walStatus
+        status.safeWALBytes = slot.safeWALSize
         if slot.isLost && status.state != .notSnapshotted { status.state = .slotLost }
         if !slot.isLost, status.state != .notSnapshotted, status.state != .drained, status.appliedLSN != nil,
            let problem = try? await SlotContinuityCheck.problem(slot, source: source, recorded: { [flushed = status.flushedLSN] in
@@ -270,6 +292,8 @@ public struct StatusReport: Sendable, Codable, Equatable {
     public var models: [ModelStatus]?
     /// The object-sync mappings; left out when none are configured.
     public var objects: [ObjectSyncStatus]?
+    /// The last verify's result (any process's), when one has run.
+    public var lastVerify: ControlStore.VerificationRecord?
 
     public init(generatedAt: Date, sources: [SourceStatus], models: [ModelStatus] = []) {
         self.generatedAt = generatedAt

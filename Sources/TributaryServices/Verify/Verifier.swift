@@ -101,7 +101,24 @@ public struct Verifier: Sendable {
                 outcome.objects = try await ObjectSyncService(configuration: configuration, endpoints: endpoints, logger: logger).verify(sources)
             }
         }
+        await record(outcome)
         return outcome
+    }
+
+    /// The result where the status page reads it. Best effort: a verify's answer is its output.
+    private func record(_ outcome: Outcome) async {
+        var differing = outcome.tables.filter { !$0.matches }.map { "\($0.source): \($0.table)" }
+        differing += outcome.checks.filter { !$0.matches }.map { "check \($0.name)" }
+        differing += outcome.references.filter { !$0.passes }.map { "\($0.model): \($0.reference)" }
+        differing += outcome.objects.filter { !$0.inPlace }.map { "objects \($0.mapping.id)" }
+        let record = ControlStore.VerificationRecord(
+            finishedAt: Date(), matches: outcome.matches, tables: outcome.tables.count, differing: differing,
+            points: outcome.points.map { .init(source: $0.source, point: $0.point?.description, heldSeconds: $0.heldSeconds) })
+        do {
+            try await endpoints.target.withControl(migrate: true) { try await $0.recordVerification(record) }
+        } catch {
+            logger.debug("the verify's result could not be recorded for the status page", metadata: [LogKey.error: .string("\(error)")])
+        }
     }
 
     /// Now on the source against now in STG; a differing table again while rows may be in flight.

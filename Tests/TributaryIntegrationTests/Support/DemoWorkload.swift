@@ -11,8 +11,10 @@ enum DemoSources {
     static let svpTables = ["svp.clients", "svp.assets", "svp.contracts", "svp.incidents", "svp.attachments", "svp.service_visits"]
 
     /// A fixture with both demo sources loaded (scale 1), snapshotted, and the demo models in its bl/.
-    static func fixture(_ label: String, batchYAML: String = "batch:\n  max_age: 200ms\n  heartbeat: 300ms\n") async throws -> PipelineFixture {
-        var fixture = try await PipelineFixture.make(label, sources: [("qvp", qvpTables), ("svp", svpTables)])
+    static func fixture(_ label: String, batchYAML: String = "batch:\n  max_age: 200ms\n  heartbeat: 300ms\n",
+                        sourceCluster: PrivateCluster? = nil, configure: (inout PipelineFixture) -> Void = { _ in }) async throws -> PipelineFixture {
+        var fixture = try await PipelineFixture.make(label, sources: [("qvp", qvpTables), ("svp", svpTables)], sourceCluster: sourceCluster)
+        configure(&fixture)
         fixture.snapshotYAML = "  jobs: 2\n" + batchYAML
         for source in ["qvp", "svp"] {
             try await psql(fixture.source(source).conninfo, file: "deploy/demo/\(source)-schema.sql")
