@@ -90,7 +90,9 @@ import TributaryServices
                 let state = try #require(try await state(fixture, source))
                 #expect(state.state == .drained)
                 #expect(state.flushedLSN! >= state.drainLSN!)
-                #expect(try await statusOf(fixture, source).drainLSN == state.drainLSN)
+                let status = try await statusOf(fixture, source)
+                #expect(status.drainLSN == state.drainLSN)
+                #expect(status.lagSeconds == 0, "a drained source is not behind, however old its last change")
             }
             try await eventually("replication stopped after the drain", seconds: 10) {
                 let qvp = try await slotActive(fixture, "qvp"), svp = try await slotActive(fixture, "svp")

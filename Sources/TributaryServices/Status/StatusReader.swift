@@ -175,6 +175,9 @@ public struct StatusReader: Sendable {
         status.appliedLSN = row.appliedLSN
         status.appliedCommitTime = row.appliedCommitTime
         status.lagSeconds = row.lagSeconds
+        // Drained: every change through the end is applied and none comes after it, so the target
+        // is not behind, however old its last change is (and a lag alert must not fire at cutover).
+        if status.state == .drained, let applied = row.appliedLSN, let end = row.drainLSN, applied >= end { status.lagSeconds = 0 }
         status.changesPerSecond = row.changesPerSecond
         if try await control.isCurrent() {
             let changes = try await control.schemaChanges(of: status.source, since: Date(timeIntervalSinceNow: -Double(Self.schemaChangeDays) * 86400))
