@@ -262,6 +262,42 @@ import Testing
         #expect(fix.contains("tributary snapshot --source acc --table public.acc_lines"))
     }
 
+    @Test func afterTheFixUnidentifiedColumnsAreTheCopysOnlyWhenTheirMessageCameBeforeIt() {
+        // The file's message, as the replicator saw it: names and types, no numbers.
+        var unknown = Self.relation([Self.column("id", "bigint", attnum: 1, notNull: true), Self.column("qty", attnum: 3),
+                                     Self.column("sku", "character varying(20)", attnum: 4)])
+        unknown.columns = unknown.columns.map { var column = $0; column.attnum = nil; return column }
+        unknown.unidentified = "column sku was dropped and added again under the same name"
+        unknown.unidentifiedSince = LSN(0x5000)
+        // What the copy read from the catalog at its point: the table after the DDL.
+        var copy = Self.relation([Self.column("id", "bigint", attnum: 1, notNull: true), Self.column("qty", attnum: 3),
+                                  Self.column("sku", "character varying(20)", attnum: 4)])
+        copy.announced = true
+        let point = LSN(0x6000)
+        #expect(StagingSchemaPlanner.shapeFromCopy(incoming: unknown, recorded: copy, recordedAt: point, copiedAt: point) == copy)
+        // A message from a transaction committed at or after the copy's point: a DDL may lie between.
+        var later = unknown
+        later.unidentifiedSince = point
+        #expect(StagingSchemaPlanner.shapeFromCopy(incoming: later, recorded: copy, recordedAt: point, copiedAt: point) == nil)
+        // Its commit unknown (a streamed transaction), no copy, or STG following a newer shape than the copy's.
+        later.unidentifiedSince = nil
+        #expect(StagingSchemaPlanner.shapeFromCopy(incoming: later, recorded: copy, recordedAt: point, copiedAt: point) == nil)
+        #expect(StagingSchemaPlanner.shapeFromCopy(incoming: unknown, recorded: copy, recordedAt: point, copiedAt: nil) == nil)
+        #expect(StagingSchemaPlanner.shapeFromCopy(incoming: unknown, recorded: copy, recordedAt: LSN(0x7000), copiedAt: point) == nil)
+        // Names, types or key that differ from the copy's: no conclusion.
+        var renamed = unknown
+        renamed.columns[1].name = "quantity"
+        #expect(StagingSchemaPlanner.shapeFromCopy(incoming: renamed, recorded: copy, recordedAt: point, copiedAt: point) == nil)
+        var retyped = unknown
+        retyped.columns[1].typeOid = 20
+        #expect(StagingSchemaPlanner.shapeFromCopy(incoming: retyped, recorded: copy, recordedAt: point, copiedAt: point) == nil)
+        var rekeyed = unknown
+        rekeyed.key = ["sku"]
+        #expect(StagingSchemaPlanner.shapeFromCopy(incoming: rekeyed, recorded: copy, recordedAt: point, copiedAt: point) == nil)
+        // A file the replicator identified is planned as always.
+        #expect(StagingSchemaPlanner.shapeFromCopy(incoming: Self.before, recorded: copy, recordedAt: point, copiedAt: point) == nil)
+    }
+
     @Test func withStopEveryChangeSTGNeedsStopsWithItsStatements() {
         var context = Self.context
         context.policy = .stop

@@ -120,7 +120,10 @@ import TributaryPostgres
         #expect(printed.status == 0 && printed.standardOutput.contains("CREATE EVENT TRIGGER tributary_ddl_command_end ON ddl_command_end"))
         let stopped = try await fixture.withRun { _ in
             let load = try await TableWriter.start(Self.loadBefore, conninfo: fixture.source("acc").conninfo)
-            try await Task.sleep(for: .seconds(1))
+            try await eventually("the load writes before the changes", seconds: 30, poll: 20) { load.transactions >= 50 }
+            // The replicator has read each table's changes before the DDL (a first message read
+            // after a DDL not yet read can be ambiguous, trigger or not: README).
+            try await fixture.waitUntilApplied(["acc"], seconds: 60)
             let cases: [(String, String)] = [
                 ("lines", "ALTER TABLE lines RENAME COLUMN sku TO sku_code"),
                 ("events", "ALTER TABLE events RENAME TO events_renamed"),
@@ -134,9 +137,11 @@ import TributaryPostgres
             for (table, statement) in cases {
                 try await ddl.execute(statement)
                 load.set(table, Self.loadAfter[table]!)
-                try await Task.sleep(for: .milliseconds(300))
+                let before = load.transactions
+                try await eventually("the load writes between the changes", seconds: 30, poll: 20) { load.transactions >= before + 15 }
             }
-            try await Task.sleep(for: .seconds(2))
+            let after = load.transactions
+            try await eventually("the load writes after the changes", seconds: 30, poll: 20) { load.transactions >= after + 100 }
             let transactions = await load.stop()
             #expect(transactions > 200, "the tables took writes around the changes")
             try await fixture.waitUntilApplied(["acc"], seconds: 90)
@@ -262,14 +267,23 @@ import TributaryPostgres
         let fixture = try await Self.world("ddl-again-\(trigger)", trigger: trigger, tables: ["again"], setup: """
             CREATE TABLE again (id int PRIMARY KEY, b int, c int);
             INSERT INTO again SELECT i, i, i FROM generate_series(1, 200) i;
+            -- No autovacuum: its cache invalidation would make pgoutput describe the table again,
+            -- and the fix must not depend on that.
+            ALTER TABLE again SET (autovacuum_enabled = false);
             """)
         let ddl = try await fixture.connectSource("acc")
         try await fixture.withRun { _ in
-            let load = try await TableWriter.start(["again": ["UPDATE again SET c = c + 1 WHERE id = (random() * 200)::int + 1"]],
-                                                   conninfo: fixture.source("acc").conninfo)
-            try await Task.sleep(for: .milliseconds(500))
+            let statements = ["again": ["UPDATE again SET c = c + 1 WHERE id = (random() * 200)::int + 1"]]
+            let before = try await TableWriter.start(statements, conninfo: fixture.source("acc").conninfo)
+            try await eventually("the load writes before the change", seconds: 30, poll: 20) { before.transactions >= 20 }
+            await before.stop()
+            // The replicator has read every change before the DDL. Then pgoutput describes the
+            // table once after it, and that one message describes every change until the next DDL:
+            // without the trigger, also those after the fix's copy.
+            try await fixture.waitUntilApplied(["acc"], seconds: 60)
             try await ddl.execute("BEGIN; ALTER TABLE again DROP COLUMN b; ALTER TABLE again ADD COLUMN b text; COMMIT")
             try await ddl.execute("UPDATE again SET b = 'new ' || id WHERE id <= 50")
+            let after = try await TableWriter.start(statements, conninfo: fixture.source("acc").conninfo)
             if !trigger {
                 try await eventually("status shows the stop", seconds: 60) {
                     let stops = try await Self.status(fixture)["schema_stops"] as? [[String: Any]] ?? []
@@ -278,7 +292,9 @@ import TributaryPostgres
                 let copied = try await fixture.tributary(["snapshot", "--source", "acc", "--table", "public.again"])
                 #expect(copied.status == 0, "\(copied.standardError)")
             }
-            await load.stop()
+            let afterCopy = after.transactions
+            try await eventually("the load writes after the copy", seconds: 30, poll: 20) { after.transactions >= afterCopy + 30 }
+            await after.stop()
             try await eventually("the stop is cleared", seconds: 60) { try await Self.status(fixture)["schema_stops"] == nil }
             try await fixture.waitUntilApplied(["acc"], seconds: 60)
             let (identical, output) = try await Self.verified(fixture)

@@ -48,9 +48,15 @@ public struct RelationSchema: Sendable, Hashable, Codable {
     /// Why the replicator could not tell which column is which (`ColumnIdentity`): the columns
     /// then carry no numbers, and the applier stops on the change unless a table snapshot covers it.
     public var unidentified: String?
+    /// With `unidentified`: the commit LSN of the transaction whose Relation message described the
+    /// table so (its changes until the next Relation message have this shape). A table snapshot
+    /// taken after it read the same shape exactly, numbers included: no DDL on the table can come
+    /// between the message and a change that still uses it. Absent when not known (a streamed
+    /// transaction's message), and then nothing is concluded from it.
+    public var unidentifiedSince: LSN?
 
     public init(table: QualifiedName, columns: [ColumnSchema], key: [String], oid: UInt32? = nil, sourceName: QualifiedName? = nil,
-                announced: Bool? = nil, unidentified: String? = nil) {
+                announced: Bool? = nil, unidentified: String? = nil, unidentifiedSince: LSN? = nil) {
         self.table = table
         self.columns = columns
         self.key = key
@@ -58,6 +64,7 @@ public struct RelationSchema: Sendable, Hashable, Codable {
         self.sourceName = sourceName
         self.announced = announced
         self.unidentified = unidentified
+        self.unidentifiedSince = unidentifiedSince
     }
 
     public var columnNames: [String] { columns.map(\.name) }

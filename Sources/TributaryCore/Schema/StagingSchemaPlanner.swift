@@ -59,6 +59,23 @@ public enum StagingSchemaPlanner {
         case stop(change: String, fix: String)
     }
 
+    /// Whether a file whose columns the replicator could not identify has, exactly, the shape a
+    /// table snapshot's copy brought (which STG follows): its Relation message came in a
+    /// transaction committed before the copy's point, and the table's changes use a message's
+    /// shape only until the next DDL on it (pgoutput sends another message then), so the table
+    /// had that shape at the copy's point, where the copy read its columns' numbers from the
+    /// catalog. Names and types must agree as well; anything else is no conclusion (nil).
+    /// Without this, a source stopped on unidentified columns would stay stopped after its fix
+    /// until the table's next DDL or cache invalidation.
+    public static func shapeFromCopy(incoming: RelationSchema, recorded: RelationSchema?, recordedAt: LSN?, copiedAt: LSN?) -> RelationSchema? {
+        guard incoming.unidentified != nil, let since = incoming.unidentifiedSince, let copiedAt, since < copiedAt,
+              let recorded, recordedAt == copiedAt, recorded.identifiesColumns, recorded.unidentified == nil,
+              recorded.columns.map(\.name) == incoming.columns.map(\.name),
+              recorded.columns.map(\.typeOid) == incoming.columns.map(\.typeOid),
+              recorded.key == incoming.key else { return nil }
+        return recorded
+    }
+
     /// - Parameter staging: the STG table's columns (name → `format_type`), metadata ones included.
     public static func plan(recorded: RelationSchema?, incoming: RelationSchema, staging: [String: String], context: Context) -> Decision {
         let table = incoming.table, stg = context.stagingTable.sql

@@ -42,6 +42,11 @@ struct SchemaFollowing: Sendable {
                 LogKey.table: .string(stagingTable.description), LogKey.snapshot: .string(copiedAt!.description)])
             return false
         }
+        if StagingSchemaPlanner.shapeFromCopy(incoming: file.relation, recorded: recorded?.relation, recordedAt: recorded?.lsn, copiedAt: copiedAt) != nil {
+            logger.info("columns the replicator could not tell apart are those the table snapshot's copy read at its point", metadata: [
+                LogKey.table: .string(stagingTable.description), LogKey.snapshot: .string(copiedAt!.description)])
+            return true
+        }
         let context = StagingSchemaPlanner.Context(source: source.name, sourceFile: source.file, stagingTable: stagingTable, policy: source.schemaChanges)
         let staging = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { first, _ in first })
         switch StagingSchemaPlanner.plan(recorded: recorded?.relation, incoming: file.relation, staging: staging, context: context) {

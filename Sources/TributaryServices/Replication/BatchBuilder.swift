@@ -33,6 +33,8 @@ final class BatchBuilder {
     private var line: [UInt8] = []
     private var transactionLSNText: [UInt8] = []
     private var transactionLSN = LSN.zero
+    /// The commit LSN of the transaction whose changes are being appended.
+    var transactionCommitLSN: LSN { transactionLSN }
 
     private(set) var transactions = 0
     private(set) var rows = 0

@@ -75,7 +75,8 @@ final class RelationRegistry {
     /// Takes a Relation message. Returns true when a replicated table's schema differs from what was
     /// known (a column added, dropped, renamed or retyped on the source, the table renamed).
     @discardableResult
-    func update(_ message: PgOutputMessage.Relation) async throws -> Bool {
+    /// - Parameter commitLSN: the commit LSN of the transaction the message came in, when known.
+    func update(_ message: PgOutputMessage.Relation, commitLSN: LSN?) async throws -> Bool {
         let messageName = QualifiedName(schema: message.namespace, name: message.name)
         var name = messageName
         var configured: TableConfiguration?
@@ -152,7 +153,7 @@ final class RelationRegistry {
         let columns = try await SourceCatalog.describeColumns(of: message, numbers: numbers, attributes: attributes, on: catalog)
         let relation = RelationSchema(table: name, columns: columns, key: try key(configured, message: message, described: table),
                                       oid: catalogOID, sourceName: renamed ? messageName : nil, announced: announced ? true : nil,
-                                      unidentified: unidentified)
+                                      unidentified: unidentified, unidentifiedSince: unidentified == nil ? nil : commitLSN)
         var changed = false
         if case .replicated(let previous) = entries[message.oid] {
             changed = previous.relation != relation

@@ -268,7 +268,10 @@ private final class ReplicationSession: @unchecked Sendable {
         case .append(let message):
             try append(message)
         case .registerRelation(let relation, let outsideStream):
-            if try await registry.update(relation), outsideStream { batch.schemaChanged(relationOid: relation.oid) }
+            // A streamed transaction's commit LSN is not known until its replay registers it again.
+            if try await registry.update(relation, commitLSN: outsideStream ? batch.transactionCommitLSN : nil), outsideStream {
+                batch.schemaChanged(relationOid: relation.oid)
+            }
         case .spill(let top, let subtransaction):
             if spills[top] == nil { spills[top] = try TransactionSpill(topTransaction: top, directory: directory + "/spill") }
             try spills[top]!.append(xid: subtransaction, payload: payload)
@@ -377,7 +380,7 @@ private final class ReplicationSession: @unchecked Sendable {
         guard let spill = spills.removeValue(forKey: xid) else { return }
         try await spill.replay { change in
             if case .relation(let relation) = change {
-                if try await registry.update(relation) { batch.schemaChanged(relationOid: relation.oid) }
+                if try await registry.update(relation, commitLSN: batch.transactionCommitLSN) { batch.schemaChanged(relationOid: relation.oid) }
             } else {
                 try append(change)
             }
