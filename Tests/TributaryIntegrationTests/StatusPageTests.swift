@@ -29,7 +29,12 @@ import TributaryPostgres
         try await fixture.withRun(["--metrics-port", String(port)]) { _ in
             try await fixture.waitUntilApplied(["qvp", "svp"], seconds: 120)
             let load = try await BackgroundLoad.start(fixture)
-            try await Task.sleep(for: .seconds(3))
+            // The chart draws from the second sample on.
+            try await eventually("the page's history has two samples of each source", seconds: 60) {
+                let answer = try await TestProcess.run("/usr/bin/curl", ["-s", "-m", "5", "http://127.0.0.1:\(port)/status.json"])
+                let history = ((try? JSONSerialization.jsonObject(with: Data(answer.standardOutput.utf8))) as? [String: Any])?["history"] as? [String: [Any]]
+                return ["qvp", "svp"].allSatisfy { (history?[$0]?.count ?? 0) >= 2 }
+            }
             // Rendered, then status asked at once: the same state, and lag within one refresh of each other.
             let dom = try await HeadlessBrowser.dom("http://127.0.0.1:\(port)/")
             let status = try await Self.statusJSON(fixture)

@@ -17,6 +17,9 @@ public final class Doorbell: Sendable {
     /// How many times it has rung.
     public var rings: UInt64 { state.withLock { $0.rings } }
 
+    /// How many waits are in progress (a test rings once one is).
+    var waiting: Int { state.withLock { $0.waiters.count } }
+
     /// Ends every wait in progress.
     public func ring() {
         let current = state.withLock { state in
