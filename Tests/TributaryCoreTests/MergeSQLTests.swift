@@ -10,8 +10,22 @@ import Testing
                                  key: ["id"]),
         stagingTable: "qvp_items", temporaryName: "tributary_changes_0")
 
+    @Test func aShapeNamesItsChangesTableWhateverTheTable() {
+        let name = MergeSQL.shapeName(of: sql.relation)
+        #expect(name.count == 16 && name.allSatisfy(\.isHexDigit))
+        var other = sql.relation
+        other.table = QualifiedName(schema: "svp", name: "notes")
+        #expect(MergeSQL.shapeName(of: other) == name, "another table of the same columns shares the shape")
+        other.columns[1].stagingType = "jsonb"
+        #expect(MergeSQL.shapeName(of: other) != name)
+        var renamed = sql.relation
+        renamed.columns[1].name = "body"
+        #expect(MergeSQL.shapeName(of: renamed) != name)
+        #expect(StableHash.hex("") == "cbf29ce484222325", "FNV-1a's offset basis: the same in every process")
+    }
+
     @Test func temporaryTableAndCopy() {
-        #expect(sql.createTemporary == #"CREATE TEMPORARY TABLE "tributary_changes_0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) ON COMMIT DROP"#)
+        #expect(sql.createTemporary == #"CREATE TEMPORARY TABLE IF NOT EXISTS "tributary_changes_0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) ON COMMIT DELETE ROWS; DELETE FROM "tributary_changes_0""#)
         #expect(sql.copyIn == #"COPY "tributary_changes_0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT text, HEADER match)"#)
         #expect(sql.tombstoneOlderThan(LSN(0x30)) == #"UPDATE "stg"."qvp_items" SET "_deleted" = true, "_lsn" = '0/30'::pg_lsn WHERE "_lsn" < '0/30'::pg_lsn"#)
     }
@@ -23,7 +37,7 @@ import Testing
 
     @Test func aBatchLoadedAheadGoesThroughAnUnloggedLoadTable() {
         let loaded = MergeSQL(relation: sql.relation, stagingTable: "qvp_items", loadTable: QualifiedName(schema: "tributary_load", name: "qvp-0000000000000030-0"))
-        #expect(loaded.createLoadTable == #"CREATE UNLOGGED TABLE "tributary_load"."qvp-0000000000000030-0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) WITH (autovacuum_enabled = false)"#)
+        #expect(loaded.createLoadTable == #"CREATE UNLOGGED TABLE IF NOT EXISTS "tributary_load"."qvp-0000000000000030-0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) WITH (autovacuum_enabled = false); TRUNCATE "tributary_load"."qvp-0000000000000030-0""#)
         #expect(loaded.copyIn == #"COPY "tributary_load"."qvp-0000000000000030-0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT text, HEADER match, FREEZE)"#)
         #expect(loaded.changeSummary == #"SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM "tributary_load"."qvp-0000000000000030-0""#)
         #expect(loaded.merge(afterSequence: nil, truncatedAt: nil, folding: false).contains(#"USING (SELECT DISTINCT ON ("id") * FROM "tributary_load"."qvp-0000000000000030-0" WHERE _op <> 'T' ORDER BY "id", _seq DESC)"#))

@@ -118,7 +118,7 @@ import TributaryTestSupport
         try await ControlStore(target).migrate()
 
         let preloader = try await BatchPreloader.connect(target: try fixture.endpoints().target, source: "qvp", store: store)
-        let loaded = try await preloader.load(victim)
+        let loaded = try await preloader.load(victim, set: 0)
         #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == String(victim.files.count))
         for table in loaded.tables { try await target.execute("TRUNCATE \(table.sql)") }
         let applier = BatchApplier(source: configuration.sources[0], store: store, logger: PipelineFixture.logger)
@@ -127,7 +127,7 @@ import TributaryTestSupport
         #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches").scalar == "0")
 
         // Loaded again and left behind (the applier killed): the next loading connection drops it.
-        _ = try await preloader.load(victim)
+        _ = try await preloader.load(victim, set: 0)
         await preloader.close()
         await (try BatchPreloader.connect(target: try fixture.endpoints().target, source: "qvp", store: store)).close()
         #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0")
@@ -185,6 +185,54 @@ import TributaryTestSupport
         #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0")
         #expect(try await target.query("SELECT doc = repeat(md5('toast'), 400) FROM stg.qvp_accounts WHERE id = 9001").scalar == "t")
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+
+    /// Hundreds of batches add no rows to the target's catalog per batch: the changes tables are
+    /// reused (one temporary table per shape and session, two load tables per shape for batches
+    /// loaded ahead), not created and dropped per file. Before, each file of each batch inserted
+    /// and deleted some 30 rows of pg_class, pg_attribute, pg_type and pg_depend, which over
+    /// hundreds of tables and weeks bloated the catalog.
+    @Test func hundredsOfBatchesAddNoCatalogRowsPerBatch() async throws {
+        var fixture = try await PipelineFixture.make("catalog", sources: [("qvp", ["public.accounts", "public.ledger"])])
+        fixture.snapshotYAML = "  jobs: 1\nbatch:\n  max_rows: 1\n"
+        let source = try await fixture.connectSource("qvp"), two = try await fixture.connectSource("qvp")
+        try await source.execute(RandomWorkload.schema)
+        _ = try await fixture.snapshot("qvp")
+        // The snapshot loaded and the control state made first: what that creates is not counted.
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        var workload = RandomWorkload(seed: UInt64.random(in: 1...UInt64.max), largeValues: false)
+        for step in 0..<700 { try await workload.step(source, two, addColumnAt: nil, step: step) }
+        var limits = try fixture.configuration().target.batch
+        limits.rowsMax = 1
+        _ = try await fixture.replicateUntilCaughtUp("qvp", limits: limits)
+        let manifests = try await fixture.stagedChanges("qvp").manifests
+        #expect(manifests.count >= 400, "\(manifests.count) batches")
+        let target = try await fixture.connectTarget()
+        func catalogInserts() async throws -> Int {
+            _ = try await target.query("SELECT pg_stat_clear_snapshot()")
+            return try await target.query("""
+                SELECT sum(n_tup_ins)::bigint FROM pg_stat_sys_tables
+                WHERE relname IN ('pg_class', 'pg_attribute', 'pg_type', 'pg_depend')
+                """).scalar(Int.self)
+        }
+        _ = try await target.query("SELECT pg_stat_force_next_flush()")
+        let before = try await catalogInserts()
+        let applied = try await fixture.tributary(["apply", "--once"])
+        #expect(applied.status == 0, "\(applied.standardError)")
+        // The apply's sessions have ended: their statistics are flushed.
+        let after = try await catalogInserts()
+        #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches").scalar == String(manifests.count))
+        // Two STG tables: their changes tables are made once (some 30 catalog rows each), not per batch.
+        #expect(after - before < 400, "\(after - before) catalog rows inserted over \(manifests.count) batches")
+        #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0",
+                "the load tables go when the applier ends")
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+        // Files of one shape in a batch get load tables of their own; the other set never shares one.
+        let file = manifests.first { !$0.files.isEmpty }!.files[0]
+        let first = BatchPreloader.loadTables(source: "qvp", files: [file, file], set: 0)
+        let second = BatchPreloader.loadTables(source: "qvp", files: [file], set: 1)
+        #expect(Set(first).count == 2 && !first.contains(second[0]))
+        await target.close()
     }
 
     @Test func corruptOrTruncatedFileStopsTheSourceAndAppliesNothingOfItsBatch() async throws {

@@ -33,21 +33,34 @@ public struct MergeSQL: Sendable {
     private var deleted: String { SQL.identifier(StagingColumns.deleted) }
 
     /// A changes table's columns: the change's own, then the relation's in their STG types.
-    private var changeColumns: String {
+    private var changeColumns: String { Self.changeColumns(of: relation) }
+
+    private static func changeColumns(of relation: RelationSchema) -> String {
         (["_op text", "_lsn pg_lsn", "_seq bigint", "_unchanged text[]"]
             + relation.columns.map { "\(SQL.identifier($0.name)) \($0.stagingType)" }).joined(separator: ", ")
     }
 
+    /// What names a changes table of this shape (its columns and their types), so a session
+    /// reuses one table per shape for every batch instead of creating one per file: each CREATE
+    /// and DROP inserts and deletes rows of pg_class, pg_attribute, pg_type and pg_depend, which
+    /// over hundreds of tables and weeks of batches bloats the target's catalog.
+    public static func shapeName(of relation: RelationSchema) -> String { StableHash.hex(changeColumns(of: relation)) }
+
+    /// The temporary changes table of this shape, for the session's life: created when the
+    /// session first needs it, emptied in place at each commit (ON COMMIT DELETE ROWS writes no
+    /// catalog row), and emptied here too, for a second file of the same shape in one batch.
     public var createTemporary: String {
-        "CREATE TEMPORARY TABLE \(SQL.identifier(temporary.name)) (\(changeColumns)) ON COMMIT DROP"
+        let name = SQL.identifier(temporary.name)
+        return "CREATE TEMPORARY TABLE IF NOT EXISTS \(name) (\(changeColumns)) ON COMMIT DELETE ROWS; DELETE FROM \(name)"
     }
 
     /// The changes table of a batch loaded ahead: committed by the loading connection so the
     /// merging one can read it, hence not temporary; unlogged, as nothing of it must survive a
-    /// crash (the batch is loaded again). Autovacuum is kept off it: its lock would hold the
-    /// merge's DROP up until the server cancels it.
+    /// crash (the batch is loaded again). Reused batch after batch (the preloader alternates two
+    /// per shape): TRUNCATE empties it with no new catalog rows, and lets COPY load it frozen.
+    /// Autovacuum is kept off it: its lock would hold the TRUNCATE up.
     public var createLoadTable: String {
-        "CREATE UNLOGGED TABLE \(temporary.sql) (\(changeColumns)) WITH (autovacuum_enabled = false)"
+        "CREATE UNLOGGED TABLE IF NOT EXISTS \(temporary.sql) (\(changeColumns)) WITH (autovacuum_enabled = false); TRUNCATE \(temporary.sql)"
     }
 
     /// How many changes the table holds, and whether any left a TOASTed column out (then the

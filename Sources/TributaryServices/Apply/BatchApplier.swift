@@ -48,7 +48,7 @@ struct BatchApplier {
                 try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
                 var outcome = Outcome(applied: false, rows: 0)
                 for (number, file) in manifest.files.enumerated() {
-                    outcome.rows += try Self.apply(file, path: paths[number], loaded: nil, number: number, before: lsn, schema: schema, on: connection)
+                    outcome.rows += try Self.apply(file, path: paths[number], loaded: nil, before: lsn, schema: schema, on: connection)
                 }
                 try ControlStore.announceStagingChange(of: sourceName, backlog: 0, on: connection)
                 return outcome
@@ -76,7 +76,7 @@ struct BatchApplier {
                     // In file order: a table whose schema changed inside the batch has a segment per
                     // shape, each followed and merged in turn.
                     for (number, file) in manifest.files.enumerated() {
-                        try Self.apply(file, path: preloaded == nil ? paths[number] : "", loaded: preloaded?.tables[number], number: number,
+                        try Self.apply(file, path: preloaded == nil ? paths[number] : "", loaded: preloaded?.tables[number],
                                        schema: schema, on: connection)
                         outcome.inserts += file.inserts
                         outcome.updates += file.updates
@@ -86,7 +86,6 @@ struct BatchApplier {
                     try ControlStore.recordApplied(manifest, on: connection)
                     try ControlStore.announceStagingChange(of: sourceName, backlog: backlog, on: connection)
                 }
-                for table in preloaded?.tables ?? [] { try connection.execute("DROP TABLE IF EXISTS \(table.sql)") }
                 return outcome
             }
         }
@@ -98,13 +97,14 @@ struct BatchApplier {
     /// Between the file's load and its merge, STG follows the file's shape (`SchemaFollowing`):
     /// the first change's LSN is known then, and a file a table snapshot's copy covers is left out.
     @discardableResult
-    static func apply(_ file: BatchFile, path: String, loaded: QualifiedName?, number: Int, before: LSN? = nil,
+    static func apply(_ file: BatchFile, path: String, loaded: QualifiedName?, before: LSN? = nil,
                       schema: SchemaFollowing, on connection: isolated PostgresConnection) throws -> Int {
         let sql: MergeSQL
         if let loaded {
             sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: loaded)
         } else {
-            sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, temporaryName: "tributary_changes_\(number)")
+            sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable,
+                           temporaryName: "tributary_changes_\(MergeSQL.shapeName(of: file.relation))")
             try connection.execute(sql.createTemporary)
             try load(file, path: path, with: sql, on: connection)
         }

@@ -25,12 +25,17 @@ struct PreloadedBatchLost: Error, CustomStringConvertible {
 /// COPYs the next batch into unlogged load tables, so the target parses one batch while it writes
 /// the other. On the staged backlog of bench-apply the COPYs were 42% of the apply's time, all of
 /// it on the one backend. Nothing of STG changes here: the batch is claimed, merged and recorded
-/// in the merging transaction, which drops the load tables, exactly as a batch loaded there.
+/// in the merging transaction, exactly as a batch loaded there.
 ///
-/// The load tables of a source are `tributary_load."<source>-<end LSN>-<file>"` (a source name has
-/// no "-", so no snapshot's load table has such a name). A crash of the target leaves them empty,
-/// which the merge's row count check refuses, and every connection of this applier broken, so it
-/// starts again from `connect`, which drops what a killed applier left.
+/// The load tables are reused, not made per batch (each CREATE and DROP writes catalog rows, which
+/// over hundreds of tables and weeks bloats the target's catalog): per shape of file, two sets,
+/// `tributary_load."<source>-<shape>-<set>-<n>"` (`n` for files of one shape in one batch; a source
+/// name has no "-", so no snapshot's load table has such a name). Batches take the sets in turn, so
+/// the batch being loaded never shares a table with the batch being merged (at most one batch is
+/// loaded ahead, and it is started after the merge before it ended). The load TRUNCATEs a table in
+/// its own transaction, so it holds exactly that batch's rows. A crash of the target leaves them
+/// empty, which the merge's row count check refuses. The first `connect` of a process drops what
+/// a killed applier left; the applier drops its load tables when it closes.
 actor BatchPreloader {
     let connection: PostgresConnection
     let source: String
@@ -42,11 +47,11 @@ actor BatchPreloader {
         self.store = store
     }
 
-    static func connect(target: TargetEndpoint, source: String, store: any StagingStore) async throws -> BatchPreloader {
+    /// - Parameter dropLeftovers: drop the source's load tables first (a killed applier's).
+    static func connect(target: TargetEndpoint, source: String, store: any StagingStore, dropLeftovers: Bool = true) async throws -> BatchPreloader {
         let connection = try await target.connect(.apply, for: "load ahead \(source)")
         do {
-            // A killed applier's, or a batch loaded ahead and never merged.
-            _ = try await connection.run { try TablePromotion.dropLoadTables(startingWith: "\(source)-", on: $0) }
+            if dropLeftovers { _ = try await connection.run { try TablePromotion.dropLoadTables(startingWith: "\(source)-", on: $0) } }
         } catch {
             await connection.close()
             throw error
@@ -54,36 +59,36 @@ actor BatchPreloader {
         return BatchPreloader(connection: connection, source: source, store: store)
     }
 
-    static func loadTable(source: String, batch: LSN, file: Int) -> QualifiedName {
-        QualifiedName(schema: StagingColumns.loadSchema, name: "\(source)-\(batch.paddedHex)-\(file)")
+    /// The load table of each file of a batch loaded into `set` (0 or 1).
+    static func loadTables(source: String, files: [BatchFile], set: Int) -> [QualifiedName] {
+        var seen: [String: Int] = [:]
+        return files.map { file in
+            let shape = MergeSQL.shapeName(of: file.relation)
+            let n = seen[shape, default: 0]
+            seen[shape] = n + 1
+            return QualifiedName(schema: StagingColumns.loadSchema, name: "\(SQL.truncated(source, bytes: 28))-\(shape)-\(set)-\(n)")
+        }
     }
 
-    /// Fetches the batch's files and COPYs each into its load table, in one transaction.
-    func load(_ manifest: BatchManifest) async throws -> PreloadedBatch {
+    /// Fetches the batch's files and COPYs each into its load table of `set`, in one transaction.
+    func load(_ manifest: BatchManifest, set: Int) async throws -> PreloadedBatch {
         var locals: [LocalObject] = []
         defer { locals.forEach { $0.release() } }
         for file in manifest.files { locals.append(try await store.fetch(key: file.file.key)) }
         let paths = locals.map(\.path)
-        let tables = manifest.files.indices.map { Self.loadTable(source: source, batch: manifest.endLSN, file: $0) }
+        let tables = Self.loadTables(source: source, files: manifest.files, set: set)
         try await connection.run { connection in
             try connection.transaction { connection in
                 for (number, file) in manifest.files.enumerated() {
                     let sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: tables[number])
-                    // Loading a batch again (its merge refused the first load) replaces that load.
-                    try connection.execute("DROP TABLE IF EXISTS \(tables[number].sql)")
+                    // Created once, then emptied by a TRUNCATE in this transaction (which also
+                    // replaces an earlier load of the same batch that its merge refused).
                     try connection.execute(sql.createLoadTable)
                     try BatchApplier.load(file, path: paths[number], with: sql, on: connection)
                 }
             }
         }
         return PreloadedBatch(manifest: manifest, tables: tables)
-    }
-
-    /// A batch loaded and then not merged (the applier stopped first): its tables go.
-    func discard(_ batch: PreloadedBatch) async throws {
-        try await connection.run { connection in
-            for table in batch.tables { try connection.execute("DROP TABLE IF EXISTS \(table.sql)") }
-        }
     }
 
     func close() async { await connection.close() }
@@ -98,6 +103,10 @@ struct LoadAhead {
     let enabled: Bool
     private var preloader: BatchPreloader?
     private var ahead: (endLSN: LSN, task: Task<PreloadedBatch, any Error>)?
+    /// The set of load tables the next batch loaded ahead takes.
+    private var nextSet = 0
+    /// Whether this process has loaded ahead (and dropped a killed applier's load tables first).
+    private var used = false
 
     init(target: TargetEndpoint, source: String, store: any StagingStore, enabled: Bool) {
         self.target = target
@@ -108,9 +117,15 @@ struct LoadAhead {
 
     /// Starts loading `manifest`, opening the second connection on the first call.
     mutating func start(_ manifest: BatchManifest) async throws {
-        if preloader == nil { preloader = try await BatchPreloader.connect(target: target, source: source, store: store) }
+        if preloader == nil {
+            // The second connection closes when the source is idle; the load tables stay for the next backlog.
+            preloader = try await BatchPreloader.connect(target: target, source: source, store: store, dropLeftovers: !used)
+            used = true
+        }
         let preloader = preloader!
-        ahead = (manifest.endLSN, Task { try await preloader.load(manifest) })
+        let set = nextSet
+        nextSet = 1 - nextSet
+        ahead = (manifest.endLSN, Task { try await preloader.load(manifest, set: set) })
     }
 
     /// The loaded batch when `manifest`'s is the batch loaded ahead (waiting for its load to end);
@@ -119,16 +134,27 @@ struct LoadAhead {
         guard let ahead else { return nil }
         self.ahead = nil
         let batch = try await ahead.task.value
-        if manifest.endLSN == ahead.endLSN { return batch }
-        try await preloader?.discard(batch)
-        return nil
+        // Another batch's load (its rows stay until the set's next load replaces them).
+        return manifest.endLSN == ahead.endLSN ? batch : nil
     }
 
-    /// Waits for a load in flight and drops what nothing merged; closes the second connection.
+    /// Waits for a load in flight; closes the second connection. The load tables stay.
     mutating func finish() async {
-        if let ahead, let batch = try? await ahead.task.value { try? await preloader?.discard(batch) }
+        if let ahead { _ = try? await ahead.task.value }
         ahead = nil
         await preloader?.close()
         preloader = nil
+    }
+
+    /// `finish`, and the load tables go (the applier stops). Best effort: the next process's first
+    /// load drops what is left.
+    mutating func close() async {
+        await finish()
+        guard used else { return }
+        used = false
+        do {
+            let preloader = try await BatchPreloader.connect(target: target, source: source, store: store)
+            await preloader.close()
+        } catch {}
     }
 }

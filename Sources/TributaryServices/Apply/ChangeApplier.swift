@@ -198,7 +198,7 @@ struct SourceApplier {
     }
 
     mutating func close() async {
-        await preload.finish()
+        await preload.close()
         await control?.close()
         control = nil
     }

@@ -17,11 +17,7 @@ struct TablePromotion: Sendable {
     /// short. Named for the table, not its place in a manifest: a resumed snapshot's manifest lists
     /// fewer tables than the killed run did, and a load table must never be taken for another's.
     static func loadTable(source: String, lsn: LSN, stagingTable: String) -> QualifiedName {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in stagingTable.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        let hex = String(hash, radix: 16)
-        return QualifiedName(schema: StagingColumns.loadSchema,
-                             name: loadPrefix(source: source, lsn: lsn) + String(repeating: "0", count: 16 - hex.count) + hex)
+        QualifiedName(schema: StagingColumns.loadSchema, name: loadPrefix(source: source, lsn: lsn) + StableHash.hex(stagingTable))
     }
 
     /// What the names of one snapshot's load tables begin with.
