@@ -134,10 +134,12 @@ public struct StatusReader: Sendable {
     public func report(_ sources: [SourceConfiguration], sessions: inout StatusSessions) async throws -> StatusReport {
         let control = try await sessions.target()
         let migrated = try await control.isMigrated()
+        // The tables of the newest migrations (schema changes, verifications) are read only when there.
+        let current = migrated ? try await control.isCurrent() : false
         var statuses: [SourceStatus] = []
         for source in sources {
             var status = SourceStatus(source: source)
-            if migrated { try await readControlState(into: &status, control: control) }
+            if migrated { try await readControlState(into: &status, control: control, current: current) }
             await readSource(source, into: &status, sessions: &sessions, target: migrated ? control.connection : nil)
             if !migrated {
                 status.warnings.append("the target has no tributary schema yet: nothing was applied to it (tributary apply or run does)")
@@ -145,7 +147,7 @@ public struct StatusReader: Sendable {
             statuses.append(status)
         }
         var lastVerify: ControlStore.VerificationRecord?
-        if migrated, try await control.isCurrent() { lastVerify = try await control.lastVerification() }
+        if current { lastVerify = try await control.lastVerification() }
         let mappings = sources.flatMap(\.objects)
         guard !models.isEmpty || !mappings.isEmpty else {
             var report = StatusReport(generatedAt: Date(), sources: statuses)
@@ -167,7 +169,7 @@ public struct StatusReader: Sendable {
         return report
     }
 
-    func readControlState(into status: inout SourceStatus, control: ControlStore) async throws {
+    func readControlState(into status: inout SourceStatus, control: ControlStore, current: Bool) async throws {
         guard let row = try await control.statusRow(of: status.source) else { return }
         status.state = .init(row.state)
         status.flushedLSN = row.flushedLSN
@@ -179,7 +181,7 @@ public struct StatusReader: Sendable {
         // is not behind, however old its last change is (and a lag alert must not fire at cutover).
         if status.state == .drained, let applied = row.appliedLSN, let end = row.drainLSN, applied >= end { status.lagSeconds = 0 }
         status.changesPerSecond = row.changesPerSecond
-        if try await control.isCurrent() {
+        if current {
             let changes = try await control.schemaChanges(of: status.source, since: Date(timeIntervalSinceNow: -Double(Self.schemaChangeDays) * 86400))
             status.schemaChanges = changes.isEmpty ? nil : changes.map {
                 .init(table: $0.table, stagingTable: $0.stagingTable, kind: $0.kind, change: $0.change, lsn: $0.lsn, at: $0.appliedAt)
