@@ -1,4 +1,5 @@
 #include "csv_transcoder.h"
+#include "binary_values.h"
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -64,8 +65,8 @@ static inline int hex_value(uint8_t c) {
 }
 
 /// Writes the binary form of the field's text (`length` bytes at `value`) to `out`, which may be
-/// `value` itself (the uuid's bytes run behind its text); returns the binary length, or -1 when
-/// the text is not a value of the kind.
+/// `value` itself for kinds that are not displaced (the uuid's bytes run behind its text); returns
+/// the binary length, or -1 when the text is not a value of the kind.
 static inline ptrdiff_t encode(uint8_t kind, const uint8_t *value, size_t length, uint8_t *out) {
     int64_t number;
     switch (kind) {
@@ -103,7 +104,7 @@ static inline ptrdiff_t encode(uint8_t kind, const uint8_t *value, size_t length
         return 16;
     }
     default:
-        return -1;
+        return tributary_encode_value(kind, value, length, out);
     }
 }
 
@@ -115,7 +116,8 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
     *written = 0;
     for (; input < end && records > 0; records--) {
         // Room for the record's field count and, per field, its length and a value no longer than
-        // its CSV text or 16 bytes: checked per field against what is left of the input.
+        // its CSV text or 16 bytes (for a displaced kind, its unquoted text too, behind the room
+        // its value may take): checked per field against what is left of the output.
         const uint8_t *p = input;
         size_t record = used;
         if (capacity - used < 2) break;
@@ -143,8 +145,10 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
             }
             if (q == end && !final) goto incomplete;
             size_t span = (size_t)(q - field_start);
-            if (capacity - used < 4 + (span > 16 ? span : 16)) goto incomplete;
             if (field == columns) { state->failure = TRIBUTARY_BINARY_FIELD_COUNT; state->column = field; return -1; }
+            int displaced = tributary_kind_is_displaced(kinds[field]);
+            size_t room = span == 0 ? 0 : displaced ? tributary_displaced_offset(span) + span : (span > 16 ? span : 16);
+            if (capacity - used < 4 + room) goto incomplete;
             uint8_t *value = out + used + 4;
             const uint8_t *text = value;
             size_t length = 0;
@@ -152,19 +156,22 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
                 text = field_start;  // converted straight from the input
                 length = span;
             } else {
-                // Quoted sections lose their quotes; `""` inside them is one quote.
+                // Quoted sections lose their quotes; `""` inside them is one quote. A displaced
+                // kind's text goes behind the room its value may take.
+                uint8_t *unquoted = displaced ? value + tributary_displaced_offset(span) : value;
+                text = unquoted;
                 const uint8_t *r = field_start;
                 int inside = 0;
                 while (r < q) {
                     if (*r == QUOTE) {
-                        if (inside && r + 1 < q && r[1] == QUOTE) { value[length++] = QUOTE; r += 2; continue; }
+                        if (inside && r + 1 < q && r[1] == QUOTE) { unquoted[length++] = QUOTE; r += 2; continue; }
                         inside = !inside;
                         r++;
                         continue;
                     }
                     const uint8_t *run = inside ? next_quote(r, q) : unquoted_stop(r, q);
                     if (run == r) run = r + 1;  // a delimiter byte inside quotes
-                    memcpy(value + length, r, (size_t)(run - r));
+                    memcpy(unquoted + length, r, (size_t)(run - r));
                     length += (size_t)(run - r);
                     r = run;
                 }

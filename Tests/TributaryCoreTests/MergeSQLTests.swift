@@ -26,7 +26,12 @@ import Testing
 
     @Test func temporaryTableAndCopy() {
         #expect(sql.createTemporary == #"CREATE TEMPORARY TABLE IF NOT EXISTS "tributary_changes_0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) ON COMMIT DELETE ROWS; DELETE FROM "tributary_changes_0""#)
-        #expect(sql.copyIn == #"COPY "tributary_changes_0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT text, HEADER match)"#)
+        // Every column has a binary form: the batch goes in binary format, else in text format.
+        #expect(sql.copyIn == #"COPY "tributary_changes_0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT binary)"#)
+        var intervals = sql.relation
+        intervals.columns[1].stagingType = "interval"
+        #expect(MergeSQL(relation: intervals, stagingTable: "qvp_items", temporaryName: "tributary_changes_1").copyIn
+                == #"COPY "tributary_changes_1" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT text, HEADER match)"#)
         #expect(sql.tombstoneOlderThan(LSN(0x30)) == #"UPDATE "stg"."qvp_items" SET "_deleted" = true, "_lsn" = '0/30'::pg_lsn WHERE "_lsn" < '0/30'::pg_lsn"#)
     }
 
@@ -38,7 +43,7 @@ import Testing
     @Test func aBatchLoadedAheadGoesThroughAnUnloggedLoadTable() {
         let loaded = MergeSQL(relation: sql.relation, stagingTable: "qvp_items", loadTable: QualifiedName(schema: "tributary_load", name: "qvp-0000000000000030-0"))
         #expect(loaded.createLoadTable == #"CREATE UNLOGGED TABLE IF NOT EXISTS "tributary_load"."qvp-0000000000000030-0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) WITH (autovacuum_enabled = false); TRUNCATE "tributary_load"."qvp-0000000000000030-0""#)
-        #expect(loaded.copyIn == #"COPY "tributary_load"."qvp-0000000000000030-0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT text, HEADER match, FREEZE)"#)
+        #expect(loaded.copyIn == #"COPY "tributary_load"."qvp-0000000000000030-0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT binary, FREEZE)"#)
         #expect(loaded.changeSummary == #"SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM "tributary_load"."qvp-0000000000000030-0""#)
         #expect(loaded.merge(afterSequence: nil, truncatedAt: nil, folding: false).contains(#"USING (SELECT DISTINCT ON ("id") * FROM "tributary_load"."qvp-0000000000000030-0" WHERE _op <> 'T' ORDER BY "id", _seq DESC)"#))
         #expect(sql.changeSummary == #"SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM "tributary_changes_0""#)

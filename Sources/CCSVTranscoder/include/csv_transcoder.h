@@ -41,6 +41,26 @@ enum {
     TRIBUTARY_BINARY_INT8 = 3,
     TRIBUTARY_BINARY_BOOL = 4,
     TRIBUTARY_BINARY_UUID = 5,
+    /// real and double precision: the shortest text that reads back exactly, NaN, ±Infinity.
+    TRIBUTARY_BINARY_FLOAT4 = 6,
+    TRIBUTARY_BINARY_FLOAT8 = 7,
+    /// numeric: base-10000 digits, weight, sign, display scale (the server applies the typmod).
+    TRIBUTARY_BINARY_NUMERIC = 8,
+    /// date, and timestamp with and without time zone, in ISO form (` BC`, ±infinity).
+    TRIBUTARY_BINARY_DATE = 9,
+    TRIBUTARY_BINARY_TIMESTAMP = 10,
+    TRIBUTARY_BINARY_TIMESTAMPTZ = 11,
+    /// time without time zone.
+    TRIBUTARY_BINARY_TIME = 12,
+    /// bytea in hex output (`\x…`).
+    TRIBUTARY_BINARY_BYTEA = 13,
+    /// jsonb: a version byte, then the text (the server parses it as from text).
+    TRIBUTARY_BINARY_JSONB = 14,
+    /// pg_lsn (`16/B374D848`).
+    TRIBUTARY_BINARY_LSN = 15,
+    /// A one-dimensional text[] whose every element is quoted, as Tributary writes `_unchanged`;
+    /// not for source columns, whose arrays may have NULLs, unquoted elements and bounds.
+    TRIBUTARY_BINARY_QUOTED_TEXT_ARRAY = 16,
 };
 
 /// Why `tributary_csv_to_binary` stopped.

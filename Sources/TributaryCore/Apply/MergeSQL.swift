@@ -70,13 +70,19 @@ public struct MergeSQL: Sendable {
         "SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM \(changes)"
     }
 
-    /// In text format: the applier sends the staged CSV through `CSVToTextTranscoder`, as the
-    /// snapshot loader does, because the target (the applier's bottleneck) parses it faster.
-    /// A load table was created in the COPY's transaction, so its rows go in frozen: the merge
-    /// that reads them sets no hint bits, so dirties no page of it.
+    /// In binary format when every column has a binary form (`CSVToBinaryTranscoder(changesOf:)`),
+    /// else in text format (`CSVToTextTranscoder`): the target, the applier's bottleneck, parses
+    /// either faster than CSV, binary most. A load table was created in the COPY's transaction,
+    /// so its rows go in frozen: the merge that reads them sets no hint bits, so dirties no page of it.
     public var copyIn: String {
-        "COPY \(changes) (\(SQL.identifierList(ChangeColumns.all + relation.columnNames))) FROM STDIN (FORMAT text, HEADER match\(isLoadTable ? ", FREEZE" : ""))"
+        let columns = SQL.identifierList(ChangeColumns.all + relation.columnNames)
+        let freeze = isLoadTable ? ", FREEZE" : ""
+        return loadsBinary ? "COPY \(changes) (\(columns)) FROM STDIN (FORMAT binary\(freeze))"
+            : "COPY \(changes) (\(columns)) FROM STDIN (FORMAT text, HEADER match\(freeze))"
     }
+
+    /// Whether `copyIn` reads COPY's binary format: every column of the relation has a binary form.
+    public var loadsBinary: Bool { relation.binaryKinds != nil }
 
     /// Leaves out the changes that committed at or after `lsn` (a verify's point the file runs across).
     public func dropChanges(from lsn: LSN) -> String {

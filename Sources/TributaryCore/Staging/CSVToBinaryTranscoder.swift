@@ -2,8 +2,9 @@ import CCSVTranscoder
 import Glibc
 
 /// Rewrites a staged CSV file (a header row, then rows in PostgreSQL's CSV dialect) into COPY's
-/// binary format, for tables whose every column has a binary form taken straight from its text:
-/// integers, booleans, uuids and text of any length limit (`binaryKinds`).
+/// binary format, for tables whose every column has a binary form taken straight from its text
+/// (`binaryKinds`): integers, booleans, uuids, text of any length limit, floats, numeric, dates,
+/// timestamps, times, bytea, json and jsonb; and a change batch's metadata columns.
 ///
 /// Why: in text format the target's backend scans every line twice (for its end, then for its
 /// fields) and parses every number; in binary format it reads lengths and copies. Loading
@@ -12,12 +13,20 @@ import Glibc
 /// that fifth comes off the whole snapshot's time. The client's cost is that of the text
 /// rewrite it replaces.
 ///
+/// Change batches go the same way (`init(changesOf:)`): in text format the target's COPY of a
+/// batch cost more backend CPU than its merge (5.6 against 3.2 s on the wide-row backlog).
+///
 /// The values are exactly those the text format would have stored: each field is read as
-/// PostgreSQL's CSV reader reads it, integers are what the output functions write (a minus and
-/// digits) and are range-checked here, text goes as its bytes, and the server still checks
-/// length limits and encoding. Anything else (a value not in its output function's form) stops
-/// the load as a corrupt file rather than being guessed at. Binary COPY has no `HEADER match`,
-/// so the header row is checked against the expected column names here.
+/// PostgreSQL's CSV reader reads it, and only in the form its output function writes under the
+/// pinned session settings (`SessionProfile.textForms`: ISO dates in UTC, shortest exact floats,
+/// hex bytea). Integers are range-checked here, floats are read with the same correctly rounded
+/// `strtod` as float8in, dates and timestamps are counted on the same proleptic Gregorian
+/// calendar, numeric keeps its display scale and lets the server apply the column's typmod, as
+/// text input would; text goes as its bytes, and the server still checks length limits,
+/// encoding and JSON syntax. Anything else (a value not in its output function's form) stops
+/// the load as a corrupt file, naming its line and column, rather than being guessed at. Binary
+/// COPY has no `HEADER match`, so the header row is checked against the expected column names
+/// here.
 public struct CSVToBinaryTranscoder: COPYRewriter {
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case header(expected: [String], found: [String]?)
@@ -57,6 +66,18 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
         self.kinds = kinds
         columnNames = relation.columnNames
     }
+
+    /// For a change batch of `relation` (`_op,_lsn,_seq,_unchanged`, then its columns); nil when
+    /// a column of it has no binary form here: the batch loads in text format.
+    public init?(changesOf relation: RelationSchema) {
+        guard let kinds = relation.binaryKinds else { return nil }
+        self.kinds = Self.changeKinds + kinds
+        columnNames = ChangeColumns.all + relation.columnNames
+    }
+
+    /// `_op` text, `_lsn` pg_lsn, `_seq` bigint, `_unchanged` text[] as `ChangeRowEncoder` writes it.
+    static let changeKinds = [TRIBUTARY_BINARY_TEXT, TRIBUTARY_BINARY_LSN, TRIBUTARY_BINARY_INT8,
+                              TRIBUTARY_BINARY_QUOTED_TEXT_ARRAY].map { UInt8($0) }
 
     /// Converts the records `input` completes and hands them to `sink`; a record may span chunks.
     public mutating func transcode(_ input: UnsafeRawBufferPointer, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
@@ -165,26 +186,48 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
 extension RelationSchema {
     /// How each column goes into COPY's binary format (`CSVToBinaryTranscoder`), or nil when a
     /// column's STG type has no binary form taken straight from its text here: the table then loads
-    /// in text format. Decided by the STG type, which is what the target's COPY reads into.
+    /// in text format. Decided by the STG type (as `format_type` writes it, typmod included), which
+    /// is what the target's COPY reads into; arrays, intervals, network types, enums and the
+    /// rest load as text.
     public var binaryKinds: [UInt8]? {
         var kinds: [UInt8] = []
         for column in columns {
-            let type = column.stagingType
-            let kind: Int
-            switch type {
-            case "smallint": kind = TRIBUTARY_BINARY_INT2
-            case "integer": kind = TRIBUTARY_BINARY_INT4
-            case "bigint": kind = TRIBUTARY_BINARY_INT8
-            case "boolean": kind = TRIBUTARY_BINARY_BOOL
-            case "uuid": kind = TRIBUTARY_BINARY_UUID
-            case "text", "character varying", "character", "bpchar": kind = TRIBUTARY_BINARY_TEXT
-            default:
-                // character varying(n) and character(n); not their arrays.
-                guard !type.hasSuffix("]"), type.hasPrefix("character varying(") || type.hasPrefix("character(") else { return nil }
-                kind = TRIBUTARY_BINARY_TEXT
-            }
+            guard let kind = Self.binaryKind(of: column.stagingType) else { return nil }
             kinds.append(UInt8(kind))
         }
         return kinds.isEmpty ? nil : kinds
+    }
+
+    private static func binaryKind(of type: String) -> Int? {
+        switch type {
+        case "smallint": return TRIBUTARY_BINARY_INT2
+        case "integer": return TRIBUTARY_BINARY_INT4
+        case "bigint": return TRIBUTARY_BINARY_INT8
+        case "boolean": return TRIBUTARY_BINARY_BOOL
+        case "uuid": return TRIBUTARY_BINARY_UUID
+        case "text", "character varying", "character", "bpchar", "json": return TRIBUTARY_BINARY_TEXT
+        case "real": return TRIBUTARY_BINARY_FLOAT4
+        case "double precision": return TRIBUTARY_BINARY_FLOAT8
+        case "numeric": return TRIBUTARY_BINARY_NUMERIC
+        case "date": return TRIBUTARY_BINARY_DATE
+        case "timestamp without time zone": return TRIBUTARY_BINARY_TIMESTAMP
+        case "timestamp with time zone": return TRIBUTARY_BINARY_TIMESTAMPTZ
+        case "time without time zone": return TRIBUTARY_BINARY_TIME
+        case "bytea": return TRIBUTARY_BINARY_BYTEA
+        case "jsonb": return TRIBUTARY_BINARY_JSONB
+        case "pg_lsn": return TRIBUTARY_BINARY_LSN
+        default:
+            // With a typmod: `character varying(n)`, `numeric(p,s)`, `timestamp(p) with time zone`…;
+            // not their arrays.
+            guard !type.hasSuffix("]"), let open = type.firstIndex(of: "("), let close = type.firstIndex(of: ")") else { return nil }
+            switch type[..<open] + type[type.index(after: close)...] {
+            case "character varying", "character": return TRIBUTARY_BINARY_TEXT
+            case "numeric": return TRIBUTARY_BINARY_NUMERIC
+            case "timestamp without time zone": return TRIBUTARY_BINARY_TIMESTAMP
+            case "timestamp with time zone": return TRIBUTARY_BINARY_TIMESTAMPTZ
+            case "time without time zone": return TRIBUTARY_BINARY_TIME
+            default: return nil
+            }
+        }
     }
 }

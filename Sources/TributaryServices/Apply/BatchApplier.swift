@@ -113,13 +113,15 @@ struct BatchApplier {
                          before: before, on: connection)
     }
 
-    /// COPYs one file into `sql`'s temporary table, rewritten to COPY text format on the way, its
-    /// checksum and row count verified.
+    /// COPYs one file into `sql`'s temporary table, rewritten to COPY's binary or text format on
+    /// the way (`MergeSQL.copyIn`), its checksum and row count verified.
     static func load(_ file: BatchFile, path: String, with sql: MergeSQL, on connection: isolated PostgresConnection) throws {
+        let rewriter: any COPYRewriter = sql.loadsBinary ? CSVToBinaryTranscoder(changesOf: file.relation)! : CSVToTextTranscoder()
         let rows = try connection.copyIn(sql.copyIn) { send in
-            // A bad checksum, a cut gzip stream or broken CSV throws here: the COPY is aborted and
-            // with it the whole batch's transaction, so nothing of the batch is applied.
-            try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file, rewriter: CSVToTextTranscoder(), sink: send)
+            // A bad checksum, a cut gzip stream, broken CSV or a value not in its type's text form
+            // throws here: the COPY is aborted and with it the whole batch's transaction, so
+            // nothing of the batch is applied.
+            try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file, rewriter: rewriter, sink: send)
         }
         guard rows == file.file.rows else {
             throw StorageError.corrupt(key: file.file.key, reason: "\(rows) rows, the manifest says \(file.file.rows)")
