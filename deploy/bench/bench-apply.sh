@@ -24,6 +24,13 @@
 #               end by native logical replication and by tributary replicate + apply, where native
 #               apply rather than decoding is the limit; both must end equal. The same backlog
 #               read by pg_recvlogical (a slot made before it): how fast the source decodes it.
+# Every timed step also records the CPU-seconds it cost, from /proc: the source cluster's (its
+# walsender, and every other process of it), the target cluster's (native's apply worker, or
+# tributary's backends) and tributary's own processes'; a second table sets them per change against
+# native logical replication's on the same backlog, which, unlike seconds, does not depend on how
+# many cores the source, tributary and the target share here. The end of each backlog is made
+# visible to a reader at once by a logical message committed right after it (a reader stopping
+# at an end position otherwise learns it passed only from the next message or keepalive).
 # Every timed step also records how many of the machine's cores were busy meanwhile (/proc/stat),
 # and the table ends with what that allows on this machine: two sources can run at most
 # cores / (cores one source kept busy) times the one-source rate; end to end can run at most
@@ -138,20 +145,26 @@ applied_rows() { on_target -d "$1" -Atc "SELECT coalesce(sum(rows), 0) FROM trib
 # Enables the native subscription until it has applied marker $1, then disables it: seconds in
 # $elapsed, cores busy meanwhile in $busy.
 native_catch_up() {
-  local start ticks; ticks=$(cpu_ticks); start=$(now)
+  local start ticks; ticks=$(cpu_ticks); clusters_cpu_start; start=$(now)
   on_target -d native -c "ALTER SUBSCRIPTION native_sub ENABLE"
   wait_for_marker native marker "$1"
-  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since "$ticks")
+  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since "$ticks"); clusters_cpu_since; client_cpu=0
   on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
+}
+# The source and target clusters' CPU-seconds since clusters_cpu_start, in $source_cpu and $target_cpu.
+clusters_cpu_start() { source_cpu_start=$(cluster_cpu "$work/source"); target_cpu_start=$(cluster_cpu "$work/target"); }
+clusters_cpu_since() {
+  source_cpu=$(echo "$(cluster_cpu "$work/source") - $source_cpu_start" | bc)
+  target_cpu=$(echo "$(cluster_cpu "$work/target") - $target_cpu_start" | bc)
 }
 # Runs tributary replicate + apply until STG has marker $1, then stops them: seconds in $elapsed,
 # cores busy meanwhile in $busy.
 tributary_catch_up() {
-  local start ticks; ticks=$(cpu_ticks); start=$(now)
+  local start ticks; ticks=$(cpu_ticks); clusters_cpu_start; start=$(now)
   "$tributary" replicate --source bench --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
   "$tributary" apply --config "$work/slots" --log-level warning >/dev/null & pids+=($!)
   wait_for_marker tributary stg.bench_marker "$1"
-  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since "$ticks")
+  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since "$ticks"); clusters_cpu_since; client_cpu=$(processes_cpu "${pids[@]}")
   stop_pipeline
 }
 stop_pipeline() {
@@ -159,11 +172,14 @@ stop_pipeline() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   pids=()
 }
-timed() { # command...: seconds in $elapsed, cores busy meanwhile in $busy, the target checkpointed first
+timed() { # command...: seconds in $elapsed, cores busy meanwhile in $busy, CPU-seconds of the command
+  # in $client_cpu and of the clusters in $source_cpu and $target_cpu; the target checkpointed first
   on_target -d postgres -c "CHECKPOINT"
-  local start ticks; ticks=$(cpu_ticks); start=$(now)
+  local start ticks client_start; ticks=$(cpu_ticks); clusters_cpu_start; children_cpu_to "$work/times"; client_start=$(cat "$work/times.seconds")
+  start=$(now)
   "$@" >/dev/null
-  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since "$ticks")
+  elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since "$ticks"); clusters_cpu_since
+  children_cpu_to "$work/times"; client_cpu=$(echo "$(cat "$work/times.seconds") - $client_start" | bc)
 }
 # The round's backlog: orders with keys of its own (inserts, updates, deletes), pgbench, a marker.
 build_backlog() {
@@ -182,17 +198,27 @@ SQL
   pgbench -n -b tpcb-like -c 4 -j 2 -t 25000 -h 127.0.0.1 -p $source_port -U postgres bench >/dev/null 2>&1
   on_source -c "INSERT INTO marker VALUES ($2, now())" -c "CHECKPOINT"
 }
+# The backlog's end (the WAL written so far), in $end, made visible to a reader at once: a logical
+# message committed right after it is the next thing every reader receives.
+mark_end() {
+  end=$(on_source -Atc "SELECT pg_current_wal_insert_lsn()")
+  on_source -c "SELECT pg_logical_emit_message(true, 'bench-end', '')" -o /dev/null
+}
 
 declare -A times
 record() { times[$1]="${times[$1]:-} $2"; }
-# A timed method's seconds, and the cores it kept busy (as "<method>-busy").
-record_timed() { record "$1" "$elapsed"; record "$1-busy" "$busy"; }
+# A timed method's seconds, the cores it kept busy (as "<method>-busy") and its CPU-seconds
+# ("<method>-client", "-source", "-target").
+record_timed() {
+  record "$1" "$elapsed"; record "$1-busy" "$busy"
+  record "$1-client" "$client_cpu"; record "$1-source" "$source_cpu"; record "$1-target" "$target_cpu"
+}
 for round in $(seq "$rounds"); do
   echo "round $round of $rounds: building a backlog of about 1M changes" >&2
   on_source -c "SELECT pg_create_logical_replication_slot('recv_$round', 'pgoutput')" -o /dev/null
   marker=$((100 + round))
   build_backlog "$round" "$marker"
-  end=$(on_source -Atc "SELECT pg_current_wal_insert_lsn()")
+  mark_end
   before=$(applied_rows tributary)
   if [ $((round % 2)) = 1 ]; then order="native tributary"; else order="tributary native"; fi
   for method in $order; do
@@ -228,7 +254,7 @@ for round in $(seq "$rounds"); do
   done
   if [ -n "$baseline" ]; then
     timed "$baseline" apply --once --config "$work/baseline-slots" --log-level warning
-    record baseline "$elapsed"
+    record_timed baseline
   fi
   echo "  two sources: the second source's backlog staged, then both applied by apply --once" >&2
   "$tributary" replicate --source bench2 --end-lsn "$end" --config "$work/double-slots" --log-level warning >/dev/null
@@ -318,7 +344,7 @@ END LOOP; END \$\$;
 INSERT INTO marker VALUES ($marker, now());
 CHECKPOINT;
 SQL
-  end=$(on_source -Atc "SELECT pg_current_wal_insert_lsn()")
+  mark_end
   if [ $((round % 2)) = 1 ]; then order="native tributary recvlogical"; else order="recvlogical tributary native"; fi
   for method in $order; do
     echo "  $method catching up on the wide rows" >&2
@@ -388,4 +414,48 @@ printf '  wide rows: at most %sx native end to end (the source decodes them no f
 wide_cpu=$(echo "$(m wide-tributary) * $(m wide-tributary-busy)" | bc -l); native_cpu=$(echo "$(m wide-native) * $(m wide-native-busy)" | bc -l)
 printf '  wide rows: tributary end to end spent %.1f CPU-s (native %.1f), so on %s cores it cannot take less than %.1f s: at most %.2fx native\n' \
   "$wide_cpu" "$native_cpu" "$cores" "$(echo "$wide_cpu / $cores" | bc -l)" "$(echo "$(m wide-native) / ($wide_cpu / $cores)" | bc -l)"
+# CPU-seconds per change: the median over rounds of each part, in microseconds a change.
+per_change() { echo "$(m "$1") * 1000000 / $2" | bc -l; }
+# cpu METHOD [PARTS]: the median over rounds of the sum of the method's parts (default: all three).
+cpu() {
+  local method=$1 parts=${2:-"client source target"} values=() i part total
+  local -a rounds_seen; read -ra rounds_seen <<<"${times[$method]}"
+  for i in "${!rounds_seen[@]}"; do
+    total=0
+    for part in $parts; do local -a v; read -ra v <<<"${times[$method-$part]}"; total=$(echo "$total + ${v[$i]}" | bc -l); done
+    values+=("$total")
+  done
+  median "${values[@]}"
+}
+# cpu_ratio A B [PARTS_A [PARTS_B]]: the median over rounds of A's CPU-seconds over B's (same backlog).
+cpu_ratio() {
+  local first=$1 second=$2 parts_a=${3:-"client source target"} parts_b=${4:-${3:-"client source target"}} values=() i part ta tb
+  local -a rounds_seen; read -ra rounds_seen <<<"${times[$first]}"
+  for i in "${!rounds_seen[@]}"; do
+    ta=0; tb=0
+    for part in $parts_a; do local -a v; read -ra v <<<"${times[$first-$part]}"; ta=$(echo "$ta + ${v[$i]}" | bc -l); done
+    for part in $parts_b; do local -a w; read -ra w <<<"${times[$second-$part]}"; tb=$(echo "$tb + ${w[$i]}" | bc -l); done
+    values+=("$(echo "$ta / $tb" | bc -l)")
+  done
+  printf '%.2f' "$(median "${values[@]}")"
+}
+cpu_row() { # label method changes ratio-text
+  printf '%-40s %10.1f %10.1f %10.1f %10.1f %12.1f  %s\n' "$1" "$(m "$2-source")" "$(m "$2-client")" "$(m "$2-target")" "$(cpu "$2")" \
+    "$(echo "$(cpu "$2") * 1000000 / $3" | bc -l)" "$4"
+}
+printf '\nCPU-seconds from /proc (medians of %s rounds): the source cluster (walsender), tributary'"'"'s processes, the target cluster (apply worker or backends)\n' "$rounds"
+printf '%-40s %10s %10s %10s %10s %12s  %s\n' "method" "source" "tributary" "target" "total" "CPU-us/chg" "ratio (median of the rounds' ratios)"
+cpu_row "native logical replication" native "$changes" "1.00x"
+cpu_row "tributary replicate + apply (STG)" tributary "$changes" \
+  "$(cpu_ratio tributary native)x native (goal <= 1.0x); target $(cpu_ratio tributary native target)x native's (goal <= 0.8x)"
+cpu_row "tributary replicate alone" alone "$changes" "$(cpu_ratio alone recvlogical)x pg_recvlogical"
+cpu_row "pg_recvlogical" recvlogical "$changes" ""
+cpu_row "tributary apply alone, batch by batch" single "$(m single-changes)" "target $(cpu_ratio single native target)x native's apply"
+[ -n "$baseline" ] && cpu_row "tributary apply alone at $baseline_revision" baseline "$(m single-changes)" \
+  "this checkout $(cpu_ratio single baseline)x of it; target $(cpu_ratio single baseline target)x"
+cpu_row "wide rows: native" wide-native "$wide_changes" "1.00x"
+cpu_row "wide rows: tributary replicate + apply" wide-tributary "$wide_changes" \
+  "$(cpu_ratio wide-tributary wide-native)x native (goal <= 1.0x); target $(cpu_ratio wide-tributary wide-native target)x native's (goal <= 0.8x)"
+cpu_row "wide rows: pg_recvlogical" wide-recvlogical "$wide_changes" ""
+
 printf '\ncommit-to-visible-in-STG latency under pgbench -R 200 (%s probes, default settings): p50 %s s, p95 %s s, p99 %s s (goal p50 <= 0.3, p99 <= 0.7)\n' "$probes" "$p50" "$p95" "$p99"

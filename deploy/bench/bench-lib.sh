@@ -46,3 +46,26 @@ fresh_source_and_target() {
   deploy/tools/pg-cluster.sh init "$work/target" "$target_port" "$@"
   psql -X -q -h 127.0.0.1 -p "$source_port" -U postgres -d postgres -c "CREATE DATABASE bench"
 }
+
+# CPU-seconds so far of the PostgreSQL cluster under $1 (pg-cluster.sh's directory): its postmaster,
+# its live processes, and those that exited (the postmaster's reaped children, in its cutime and
+# cstime). A backend or apply worker that connects and leaves between two readings is counted, so
+# the difference of two readings is what the cluster spent meanwhile, whichever process spent it.
+cluster_cpu() {
+  local postmaster; postmaster=$(head -1 "$1/data/postmaster.pid")
+  { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$postmaster/stat"
+    for child in $(ps -o pid= --ppid "$postmaster"); do awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null || true; done
+  } | awk -v hz="$(getconf CLK_TCK)" '{ ticks += $1 } END { printf "%.2f\n", ticks / hz }'
+}
+# CPU-seconds so far of the live processes $@ (each with all its threads).
+processes_cpu() {
+  local pid
+  for pid in "$@"; do awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || true; done \
+    | awk -v hz="$(getconf CLK_TCK)" '{ ticks += $1 } END { printf "%.2f\n", ticks / hz }'
+}
+# CPU-seconds so far of this shell's waited-for children (bash's `times`, second line). Run in the
+# shell itself, not a subshell, whose children are its own: writes to the file $1.
+children_cpu_to() {
+  times >"$1"
+  awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.2f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1" >"$1.seconds"
+}
