@@ -114,13 +114,14 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
     const uint8_t *const start = input, *const end = input + count;
     size_t used = 0;
     *written = 0;
+    state->out_of_room = 0;
     for (; input < end && records > 0; records--) {
         // Room for the record's field count and, per field, its length and a value no longer than
         // its CSV text or 16 bytes (for a displaced kind, its unquoted text too, behind the room
         // its value may take): checked per field against what is left of the output.
         const uint8_t *p = input;
         size_t record = used;
-        if (capacity - used < 2) break;
+        if (capacity - used < 2) { state->out_of_room = 1; break; }
         used += 2;
         int32_t field = 0;
         int complete = 0;
@@ -148,7 +149,7 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
             if (field == columns) { state->failure = TRIBUTARY_BINARY_FIELD_COUNT; state->column = field; return -1; }
             int displaced = tributary_kind_is_displaced(kinds[field]);
             size_t room = span == 0 ? 0 : displaced ? tributary_displaced_offset(span) + span : (span > 16 ? span : 16);
-            if (capacity - used < 4 + room) goto incomplete;
+            if (capacity - used < 4 + room) { state->out_of_room = 1; goto incomplete; }
             uint8_t *value = out + used + 4;
             const uint8_t *text = value;
             size_t length = 0;

@@ -238,14 +238,16 @@ public actor PostgresConnection {
 
     /// The next CopyData message from the server, or nil when none arrived within `timeout` seconds.
     /// Uses libpq's non-blocking read and waits on the socket, so a quiet server never pins the thread.
-    public func nextReplicationMessage(timeout: Double) throws -> [UInt8]? {
+    /// The message is libpq's own buffer, adopted rather than copied (`ByteStorage`): freed when
+    /// the last value sliced from it is gone.
+    public func nextReplicationMessage(timeout: Double) throws -> ByteSlice? {
         let connection = try live()
         for attempt in 0..<2 {
             var buffer: UnsafeMutablePointer<CChar>?
             let length = PQgetCopyData(connection, &buffer, 1)
             if length > 0, let buffer {
-                defer { PQfreemem(buffer) }
-                return Array(UnsafeRawBufferPointer(start: buffer, count: Int(length)))
+                let bytes = UnsafeRawBufferPointer(start: buffer, count: Int(length))
+                return ByteSlice(ByteStorage(adopting: bytes) { PQfreemem(UnsafeMutableRawPointer(mutating: $0.baseAddress)) })
             }
             if length == -1 {
                 // The server ended the stream (a shutdown or an error): report its error if it sent one.

@@ -17,6 +17,20 @@ public final class BufferedFileOutput {
         if buffer.count >= capacity { try flush() }
     }
 
+    /// Bytes of at least the buffer's capacity go to the file directly, not through the buffer,
+    /// which would grow to hold them (a spilled message with a value of hundreds of megabytes).
+    public func append(_ bytes: UnsafeRawBufferPointer) throws {
+        guard bytes.count >= capacity else {
+            buffer.append(contentsOf: bytes)
+            bytesWritten += bytes.count
+            if buffer.count >= capacity { try flush() }
+            return
+        }
+        try flush()
+        try output.write(bytes)
+        bytesWritten += bytes.count
+    }
+
     public func flush() throws {
         try output.write(buffer)
         buffer.removeAll(keepingCapacity: true)

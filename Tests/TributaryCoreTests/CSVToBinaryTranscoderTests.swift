@@ -379,4 +379,21 @@ import TributaryCore
                                     .enumerated().map { Self.column("c\($0.offset)", $0.element) }, key: ["c0"]).binaryKinds
         #expect(kinds == [8, 11, 10, 12, 0, 0, 0, 14, 15, 13, 6, 9])
     }
+
+    /// A record larger than the output buffer's first size grows it, in any chunking; records
+    /// after it still convert.
+    @Test func aRecordLargerThanTheOutputBufferConverts() throws {
+        let size = CSVToBinaryTranscoder.initialOutputBytes + 12345
+        let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7919 >> 3) }
+        let hex = "\\x" + bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        let json = "{\"k\": \"" + String(repeating: "a,\\\"b", count: size / 6) + "\"}"
+        let relation = RelationSchema(table: QualifiedName(schema: "public", name: "big"),
+                                      columns: [Self.column("id", "bigint"), Self.column("b", "bytea"), Self.column("j", "jsonb")], key: ["id"])
+        let csv = Array(("id,b,j\n1,\(hex),\(Self.field(json, quoted: false))\n2,\\x01,\"[]\"\n").utf8)
+        let expected: [[Field]] = [[.bytes(Self.int(1, bytes: 8)), .bytes(bytes), .bytes([1] + Array(json.utf8))],
+                                   [.bytes(Self.int(2, bytes: 8)), .bytes([1]), .bytes([1] + Array("[]".utf8))]]
+        for chunk in [1 << 20, 65536, 4097, csv.count] {
+            #expect(try tuples(try convert(csv, relation: relation, chunk: chunk)) == expected, "chunks of \(chunk)")
+        }
+    }
 }

@@ -23,7 +23,7 @@ import TributaryTestSupport
     static func commit(_ lsn: UInt64) -> PgOutputMessage {
         .commit(.init(flags: 0, commitLSN: LSN(lsn), endLSN: LSN(lsn + 8), commitTime: 0))
     }
-    static let insert = PgOutputMessage.insert(xid: nil, relation: 1, new: [.text(ArraySlice("1".utf8))])
+    static let insert = PgOutputMessage.insert(xid: nil, relation: 1, new: [.text(ByteSlice(copying: "1".utf8))])
 
     /// One whole transaction at `lsn` with `rows` rows in the batch afterwards.
     func transaction(_ machine: inout Machine, _ lsn: UInt64, rows: Int, at time: Int) throws -> [Machine.Action] {

@@ -125,8 +125,8 @@ import TributaryCore
         var quoted = plain
         quoted[quoted.startIndex + 5] = UInt8(ascii: ",")
         quoted[quoted.startIndex + size - 3] = UInt8(ascii: "\"")
-        for big in [plain, quoted] {
-            let values: [PgOutputMessage.TupleValue] = [.text(ArraySlice("7".utf8)), .text(big), .null, .text(ArraySlice("x,y".utf8))]
+        for big in [plain, quoted].map({ ByteSlice(copying: $0) }) {
+            let values: [PgOutputMessage.TupleValue] = [.text(ByteSlice(copying: "7".utf8)), .text(big), .null, .text(ByteSlice(copying: "x,y".utf8))]
             var whole: [UInt8] = []
             try encoder.append(.update, values, lsn: Array("0/16".utf8), sequence: 3, to: &whole)
             var pieces: [[UInt8]] = [], line: [UInt8] = []

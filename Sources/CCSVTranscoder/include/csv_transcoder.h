@@ -78,16 +78,20 @@ typedef struct tributary_binary_state {
     int64_t rows;
     int32_t failure;
     int32_t column;
+    /// The last call stopped because the next record might not fit in `out`: call again with the
+    /// rest (and, if it consumed nothing, a larger `out`).
+    int32_t out_of_room;
 } tributary_binary_state;
 
-/// Bytes `out` must have room for so that every complete record of `count` input bytes fits.
+/// Bytes `out` must have room for so that every complete record of `count` input bytes fits (a
+/// smaller `out` takes the records that fit: `out_of_room`).
 static inline size_t tributary_csv_binary_capacity(size_t count) { return count * 22 + 64; }
 
 /// Converts the complete CSV records at the start of `input` into COPY binary tuples of `columns`
 /// fields, the `kinds` given (no file header or trailer). Returns the input bytes consumed (whole
-/// records, at most `records` of them; the caller passes the rest again with more data) and sets
-/// `*written`; or -1 with `state->failure` set. `final`: no data follows, so a last record needs
-/// no line feed.
+/// records, at most `records` of them, as many as `capacity` has room for; the caller passes the
+/// rest again with more data or room) and sets `*written`; or -1 with `state->failure` set.
+/// `final`: no data follows, so a last record needs no line feed.
 ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *kinds, int32_t columns,
                                   const uint8_t *input, size_t count, int final, size_t records, uint8_t *out,
                                   size_t capacity, size_t *written);

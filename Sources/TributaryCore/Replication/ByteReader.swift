@@ -7,16 +7,17 @@ public struct ByteReader {
 
     /// The bytes read; `offset` indexes them as the slice does (from its `startIndex`), so a
     /// message's payload is read where it lies in the message, without a copy.
-    public let bytes: ArraySlice<UInt8>
+    public let bytes: ByteSlice
     public private(set) var offset: Int
 
-    public init(_ bytes: ArraySlice<UInt8>) {
+    public init(_ bytes: ByteSlice) {
         self.bytes = bytes
         self.offset = bytes.startIndex
     }
 
+    /// Reads a copy of `bytes`.
     public init(_ bytes: [UInt8], offset: Int = 0) {
-        self.bytes = bytes[...]
+        self.bytes = ByteSlice(copying: bytes)
         self.offset = offset
     }
 
@@ -46,7 +47,7 @@ public struct ByteReader {
         return value
     }
 
-    public mutating func bytes(_ count: Int) throws -> ArraySlice<UInt8> { bytes[try take(count)] }
+    public mutating func bytes(_ count: Int) throws -> ByteSlice { bytes[try take(count)] }
 
     /// A NUL-terminated string (PostgreSQL's `pq_sendstring`).
     public mutating func cString() throws -> String {

@@ -19,11 +19,11 @@ public struct PgOutputDecoder: Sendable {
 
     /// - Parameter lsn: where the message starts in the WAL, for error messages.
     public mutating func decode(_ bytes: [UInt8], at lsn: LSN) throws -> PgOutputMessage {
-        try decode(bytes[...], at: lsn)
+        try decode(ByteSlice(copying: bytes), at: lsn)
     }
 
     /// Decodes a message in place: its values are slices of `bytes`.
-    public mutating func decode(_ bytes: ArraySlice<UInt8>, at lsn: LSN) throws -> PgOutputMessage {
+    public mutating func decode(_ bytes: ByteSlice, at lsn: LSN) throws -> PgOutputMessage {
         guard let first = bytes.first else {
             throw Failure(messageType: "?", lsn: lsn, reason: "empty message")
         }

@@ -107,8 +107,8 @@ public enum PgOutputMessage: Sendable, Equatable {
         case unchanged
         /// The value's bytes, a slice of the message: a value of hundreds of megabytes is not
         /// copied out of the message it came in.
-        case text(ArraySlice<UInt8>)
-        case binary(ArraySlice<UInt8>)
+        case text(ByteSlice)
+        case binary(ByteSlice)
 
         /// Tuple: column count int16, per column: 'n' | 'u' | 't' length int32 bytes | 'b' length int32 bytes.
         static func decodeTuple(_ reader: inout ByteReader) throws -> [TupleValue] {

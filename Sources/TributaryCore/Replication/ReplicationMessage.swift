@@ -2,7 +2,7 @@
 /// (PostgreSQL docs, "Streaming Replication Protocol").
 public enum ReplicationMessage: Sendable, Equatable {
     /// 'w': start LSN int64, end-of-WAL int64, send time int64, payload.
-    case xLogData(start: LSN, walEnd: LSN, sendTime: Int64, payload: ArraySlice<UInt8>)
+    case xLogData(start: LSN, walEnd: LSN, sendTime: Int64, payload: ByteSlice)
     /// 'k': end-of-WAL int64, send time int64, reply requested int8.
     case keepalive(walEnd: LSN, sendTime: Int64, replyRequested: Bool)
 
@@ -12,6 +12,11 @@ public enum ReplicationMessage: Sendable, Equatable {
     }
 
     public static func decode(_ bytes: [UInt8]) throws -> ReplicationMessage {
+        try decode(ByteSlice(copying: bytes))
+    }
+
+    /// Decodes a message in place: the payload is a slice of `bytes`.
+    public static func decode(_ bytes: ByteSlice) throws -> ReplicationMessage {
         var reader = ByteReader(bytes)
         switch try reader.uint8() {
         case UInt8(ascii: "w"):

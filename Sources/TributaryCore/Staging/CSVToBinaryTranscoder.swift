@@ -53,7 +53,7 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
 
     private let kinds: [UInt8]
     private let columnNames: [String]
-    private var state = tributary_binary_state(rows: 0, failure: 0, column: 0)
+    private var state = tributary_binary_state(rows: 0, failure: 0, column: 0, out_of_room: 0)
     /// Input of a record that continues in the next chunk.
     private var carry: [UInt8] = []
     private var output: [UInt8] = []
@@ -120,49 +120,73 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
     private mutating func convert(_ input: UnsafeRawBufferPointer, final: Bool, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         var consumed = 0
         if !headerChecked {
-            let (used, header) = try records(input, kinds: [UInt8](repeating: UInt8(TRIBUTARY_BINARY_TEXT), count: columnNames.count),
-                                              final: final, limit: 1)
+            var header: [UInt8] = []
+            let used = try records(input, kinds: [UInt8](repeating: UInt8(TRIBUTARY_BINARY_TEXT), count: columnNames.count),
+                                   final: final, limit: 1) { header.append(contentsOf: $0) }
             guard used > 0 else { return 0 }
-            guard let names = Self.firstTupleTexts(header), names == columnNames else {
-                throw Failure.header(expected: columnNames, found: Self.firstTupleTexts(header))
-            }
+            let names = header.withUnsafeBytes { Self.firstTupleTexts($0) }
+            guard let names, names == columnNames else { throw Failure.header(expected: columnNames, found: names) }
             headerChecked = true
             consumed = used
         }
         let rest = UnsafeRawBufferPointer(rebasing: input[consumed...])
         guard !rest.isEmpty else { return consumed }
-        let (used, tuples) = try records(rest, kinds: kinds, final: final)
-        if !tuples.isEmpty { try sink(tuples) }
-        return consumed + used
+        return consumed + (try records(rest, kinds: kinds, final: final, sink: sink))
     }
 
-    /// The C conversion over `input`: bytes consumed and the tuples written (valid until the next call).
-    private mutating func records(_ input: UnsafeRawBufferPointer, kinds: [UInt8], final: Bool, limit: Int = .max) throws -> (Int, UnsafeRawBufferPointer) {
-        let needed = tributary_csv_binary_capacity(input.count)
-        if output.count < needed { output = [UInt8](repeating: 0, count: needed) }
-        var written = 0
-        let columns = Int32(kinds.count)
-        let consumed = output.withUnsafeMutableBufferPointer { out in
-            kinds.withUnsafeBufferPointer { kinds in
-                tributary_csv_to_binary(&state, kinds.baseAddress!, columns, input.baseAddress!.assumingMemoryBound(to: UInt8.self), input.count,
-                                        final ? 1 : 0, limit, out.baseAddress!, out.count, &written)
+    /// The first size of the output buffer. It grows only when a single record needs more: sized
+    /// for the worst case of a whole chunk (22 times its bytes, for many short fields), a record
+    /// of hundreds of megabytes carried across chunks would have taken gigabytes.
+    public static let initialOutputBytes = 4 << 20
+
+    /// The C conversion over `input`, as many calls as the output buffer takes, each call's tuples
+    /// handed to `sink`; returns the bytes consumed (at most `limit` records).
+    private mutating func records(_ input: UnsafeRawBufferPointer, kinds: [UInt8], final: Bool, limit: Int = .max,
+                                  sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        var consumed = 0, left = limit
+        while consumed < input.count && left > 0 {
+            if output.isEmpty { output = Self.uninitializedBuffer(Self.initialOutputBytes) }
+            let rest = UnsafeRawBufferPointer(rebasing: input[consumed...])
+            let rowsBefore = state.rows
+            var written = 0
+            let columns = Int32(kinds.count)
+            let used = output.withUnsafeMutableBufferPointer { out in
+                kinds.withUnsafeBufferPointer { kinds in
+                    tributary_csv_to_binary(&state, kinds.baseAddress!, columns, rest.baseAddress!.assumingMemoryBound(to: UInt8.self), rest.count,
+                                            final ? 1 : 0, left, out.baseAddress!, out.count, &written)
+                }
             }
-        }
-        guard consumed >= 0 else {
-            let line = Int(state.rows) + 1
-            switch state.failure {
-            case Int32(TRIBUTARY_BINARY_UNTERMINATED_QUOTE): throw Failure.unterminatedQuote(line: line)
-            case Int32(TRIBUTARY_BINARY_STRAY_CR): throw Failure.strayCarriageReturn(line: line)
-            case Int32(TRIBUTARY_BINARY_FIELD_COUNT):
-                if !headerChecked { throw Failure.header(expected: columnNames, found: nil) }
-                throw Failure.fieldCount(line: line, fields: Int(state.column), expected: kinds.count)
-            default:
-                let index = Int(state.column)
-                throw Failure.badValue(line: line, column: index < columnNames.count ? columnNames[index] : "#\(index + 1)")
-            }
+            guard used >= 0 else { throw failure(columns: kinds.count) }
+            if written > 0 { try output.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[0..<written])) } }
+            consumed += used
+            left -= Int(state.rows - rowsBefore)
+            guard state.out_of_room != 0 else { break }
+            // The next record did not fit: with nothing converted, it alone needs more room.
+            if used == 0 { output = Self.uninitializedBuffer(output.count * 2) }
         }
         if final && limit == .max && consumed < input.count { throw Failure.unterminatedQuote(line: Int(state.rows) + 1) }
-        return (consumed, output.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[0..<written]) })
+        return consumed
+    }
+
+    /// Memory the C loop writes before anything reads it: not zeroed, so the pages a large buffer
+    /// never uses are never touched.
+    private static func uninitializedBuffer(_ count: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+    }
+
+    /// What stopped the C conversion, as the operator reads it.
+    private func failure(columns: Int) -> Failure {
+        let line = Int(state.rows) + 1
+        switch state.failure {
+        case Int32(TRIBUTARY_BINARY_UNTERMINATED_QUOTE): return .unterminatedQuote(line: line)
+        case Int32(TRIBUTARY_BINARY_STRAY_CR): return .strayCarriageReturn(line: line)
+        case Int32(TRIBUTARY_BINARY_FIELD_COUNT):
+            if !headerChecked { return .header(expected: columnNames, found: nil) }
+            return .fieldCount(line: line, fields: Int(state.column), expected: columns)
+        default:
+            let index = Int(state.column)
+            return .badValue(line: line, column: index < columnNames.count ? columnNames[index] : "#\(index + 1)")
+        }
     }
 
     /// The texts of the first binary tuple in `tuples` (all fields of the text kind), nil if NULL.

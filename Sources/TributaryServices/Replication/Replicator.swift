@@ -183,7 +183,8 @@ private final class ReplicationSession: @unchecked Sendable {
     var batch: BatchBuilder
     var summary = Replicator.Summary()
     /// The raw pgoutput payload of the message being handled, for spills.
-    var payload: ArraySlice<UInt8> = []
+    var payload = noPayload
+    static let noPayload = ByteSlice(copying: [])
     var spills: [UInt32: TransactionSpill] = [:]
     var stopReported = false
     var heartbeatWarned = false
@@ -228,6 +229,8 @@ private final class ReplicationSession: @unchecked Sendable {
                 continue
             }
             try await feed(try nextEvent(on: connection), on: connection)
+            // The message is handled: its memory goes before the next one arrives.
+            payload = Self.noPayload
         }
         for spill in spills.values { spill.discard() }
         logger.info("stopped", metadata: [LogKey.lsn: .string(machine.durable.description)])

@@ -18,43 +18,51 @@ final class TransactionSpill {
         output = try BufferedFileOutput(creating: path)
     }
 
-    func append(xid: UInt32, payload: ArraySlice<UInt8>) throws {
+    func append(xid: UInt32, payload: ByteSlice) throws {
         var header = ByteWriter()
         header.uint32(xid)
         header.uint32(UInt32(payload.count))
         try output.append(header.bytes)
-        try output.append(payload)
+        try payload.withUnsafeBytes { try output.append($0) }
         messages += 1
     }
 
     func abortSubtransaction(_ xid: UInt32) { abortedSubtransactions.insert(xid) }
 
     /// Replays the surviving messages in order, Relation messages included, so each change meets
-    /// the schema it was made under; changes of aborted subtransactions are skipped.
+    /// the schema it was made under; changes of aborted subtransactions are skipped. Each message
+    /// is read straight into memory of its own, which its values then slice: a message holding a
+    /// value of hundreds of megabytes is in memory once.
     func replay(_ body: (PgOutputMessage) async throws -> Void) async throws {
         try output.close()
         var decoder = PgOutputDecoder(inStream: true)
         let input = try FileInput(path: path)
-        var pending: [UInt8] = []
-        var offset = 0
-        while true {
-            let chunk = try input.read(upTo: 1 << 20)
-            if chunk.isEmpty { break }
-            pending.removeFirst(offset)
-            offset = 0
-            pending.append(contentsOf: chunk)
-            while pending.count - offset >= 8 {
-                var reader = ByteReader(pending, offset: offset)
-                let xid = try reader.uint32()
-                let length = Int(try reader.uint32())
-                guard pending.count - offset - 8 >= length else { break }
-                let payload = pending[(offset + 8)..<(offset + 8 + length)]
-                offset += 8 + length
-                if abortedSubtransactions.contains(xid) { continue }
-                try await body(try decoder.decode(payload, at: .zero))
-            }
+        let header = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 4)
+        defer { header.deallocate() }
+        while try read(input, into: header, allowingEnd: true) {
+            var reader = ByteReader(Array(header))
+            let xid = try reader.uint32()
+            let length = Int(try reader.uint32())
+            let message = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 1)
+            let storage = ByteStorage(adopting: UnsafeRawBufferPointer(message)) { $0.deallocate() }
+            _ = try read(input, into: message, allowingEnd: false)
+            if abortedSubtransactions.contains(xid) { continue }
+            try await body(try decoder.decode(ByteSlice(storage), at: .zero))
         }
-        guard offset == pending.count else { throw TributaryError(.corrupt, "spill file \(path) ends inside a record") }
+    }
+
+    /// Fills `buffer` from `input`; false at the end of the file before its first byte, if allowed.
+    private func read(_ input: FileInput, into buffer: UnsafeMutableRawBufferPointer, allowingEnd: Bool) throws -> Bool {
+        var filled = 0
+        while filled < buffer.count {
+            let count = try input.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
+            if count == 0 {
+                if filled == 0 && allowingEnd { return false }
+                throw TributaryError(.corrupt, "spill file \(path) ends inside a record")
+            }
+            filled += count
+        }
+        return true
     }
 
     func discard() {
