@@ -60,7 +60,7 @@ public actor FilesystemStagingStore: StagingStore {
         return StoredObject(key: key, size: Int(status.st_size))
     }
 
-    public func list(prefix: String, startAfter: String?) throws -> [StoredObject] {
+    public func list(prefix: String, startAfter: String?, endBefore: String?) throws -> [StoredObject] {
         // Walk only the deepest directory the prefix names.
         let directoryPart = prefix.contains("/") ? String(prefix[..<prefix.lastIndex(of: "/")!]) : ""
         let base = directoryPart.isEmpty ? root : root + "/" + directoryPart
@@ -68,15 +68,24 @@ public actor FilesystemStagingStore: StagingStore {
         guard let enumerator = FileManager.default.enumerator(atPath: base) else { return [] }
         while let relative = enumerator.nextObject() as? String {
             let key = directoryPart.isEmpty ? relative : directoryPart + "/" + relative
-            guard !key.hasPrefix(".incoming"), key.hasPrefix(prefix) else { continue }
-            if let startAfter, key <= startAfter { continue }
             var status = stat()
-            guard stat(root + "/" + key, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { continue }
+            guard stat(root + "/" + key, &status) == 0 else { continue }
+            if (status.st_mode & S_IFMT) == S_IFDIR {
+                // A directory whose every key sorts at or past the end is not walked.
+                if let endBefore, !Self.precedes(key, endBefore) && !endBefore.hasPrefix(key + "/") { enumerator.skipDescendants() }
+                continue
+            }
+            guard !key.hasPrefix(".incoming"), key.hasPrefix(prefix), (status.st_mode & S_IFMT) == S_IFREG else { continue }
+            if let startAfter, key <= startAfter { continue }
+            if let endBefore, !Self.precedes(key, endBefore) { continue }
             results.append(StoredObject(key: key, size: Int(status.st_size)))
         }
         // Byte order, as object stores list: Swift's String `<` on these ASCII keys is that.
-        return results.sorted { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
+        return results.sorted { Self.precedes($0.key, $1.key) }
     }
+
+    /// Byte order, as object stores compare keys.
+    static func precedes(_ left: String, _ right: String) -> Bool { Array(left.utf8).lexicographicallyPrecedes(Array(right.utf8)) }
 
     public func delete(key: String) throws {
         let file = try path(for: key)

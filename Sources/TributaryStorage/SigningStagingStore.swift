@@ -33,6 +33,8 @@ public struct SigningStagingStore: StagingStore {
 
     public func fetch(key: String) async throws -> LocalObject { try await inner.fetch(key: key) }
     public func head(key: String) async throws -> StoredObject? { try await inner.head(key: key) }
-    public func list(prefix: String, startAfter: String?) async throws -> [StoredObject] { try await inner.list(prefix: prefix, startAfter: startAfter) }
+    public func list(prefix: String, startAfter: String?, endBefore: String?) async throws -> [StoredObject] {
+        try await inner.list(prefix: prefix, startAfter: startAfter, endBefore: endBefore)
+    }
     public func delete(key: String) async throws { try await inner.delete(key: key) }
 }

@@ -31,13 +31,20 @@ public protocol StagingStore: Sendable, CustomStringConvertible {
     func fetch(key: String) async throws -> LocalObject
     /// Size of the object, or nil when it does not exist.
     func head(key: String) async throws -> StoredObject?
-    /// Objects whose key starts with `prefix` and sorts after `startAfter`, in lexical order.
-    func list(prefix: String, startAfter: String?) async throws -> [StoredObject]
+    /// Objects whose key starts with `prefix`, sorts after `startAfter` and before `endBefore`
+    /// (strictly, as OCI's ListObjects `end`), in lexical order. A remote store lists no page past
+    /// `endBefore`.
+    func list(prefix: String, startAfter: String?, endBefore: String?) async throws -> [StoredObject]
     /// Removes the object; a missing object is not an error.
     func delete(key: String) async throws
 }
 
 extension StagingStore {
+    /// Objects whose key starts with `prefix` and sorts after `startAfter`, in lexical order.
+    public func list(prefix: String, startAfter: String?) async throws -> [StoredObject] {
+        try await list(prefix: prefix, startAfter: startAfter, endBefore: nil)
+    }
+
     /// Uploads a file the caller keeps: `put(key:file:)` consumes its file, so it gets a hard link
     /// (or a copy, across filesystems) made in `scratchDirectory`. Returns the bytes uploaded.
     @discardableResult

@@ -73,4 +73,27 @@ import TributaryCore
         #expect(result.count(.appliedBatch) == 1)
         #expect(result.keptObjects == 3)
     }
+
+    /// A collection lists only what it may remove: within the ranges, the plan is the one the whole
+    /// listing gives, and the batches retention keeps lie past them.
+    @Test func theListingRangesHoldEverythingRemovableAndNothingKept() {
+        let everything = batch(0x200) + batch(0x250, manifest: false) + batch(0x300) + batch(0x400) + batch(0x500) + batch(0x600)
+            + snapshot(0x100) + snapshot(0x180) + snapshot(0x100, scope: .tables) + snapshot(0x180, scope: .tables)
+        let positions = RetentionPlanner.Positions(applied: LSN(0x500), snapshot: LSN(0x180), recentlyApplied: [LSN(0x400), LSN(0x500)])
+        let ranges = RetentionPlanner.listingRanges(source: "qvp", positions: positions)
+        #expect(ranges.map(\.endBefore) == ["qvp/cdc/" + LSN(0x400).paddedHex + "/", "qvp/snapshot/" + LSN(0x180).paddedHex + "/",
+                                           "qvp/tables/" + LSN(0x180).paddedHex + "/"])
+        let bounded = everything.filter { object in
+            ranges.contains { object.key.hasPrefix($0.prefix) && Array(object.key.utf8).lexicographicallyPrecedes(Array($0.endBefore.utf8)) }
+        }
+        let whole = plan(everything, applied: 0x500, snapshot: 0x180, recent: [0x400, 0x500])
+        let part = plan(bounded, applied: 0x500, snapshot: 0x180, recent: [0x400, 0x500])
+        #expect(part.removals == whole.removals && !whole.removals.isEmpty)
+        #expect(part.keptObjects == 0, "nothing listed is kept")
+        #expect(bounded.count == whole.removedObjects)
+        // Retention 0: up to the applied position; before any snapshot is applied, nothing at all.
+        #expect(RetentionPlanner.listingRanges(source: "qvp", positions: .init(applied: LSN(0x500), snapshot: nil)).map(\.endBefore)
+                == ["qvp/cdc/" + LSN(0x501).paddedHex + "/"])
+        #expect(RetentionPlanner.listingRanges(source: "qvp", positions: .init(applied: nil, snapshot: nil)).isEmpty)
+    }
 }

@@ -87,6 +87,9 @@ import TributaryStorage
         #expect(page.objects.count == 7 && page.nextStartWith != nil, "the emulator pages by 7")
         #expect(try await store.list(prefix: "cdc/", startAfter: nil).map(\.key) == keys)
         #expect(try await store.list(prefix: "cdc/", startAfter: keys[20]).map(\.key) == Array(keys[21...]))
+        // An end bounds the listing strictly, as OCI's `end` does, across pages.
+        #expect(try await store.list(prefix: "cdc/", startAfter: keys[3], endBefore: keys[40]).map(\.key) == Array(keys[4..<40]))
+        #expect(try await store.list(prefix: "cdc/", startAfter: nil, endBefore: String(keys[9].dropLast(14))).map(\.key) == Array(keys[..<9]))
         #expect(try await client.listObjects(namespace: OCIEmulator.namespace, bucket: OCIEmulator.bucket, prefix: "pages/cdc/",
                                              startAfter: nil, pageSize: 5).map(\.name) == keys.map { "pages/" + $0 })
     }

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import TributaryCore
 import TributaryPostgres
+import TributaryServices
+import TributaryStorage
 
 /// The OCI layer does not grow without end: `gc` and `run` remove what is applied and past
 /// retention, what killed replicators left, and superseded snapshots, and never what is needed.
@@ -95,6 +97,54 @@ import TributaryPostgres
         #expect(try await fixture.verify("qvp").allSatisfy(\.matches))
     }
 
+    /// A collection lists only what it may remove: after the hourly measurement, the batches
+    /// retention keeps (and the current snapshot) are not read again, whatever their number.
+    @Test func gcReadsNoKeyPastWhatItMayRemove() async throws {
+        let fixture = try await fixture("gcbound", retention: nil)
+        #expect(try await fixture.tributary(["snapshot"]).status == 0)
+        try await stage(fixture, from: 1000, count: 4)
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        let recorder = ListingRecorder(inner: try fixture.store())
+        var settings = RetentionSettings()
+        settings.retention = .seconds(3600)
+        func collect(_ settings: RetentionSettings) async throws -> RetentionPlanner.Plan? {
+            try await StoreCollector(endpoints: try fixture.endpoints(), store: recorder, settings: settings, logger: PipelineFixture.logger)
+                .collect(try fixture.configuration().sources, dryRun: false).first?.plan
+        }
+        // The first collection measures the store: it lists everything once.
+        let measured = try #require(try await collect(settings))
+        #expect(measured.removedObjects == 0 && measured.keptObjects > 0)
+        let first = await recorder.calls
+        #expect(first.count == 1 && first.first?.endBefore == nil)
+        let target = try await fixture.connectTarget()
+        let usage = { try await target.query("SELECT objects FROM tributary.store_usage WHERE source = 'qvp'").scalar.flatMap { Int($0) } }
+        #expect(try await usage() == measured.keptObjects)
+
+        // More batches, applied: all within retention, so the next collection may remove none of
+        // them and lists none of their keys, nor the current snapshot's.
+        try await stage(fixture, from: 2000, count: 4)
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        await recorder.reset()
+        let bounded = try #require(try await collect(settings))
+        #expect(bounded.removedObjects == 0)
+        let listed = await recorder.listedKeys
+        #expect(listed.isEmpty, "\(listed)")
+        let boundedCalls = await recorder.calls
+        #expect(!boundedCalls.isEmpty && boundedCalls.allSatisfy { $0.endBefore != nil })
+
+        // Retention 0: every applied batch is removable, so listed and removed; what retention keeps
+        // (nothing now) and what is not applied stay unread. The measurement drops by what went.
+        settings.retention = .zero
+        await recorder.reset()
+        let collected = try #require(try await collect(settings))
+        #expect(collected.removedObjects > 0 && collected.keptObjects == 0)
+        let listedForRemoval = await recorder.listedKeys
+        #expect(listedForRemoval.count == collected.removedObjects)
+        #expect(cdcDirectories(fixture).isEmpty)
+        #expect(try await usage() == measured.keptObjects - collected.removedObjects)
+        #expect(try await fixture.verify("qvp").allSatisfy(\.matches))
+    }
+
     @Test func runCollectsOnItsOwnAndAnIdleSourceWritesNothing() async throws {
         let fixture = try await fixture("gcrun", retention: "0")
         #expect(try await fixture.tributary(["snapshot"]).status == 0)
@@ -114,4 +164,30 @@ import TributaryPostgres
         #expect(stopped.status == 0)
         #expect(try await fixture.verify("qvp").allSatisfy(\.matches))
     }
+}
+
+/// Forwards to a store and records every listing: what was asked and what came back.
+actor ListingRecorder: StagingStore {
+    struct Call: Sendable { var prefix: String; var endBefore: String?; var keys: [String] }
+    let inner: any StagingStore
+    private(set) var calls: [Call] = []
+    var listedKeys: [String] { calls.flatMap(\.keys) }
+
+    init(inner: any StagingStore) { self.inner = inner }
+
+    func reset() { calls = [] }
+
+    func list(prefix: String, startAfter: String?, endBefore: String?) async throws -> [StoredObject] {
+        let objects = try await inner.list(prefix: prefix, startAfter: startAfter, endBefore: endBefore)
+        calls.append(Call(prefix: prefix, endBefore: endBefore, keys: objects.map(\.key)))
+        return objects
+    }
+
+    func put(key: String, file: String) async throws { try await inner.put(key: key, file: file) }
+    func put(key: String, bytes: [UInt8]) async throws { try await inner.put(key: key, bytes: bytes) }
+    func get(key: String) async throws -> [UInt8] { try await inner.get(key: key) }
+    func fetch(key: String) async throws -> LocalObject { try await inner.fetch(key: key) }
+    func head(key: String) async throws -> StoredObject? { try await inner.head(key: key) }
+    func delete(key: String) async throws { try await inner.delete(key: key) }
+    nonisolated var description: String { "listing recorder" }
 }

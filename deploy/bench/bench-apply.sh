@@ -151,11 +151,12 @@ native_catch_up() {
   elapsed=$(echo "$(now) - $start" | bc); busy=$(cores_busy_since "$ticks"); clusters_cpu_since; client_cpu=0
   on_target -d native -c "ALTER SUBSCRIPTION native_sub DISABLE"
 }
-# The source and target clusters' CPU-seconds since clusters_cpu_start, in $source_cpu and $target_cpu.
-clusters_cpu_start() { source_cpu_start=$(cluster_cpu "$work/source"); target_cpu_start=$(cluster_cpu "$work/target"); }
+# The source and target clusters' CPU-seconds since clusters_cpu_start, in $source_cpu and $target_cpu,
+# each read once it has settled (the sessions of a command that ended may still be exiting).
+clusters_cpu_start() { source_cpu_start=$(cluster_cpu_settled "$work/source"); target_cpu_start=$(cluster_cpu_settled "$work/target"); }
 clusters_cpu_since() {
-  source_cpu=$(echo "$(cluster_cpu "$work/source") - $source_cpu_start" | bc)
-  target_cpu=$(echo "$(cluster_cpu "$work/target") - $target_cpu_start" | bc)
+  source_cpu=$(echo "$(cluster_cpu_settled "$work/source") - $source_cpu_start" | bc)
+  target_cpu=$(echo "$(cluster_cpu_settled "$work/target") - $target_cpu_start" | bc)
 }
 # Runs tributary replicate + apply until STG has marker $1, then stops them: seconds in $elapsed,
 # cores busy meanwhile in $busy.

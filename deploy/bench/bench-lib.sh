@@ -57,6 +57,19 @@ cluster_cpu() {
     for child in $(ps -o pid= --ppid "$postmaster"); do awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null || true; done
   } | awk -v hz="$(getconf CLK_TCK)" '{ ticks += $1 } END { printf "%.2f\n", ticks / hz }'
 }
+# cluster_cpu once the cluster under $1 has settled: a backend that has left pg_stat_activity is
+# still exiting, and its CPU reaches the postmaster's only when it is reaped (read too early, a
+# whole apply's backend time was missing: 1.49 CPU-s, then 3.83 a second later). Reads until two
+# readings 0.2 s apart agree (within the background processes' ticks), at most 5 s.
+cluster_cpu_settled() {
+  local previous current tries=0
+  previous=$(cluster_cpu "$1")
+  while :; do
+    sleep 0.2; current=$(cluster_cpu "$1"); tries=$((tries + 1))
+    if [ "$(echo "$current - $previous <= 0.02" | bc)" = 1 ] || [ $tries -ge 25 ]; then echo "$current"; return; fi
+    previous=$current
+  done
+}
 # CPU-seconds so far of the live processes $@ (each with all its threads).
 processes_cpu() {
   local pid

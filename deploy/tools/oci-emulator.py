@@ -496,7 +496,7 @@ class Handler(BaseHTTPRequestHandler):
                 first = max(first, bisect.bisect_right(every, start_after))
             names = []
             for name in every[first:]:
-                if not name.startswith(prefix) or (end is not None and name > end) or len(names) > limit:
+                if not name.startswith(prefix) or (end is not None and name >= end) or len(names) > limit:
                     break
                 names.append(name)
             page = [(name, store.objects[bucket][name]) for name in names[:limit]]

@@ -55,7 +55,33 @@ public enum RetentionPlanner {
         }
     }
 
-    /// `listing`: every object under `<source>/`, in key order.
+    /// A key range one collection lists: keys under `prefix` before `endBefore` (exclusive).
+    public struct ListingRange: Sendable, Equatable {
+        public var prefix: String
+        public var endBefore: String
+    }
+
+    /// The key ranges that can hold anything `plan` would remove: batches before the oldest one
+    /// still kept (the oldest applied within retention, else the first past the applied position),
+    /// and snapshots before the current one. A collection lists only these, not what retention
+    /// keeps: a month of batches kept is not read again every few minutes. A batch directory left
+    /// without its manifest after the oldest kept batch waits until retention moves past it.
+    public static func listingRanges(source: String, positions: Positions) -> [ListingRange] {
+        var ranges: [ListingRange] = []
+        if let applied = positions.applied {
+            let firstKept = min(positions.recentlyApplied.min() ?? LSN(applied.value + 1), LSN(applied.value + 1))
+            ranges.append(ListingRange(prefix: ObjectNaming.cdcPrefix(source: source),
+                                       endBefore: ObjectNaming.cdcDirectory(source: source, endLSN: firstKept)))
+        }
+        if let current = positions.snapshot {
+            for prefix in [ObjectNaming.snapshotPrefix(source: source), ObjectNaming.tableSnapshotPrefix(source: source)] {
+                ranges.append(ListingRange(prefix: prefix, endBefore: prefix + current.paddedHex + "/"))
+            }
+        }
+        return ranges
+    }
+
+    /// `listing`: every object under `<source>/`, or those of `listingRanges`, in key order.
     public static func plan(source: String, listing: [StoredObject], positions: Positions) -> Plan {
         var plan = Plan()
         var index = 0

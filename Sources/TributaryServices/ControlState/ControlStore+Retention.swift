@@ -44,6 +44,17 @@ extension ControlStore {
     }
 }
 
+extension ControlStore {
+    /// After a collection that listed only what it may remove: the last measurement less what went.
+    public func recordRemoval(_ source: String, plan: RetentionPlanner.Plan) async throws {
+        try await connection.query("""
+            UPDATE tributary.store_usage SET objects = greatest(objects - $2::bigint, 0), bytes = greatest(bytes - $3::bigint, 0),
+                removed_objects = removed_objects + $2::bigint, removed_bytes = removed_bytes + $3::bigint
+            WHERE source = $1
+            """, [source, String(plan.removedObjects), String(plan.removedBytes)])
+    }
+}
+
 /// What the last collection found in the store for one source.
 public struct StoreUsage: Sendable, Codable, Equatable {
     public var objects: Int

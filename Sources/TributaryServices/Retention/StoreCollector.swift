@@ -23,6 +23,10 @@ public struct StoreCollector: Sendable {
     public let stop: StopSignal
     /// Deletes in flight at once (a remote store answers each in tens of milliseconds).
     public var connections = 8
+    /// How often a collection lists a source's whole part of the store, to measure what it holds
+    /// (`status` shows it with its time); the collections between list only what they may remove
+    /// (`RetentionPlanner.listingRanges`) and subtract what they removed.
+    public var usageMeasurementInterval: Duration = .seconds(3600)
 
     public init(endpoints: Endpoints, store: any StagingStore, settings: RetentionSettings, logger: Logger, stop: StopSignal = StopSignal()) {
         self.endpoints = endpoints
@@ -48,7 +52,16 @@ public struct StoreCollector: Sendable {
         guard let positions = try await control.retentionPositions(of: source, retention: settings.retention) else {
             return Report(source: source, plan: nil, dryRun: dryRun)
         }
-        let listing = try await store.list(prefix: source + "/", startAfter: nil)
+        let usage = try await control.storeUsage(of: source)
+        let measuring = usage.map { -$0.measuredAt.timeIntervalSinceNow >= Double(usageMeasurementInterval.components.seconds) } ?? true
+        var listing: [StoredObject] = []
+        if measuring {
+            listing = try await store.list(prefix: source + "/", startAfter: nil)
+        } else {
+            for range in RetentionPlanner.listingRanges(source: source, positions: positions) {
+                listing += try await store.list(prefix: range.prefix, startAfter: nil, endBefore: range.endBefore)
+            }
+        }
         let plan = RetentionPlanner.plan(source: source, listing: listing, positions: positions)
         guard !dryRun else { return Report(source: source, plan: plan, dryRun: true) }
         var removedBatches: [LSN] = []
@@ -62,7 +75,11 @@ public struct StoreCollector: Sendable {
             }
         }
         try await control.forgetBatches(source, removedBatches)
-        try await control.recordStoreUsage(source, plan: plan)
+        if measuring {
+            try await control.recordStoreUsage(source, plan: plan)
+        } else {
+            try await control.recordRemoval(source, plan: plan)
+        }
         if plan.removedObjects > 0 {
             logger.with(source: source).info("staging store collected", metadata: [
                 LogKey.removedObjects: .stringConvertible(plan.removedObjects), LogKey.removedBytes: .stringConvertible(plan.removedBytes),

@@ -190,26 +190,29 @@ public final class OCIObjectStorageClient: Sendable {
         return response.status != 404
     }
 
-    /// One page of ListObjects.
+    /// One page of ListObjects; `end` bounds the names from above, strictly.
     public func listObjectsPage(namespace: String, bucket: String, prefix: String?, start: String?, startAfter: String?,
-                                limit: Int? = nil, fields: String = "name,size") async throws -> OCIModels.ListObjects {
+                                end: String? = nil, limit: Int? = nil, fields: String = "name,size") async throws -> OCIModels.ListObjects {
         let path = OCIPath.withQuery(OCIPath.objects(namespace: namespace, bucket: bucket), [
-            ("prefix", prefix), ("start", start), ("startAfter", startAfter), ("limit", limit.map(String.init)), ("fields", fields),
+            ("prefix", prefix), ("start", start), ("startAfter", startAfter), ("end", end), ("limit", limit.map(String.init)), ("fields", fields),
         ])
         let response = try await send("ListObjects", object: prefix ?? "", method: "GET", path: path)
         return try decode(OCIModels.ListObjects.self, response, operation: "ListObjects")
     }
 
-    /// Every object under `prefix` after `startAfter`, following `nextStartWith` to the end.
-    public func listObjects(namespace: String, bucket: String, prefix: String?, startAfter: String?, pageSize: Int? = nil) async throws
-        -> [OCIModels.ObjectSummary] {
+    /// Every object under `prefix` after `startAfter` and before `end`, following `nextStartWith`
+    /// to the end.
+    public func listObjects(namespace: String, bucket: String, prefix: String?, startAfter: String?, end: String? = nil,
+                            pageSize: Int? = nil) async throws -> [OCIModels.ObjectSummary] {
         var objects: [OCIModels.ObjectSummary] = []
-        var page = try await listObjectsPage(namespace: namespace, bucket: bucket, prefix: prefix, start: nil, startAfter: startAfter, limit: pageSize)
+        var page = try await listObjectsPage(namespace: namespace, bucket: bucket, prefix: prefix, start: nil, startAfter: startAfter,
+                                             end: end, limit: pageSize)
         while true {
             objects += page.objects
             guard let next = page.nextStartWith else { return objects }
             // `start` is inclusive: the page begins with `next`, which no earlier page held.
-            page = try await listObjectsPage(namespace: namespace, bucket: bucket, prefix: prefix, start: next, startAfter: startAfter, limit: pageSize)
+            page = try await listObjectsPage(namespace: namespace, bucket: bucket, prefix: prefix, start: next, startAfter: startAfter,
+                                             end: end, limit: pageSize)
         }
     }
 

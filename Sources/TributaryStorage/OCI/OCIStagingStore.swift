@@ -62,8 +62,9 @@ public final class OCIStagingStore: StagingStore {
         try await client.headObject(namespace: namespace, bucket: bucket, name: name(key)).map { StoredObject(key: key, size: Int($0)) }
     }
 
-    public func list(prefix listPrefix: String, startAfter: String?) async throws -> [StoredObject] {
-        try await client.listObjects(namespace: namespace, bucket: bucket, prefix: name(listPrefix), startAfter: startAfter.map(name))
+    public func list(prefix listPrefix: String, startAfter: String?, endBefore: String?) async throws -> [StoredObject] {
+        try await client.listObjects(namespace: namespace, bucket: bucket, prefix: name(listPrefix), startAfter: startAfter.map(name),
+                                     end: endBefore.map(name))
             .map { StoredObject(key: String($0.name.dropFirst(prefix.count)), size: $0.size ?? 0) }
     }
 
