@@ -9,10 +9,7 @@
 #include <string.h>
 
 static inline void put16(uint8_t *out, uint16_t value) { out[0] = (uint8_t)(value >> 8); out[1] = (uint8_t)value; }
-static inline void put32(uint8_t *out, uint32_t value) {
-    out[0] = (uint8_t)(value >> 24); out[1] = (uint8_t)(value >> 16); out[2] = (uint8_t)(value >> 8); out[3] = (uint8_t)value;
-}
-static inline void put64(uint8_t *out, uint64_t value) { put32(out, (uint32_t)(value >> 32)); put32(out + 4, (uint32_t)value); }
+static inline void put64(uint8_t *out, uint64_t value) { tributary_put32(out, (uint32_t)(value >> 32)); tributary_put32(out + 4, (uint32_t)value); }
 
 static inline int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
 
@@ -75,7 +72,7 @@ static ptrdiff_t encode_float(const uint8_t *text, size_t length, int eight, uin
     }
     uint32_t bits;
     memcpy(&bits, &narrow, 4);
-    put32(out, bits);
+    tributary_put32(out, bits);
     return 4;
 }
 
@@ -224,7 +221,7 @@ static ptrdiff_t encode_date(const uint8_t *text, size_t length, uint8_t *out) {
         size_t p = 0;
         if (!parse_date(text, length, &p, bc, &days) || p != length || days <= INT32_MIN || days >= INT32_MAX) return -1;
     }
-    put32(out, (uint32_t)(int32_t)days);
+    tributary_put32(out, (uint32_t)(int32_t)days);
     return 4;
 }
 
@@ -278,19 +275,12 @@ static ptrdiff_t encode_time(const uint8_t *text, size_t length, uint8_t *out) {
 
 // MARK: bytes, json, LSN, arrays
 
-static inline int hex_digit(uint8_t c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /// bytea_output = hex: `\x` and two digits a byte. Written over its own text, behind it.
 static ptrdiff_t encode_bytea(const uint8_t *text, size_t length, uint8_t *out) {
     if (length < 2 || text[0] != '\\' || text[1] != 'x' || length % 2 != 0) return -1;
     size_t bytes = (length - 2) / 2;
     for (size_t i = 0; i < bytes; i++) {
-        int high = hex_digit(text[2 + 2 * i]), low = hex_digit(text[3 + 2 * i]);
+        int high = tributary_hex_digit(text[2 + 2 * i]), low = tributary_hex_digit(text[3 + 2 * i]);
         if (high < 0 || low < 0) return -1;
         out[i] = (uint8_t)(high << 4 | low);
     }
@@ -302,14 +292,14 @@ static ptrdiff_t encode_lsn(const uint8_t *text, size_t length, uint8_t *out) {
     uint64_t high = 0, low = 0;
     size_t i = 0, digits = 0;
     for (; i < length && text[i] != '/'; i++, digits++) {
-        int digit = hex_digit(text[i]);
+        int digit = tributary_hex_digit(text[i]);
         if (digit < 0 || digits == 8) return -1;
         high = high << 4 | (uint64_t)digit;
     }
     if (digits == 0 || i == length) return -1;
     i++;
     for (digits = 0; i < length; i++, digits++) {
-        int digit = hex_digit(text[i]);
+        int digit = tributary_hex_digit(text[i]);
         if (digit < 0 || digits == 8) return -1;
         low = low << 4 | (uint64_t)digit;
     }
@@ -323,10 +313,10 @@ static ptrdiff_t encode_lsn(const uint8_t *text, size_t length, uint8_t *out) {
 /// text is `{}` or `{"…","…"}`, `\` escaping `"` and `\` inside the quotes.
 static ptrdiff_t encode_quoted_text_array(const uint8_t *text, size_t length, uint8_t *out) {
     if (length < 2 || text[0] != '{' || text[length - 1] != '}') return -1;
-    put32(out + 4, 0);
-    put32(out + 8, 25);
+    tributary_put32(out + 4, 0);
+    tributary_put32(out + 8, 25);
     if (length == 2) {
-        put32(out, 0);
+        tributary_put32(out, 0);
         return 12;
     }
     size_t p = 1, last = length - 1, elements = 0;
@@ -344,16 +334,16 @@ static ptrdiff_t encode_quoted_text_array(const uint8_t *text, size_t length, ui
             *w++ = text[p++];
         }
         if (p >= last) return -1;  // the closing quote
-        put32(element - 4, (uint32_t)(w - element));
+        tributary_put32(element - 4, (uint32_t)(w - element));
         elements++;
         p++;
         if (p == last) break;
         if (text[p] != ',') return -1;
         p++;
     }
-    put32(out, 1);
-    put32(out + 12, (uint32_t)elements);
-    put32(out + 16, 1);
+    tributary_put32(out, 1);
+    tributary_put32(out + 12, (uint32_t)elements);
+    tributary_put32(out + 16, 1);
     return w - out;
 }
 

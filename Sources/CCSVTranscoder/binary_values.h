@@ -8,6 +8,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/// Big-endian writes and a hex digit's value (-1 if none), shared by both C files.
+static inline void tributary_put32(uint8_t *out, uint32_t value) {
+    out[0] = (uint8_t)(value >> 24); out[1] = (uint8_t)(value >> 16); out[2] = (uint8_t)(value >> 8); out[3] = (uint8_t)value;
+}
+static inline int tributary_hex_digit(uint8_t c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 /// Whether the kind's binary form is written ahead of its text or longer than it, so a text
 /// unquoted into the output must lie behind the room the binary form may take
 /// (`tributary_displaced_offset`).

@@ -30,10 +30,6 @@ static inline const uint8_t *next_quote(const uint8_t *p, const uint8_t *end) {
     return found ? found : end;
 }
 
-static inline void put32(uint8_t *out, uint32_t value) {
-    out[0] = (uint8_t)(value >> 24); out[1] = (uint8_t)(value >> 16); out[2] = (uint8_t)(value >> 8); out[3] = (uint8_t)value;
-}
-
 /// A decimal integer as its output function writes it: an optional minus and digits, nothing
 /// else. Returns 0 when the text is not one or is outside [-(max + 1), max].
 static int parse_integer(const uint8_t *text, size_t length, int64_t max, int64_t *value) {
@@ -57,13 +53,6 @@ static int parse_integer(const uint8_t *text, size_t length, int64_t max, int64_
     return 1;
 }
 
-static inline int hex_value(uint8_t c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /// Writes the binary form of the field's text (`length` bytes at `value`) to `out`, which may be
 /// `value` itself for kinds that are not displaced (the uuid's bytes run behind its text); returns
 /// the binary length, or -1 when the text is not a value of the kind.
@@ -79,12 +68,12 @@ static inline ptrdiff_t encode(uint8_t kind, const uint8_t *value, size_t length
         return 2;
     case TRIBUTARY_BINARY_INT4:
         if (!parse_integer(value, length, INT32_MAX, &number)) return -1;
-        put32(out, (uint32_t)number);
+        tributary_put32(out, (uint32_t)number);
         return 4;
     case TRIBUTARY_BINARY_INT8:
         if (!parse_integer(value, length, INT64_MAX, &number)) return -1;
-        put32(out, (uint32_t)((uint64_t)number >> 32));
-        put32(out + 4, (uint32_t)number);
+        tributary_put32(out, (uint32_t)((uint64_t)number >> 32));
+        tributary_put32(out + 4, (uint32_t)number);
         return 8;
     case TRIBUTARY_BINARY_BOOL:
         if (length != 1 || (value[0] != 't' && value[0] != 'f')) return -1;
@@ -96,7 +85,7 @@ static inline ptrdiff_t encode(uint8_t kind, const uint8_t *value, size_t length
         size_t written = 0;
         for (size_t i = 0; i < 36;) {
             if (i == 8 || i == 13 || i == 18 || i == 23) { i++; continue; }
-            int high = hex_value(value[i]), low = hex_value(value[i + 1]);
+            int high = tributary_hex_digit(value[i]), low = tributary_hex_digit(value[i + 1]);
             if (high < 0 || low < 0) return -1;
             out[written++] = (uint8_t)(high << 4 | low);
             i += 2;
@@ -178,12 +167,12 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
                 }
             }
             if (span == 0) {
-                put32(out + used, 0xFFFFFFFFu);  // an unquoted empty field is NULL
+                tributary_put32(out + used, 0xFFFFFFFFu);  // an unquoted empty field is NULL
                 used += 4;
             } else {
                 ptrdiff_t binary = encode(kinds[field], text, length, value);
                 if (binary < 0) { state->failure = TRIBUTARY_BINARY_BAD_VALUE; state->column = field; return -1; }
-                put32(out + used, (uint32_t)binary);
+                tributary_put32(out + used, (uint32_t)binary);
                 used += 4 + (size_t)binary;
             }
             field += 1;

@@ -18,7 +18,11 @@ import TributaryCore
 
     /// Converts `csv` fed in chunks of `chunk` bytes; returns the binary stream.
     func convert(_ csv: [UInt8], relation: RelationSchema = Self.relation, chunk: Int = 1 << 20) throws -> [UInt8] {
-        var transcoder = try #require(CSVToBinaryTranscoder(relation: relation))
+        try convert(csv, with: try #require(CSVToBinaryTranscoder(relation: relation)), chunk: chunk)
+    }
+
+    func convert(_ csv: [UInt8], with transcoder: CSVToBinaryTranscoder, chunk: Int) throws -> [UInt8] {
+        var transcoder = transcoder
         var out: [UInt8] = []
         for start in stride(from: 0, to: csv.count, by: chunk) {
             try csv[start..<min(start + chunk, csv.count)].withUnsafeBytes { try transcoder.transcode($0) { out.append(contentsOf: $0) } }
@@ -286,13 +290,7 @@ import TributaryCore
     static func int(_ value: Int64, bytes: Int) -> [UInt8] { (0..<bytes).reversed().map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
 
     func convertChanges(_ csv: [UInt8], relation: RelationSchema, chunk: Int = 1 << 20) throws -> [UInt8] {
-        var transcoder = try #require(CSVToBinaryTranscoder(changesOf: relation))
-        var out: [UInt8] = []
-        for start in stride(from: 0, to: csv.count, by: chunk) {
-            try csv[start..<min(start + chunk, csv.count)].withUnsafeBytes { try transcoder.transcode($0) { out.append(contentsOf: $0) } }
-        }
-        try transcoder.finish { out.append(contentsOf: $0) }
-        return out
+        try convert(csv, with: try #require(CSVToBinaryTranscoder(changesOf: relation)), chunk: chunk)
     }
 
     @Test func everyNewKindGivesWhatTheServersSendFunctionGives() throws {

@@ -105,19 +105,8 @@ import TributaryPostgres
         _ = try await ChangeApplier(endpoints: try fixture.endpoints(), sources: try fixture.configuration().sources, store: try fixture.store(),
                                     settings: .init(jobs: 1), logger: PipelineFixture.logger).applyOnce()
         let target = try await fixture.connectTarget()
-        for (table, relation) in [("qvp_every_kind", everyKind.relation), ("qvp_text_kinds", textKinds.relation)] {
-            let columns = SQL.identifierList(relation.columnNames)
-            let sourceRows = try await source.query("SELECT ROW(\(columns))::text FROM \(relation.table.sql) ORDER BY id").rows.map { $0[0]! }
-            let stagingRows = try await target.query(
-                "SELECT ROW(\(columns))::text FROM stg.\(table) WHERE NOT _deleted ORDER BY id").rows.map { $0[0]! }
-            #expect(sourceRows.count == stagingRows.count && sourceRows.count > 0, "\(table)")
-            for (sourceRow, stagingRow) in zip(sourceRows, stagingRows) where sourceRow != stagingRow {
-                Issue.record("\(table) differs:\n  source: \(sourceRow.prefix(400))\n  stg:    \(stagingRow.prefix(400))")
-            }
-            let digest = "md5(string_agg(ROW(\(columns))::text, '|' ORDER BY id))"
-            let sourceDigest = try await source.query("SELECT \(digest) FROM \(relation.table.sql)").scalar
-            let stagingDigest = try await target.query("SELECT \(digest) FROM stg.\(table) WHERE NOT _deleted").scalar
-            #expect(sourceDigest == stagingDigest, "\(table)")
+        for file in [everyKind, textKinds] {
+            try await expectSTGEqualsSource(file.relation, stagingTable: file.stagingTable, source: source, target: target)
         }
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
     }

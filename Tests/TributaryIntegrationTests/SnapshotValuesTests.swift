@@ -80,20 +80,7 @@ import TributaryPostgres
 
         let target = try await fixture.connectTarget()
         for table in manifest.tables {
-            let columns = SQL.identifierList(table.relation.columnNames)
-            let order = SQL.identifierList(table.relation.key)
-            let sourceRows = try await source.query(
-                "SELECT ROW(\(columns))::text FROM \(table.relation.table.sql) ORDER BY \(order)").rows.map { $0[0]! }
-            let stagingRows = try await target.query(
-                "SELECT ROW(\(columns))::text FROM stg.\(SQL.identifier(table.stagingTable)) ORDER BY \(order)").rows.map { $0[0]! }
-            #expect(sourceRows.count == stagingRows.count, "\(table.relation.table)")
-            for (sourceRow, stagingRow) in zip(sourceRows, stagingRows) where sourceRow != stagingRow {
-                Issue.record("\(table.relation.table) differs:\n  source: \(sourceRow.prefix(300))\n  stg:    \(stagingRow.prefix(300))")
-            }
-            let digest = "md5(string_agg(ROW(\(columns))::text, '|' ORDER BY \(order)))"
-            let sourceDigest = try await source.query("SELECT \(digest) FROM \(table.relation.table.sql)").scalar
-            let stagingDigest = try await target.query("SELECT \(digest) FROM stg.\(SQL.identifier(table.stagingTable))").scalar
-            #expect(sourceDigest == stagingDigest, "\(table.relation.table)")
+            try await expectSTGEqualsSource(table.relation, stagingTable: table.stagingTable, source: source, target: target)
         }
         // The large value really was stored out of line on the source, so TOAST was exercised.
         let toasted = try await source.query("""
@@ -210,4 +197,24 @@ import TributaryPostgres
         #expect(report.partsLoaded == 0)
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
     }
+}
+
+/// STG's live rows of `stagingTable` equal the source table's, row for row in key order (the
+/// first differing rows shown) and by a digest of all of them.
+func expectSTGEqualsSource(_ relation: RelationSchema, stagingTable: String, source: PostgresConnection, target: PostgresConnection,
+                           sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let columns = SQL.identifierList(relation.columnNames)
+    let order = SQL.identifierList(relation.key)
+    let staging = "stg.\(SQL.identifier(stagingTable)) WHERE NOT \(SQL.identifier(StagingColumns.deleted))"
+    let sourceRows = try await source.query("SELECT ROW(\(columns))::text FROM \(relation.table.sql) ORDER BY \(order)").rows.map { $0[0]! }
+    let stagingRows = try await target.query("SELECT ROW(\(columns))::text FROM \(staging) ORDER BY \(order)").rows.map { $0[0]! }
+    #expect(sourceRows.count == stagingRows.count && !sourceRows.isEmpty, "\(relation.table)", sourceLocation: sourceLocation)
+    for (sourceRow, stagingRow) in zip(sourceRows, stagingRows) where sourceRow != stagingRow {
+        Issue.record("\(relation.table) differs:\n  source: \(sourceRow.prefix(400))\n  stg:    \(stagingRow.prefix(400))",
+                     sourceLocation: sourceLocation)
+    }
+    let digest = "md5(string_agg(ROW(\(columns))::text, '|' ORDER BY \(order)))"
+    let sourceDigest = try await source.query("SELECT \(digest) FROM \(relation.table.sql)").scalar
+    let stagingDigest = try await target.query("SELECT \(digest) FROM \(staging)").scalar
+    #expect(sourceDigest == stagingDigest, "\(relation.table)", sourceLocation: sourceLocation)
 }
