@@ -19,6 +19,12 @@ import TributaryCore
                 == #"COPY (SELECT "id" FROM ONLY "Sales"."order lines" WHERE ctid >= '(256,0)'::tid) TO STDOUT (FORMAT csv, HEADER true)"#)
         #expect(SnapshotSQL.copyOut(table: table, columns: ["id"], item: .init(tableIndex: 0, rangeIndex: 0, firstPage: nil, endPage: nil), partitioned: true)
                 == #"COPY (SELECT "id" FROM "Sales"."order lines") TO STDOUT (FORMAT csv, HEADER true)"#)
+        // The rows of a kept range written since: the xid8 is taken modulo 2^32, as xmin is.
+        #expect(SnapshotSQL.copyOut(table: table, columns: ["id"], item: .init(tableIndex: 0, rangeIndex: 5, firstPage: nil, endPage: 128,
+                                                                               changedSince: (3 << 32) + 900))
+                == #"COPY (SELECT "id" FROM ONLY "Sales"."order lines" WHERE ctid < '(128,0)'::tid AND age(xmin) <= age('900'::xid)) TO STDOUT (FORMAT csv, HEADER true)"#)
+        #expect(SnapshotSQL.keepOneRowPerKey(QualifiedName(schema: "tributary_load", name: "l"), key: ["id", "line"])
+                == #"DELETE FROM "tributary_load"."l" AS l USING (SELECT "id", "line", max(ctid) AS "_tributary_kept" FROM "tributary_load"."l" GROUP BY "id", "line" HAVING count(*) > 1) AS d WHERE l."id" = d."id" AND l."line" = d."line" AND l.ctid <> d."_tributary_kept""#)
     }
 
     @Test func loadTableAndPromotion() {

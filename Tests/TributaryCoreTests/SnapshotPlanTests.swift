@@ -19,6 +19,42 @@ import TributaryCore
         #expect(SnapshotPlanner.plan([.init(pages: 0, splittable: true)], rangeBytes: 1 << 20)
                 == [SnapshotWorkItem(tableIndex: 0, rangeIndex: 0, firstPage: nil, endPage: nil)])
     }
+    /// A resume copies every page no kept range covers, once, split like a fresh plan, and from
+    /// each kept range only the rows changed since; new range numbers never reuse an old one.
+    @Test func aResumeCopiesTheGapsWholeAndTheKeptRangesChangedRows() {
+        // 128 pages a range; ranges 1 and 3 of a 700-page table were stored (3 = [384, 512)),
+        // and the table has grown to 900 pages since.
+        let kept = [PageRange(first: 128, end: 256), PageRange(first: 384, end: 512)]
+        let items = SnapshotPlanner.resume(tableIndex: 4, kept: kept, pages: 900, rangeBytes: 1 << 20, firstRangeIndex: 9, changedSince: 7_000)
+        let whole = items.filter { $0.changedSince == nil }
+        #expect(whole.map(\.firstPage) == [nil, 256, 512, 640, 768, 896])
+        #expect(whole.map(\.endPage) == [128, 384, 640, 768, 896, nil], "the last stays open: rows on pages added later are never missed")
+        let changed = items.filter { $0.changedSince != nil }
+        #expect(changed.map { PageRange(first: $0.firstPage ?? 0, end: $0.endPage) } == kept)
+        #expect(changed.allSatisfy { $0.changedSince == 7_000 && !$0.isResumableRange })
+        #expect(whole.allSatisfy { $0.isResumableRange })
+        #expect(items.map(\.rangeIndex) == Array(9..<(9 + items.count)))
+        #expect(items.allSatisfy { $0.tableIndex == 4 })
+    }
+
+    @Test func aResumeKeepingTheOpenLastRangeCopiesOnlyWhatLiesBeforeIt() {
+        let kept = [PageRange(first: 0, end: 128), PageRange(first: 256, end: nil)]
+        let items = SnapshotPlanner.resume(tableIndex: 0, kept: kept, pages: 300, rangeBytes: 1 << 20, firstRangeIndex: 3, changedSince: 1)
+        #expect(items.filter { $0.changedSince == nil }.map { PageRange(first: $0.firstPage ?? 0, end: $0.endPage) }
+                == [PageRange(first: 128, end: 256)])
+        // A table that shrank below its kept ranges still gets one open range past them.
+        let shrunk = SnapshotPlanner.resume(tableIndex: 0, kept: [PageRange(first: 0, end: 128)], pages: 40, rangeBytes: 1 << 20,
+                                            firstRangeIndex: 1, changedSince: 1)
+        #expect(shrunk.filter { $0.changedSince == nil }.map { PageRange(first: $0.firstPage ?? 0, end: $0.endPage) }
+                == [PageRange(first: 128, end: nil)])
+    }
+
+    @Test func rangeNumbersAreReadFromPartsAndMarkers() {
+        #expect(ObjectNaming.snapshotRangeIndex(ofKey: "qvp/snapshot/0000000001000000/public.t/00012-0003.csv.gz") == 12)
+        #expect(ObjectNaming.snapshotRangeIndex(ofKey: ObjectNaming.snapshotRangeDone(
+            source: "qvp", consistentPoint: LSN(0x1000000), table: QualifiedName(schema: "public", name: "t"), range: 41)) == 41)
+        #expect(ObjectNaming.snapshotRangeIndex(ofKey: "qvp/snapshot/0000000001000000/public.t/table.json") == nil)
+    }
 }
 
 @Suite struct PartLoadScheduleTests {

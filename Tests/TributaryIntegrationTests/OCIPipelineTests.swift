@@ -73,6 +73,68 @@ import TributaryStorage
         #expect(retried.standardError.contains("dropped load tables a killed snapshot left"), "\(retried.standardError)")
     }
 
+    /// A snapshot that fails in the middle of a split table keeps the ranges it stored whole: the
+    /// rerun copies only the rest of the table. Rows that changed in between come out right,
+    /// among them TOASTed rows an update moved from a range copied again into a kept one (the
+    /// stream's update leaves their large value out, so only the copy can bring it).
+    @Test func aResumedSnapshotKeepsTheRangesItStoredAndLosesNoMovedRow() async throws {
+        let emulator = try await OCIEmulator.start()
+        // One worker copies the ranges in order: ranges 0-4 are stored whole, range 5 is refused.
+        try await emulator.setFaults(["fail_path": "00005-0000.csv.gz"])
+        var fixture = try await PipelineFixture.make("rangeresume", sources: [("qvp", ["public.big"])])
+        fixture.staging = "oci://\(OCIEmulator.namespace)/\(OCIEmulator.bucket)/rangeresume"
+        fixture.extraTargetYAML = emulator.targetYAML(attempts: 2)
+        fixture.snapshotYAML = "  jobs: 1\n  part_size: 64KiB\n  range_size: 64KiB\n"
+        let source = try await fixture.connectSource("qvp")
+        // Every 50th row has a 3,200-byte value of hex digits, stored out of line (TOAST).
+        try await source.execute("""
+            CREATE TABLE big (id int PRIMARY KEY, n int, payload text) WITH (fillfactor = 100, autovacuum_enabled = false);
+            INSERT INTO big SELECT i, i, CASE WHEN i % 50 = 0 THEN (SELECT string_agg(md5(i::text || g::text), '') FROM generate_series(1, 100) g)
+                                               ELSE md5(i::text) END
+            FROM generate_series(1, 8000) i;
+            """)
+        let failed = try await fixture.tributary(["snapshot", "--apply"])
+        #expect(failed.status != 0, "\(failed.standardOutput)")
+        let store = try fixture.store()
+        let markers = try await store.list(prefix: "qvp/snapshot/", startAfter: nil).map(\.key).filter { $0.contains("/range-") }
+        #expect(markers.count == 5, "ranges 0-4 stored whole: \(markers)")
+
+        // Room in the kept range 1 (pages 8-15), then updates of TOASTed rows on full pages of ranges
+        // copied again: their new versions land in the room (pages 8-15), the stream's updates
+        // carry no payload.
+        try await source.execute("DELETE FROM big WHERE ctid >= '(8,0)' AND ctid < '(16,0)' AND id % 50 <> 0")
+        try await source.execute("VACUUM big")
+        try await source.execute("UPDATE big SET n = -n WHERE id % 50 = 0 AND ctid >= '(48,0)'")
+        let moved = try await source.query("SELECT count(*) FROM big WHERE n < 0 AND ctid < '(40,0)'").scalar(Int.self)
+        #expect(moved > 0, "some updated rows moved into a kept range")
+        // And the rest: rows of kept ranges updated in place and deleted, a key changed, rows added.
+        try await source.execute("""
+            UPDATE big SET n = n + 1 WHERE ctid < '(8,0)';
+            DELETE FROM big WHERE ctid >= '(16,0)' AND ctid < '(24,0)' AND id % 3 = 0;
+            UPDATE big SET id = id + 100000 WHERE id IN (2, 4000);
+            INSERT INTO big SELECT i, i, md5(i::text) FROM generate_series(9001, 9500) i;
+            """)
+
+        try await emulator.setFaults([:])
+        let resumed = try await fixture.tributary(["snapshot", "--apply"])
+        #expect(resumed.status == 0, "\(resumed.standardError.suffix(2000))")
+        #expect(resumed.standardOutput.contains("0 tables kept from it (0 B gzip), 5 ranges of 1 partly stored tables kept"),
+                "\(resumed.standardOutput)")
+        #expect(resumed.standardError.contains("kept one row of each key copied twice"), "rows updated in kept ranges were in both copies")
+
+        let end = try await source.query("SELECT pg_current_wal_insert_lsn()").scalar(String.self)
+        let replicated = try await fixture.tributary(["replicate", "--source", "qvp", "--end-lsn", end])
+        #expect(replicated.status == 0, "\(replicated.standardError.suffix(2000))")
+        let applied = try await fixture.tributary(["apply", "--once"])
+        #expect(applied.status == 0, "\(applied.standardError.suffix(2000))")
+        for comparison in try await fixture.verify("qvp") { #expect(comparison.matches, "\(comparison)") }
+        let target = try await fixture.connectTarget()
+        let movedRows = "SELECT count(*) FROM %@ WHERE n < 0 AND length(payload) = 3200"
+        let inSource = try await source.query(String(format: movedRows, "big")).scalar(Int.self)
+        #expect(try await target.query(String(format: movedRows, "stg.qvp_big") + " AND NOT _deleted").scalar(Int.self) == inSource,
+                "every updated TOASTed row has its value")
+    }
+
     /// `snapshot --apply` over OCI loads each part from the file the copy wrote, not from a
     /// download of what it just uploaded; with `apply_cache: 0`, every part is downloaded.
     @Test func snapshotApplyLoadsTheCopysOwnFilesInsteadOfDownloads() async throws {

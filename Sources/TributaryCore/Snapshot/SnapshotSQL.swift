@@ -14,6 +14,12 @@ public enum SnapshotSQL {
         // TID range scans (PostgreSQL 14+) read just these pages.
         if let first = item.firstPage { conditions.append("ctid >= '(\(first),0)'::tid") }
         if let end = item.endPage { conditions.append("ctid < '(\(end),0)'::tid") }
+        if let since = item.changedSince {
+            // Both ages count back from the same transaction, so this is xmin ≥ since, modulo
+            // wraparound. xmin keeps its value when a row is frozen (9.4+), so a frozen row written
+            // after `since` still counts.
+            conditions.append("age(xmin) <= age('\(UInt32(truncatingIfNeeded: since))'::xid)")
+        }
         return "COPY (SELECT \(SQL.identifierList(columns)) FROM ONLY \(table.sql) WHERE \(conditions.joined(separator: " AND "))) TO STDOUT \(options)"
     }
 
@@ -63,6 +69,18 @@ public enum SnapshotSQL {
     public static func addKey(_ loadTable: QualifiedName, stagingTable: QualifiedName, relation: RelationSchema) -> String {
         let keyName = SQL.identifier(SQL.truncated(stagingTable.name, bytes: 58) + "_pkey")
         return "ALTER TABLE \(loadTable.sql) ADD CONSTRAINT \(keyName) PRIMARY KEY (\(SQL.identifierList(relation.key)))"
+    }
+
+    /// Keeps one row of each key in a load table whose parts come from two copies (a resumed
+    /// snapshot, `SnapshotTable.keysMayRepeat`): a row that moved between a kept range and one
+    /// copied again is in both. Either version is a state of the row at or after the slot's
+    /// consistent point, and the stream from there brings every later change, so which one stays
+    /// does not matter; the later-loaded one (the newer copy, mostly) is kept.
+    public static func keepOneRowPerKey(_ loadTable: QualifiedName, key: [String]) -> String {
+        let kept = SQL.identifier("_tributary_kept")
+        let match = key.map { "l.\(SQL.identifier($0)) = d.\(SQL.identifier($0))" }.joined(separator: " AND ")
+        return "DELETE FROM \(loadTable.sql) AS l USING (SELECT \(SQL.identifierList(key)), max(ctid) AS \(kept) FROM \(loadTable.sql) "
+            + "GROUP BY \(SQL.identifierList(key)) HAVING count(*) > 1) AS d WHERE \(match) AND l.ctid <> d.\(kept)"
     }
 
     /// Whether the load table (`$1`, its qualified name) has its key already.

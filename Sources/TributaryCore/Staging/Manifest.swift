@@ -26,12 +26,37 @@ public struct SnapshotTable: Sendable, Hashable, Codable {
     public var stagingTable: String
     public var rows: Int
     public var parts: [StagedFile]
+    /// The parts come from two copies: a resume kept some ranges of a killed run and copied the
+    /// rest under a later snapshot, so a key may be in both (`SnapshotSQL.keepOneRowPerKey`).
+    public var keysMayRepeat: Bool?
 
-    public init(relation: RelationSchema, stagingTable: String, rows: Int, parts: [StagedFile]) {
+    public init(relation: RelationSchema, stagingTable: String, rows: Int, parts: [StagedFile], keysMayRepeat: Bool? = nil) {
         self.relation = relation
         self.stagingTable = stagingTable
         self.rows = rows
         self.parts = parts
+        self.keysMayRepeat = keysMayRepeat
+    }
+}
+
+/// `range-<n>.json` of one page range of a split table of a full snapshot: written once all its
+/// parts are stored, so a resume keeps the range (`SnapshotPlanner.resume`).
+public struct SnapshotRangeDone: VersionedManifest, Hashable {
+    public static let currentFormat = "tributary-snapshot-range/1"
+
+    public var format: String
+    /// The table as copied, with this range's parts only.
+    public var table: SnapshotTable
+    public var pages: PageRange
+    /// The oldest transaction running when the range's snapshot was taken (`pg_snapshot_xmin`):
+    /// rows written by it or later may be newer than the copy.
+    public var snapshotXmin: UInt64
+
+    public init(table: SnapshotTable, pages: PageRange, snapshotXmin: UInt64) {
+        self.format = Self.currentFormat
+        self.table = table
+        self.pages = pages
+        self.snapshotXmin = snapshotXmin
     }
 }
 

@@ -6,6 +6,7 @@
 ///     <source>/snapshot/<consistent-lsn>/started.json                  (the plan, written first)
 ///     <source>/snapshot/<consistent-lsn>/<schema>.<table>/<range>-<part>.csv.gz
 ///     <source>/snapshot/<consistent-lsn>/<schema>.<table>/table.json   (every part of the table stored)
+///     <source>/snapshot/<consistent-lsn>/<schema>.<table>/range-<range>.json   (every part of a range stored)
 ///     <source>/tables/<table-consistent-lsn>/manifest.json              (a per-table snapshot)
 ///     <source>/tables/<table-consistent-lsn>/<schema>.<table>/<range>-<part>.csv.gz
 ///     <source>/cdc/<end-lsn>/manifest.json
@@ -37,6 +38,19 @@ public enum ObjectNaming {
     /// Written once every part of one table of a snapshot is stored: a resumed snapshot keeps it.
     public static func snapshotTableDone(source: String, consistentPoint: LSN, table: QualifiedName, scope: SnapshotScope = .full) -> String {
         directory(scope, source: source, consistentPoint: consistentPoint) + tableComponent(table) + "/table.json"
+    }
+
+    /// Written once every part of one page range of a split table is stored: a resume keeps the range.
+    public static func snapshotRangeDone(source: String, consistentPoint: LSN, table: QualifiedName, range: Int) -> String {
+        snapshotDirectory(source: source, consistentPoint: consistentPoint) + tableComponent(table) + "/range-" + padded(range, 5) + ".json"
+    }
+
+    /// The range number in a key under a snapshot table's directory: of a part or a range marker.
+    public static func snapshotRangeIndex(ofKey key: String) -> Int? {
+        let name = key.split(separator: "/").last.map(String.init) ?? key
+        if name.hasSuffix(".csv.gz") { return Int(name.prefix(5)) }
+        if name.hasPrefix("range-"), name.hasSuffix(".json") { return Int(name.dropFirst(6).prefix(5)) }
+        return nil
     }
 
     public static func tableSnapshotPrefix(source: String) -> String { "\(source)/tables/" }

@@ -11,7 +11,7 @@ final class PartUploader: Sendable {
     enum Event: Sendable {
         case part(Snapshotter.LocalPart)
         /// Every part of one work item has been submitted.
-        case itemDone(tableIndex: Int)
+        case itemDone(tableIndex: Int, item: CopiedItem)
     }
 
     private let stream: AsyncStream<Event>
@@ -35,7 +35,7 @@ final class PartUploader: Sendable {
         continuation.yield(.part(part))
     }
 
-    func itemDone(tableIndex: Int) { continuation.yield(.itemDone(tableIndex: tableIndex)) }
+    func itemDone(tableIndex: Int, item: CopiedItem) { continuation.yield(.itemDone(tableIndex: tableIndex, item: item)) }
 
     /// No more parts.
     func finish() { continuation.finish() }
@@ -62,8 +62,11 @@ final class PartUploader: Sendable {
                 } catch {
                     failure.withLock { $0 = error }
                 }
-            case .itemDone(let tableIndex):
-                if !failed, progress.tables[tableIndex].finishUnit() == 0 {
+            case .itemDone(let tableIndex, let item):
+                // After its parts, which were stored in order before it.
+                guard !failed else { continue }
+                await observer?.itemCopied(tableIndex: tableIndex, item: item)
+                if progress.tables[tableIndex].finishUnit() == 0 {
                     await observer?.tableCopied(tableIndex: tableIndex)
                 }
             }

@@ -13,9 +13,20 @@ public protocol SnapshotObserver: Sendable {
     func partStored(tableIndex: Int, file: StagedFile, local: HandedOffPart?) async
     /// Every part of table `tableIndex` has been reported through `partStored`; no more follow.
     func tableCopied(tableIndex: Int) async
+    /// Every part of one work item of table `tableIndex` has been reported through `partStored`.
+    func itemCopied(tableIndex: Int, item: CopiedItem) async
 }
 
 extension SnapshotObserver {
     public var partHandoff: PartHandoff? { nil }
     public func tableCopied(tableIndex: Int) async {}
+    public func itemCopied(tableIndex: Int, item: CopiedItem) async {}
+}
+
+/// One work item of a snapshot, all of its parts stored.
+public struct CopiedItem: Sendable {
+    public var work: SnapshotWorkItem
+    public var parts: [StagedFile]
+    /// The copy's snapshot's oldest running transaction (`pg_snapshot_xmin`).
+    public var snapshotXmin: UInt64
 }

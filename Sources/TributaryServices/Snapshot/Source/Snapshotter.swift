@@ -51,11 +51,17 @@ public struct Snapshotter: Sendable {
         public var alreadyComplete = false
     }
 
-    /// A killed snapshot taken up again.
+    /// A killed snapshot taken up again (`SnapshotResumer`).
     public struct Resumed: Sendable {
         /// Tables whose parts the killed run had all stored: kept as they were.
         public var keptTables: Int
         public var keptBytes: Int
+        /// Tables of which the killed runs had stored some ranges whole: those ranges kept, the
+        /// rest of each copied again into the same snapshot.
+        public var partlyKeptTables = 0
+        public var keptRanges = 0
+        public var keptRangeBytes = 0
+        public var rangesCopiedAgainBytes = 0
         /// The others, copied again under a temporary slot of their own.
         public var tableSnapshot: SnapshotManifest?
         public var recopiedBytes: Int { tableSnapshot?.tables.flatMap(\.parts).reduce(0) { $0 + $1.bytes } ?? 0 }
@@ -75,7 +81,8 @@ public struct Snapshotter: Sendable {
         try await SourceChecks.requireLogicalDecoding(on: control, source: source)
         let tables = try await SourceCatalog.describe(source.tables, source: source, on: control)
         if !options.restart, let slot = try await ReplicationSlot.find(source.slot, on: control) {
-            return try await resume(slot: slot, tables: tables, control: control, jobs: options.jobs ?? settings.jobs, onStart: onStart)
+            return try await SnapshotResumer(snapshotter: self)
+                .resume(slot: slot, tables: tables, control: control, jobs: options.jobs ?? settings.jobs, observer: observer, onStart: onStart)
         }
         try await prepareSlot(on: control, restart: options.restart)
         try await PublicationSetup(source: source, logger: logger).prepare(on: control, tables: tables, restart: options.restart)
@@ -118,63 +125,6 @@ public struct Snapshotter: Sendable {
         return manifest
     }
 
-    /// The source's slot exists. With no complete snapshot behind it, a run was killed (or failed)
-    /// while copying: the tables it finished are kept at the slot's consistent point, the others are
-    /// copied again by a table snapshot of their own (the per-table path, DESIGN.md §1), and the
-    /// manifest is written. The slot is kept: its stream starts where the kept tables stand.
-    private func resume(slot: ReplicationSlot, tables: [SourceTable], control: PostgresConnection, jobs: Int,
-                        onStart: @Sendable (TransferProgress) async -> Void) async throws -> Outcome {
-        if let pid = slot.activePID {
-            throw TributaryError(.slotInUse, "replication slot \"\(source.slot)\" on \(source.name) is in use by process \(pid): a snapshot or replicator is running for it")
-        }
-        let manifests = try await store.list(prefix: ObjectNaming.snapshotPrefix(source: source.name), startAfter: nil)
-            .filter { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }.map(\.key)
-        // A never consumed slot's confirmed position is its consistent point: a manifest there is a
-        // snapshot complete and not yet streamed from (killed while loading, say): it stands as it is.
-        if let point = slot.confirmedFlushLSN, manifests.contains(ObjectNaming.snapshotManifest(source: source.name, consistentPoint: point)) {
-            logger.notice("the snapshot is complete already", metadata: [LogKey.lsn: .string(point.description)])
-            return Outcome(manifest: try await store.manifest(SnapshotManifest.self,
-                                                              at: ObjectNaming.snapshotManifest(source: source.name, consistentPoint: point)),
-                           alreadyComplete: true)
-        }
-        guard manifests.isEmpty, let consistentPoint = slot.confirmedFlushLSN else {
-            throw TributaryError(.state, """
-                replication slot "\(source.slot)" already exists on \(source.name): a snapshot was taken before. \
-                Run tributary snapshot --source \(source.name) --table <table> to copy one table again, \
-                or --restart to drop the slot and take a new snapshot
-                """)
-        }
-        let log = logger.with(LogKey.lsn, consistentPoint.description)
-        var kept: [SnapshotTable] = []
-        for table in tables {
-            let key = ObjectNaming.snapshotTableDone(source: source.name, consistentPoint: consistentPoint, table: table.name)
-            guard try await store.head(key: key) != nil,
-                  let done = try? await store.manifest(SnapshotTableDone.self, at: key),
-                  done.table.relation == table.relation, done.table.stagingTable == table.configuration.stagingTable else { continue }
-            kept.append(done.table)
-        }
-        // A resume that was itself killed: the tables its table snapshot finished are kept too.
-        let salvaged = try await TableSnapshotter(snapshotter: self)
-            .salvage(tables.filter { table in !kept.contains { $0.relation.table == table.name } }, after: consistentPoint)
-        let rest = tables.filter { table in !(kept + salvaged).contains { $0.relation.table == table.name } }
-        log.notice("resuming a snapshot that did not finish", metadata: [
-            LogKey.kept: .stringConvertible(kept.count), LogKey.toCopy: .string(rest.map(\.name.description).joined(separator: ",")),
-        ])
-        try await PublicationSetup(source: source, logger: logger).prepare(on: control, tables: tables, restart: false)
-        var resumed = Resumed(keptTables: kept.count + salvaged.count, keptBytes: (kept + salvaged).flatMap(\.parts).reduce(0) { $0 + $1.bytes })
-        if !rest.isEmpty {
-            resumed.tableSnapshot = try await TableSnapshotter(snapshotter: self)
-                .copy(rest, jobs: jobs, onStart: onStart)
-        }
-        let manifest = SnapshotManifest(source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: "",
-                                        startedAt: Date(), finishedAt: Date(), tables: kept)
-        // Last, after the table snapshot: once the applier sees this, everything it needs is there.
-        try await store.put(key: ObjectNaming.snapshotManifest(source: source.name, consistentPoint: consistentPoint),
-                            bytes: ManifestCoding.encode(manifest))
-        log.info("snapshot written", metadata: [LogKey.tables: .stringConvertible(kept.count)])
-        return Outcome(manifest: manifest, resumed: resumed)
-    }
-
     /// `CREATE_REPLICATION_SLOT … (SNAPSHOT 'export')`: the slot's consistent point and the
     /// snapshot's name. A temporary slot goes with the connection.
     static func createSlot(_ name: String, temporary: Bool, on replication: PostgresConnection,
@@ -206,9 +156,12 @@ public struct Snapshotter: Sendable {
         logger.notice("dropped replication slot for --restart", metadata: [LogKey.slot: .string(source.slot)])
     }
 
-    func copyAll(tables: [SourceTable], consistentPoint: LSN, snapshotName: String, scope: SnapshotScope, jobs: Int,
-                 observer: (any SnapshotObserver)?, logger: Logger, onStart: @Sendable (TransferProgress) async -> Void) async throws -> [LocalPart] {
-        let items = SnapshotPlanner.plan(
+    /// Copies `tables` under the exported snapshot `snapshotName`: the work `items` (a resume's),
+    /// or every table whole, split as `SnapshotPlanner.plan` says.
+    func copyAll(tables: [SourceTable], items planned: [SnapshotWorkItem]? = nil, consistentPoint: LSN, snapshotName: String,
+                 scope: SnapshotScope, jobs: Int, observer: (any SnapshotObserver)?, logger: Logger,
+                 onStart: @Sendable (TransferProgress) async -> Void) async throws -> [LocalPart] {
+        let items = planned ?? SnapshotPlanner.plan(
             tables.map { .init(pages: $0.pages, splittable: !$0.isPartitioned) }, rangeBytes: settings.rangeBytes)
         let progress = TransferProgress(title: scope == .full ? "snapshot \(source.name)" : "table snapshot \(source.name)", tables: tables.enumerated().map { index, table in
             (table.name.description, table.estimatedRows, table.estimatedBytes, items.filter { $0.tableIndex == index }.count)
@@ -249,17 +202,24 @@ public struct Snapshotter: Sendable {
                             observer: (any SnapshotObserver)?, on connection: PostgresConnection) async throws -> [LocalPart] {
         try await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         try await connection.execute("SET TRANSACTION SNAPSHOT \(SQL.literal(snapshotName))")
+        // Recorded with each range, for a resume to tell the rows written since.
+        let snapshotXmin = UInt64(try await connection.query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").scalar(Int64.self))
         let uploader = PartUploader()
         let upload = Task { try await uploader.run(store: store, observer: observer, progress: progress) }
         do {
             while let item = await queue.take() {
                 let table = tables[item.tableIndex]
                 let counter = progress.tables[item.tableIndex]
-                try await connection.run { [source, settings] connection in
+                let parts = try await connection.run { [source, settings] connection -> [StagedFile] in
+                    var parts: [StagedFile] = []
                     try Self.copy(item: item, table: table, source: source.name, consistentPoint: consistentPoint, scope: scope,
-                                  settings: settings, directory: directory, counter: counter, on: connection, onPart: uploader.submit)
+                                  settings: settings, directory: directory, counter: counter, on: connection) { part in
+                        try uploader.submit(part)
+                        parts.append(part.file)
+                    }
+                    return parts
                 }
-                uploader.itemDone(tableIndex: item.tableIndex)
+                uploader.itemDone(tableIndex: item.tableIndex, item: CopiedItem(work: item, parts: parts, snapshotXmin: snapshotXmin))
             }
         } catch {
             uploader.finish()

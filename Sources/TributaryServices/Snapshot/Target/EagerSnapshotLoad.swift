@@ -19,6 +19,8 @@ public final class EagerSnapshotLoad: SnapshotObserver {
         var loadTables: [QualifiedName]
         var queue: PartLoadQueue
         var handoff: PartHandoff?
+        /// Parts in their load tables before this run (a resumed snapshot's): not fetched again.
+        var loaded: Set<String>
     }
 
     private let loader: SnapshotLoader
@@ -44,13 +46,14 @@ public final class EagerSnapshotLoad: SnapshotObserver {
 
     public func snapshotStarted(_ header: SnapshotManifest) async {
         do {
-            let loadTables = try await loader.target.withControl(migrate: true, .apply, for: "load") { control in
-                try await loader.begin(header, control: control).loadTables
+            let (loadTables, loaded) = try await loader.target.withControl(migrate: true, .apply, for: "load") { control in
+                (try await loader.begin(header, control: control).loadTables,
+                 try await control.loadedParts(header.source, snapshot: header.consistentPoint))
             }
             let queue = PartLoadQueue(tables: header.tables.count, frozenRunBytes: loader.settings.freezeBytesMax)
             // Without the local copies the load still works, through the store.
             let handoff = handoffDirectory.flatMap { handoffBytes > 0 ? try? PartHandoff(directory: $0, bytes: handoffBytes) : nil }
-            let run = Started(header: header, loadTables: loadTables, queue: queue, handoff: handoff)
+            let run = Started(header: header, loadTables: loadTables, queue: queue, handoff: handoff, loaded: loaded)
             started.withLock { $0 = run }
             let workers = Task { [worker = loader.worker, promotion = loader.promotion, jobs] in
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -71,6 +74,10 @@ public final class EagerSnapshotLoad: SnapshotObserver {
 
     public func partStored(tableIndex: Int, file: StagedFile, local: HandedOffPart?) async {
         guard let run = started.withLock({ $0 }) else { return }
+        guard !run.loaded.contains(file.key) else {
+            await run.queue.partlyLoaded(table: tableIndex)
+            return
+        }
         await run.queue.add(table: tableIndex, part: QueuedPart(file: file, local: local))
     }
 

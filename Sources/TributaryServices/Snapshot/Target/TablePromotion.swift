@@ -45,20 +45,26 @@ struct TablePromotion: Sendable {
     func buildKey(_ table: SnapshotTable, loadTable: QualifiedName, on connection: PostgresConnection) async throws {
         let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
         let started = ContinuousClock.now
-        let built = try await connection.run { [maintenanceWorkMem] connection in
-            try connection.transaction { connection -> Bool in
-                guard try connection.query(SnapshotSQL.hasKey, [loadTable.sql]).isEmpty else { return false }
+        let built = try await connection.run { [maintenanceWorkMem] connection -> Int? in
+            try connection.transaction { connection -> Int? in
+                guard try connection.query(SnapshotSQL.hasKey, [loadTable.sql]).isEmpty else { return nil }
                 // The sort behind the index stays in memory instead of spilling to disk.
                 try connection.execute("SET LOCAL maintenance_work_mem = '\(max(1, maintenanceWorkMem >> 10))kB'")
+                let removed = table.keysMayRepeat == true
+                    ? try connection.query(SnapshotSQL.keepOneRowPerKey(loadTable, key: table.relation.key)).affectedRows : 0
                 try connection.execute(SnapshotSQL.addKey(loadTable, stagingTable: stagingTable, relation: table.relation))
                 // Statistics now, so the first merges and BL queries get good plans; they move with the table.
                 try connection.execute("ANALYZE \(loadTable.sql)")
-                return true
+                return removed
             }
         }
-        guard built else { return }
+        guard let removed = built else { return }
         logger.debug("key built", metadata: [LogKey.table: .string(stagingTable.description),
                                              LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds))])
+        if removed > 0 {
+            logger.info("kept one row of each key copied twice by a resumed snapshot", metadata: [
+                LogKey.table: .string(stagingTable.description), LogKey.rows: .stringConvertible(removed)])
+        }
     }
 
     /// Promotes every table of `snapshot` not in `except`, `jobs` at a time. Keys are built by then,
