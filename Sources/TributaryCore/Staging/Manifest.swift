@@ -117,14 +117,19 @@ public struct SnapshotStart: VersionedManifest, Hashable {
     public var consistentPoint: LSN
     public var startedAt: Date
     public var tables: [String]
+    /// The tables as they were at the consistent point, all in the publication by then: a resume
+    /// continues one that is still the same into the same snapshot (`SnapshotResumer`). Absent
+    /// before 2026-12-06.
+    public var relations: [RelationSchema]?
 
-    public init(source: String, slot: String, consistentPoint: LSN, startedAt: Date, tables: [String]) {
+    public init(source: String, slot: String, consistentPoint: LSN, startedAt: Date, tables: [String], relations: [RelationSchema]? = nil) {
         self.format = Self.currentFormat
         self.source = source
         self.slot = slot
         self.consistentPoint = consistentPoint
         self.startedAt = startedAt
         self.tables = tables
+        self.relations = relations
     }
 }
 

@@ -110,11 +110,10 @@ struct Snapshot: AsyncParsableCommand {
                 + "\(store)/\(ObjectNaming.snapshotManifest(source: manifest.source, consistentPoint: manifest.consistentPoint))"
             if let resumed {
                 let copied = resumed.tableSnapshot?.tables.count ?? 0
-                let partly = resumed.partlyKeptTables == 0 ? "" : "\(resumed.keptRanges) ranges of \(resumed.partlyKeptTables) partly "
-                    + "stored tables kept (\(Format.bytes(resumed.keptRangeBytes)) gzip) and the rest of them copied again "
-                    + "(\(Format.bytes(resumed.rangesCopiedAgainBytes)) gzip), "
                 line = "snapshot \(manifest.source): resumed a snapshot that did not finish: \(resumed.keptTables) tables kept from it "
-                    + "(\(Format.bytes(resumed.keptBytes)) gzip), \(partly)\(copied) copied again (\(Format.bytes(resumed.recopiedBytes)) gzip)"
+                    + "(\(Format.bytes(resumed.keptBytes)) gzip); \(resumed.continuedTables) continued, keeping \(resumed.keptRanges) ranges "
+                    + "(\(Format.bytes(resumed.keptRangeBytes)) gzip) and copying the rest (\(Format.bytes(resumed.rangesCopiedAgainBytes)) gzip); "
+                    + "\(copied) copied again (\(Format.bytes(resumed.recopiedBytes)) gzip)"
                     + (resumed.tableSnapshot.map { " under a temporary slot at \($0.consistentPoint)" } ?? "")
                     + " in \(Format.duration(seconds)); slot \(manifest.slot) at \(manifest.consistentPoint)"
             }

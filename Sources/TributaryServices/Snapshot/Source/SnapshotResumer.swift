@@ -6,14 +6,16 @@ import TributaryStorage
 
 /// Takes up a full snapshot that was killed (or failed) while copying, keeping what it stored:
 /// - a table whose parts were all stored (`table.json`) is kept as it is;
-/// - of a split table, every range whose parts were all stored (`range-<n>.json`) is kept, and the
-///   rest of the table is copied into the same snapshot under a new one, later than the slot's
-///   consistent point (`SnapshotPlanner.resume`). The stream from the slot starts at that point
-///   and the table was in the publication before it, so every change after it reaches STG, and
-///   each row copied later is a state the stream passes through: the table converges
-///   (`SnapshotTable.keysMayRepeat` for the rows both copies hold);
-/// - every other table is copied again by a table snapshot of its own, under a temporary slot
-///   (DESIGN.md §1, per-table snapshot): it may be new to the publication since the kill.
+/// - of a table that is as it was at the slot's consistent point (`SnapshotStart.relations`),
+///   every range whose parts were all stored (`range-<n>.json`) is kept, and the rest of the
+///   table is copied into the same snapshot under a new one, later than that point
+///   (`SnapshotPlanner.resume`). The stream from the slot starts at the point and the table was
+///   in the publication before it, so every change after it reaches STG, and each row copied
+///   later is a state the stream passes through: the table converges
+///   (`SnapshotTable.keysMayRepeat` for the rows both copies hold, or that a killed
+///   `snapshot --apply` loaded already);
+/// - every other table (new to the configuration, or its columns changed since) is copied again
+///   by a table snapshot of its own, under a temporary slot (DESIGN.md §1, per-table snapshot).
 /// The slot is kept, and the manifest written last, as for a snapshot taken in one go.
 struct SnapshotResumer: Sendable {
     let snapshotter: Snapshotter
@@ -28,6 +30,8 @@ struct SnapshotResumer: Sendable {
         var whole: SnapshotTable?
         /// Ranges stored whole.
         var ranges: [SnapshotRangeDone] = []
+        /// The table is as it was at the consistent point: the rest of it joins the snapshot.
+        var continues = false
         /// Past every range number the killed runs used.
         var nextRange = 0
     }
@@ -56,7 +60,7 @@ struct SnapshotResumer: Sendable {
         }
         let log = logger.with(LogKey.lsn, consistentPoint.description)
         let leftovers = try await leftovers(of: tables, at: consistentPoint)
-        let inSnapshot = tables.indices.filter { leftovers[$0].whole != nil || !leftovers[$0].ranges.isEmpty }
+        let inSnapshot = tables.indices.filter { leftovers[$0].whole != nil || leftovers[$0].continues }
         let keptWhole = inSnapshot.compactMap { leftovers[$0].whole }
         // A resume that was itself killed: the tables its table snapshot finished are kept too.
         let salvaged = try await TableSnapshotter(snapshotter: snapshotter)
@@ -70,7 +74,7 @@ struct SnapshotResumer: Sendable {
         try await PublicationSetup(source: source, logger: logger).prepare(on: control, tables: tables, restart: false)
         var resumed = Snapshotter.Resumed(keptTables: keptWhole.count + salvaged.count,
                                           keptBytes: (keptWhole + salvaged).flatMap(\.parts).reduce(0) { $0 + $1.bytes })
-        resumed.partlyKeptTables = inSnapshot.count - keptWhole.count
+        resumed.continuedTables = inSnapshot.count - keptWhole.count
         resumed.keptRanges = keptRanges.count
         resumed.keptRangeBytes = keptRanges.flatMap(\.table.parts).reduce(0) { $0 + $1.bytes }
 
@@ -97,6 +101,9 @@ struct SnapshotResumer: Sendable {
         func matches(_ stored: SnapshotTable, _ table: SourceTable) -> Bool {
             stored.relation == table.relation && stored.stagingTable == table.configuration.stagingTable
         }
+        let startKey = ObjectNaming.snapshotStarted(source: source.name, consistentPoint: point)
+        let start = keys.contains(startKey) ? try? await store.manifest(SnapshotStart.self, at: startKey) : nil
+        let startRelations = start?.relations ?? []
         var found: [Leftover] = []
         for table in tables {
             let tableDirectory = directory + ObjectNaming.tableComponent(table.name) + "/"
@@ -105,7 +112,8 @@ struct SnapshotResumer: Sendable {
             let doneKey = ObjectNaming.snapshotTableDone(source: source.name, consistentPoint: point, table: table.name)
             if own.contains(doneKey), let done = try? await store.manifest(SnapshotTableDone.self, at: doneKey), matches(done.table, table) {
                 leftover.whole = done.table
-            } else if !table.isPartitioned {
+            } else if startRelations.contains(table.relation) {
+                leftover.continues = true
                 for key in own where key.hasPrefix(tableDirectory + "range-") {
                     guard let range = try? await store.manifest(SnapshotRangeDone.self, at: key), matches(range.table, table) else { continue }
                     leftover.ranges.append(range)
@@ -142,10 +150,15 @@ struct SnapshotResumer: Sendable {
                 await observer?.tableCopied(tableIndex: index)
                 continue
             }
-            // The oldest snapshot among the kept ranges says which rows may be newer than a copy.
-            items += SnapshotPlanner.resume(tableIndex: index, kept: leftover.ranges.map(\.pages), pages: table.pages,
-                                            rangeBytes: snapshotter.settings.rangeBytes, firstRangeIndex: leftover.nextRange,
-                                            changedSince: leftover.ranges.map(\.snapshotXmin).min()!)
+            if let oldest = leftover.ranges.map(\.snapshotXmin).min(), !table.isPartitioned {
+                // The oldest snapshot among the kept ranges says which rows may be newer than a copy.
+                items += SnapshotPlanner.resume(tableIndex: index, kept: leftover.ranges.map(\.pages), pages: table.pages,
+                                                rangeBytes: snapshotter.settings.rangeBytes, firstRangeIndex: leftover.nextRange,
+                                                changedSince: oldest)
+            } else {
+                items += SnapshotPlanner.plan([.init(pages: table.pages, splittable: !table.isPartitioned)], rangeBytes: snapshotter.settings.rangeBytes)
+                    .map { SnapshotWorkItem(tableIndex: index, rangeIndex: leftover.nextRange + $0.rangeIndex, firstPage: $0.firstPage, endPage: $0.endPage) }
+            }
         }
         var copied: [Snapshotter.LocalPart] = []
         if !items.isEmpty {

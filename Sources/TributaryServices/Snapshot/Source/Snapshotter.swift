@@ -56,9 +56,9 @@ public struct Snapshotter: Sendable {
         /// Tables whose parts the killed run had all stored: kept as they were.
         public var keptTables: Int
         public var keptBytes: Int
-        /// Tables of which the killed runs had stored some ranges whole: those ranges kept, the
-        /// rest of each copied again into the same snapshot.
-        public var partlyKeptTables = 0
+        /// Tables the killed runs had not finished, continued into the same snapshot: the ranges
+        /// they had stored whole kept, the rest of each copied again.
+        public var continuedTables = 0
         public var keptRanges = 0
         public var keptRangeBytes = 0
         public var rangesCopiedAgainBytes = 0
@@ -103,7 +103,8 @@ public struct Snapshotter: Sendable {
             log.info("created replication slot with exported snapshot", metadata: [LogKey.snapshot: .string(snapshotName)])
             try await store.put(key: ObjectNaming.snapshotStarted(source: source.name, consistentPoint: consistentPoint),
                                 bytes: ManifestCoding.encode(SnapshotStart(source: source.name, slot: source.slot, consistentPoint: consistentPoint,
-                                                                           startedAt: startedAt, tables: tables.map(\.name.description))))
+                                                                           startedAt: startedAt, tables: tables.map(\.name.description),
+                                                                           relations: tables.map(\.relation))))
             let recorder = TableCompletionRecorder(store: store, inner: observer)
             await recorder.snapshotStarted(SnapshotManifest(
                 source: source.name, slot: source.slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
