@@ -160,20 +160,22 @@ run_pipelined() { # pipelined, or variant (with $variant's settings)
 }
 
 # snapshot --apply killed (SIGKILL) once half of its parts are stored, then a plain rerun, which
-# keeps the tables stored whole and copies the others again under a temporary slot.
-run_resume() {
-  local manifests=("$work"/staging-pipelined/bench/snapshot/*/manifest.json) total
+# keeps the tables and ranges stored whole and copies the rest again (with $variant's settings
+# when given as "variant").
+run_resume() { # pipelined, or variant
+  local name=${1:-pipelined} settings=""; [ "$name" = pipelined ] || settings=$variant
+  local manifests=("$work"/staging-"$name"/bench/snapshot/*/manifest.json) total
   total=$(grep -o '"key"' "${manifests[-1]}" | wc -l)
   fresh_database resumed
-  write_config resumed
+  write_config resumed "$settings"
   "$tributary" snapshot --apply --restart --config "$work/slots" --log-level warning >/dev/null 2>&1 &
   local pid=$!
   until [ "$(find "$work/staging-resumed" -name '*.csv.gz' 2>/dev/null | wc -l)" -ge $((total / 2)) ] || ! kill -0 $pid 2>/dev/null; do sleep 0.1; done
   kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
   local start; start=$(now)
   "$tributary" snapshot --apply --config "$work/slots" --log-level warning >"$work/resume.out"
-  resume_seconds=$(echo "$(now) - $start" | bc)
-  resume_said=$(grep -o 'resumed a snapshot.*gzip)' "$work/resume.out" | head -1 || true)
+  declare -g "${name}_resume_seconds=$(echo "$(now) - $start" | bc)"
+  declare -g "${name}_resume_said=$(grep -o 'resumed a snapshot.*gzip)' "$work/resume.out" | head -1 || true)"
   "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
 }
 
@@ -194,6 +196,7 @@ for round in $(seq 1 "$rounds"); do
 done
 
 echo "resume: snapshot --apply killed at half its parts, then the rerun" >&2; run_resume
+if [ -n "$variant" ]; then echo "resume with $variant" >&2; run_resume variant; fi
 
 spread() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.1f-%.1f", lo, hi }'; }
 pipe_seconds=$(median "${pipe_times[@]}"); pgcopydb_seconds=$(median "${pgcopydb_times[@]}")
@@ -218,5 +221,10 @@ if [ -n "$variant" ]; then
   printf '%-38s %10.1f %12s %14s %s\n' "  the same with $variant" "$variant_seconds" "$(spread "${variant_times[@]}")" "$(ratio "$variant_seconds")x" "$(cpu variant)"
   printf '%-38s %10s %12s\n' "  its peak RSS, most local disk (MiB)" "$(median "${variant_rss[@]}")" "$(median "${variant_disk[@]}")"
 fi
-printf '%-38s %10.1f %12s %14s\n' "resume after a kill at half the parts" "$resume_seconds" "" "$(printf '%.2f' "$(echo "scale=4; $resume_seconds / $pipelined_seconds" | bc)")x of a whole snapshot --apply"
-[ -n "$resume_said" ] && printf '  %s\n' "$resume_said"
+resume_line() { # name, label, whole seconds
+  local -n seconds=$1_resume_seconds said=$1_resume_said
+  printf '%-38s %10.1f %12s %14s\n' "$2" "$seconds" "" "$(printf '%.2f' "$(echo "scale=4; $seconds / $3" | bc)")x of a whole snapshot --apply"
+  [ -n "$said" ] && printf '  %s\n' "$said"
+}
+resume_line pipelined "resume after a kill at half the parts" "$pipelined_seconds"
+if [ -n "$variant" ]; then resume_line variant "  the same with $variant" "$variant_seconds"; fi
