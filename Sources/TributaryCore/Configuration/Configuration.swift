@@ -221,10 +221,9 @@ public struct SnapshotSettings: Sendable, Hashable {
     /// Uncompressed bytes after which a part file is closed and the next one begun.
     public var partBytesMax: Int = 32 << 20
     /// Heap bytes per range when a large table is split for parallel copy. A range is also what a
-    /// resumed snapshot keeps of a table it had not finished (`SnapshotResumer`). 64 MiB measured
-    /// faster than 1 GiB on bench-snapshot (5.4 s against 6.1 s, 9.1 against 10.4 CPU-s,
-    /// 2026-12-06): the large tables' ranges spread over both workers; a range's
-    /// `COPY (SELECT … WHERE ctid …)` costs the source a little more than `COPY table`.
+    /// resumed snapshot keeps of a table it had not finished (`SnapshotResumer`), so ranges are
+    /// small: bench-snapshot showed no difference between 64 MiB and 1 GiB beyond the order in
+    /// which they ran (2026-12-06, two runs of three rounds: whichever ran second was faster).
     public var rangeBytes: Int = 64 << 20
     /// igzip level 0–3: 1 compresses better than zlib's 1 at a fraction of its CPU, and the files are short-lived.
     public var compressionLevel: Int = 1
