@@ -174,7 +174,7 @@ while [ $(( $(date +%s) - started )) -lt "$seconds" ]; do
   elapsed=$(( ($(date +%s) - started) / 60 ))
   if [ "$elapsed" -ge "$next" ]; then sample "$next"; next=$((next + every)); fi
 done
-sample "$minutes"
+[ $((next - every)) -eq "$minutes" ] || sample "$minutes"
 for pid in "${pids[@]:1}"; do wait "$pid" || true; done
 tps=$(cat "$soak"/*.pgbench.out | awk '/^tps/ { sum += $3 } END { printf "%.0f", sum }')
 
