@@ -151,6 +151,7 @@ lag_now() { curl -sf "http://127.0.0.1:$metrics_port/metrics" | awk '/^tributary
 
 header="minute lag_s changes_per_s rss_mib fds catalog_mib catalog_dead stg_mib changelog_mib control_rows objects object_mib retained_wal_mib"
 printf '%s\n' "$header" | tee "$soak/samples" >&2
+: >"$soak/lag"  # every 10-s lag reading: seconds since the start, lag
 max_lag=0; lag_over=0
 sample() { # minute
   local catalog_bytes dead stg changelogs control recent rss fds objects bytes
@@ -168,7 +169,12 @@ next=$every
 while [ $(( $(date +%s) - started )) -lt "$seconds" ]; do
   sleep 10
   kill -0 "$run_pid" 2>/dev/null || { echo "soak.sh: tributary run stopped; its log:" >&2; tail -20 "$soak/run.log" >&2; exit 1; }
+  # Once the workload is over, the lag of an idle source grows until its next heartbeat: not lag.
+  workload_running=no
+  for pid in "${pids[@]:1}"; do if kill -0 "$pid" 2>/dev/null; then workload_running=yes; fi; done
+  [ "$workload_running" = yes ] || break
   lag=$(lag_now)
+  echo "$(( $(date +%s) - started )) $lag" >>"$soak/lag"
   if [ "$(echo "$lag > $max_lag" | bc)" = 1 ]; then max_lag=$lag; fi
   if [ "$(echo "$lag > 2" | bc)" = 1 ]; then lag_over=$((lag_over + 1)); fi
   elapsed=$(( ($(date +%s) - started) / 60 ))

@@ -62,17 +62,26 @@ public struct TableComparer: Sendable {
             let sourceTable = described.relation.sourceName ?? table.table
             let columns = described.relation.columnNames
             let stagingNames = Self.stagingNames(of: described.relation, recorded: recorded)
-            let sourceSide = try await sourceConnection.query(ChecksumSQL.checksum(table: sourceTable, columns: columns, excludeTombstones: false))
+            let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
+            let droppedOnSource = try await SourceDrift.droppedColumns(of: stagingTable, described: described, on: targetConnection)
+            // Both sides at once, each on its own server: the slower one sets the time, not the sum.
+            async let stagingQuery = targetConnection.query(
+                ChecksumSQL.checksum(table: stagingTable, columns: described.relation.columnNames.map { stagingNames[$0] ?? $0 }, excludeTombstones: true))
+            let sourceSide: QueryResult
+            do {
+                sourceSide = try await sourceConnection.query(ChecksumSQL.checksum(table: sourceTable, columns: columns, excludeTombstones: false))
+            } catch {
+                _ = try? await stagingQuery
+                throw error
+            }
             var comparison = Comparison(
                 source: source.name, table: table.table.description, stagingTable: "stg.\(table.stagingTable)",
                 sourceRows: try sourceSide.rows[0].decode("rows"), stagingRows: nil,
                 sourceChecksum: try sourceSide.rows[0].decode("checksum"), stagingChecksum: nil, problem: nil)
             comparison.notCompared = described.omittedColumns
-            let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
-            comparison.droppedOnSource = try await SourceDrift.droppedColumns(of: stagingTable, described: described, on: targetConnection)
+            comparison.droppedOnSource = droppedOnSource
             do {
-                let stagingSide = try await targetConnection.query(
-                    ChecksumSQL.checksum(table: stagingTable, columns: described.relation.columnNames.map { stagingNames[$0] ?? $0 }, excludeTombstones: true))
+                let stagingSide = try await stagingQuery
                 comparison.stagingRows = try stagingSide.rows[0].decode("rows", as: Int.self)
                 comparison.stagingChecksum = try stagingSide.rows[0].decode("checksum", as: String.self)
                 if !comparison.matches {
