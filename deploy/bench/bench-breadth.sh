@@ -82,7 +82,7 @@ BEGIN
     EXECUTE format('INSERT INTO t_%s SELECT %s, g, g, md5(g::text), now()%s FROM generate_series(1, %s) g', i,
                    CASE kind WHEN 'pair' THEN 'g / 100, g % 100' WHEN 'uuid' THEN 'md5(g::text)::uuid' WHEN 'text' THEN '''k'' || g'
                              ELSE 'g' END,
-                   CASE WHEN i % 50 = 7 THEN (SELECT string_agg(CASE c % 5 WHEN 0 THEN 'g * 1.5' WHEN 1 THEN 'now()' WHEN 2 THEN 'jsonb_build_object(''g'', g)'
+                   CASE WHEN i % 50 = 7 THEN ', ' || (SELECT string_agg(CASE c % 5 WHEN 0 THEN 'g * 1.5' WHEN 1 THEN 'now()' WHEN 2 THEN 'jsonb_build_object(''g'', g)'
                                                                 WHEN 3 THEN 'repeat(md5(g::text), 4)' ELSE 'g / 7.0' END, ', ' ORDER BY c)
                                              FROM generate_series(1, 26) c) ELSE '' END, rows);
   END LOOP;
@@ -117,6 +117,7 @@ printf 'key: [id]\ninputs:\n  - table: stg.qvp_probe\n    keys: ["id"]\n' >"$wor
 echo "SELECT id, committed_at FROM stg.qvp_probe WHERE NOT _deleted" >"$work/slots/bl/probe.sql"
 
 echo "tributary check" >&2
+on $target_port postgres -c "CREATE DATABASE unipacc"
 start=$(now); "$tributary" check --config "$work/slots" --log-level warning >"$work/check.out"; check_seconds=$(since "$start")
 
 echo "pgcopydb clone of both sources" >&2
@@ -132,7 +133,6 @@ pgcopydb_seconds=$(since "$start")
 for db in qvp svp; do on $target_port postgres -c "DROP DATABASE pgcopydb_$db"; done
 
 echo "tributary snapshot --apply of both sources, then the first run of the models" >&2
-on $target_port postgres -c "CREATE DATABASE unipacc"
 start=$(now); "$tributary" snapshot --apply --config "$work/slots" --log-level warning >"$work/snapshot.out"; snapshot_seconds=$(since "$start")
 start=$(now); "$tributary" transform --config "$work/slots" --log-level warning >/dev/null; transform_seconds=$(since "$start")
 on $target_port unipacc <<'SQL'
