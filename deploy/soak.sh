@@ -158,7 +158,8 @@ sample() { # minute
   read -r catalog_bytes dead stg changelogs control recent <<<"$(sample_target)"
   rss=$(awk '/^VmRSS/ { print int($2 / 1024) }' "/proc/$run_pid/status")
   fds=$(find "/proc/$run_pid/fd" -mindepth 1 2>/dev/null | wc -l)
-  objects=$(find "$soak/staging" -type f | wc -l); bytes=$(du -sb "$soak/staging" | cut -f1)
+  # gc removes batches while these walk the store: a vanished file is not an error here.
+  objects=$(find "$soak/staging" -type f 2>/dev/null | wc -l || true); bytes=$(du -sb "$soak/staging" 2>/dev/null | cut -f1 || true)
   printf '%s %s %.0f %s %s %.1f %s %.1f %.1f %s %s %.1f %.1f\n' "$1" "$(lag_now)" "$(echo "$recent / 60" | bc -l)" "$rss" "$fds" \
     "$(echo "$catalog_bytes / 1048576" | bc -l)" "$dead" "$(echo "$stg / 1048576" | bc -l)" "$(echo "$changelogs / 1048576" | bc -l)" \
     "$control" "$objects" "$(echo "$bytes / 1048576" | bc -l)" "$(echo "$(retained_wal) / 1048576" | bc -l)" | tee -a "$soak/samples" >&2
