@@ -45,10 +45,9 @@ export PGPASSWORD=${PGPASSWORD:-tributary} PATH=/usr/lib/postgresql/15/bin:$PATH
 export QVP_PASSWORD=$PGPASSWORD SVP_PASSWORD=$PGPASSWORD UNIPACC_PASSWORD=$PGPASSWORD
 metrics_port=9611
 
+source deploy/bench/bench-lib.sh
 deploy/install-deps.sh --bench
-echo "building tributary (release)" >&2
-swift build -c release --product tributary >/dev/null
-tributary=$(swift build -c release --show-bin-path)/tributary
+tributary=$(build_tributary)
 
 pids=()
 cleanup() {

@@ -26,9 +26,7 @@ ports=(55701 55702); target_port=55703; metrics_port=9701
 source deploy/bench/bench-lib.sh
 
 deploy/install-deps.sh --bench
-echo "building tributary (release)" >&2
-swift build -c release --product tributary >/dev/null
-tributary=$(swift build -c release --show-bin-path)/tributary
+tributary=$(build_tributary)
 
 pids=()
 cleanup() {
