@@ -1,4 +1,5 @@
 import ArgumentParser
+import TributaryCore
 
 /// The root command only lists the subcommands. A new one is a file in `Subcommands/` that parses
 /// its options, calls one service of `TributaryServices` and prints what it did.
@@ -18,4 +19,19 @@ struct Tributary: AsyncParsableCommand {
         subcommands: [Check.self, Snapshot.self, Replicate.self, Apply.self, Transform.self, SyncObjects.self, Run.self, Status.self, Pause.self, Resume.self, Drain.self,
                       DropSlot.self, Verify.self, Objects.self, Collect.self]
     )
+
+    /// ArgumentParser's own `main`, after the one process-wide setting that must come first.
+    static func main() async {
+        CryptoLibrary.keepStateUntilExit()
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

@@ -24,7 +24,10 @@ final class TestProcess: @unchecked Sendable {
         errorPath = base + ".err"
         self.executable = executable
         self.arguments = arguments
-        self.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        // A crash prints the crashed thread's whole stack and little else: what a failing test
+        // keeps of the process's standard error is its end.
+        let backtrace = ["SWIFT_BACKTRACE": "enable=yes,threads=crashed,registers=none,images=none,limit=48"]
+        self.environment = backtrace.merging(ProcessInfo.processInfo.environment) { $1 }.merging(environment) { $1 }
     }
 
     func start() throws {
