@@ -48,11 +48,12 @@ public struct TableComparer: Sendable {
         if let snapshot { try await sourceConnection.execute("SET TRANSACTION SNAPSHOT \(SQL.literal(snapshot))") }
         try await targetConnection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         var results: [Comparison] = []
-        for table in selected {
+        let described = try await SourceCatalog.describeIfPresent(selected, source: source, on: sourceConnection)
+        for (table, byName) in zip(selected, described) {
             // By the source's current names, each mapped to its STG column by its catalog number
             // (a column or table renamed on the source that STG has not followed yet: no change since).
             let recorded = try await targetConnection.run { try ControlStore.stagingRelation(table.stagingTable, on: $0) }?.relation
-            var found = try await SourceCatalog.describeIfPresent(table, oid: nil, source: source, on: sourceConnection)
+            var found = byName
             if found == nil, let oid = recorded?.oid {
                 found = try await SourceCatalog.describeIfPresent(table, oid: oid, source: source, on: sourceConnection)
             }
