@@ -51,7 +51,7 @@ import TributaryCore
 
     @Test func checksum() {
         #expect(ChecksumSQL.checksum(table: QualifiedName(schema: "stg", name: "qvp_lines"), columns: ["id", "mood"], excludeTombstones: true)
-                == #"SELECT count(*) AS rows, coalesce(sum(('x' || substr(md5(ROW("id", "mood")::text), 1, 16))::bit(64)::bigint::numeric), 0) AS checksum FROM "stg"."qvp_lines" WHERE NOT "_deleted""#)
+                == #"SELECT count(*) AS rows, coalesce(sum(hashtextextended(ROW("id", "mood")::text, 0)), 0) AS checksum FROM "stg"."qvp_lines" WHERE NOT "_deleted""#)
     }
 
     /// The per-table snapshot's merge: copy rows win only over older, differing STG rows; older

@@ -1,16 +1,24 @@
-/// The row-content checksum `verify` computes identically on source and STG: a count and the sum of
-/// the first 64 bits of each row's md5 over its text form. The sum is order-independent, so neither
-/// side sorts; keys are unique, so equal rows cannot cancel out.
+/// The row-content checksum `verify` computes identically on source and STG: a count and the sum
+/// of a 64-bit hash of each row's text form. The sum is order-independent, so neither side sorts;
+/// keys are unique, so equal rows cannot cancel out.
+///
+/// The hash is PostgreSQL's own `hashtextextended` (what hash partitioning uses, so stable across
+/// versions and `pg_upgrade`) rather than the first 64 bits of an md5: over the 2 x 300 tables of
+/// bench-breadth, reading every row's checksum on both sides took 2.1 s instead of 3.6 s (`count(*)`:
+/// 0.5 s). Turning each row into text is most of what is left, and it is what makes an enum on the
+/// source and its text in STG compare equal. Its result depends on byte order, which is the same
+/// (little-endian) on every platform both sides run on.
 public enum ChecksumSQL {
     public static func checksum(table: QualifiedName, columns: [String], excludeTombstones: Bool) -> String {
-        let row = "ROW(\(SQL.identifierList(columns)))::text"
         let filter = excludeTombstones ? " WHERE NOT \(SQL.identifier(StagingColumns.deleted))" : ""
-        return """
-            SELECT count(*) AS rows, \
-            coalesce(sum(('x' || substr(md5(\(row)), 1, 16))::bit(64)::bigint::numeric), 0) AS checksum \
-            FROM \(table.sql)\(filter)
-            """
+        return "SELECT count(*) AS rows, coalesce(sum(\(rowHash(rowText(columns)))), 0) AS checksum FROM \(table.sql)\(filter)"
     }
+
+    /// A row's text form: `(1,"a b",)`.
+    static func rowText(_ columns: [String]) -> String { "ROW(\(SQL.identifierList(columns)))::text" }
+
+    /// The 64-bit hash of a row's text form (a bigint; their sum is numeric, so it cannot overflow).
+    static func rowHash(_ text: String) -> String { "hashtextextended(\(text), 0)" }
 }
 
 /// One key column as the key-range narrowing compares it on both sides.
@@ -92,15 +100,14 @@ public enum KeyRangeSQL {
     /// Count and checksum per bucket: bucket i holds `bounds[i-1] <= key < bounds[i]`.
     public static func bucketChecksums(table: QualifiedName, columns: [String], key: [KeyColumn], bounds: [[String?]],
                                        lower: [String?]?, upper: [String?]?, excludeTombstones: Bool) -> String {
-        let row = "ROW(\(SQL.identifierList(columns)))::text"
         var bucket = "CASE"
         for (index, value) in bounds.enumerated() { bucket += " WHEN \(keyRow(key)) < \(bound(key, value)) THEN \(index)" }
         bucket += " ELSE \(bounds.count) END"
         var filter = within(key, lower: lower, upper: upper)
         if excludeTombstones { filter += " AND NOT \(SQL.identifier(StagingColumns.deleted))" }
         return """
-            SELECT bucket, count(*) AS rows, sum(('x' || substr(md5(row_text), 1, 16))::bit(64)::bigint::numeric) AS checksum
-            FROM (SELECT \(bounds.isEmpty ? "0" : bucket) AS bucket, \(row) AS row_text FROM \(table.sql) WHERE \(filter)) AS rows
+            SELECT bucket, count(*) AS rows, sum(\(ChecksumSQL.rowHash("row_text"))) AS checksum
+            FROM (SELECT \(bounds.isEmpty ? "0" : bucket) AS bucket, \(ChecksumSQL.rowText(columns)) AS row_text FROM \(table.sql) WHERE \(filter)) AS rows
             GROUP BY bucket ORDER BY bucket
             """
     }
