@@ -63,25 +63,63 @@ public actor FilesystemStagingStore: StagingStore {
     public func list(prefix: String, startAfter: String?, endBefore: String?) throws -> [StoredObject] {
         // Walk only the deepest directory the prefix names.
         let directoryPart = prefix.contains("/") ? String(prefix[..<prefix.lastIndex(of: "/")!]) : ""
-        let base = directoryPart.isEmpty ? root : root + "/" + directoryPart
         var results: [StoredObject] = []
-        guard let enumerator = FileManager.default.enumerator(atPath: base) else { return [] }
-        while let relative = enumerator.nextObject() as? String {
-            let key = directoryPart.isEmpty ? relative : directoryPart + "/" + relative
-            var status = stat()
-            guard stat(root + "/" + key, &status) == 0 else { continue }
-            if (status.st_mode & S_IFMT) == S_IFDIR {
-                // A directory whose every key sorts at or past the end is not walked.
-                if let endBefore, !Self.precedes(key, endBefore) && !endBefore.hasPrefix(key + "/") { enumerator.skipDescendants() }
-                continue
-            }
-            guard !key.hasPrefix(".incoming"), key.hasPrefix(prefix), (status.st_mode & S_IFMT) == S_IFREG else { continue }
-            if let startAfter, key <= startAfter { continue }
-            if let endBefore, !Self.precedes(key, endBefore) { continue }
-            results.append(StoredObject(key: key, size: Int(status.st_size)))
-        }
+        walk(directoryPart, bounds: ListingBounds(prefix: prefix, startAfter: startAfter, endBefore: endBefore), into: &results)
         // Byte order, as object stores list: Swift's String `<` on these ASCII keys is that.
         return results.sorted { Self.precedes($0.key, $1.key) }
+    }
+
+    /// Which keys a listing wants, and so which directories it need not open.
+    struct ListingBounds {
+        var prefix: String
+        var startAfter: String?
+        var endBefore: String?
+
+        /// Whether some key under `directory` (a key prefix ending in "/") can be listed. A
+        /// directory wholly before the start is not opened: listing what follows the applied
+        /// position was walking every batch kept for retention, file by file (status of 2 x 300
+        /// tables spent half its time there, and the applier lists on every step).
+        func mayHoldKeys(under directory: String) -> Bool {
+            guard prefix.hasPrefix(directory) || directory.hasPrefix(prefix) else { return false }
+            // Every key under it sorts before `startAfter` (or is it), unless it leads to `startAfter`.
+            if let startAfter, !startAfter.hasPrefix(directory), FilesystemStagingStore.precedes(directory, startAfter) { return false }
+            // Every key under it sorts past the directory's name, so at or past `endBefore`.
+            if let endBefore, !FilesystemStagingStore.precedes(directory, endBefore) { return false }
+            return true
+        }
+
+        func wants(_ key: String) -> Bool {
+            guard key.hasPrefix(prefix) else { return false }
+            if let startAfter, !FilesystemStagingStore.precedes(startAfter, key) { return false }
+            if let endBefore, !FilesystemStagingStore.precedes(key, endBefore) { return false }
+            return true
+        }
+    }
+
+    /// The objects under `directoryKey` that `bounds` wants, opening only directories that may
+    /// hold some (readdir, then a stat for the size of each file listed).
+    private func walk(_ directoryKey: String, bounds: ListingBounds, into results: inout [StoredObject]) {
+        let path = directoryKey.isEmpty ? root : root + "/" + directoryKey
+        guard let directory = opendir(path) else { return }
+        defer { closedir(directory) }
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { bytes in
+                String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name == "." || name == ".." || (directoryKey.isEmpty && name == ".incoming") { continue }
+            let key = directoryKey.isEmpty ? name : directoryKey + "/" + name
+            var status = stat()
+            var type = Int32(entry.pointee.d_type)
+            if type == Int32(DT_UNKNOWN) || type == Int32(DT_LNK) {
+                guard stat(root + "/" + key, &status) == 0 else { continue }
+                type = (status.st_mode & S_IFMT) == S_IFDIR ? Int32(DT_DIR) : (status.st_mode & S_IFMT) == S_IFREG ? Int32(DT_REG) : -1
+            }
+            if type == Int32(DT_DIR) {
+                if bounds.mayHoldKeys(under: key + "/") { walk(key, bounds: bounds, into: &results) }
+            } else if type == Int32(DT_REG), bounds.wants(key), stat(root + "/" + key, &status) == 0 {
+                results.append(StoredObject(key: key, size: Int(status.st_size)))
+            }
+        }
     }
 
     /// Byte order, as object stores compare keys.
