@@ -42,11 +42,43 @@ import Testing
 
     @Test func aBatchLoadedAheadGoesThroughAnUnloggedLoadTable() {
         let loaded = MergeSQL(relation: sql.relation, stagingTable: "qvp_items", loadTable: QualifiedName(schema: "tributary_load", name: "qvp-0000000000000030-0"))
-        #expect(loaded.createLoadTable == #"CREATE UNLOGGED TABLE IF NOT EXISTS "tributary_load"."qvp-0000000000000030-0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) WITH (autovacuum_enabled = false); TRUNCATE "tributary_load"."qvp-0000000000000030-0""#)
+        #expect(loaded.createLoadTable() == #"CREATE UNLOGGED TABLE IF NOT EXISTS "tributary_load"."qvp-0000000000000030-0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) WITH (autovacuum_enabled = false); TRUNCATE "tributary_load"."qvp-0000000000000030-0""#)
         #expect(loaded.copyIn == #"COPY "tributary_load"."qvp-0000000000000030-0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT binary, FREEZE)"#)
         #expect(loaded.changeSummary == #"SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM "tributary_load"."qvp-0000000000000030-0""#)
         #expect(loaded.merge(afterSequence: nil, truncatedAt: nil, folding: false).contains(#"USING (SELECT DISTINCT ON ("id") * FROM "tributary_load"."qvp-0000000000000030-0" WHERE _op <> 'T' ORDER BY "id", _seq DESC)"#))
         #expect(sql.changeSummary == #"SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM "tributary_changes_0""#)
+    }
+
+    /// A load table of a few rows is emptied by a DELETE, and its rows then cannot go in frozen.
+    @Test func aLoadTableEmptiedByADeleteLoadsItsRowsUnfrozen() {
+        var loaded = MergeSQL(relation: sql.relation, stagingTable: "qvp_items", loadTable: QualifiedName(schema: "tributary_load", name: "qvp-0000000000000030-0"))
+        loaded.loadsFrozen = false
+        #expect(loaded.createLoadTable(emptying: .delete).hasSuffix(#"WITH (autovacuum_enabled = false); DELETE FROM "tributary_load"."qvp-0000000000000030-0""#))
+        #expect(loaded.copyIn == #"COPY "tributary_load"."qvp-0000000000000030-0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT binary)"#)
+    }
+
+    /// DELETE while the rows it leaves dead stay few; TRUNCATE for an unknown table, a large
+    /// load, and once the dead rows would pass the limit.
+    @Test func loadTablesAreTruncatedOnlyWhenTheirDeadRowsOrTheLoadGrowLarge() {
+        var reuse = LoadTableReuse()
+        let limit = LoadTableReuse.deadRowLimit
+        #expect(reuse.emptying("a", incomingRows: 3) == .truncate, "what a table holds is unknown until this process loaded it")
+        reuse.loaded("a", rows: 3, emptiedBy: .truncate)
+        #expect(reuse.emptying("a", incomingRows: 5) == .delete)
+        #expect(reuse.emptying("a", incomingRows: limit) == .truncate, "a large load goes in frozen")
+        #expect(reuse.emptying("b", incomingRows: 5) == .truncate, "tables are told apart")
+        var deadRows = 3
+        reuse.loaded("a", rows: 400, emptiedBy: .delete)
+        while reuse.emptying("a", incomingRows: 400) == .delete {
+            reuse.loaded("a", rows: 400, emptiedBy: .delete)
+            deadRows += 400
+            #expect(deadRows <= limit)
+        }
+        #expect(deadRows + 400 > limit, "truncated once the dead rows would pass the limit, not before")
+        reuse.loaded("a", rows: 400, emptiedBy: .truncate)
+        #expect(reuse.emptying("a", incomingRows: 400) == .delete, "a TRUNCATE leaves no dead rows")
+        reuse.forget()
+        #expect(reuse.emptying("a", incomingRows: 1) == .truncate)
     }
 
     @Test func newestChangeMerge() {

@@ -57,11 +57,17 @@ public struct MergeSQL: Sendable {
     /// The changes table of a batch loaded ahead: committed by the loading connection so the
     /// merging one can read it, hence not temporary; unlogged, as nothing of it must survive a
     /// crash (the batch is loaded again). Reused batch after batch (the preloader alternates two
-    /// per shape): TRUNCATE empties it with no new catalog rows, and lets COPY load it frozen.
-    /// Autovacuum is kept off it: its lock would hold the TRUNCATE up.
-    public var createLoadTable: String {
-        "CREATE UNLOGGED TABLE IF NOT EXISTS \(temporary.sql) (\(changeColumns)) WITH (autovacuum_enabled = false); TRUNCATE \(temporary.sql)"
+    /// per shape), emptied as `LoadTableReuse` decides: TRUNCATE (no new catalog rows, and COPY
+    /// then loads it frozen: `copyIn` with `loadsFrozen`) or DELETE. Autovacuum is kept off it:
+    /// its lock would hold the TRUNCATE up.
+    public func createLoadTable(emptying: LoadTableReuse.Emptying = .truncate) -> String {
+        "CREATE UNLOGGED TABLE IF NOT EXISTS \(temporary.sql) (\(changeColumns)) WITH (autovacuum_enabled = false); "
+            + (emptying == .truncate ? "TRUNCATE \(temporary.sql)" : "DELETE FROM \(temporary.sql)")
     }
+
+    /// Whether `copyIn` loads a load table's rows frozen, which needs a TRUNCATE (or its
+    /// creation) earlier in the COPY's transaction.
+    public var loadsFrozen = true
 
     /// How many changes the table holds, and whether any left a TOASTed column out (then the
     /// folding merge is needed). A load table written before a crash of the target is empty
@@ -72,11 +78,11 @@ public struct MergeSQL: Sendable {
 
     /// In binary format when every column has a binary form (`CSVToBinaryTranscoder(changesOf:)`),
     /// else in text format (`CSVToTextTranscoder`): the target, the applier's bottleneck, parses
-    /// either faster than CSV, binary most. A load table was created in the COPY's transaction,
-    /// so its rows go in frozen: the merge that reads them sets no hint bits, so dirties no page of it.
+    /// either faster than CSV, binary most. A load table truncated in the COPY's transaction has
+    /// its rows go in frozen: the merge that reads them sets no hint bits, so dirties no page of it.
     public var copyIn: String {
         let columns = SQL.identifierList(ChangeColumns.all + relation.columnNames)
-        let freeze = isLoadTable ? ", FREEZE" : ""
+        let freeze = isLoadTable && loadsFrozen ? ", FREEZE" : ""
         return loadsBinary ? "COPY \(changes) (\(columns)) FROM STDIN (FORMAT binary\(freeze))"
             : "COPY \(changes) (\(columns)) FROM STDIN (FORMAT text, HEADER match\(freeze))"
     }

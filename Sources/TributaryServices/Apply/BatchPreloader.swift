@@ -40,6 +40,8 @@ actor BatchPreloader {
     let connection: PostgresConnection
     let source: String
     let store: any StagingStore
+    /// What this connection's loads left in each load table, to empty it the cheap way.
+    private var reuse = LoadTableReuse()
 
     private init(connection: PostgresConnection, source: String, store: any StagingStore) {
         self.connection = connection
@@ -77,16 +79,21 @@ actor BatchPreloader {
         for file in manifest.files { locals.append(try await store.fetch(key: file.file.key)) }
         let paths = locals.map(\.path)
         let tables = Self.loadTables(source: source, files: manifest.files, set: set)
+        let emptying = zip(tables, manifest.files).map { reuse.emptying($0.description, incomingRows: $1.file.rows) }
         try await connection.run { connection in
             try connection.transaction { connection in
                 for (number, file) in manifest.files.enumerated() {
-                    let sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: tables[number])
-                    // Created once, then emptied by a TRUNCATE in this transaction (which also
-                    // replaces an earlier load of the same batch that its merge refused).
-                    try connection.execute(sql.createLoadTable)
+                    var sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: tables[number])
+                    sql.loadsFrozen = emptying[number] == .truncate
+                    // Created once, then emptied in this transaction (which also replaces an
+                    // earlier load of the same batch that its merge refused).
+                    try connection.execute(sql.createLoadTable(emptying: emptying[number]))
                     try BatchApplier.load(file, path: paths[number], with: sql, on: connection)
                 }
             }
+        }
+        for (number, file) in manifest.files.enumerated() {
+            reuse.loaded(tables[number].description, rows: file.file.rows, emptiedBy: emptying[number])
         }
         return PreloadedBatch(manifest: manifest, tables: tables)
     }
