@@ -234,6 +234,20 @@ import Testing
         #expect(plain.next(now: at(0)) == .run("party"))
     }
 
+    /// An applier following a busy source has a few batches in hand at every step; that is not a
+    /// catch-up, and BL follows STG as it goes.
+    @Test func aFewBatchesInHandHoldNoModelBack() {
+        var scheduler = scheduler(catchUpDeferral: .seconds(60))
+        for second in 0..<10 {
+            let backlog = TransformScheduler.catchUpBacklog - 1 - second % 3
+            scheduler.changed(source: "qvp", stagingTables: ["qvp_customers"], backlog: backlog, now: at(second * 1_000))
+            #expect(scheduler.next(now: at(second * 1_000)) == .run("party"), "at \(second) s, \(backlog) batches in hand")
+            scheduler.finished("party", .unchanged, startedAt: at(second * 1_000), now: at(second * 1_000 + 100))
+        }
+        scheduler.changed(source: "qvp", stagingTables: ["qvp_customers"], backlog: TransformScheduler.catchUpBacklog, now: at(10_000))
+        #expect(scheduler.next(now: at(10_000)) != .run("party"), "a catch-up holds it back")
+    }
+
     @Test func anUpdateIsLoggedForReadersOnlyWhenAColumnTheyReadChanged() {
         let compared = ["contract_id", "status", "premium", "coverages"]
         let claim = TransformSQL.ReaderColumns(columns: ["source_system", "source_id", "contract_id"], wholeRow: false, selectNamesTable: true)
