@@ -97,6 +97,28 @@ import TributaryStorage
         #expect(try await fixture.verify("qvp").allSatisfy(\.matches))
     }
 
+    /// Files waiting for their table's copy are merged after it (`CopyWait`): retention keeps
+    /// their batches, and everything after them, however old.
+    @Test func gcKeepsTheBatchesOfFilesWaitingForATableCopy() async throws {
+        var fixture = try await fixture("gc-wait", retention: nil)
+        #expect(try await fixture.tributary(["snapshot"]).status == 0)
+        for first in [1000, 1100, 1200] { try await stage(fixture, from: first, count: 1) }
+        #expect(try await fixture.tributary(["apply", "--once"]).status == 0)
+        let staged = cdcDirectories(fixture)
+        try #require(staged.count >= 3, "\(staged)")
+        let target = try await fixture.connectTarget()
+        try await target.query("""
+            INSERT INTO tributary.deferred_files (stg_table, source, batch_end, position, file) VALUES ('qvp_later', 'qvp', $1::pg_lsn, 0, '{}')
+            """, [LSN(staged[1])!.description])
+        fixture.staging = "\n  url: ../staging\n  retention: 0"
+        try fixture.writeConfiguration()
+        let collected = try await fixture.tributary(["gc"])
+        #expect(collected.status == 0, "\(collected.standardOutput)\(collected.standardError)")
+        let remaining = cdcDirectories(fixture)
+        #expect(!remaining.contains(staged[0]), "an older batch goes: \(remaining)")
+        #expect(staged[1...].allSatisfy { remaining.contains($0) }, "\(remaining)")
+    }
+
     /// A collection lists only what it may remove: after the hourly measurement, the batches
     /// retention keeps (and the current snapshot) are not read again, whatever their number.
     @Test func gcReadsNoKeyPastWhatItMayRemove() async throws {

@@ -149,7 +149,7 @@ import TributaryPostgres
         let fixture = try await wideFixture("frozen", rows: 20000)
         let manifest = try await fixture.snapshot("qvp")
         #expect(manifest.tables[0].parts.count > 3)
-        let loader = SnapshotLoader(target: try fixture.endpoints().target, store: try fixture.store(), jobs: 1, logger: PipelineFixture.logger)
+        let loader = SnapshotLoader(target: try fixture.endpoints().target, store: try fixture.store(), jobs: 1, sources: [], logger: PipelineFixture.logger)
         _ = try #require(try await loader.load(source: "qvp"))
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
         // COPY FREEZE marks every page all-visible (and frozen); ANALYZE at the key build counts them.
@@ -185,7 +185,7 @@ import TributaryPostgres
     @Test func partsAreLoadedWhileTheSnapshotRuns() async throws {
         let fixture = try await wideFixture("eager", rows: 40000)
         let configuration = try fixture.configuration()
-        let loader = SnapshotLoader(target: try fixture.endpoints().target, store: try fixture.store(), jobs: 2, logger: PipelineFixture.logger)
+        let loader = SnapshotLoader(target: try fixture.endpoints().target, store: try fixture.store(), jobs: 2, sources: [], logger: PipelineFixture.logger)
         let eager = EagerSnapshotLoad(loader: loader, jobs: 2)
         let manifest = try await Snapshotter(source: configuration.sources[0], endpoints: try fixture.endpoints(), settings: configuration.target.snapshot,
                                              store: try fixture.store(), workDirectory: configuration.target.workDirectory,

@@ -95,6 +95,11 @@ public struct MergeSQL: Sendable {
         "DELETE FROM \(changes) WHERE _lsn >= \(SQL.literal(lsn.description))::pg_lsn"
     }
 
+    /// Leaves out the changes that committed at or before `lsn` (a copy taken at `lsn` holds them).
+    public func dropChanges(through lsn: LSN) -> String {
+        "DELETE FROM \(changes) WHERE _lsn <= \(SQL.literal(lsn.description))::pg_lsn"
+    }
+
     /// The last TRUNCATE in the file: its sequence and LSN, or no row.
     public var truncatePoint: String {
         "SELECT _seq, _lsn FROM \(changes) WHERE _op = 'T' ORDER BY _seq DESC LIMIT 1"

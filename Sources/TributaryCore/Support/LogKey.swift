@@ -33,6 +33,7 @@ public enum LogKey {
     public static let sources = "sources"
     // How much, how long
     public static let rows = "rows"
+    public static let files = "files"
     public static let bytes = "bytes"
     public static let seconds = "seconds"
     public static let delaySeconds = "delay_seconds"

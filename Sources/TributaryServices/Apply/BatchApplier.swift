@@ -47,8 +47,10 @@ struct BatchApplier {
             try connection.transaction { connection in
                 try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
                 var outcome = Outcome(applied: false, rows: 0)
+                var awaiting = try ControlStore.tablesAwaitingCopy(of: sourceName, on: connection)
                 for (number, file) in manifest.files.enumerated() {
-                    outcome.rows += try Self.apply(file, path: paths[number], loaded: nil, before: lsn, schema: schema, on: connection)
+                    outcome.rows += try Self.apply(file, position: number, path: paths[number], loaded: nil, before: lsn, schema: schema,
+                                                   awaiting: &awaiting, on: connection)
                 }
                 try ControlStore.announceStagingChange(of: sourceName, backlog: 0, on: connection)
                 return outcome
@@ -73,11 +75,12 @@ struct BatchApplier {
                 if try ControlStore.claimBatch(manifest, on: connection) {
                     try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
                     outcome = Outcome(applied: true, rows: manifest.rows, batches: 1)
+                    var awaiting = try ControlStore.tablesAwaitingCopy(of: sourceName, on: connection)
                     // In file order: a table whose schema changed inside the batch has a segment per
                     // shape, each followed and merged in turn.
                     for (number, file) in manifest.files.enumerated() {
-                        try Self.apply(file, path: preloaded == nil ? paths[number] : "", loaded: preloaded?.tables[number],
-                                       schema: schema, on: connection)
+                        try Self.apply(file, position: number, path: preloaded == nil ? paths[number] : "", loaded: preloaded?.tables[number],
+                                       schema: schema, awaiting: &awaiting, on: connection)
                         outcome.inserts += file.inserts
                         outcome.updates += file.updates
                         outcome.deletes += file.deletes
@@ -92,13 +95,20 @@ struct BatchApplier {
     }
 
     /// Loads one file into a temporary table (or takes the load table a `BatchPreloader` filled)
-    /// and merges it; with `before`, only its changes that committed before that LSN. Returns the
-    /// changes merged.
+    /// and merges it; with `before`, only its changes that committed before that LSN, with
+    /// `after`, only those after it. Returns the changes merged.
     /// Between the file's load and its merge, STG follows the file's shape (`SchemaFollowing`):
     /// the first change's LSN is known then, and a file a table snapshot's copy covers is left out.
+    /// A file of a table in `awaiting` (its STG table waits for its first copy) is kept for the
+    /// copy instead (`CopyWait`); a table created empty here joins `awaiting`.
+    /// - Parameter position: the file's place in its batch (deferred files replay in that order).
     @discardableResult
-    static func apply(_ file: BatchFile, path: String, loaded: QualifiedName?, before: LSN? = nil,
-                      schema: SchemaFollowing, on connection: isolated PostgresConnection) throws -> Int {
+    static func apply(_ file: BatchFile, position: Int, path: String, loaded: QualifiedName?, before: LSN? = nil, after: LSN? = nil,
+                      schema: SchemaFollowing, awaiting: inout Set<String>, on connection: isolated PostgresConnection) throws -> Int {
+        if awaiting.contains(file.stagingTable) {
+            try ControlStore.deferFile(file, position: position, batchEnd: schema.batchEnd, source: schema.source.name, on: connection)
+            return 0
+        }
         let sql: MergeSQL
         if let loaded {
             sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: loaded)
@@ -108,9 +118,17 @@ struct BatchApplier {
             try connection.execute(sql.createTemporary)
             try load(file, path: path, with: sql, on: connection)
         }
-        guard try schema.follow(file, changes: sql, before: before, on: connection) else { return 0 }
-        return try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates,
-                         before: before, on: connection)
+        switch try schema.follow(file, changes: sql, before: before, on: connection) {
+        case .leaveOut:
+            return 0
+        case .awaitCopy:
+            awaiting.insert(file.stagingTable)
+            try ControlStore.deferFile(file, position: position, batchEnd: schema.batchEnd, source: schema.source.name, on: connection)
+            return 0
+        case .merge:
+            return try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates,
+                             before: before, after: after, on: connection)
+        }
     }
 
     /// COPYs one file into `sql`'s temporary table, rewritten to COPY's binary or text format on
@@ -132,7 +150,7 @@ struct BatchApplier {
     /// `before`, the changes that committed at or after it are left out first. Returns the
     /// changes merged.
     @discardableResult
-    static func merge(_ sql: MergeSQL, stagingTable: String, rows: Int, deletes: Int, truncates: Int, before: LSN? = nil,
+    static func merge(_ sql: MergeSQL, stagingTable: String, rows: Int, deletes: Int, truncates: Int, before: LSN? = nil, after: LSN? = nil,
                       on connection: isolated PostgresConnection) throws -> Int {
         var summary = try connection.query(sql.changeSummary).first!
         let count = try summary.decode(at: 0, as: Int.self)
@@ -142,8 +160,9 @@ struct BatchApplier {
             throw StorageError.corrupt(key: sql.target.description, reason: "\(count) changes in the temporary table, the batch has \(rows)")
         }
         var rows = rows
-        if let before {
-            try connection.execute(sql.dropChanges(from: before))
+        if before != nil || after != nil {
+            if let before { try connection.execute(sql.dropChanges(from: before)) }
+            if let after { try connection.execute(sql.dropChanges(through: after)) }
             summary = try connection.query(sql.changeSummary).first!
             rows = try summary.decode(at: 0, as: Int.self)
         }

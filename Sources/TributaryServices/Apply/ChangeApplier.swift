@@ -207,7 +207,8 @@ struct SourceApplier {
     /// itself opens its own connections).
     private func loadPendingSnapshots(control: ControlStore, onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void)
         async throws -> SnapshotLoader.Report? {
-        let snapshots = SnapshotLoader(target: endpoints.target, store: store, jobs: settings.jobs, settings: settings.snapshot, logger: logger)
+        let snapshots = SnapshotLoader(target: endpoints.target, store: store, jobs: settings.jobs, settings: settings.snapshot, sources: [source],
+                                       logger: logger)
         var pending = try await snapshots.pendingSnapshot(source: source.name, control: control) != nil
         if !pending { pending = !(try await snapshots.pendingTableSnapshots(source: source.name, control: control).isEmpty) }
         guard pending else { return nil }

@@ -15,24 +15,35 @@ struct SchemaFollowing: Sendable {
     let batchEnd: LSN
     let logger: Logger
 
-    /// Returns false when the file is to be left out: a table snapshot's copy, taken after it,
-    /// holds its changes already, or (with `before`, a verify's hold) it has none before the hold.
-    func follow(_ file: BatchFile, changes sql: MergeSQL, before: LSN?, on connection: isolated PostgresConnection) throws -> Bool {
+    /// What becomes of a file once STG follows its shape.
+    enum Disposition: Equatable {
+        case merge
+        /// A table snapshot's copy, taken after it, holds its changes already, or (with `before`,
+        /// a verify's hold) it has none before the hold.
+        case leaveOut
+        /// Its STG table was just created empty: the file waits for the table's copy (`CopyWait`).
+        case awaitCopy
+    }
+
+    func follow(_ file: BatchFile, changes sql: MergeSQL, before: LSN?, on connection: isolated PostgresConnection) throws -> Disposition {
         let stagingTable = QualifiedName(schema: StagingColumns.schema, name: file.stagingTable)
         let recorded = try ControlStore.stagingRelation(file.stagingTable, on: connection)
         // Nearly every file: the shape STG follows already.
-        if recorded?.relation == file.relation && before == nil { return true }
+        if recorded?.relation == file.relation && before == nil { return .merge }
         let first = try connection.query("SELECT min(_lsn) FROM \(sql.changes)").optionalScalar(LSN.self) ?? batchEnd
-        if let before, first >= before { return false }
-        if recorded?.relation == file.relation { return true }
+        if let before, first >= before { return .leaveOut }
+        if recorded?.relation == file.relation { return .merge }
         let columns = try TargetCatalog.columns(of: stagingTable, on: connection)
         guard !columns.isEmpty else {
             // No snapshot created it (the table joined the configuration later): created empty.
             try connection.execute(SnapshotSQL.createStagingTable(stagingTable, relation: file.relation))
             try ControlStore.recordStagingRelation(file.relation, stagingTable: file.stagingTable, source: source.name, at: first, on: connection)
-            logger.warning("STG table did not exist and was created empty: snapshot this table to fill it",
+            // Its changes wait for its copy: merged into a table without its rows, an update that
+            // leaves a large value out as unchanged TOAST would store it as NULL, newer than the copy.
+            try ControlStore.awaitCopy(file.stagingTable, source: source.name, since: first, on: connection)
+            logger.warning("STG table did not exist and was created empty; its changes wait for its copy: snapshot this table to fill it",
                            metadata: [LogKey.table: .string(stagingTable.description)])
-            return true
+            return .awaitCopy
         }
         let copiedAt = try ControlStore.copiedAt(file.stagingTable, on: connection)
         let coveredByCopy = copiedAt.map { $0 >= batchEnd } ?? false
@@ -40,12 +51,12 @@ struct SchemaFollowing: Sendable {
             // Older than the shape a table snapshot's merge brought: the copy holds these changes.
             logger.info("file left out: a table snapshot's copy holds its changes", metadata: [
                 LogKey.table: .string(stagingTable.description), LogKey.snapshot: .string(copiedAt!.description)])
-            return false
+            return .leaveOut
         }
         if StagingSchemaPlanner.shapeFromCopy(incoming: file.relation, recorded: recorded?.relation, recordedAt: recorded?.lsn, copiedAt: copiedAt) != nil {
             logger.info("columns the replicator could not tell apart are those the table snapshot's copy read at its point", metadata: [
                 LogKey.table: .string(stagingTable.description), LogKey.snapshot: .string(copiedAt!.description)])
-            return true
+            return .merge
         }
         let context = StagingSchemaPlanner.Context(source: source.name, sourceFile: source.file, stagingTable: stagingTable, policy: source.schemaChanges)
         let staging = Dictionary(columns.map { ($0.name, $0.type) }, uniquingKeysWith: { first, _ in first })
@@ -70,7 +81,7 @@ struct SchemaFollowing: Sendable {
             if coveredByCopy {
                 logger.notice("file left out: a table snapshot's copy holds its changes, and the shape the copy brought", metadata: [
                     LogKey.table: .string(stagingTable.description), LogKey.change: .string(change)])
-                return false
+                return .leaveOut
             }
             throw TributaryError.schemaStop(change, fix: fix, source: source.name)
         }
@@ -78,7 +89,7 @@ struct SchemaFollowing: Sendable {
         if file.relation.identifiesColumns || recorded?.relation.identifiesColumns != true {
             try ControlStore.recordStagingRelation(file.relation, stagingTable: file.stagingTable, source: source.name, at: first, on: connection)
         }
-        return true
+        return .merge
     }
 
     /// A table snapshot's copy merged into an existing STG table: STG follows the copy's shape

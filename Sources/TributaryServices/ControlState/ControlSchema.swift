@@ -228,6 +228,24 @@ enum ControlSchema {
             points jsonb NOT NULL DEFAULT '[]'
         );
         """,
+        // An STG table the applier created empty (its table joined after the snapshot) waits for
+        // its first copy; its files wait with it, replayed over the copy (`CopyWait`).
+        """
+        CREATE TABLE tributary.awaiting_copy (
+            stg_table text PRIMARY KEY,
+            source text NOT NULL,
+            since pg_lsn NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE tributary.deferred_files (
+            stg_table text NOT NULL,
+            source text NOT NULL,
+            batch_end pg_lsn NOT NULL,
+            position integer NOT NULL,
+            file jsonb NOT NULL,
+            PRIMARY KEY (stg_table, batch_end, position)
+        );
+        """,
     ]
 
     /// Creates the schemas that do not exist yet. `CREATE SCHEMA IF NOT EXISTS` asks for CREATE on

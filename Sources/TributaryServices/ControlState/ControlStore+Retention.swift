@@ -21,8 +21,14 @@ extension ControlStore {
             SELECT end_lsn FROM tributary.applied_batches
             WHERE source = $1 AND applied_at >= now() - make_interval(secs => $2::float8)
             """, [source, String(retention.seconds)]).column(LSN.self)
-        return RetentionPlanner.Positions(applied: try row.decodeIfPresent("applied_lsn"), snapshot: try row.decodeIfPresent("snapshot_lsn"),
-                                          recentlyApplied: Set(recent))
+        var applied: LSN? = try row.decodeIfPresent("applied_lsn")
+        // Files waiting for their table's copy are merged after it: their batches stay.
+        if try await isCurrent(), let kept = applied,
+           let waiting = try await connection.query("SELECT min(batch_end) FROM tributary.deferred_files WHERE source = $1", [source])
+               .optionalScalar(LSN.self), waiting <= kept {
+            applied = waiting.value > 0 ? LSN(waiting.value - 1) : nil
+        }
+        return RetentionPlanner.Positions(applied: applied, snapshot: try row.decodeIfPresent("snapshot_lsn"), recentlyApplied: Set(recent))
     }
 
     /// Removed batches' records go with their objects: nothing can replay them any more.

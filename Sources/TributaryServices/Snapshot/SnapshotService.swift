@@ -42,7 +42,7 @@ public struct SnapshotService: Sendable {
             let started = ContinuousClock.now
             let snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
                                           workDirectory: configuration.target.workDirectory, logger: logger)
-            let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs, settings: settings, logger: logger)
+            let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs, settings: settings, sources: [source], logger: logger)
             let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs,
                                                   handoffDirectory: "\(configuration.target.workDirectory)/handoff/\(source.name)",
                                                   handoffBytes: settings.applyCacheBytes) : nil
@@ -80,7 +80,7 @@ public struct SnapshotService: Sendable {
         await onEvent(.resynced(manifest, slotPoint: point, seconds: (ContinuousClock.now - started).seconds))
         guard apply else { return }
         let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs ?? settings.jobs, settings: settings,
-                                    logger: logger)
+                                    sources: [source], logger: logger)
         if let report = try await loader.load(source: source.name) {
             await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
         }
@@ -99,7 +99,7 @@ public struct SnapshotService: Sendable {
         await onEvent(.tablesCopied(manifest, seconds: (ContinuousClock.now - started).seconds))
         guard apply else { return }
         let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs ?? settings.jobs, settings: settings,
-                                    logger: logger)
+                                    sources: [source], logger: logger)
         if let report = try await loader.load(source: source.name) {
             await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
         }

@@ -107,7 +107,7 @@ struct PipelineFixture {
 
     func load(_ source: String) async throws -> SnapshotLoader.Report? {
         try writeConfiguration()
-        return try await SnapshotLoader(target: try endpoints().target, store: try store(), jobs: 2, logger: Self.logger).load(source: source)
+        return try await SnapshotLoader(target: try endpoints().target, store: try store(), jobs: 2, sources: try configuration().sources, logger: Self.logger).load(source: source)
     }
 
     func verify(_ source: String) async throws -> [TableComparer.Comparison] {

@@ -40,12 +40,17 @@ public struct SnapshotLoader: Sendable {
     public let jobs: Int
     public let settings: SnapshotSettings
     public let logger: Logger
+    /// The sources whose tables it loads: a table that waited for its copy merges the files the
+    /// stream brought meanwhile, following their shape as its source's configuration says.
+    public let sources: [SourceConfiguration]
 
-    public init(target: TargetEndpoint, store: any StagingStore, jobs: Int, settings: SnapshotSettings = .init(), logger: Logger) {
+    public init(target: TargetEndpoint, store: any StagingStore, jobs: Int, settings: SnapshotSettings = .init(),
+                sources: [SourceConfiguration], logger: Logger) {
         self.target = target
         self.store = store
         self.jobs = jobs
         self.settings = settings
+        self.sources = sources
         self.logger = logger
     }
 
@@ -55,7 +60,9 @@ public struct SnapshotLoader: Sendable {
     }
 
     var worker: LoadWorker { LoadWorker(target: target, store: store, frozenRunBytes: settings.freezeBytesMax, logger: logger) }
-    var promotion: TablePromotion { TablePromotion(target: target, maintenanceWorkMem: settings.maintenanceWorkMem, logger: logger) }
+    var promotion: TablePromotion {
+        TablePromotion(target: target, maintenanceWorkMem: settings.maintenanceWorkMem, logger: logger, store: store, sources: sources)
+    }
 
     /// The newest complete snapshot of `source` in the store, unless it is applied already.
     public func pendingSnapshot(source: String, control: ControlStore) async throws -> SnapshotManifest? {

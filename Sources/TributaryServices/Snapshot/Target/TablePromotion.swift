@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TributaryCore
 import TributaryPostgres
+import TributaryStorage
 
 /// Turns fully loaded load tables into STG tables: the key and statistics are built on the load
 /// table (while other tables still load), then one short transaction per table checks the rows
@@ -12,6 +13,10 @@ struct TablePromotion: Sendable {
     /// Bytes of `maintenance_work_mem` while a key is built.
     let maintenanceWorkMem: Int
     let logger: Logger
+    /// Where the files that waited for a table's copy are fetched from, and the sources they
+    /// belong to (how STG follows their shape).
+    var store: (any StagingStore)?
+    var sources: [SourceConfiguration] = []
 
     /// `tributary_load.<source>_<lsn>_<hash of the STG table>`: unique per snapshot and table, and
     /// short. Named for the table, not its place in a manifest: a resumed snapshot's manifest lists
@@ -98,8 +103,9 @@ struct TablePromotion: Sendable {
         let table = snapshot.tables[index]
         let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
         let started = ContinuousClock.now
-        try await connection.run { connection in
-            try connection.transaction { connection in
+        let waited = deferredFilesSource(snapshot.source)
+        try await connection.runAsync { connection in
+            try await Self.inTransaction(on: connection) { connection in
                 // Each part's row count was checked and recorded with it; their sum must be the table's.
                 let rows = try ControlStore.rowsOfParts(snapshot.source, snapshot: snapshot.consistentPoint, keys: table.parts.map(\.key),
                                                         on: connection)
@@ -117,6 +123,10 @@ struct TablePromotion: Sendable {
                 // The shape STG follows from the snapshot's point on: what tells a rename from a drop.
                 try ControlStore.recordStagingRelation(table.relation, stagingTable: table.stagingTable, source: snapshot.source,
                                                        at: snapshot.consistentPoint, on: connection)
+                // Changes that waited for a copy of the table (it got an STG table of its own before
+                // this one was swapped in) are merged over it.
+                _ = try await Self.replayDeferredFiles(of: table.stagingTable, over: snapshot.consistentPoint, waited: waited,
+                                                       logger: logger, on: connection)
             }
         }
         logger.info("STG table ready", metadata: [LogKey.table: .string(stagingTable.description), LogKey.rows: .stringConvertible(table.rows),
@@ -132,8 +142,9 @@ struct TablePromotion: Sendable {
         let table = snapshot.tables[index]
         let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
         let started = ContinuousClock.now
-        let changed = try await connection.run { connection -> Int in
-            try connection.transaction { connection -> Int in
+        let waited = deferredFilesSource(snapshot.source)
+        let changed = try await connection.runAsync { connection -> Int in
+            try await Self.inTransaction(on: connection) { connection -> Int in
                 // Waits for the BL runs reading the table and holds new ones back until it commits
                 // (they lock it ROW SHARE, see `ModelRun.beginWithInputsLocked`): the keys it logs
                 // at its consistent point, behind later batches, then reach every run, and the
@@ -160,6 +171,8 @@ struct TablePromotion: Sendable {
                     }
                 }
                 try connection.execute("DROP TABLE \(loadTable.sql)")
+                changed += try await Self.replayDeferredFiles(of: table.stagingTable, over: snapshot.consistentPoint, waited: waited,
+                                                              logger: logger, on: connection)
                 try ControlStore.recordPromotion(snapshot.source, snapshot: snapshot.consistentPoint, table: table, rows: rows, merged: true,
                                                  on: connection)
                 try ControlStore.rewindWatermarks(of: table.stagingTable, before: snapshot.consistentPoint, on: connection)
@@ -170,6 +183,70 @@ struct TablePromotion: Sendable {
             LogKey.table: .string(stagingTable.description), LogKey.rows: .stringConvertible(table.rows),
             LogKey.changed: .stringConvertible(changed), LogKey.seconds: .string(String(format: "%.1f", (ContinuousClock.now - started).seconds)),
         ])
+    }
+
+    /// The store and configuration a table that waited for its copy replays its files from.
+    private func deferredFilesSource(_ source: String) -> CopyWaitReplay? {
+        guard let store, let configuration = sources.first(where: { $0.name == source }) else { return nil }
+        return CopyWaitReplay(store: store, source: configuration)
+    }
+
+    struct CopyWaitReplay: Sendable {
+        let store: any StagingStore
+        let source: SourceConfiguration
+    }
+
+    /// A table whose STG table was created empty (it joined after the snapshot) kept the files the
+    /// stream brought for it until this copy: they are merged over it now, in the order they were
+    /// staged, each with only its changes after the copy's point (the copy holds the others). On
+    /// the copy's rows, an update that left a large value out as unchanged TOAST finds it.
+    /// Waits for a batch deferring files to the table to commit first (`tablesAwaitingCopy`).
+    /// Returns the changes merged.
+    static func replayDeferredFiles(of stagingTable: String, over point: LSN, waited: CopyWaitReplay?, logger: Logger,
+                                    on connection: isolated PostgresConnection) async throws -> Int {
+        guard try ControlStore.endCopyWait(stagingTable, on: connection) else { return 0 }
+        let deferred = try ControlStore.deferredFiles(of: stagingTable, after: point, on: connection)
+        var merged = 0
+        if !deferred.isEmpty {
+            guard let waited else {
+                throw TributaryError(.requirement, "stg.\(stagingTable) has changes waiting for its copy, and this load cannot merge them: run tributary apply")
+            }
+            for (position, (batchEnd, file)) in deferred.enumerated() {
+                let local: LocalObject
+                do {
+                    local = try await waited.store.fetch(key: file.file.key)
+                } catch let error as StorageError {
+                    throw TributaryError(.corrupt, """
+                        a file of stg.\(stagingTable) that waited for its copy is gone from the store (\(error)): take the table's \
+                        snapshot again, tributary snapshot --source \(waited.source.name) --table \(file.relation.table)
+                        """)
+                }
+                defer { local.release() }
+                var none = Set<String>()
+                merged += try BatchApplier.apply(file, position: position, path: local.path, loaded: nil, after: point,
+                                                 schema: SchemaFollowing(source: waited.source, batchEnd: batchEnd, logger: logger),
+                                                 awaiting: &none, on: connection)
+            }
+        }
+        try ControlStore.forgetCopyWait(stagingTable, on: connection)
+        logger.info("changes that waited for the copy merged over it", metadata: [
+            LogKey.table: .string("stg.\(stagingTable)"), LogKey.files: .stringConvertible(deferred.count), LogKey.rows: .stringConvertible(merged)])
+        return merged
+    }
+
+    /// BEGIN … COMMIT around `body`, which may await (fetch from the store) between statements;
+    /// ROLLBACK when it throws.
+    static func inTransaction<T: Sendable>(on connection: isolated PostgresConnection,
+                                           _ body: (isolated PostgresConnection) async throws -> T) async throws -> T {
+        try connection.execute("BEGIN")
+        do {
+            let value = try await body(connection)
+            try connection.execute("COMMIT")
+            return value
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw error
+        }
     }
 
     /// Columns of `relation` that STG does not have yet (added on the source before the copy).
