@@ -30,13 +30,14 @@ deploy/install-deps.sh --bench
 tributary=$(build_tributary)
 
 pids=()
-cleanup() { # [at-exit]
+at_exit=
+cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if [ -n "${1:-}" ] && [ -n "${BENCH_KEEP:-}" ]; then echo "clusters left running in $work (ports ${ports[*]} $target_port)" >&2; return; fi
+  if [ -n "$at_exit" ] && [ -n "${BENCH_KEEP:-}" ]; then echo "clusters left running in $work (ports ${ports[*]} $target_port)" >&2; return; fi
   for cluster in qvp svp target; do deploy/tools/pg-cluster.sh stop "$work/$cluster" 2>/dev/null || true; done
 }
-trap 'cleanup at-exit' EXIT
+trap 'at_exit=1; cleanup' EXIT
 cleanup; rm -rf "$work"; mkdir -p "$work/slots/bl"
 deploy/tools/pg-cluster.sh init "$work/qvp" "${ports[0]}" --logical
 deploy/tools/pg-cluster.sh init "$work/svp" "${ports[1]}" --logical
