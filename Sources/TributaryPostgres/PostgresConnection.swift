@@ -134,6 +134,20 @@ public actor PostgresConnection {
         }
     }
 
+    /// BEGIN … COMMIT around `body`, which may await other actors (the staging store) between
+    /// its statements; ROLLBACK when it throws.
+    public func transaction<T: Sendable>(awaiting body: (isolated PostgresConnection) async throws -> T) async throws -> T {
+        try execute("BEGIN")
+        do {
+            let value = try await body(self)
+            try execute("COMMIT")
+            return value
+        } catch {
+            if let handle, PQstatus(handle) == CONNECTION_OK { try? execute("ROLLBACK") }
+            throw error
+        }
+    }
+
     // MARK: COPY
 
     /// Runs a `COPY … TO STDOUT` and hands its rows to `consume` in blocks of whole rows, with the

@@ -77,8 +77,6 @@ import Testing
         #expect(deadRows + 400 > limit, "truncated once the dead rows would pass the limit, not before")
         reuse.loaded("a", rows: 400, emptiedBy: .truncate)
         #expect(reuse.emptying("a", incomingRows: 400) == .delete, "a TRUNCATE leaves no dead rows")
-        reuse.forget()
-        #expect(reuse.emptying("a", incomingRows: 1) == .truncate)
     }
 
     @Test func newestChangeMerge() {

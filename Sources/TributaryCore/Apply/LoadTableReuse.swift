@@ -43,8 +43,4 @@ public struct LoadTableReuse: Sendable {
             tables[table] = Contents(live: rows, dead: before.dead + before.live)
         }
     }
-
-    /// The target lost what it held (a crash empties unlogged tables, or they were dropped):
-    /// each table is truncated at its next load.
-    public mutating func forget() { tables = [:] }
 }

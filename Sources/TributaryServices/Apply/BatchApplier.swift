@@ -100,7 +100,7 @@ struct BatchApplier {
     /// Between the file's load and its merge, STG follows the file's shape (`SchemaFollowing`):
     /// the first change's LSN is known then, and a file a table snapshot's copy covers is left out.
     /// A file of a table in `awaiting` (its STG table waits for its first copy) is kept for the
-    /// copy instead (`CopyWait`); a table created empty here joins `awaiting`.
+    /// copy instead (`TablePromotion.replayDeferredFiles`); a table created empty here joins `awaiting`.
     /// - Parameter position: the file's place in its batch (deferred files replay in that order).
     @discardableResult
     static func apply(_ file: BatchFile, position: Int, path: String, loaded: QualifiedName?, before: LSN? = nil, after: LSN? = nil,

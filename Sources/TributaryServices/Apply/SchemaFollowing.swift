@@ -21,7 +21,7 @@ struct SchemaFollowing: Sendable {
         /// A table snapshot's copy, taken after it, holds its changes already, or (with `before`,
         /// a verify's hold) it has none before the hold.
         case leaveOut
-        /// Its STG table was just created empty: the file waits for the table's copy (`CopyWait`).
+        /// Its STG table was just created empty: the file waits for the table's copy (`TablePromotion.replayDeferredFiles`).
         case awaitCopy
     }
 

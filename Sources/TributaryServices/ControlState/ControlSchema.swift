@@ -229,7 +229,7 @@ enum ControlSchema {
         );
         """,
         // An STG table the applier created empty (its table joined after the snapshot) waits for
-        // its first copy; its files wait with it, replayed over the copy (`CopyWait`).
+        // its first copy; its files wait with it, replayed over the copy (`TablePromotion.replayDeferredFiles`).
         """
         CREATE TABLE tributary.awaiting_copy (
             stg_table text PRIMARY KEY,

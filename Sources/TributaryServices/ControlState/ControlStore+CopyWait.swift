@@ -3,7 +3,7 @@ import TributaryCore
 import TributaryPostgres
 
 /// The control state of STG tables that wait for their first copy, and of the files that wait
-/// with them (see `CopyWait`).
+/// with them (see `TablePromotion.replayDeferredFiles`).
 extension ControlStore {
     /// The tables of `source` that wait for their copy, each row locked (FOR SHARE) until the
     /// caller's transaction ends: a copy's merge, which deletes the row, waits for a batch that
@@ -53,11 +53,12 @@ extension ControlStore {
         try connection.query("DELETE FROM tributary.awaiting_copy WHERE stg_table = $1", [stagingTable])
     }
 
-    /// `source`'s tables waiting for their copy, with the files waiting with them.
-    public func tablesAwaitingCopy(of source: String) async throws -> [(stagingTable: String, files: Int)] {
+    /// `source`'s tables waiting for their copy (STG's name and the source's), with the files
+    /// waiting with them.
+    public func tablesAwaitingCopy(of source: String) async throws -> [(stagingTable: String, table: String, files: Int)] {
         try await connection.query("""
-            SELECT a.stg_table, (SELECT count(*) FROM tributary.deferred_files f WHERE f.stg_table = a.stg_table) AS files
-            FROM tributary.awaiting_copy a WHERE a.source = $1 ORDER BY a.stg_table
-            """, [source]).rows.map { (try $0.decode(at: 0, as: String.self), try $0.decode(at: 1, as: Int.self)) }
+            SELECT a.stg_table, r.source_table, (SELECT count(*) FROM tributary.deferred_files f WHERE f.stg_table = a.stg_table) AS files
+            FROM tributary.awaiting_copy a JOIN tributary.staging_relations r USING (stg_table) WHERE a.source = $1 ORDER BY a.stg_table
+            """, [source]).rows.map { (try $0.decode(at: 0, as: String.self), try $0.decode(at: 1, as: String.self), try $0.decode(at: 2, as: Int.self)) }
     }
 }

@@ -191,9 +191,9 @@ public struct StatusReader: Sendable {
             status.warnings += stops.map { "\($0.part) stopped on a schema change: \($0.change): \($0.fix)" }
             let resyncs = try await control.resyncsPending(of: status.source)
             if resyncs > 0 { status.warnings.append("\(resyncs) table snapshots asked for by schema changes are yet to be taken (tributary run takes them)") }
-            for (stagingTable, files) in try await control.tablesAwaitingCopy(of: status.source) {
+            for (stagingTable, table, files) in try await control.tablesAwaitingCopy(of: status.source) {
                 status.warnings.append("stg.\(stagingTable) waits for its first copy, and \(files) files of its changes with it: "
-                                       + "tributary snapshot --source \(status.source) --table <its table>")
+                                       + "tributary snapshot --source \(status.source) --table \(table)")
             }
         }
         // Staged but not applied: batches after the applied position.

@@ -105,7 +105,7 @@ struct TablePromotion: Sendable {
         let started = ContinuousClock.now
         let waited = deferredFilesSource(snapshot.source)
         try await connection.runAsync { connection in
-            try await Self.inTransaction(on: connection) { connection in
+            try await connection.transaction { connection in
                 // Each part's row count was checked and recorded with it; their sum must be the table's.
                 let rows = try ControlStore.rowsOfParts(snapshot.source, snapshot: snapshot.consistentPoint, keys: table.parts.map(\.key),
                                                         on: connection)
@@ -144,7 +144,7 @@ struct TablePromotion: Sendable {
         let started = ContinuousClock.now
         let waited = deferredFilesSource(snapshot.source)
         let changed = try await connection.runAsync { connection -> Int in
-            try await Self.inTransaction(on: connection) { connection -> Int in
+            try await connection.transaction { connection -> Int in
                 // Waits for the BL runs reading the table and holds new ones back until it commits
                 // (they lock it ROW SHARE, see `ModelRun.beginWithInputsLocked`): the keys it logs
                 // at its consistent point, behind later batches, then reach every run, and the
@@ -232,21 +232,6 @@ struct TablePromotion: Sendable {
         logger.info("changes that waited for the copy merged over it", metadata: [
             LogKey.table: .string("stg.\(stagingTable)"), LogKey.files: .stringConvertible(deferred.count), LogKey.rows: .stringConvertible(merged)])
         return merged
-    }
-
-    /// BEGIN … COMMIT around `body`, which may await (fetch from the store) between statements;
-    /// ROLLBACK when it throws.
-    static func inTransaction<T: Sendable>(on connection: isolated PostgresConnection,
-                                           _ body: (isolated PostgresConnection) async throws -> T) async throws -> T {
-        try connection.execute("BEGIN")
-        do {
-            let value = try await body(connection)
-            try connection.execute("COMMIT")
-            return value
-        } catch {
-            try? connection.execute("ROLLBACK")
-            throw error
-        }
     }
 
     /// Columns of `relation` that STG does not have yet (added on the source before the copy).
