@@ -64,6 +64,14 @@ import TributaryCore
         #expect(rules.judge(.slotInUse, now: at(600)) == .busy)
     }
 
+    /// A full work directory or a store down comes only from a stream: the source had answered,
+    /// so its restart while the replicator waits is waited out too.
+    @Test func aSourceRestartWhileAStorageFailureIsWaitedOutIsWaitedOutToo() {
+        var rules = ReplicationFailureRules(began: at(0), startupGrace: .seconds(10))
+        #expect(rules.judge(.storage, now: at(30)) == .temporary)
+        #expect(rules.judge(.connectionRefused, now: at(38)) == .temporary)
+    }
+
     @Test func aDrainsReplicatorWaitsForAnotherProcessConsumingTheSlot() {
         var rules = ReplicationFailureRules(began: at(0), startupGrace: .seconds(10), cooperative: true)
         #expect(rules.judge(.slotInUse, now: at(3600)) == .busy)

@@ -50,6 +50,10 @@ public struct ReplicationFailureRules: Sendable {
         case .connectionRefused:
             return reached ? .temporary : .permanent
         case .storage:
+            // Only a stream writes batches and spills: the source answered. Without this, a
+            // replicator waiting out a full work directory stopped its process when the source
+            // then restarted (the chaos suite, seed 960734).
+            reached = true
             return .temporary
         case .slotInUse:
             return cooperative || started || now - began < startupGrace ? .busy : .permanent
