@@ -28,7 +28,11 @@ final class TestClusters: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         chmod(directory, 0o755)
         let sourcePort = try freePort(), targetPort = try freePort()
-        try clusterScript(["init", directory + "/source", String(sourcePort), "--logical", "--fast"])
+        // Tests never drop their slots (a test's slot may be idle between two of its runs, so no
+        // other test can tell a finished one's): the suite leaves one slot per source per test, more
+        // than PostgreSQL's usual 100 once it passed 280 tests.
+        try clusterScript(["init", directory + "/source", String(sourcePort), "--logical", "--fast",
+                           "--set", "max_replication_slots=1000"])
         try clusterScript(["init", directory + "/target", String(targetPort), "--fast"])
         stopDirectories.withLock { $0 = [directory + "/source", directory + "/target"] }
         atexit {
