@@ -212,7 +212,8 @@ struct SourceApplier {
         var pending = try await snapshots.pendingSnapshot(source: source.name, control: control) != nil
         if !pending { pending = !(try await snapshots.pendingTableSnapshots(source: source.name, control: control).isEmpty) }
         guard pending else { return nil }
-        let load = { try await snapshots.load(source: source.name, onStart: onSnapshotStart) }
+        // A `snapshot --apply` loading them now is not waited for: the stream goes on meanwhile.
+        let load = { try await snapshots.load(source: source.name, waiting: false, onStart: onSnapshotStart) }
         if let (liveness, part) = liveness { return try await liveness.working(part, load) }
         return try await load()
     }

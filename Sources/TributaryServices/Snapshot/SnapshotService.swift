@@ -15,6 +15,11 @@ public struct SnapshotService: Sendable {
         case alreadyComplete(SnapshotManifest)
         /// A table snapshot (`--table`) is in the staging store.
         case tablesCopied(SnapshotManifest, seconds: Double)
+        /// `--group K/N`: the source's slot and snapshot were ready (made by this process when `made`),
+        /// and the group's tables were copied as a table snapshot (`copied`, nil when every one of
+        /// them had a copy already: `covered` tables were left out).
+        case groupCopied(source: String, group: BulkGroup, slot: SnapshotManifest, made: Bool, copied: SnapshotManifest?,
+                         covered: Int, seconds: Double)
         /// `--resync`: the slot made anew at `slotPoint`, every table copied under a table snapshot.
         case resynced(SnapshotManifest, slotPoint: LSN, seconds: Double)
         /// It is loaded into STG too; `seconds` since the copy began.
@@ -84,6 +89,51 @@ public struct SnapshotService: Sendable {
         if let report = try await loader.load(source: source.name) {
             await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
         }
+    }
+
+    /// `snapshot --group K/N`: per source, the slot with an empty snapshot if there is none yet
+    /// (processes started together wait for the one that makes it), then group K of the source's
+    /// tables copied as one table snapshot, leaving out tables a complete snapshot holds already,
+    /// so a group that failed is run again for what it lacks. With `apply`, loaded into STG
+    /// (after any other process loading the source's snapshots).
+    public func runGroup(_ group: BulkGroup, of sources: [SourceConfiguration], jobs: Int?, apply: Bool,
+                         onProgress: @escaping @Sendable (TransferProgress) async -> Void,
+                         onEvent: @Sendable (Event) async -> Void) async throws {
+        let settings = configuration.target.snapshot
+        for source in sources {
+            let started = ContinuousClock.now
+            let snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
+                                          workDirectory: configuration.target.workDirectory, logger: logger)
+            let slot = try await snapshotter.run(options: .init(jobs: jobs, slotOnly: true))
+            let covered = try await tablesWithACopy(source: source.name, after: slot.manifest)
+            let wanted = group.members(of: source.tables.map(\.table)).filter { !covered.contains($0) }
+            var copied: SnapshotManifest?
+            if !wanted.isEmpty {
+                copied = try await TableSnapshotter(snapshotter: snapshotter).run(tables: wanted, jobs: jobs, onStart: onProgress)
+            }
+            await onEvent(.groupCopied(source: source.name, group: group, slot: slot.manifest, made: !slot.alreadyComplete, copied: copied,
+                                       covered: group.members(of: source.tables).count - wanted.count,
+                                       seconds: (ContinuousClock.now - started).seconds))
+            guard apply else { continue }
+            let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs ?? settings.jobs, settings: settings,
+                                        sources: [source], logger: logger)
+            if let report = try await loader.load(source: source.name) {
+                await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
+            }
+        }
+    }
+
+    /// Tables a complete snapshot of `source` holds: the full one, and table snapshots after it.
+    /// A table snapshot without its manifest may be another group's, still copying: its tables
+    /// count as not copied (a second copy is merged by LSN like any other).
+    private func tablesWithACopy(source: String, after full: SnapshotManifest) async throws -> Set<QualifiedName> {
+        var covered = Set(full.tables.map(\.relation.table))
+        let prefix = ObjectNaming.tableSnapshotPrefix(source: source)
+        for object in try await store.list(prefix: prefix, startAfter: nil) where object.key.hasSuffix("/" + ObjectNaming.manifestName) {
+            guard let lsn = ObjectNaming.lsnComponent(of: object.key, after: prefix), lsn > full.consistentPoint else { continue }
+            covered.formUnion(try await store.manifest(SnapshotManifest.self, at: object.key).tables.map(\.relation.table))
+        }
+        return covered
     }
 
     /// `snapshot --source S --table T…`: a table snapshot of `tables` of `source` (adding to the

@@ -11,7 +11,9 @@ struct Snapshot: AsyncParsableCommand {
             takes a new snapshot. A snapshot that was killed (or failed) resumes on a plain rerun: tables whose parts were all \
             stored are kept, the others are copied again under a temporary slot of their own. --table copies some tables of a \
             source that has its snapshot, consistently with its stream, while tributary run goes on: a table added to the \
-            source's YAML (it joins the publication), or one whose STG copy is suspect; it is merged into STG by LSN.
+            source's YAML (it joins the publication), or one whose STG copy is suspect; it is merged into STG by LSN. \
+            --group K/N spreads the bulk over N processes: each makes sure of the slot (the first makes it with an empty \
+            snapshot) and copies every N-th table as a table snapshot.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -24,6 +26,9 @@ struct Snapshot: AsyncParsableCommand {
 
     @Option(name: .customLong("table"), help: "Copy only this table (schema.table, or a name unique in the source; repeatable) under a temporary slot, and merge it into STG.")
     var tables: [String] = []
+
+    @Option(help: ArgumentHelp("Copy group K of N of each source's tables (every N-th table as configured) as a table snapshot, making the source's slot with an empty snapshot first if it has none: N processes, one per group, spread the bulk load over machines. Tables a complete snapshot holds already are left out, so a failed group is simply run again.", valueName: "K/N"))
+    var group: String?
 
     @Flag(help: "Drop the existing slot (and a publication tributary created) and take a new snapshot.")
     var restart = false
@@ -38,6 +43,10 @@ struct Snapshot: AsyncParsableCommand {
         if !tables.isEmpty && restart { throw ValidationError("--table and --restart do not go together: --restart retakes the whole snapshot") }
         if resync && (restart || !tables.isEmpty) { throw ValidationError("--resync copies every table under a new slot: it goes with neither --restart nor --table") }
         if resync && sources.count != 1 { throw ValidationError("--resync recovers one source: name it with --source") }
+        if let group {
+            do { _ = try BulkGroup(parsing: group) } catch { throw ValidationError(error.description) }
+            if restart || resync || !tables.isEmpty { throw ValidationError("--group copies a group of every table: it goes with neither --table, --restart nor --resync") }
+        }
     }
 
     func run() async throws {
@@ -51,6 +60,17 @@ struct Snapshot: AsyncParsableCommand {
                 try await display.around {
                     try await SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store, logger: logger)
                         .resync(source, jobs: jobs, apply: apply, onProgress: display.start) { event in
+                            display.stop()
+                            print(Self.line(event, store: store))
+                        }
+                }
+                return
+            }
+            if let group {
+                let group = try BulkGroup(parsing: group)
+                try await display.around {
+                    try await SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store, logger: logger)
+                        .runGroup(group, of: try configuration.sources(named: sources), jobs: jobs, apply: apply, onProgress: display.start) { event in
                             display.stop()
                             print(Self.line(event, store: store))
                         }
@@ -127,6 +147,17 @@ struct Snapshot: AsyncParsableCommand {
             return "table snapshot \(manifest.source): \(manifest.tables.map(\.relation.table.description).joined(separator: ", ")): "
                 + "\(Format.count(rows)) rows, \(Format.bytes(bytes)) gzip in \(Format.duration(seconds)), consistent at \(manifest.consistentPoint); "
                 + "merged into STG by tributary apply (or run), or now with --apply"
+        case .groupCopied(let source, let group, let slot, let made, let copied, let covered, let seconds):
+            let slotPart = made ? "made slot \(slot.slot) at \(slot.consistentPoint) with an empty snapshot"
+                : "slot \(slot.slot) at \(slot.consistentPoint)"
+            let leftOut = covered > 0 ? "; \(covered) left out: a complete snapshot holds them" : ""
+            guard let copied else {
+                return "group \(group) of \(source): \(slotPart); every table of the group has a copy already: nothing copied\(leftOut)"
+            }
+            let rows = copied.tables.reduce(0) { $0 + $1.rows }
+            let bytes = copied.tables.flatMap(\.parts).reduce(0) { $0 + $1.bytes }
+            return "group \(group) of \(source): \(slotPart); \(copied.tables.count) tables, \(Format.count(rows)) rows, \(Format.bytes(bytes)) gzip "
+                + "in \(Format.duration(seconds)), consistent at \(copied.consistentPoint)\(leftOut); merged into STG by tributary apply (or run), or now with --apply"
         case .resynced(let manifest, let slotPoint, let seconds):
             let rows = manifest.tables.reduce(0) { $0 + $1.rows }
             return "resync \(manifest.source): replication slot made anew at \(slotPoint); \(manifest.tables.count) tables, "

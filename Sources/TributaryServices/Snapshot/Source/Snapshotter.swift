@@ -12,9 +12,14 @@ public struct Snapshotter: Sendable {
         /// Drop an existing slot (and a publication Tributary created) and start over.
         public var restart = false
         public var jobs: Int?
-        public init(restart: Bool = false, jobs: Int? = nil) {
+        /// Make the slot (every table in the publication) and an empty snapshot at its point, copying
+        /// no table: the bulk is then copied as table snapshots (`snapshot --group`), in as many
+        /// processes as wanted, each merged into STG by LSN over the stream from the slot's point.
+        public var slotOnly = false
+        public init(restart: Bool = false, jobs: Int? = nil, slotOnly: Bool = false) {
             self.restart = restart
             self.jobs = jobs
+            self.slotOnly = slotOnly
         }
     }
 
@@ -71,7 +76,12 @@ public struct Snapshotter: Sendable {
     public func run(options: Options, observer: (any SnapshotObserver)? = nil,
                     onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Outcome {
         try await endpoint.withConnection(for: "snapshot") { control in
-            try await run(options: options, observer: observer, control: control, onStart: onStart)
+            // Processes that each copy a group of the tables all make sure of the slot first: one
+            // makes it, the others wait for its snapshot and find it complete.
+            try await AdvisoryLock(name: "tributary-snapshot:\(source.slot)")
+                .around(on: control, waitingFor: "another snapshot of \(source.name) to finish", logger: logger) {
+                try await run(options: options, observer: observer, control: control, onStart: onStart)
+            }
         }
     }
 
@@ -81,19 +91,62 @@ public struct Snapshotter: Sendable {
         try await SourceChecks.requireLogicalDecoding(on: control, source: source)
         let tables = try await SourceCatalog.describe(source.tables, source: source, on: control)
         if !options.restart, let slot = try await ReplicationSlot.find(source.slot, on: control) {
+            if options.slotOnly { return try await finishSlotOnly(slot: slot) }
             return try await SnapshotResumer(snapshotter: self)
                 .resume(slot: slot, tables: tables, control: control, jobs: options.jobs ?? settings.jobs, observer: observer, onStart: onStart)
         }
         try await prepareSlot(on: control, restart: options.restart)
         try await PublicationSetup(source: source, logger: logger).prepare(on: control, tables: tables, restart: options.restart)
-        return Outcome(manifest: try await takeFull(tables: tables, jobs: options.jobs ?? settings.jobs, observer: observer, onStart: onStart))
+        return Outcome(manifest: try await takeFull(tables: tables, copying: !options.slotOnly, jobs: options.jobs ?? settings.jobs,
+                                                    observer: observer, onStart: onStart))
+    }
+
+    /// `slotOnly` where the slot exists: its snapshot is complete (streamed from since, perhaps),
+    /// or a slot-only run was killed between the slot and the manifest (its start lists no
+    /// table), which this finishes. A snapshot that copies tables and did not finish is not turned
+    /// into an empty one.
+    private func finishSlotOnly(slot: ReplicationSlot) async throws -> Outcome {
+        guard let point = slot.confirmedFlushLSN else {
+            throw TributaryError(.state, "replication slot \"\(source.slot)\" on \(source.name) has no consistent point yet: run the snapshot again in a moment")
+        }
+        let prefix = ObjectNaming.snapshotPrefix(source: source.name)
+        let keys = Set(try await store.list(prefix: prefix, startAfter: nil).map(\.key))
+        let manifestKey = ObjectNaming.snapshotManifest(source: source.name, consistentPoint: point)
+        let startKey = ObjectNaming.snapshotStarted(source: source.name, consistentPoint: point)
+        if !keys.contains(manifestKey), keys.contains(startKey) {
+            // Never streamed from (its confirmed position is still its consistent point) and unfinished.
+            guard try await store.manifest(SnapshotStart.self, at: startKey).tables.isEmpty else {
+                throw TributaryError(.state, """
+                    the snapshot of \(source.name) at \(point), which copies tables, did not finish: \
+                    finish it with tributary snapshot --source \(source.name), or take a new one with --restart
+                    """)
+            }
+            let manifest = SnapshotManifest(source: source.name, slot: source.slot, consistentPoint: point, snapshotName: "",
+                                            startedAt: Date(), finishedAt: Date(), tables: [])
+            try await store.put(key: manifestKey, bytes: ManifestCoding.encode(manifest))
+            logger.notice("finished a slot-only snapshot that was killed before its manifest", metadata: [LogKey.lsn: .string(point.description)])
+            return Outcome(manifest: manifest)
+        }
+        // The slot's snapshot is the newest complete one at or before where it stands.
+        let newest = keys.filter { $0.hasSuffix("/" + ObjectNaming.manifestName) }
+            .compactMap { ObjectNaming.lsnComponent(of: $0, after: prefix) }.filter { $0 <= point }.max()
+        guard let newest else {
+            throw TributaryError(.state, """
+                replication slot "\(source.slot)" exists on \(source.name) but the staging store holds no snapshot of it: \
+                take a new one with tributary snapshot --source \(source.name) --restart
+                """)
+        }
+        return Outcome(manifest: try await store.manifest(SnapshotManifest.self, at: ObjectNaming.snapshotManifest(source: source.name, consistentPoint: newest)),
+                       alreadyComplete: true)
     }
 
     /// Creates the slot with an exported snapshot and copies every table under it. A table whose
     /// parts are all stored is marked done (`table.json`) at once, so a kill loses only the tables
     /// in flight: the slot stays, and a rerun resumes.
-    private func takeFull(tables: [SourceTable], jobs: Int, observer: (any SnapshotObserver)?,
+    /// - Parameter copying: false for a slot-only snapshot: every table is in the publication, none is copied.
+    private func takeFull(tables published: [SourceTable], copying: Bool, jobs: Int, observer: (any SnapshotObserver)?,
                           onStart: @Sendable (TransferProgress) async -> Void) async throws -> SnapshotManifest {
+        let tables = copying ? published : []
         let startedAt = Date()
         var log = logger.with(LogKey.slot, source.slot)
         // The exported snapshot lives as long as this connection stays open and idle.

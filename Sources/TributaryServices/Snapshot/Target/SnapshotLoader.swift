@@ -95,9 +95,20 @@ public struct SnapshotLoader: Sendable {
 
     /// Loads `source`'s pending snapshot, if any, then its pending table snapshots. Returns nil when
     /// there was nothing to do.
-    public func load(source: String, onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report? {
+    /// Another process loading the source's snapshots is waited for (`snapshot --group … --apply`
+    /// in several processes), unless `waiting` is false (the applier, which goes on with the
+    /// stream): then nothing is loaded and the result is nil.
+    public func load(source: String, waiting: Bool = true, onStart: @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> Report? {
         try await target.withControl(migrate: true, .apply, for: "load \(source)") { control in
-            try await load(source: source, control: control, onStart: onStart)
+            // Two loads of one manifest would each fill and promote its load tables.
+            let lock = AdvisoryLock(name: "tributary-load:\(source)")
+            guard waiting else {
+                return try await lock.ifFree(on: control.connection) { try await load(source: source, control: control, onStart: onStart) } ?? nil
+            }
+            return try await lock.around(on: control.connection, waitingFor: "another process loading snapshots of \(source)",
+                                         logger: logger.with(source: source)) {
+                try await load(source: source, control: control, onStart: onStart)
+            }
         }
     }
 
