@@ -29,8 +29,9 @@ def downstream(dag_id: str, task_id: str) -> set[str]:
 
 if not problems:
     checks = [
-        (downstream("tributary_bulk_qvp", "check") == {"snapshot"}, "bulk: check before snapshot"),
-        (downstream("tributary_bulk_qvp", "snapshot") == {"apply"}, "bulk: snapshot before apply"),
+        (downstream("tributary_bulk_qvp", "check") == {f"snapshot_group_{k}" for k in (1, 2, 3)}, "bulk: check before 3 groups"),
+        (all(downstream("tributary_bulk_qvp", f"snapshot_group_{k}") == {"apply"} for k in (1, 2, 3)), "bulk: every group before apply"),
+        ("--group 2/3 --apply" in bag.dags["tributary_bulk_svp"].get_task("snapshot_group_2").bash_command, "bulk: group 2/3 of svp"),
         ("transform_party" in bag.dags["tributary_bl"].get_task("transform_contract").upstream_task_ids, "bl: party before contract"),
         ("transform_contract" in bag.dags["tributary_bl"].get_task("transform_claim").upstream_task_ids, "bl: contract before claim"),
         (downstream("tributary_cutover", "drain") == {"verify"} and downstream("tributary_cutover", "verify") == {"report"},

@@ -3,7 +3,7 @@
 `tributary run` is the daemon (systemd or Kubernetes); these DAGs run the CLI's one-shot commands
 around it, one DAG per concern, all from the same YAML the daemon reads:
 
-    tributary_bulk_<source>   check -> snapshot -> apply   (the bulk load of one source; manual)
+    tributary_bulk_<source>   check -> snapshot groups 1..N -> apply   (the bulk load of one source; manual)
     tributary_bl              one task per BL model, in the order the models read each other (manual)
     tributary_objects         sync-objects (hourly; skipped when there was nothing to copy)
     tributary_verify          verify: every table and key indicator, the object files (daily)
@@ -13,8 +13,15 @@ Exit codes of the CLI, as the tasks use them: 0 done; 99 nothing to do (the task
 1 failure; 2 configuration or usage error. Parsing is cheap: YAML files are read, nothing is
 connected to and nothing is run at import.
 
+The bulk is N tasks at once, each `snapshot --source S --group K/N --apply`: group K of the
+source's tables copied as a table snapshot on whichever worker runs it (the first to start makes
+the slot, the others wait for it), loaded into STG and merged there by LSN; a failed group is
+retried for the tables it lacks. N = 1 is one plain `snapshot` task.
+
 Environment: TRIBUTARY_SLOTS (the configuration directory; default /etc/tributary/slots, or the
-repository's slots/ beside this file), TRIBUTARY_BIN (default `tributary`).
+repository's slots/ beside this file), TRIBUTARY_BIN (default `tributary`), TRIBUTARY_BULK_GROUPS
+(N, default 3), TRIBUTARY_BULK_POOL (the Airflow pool the groups take slots of; default
+default_pool): as many groups copy at once as the pool has free slots.
 """
 
 import os
@@ -72,9 +79,25 @@ def command(*arguments: str) -> str:
     return " ".join([binary, *arguments, "--config", config])
 
 
-def task(task_id: str, *arguments: str) -> BashOperator:
+def task(task_id: str, *arguments: str, **options) -> BashOperator:
     # 99 is the CLI's "nothing to do": the task is skipped, not failed.
-    return BashOperator(task_id=task_id, bash_command=command(*arguments), skip_on_exit_code=NOTHING_TO_DO)
+    return BashOperator(task_id=task_id, bash_command=command(*arguments), skip_on_exit_code=NOTHING_TO_DO, **options)
+
+
+def bulk_groups() -> int:
+    text = os.environ.get("TRIBUTARY_BULK_GROUPS", "3")
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"TRIBUTARY_BULK_GROUPS={text}: give the number of groups the bulk is copied in, 1 or more")
+    return int(text)
+
+
+def snapshot_tasks(source: str) -> list[BashOperator]:
+    groups = bulk_groups()
+    if groups == 1:
+        return [task("snapshot", "snapshot", "--source", source)]
+    pool = {"pool": os.environ["TRIBUTARY_BULK_POOL"]} if os.environ.get("TRIBUTARY_BULK_POOL") else {}
+    return [task(f"snapshot_group_{index}", "snapshot", "--source", source, "--group", f"{index}/{groups}", "--apply", **pool)
+            for index in range(1, groups + 1)]
 
 
 DEFAULTS = {"owner": "tributary", "retries": 1}
@@ -85,7 +108,7 @@ for source in sources(directory):
     with DAG(dag_id=f"tributary_bulk_{source}", description=f"The bulk load of {source}: check, snapshot, apply",
              schedule=None, start_date=START, catchup=False, max_active_runs=1, default_args=DEFAULTS,
              tags=["tributary", "bulk"]) as dag:
-        task("check", "check") >> task("snapshot", "snapshot", "--source", source) >> task("apply", "apply", "--once", "--source", source)
+        task("check", "check") >> snapshot_tasks(source) >> task("apply", "apply", "--once", "--source", source)
     globals()[dag.dag_id] = dag
 
 reads = models(directory)

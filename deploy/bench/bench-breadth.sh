@@ -6,7 +6,7 @@
 # touching 1-5 random tables, under `tributary run`. Prints, as a table:
 #   - `check` time;
 #   - snapshot + apply (`snapshot --apply` of both sources) against `pgcopydb clone` of both, in
-#     the same run;
+#     the same run, and the same spread over 3 processes (`snapshot --group K/3 --apply`) against one;
 #   - commit → STG and commit → BL p50/p99 under the workload (probe rows, 10/s, stamped by
 #     triggers on the target as they arrive);
 #   - staged objects and bytes per hour, target statements per applied batch (pg_stat_statements);
@@ -135,6 +135,34 @@ for db in qvp svp; do on $target_port postgres -c "DROP DATABASE pgcopydb_$db"; 
 
 echo "tributary snapshot --apply of both sources, then the first run of the models" >&2
 start=$(now); "$tributary" snapshot --apply --config "$work/slots" --log-level warning >"$work/snapshot.out"; snapshot_seconds=$(since "$start")
+
+# The same bulk spread over 3 processes (`snapshot --group K/3 --apply`, each a work directory of
+# its own as on separate machines) into a second target database, under slots of their own;
+# verified against the sources (still idle), then dropped.
+echo "tributary snapshot --group K/3 --apply in 3 processes at once, into a second target database" >&2
+on $target_port postgres -c "CREATE DATABASE unipacc_spread"
+for k in 1 2 3; do
+  mkdir -p "$work/slots-spread-$k"
+  sed -e "s|dbname=unipacc |dbname=unipacc_spread |; s|^staging: .*|staging: $work/staging-spread|; s|^work_dir: .*|work_dir: $work/work-spread-$k|" \
+    "$work/slots/tributary.yaml" >"$work/slots-spread-$k/tributary.yaml"
+  for db in qvp svp; do sed "s|^slot: .*|slot: tributary_spread_$db|" "$work/slots/$db.yaml" >"$work/slots-spread-$k/$db.yaml"; done
+done
+start=$(now); spread_pids=()
+for k in 1 2 3; do
+  "$tributary" snapshot --group "$k/3" --apply --config "$work/slots-spread-$k" --log-level warning >"$work/spread-$k.out" 2>&1 & spread_pids+=("$!")
+done
+spread_failed=0
+for pid in "${spread_pids[@]}"; do wait "$pid" || spread_failed=1; done
+spread_seconds=$(since "$start")
+[ $spread_failed = 0 ] || { cat "$work"/spread-*.out >&2; echo "a spread process failed" >&2; exit 1; }
+spread_identical=yes
+"$tributary" verify --no-hold --config "$work/slots-spread-1" --log-level warning >"$work/verify-spread.out" 2>&1 || spread_identical=no
+for db in qvp svp; do
+  on "${ports[$([ $db = qvp ] && echo 0 || echo 1)]}" postgres -Atc "SELECT pg_drop_replication_slot('tributary_spread_$db')" >/dev/null
+done
+on $target_port postgres -c "DROP DATABASE unipacc_spread"
+rm -rf "$work/staging-spread" "$work"/work-spread-*
+
 start=$(now); "$tributary" transform --config "$work/slots" --log-level warning >/dev/null; transform_seconds=$(since "$start")
 on $target_port unipacc <<'SQL'
 CREATE EXTENSION pg_stat_statements;
@@ -229,6 +257,10 @@ printf '%-44s %12.2f  %s\n' "check (s)" "$check_seconds" "$(goal "$(echo "$check
 printf '%-44s %12.1f\n' "pgcopydb clone of both (s)" "$pgcopydb_seconds"
 printf '%-44s %12.1f  %s\n' "snapshot --apply of both (s)" "$snapshot_seconds" \
   "${snapshot_ratio}x pgcopydb: $(goal "$(echo "$snapshot_ratio <= 1.0" | bc)" "<= 1.0x")"
+spread_ratio=$(ratio "$spread_seconds" "$snapshot_seconds")
+printf '%-44s %12.1f  %s\n' "the same in 3 processes at once (s)" "$spread_seconds" \
+  "${spread_ratio}x one process: $(goal "$(echo "$spread_ratio <= 1.0" | bc)" "<= 1.0x")"
+printf '%-44s %12s  %s\n' "3 processes' result identical" "$spread_identical" "$(goal "$([ $spread_identical = yes ] && echo 1 || echo 0)" "identical")"
 printf '%-44s %12.1f\n' "first run of the models (s)" "$transform_seconds"
 printf '%-44s %12s  %s\n' "commit -> STG p50 / p99 (s, $stg_probes probes)" "$stg_p50 / $stg_p99" "$(goal "$(echo "$stg_p99 <= 1" | bc)" "p99 <= 1 s")"
 printf '%-44s %12s  %s\n' "commit -> BL p50 / p99 (s, $bl_probes probes)" "$bl_p50 / $bl_p99" "$(goal "$(echo "$bl_p99 <= 2" | bc)" "p99 <= 2 s")"
