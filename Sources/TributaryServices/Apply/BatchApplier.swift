@@ -76,11 +76,12 @@ struct BatchApplier {
                     try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
                     outcome = Outcome(applied: true, rows: manifest.rows, batches: 1)
                     var awaiting = try ControlStore.tablesAwaitingCopy(of: sourceName, on: connection)
+                    var lookups = try BatchLookups.read(manifest.files, awaiting: awaiting, on: connection)
                     // In file order: a table whose schema changed inside the batch has a segment per
                     // shape, each followed and merged in turn.
                     for (number, file) in manifest.files.enumerated() {
                         try Self.apply(file, position: number, path: preloaded == nil ? paths[number] : "", loaded: preloaded?.tables[number],
-                                       schema: schema, awaiting: &awaiting, on: connection)
+                                       schema: schema, lookedUp: lookups.take(file.stagingTable), awaiting: &awaiting, on: connection)
                         outcome.inserts += file.inserts
                         outcome.updates += file.updates
                         outcome.deletes += file.deletes
@@ -102,9 +103,11 @@ struct BatchApplier {
     /// A file of a table in `awaiting` (its STG table waits for its first copy) is kept for the
     /// copy instead (`TablePromotion.replayDeferredFiles`); a table created empty here joins `awaiting`.
     /// - Parameter position: the file's place in its batch (deferred files replay in that order).
+    /// - Parameter lookedUp: the STG table's lookups read with the batch's (`BatchLookups`); nil: looked up here.
     @discardableResult
     static func apply(_ file: BatchFile, position: Int, path: String, loaded: QualifiedName?, before: LSN? = nil, after: LSN? = nil,
-                      schema: SchemaFollowing, awaiting: inout Set<String>, on connection: isolated PostgresConnection) throws -> Int {
+                      schema: SchemaFollowing, lookedUp: BatchLookups.Table? = nil, awaiting: inout Set<String>,
+                      on connection: isolated PostgresConnection) throws -> Int {
         if awaiting.contains(file.stagingTable) {
             try ControlStore.deferFile(file, position: position, batchEnd: schema.batchEnd, source: schema.source.name, on: connection)
             return 0
@@ -118,7 +121,7 @@ struct BatchApplier {
             try connection.execute(sql.createTemporary)
             try load(file, path: path, with: sql, on: connection)
         }
-        switch try schema.follow(file, changes: sql, before: before, on: connection) {
+        switch try schema.follow(file, changes: sql, before: before, recorded: lookedUp.map { .some($0.recorded) } ?? .none, on: connection) {
         case .leaveOut:
             return 0
         case .awaitCopy:
@@ -127,7 +130,7 @@ struct BatchApplier {
             return 0
         case .merge:
             return try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates,
-                             before: before, after: after, on: connection)
+                             before: before, after: after, lookedUp: lookedUp, on: connection)
         }
     }
 
@@ -151,7 +154,7 @@ struct BatchApplier {
     /// changes merged.
     @discardableResult
     static func merge(_ sql: MergeSQL, stagingTable: String, rows: Int, deletes: Int, truncates: Int, before: LSN? = nil, after: LSN? = nil,
-                      on connection: isolated PostgresConnection) throws -> Int {
+                      lookedUp: BatchLookups.Table? = nil, on connection: isolated PostgresConnection) throws -> Int {
         var summary = try connection.query(sql.changeSummary).first!
         let count = try summary.decode(at: 0, as: Int.self)
         guard count == rows else {
@@ -166,7 +169,7 @@ struct BatchApplier {
             summary = try connection.query(sql.changeSummary).first!
             rows = try summary.decode(at: 0, as: Int.self)
         }
-        let log = try changeLog(of: sql.target, key: sql.relation.key, on: connection)
+        let log = if let lookedUp { lookedUp.changeLog } else { try changeLog(of: sql.target, key: sql.relation.key, on: connection) }
         var afterSequence: Int?
         if truncates > 0, let point = try connection.query(sql.truncatePoint).first {
             afterSequence = try point.decode("_seq", as: Int.self)
@@ -178,7 +181,8 @@ struct BatchApplier {
             }
             try ControlStore.recordTruncation(of: stagingTable, at: lsn, on: connection)
         }
-        let truncatedAt = try ControlStore.truncatedAt(stagingTable, on: connection)
+        // A truncation this file carried is newer than the batch's lookup.
+        let truncatedAt = if let lookedUp, afterSequence == nil { lookedUp.truncatedAt } else { try ControlStore.truncatedAt(stagingTable, on: connection) }
         var folding = try summary.decode(at: 1, as: Bool.self)
         if folding && deletes > 0 {
             // Each pass resolves at least the first unresolved move of every chain; bounded by the rows.

@@ -25,9 +25,12 @@ struct SchemaFollowing: Sendable {
         case awaitCopy
     }
 
-    func follow(_ file: BatchFile, changes sql: MergeSQL, before: LSN?, on connection: isolated PostgresConnection) throws -> Disposition {
+    /// - Parameter recorded: the shape recorded for the STG table, when the batch looked it up
+    ///   already (`BatchLookups`; `.some(nil)`: none recorded); `nil`: looked up here.
+    func follow(_ file: BatchFile, changes sql: MergeSQL, before: LSN?, recorded lookedUp: (relation: RelationSchema, lsn: LSN)?? = nil,
+                on connection: isolated PostgresConnection) throws -> Disposition {
         let stagingTable = QualifiedName(schema: StagingColumns.schema, name: file.stagingTable)
-        let recorded = try ControlStore.stagingRelation(file.stagingTable, on: connection)
+        let recorded = if let lookedUp { lookedUp } else { try ControlStore.stagingRelation(file.stagingTable, on: connection) }
         // Nearly every file: the shape STG follows already.
         if recorded?.relation == file.relation && before == nil { return .merge }
         let first = try connection.query("SELECT min(_lsn) FROM \(sql.changes)").optionalScalar(LSN.self) ?? batchEnd
