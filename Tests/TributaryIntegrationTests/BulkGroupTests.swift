@@ -105,6 +105,18 @@ import TributaryPostgres
         }
     }
 
+    /// A source whose slot is gone but which has a snapshot is a lost slot: a group's new slot would
+    /// pass over what the old one had not delivered for the tables other groups do not copy again.
+    @Test func aGroupOfASourceWhoseSlotIsLostIsRefusedWithTheResync() async throws {
+        let fixture = try await PipelineFixture.twoSources("bulk-groups-lost")
+        let qvp = try await fixture.connectSource("qvp")
+        try await qvp.execute("SELECT pg_drop_replication_slot('\(fixture.source("qvp").slot)')")
+        let outcome = try await fixture.tributary(["snapshot", "--source", "qvp", "--group", "1/2"])
+        #expect(outcome.status == 1 && outcome.standardError.contains("snapshot --source qvp --resync"), "\(outcome.standardError)")
+        let slots = try await qvp.query("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", [fixture.source("qvp").slot])
+        #expect(slots.scalar == "0")
+    }
+
     @Test func aGroupThatDoesNotExistIsRefusedWithTheForm() async throws {
         let fixture = try await PipelineFixture.make("bulk-groups-usage", sources: [("qvp", Self.tables)])
         for group in ["4/3", "0/3", "2", "a/b"] {

@@ -95,10 +95,23 @@ public struct Snapshotter: Sendable {
             return try await SnapshotResumer(snapshotter: self)
                 .resume(slot: slot, tables: tables, control: control, jobs: options.jobs ?? settings.jobs, observer: observer, onStart: onStart)
         }
+        if options.slotOnly, try await hasCompleteSnapshot() {
+            // A new slot's point would pass over the changes the lost one had not delivered, for
+            // every table no group copies again: that is --resync's work, which copies them all.
+            throw TributaryError(.slotMissing, """
+                \(source.name) has a snapshot but its replication slot "\(source.slot)" is gone: \
+                recover it with tributary snapshot --source \(source.name) --resync
+                """)
+        }
         try await prepareSlot(on: control, restart: options.restart)
         try await PublicationSetup(source: source, logger: logger).prepare(on: control, tables: tables, restart: options.restart)
         return Outcome(manifest: try await takeFull(tables: tables, copying: !options.slotOnly, jobs: options.jobs ?? settings.jobs,
                                                     observer: observer, onStart: onStart))
+    }
+
+    private func hasCompleteSnapshot() async throws -> Bool {
+        try await store.list(prefix: ObjectNaming.snapshotPrefix(source: source.name), startAfter: nil)
+            .contains { $0.key.hasSuffix("/" + ObjectNaming.manifestName) }
     }
 
     /// `slotOnly` where the slot exists: its snapshot is complete (streamed from since, perhaps),
