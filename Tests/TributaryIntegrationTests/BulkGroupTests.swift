@@ -67,7 +67,7 @@ import TributaryPostgres
         for source in ["qvp", "svp"] {
             let comparisons = try await fixture.verify(source)
             #expect(comparisons.count == 5)
-            for comparison in comparisons { #expect(comparison.matches, "\(comparison)") }
+            for comparison in comparisons { #expect(comparison.matches, "\(comparison)\n\(lines.joined(separator: "\n"))") }
         }
         // Run again (a group whose process failed is rerun as it was): nothing is copied twice.
         let again = try await fixture.tributary(["snapshot", "--group", "2/3"])

@@ -102,7 +102,16 @@ public struct TableSnapshotter: Sendable {
         // Unique among the runs that may overlap; a temporary slot never outlives its connection.
         let slot = "\(SQL.truncated(source.slot, bytes: 50))_t\(UInt32.random(in: 0...UInt32.max))"
         let (consistentPoint, snapshotName, parts) = try await endpoint.withConnection(.replication, for: "table snapshot") { replication in
-            let (consistentPoint, snapshotName) = try await Snapshotter.createSlot(slot, temporary: true, on: replication, source: source)
+            // A table snapshot is named by its consistent point. Temporary slots made at once can
+            // find the same one (one waits for the running-transactions record the other wrote),
+            // and the second's manifest would replace the first's: made one after the other, each
+            // starts past the one before.
+            let (consistentPoint, snapshotName) = try await endpoint.withConnection(for: "table snapshot") { control in
+                try await AdvisoryLock(name: "tributary-table-snapshot:\(source.slot)")
+                    .around(on: control, waitingFor: "another table snapshot of \(source.name) to make its slot", logger: snapshotter.logger) {
+                        try await Snapshotter.createSlot(slot, temporary: true, on: replication, source: source)
+                    }
+            }
             let log = snapshotter.logger.with(LogKey.lsn, consistentPoint.description)
             log.info("copying tables under a temporary slot", metadata: [
                 LogKey.slot: .string(slot), LogKey.tables: .string(tables.map(\.name.description).joined(separator: ",")),
@@ -119,8 +128,11 @@ public struct TableSnapshotter: Sendable {
         let log = snapshotter.logger.with(LogKey.lsn, consistentPoint.description)
         let manifest = SnapshotManifest(source: source.name, slot: slot, consistentPoint: consistentPoint, snapshotName: snapshotName,
                                         startedAt: startedAt, finishedAt: Date(), tables: Snapshotter.tables(tables, parts: parts), scope: .tables)
-        try await snapshotter.store.put(key: ObjectNaming.tableSnapshotManifest(source: source.name, consistentPoint: consistentPoint),
-                                        bytes: ManifestCoding.encode(manifest))
+        let key = ObjectNaming.tableSnapshotManifest(source: source.name, consistentPoint: consistentPoint)
+        guard try await snapshotter.store.head(key: key) == nil else {
+            throw TributaryError(.state, "another table snapshot of \(source.name) is at \(consistentPoint) already: take this one again")
+        }
+        try await snapshotter.store.put(key: key, bytes: ManifestCoding.encode(manifest))
         log.info("table snapshot written", metadata: [LogKey.rows: .stringConvertible(manifest.tables.reduce(0) { $0 + $1.rows })])
         return manifest
     }
