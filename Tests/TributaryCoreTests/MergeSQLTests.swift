@@ -50,6 +50,16 @@ import Testing
     }
 
     /// A load table of a few rows is emptied by a DELETE, and its rows then cannot go in frozen.
+    /// The plain merges of a batch vouch for their load tables in one query, a row per file.
+    @Test func theSummariesOfSeveralFilesAreOneQueryARowEach() {
+        let first = MergeSQL(relation: sql.relation, stagingTable: "qvp_items", loadTable: QualifiedName(schema: "tributary_load", name: "a"))
+        let second = MergeSQL(relation: sql.relation, stagingTable: "qvp_other", loadTable: QualifiedName(schema: "tributary_load", name: "b"))
+        #expect(MergeSQL.changeSummaries([first, second]) == """
+            SELECT 0 AS file, count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM "tributary_load"."a" \
+            UNION ALL SELECT 1 AS file, count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM "tributary_load"."b"
+            """)
+    }
+
     @Test func aLoadTableEmptiedByADeleteLoadsItsRowsUnfrozen() {
         var loaded = MergeSQL(relation: sql.relation, stagingTable: "qvp_items", loadTable: QualifiedName(schema: "tributary_load", name: "qvp-0000000000000030-0"))
         loaded.loadsFrozen = false

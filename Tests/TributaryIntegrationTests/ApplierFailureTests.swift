@@ -140,6 +140,35 @@ import TributaryTestSupport
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
     }
 
+    /// The same once STG follows the batch's shapes: its files (tables of one file each, read by
+    /// no model) are vouched for in one query and merged together (`PlainMerge`), and a load table
+    /// a restart emptied is refused all the same.
+    @Test func aBatchLoadedAheadWhoseFilesMergeTogetherIsMergedOnlyWithAllItsRows() async throws {
+        let fixture = try await replicatedFixture("loadahead-plain", steps: 120)
+        let store = try fixture.store()
+        let configuration = try fixture.configuration()
+        let manifests = try await fixture.stagedChanges("qvp").manifests
+        let last = try #require(manifests.lastIndex { $0.rows > 0 && $0.files.allSatisfy { $0.truncates == 0 } && Set($0.files.map(\.stagingTable)).count == $0.files.count })
+        let target = try await fixture.connectTarget()
+        try await ControlStore(target).migrate()
+        _ = try await fixture.load("qvp")
+        // The batches before it, applied one by one: STG follows their shapes from the first on.
+        let applier = BatchApplier(source: configuration.sources[0], store: store, logger: PipelineFixture.logger)
+        for manifest in manifests[..<last] { _ = try await applier.apply(manifest, on: target) }
+
+        let preloader = try await BatchPreloader.connect(target: try fixture.endpoints().target, source: "qvp", store: store)
+        let emptied = try await preloader.load(manifests[last], set: 0)
+        try await target.execute("TRUNCATE \(emptied.tables[0].sql)")
+        await #expect(throws: PreloadedBatchLost.self) { try await applier.apply(emptied, on: target) }
+        #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches").scalar == String(last))
+
+        let loaded = try await preloader.load(manifests[last], set: 1)
+        #expect(try await applier.apply(loaded, on: target).applied)
+        await preloader.close()
+        for manifest in manifests[(last + 1)...] { _ = try await applier.apply(manifest, on: target) }
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+
     /// A backlog of small batches, each loaded ahead while the one before merges, the applier
     /// SIGKILLed at seeded random moments (mostly inside a batch's transaction, with the next one
     /// loaded ahead); a row inserted with a large value and then updated around it in later batches

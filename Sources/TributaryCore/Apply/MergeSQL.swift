@@ -76,6 +76,14 @@ public struct MergeSQL: Sendable {
         "SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM \(changes)"
     }
 
+    /// `changeSummary` of several files in one query, a row each: its place in `merges`, then the
+    /// same two columns.
+    public static func changeSummaries(_ merges: [MergeSQL]) -> String {
+        merges.enumerated().map { index, sql in
+            "SELECT \(index) AS file, count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM \(sql.changes)"
+        }.joined(separator: " UNION ALL ")
+    }
+
     /// In binary format when every column has a binary form (`CSVToBinaryTranscoder(changesOf:)`),
     /// else in text format (`CSVToTextTranscoder`): the target, the applier's bottleneck, parses
     /// either faster than CSV, binary most. A load table truncated in the COPY's transaction has

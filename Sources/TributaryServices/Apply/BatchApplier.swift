@@ -77,16 +77,26 @@ struct BatchApplier {
                     outcome = Outcome(applied: true, rows: manifest.rows, batches: 1)
                     var awaiting = try ControlStore.tablesAwaitingCopy(of: sourceName, on: connection)
                     var lookups = try BatchLookups.read(manifest.files, awaiting: awaiting, on: connection)
+                    let filesPerTable = Dictionary(manifest.files.map { ($0.stagingTable, 1) }, uniquingKeysWith: +)
+                    var together: [PlainMerge] = []
                     // In file order: a table whose schema changed inside the batch has a segment per
-                    // shape, each followed and merged in turn.
+                    // shape, each followed and merged in turn. Plain merges of tables with one file
+                    // each go last, together (their order among other tables' merges is free).
                     for (number, file) in manifest.files.enumerated() {
-                        try Self.apply(file, position: number, path: preloaded == nil ? paths[number] : "", loaded: preloaded?.tables[number],
-                                       schema: schema, lookedUp: lookups.take(file.stagingTable), awaiting: &awaiting, on: connection)
+                        let lookedUp = lookups.take(file.stagingTable)
+                        if let loaded = preloaded?.tables[number], let lookedUp, filesPerTable[file.stagingTable] == 1,
+                           let plain = PlainMerge(file, loadTable: loaded, lookedUp: lookedUp, awaiting: awaiting) {
+                            together.append(plain)
+                        } else {
+                            try Self.apply(file, position: number, path: preloaded == nil ? paths[number] : "", loaded: preloaded?.tables[number],
+                                           schema: schema, lookedUp: lookedUp, awaiting: &awaiting, on: connection)
+                        }
                         outcome.inserts += file.inserts
                         outcome.updates += file.updates
                         outcome.deletes += file.deletes
                         outcome.truncates += file.truncates
                     }
+                    try PlainMerge.run(together, on: connection)
                     try ControlStore.recordApplied(manifest, on: connection)
                     try ControlStore.announceStagingChange(of: sourceName, backlog: backlog, on: connection)
                 }
