@@ -80,15 +80,19 @@ actor BatchPreloader {
         let paths = locals.map(\.path)
         let tables = Self.loadTables(source: source, files: manifest.files, set: set)
         let emptying = zip(tables, manifest.files).map { reuse.emptying($0.description, incomingRows: $1.file.rows) }
+        let merges = manifest.files.enumerated().map { number, file in
+            var sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: tables[number])
+            sql.loadsFrozen = emptying[number] == .truncate
+            return sql
+        }
         try await connection.run { connection in
             try connection.transaction { connection in
+                // Created once, then emptied in this transaction (which also replaces an earlier
+                // load of the same batch that its merge refused): all of the batch's load tables in
+                // one round trip, since a wide batch has hundreds.
+                try connection.execute(merges.indices.map { merges[$0].createLoadTable(emptying: emptying[$0]) }.joined(separator: ";\n"))
                 for (number, file) in manifest.files.enumerated() {
-                    var sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: tables[number])
-                    sql.loadsFrozen = emptying[number] == .truncate
-                    // Created once, then emptied in this transaction (which also replaces an
-                    // earlier load of the same batch that its merge refused).
-                    try connection.execute(sql.createLoadTable(emptying: emptying[number]))
-                    try BatchApplier.load(file, path: paths[number], with: sql, on: connection)
+                    try BatchApplier.load(file, path: paths[number], with: merges[number], on: connection)
                 }
             }
         }
