@@ -117,6 +117,27 @@ import TributaryPostgres
         #expect(slots.scalar == "0")
     }
 
+    /// A process killed between making the slot and writing the empty snapshot's manifest: the
+    /// next group finishes that snapshot rather than taking the slot for an unfinished full one.
+    @Test func aSlotOnlySnapshotKilledBeforeItsManifestIsFinishedByTheNextGroup() async throws {
+        var fixture = try await PipelineFixture.make("bulk-groups-killed", sources: [("qvp", Self.tables)])
+        fixture.snapshotYAML = "  jobs: 1\n"
+        try await fixture.connectSource("qvp").execute(Self.schema)
+        let first = try await fixture.tributary(["snapshot", "--group", "1/2"])
+        #expect(first.status == 0 && first.standardOutput.contains("made slot"), "\(first.standardOutput)\(first.standardError)")
+        let manifests = try FileManager.default.subpathsOfDirectory(atPath: fixture.stagingDirectory + "/qvp/snapshot")
+            .filter { $0.hasSuffix("manifest.json") }
+        #expect(manifests.count == 1)
+        for manifest in manifests { try FileManager.default.removeItem(atPath: fixture.stagingDirectory + "/qvp/snapshot/" + manifest) }
+        let second = try await fixture.tributary(["snapshot", "--group", "2/2", "--apply"])
+        #expect(second.status == 0, "\(second.standardOutput)\(second.standardError)")
+        #expect(second.standardError.contains("finished a slot-only snapshot that was killed before its manifest"), "\(second.standardError)")
+        // Group 1's table snapshot is complete; group 2's is copied; both load.
+        let again = try await fixture.tributary(["snapshot", "--group", "1/2", "--apply"])
+        #expect(again.status == 0 && again.standardOutput.contains("nothing copied"), "\(again.standardOutput)\(again.standardError)")
+        for comparison in try await fixture.verify("qvp") { #expect(comparison.matches, "\(comparison)") }
+    }
+
     @Test func aGroupThatDoesNotExistIsRefusedWithTheForm() async throws {
         let fixture = try await PipelineFixture.make("bulk-groups-usage", sources: [("qvp", Self.tables)])
         for group in ["4/3", "0/3", "2", "a/b"] {
