@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test func newestChangeMerge() {
-        #expect(sql.merge(afterSequence: 7, truncatedAt: LSN(0x30), folding: false) == """
+        #expect(sql.mergeStatement(afterSequence: 7, truncatedAt: LSN(0x30), folding: false) == """
             MERGE INTO "stg"."qvp_items" AS t USING (SELECT DISTINCT ON ("id") * FROM "tributary_changes_0" WHERE _op <> 'T' AND _seq > 7 AND _lsn > '0/30'::pg_lsn ORDER BY "id", _seq DESC) AS s ON t."id" = s."id" \
             WHEN MATCHED AND s._lsn > t."_lsn" AND s._op = 'D' THEN UPDATE SET "_deleted" = true, "_lsn" = s._lsn \
             WHEN MATCHED AND s._lsn > t."_lsn" THEN UPDATE SET "doc" = s."doc", "_deleted" = false, "_lsn" = s._lsn \
@@ -105,5 +105,25 @@ import Testing
         #expect(merge.contains(#"bool_or((_op IN ('I', 'U') AND NOT coalesce('doc' = ANY (_unchanged), false))) OVER (PARTITION BY "id") AS _carried_0"#))
         #expect(merge.contains(#""doc" = CASE WHEN s._carried_0 THEN s."doc" ELSE t."doc" END"#))
         #expect(merge.contains("WHERE _newest = 1"))
+    }
+
+    @Test func aMergeRunsWithoutJITAndIsSetBackAfter() {
+        let merge = sql.merge(afterSequence: nil, truncatedAt: nil, folding: false)
+        #expect(merge.hasPrefix("SET LOCAL jit = off; MERGE INTO"))
+        #expect(merge.hasSuffix("; SET LOCAL jit TO DEFAULT"))
+        #expect(merge.contains("SELECT DISTINCT ON (\"id\") *"), "keys may repeat: each key's newest change is found by sorting")
+    }
+
+    @Test func changesWithDistinctKeysMergeUnsortedByALookupOfEachKey() {
+        var distinct = sql
+        distinct.keysDistinct = true
+        let merge = distinct.merge(afterSequence: 3, truncatedAt: nil, folding: false)
+        #expect(merge.hasPrefix("SET LOCAL jit = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off; MERGE INTO"))
+        #expect(merge.contains(#"USING (SELECT * FROM "tributary_changes_0" WHERE _op <> 'T' AND _seq > 3) AS s ON t."id" = s."id""#))
+        #expect(!merge.contains("DISTINCT ON") && !merge.contains("ORDER BY"))
+        #expect(merge.hasSuffix("; SET LOCAL jit TO DEFAULT; SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT; SET LOCAL enable_seqscan TO DEFAULT"))
+        let folded = distinct.mergeStatement(afterSequence: nil, truncatedAt: nil, folding: true)
+        #expect(folded.contains(#"USING (SELECT "id", _op, _lsn, "doc", (_op IN ('I', 'U') AND NOT coalesce('doc' = ANY (_unchanged), false)) AS _carried_0 FROM "tributary_changes_0" WHERE _op <> 'T') AS s"#))
+        #expect(folded.contains(#""doc" = CASE WHEN s._carried_0 THEN s."doc" ELSE t."doc" END"#))
     }
 }

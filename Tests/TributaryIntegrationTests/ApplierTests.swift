@@ -51,6 +51,63 @@ import TributaryPostgres
         }
     }
 
+    /// A file whose changes each have a key of their own is merged unsorted (`DistinctKeyCheck`),
+    /// each change's key looked up in STG's primary key whatever the statistics say; a file where a
+    /// key comes twice, or whose key's text is not canonical, is merged with the sort. Inserts,
+    /// updates leaving a large value out, deletes and repeated updates all end equal to the source.
+    @Test func filesWhoseKeysAllDifferMergeUnsortedAndEndEqual() async throws {
+        var fixture = try await PipelineFixture.make("distinct", sources: [("qvp", ["public.once", "public.twice", "public.priced"])])
+        fixture.snapshotYAML = "  jobs: 1\nbatch:\n  max_age: 10s\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("""
+            CREATE TABLE once (id bigint PRIMARY KEY, note text, doc text);
+            ALTER TABLE once ALTER COLUMN doc SET STORAGE EXTERNAL;
+            CREATE TABLE twice (id int PRIMARY KEY, note text);
+            CREATE TABLE priced (price numeric PRIMARY KEY, note text);
+            INSERT INTO once SELECT i, 'before', repeat(md5(i::text), 100) FROM generate_series(1, 50) i;
+            INSERT INTO twice SELECT i, 'before' FROM generate_series(1, 50) i;
+            """)
+        _ = try await fixture.snapshot("qvp")
+        let applier = ChangeApplier(endpoints: try fixture.endpoints(), sources: try fixture.configuration().sources, store: try fixture.store(),
+                                    settings: .init(jobs: 1), logger: PipelineFixture.logger)
+        _ = try await applier.applyOnce()
+        try await source.execute("INSERT INTO once SELECT i, 'new', repeat(md5(i::text), 100) FROM generate_series(51, 300) i")
+        try await source.execute("UPDATE once SET note = 'doc left out' WHERE id <= 20")
+        try await source.execute("DELETE FROM once WHERE id BETWEEN 21 AND 30")
+        try await source.execute("UPDATE twice SET note = 'first' WHERE id <= 10")
+        try await source.execute("UPDATE twice SET note = 'second' WHERE id <= 5")
+        try await source.execute("INSERT INTO priced VALUES (1.0, 'one'), (2.50, 'two and a half')")
+        _ = try await fixture.replicateUntilCaughtUp("qvp", limits: fixture.configuration().target.batch)
+        let staged = try await fixture.stagedChanges("qvp")
+        #expect(staged.manifests.filter { $0.rows > 0 }.count == 1, "every change in one batch")
+        #expect(staged.rows.filter { $0.unchanged == "{\"doc\"}" }.count == 20, "the updates of once left doc out")
+        let files = Dictionary(staged.manifests.flatMap(\.files).map { ($0.relation.table.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let once = try #require(files["once"]), twice = try #require(files["twice"]), priced = try #require(files["priced"])
+        #expect(once.distinctKeys == true)
+        #expect(twice.distinctKeys == false, "ids 1 to 5 were updated twice")
+        #expect(priced.distinctKeys == nil, "numeric keys have more than one text")
+
+        // The unsorted merge's plan, against STG as the snapshot's load left it: a lookup by key per change.
+        let target = try await fixture.connectTarget()
+        var sql = MergeSQL(relation: once.relation, stagingTable: once.stagingTable, temporaryName: "tributary_changes_plan")
+        sql.keysDistinct = true
+        try await target.execute("BEGIN")
+        try await target.execute(sql.createTemporary)
+        for setting in sql.plannerSettings { try await target.execute("SET LOCAL \(setting) = off") }
+        let plan = try await target.query("EXPLAIN " + sql.mergeStatement(afterSequence: nil, truncatedAt: nil, folding: true))
+            .rows.map { $0.values[0] ?? "" }.joined(separator: "\n")
+        try await target.execute("ROLLBACK")
+        #expect(plan.contains("Nested Loop Left Join") && plan.contains("Index Scan using qvp_once_pkey on qvp_once t"), "\(plan)")
+        #expect(!plan.contains("Hash") && !plan.contains("Seq Scan on qvp_once") && !plan.contains("JIT"), "\(plan)")
+
+        _ = try await applier.applyOnce()
+        for file in [once, twice, priced] {
+            try await expectSTGEqualsSource(file.relation, stagingTable: file.stagingTable, source: source, target: target)
+        }
+        #expect(try await target.query("SELECT count(*) FROM stg.qvp_once WHERE doc IS NULL AND NOT _deleted").scalar(Int.self) == 0)
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+
     /// Change batches of tables whose every column has a binary form load in COPY's binary format
     /// (`CSVToBinaryTranscoder(changesOf:)`): every kind, at its limits, lands in STG as the
     /// source holds it. A wrong byte of any kind's encoding shows here as a differing row.

@@ -65,6 +65,10 @@ public struct MergeSQL: Sendable {
             + (emptying == .truncate ? "TRUNCATE \(temporary.sql)" : "DELETE FROM \(temporary.sql)")
     }
 
+    /// Every change in the file has a key of its own (`BatchFile.distinctKeys`): `merge` takes the
+    /// rows as they are instead of sorting them to find each key's newest.
+    public var keysDistinct = false
+
     /// Whether `copyIn` loads a load table's rows frozen, which needs a TRUNCATE (or its
     /// creation) earlier in the COPY's transaction.
     public var loadsFrozen = true
@@ -158,8 +162,20 @@ public struct MergeSQL: Sendable {
     ///   - truncatedAt: the table's newest TRUNCATE; changes older than it are void.
     ///   - folding: reduce with unchanged-TOAST folding (see `foldedChanges`).
     public func merge(afterSequence: Int?, truncatedAt: LSN?, folding: Bool) -> String {
+        plannerSettings.map { "SET LOCAL \($0) = off; " }.joined()
+            + mergeStatement(afterSequence: afterSequence, truncatedAt: truncatedAt, folding: folding) + "; "
+            + plannerSettings.map { "SET LOCAL \($0) TO DEFAULT" }.joined(separator: "; ")
+    }
+
+    /// The MERGE of `merge`, without its planner settings.
+    public func mergeStatement(afterSequence: Int?, truncatedAt: LSN?, folding: Bool) -> String {
         let filter = self.filter(afterSequence) + (truncatedAt.map { " AND _lsn > \(SQL.literal($0.description))::pg_lsn" } ?? "")
-        let source = folding ? foldedChanges(filter: filter) : newestChanges(filter: filter)
+        let source = switch (keysDistinct, folding) {
+        case (false, false): newestChanges(filter: filter)
+        case (false, true): foldedChanges(filter: filter)
+        case (true, false): "SELECT * FROM \(changes) WHERE \(filter)"
+        case (true, true): carriedChanges(filter: filter)
+        }
         let on = keys.map { "t.\(SQL.identifier($0)) = s.\(SQL.identifier($0))" }.joined(separator: " AND ")
         let assignments = values.enumerated().map { index, column in
             let name = SQL.identifier(column.name)
@@ -176,6 +192,21 @@ public struct MergeSQL: Sendable {
             WHEN NOT MATCHED AND s._op = 'D' THEN INSERT (\(keyColumns), \(lsn), \(deleted)) VALUES (\(keyValues), s._lsn, true) \
             WHEN NOT MATCHED THEN INSERT (\(insertColumns)) VALUES (\(insertValues), s._lsn, false)
             """
+    }
+
+    /// What `merge` turns off for its statement only (`SET LOCAL`, then back), in its transaction:
+    /// - JIT compilation: a merge of 30-column rows is estimated above `jit_above_cost` from
+    ///   about 60,000 changes on, and any merge under the settings below is (their penalty is in
+    ///   its cost); compiling its expressions took 0.3-0.6 s a batch, more than the merge itself;
+    /// - for unsorted changes (`keysDistinct`), every way to STG but a lookup of each change's
+    ///   key in its primary key. Unsorted, the changes are estimated at their real count, and the
+    ///   planner then hashes or sorts the whole STG table to meet them: for a batch of thousands
+    ///   of rows against a table of millions, millions of rows read each batch. And where STG
+    ///   looked empty (no statistics yet, as after a snapshot of an empty table), it scanned it
+    ///   once per change, the rows the statement inserts included: minutes for 47,000 changes.
+    ///   (The sort's estimate of 200 keys led to the lookups by itself.)
+    public var plannerSettings: [String] {
+        ["jit"] + (keysDistinct ? ["enable_hashjoin", "enable_mergejoin", "enable_seqscan"] : [])
     }
 
     private func filter(_ afterSequence: Int?) -> String {
@@ -206,6 +237,18 @@ public struct MergeSQL: Sendable {
         columns.append("row_number() OVER (\(partition) ORDER BY _seq DESC) AS _newest")
         return "SELECT \(outer.joined(separator: ", ")) FROM (SELECT \(columns.joined(separator: ", ")) "
             + "FROM \(self.changes) WHERE \(filter)) AS changes WHERE _newest = 1"
+    }
+
+    /// `foldedChanges` for a file whose every change has a key of its own: each row is its key's
+    /// newest change, and carries what it did not leave out.
+    func carriedChanges(filter: String) -> String {
+        var columns = keys.map(SQL.identifier) + ["_op", "_lsn"]
+        for (index, column) in values.enumerated() {
+            let name = SQL.identifier(column.name)
+            columns.append(name)
+            columns.append("(_op IN ('I', 'U') AND NOT coalesce(\(SQL.literal(column.name)) = ANY (_unchanged), false)) AS \(carried(index))")
+        }
+        return "SELECT \(columns.joined(separator: ", ")) FROM \(changes) WHERE \(filter)"
     }
 
     private func carried(_ index: Int) -> String { "_carried_\(index)" }

@@ -11,9 +11,12 @@ public struct BatchFile: Sendable, Hashable, Codable {
     public var updates: Int
     public var deletes: Int
     public var truncates: Int
+    /// Every change in the file has a key of its own (`DistinctKeyCheck`): the merge needs no
+    /// sort. Absent when unknown (the key's type, or a manifest written before tributary checked).
+    public var distinctKeys: Bool?
 
     public init(relation: RelationSchema, stagingTable: String, segment: Int, file: StagedFile,
-                inserts: Int, updates: Int, deletes: Int, truncates: Int) {
+                inserts: Int, updates: Int, deletes: Int, truncates: Int, distinctKeys: Bool? = nil) {
         self.relation = relation
         self.stagingTable = stagingTable
         self.segment = segment
@@ -22,6 +25,7 @@ public struct BatchFile: Sendable, Hashable, Codable {
         self.updates = updates
         self.deletes = deletes
         self.truncates = truncates
+        self.distinctKeys = distinctKeys
     }
 }
 

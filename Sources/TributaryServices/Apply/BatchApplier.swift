@@ -122,7 +122,7 @@ struct BatchApplier {
             try ControlStore.deferFile(file, position: position, batchEnd: schema.batchEnd, source: schema.source.name, on: connection)
             return 0
         }
-        let sql: MergeSQL
+        var sql: MergeSQL
         if let loaded {
             sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: loaded)
         } else {
@@ -131,6 +131,7 @@ struct BatchApplier {
             try connection.execute(sql.createTemporary)
             try load(file, path: path, with: sql, on: connection)
         }
+        sql.keysDistinct = file.distinctKeys == true
         switch try schema.follow(file, changes: sql, before: before, recorded: lookedUp.map { .some($0.recorded) } ?? .none, on: connection) {
         case .leaveOut:
             return 0

@@ -8,7 +8,7 @@ import TributaryPostgres
 /// were most of its time. They are checked in one query and merged in one multi-statement string,
 /// in the batch's transaction like any other.
 struct PlainMerge {
-    let sql: MergeSQL
+    var sql: MergeSQL
     let file: BatchFile
     let truncatedAt: LSN?
 
@@ -17,6 +17,7 @@ struct PlainMerge {
         guard !awaiting.contains(file.stagingTable), file.truncates == 0, lookedUp.changeLog == nil,
               lookedUp.recorded?.relation == file.relation else { return nil }
         sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: loadTable)
+        sql.keysDistinct = file.distinctKeys == true
         self.file = file
         truncatedAt = lookedUp.truncatedAt
     }

@@ -14,6 +14,7 @@ final class BatchBuilder {
         let encoder: ChangeRowEncoder
         var counts: [ChangeOperation: Int] = [:]
         var rows = 0
+        var keys: DistinctKeyCheck
 
         init(relation: RelationSchema, stagingTable: String, index: Int, writer: GzipFileWriter, encoder: ChangeRowEncoder) {
             self.relation = relation
@@ -21,6 +22,7 @@ final class BatchBuilder {
             self.index = index
             self.writer = writer
             self.encoder = encoder
+            keys = DistinctKeyCheck(relation: relation, keyPositions: encoder.keyPositions)
         }
     }
 
@@ -70,6 +72,7 @@ final class BatchBuilder {
             sequence += 1
             try segment.encoder.write(operation, values, lsn: transactionLSNText, sequence: sequence, line: &line) { try segment.writer.write($0) }
             segment.counts[operation, default: 0] += 1
+            segment.keys.record(operation, values)
             segment.rows += 1
             rows += 1
         }
@@ -103,7 +106,8 @@ final class BatchBuilder {
                 file: StagedFile(key: key, rows: segment.rows, bytes: summary.bytes, uncompressedBytes: summary.uncompressedBytes,
                                  sha256: summary.sha256),
                 inserts: segment.counts[.insert] ?? 0, updates: segment.counts[.update] ?? 0,
-                deletes: segment.counts[.delete] ?? 0, truncates: segment.counts[.truncate] ?? 0))
+                deletes: segment.counts[.delete] ?? 0, truncates: segment.counts[.truncate] ?? 0,
+                distinctKeys: segment.keys.holds))
         }
         let manifest = BatchManifest(
             source: source, slot: slot, firstCommitLSN: firstCommitLSN ?? endLSN, endLSN: endLSN,
