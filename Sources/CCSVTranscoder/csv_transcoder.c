@@ -121,3 +121,20 @@ done:
     state->line_started = (uint8_t)line_started; state->lines = lines;
     return result;
 }
+
+int tributary_csv_needs_quotes(const uint8_t *value, size_t count) {
+    const __m128i comma = _mm_set1_epi8(COMMA), quote = _mm_set1_epi8(QUOTE);
+    const __m128i lf = _mm_set1_epi8(LF), cr = _mm_set1_epi8(CR);
+    size_t at = 0;
+    for (; at + 16 <= count; at += 16) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)(value + at));
+        __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, comma), _mm_cmpeq_epi8(bytes, quote)),
+                                       _mm_or_si128(_mm_cmpeq_epi8(bytes, lf), _mm_cmpeq_epi8(bytes, cr)));
+        if (_mm_movemask_epi8(special)) return 1;
+    }
+    for (; at < count; at++) {
+        uint8_t byte = value[at];
+        if (byte == COMMA || byte == QUOTE || byte == LF || byte == CR) return 1;
+    }
+    return 0;
+}

@@ -1,19 +1,28 @@
+import CCSVTranscoder
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// CSV exactly as PostgreSQL's `COPY … (FORMAT csv)` reads it back: NULL is an unquoted empty
 /// field, an empty string is `""`, and a field is quoted when it holds a comma, quote, CR or LF,
 /// or is `\.` (which alone on a line would end the data).
 public enum CSVEncoding {
     public static func appendField(_ value: UnsafeRawBufferPointer?, to line: inout [UInt8]) {
         guard let value else { return }
-        if value.isEmpty || needsQuotes(value) {
-            line.append(UInt8(ascii: "\""))
-            for byte in value {
-                if byte == UInt8(ascii: "\"") { line.append(byte) }
-                line.append(byte)
+        guard value.isEmpty || needsQuotes(value) else { return line.append(contentsOf: value) }
+        // Quoted: copied a run at a time up to each quote, which is doubled.
+        line.append(UInt8(ascii: "\""))
+        if let base = value.baseAddress {
+            var start = 0
+            while let found = memchr(base + start, Int32(UInt8(ascii: "\"")), value.count - start) {
+                let quote = base.distance(to: UnsafeRawPointer(found))
+                line.append(contentsOf: UnsafeRawBufferPointer(rebasing: value[start...quote]))
+                line.append(UInt8(ascii: "\""))
+                start = quote + 1
             }
-            line.append(UInt8(ascii: "\""))
-        } else {
-            line.append(contentsOf: value)
+            line.append(contentsOf: UnsafeRawBufferPointer(rebasing: value[start...]))
         }
+        line.append(UInt8(ascii: "\""))
     }
 
     public static func appendField(_ text: String?, to line: inout [UInt8]) {
@@ -51,9 +60,7 @@ public enum CSVEncoding {
 
     private static func needsQuotes(_ value: UnsafeRawBufferPointer) -> Bool {
         if value.count == 2 && value[0] == UInt8(ascii: "\\") && value[1] == UInt8(ascii: ".") { return true }
-        for byte in value where byte == UInt8(ascii: ",") || byte == UInt8(ascii: "\"") || byte == 10 || byte == 13 {
-            return true
-        }
-        return false
+        guard let base = value.baseAddress else { return false }
+        return tributary_csv_needs_quotes(base.assumingMemoryBound(to: UInt8.self), value.count) != 0
     }
 }
