@@ -107,21 +107,22 @@ import Testing
         #expect(merge.contains("WHERE _newest = 1"))
     }
 
-    @Test func aMergeRunsWithoutJITAndIsSetBackAfter() {
+    @Test func mergesRunWithoutJITLookingEachKeyUpAndAreSetBackAfter() {
         let merge = sql.merge(afterSequence: nil, truncatedAt: nil, folding: false)
-        #expect(merge.hasPrefix("SET LOCAL jit = off; MERGE INTO"))
-        #expect(merge.hasSuffix("; SET LOCAL jit TO DEFAULT"))
+        #expect(merge.hasPrefix("SET LOCAL jit = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off; MERGE INTO"))
+        #expect(merge.hasSuffix("; SET LOCAL jit TO DEFAULT; SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT; SET LOCAL enable_seqscan TO DEFAULT"))
         #expect(merge.contains("SELECT DISTINCT ON (\"id\") *"), "keys may repeat: each key's newest change is found by sorting")
+        let two = MergeSQL.planned(["MERGE 1", "MERGE 2"])
+        #expect(two.components(separatedBy: "SET LOCAL jit = off").count == 2, "the settings are set once for several merges")
+        #expect(two.contains("enable_seqscan = off; MERGE 1; MERGE 2; SET LOCAL jit TO DEFAULT"))
     }
 
     @Test func changesWithDistinctKeysMergeUnsortedByALookupOfEachKey() {
         var distinct = sql
         distinct.keysDistinct = true
-        let merge = distinct.merge(afterSequence: 3, truncatedAt: nil, folding: false)
-        #expect(merge.hasPrefix("SET LOCAL jit = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off; MERGE INTO"))
+        let merge = distinct.mergeStatement(afterSequence: 3, truncatedAt: nil, folding: false)
         #expect(merge.contains(#"USING (SELECT * FROM "tributary_changes_0" WHERE _op <> 'T' AND _seq > 3) AS s ON t."id" = s."id""#))
         #expect(!merge.contains("DISTINCT ON") && !merge.contains("ORDER BY"))
-        #expect(merge.hasSuffix("; SET LOCAL jit TO DEFAULT; SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT; SET LOCAL enable_seqscan TO DEFAULT"))
         let folded = distinct.mergeStatement(afterSequence: nil, truncatedAt: nil, folding: true)
         #expect(folded.contains(#"USING (SELECT "id", _op, _lsn, "doc", (_op IN ('I', 'U') AND NOT coalesce('doc' = ANY (_unchanged), false)) AS _carried_0 FROM "tributary_changes_0" WHERE _op <> 'T') AS s"#))
         #expect(folded.contains(#""doc" = CASE WHEN s._carried_0 THEN s."doc" ELSE t."doc" END"#))

@@ -93,7 +93,7 @@ import TributaryPostgres
         sql.keysDistinct = true
         try await target.execute("BEGIN")
         try await target.execute(sql.createTemporary)
-        for setting in sql.plannerSettings { try await target.execute("SET LOCAL \(setting) = off") }
+        for setting in MergeSQL.plannerSettings { try await target.execute("SET LOCAL \(setting) = off") }
         let plan = try await target.query("EXPLAIN " + sql.mergeStatement(afterSequence: nil, truncatedAt: nil, folding: true))
             .rows.map { $0.values[0] ?? "" }.joined(separator: "\n")
         try await target.execute("ROLLBACK")

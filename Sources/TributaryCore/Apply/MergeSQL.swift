@@ -162,9 +162,7 @@ public struct MergeSQL: Sendable {
     ///   - truncatedAt: the table's newest TRUNCATE; changes older than it are void.
     ///   - folding: reduce with unchanged-TOAST folding (see `foldedChanges`).
     public func merge(afterSequence: Int?, truncatedAt: LSN?, folding: Bool) -> String {
-        plannerSettings.map { "SET LOCAL \($0) = off; " }.joined()
-            + mergeStatement(afterSequence: afterSequence, truncatedAt: truncatedAt, folding: folding) + "; "
-            + plannerSettings.map { "SET LOCAL \($0) TO DEFAULT" }.joined(separator: "; ")
+        Self.planned([mergeStatement(afterSequence: afterSequence, truncatedAt: truncatedAt, folding: folding)])
     }
 
     /// The MERGE of `merge`, without its planner settings.
@@ -194,19 +192,24 @@ public struct MergeSQL: Sendable {
             """
     }
 
-    /// What `merge` turns off for its statement only (`SET LOCAL`, then back), in its transaction:
+    /// What merges run without, set for them only (`SET LOCAL`, then back) in their transaction:
     /// - JIT compilation: a merge of 30-column rows is estimated above `jit_above_cost` from
     ///   about 60,000 changes on, and any merge under the settings below is (their penalty is in
     ///   its cost); compiling its expressions took 0.3-0.6 s a batch, more than the merge itself;
-    /// - for unsorted changes (`keysDistinct`), every way to STG but a lookup of each change's
-    ///   key in its primary key. Unsorted, the changes are estimated at their real count, and the
-    ///   planner then hashes or sorts the whole STG table to meet them: for a batch of thousands
-    ///   of rows against a table of millions, millions of rows read each batch. And where STG
-    ///   looked empty (no statistics yet, as after a snapshot of an empty table), it scanned it
-    ///   once per change, the rows the statement inserts included: minutes for 47,000 changes.
-    ///   (The sort's estimate of 200 keys led to the lookups by itself.)
-    public var plannerSettings: [String] {
-        ["jit"] + (keysDistinct ? ["enable_hashjoin", "enable_mergejoin", "enable_seqscan"] : [])
+    /// - every way to STG but a lookup of each change's key in its primary key. Unsorted
+    ///   (`keysDistinct`), the changes are estimated at their real count, and the planner then
+    ///   hashed or sorted the whole STG table to meet them: for a batch of thousands of rows
+    ///   against a table of millions, millions of rows read each batch. And where STG looked
+    ///   empty (no statistics yet, as after a snapshot of an empty table), it scanned it once per
+    ///   change, the rows the statement inserts included: minutes for 47,000 changes. Sorted, the
+    ///   estimate of 200 keys led to the lookups by itself.
+    public static let plannerSettings = ["jit", "enable_hashjoin", "enable_mergejoin", "enable_seqscan"]
+
+    /// `statements` (merges, as `mergeStatement` writes them) under `plannerSettings`, as one
+    /// string: the settings are set once for them all.
+    public static func planned(_ statements: [String]) -> String {
+        plannerSettings.map { "SET LOCAL \($0) = off; " }.joined() + statements.joined(separator: "; ") + "; "
+            + plannerSettings.map { "SET LOCAL \($0) TO DEFAULT" }.joined(separator: "; ")
     }
 
     private func filter(_ afterSequence: Int?) -> String {

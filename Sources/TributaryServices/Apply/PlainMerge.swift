@@ -42,9 +42,9 @@ struct PlainMerge {
                 try BatchApplier.merge(merge.sql, stagingTable: merge.file.stagingTable, rows: merge.file.file.rows, deletes: merge.file.deletes,
                                        truncates: 0, lookedUp: BatchLookups.Table(truncatedAt: merge.truncatedAt), on: connection)
             } else {
-                statements.append(merge.sql.merge(afterSequence: nil, truncatedAt: merge.truncatedAt, folding: folding[index]))
+                statements.append(merge.sql.mergeStatement(afterSequence: nil, truncatedAt: merge.truncatedAt, folding: folding[index]))
             }
         }
-        if !statements.isEmpty { try connection.execute(statements.joined(separator: ";\n")) }
+        if !statements.isEmpty { try connection.execute(MergeSQL.planned(statements)) }
     }
 }
