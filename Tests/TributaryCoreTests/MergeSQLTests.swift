@@ -107,11 +107,13 @@ import Testing
         #expect(merge.contains("WHERE _newest = 1"))
     }
 
-    @Test func mergesRunWithoutJITLookingEachKeyUpAndAreSetBackAfter() {
-        let merge = sql.merge(afterSequence: nil, truncatedAt: nil, folding: false)
+    @Test func unsortedMergesLookEachKeyUpWithoutJITAndAreSetBackAfter() {
+        #expect(!sql.merge(afterSequence: nil, truncatedAt: nil, folding: false).contains("SET LOCAL"), "sorted merges choose the lookups themselves")
+        var distinct = sql
+        distinct.keysDistinct = true
+        let merge = distinct.merge(afterSequence: nil, truncatedAt: nil, folding: false)
         #expect(merge.hasPrefix("SET LOCAL jit = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off; MERGE INTO"))
         #expect(merge.hasSuffix("; SET LOCAL jit TO DEFAULT; SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT; SET LOCAL enable_seqscan TO DEFAULT"))
-        #expect(merge.contains("SELECT DISTINCT ON (\"id\") *"), "keys may repeat: each key's newest change is found by sorting")
         let two = MergeSQL.planned(["MERGE 1", "MERGE 2"])
         #expect(two.components(separatedBy: "SET LOCAL jit = off").count == 2, "the settings are set once for several merges")
         #expect(two.contains("enable_seqscan = off; MERGE 1; MERGE 2; SET LOCAL jit TO DEFAULT"))

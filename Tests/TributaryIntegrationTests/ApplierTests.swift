@@ -100,6 +100,11 @@ import TributaryPostgres
         #expect(plan.contains("Nested Loop Left Join") && plan.contains("Index Scan using qvp_once_pkey on qvp_once t"), "\(plan)")
         #expect(!plan.contains("Hash") && !plan.contains("Seq Scan on qvp_once") && !plan.contains("JIT"), "\(plan)")
 
+        // The applier's own sessions compile no JIT at all, whatever a merge's estimated cost.
+        let merging = try await fixture.endpoints().target.connect(.merging, for: "test")
+        #expect(try await merging.query("SHOW jit").scalar(String.self) == "off")
+        #expect(try await target.query("SHOW jit").scalar(String.self) == "on", "only the applier's sessions")
+
         _ = try await applier.applyOnce()
         for file in [once, twice, priced] {
             try await expectSTGEqualsSource(file.relation, stagingTable: file.stagingTable, source: source, target: target)

@@ -162,7 +162,8 @@ public struct MergeSQL: Sendable {
     ///   - truncatedAt: the table's newest TRUNCATE; changes older than it are void.
     ///   - folding: reduce with unchanged-TOAST folding (see `foldedChanges`).
     public func merge(afterSequence: Int?, truncatedAt: LSN?, folding: Bool) -> String {
-        Self.planned([mergeStatement(afterSequence: afterSequence, truncatedAt: truncatedAt, folding: folding)])
+        let statement = mergeStatement(afterSequence: afterSequence, truncatedAt: truncatedAt, folding: folding)
+        return keysDistinct ? Self.planned([statement]) : statement
     }
 
     /// The MERGE of `merge`, without its planner settings.
@@ -192,21 +193,22 @@ public struct MergeSQL: Sendable {
             """
     }
 
-    /// What merges run without, set for them only (`SET LOCAL`, then back) in their transaction:
-    /// - JIT compilation: a merge of 30-column rows is estimated above `jit_above_cost` from
-    ///   about 60,000 changes on, and any merge under the settings below is (their penalty is in
-    ///   its cost); compiling its expressions took 0.3-0.6 s a batch, more than the merge itself;
-    /// - every way to STG but a lookup of each change's key in its primary key. Unsorted
-    ///   (`keysDistinct`), the changes are estimated at their real count, and the planner then
-    ///   hashed or sorted the whole STG table to meet them: for a batch of thousands of rows
-    ///   against a table of millions, millions of rows read each batch. And where STG looked
-    ///   empty (no statistics yet, as after a snapshot of an empty table), it scanned it once per
-    ///   change, the rows the statement inserts included: minutes for 47,000 changes. Sorted, the
-    ///   estimate of 200 keys led to the lookups by itself.
+    /// What a merge of unsorted changes (`keysDistinct`) runs without, set for it only (`SET
+    /// LOCAL`, then back) in its transaction: every way to STG but a lookup of each change's key
+    /// in its primary key. Unsorted, the changes are estimated at their real count, and the
+    /// planner then hashed or sorted the whole STG table to meet them: for a batch of thousands
+    /// of rows against a table of millions, millions of rows read each batch. And where STG
+    /// looked empty (no statistics yet, as after a snapshot of an empty table), it scanned it once
+    /// per change, the rows the statement inserts included: minutes for 47,000 changes. (Sorted,
+    /// the estimate of 200 keys leads to the lookups by itself.) Without JIT too: the settings'
+    /// penalty in the plan's cost puts every such merge above `jit_above_cost`, and compiling a
+    /// 30-column row's expressions took 0.3-0.6 s a batch, more than the merge itself (the
+    /// applier's sessions have JIT off anyway, `SessionProfile.merging`; other sessions merge too).
     public static let plannerSettings = ["jit", "enable_hashjoin", "enable_mergejoin", "enable_seqscan"]
 
     /// `statements` (merges, as `mergeStatement` writes them) under `plannerSettings`, as one
-    /// string: the settings are set once for them all.
+    /// string: the settings are set once for them all. Harmless to sorted merges among them,
+    /// which look each key up anyway.
     public static func planned(_ statements: [String]) -> String {
         plannerSettings.map { "SET LOCAL \($0) = off; " }.joined() + statements.joined(separator: "; ") + "; "
             + plannerSettings.map { "SET LOCAL \($0) TO DEFAULT" }.joined(separator: "; ")

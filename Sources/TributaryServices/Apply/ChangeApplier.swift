@@ -138,7 +138,7 @@ struct SourceApplier {
                        onSnapshotStart: @escaping @Sendable (TransferProgress) async -> Void = { _ in }) async throws -> SourceApplyMachine.Action {
         // Without the lock nothing is read: the lock's session sets up the control state first.
         guard lockHeld else { return machine.handle(.position(.init(lockHeld: false, paused: false, applied: nil, flushed: nil)), now: .now) }
-        if control == nil { control = try await endpoints.target.openControl(migrate: false, .apply, for: "apply \(source.name)") }
+        if control == nil { control = try await endpoints.target.openControl(migrate: false, .merging, for: "apply \(source.name)") }
         let control = control!
         if let snapshot = try await loadPendingSnapshots(control: control, onSnapshotStart: onSnapshotStart) {
             report.snapshots.append(snapshot)
@@ -184,7 +184,7 @@ struct SourceApplier {
     mutating func showSchemaStop(_ error: TributaryError?, part: String) async {
         guard shownStop != .some(error?.message) else { return }
         do {
-            if control == nil { control = try await endpoints.target.openControl(migrate: false, .apply, for: "apply \(source.name)") }
+            if control == nil { control = try await endpoints.target.openControl(migrate: false, .merging, for: "apply \(source.name)") }
             if let error {
                 try await control!.recordSchemaStop(source.name, part: part, change: error.context[LogKey.change] ?? error.message,
                                                     fix: error.context[LogKey.fix] ?? "")

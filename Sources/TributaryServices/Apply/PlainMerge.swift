@@ -45,6 +45,7 @@ struct PlainMerge {
                 statements.append(merge.sql.mergeStatement(afterSequence: nil, truncatedAt: merge.truncatedAt, folding: folding[index]))
             }
         }
-        if !statements.isEmpty { try connection.execute(MergeSQL.planned(statements)) }
+        guard !statements.isEmpty else { return }
+        try connection.execute(merges.contains { $0.sql.keysDistinct } ? MergeSQL.planned(statements) : statements.joined(separator: ";\n"))
     }
 }
