@@ -129,4 +129,18 @@ import Testing
         #expect(folded.contains(#"USING (SELECT "id", _op, _lsn, "doc", (_op IN ('I', 'U') AND NOT coalesce('doc' = ANY (_unchanged), false)) AS _carried_0 FROM "tributary_changes_0" WHERE _op <> 'T') AS s"#))
         #expect(folded.contains(#""doc" = CASE WHEN s._carried_0 THEN s."doc" ELSE t."doc" END"#))
     }
+
+    @Test func onlyFilesOfAThousandChangesOrMoreWithKeysAllDifferentMergeUnsorted() {
+        var file = BatchFile(relation: sql.relation, stagingTable: "qvp_items", segment: 0,
+                             file: StagedFile(key: "k", rows: 1_000, bytes: 1, uncompressedBytes: 1, sha256: ""),
+                             inserts: 1_000, updates: 0, deletes: 0, truncates: 0, distinctKeys: true)
+        #expect(MergeSQL.mergesUnsorted(file))
+        file.file.rows = 999
+        #expect(!MergeSQL.mergesUnsorted(file), "a few rows sort in memory for less than the settings cost")
+        file.file.rows = 50_000
+        file.distinctKeys = false
+        #expect(!MergeSQL.mergesUnsorted(file))
+        file.distinctKeys = nil
+        #expect(!MergeSQL.mergesUnsorted(file), "unknown, as in manifests written before the check")
+    }
 }

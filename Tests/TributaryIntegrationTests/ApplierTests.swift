@@ -71,7 +71,7 @@ import TributaryPostgres
         let applier = ChangeApplier(endpoints: try fixture.endpoints(), sources: try fixture.configuration().sources, store: try fixture.store(),
                                     settings: .init(jobs: 1), logger: PipelineFixture.logger)
         _ = try await applier.applyOnce()
-        try await source.execute("INSERT INTO once SELECT i, 'new', repeat(md5(i::text), 100) FROM generate_series(51, 300) i")
+        try await source.execute("INSERT INTO once SELECT i, 'new', repeat(md5(i::text), 100) FROM generate_series(51, 1300) i")
         try await source.execute("UPDATE once SET note = 'doc left out' WHERE id <= 20")
         try await source.execute("DELETE FROM once WHERE id BETWEEN 21 AND 30")
         try await source.execute("UPDATE twice SET note = 'first' WHERE id <= 10")

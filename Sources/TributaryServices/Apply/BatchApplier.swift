@@ -131,7 +131,7 @@ struct BatchApplier {
             try connection.execute(sql.createTemporary)
             try load(file, path: path, with: sql, on: connection)
         }
-        sql.keysDistinct = file.distinctKeys == true
+        sql.keysDistinct = MergeSQL.mergesUnsorted(file)
         switch try schema.follow(file, changes: sql, before: before, recorded: lookedUp.map { .some($0.recorded) } ?? .none, on: connection) {
         case .leaveOut:
             return 0

@@ -17,7 +17,7 @@ struct PlainMerge {
         guard !awaiting.contains(file.stagingTable), file.truncates == 0, lookedUp.changeLog == nil,
               lookedUp.recorded?.relation == file.relation else { return nil }
         sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: loadTable)
-        sql.keysDistinct = file.distinctKeys == true
+        sql.keysDistinct = MergeSQL.mergesUnsorted(file)
         self.file = file
         truncatedAt = lookedUp.truncatedAt
     }
