@@ -21,6 +21,18 @@ public struct MergeSQL: Sendable {
         temporary = loadTable
     }
 
+    /// A batch file's merge, from the load table it was loaded into ahead, or else from the
+    /// session's temporary table of its shape; unsorted when `mergesUnsorted` says so.
+    public init(_ file: BatchFile, loadTable: QualifiedName?) {
+        if let loadTable {
+            self.init(relation: file.relation, stagingTable: file.stagingTable, loadTable: loadTable)
+        } else {
+            self.init(relation: file.relation, stagingTable: file.stagingTable,
+                      temporaryName: "tributary_changes_\(Self.shapeName(of: file.relation))")
+        }
+        keysDistinct = Self.mergesUnsorted(file)
+    }
+
     /// How statements name the changes table (a temporary one unqualified, as before load tables).
     public var changes: String {
         temporary.schema == "pg_temp" ? SQL.identifier(temporary.name) : temporary.sql

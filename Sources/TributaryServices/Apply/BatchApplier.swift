@@ -122,16 +122,11 @@ struct BatchApplier {
             try ControlStore.deferFile(file, position: position, batchEnd: schema.batchEnd, source: schema.source.name, on: connection)
             return 0
         }
-        var sql: MergeSQL
-        if let loaded {
-            sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: loaded)
-        } else {
-            sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable,
-                           temporaryName: "tributary_changes_\(MergeSQL.shapeName(of: file.relation))")
+        let sql = MergeSQL(file, loadTable: loaded)
+        if loaded == nil {
             try connection.execute(sql.createTemporary)
             try load(file, path: path, with: sql, on: connection)
         }
-        sql.keysDistinct = MergeSQL.mergesUnsorted(file)
         switch try schema.follow(file, changes: sql, before: before, recorded: lookedUp.map { .some($0.recorded) } ?? .none, on: connection) {
         case .leaveOut:
             return 0

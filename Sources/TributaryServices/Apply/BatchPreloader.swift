@@ -81,7 +81,7 @@ actor BatchPreloader {
         let tables = Self.loadTables(source: source, files: manifest.files, set: set)
         let emptying = zip(tables, manifest.files).map { reuse.emptying($0.description, incomingRows: $1.file.rows) }
         let merges = manifest.files.enumerated().map { number, file in
-            var sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: tables[number])
+            var sql = MergeSQL(file, loadTable: tables[number])
             sql.loadsFrozen = emptying[number] == .truncate
             return sql
         }

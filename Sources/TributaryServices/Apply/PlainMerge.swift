@@ -8,7 +8,7 @@ import TributaryPostgres
 /// were most of its time. They are checked in one query and merged in one multi-statement string,
 /// in the batch's transaction like any other.
 struct PlainMerge {
-    var sql: MergeSQL
+    let sql: MergeSQL
     let file: BatchFile
     let truncatedAt: LSN?
 
@@ -16,8 +16,7 @@ struct PlainMerge {
     init?(_ file: BatchFile, loadTable: QualifiedName, lookedUp: BatchLookups.Table, awaiting: Set<String>) {
         guard !awaiting.contains(file.stagingTable), file.truncates == 0, lookedUp.changeLog == nil,
               lookedUp.recorded?.relation == file.relation else { return nil }
-        sql = MergeSQL(relation: file.relation, stagingTable: file.stagingTable, loadTable: loadTable)
-        sql.keysDistinct = MergeSQL.mergesUnsorted(file)
+        sql = MergeSQL(file, loadTable: loadTable)
         self.file = file
         truncatedAt = lookedUp.truncatedAt
     }
@@ -37,15 +36,17 @@ struct PlainMerge {
             folding[index] = try row.decode(at: 2, as: Bool.self)
         }
         var statements: [String] = []
+        var unsorted = false
         for (index, merge) in merges.enumerated() {
             if folding[index] && merge.file.deletes > 0 {
                 try BatchApplier.merge(merge.sql, stagingTable: merge.file.stagingTable, rows: merge.file.file.rows, deletes: merge.file.deletes,
                                        truncates: 0, lookedUp: BatchLookups.Table(truncatedAt: merge.truncatedAt), on: connection)
             } else {
                 statements.append(merge.sql.mergeStatement(afterSequence: nil, truncatedAt: merge.truncatedAt, folding: folding[index]))
+                unsorted = unsorted || merge.sql.keysDistinct
             }
         }
         guard !statements.isEmpty else { return }
-        try connection.execute(merges.contains { $0.sql.keysDistinct } ? MergeSQL.planned(statements) : statements.joined(separator: ";\n"))
+        try connection.execute(unsorted ? MergeSQL.planned(statements) : statements.joined(separator: ";\n"))
     }
 }
