@@ -10,6 +10,18 @@ import TributaryCore
                   .init(name: "mood", sourceType: "public.mood", stagingType: "text", typeOid: 5000, notNull: false)],
         key: ["id"])
 
+    /// Every quote doubled, and nothing else touched: multi-byte characters, empty names.
+    @Test func quoting() {
+        #expect(SQL.identifier("id") == #""id""#)
+        #expect(SQL.identifier(#"a"b""#) == #""a""b""""#)
+        #expect(SQL.identifier("") == #""""#)
+        #expect(SQL.identifier("Größe \"ä\"") == #""Größe ""ä""""#)
+        #expect(SQL.literal("it's") == "'it''s'")
+        #expect(SQL.literal("''") == "''''''")
+        #expect(SQL.literal(#"say "x""#) == #"'say "x"'"#)
+        #expect(SQL.literal("日本'語") == "'日本''語'")
+    }
+
     @Test func copyOut() {
         #expect(SnapshotSQL.copyOut(table: table, columns: ["id", "mood"], item: .init(tableIndex: 0, rangeIndex: 0, firstPage: nil, endPage: nil))
                 == #"COPY "Sales"."order lines" ("id", "mood") TO STDOUT (FORMAT csv, HEADER true)"#)
