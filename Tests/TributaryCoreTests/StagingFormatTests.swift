@@ -95,8 +95,10 @@ import TributaryCore
                                    parts: [StagedFile(key: "k", rows: 1, bytes: 30, uncompressedBytes: 12, sha256: "ab")])])
         let encoded = try ManifestCoding.encode(manifest)
         let text = String(decoding: encoded, as: UTF8.self)
-        #expect(text.contains("\"consistent_point\" : \"0/16B3748\""))
-        #expect(text.contains("\"type_oid\" : 23"))
+        #expect(text.contains("\"consistent_point\":\"0/16B3748\""))
+        #expect(text.contains("\"type_oid\":23"))
+        // Compact: no indentation, no line breaks.
+        #expect(!text.contains("\n") && !text.contains("  "))
         #expect(try ManifestCoding.decode(SnapshotManifest.self, from: encoded) == manifest)
         #expect(try ManifestCoding.encode(manifest) == encoded)
         // Lag is measured below a second: times keep their microseconds.
@@ -112,7 +114,7 @@ import TributaryCore
                                      firstCommitTime: Date(timeIntervalSince1970: 1_800_000_000.25),
                                      lastCommitTime: Date(timeIntervalSince1970: 1_800_000_001.5), transactions: 2, rows: 0, files: [])
         let encoded = try ManifestCoding.encode(manifest)
-        #expect(String(decoding: encoded, as: UTF8.self).contains("\"end_lsn\" : \"0/20\""))
+        #expect(String(decoding: encoded, as: UTF8.self).contains("\"end_lsn\":\"0/20\""))
         #expect(try ManifestCoding.decode(BatchManifest.self, from: encoded) == manifest)
     }
 
