@@ -1,3 +1,4 @@
+import Synchronization
 import TributaryCore
 import TributaryPostgres
 
@@ -45,7 +46,7 @@ struct BatchLookups {
             let name = try row.decode("stg_table", as: String.self)
             var table = Table(truncatedAt: try row.decodeIfPresent("truncated_at", as: LSN.self))
             if let json = try row.decodeIfPresent("relation", as: String.self), let lsn = try row.decodeIfPresent("recorded_at", as: LSN.self) {
-                table.recorded = (try ManifestCoding.decode(RelationSchema.self, from: Array(json.utf8)), lsn)
+                table.recorded = (try recordedRelations.decode(json), lsn)
             }
             if try row.decode("logged", as: Bool.self) {
                 table.changeLog = StagingChangeLog(stagingTable: QualifiedName(schema: StagingColumns.schema, name: name), key: keys[name]!)
@@ -53,6 +54,26 @@ struct BatchLookups {
             tables[name] = table
         }
         return BatchLookups(tables: tables)
+    }
+
+    /// Each recorded shape, decoded once per process: a shape changes rarely, yet decoding the
+    /// JSON of hundreds of them for every batch was 1.5% of the machine's CPU at 600 tables
+    /// (bench-breadth's profile). Emptied when it holds more than `limit` texts.
+    private static let recordedRelations = DecodedRelations()
+
+    final class DecodedRelations: Sendable {
+        static let limit = 10_000
+        private let decoded = Mutex<[String: RelationSchema]>([:])
+
+        func decode(_ json: String) throws -> RelationSchema {
+            if let relation = decoded.withLock({ $0[json] }) { return relation }
+            let relation = try ManifestCoding.decode(RelationSchema.self, from: Array(json.utf8))
+            decoded.withLock {
+                if $0.count >= Self.limit { $0.removeAll() }
+                $0[json] = relation
+            }
+            return relation
+        }
     }
 
     /// The table's lookups for its first file of the batch; nil for a later one (a schema change
