@@ -36,6 +36,31 @@ public actor FilesystemStagingStore: StagingStore {
         try LocalFiles.syncDirectory((destination as NSString).deletingLastPathComponent)
     }
 
+    /// The files fsynced all at once from several threads (ext4 commits its journal once for the
+    /// fsyncs waiting together, where one after another each waited for a commit of its own:
+    /// 270 files of a batch at 600 tables took 1.7 s so on a busy machine), then renamed into
+    /// place, and each directory fsynced once.
+    public func put(files: [(key: String, file: String)]) async throws {
+        try LocalFiles.syncAll(files.map(\.file))
+        var directories: [String] = []
+        for (key, file) in files {
+            let destination = try path(for: key)
+            let directory = (destination as NSString).deletingLastPathComponent
+            if directories.last != directory && !directories.contains(directory) {
+                try LocalFiles.makeDirectory(directory)
+                directories.append(directory)
+            }
+            if rename(file, destination) != 0 {
+                guard errno == EXDEV else { throw StorageError.io(operation: "move \(file) to", path: destination, errno: errno) }
+                try write(key: key, destination: destination) { output in
+                    try FileInput(path: file).forEachChunk { try output.write($0) }
+                }
+                LocalFiles.remove(file)
+            }
+        }
+        for directory in directories { try LocalFiles.syncDirectory(directory) }
+    }
+
     public func put(key: String, bytes: [UInt8]) throws {
         let destination = try path(for: key)
         try LocalFiles.makeDirectory((destination as NSString).deletingLastPathComponent)
@@ -52,6 +77,11 @@ public actor FilesystemStagingStore: StagingStore {
         let file = try path(for: key)
         guard FileManager.default.fileExists(atPath: file) else { throw StorageError.notFound(key: key, store: description) }
         return LocalObject(path: file, isTemporary: false)
+    }
+
+    /// The files themselves, in one call: nothing is transferred.
+    public func fetch(keys: [String]) async throws -> [LocalObject] {
+        try keys.map { try fetch(key: $0) }
     }
 
     public func head(key: String) throws -> StoredObject? {

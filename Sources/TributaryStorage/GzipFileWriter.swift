@@ -43,11 +43,12 @@ public final class GzipFileWriter {
         try bytes.withUnsafeBytes { try write($0) }
     }
 
-    /// Completes the gzip stream and makes the file durable.
-    public func finish() throws -> Summary {
+    /// Completes the gzip stream and makes the file durable; with `sync: false` only closes it,
+    /// for a caller that syncs it later (`StagingStore.put(files:)`, many files at once).
+    public func finish(sync: Bool = true) throws -> Summary {
         try flushPending()
         try encoder.finish(sink: emit)
-        try output.syncAndClose()
+        if sync { try output.syncAndClose() } else { try output.close() }
         return Summary(bytes: compressedBytes, uncompressedBytes: uncompressedBytes, sha256: hasher.finalizeHex())
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A file opened for writing with plain POSIX calls: large sequential writes, explicit fsync.
 public final class FileOutput {
@@ -125,6 +126,32 @@ public enum LocalFiles {
         guard fsync(descriptor) == 0 else { throw StorageError.io(operation: "fsync directory", path: path, errno: errno) }
     }
 
+    /// fsyncs a file written and closed without it.
+    public static func sync(_ path: String) throws {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StorageError.io(operation: "open", path: path, errno: errno) }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw StorageError.io(operation: "fsync", path: path, errno: errno) }
+    }
+
+    /// `sync` of every path, from up to `threads` threads at once (blocking the caller's thread,
+    /// never the cooperative pool's: call it from a store's own thread). The first error is thrown
+    /// once all have ended.
+    public static func syncAll(_ paths: [String], threads: Int = 16) throws {
+        guard paths.count > 1 else { return try paths.forEach(sync) }
+        let work = SyncWork(paths)
+        let ended = DispatchGroup()
+        for _ in 0..<min(threads, paths.count) {
+            ended.enter()
+            Thread {
+                work.run()
+                ended.leave()
+            }.start()
+        }
+        ended.wait()
+        if let failure = work.failure { throw failure }
+    }
+
     public static func remove(_ path: String) {
         unlink(path)
     }
@@ -137,4 +164,30 @@ public enum LocalFiles {
             try? FileManager.default.removeItem(atPath: directory + "/" + name)
         }
     }
+}
+
+/// The paths `LocalFiles.syncAll`'s threads take one by one, and the first failure.
+private final class SyncWork: Sendable {
+    private let paths: [String]
+    private let state = Mutex<(next: Int, failure: (any Error)?)>((0, nil))
+
+    init(_ paths: [String]) { self.paths = paths }
+
+    func run() {
+        while true {
+            let index = state.withLock { state -> Int? in
+                guard state.next < paths.count, state.failure == nil else { return nil }
+                state.next += 1
+                return state.next - 1
+            }
+            guard let index else { return }
+            do {
+                try LocalFiles.sync(paths[index])
+            } catch {
+                state.withLock { $0.failure = $0.failure ?? error }
+            }
+        }
+    }
+
+    var failure: (any Error)? { state.withLock { $0.failure } }
 }

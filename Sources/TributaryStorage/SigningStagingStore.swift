@@ -17,6 +17,9 @@ public struct SigningStagingStore: StagingStore {
 
     public func put(key: String, file: String) async throws { try await inner.put(key: key, file: file) }
 
+    /// Data files only (manifests go through `put(key:bytes:)`): the inner store's way.
+    public func put(files: [(key: String, file: String)]) async throws { try await inner.put(files: files) }
+
     public func put(key: String, bytes: [UInt8]) async throws {
         try await inner.put(key: key, bytes: Self.isManifest(key) ? ManifestSignature.sign(bytes, key: self.key) : bytes)
     }
@@ -32,6 +35,7 @@ public struct SigningStagingStore: StagingStore {
     }
 
     public func fetch(key: String) async throws -> LocalObject { try await inner.fetch(key: key) }
+    public func fetch(keys: [String]) async throws -> [LocalObject] { try await inner.fetch(keys: keys) }
     public func head(key: String) async throws -> StoredObject? { try await inner.head(key: key) }
     public func list(prefix: String, startAfter: String?, endBefore: String?) async throws -> [StoredObject] {
         try await inner.list(prefix: prefix, startAfter: startAfter, endBefore: endBefore)

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TributaryCore
 
 
@@ -25,10 +26,17 @@ public protocol StagingStore: Sendable, CustomStringConvertible {
     func put(key: String, file: String) async throws
     /// Stores small contents (a manifest) under `key`.
     func put(key: String, bytes: [UInt8]) async throws
+    /// Stores each local file under its key, as `put(key:file:)` does, several at once: a batch's
+    /// data files. The files need not be durable yet (their writer did not fsync them): a store
+    /// that keeps them on local disk makes them so before it returns. Either all are stored when
+    /// it returns, or it throws and any of them may be.
+    func put(files: [(key: String, file: String)]) async throws
     /// The whole object; for small objects such as manifests.
     func get(key: String) async throws -> [UInt8]
     /// A local file with the object's bytes, for streaming.
     func fetch(key: String) async throws -> LocalObject
+    /// `fetch(key:)` of each key, in their order, several at once.
+    func fetch(keys: [String]) async throws -> [LocalObject]
     /// Size of the object, or nil when it does not exist.
     func head(key: String) async throws -> StoredObject?
     /// Objects whose key starts with `prefix`, sorts after `startAfter` and before `endBefore`
@@ -39,7 +47,46 @@ public protocol StagingStore: Sendable, CustomStringConvertible {
     func delete(key: String) async throws
 }
 
+/// How many transfers of one call go at once (`put(files:)`, `fetch(keys:)`).
+public enum StagingTransfers {
+    /// At 600 tables a batch has hundreds of files: one after another, each waits out its own
+    /// round trip to the object store (tens of milliseconds to OCI: seconds a batch).
+    public static let concurrent = 8
+}
+
 extension StagingStore {
+    /// `put(key:file:)` of each, `StagingTransfers.concurrent` at a time.
+    public func put(files: [(key: String, file: String)]) async throws {
+        try await Self.inParallel(files) { try await put(key: $0.key, file: $0.file) }
+    }
+
+    /// Local copies of `keys`, in their order, `StagingTransfers.concurrent` fetched at a time.
+    /// On an error, those fetched are released.
+    public func fetch(keys: [String]) async throws -> [LocalObject] {
+        let fetched = LocalObjects(count: keys.count)
+        do {
+            try await Self.inParallel(Array(keys.enumerated())) { index, key in fetched.set(index, try await fetch(key: key)) }
+        } catch {
+            fetched.releaseAll()
+            throw error
+        }
+        return fetched.all
+    }
+
+    /// `body` for each item, at most `StagingTransfers.concurrent` at once; the first error ends it.
+    static func inParallel<Item: Sendable>(_ items: [Item], _ body: @escaping @Sendable (Item) async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = items.makeIterator()
+            for _ in 0..<StagingTransfers.concurrent {
+                guard let item = next.next() else { break }
+                group.addTask { try await body(item) }
+            }
+            while try await group.next() != nil {
+                if let item = next.next() { group.addTask { try await body(item) } }
+            }
+        }
+    }
+
     /// Objects whose key starts with `prefix` and sorts after `startAfter`, in lexical order.
     public func list(prefix: String, startAfter: String?) async throws -> [StoredObject] {
         try await list(prefix: prefix, startAfter: startAfter, endBefore: nil)
@@ -74,4 +121,17 @@ extension StagingStore {
             try FileManager.default.copyItem(atPath: local.path, toPath: file)
         }
     }
+}
+
+/// What `fetch(keys:)` fetched so far, by place.
+private final class LocalObjects: Sendable {
+    private let objects: Mutex<[LocalObject?]>
+
+    init(count: Int) { objects = Mutex(Array(repeating: nil, count: count)) }
+
+    func set(_ index: Int, _ object: LocalObject) { objects.withLock { $0[index] = object } }
+
+    var all: [LocalObject] { objects.withLock { $0.map { $0! } } }
+
+    func releaseAll() { objects.withLock { $0.forEach { $0?.release() } } }
 }

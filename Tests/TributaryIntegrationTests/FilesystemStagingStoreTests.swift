@@ -37,6 +37,38 @@ struct FilesystemStagingStoreTests {
         }
     }
 
+    /// A batch's files, written without fsync, go in at once: each under its key (directories
+    /// made as needed), the local files consumed; fetched back in the keys' order. A file that
+    /// cannot be synced fails the call before any is renamed into place.
+    @Test func aBatchsFilesGoInTogether() async throws {
+        let root = NSTemporaryDirectory() + "tributary-fs-store-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let store = try FilesystemStagingStore(root: root)
+        var files: [(key: String, file: String)] = []
+        for index in 0..<40 {
+            let path = root + "/.incoming/local-\(index)"
+            let output = try FileOutput(creating: path)
+            try output.write(Array("contents \(index)".utf8))
+            try output.close()
+            files.append((key: "qvp/cdc/\(index < 30 ? "0000000000000010" : "0000000000000020")/public.t_\(index).csv.gz", file: path))
+        }
+        try await store.put(files: files)
+        #expect(files.allSatisfy { !FileManager.default.fileExists(atPath: $0.file) })
+        let fetched = try await store.fetch(keys: files.map(\.key).reversed())
+        #expect(try fetched.map { String(decoding: try FileInput.readAll($0.path), as: UTF8.self) } == (0..<40).reversed().map { "contents \($0)" })
+        #expect(try await store.list(prefix: "qvp/cdc/0000000000000020/", startAfter: nil).count == 10)
+
+        let present = root + "/.incoming/present"
+        try FileOutput(creating: present).close()
+        let missing = [(key: "qvp/cdc/0000000000000030/public.a.csv.gz", file: present),
+                       (key: "qvp/cdc/0000000000000030/public.b.csv.gz", file: root + "/.incoming/absent")]
+        // As the replicator calls it: through the protocol, not the default of its extension.
+        let erased: any StagingStore = store
+        await #expect(throws: StorageError.self) { try await erased.put(files: missing) }
+        #expect(try await store.list(prefix: "qvp/cdc/0000000000000030/", startAfter: nil).isEmpty)
+        #expect(throws: StorageError.self) { try LocalFiles.syncAll([root + "/.incoming/absent", root + "/.incoming/gone"]) }
+    }
+
     /// What the applier and `status` list, the batches after the applied one, opens none of the
     /// batch directories before it; gc's listing, bounded by an end, none after it.
     @Test func aDirectoryWhollyOutsideTheBoundsIsNotOpened() {

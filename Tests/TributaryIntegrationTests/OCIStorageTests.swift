@@ -145,6 +145,36 @@ import TributaryStorage
         #expect(stats["dropped_connections"]! >= 1)
     }
 
+    /// A batch's files go up and come back several at a time (each call waits 100 ms at the
+    /// emulator here, as a real store's round trip does), consuming the local files, in the
+    /// keys' order; a failed one fails the call, and what was fetched before it is released.
+    @Test func aBatchsFilesTravelSeveralAtATime() async throws {
+        let emulator = try await OCIEmulator.start()
+        var settings = OCIObjectStorageClient.Settings()
+        settings.retry = OCIRetryPolicy(attempts: 2, baseDelay: .milliseconds(10), maximumDelay: .milliseconds(20))
+        let store = try store(emulator, prefix: "batch", settings: settings)
+        let contents = (0..<12).map { index in Array("file \(index)\n".utf8) + randomBytes(index * 100) }
+        let keys = (0..<12).map { String(format: "qvp/cdc/0000000000000010/public.t_%02d.csv.gz", $0) }
+        let files = try contents.map(temporaryFile)
+        try await emulator.setFaults(["slow_rate": 1.0, "delay_ms": 100])
+        try await store.put(files: Array(zip(keys, files)).map { (key: $0, file: $1) })
+        #expect(files.allSatisfy { !FileManager.default.fileExists(atPath: $0) }, "put(files:) consumes the local files")
+        let connections = OCIObjectStorageClient.Settings().http.connections
+        #expect(try await emulator.stats()["max_in_flight"]! >= connections, "uploads one after another")
+        let fetched = try await store.fetch(keys: keys.reversed())
+        #expect(try fetched.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0.path))) } == contents.reversed())
+        fetched.forEach { $0.release() }
+        #expect(try await store.list(prefix: "qvp/", startAfter: nil).map(\.key) == keys)
+
+        try await emulator.setFaults(["fail_path": "t_07"])
+        await #expect(throws: (any Error).self) { try await store.fetch(keys: keys) }
+        let downloads = try FileManager.default.contentsOfDirectory(atPath: store.downloadDirectory)
+        #expect(downloads.isEmpty, "a failed fetch(keys:) leaves no download behind: \(downloads)")
+        await #expect(throws: (any Error).self) {
+            try await store.put(files: [(key: "qvp/x/a", file: try temporaryFile([1])), (key: "qvp/x/t_07", file: try temporaryFile([2]))])
+        }
+    }
+
     @Test func theEmulatorRejectsWhatOCIRejects() async throws {
         let emulator = try await OCIEmulator.start()
         let http = HTTPClient()

@@ -187,8 +187,14 @@ class Handler(BaseHTTPRequestHandler):
         server = self.server
         with server.stats_lock:
             server.stats["requests"] += 1
+        # How many calls are served at once, at most: a client's parallel transfers show here.
+        served = not self.path.startswith("/_emulator/")
+        if served:
+            with server.stats_lock:
+                server.in_flight += 1
+                server.stats["max_in_flight"] = max(server.stats["max_in_flight"], server.in_flight)
         try:
-            if self.path.startswith("/_emulator/"):
+            if not served:
                 return self.control()
             if self.command == "PUT" and self.headers.get("content-length") is None:
                 self.close_connection = True
@@ -215,6 +221,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(error.status, {"code": error.code, "message": error.message})
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        finally:
+            if served:
+                with server.stats_lock:
+                    server.in_flight -= 1
 
     def count(self, name):
         with self.server.stats_lock:
@@ -666,7 +676,8 @@ def main():
     server.page_size = arguments.page_size
     server.verbose = arguments.verbose
     server.stats = {"requests": 0, "multipart_commits": 0, "injected_errors": 0, "dropped_connections": 0, "rejected_signatures": 0,
-                    "object_gets": 0, "copy_requests": 0}
+                    "object_gets": 0, "copy_requests": 0, "max_in_flight": 0}
+    server.in_flight = 0
     server.stats_lock = threading.Lock()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"listening on http://{arguments.host}:{server.server_address[1]}", flush=True)

@@ -39,7 +39,7 @@ struct BatchApplier {
     func apply(_ manifest: BatchManifest, before lsn: LSN, on connection: PostgresConnection) async throws -> Outcome {
         var locals: [LocalObject] = []
         defer { locals.forEach { $0.release() } }
-        for file in manifest.files { locals.append(try await store.fetch(key: file.file.key)) }
+        locals = try await store.fetch(keys: manifest.files.map(\.file.key))
         let schema = SchemaFollowing(source: source, batchEnd: manifest.endLSN, logger: logger)
         let sourceName = source.name
         let paths = locals.map(\.path)
@@ -64,7 +64,7 @@ struct BatchApplier {
         var locals: [LocalObject] = []
         defer { locals.forEach { $0.release() } }
         if preloaded == nil {
-            for file in manifest.files { locals.append(try await store.fetch(key: file.file.key)) }
+            locals = try await store.fetch(keys: manifest.files.map(\.file.key))
         }
         let schema = SchemaFollowing(source: source, batchEnd: manifest.endLSN, logger: logger)
         let sourceName = source.name

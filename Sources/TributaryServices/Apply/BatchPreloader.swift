@@ -76,7 +76,7 @@ actor BatchPreloader {
     func load(_ manifest: BatchManifest, set: Int) async throws -> PreloadedBatch {
         var locals: [LocalObject] = []
         defer { locals.forEach { $0.release() } }
-        for file in manifest.files { locals.append(try await store.fetch(key: file.file.key)) }
+        locals = try await store.fetch(keys: manifest.files.map(\.file.key))
         let paths = locals.map(\.path)
         let tables = Self.loadTables(source: source, files: manifest.files, set: set)
         let emptying = zip(tables, manifest.files).map { reuse.emptying($0.description, incomingRows: $1.file.rows) }

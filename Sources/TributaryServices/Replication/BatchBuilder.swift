@@ -93,12 +93,13 @@ final class BatchBuilder {
         transactions += 1
     }
 
-    /// Finishes every file (fsynced) and returns them with their object keys, ready to upload.
+    /// Finishes every file and returns them with their object keys, ready to upload; not
+    /// fsynced: `StagingStore.put(files:)` makes them durable, all at once.
     func seal(source: String, slot: String) throws -> (manifest: BatchManifest, localFiles: [(path: String, key: String)]) {
         var files: [BatchFile] = []
         var local: [(String, String)] = []
         for segment in (finished + open.values).sorted(by: { ($0.relation.table, $0.index) < ($1.relation.table, $1.index) }) {
-            let summary = try segment.writer.finish()
+            let summary = try segment.writer.finish(sync: false)
             let key = ObjectNaming.cdcFile(source: source, endLSN: endLSN, table: segment.relation.table, segment: segment.index)
             local.append((segment.writer.path, key))
             files.append(BatchFile(

@@ -410,9 +410,7 @@ private final class ReplicationSession: @unchecked Sendable {
     func closeBatch() async throws -> BatchManifest {
         let started = ContinuousClock.now
         let (manifest, files) = try batch.seal(source: replicator.source.name, slot: replicator.source.slot)
-        for file in files {
-            try await replicator.store.put(key: file.key, file: file.path)
-        }
+        try await replicator.store.put(files: files.map { (key: $0.key, file: $0.path) })
         try await replicator.store.put(key: ObjectNaming.cdcManifest(source: manifest.source, endLSN: manifest.endLSN),
                                        bytes: ManifestCoding.encode(manifest))
         recorded = max(recorded, manifest.endLSN)

@@ -11,7 +11,7 @@ public final class OCIStagingStore: StagingStore {
     public let prefix: String
     public let client: OCIObjectStorageClient
     /// Downloads for streaming land here and are removed when released.
-    private let downloadDirectory: String
+    public let downloadDirectory: String
     private let logger: Logger
 
     public init(namespace: String, bucket: String, prefix: String, client: OCIObjectStorageClient,
