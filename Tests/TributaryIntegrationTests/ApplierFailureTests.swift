@@ -169,6 +169,39 @@ import TributaryTestSupport
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
     }
 
+    /// A batch no preloader loaded (the applier keeping up, a batch at a time) is COPYed into the
+    /// merging connection's own load tables in the batch's transaction and merged from there, its
+    /// plain files together: after each batch, each file's load table holds exactly its rows. A
+    /// batch applied again is not loaded again, and STG ends equal to the source (the workload
+    /// moves keys, truncates and leaves TOASTed values unchanged).
+    @Test func aBatchNotLoadedAheadIsLoadedIntoTheMergingConnectionsOwnTables() async throws {
+        let fixture = try await replicatedFixture("ownload", steps: 120)
+        let store = try fixture.store()
+        let configuration = try fixture.configuration()
+        let manifests = try await fixture.stagedChanges("qvp").manifests
+        let target = try await fixture.connectTarget()
+        try await ControlStore(target).migrate()
+        _ = try await fixture.load("qvp")
+        let own = MergingLoadTables(source: "qvp")
+        let applier = BatchApplier(source: configuration.sources[0], store: store, logger: PipelineFixture.logger, ownLoadTables: own)
+        var files = 0
+        for manifest in manifests {
+            #expect(try await applier.apply(manifest, on: target).applied)
+            let tables = BatchPreloader.loadTables(source: "qvp", files: manifest.files, set: MergingLoadTables.set)
+            for (file, table) in zip(manifest.files, tables) {
+                #expect(try await target.query("SELECT count(*) FROM \(table.sql)").scalar == String(file.file.rows), "\(file.file.key)")
+                files += 1
+            }
+        }
+        #expect(files >= manifests.count && own.wereUsed)
+        let first = try #require(manifests.first { !$0.files.isEmpty })
+        let table = BatchPreloader.loadTables(source: "qvp", files: first.files, set: MergingLoadTables.set)[0]
+        try await target.execute("TRUNCATE \(table.sql)")
+        #expect(try await applier.apply(first, on: target).applied == false)
+        #expect(try await target.query("SELECT count(*) FROM \(table.sql)").scalar == "0", "a batch applied before is not loaded again")
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+
     /// A backlog of small batches, each loaded ahead while the one before merges, the applier
     /// SIGKILLed at seeded random moments (mostly inside a batch's transaction, with the next one
     /// loaded ahead); a row inserted with a large value and then updated around it in later batches

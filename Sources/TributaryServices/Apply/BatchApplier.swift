@@ -5,9 +5,10 @@ import TributaryPostgres
 import TributaryStorage
 
 /// Applies one CDC batch to STG in one target transaction (DESIGN.md §4): every file is COPYed
-/// into a temporary table while its checksum is verified, reduced to the newest change per key and
-/// merged where the incoming LSN is newer, and the batch is recorded in the control state
-/// in the same transaction. A batch already recorded changes nothing (its load tables, if it was
+/// into a load table while its checksum is verified (one a `BatchPreloader` filled, or the
+/// merging connection's own, `MergingLoadTables`, or a temporary table), reduced to the newest
+/// change per key and merged where the incoming LSN is newer, and the batch is recorded in the
+/// control state in the same transaction. A batch already recorded changes nothing (its load tables, if it was
 /// loaded ahead, still go).
 struct BatchApplier {
     struct Outcome: Sendable {
@@ -21,6 +22,8 @@ struct BatchApplier {
     let source: SourceConfiguration
     let store: any StagingStore
     let logger: Logger
+    /// Where a batch no preloader loaded is loaded (nil: temporary tables, a file at a time).
+    var ownLoadTables: MergingLoadTables?
 
     /// - Parameter backlog: batches still to apply after this one, said to the BL runner.
     func apply(_ manifest: BatchManifest, backlog: Int = 0, on connection: PostgresConnection) async throws -> Outcome {
@@ -69,12 +72,18 @@ struct BatchApplier {
         let schema = SchemaFollowing(source: source, batchEnd: manifest.endLSN, logger: logger)
         let sourceName = source.name
         let paths = locals.map(\.path)
-        return try await connection.run { connection in
+        let own = preloaded == nil ? ownLoadTables?.plan(manifest.files) : nil
+        let outcome = try await connection.run { connection in
             try connection.transaction { connection in
                 var outcome = Outcome(applied: false, rows: 0)
                 if try ControlStore.claimBatch(manifest, on: connection) {
                     try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
                     outcome = Outcome(applied: true, rows: manifest.rows, batches: 1)
+                    var preloaded = preloaded
+                    if let own {
+                        try BatchPreloader.load(manifest.files, paths: paths, into: own.tables, emptying: own.emptying, on: connection)
+                        preloaded = PreloadedBatch(manifest: manifest, tables: own.tables)
+                    }
                     var awaiting = try ControlStore.tablesAwaitingCopy(of: sourceName, on: connection)
                     var lookups = try BatchLookups.read(manifest.files, awaiting: awaiting, on: connection)
                     let filesPerTable = Dictionary(manifest.files.map { ($0.stagingTable, 1) }, uniquingKeysWith: +)
@@ -103,6 +112,8 @@ struct BatchApplier {
                 return outcome
             }
         }
+        if let own, outcome.applied { ownLoadTables?.loaded(manifest.files, tables: own.tables, emptying: own.emptying) }
+        return outcome
     }
 
     /// Loads one file into a temporary table (or takes the load table a `BatchPreloader` filled)

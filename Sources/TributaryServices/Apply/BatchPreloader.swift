@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import TributaryCore
 import TributaryPostgres
 import TributaryStorage
@@ -80,20 +81,9 @@ actor BatchPreloader {
         let paths = locals.map(\.path)
         let tables = Self.loadTables(source: source, files: manifest.files, set: set)
         let emptying = zip(tables, manifest.files).map { reuse.emptying($0.description, incomingRows: $1.file.rows) }
-        let merges = manifest.files.enumerated().map { number, file in
-            var sql = MergeSQL(file, loadTable: tables[number])
-            sql.loadsFrozen = emptying[number] == .truncate
-            return sql
-        }
         try await connection.run { connection in
             try connection.transaction { connection in
-                // Created once, then emptied in this transaction (which also replaces an earlier
-                // load of the same batch that its merge refused): all of the batch's load tables in
-                // one round trip, since a wide batch has hundreds.
-                try connection.execute(merges.indices.map { merges[$0].createLoadTable(emptying: emptying[$0]) }.joined(separator: ";\n"))
-                for (number, file) in manifest.files.enumerated() {
-                    try BatchApplier.load(file, path: paths[number], with: merges[number], on: connection)
-                }
+                try Self.load(manifest.files, paths: paths, into: tables, emptying: emptying, on: connection)
             }
         }
         for (number, file) in manifest.files.enumerated() {
@@ -102,7 +92,58 @@ actor BatchPreloader {
         return PreloadedBatch(manifest: manifest, tables: tables)
     }
 
+    /// COPYs each file into its load table, in the caller's transaction. The tables are created
+    /// once, then emptied in this transaction (which also replaces an earlier load of the same
+    /// batch that its merge refused): all of the batch's load tables in one round trip, since a
+    /// wide batch has hundreds.
+    static func load(_ files: [BatchFile], paths: [String], into tables: [QualifiedName], emptying: [LoadTableReuse.Emptying],
+                     on connection: isolated PostgresConnection) throws {
+        let merges = files.enumerated().map { number, file in
+            var sql = MergeSQL(file, loadTable: tables[number])
+            sql.loadsFrozen = emptying[number] == .truncate
+            return sql
+        }
+        try connection.execute(merges.indices.map { merges[$0].createLoadTable(emptying: emptying[$0]) }.joined(separator: ";\n"))
+        for (number, file) in files.enumerated() {
+            try BatchApplier.load(file, path: paths[number], with: merges[number], on: connection)
+        }
+    }
+
     func close() async { await connection.close() }
+}
+
+/// The merging connection's own set of load tables, for a batch no `BatchPreloader` loaded (the
+/// applier keeping up, one batch at a time): COPYed in the batch's transaction, then merged as a
+/// preloaded batch is. Into temporary tables, a file at a time, each file took its own round
+/// trips to load, count and merge; at 600 tables, with about 200 files a batch, applying a batch
+/// took as long as the replicator took to write the next (bench-breadth). In load tables, the
+/// batch's plain merges go together (`PlainMerge`). Set 2: the preloader alternates 0 and 1.
+final class MergingLoadTables: Sendable {
+    static let set = 2
+    let source: String
+    /// What the loads that committed left in each table; nil until one did.
+    private let reuse = Mutex<LoadTableReuse?>(nil)
+
+    init(source: String) { self.source = source }
+
+    /// The load table of each file, and how to empty it.
+    func plan(_ files: [BatchFile]) -> (tables: [QualifiedName], emptying: [LoadTableReuse.Emptying]) {
+        let tables = BatchPreloader.loadTables(source: source, files: files, set: Self.set)
+        let reuse = reuse.withLock { $0 } ?? LoadTableReuse()
+        return (tables, zip(tables, files).map { reuse.emptying($0.description, incomingRows: $1.file.rows) })
+    }
+
+    /// Records a load whose transaction committed.
+    func loaded(_ files: [BatchFile], tables: [QualifiedName], emptying: [LoadTableReuse.Emptying]) {
+        reuse.withLock { reuse in
+            var updated = reuse ?? LoadTableReuse()
+            for (number, file) in files.enumerated() { updated.loaded(tables[number].description, rows: file.file.rows, emptiedBy: emptying[number]) }
+            reuse = updated
+        }
+    }
+
+    /// Whether this process loaded any (they go when the applier closes).
+    var wereUsed: Bool { reuse.withLock { $0 != nil } }
 }
 
 /// The batch a `BatchPreloader` is loading ahead of the merging connection, for one source's
@@ -157,11 +198,11 @@ struct LoadAhead {
         preloader = nil
     }
 
-    /// `finish`, and the load tables go (the applier stops). Best effort: the next process's first
-    /// load drops what is left.
-    mutating func close() async {
+    /// `finish`, and the load tables go (the applier stops), also the merging connection's own
+    /// when it `loadedOwn`. Best effort: the next process's first load drops what is left.
+    mutating func close(loadedOwn: Bool = false) async {
         await finish()
-        guard used else { return }
+        guard used || loadedOwn else { return }
         used = false
         do {
             let preloader = try await BatchPreloader.connect(target: target, source: source, store: store)

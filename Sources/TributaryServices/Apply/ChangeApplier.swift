@@ -121,6 +121,8 @@ struct SourceApplier {
     /// Batch by batch through a backlog, the next batch is loaded on a second connection while one
     /// merges. Opened at the first backlog, closed when the source has nothing to do.
     private var preload: LoadAhead
+    /// The merging connection's own load tables, for a batch not loaded ahead.
+    private let ownLoadTables: MergingLoadTables
 
     init(source: SourceConfiguration, endpoints: Endpoints, store: any StagingStore, settings: ChangeApplier.Settings, logger: Logger) {
         self.source = source
@@ -130,6 +132,7 @@ struct SourceApplier {
         self.logger = logger.with(source: source.name)
         machine = SourceApplyMachine(settings: settings.schedule)
         preload = LoadAhead(target: endpoints.target, source: source.name, store: store, enabled: settings.loadAhead)
+        ownLoadTables = MergingLoadTables(source: source.name)
     }
 
     /// One step: a pending snapshot loaded first, then the machine's actions up to the one that
@@ -198,7 +201,7 @@ struct SourceApplier {
     }
 
     mutating func close() async {
-        await preload.close()
+        await preload.close(loadedOwn: ownLoadTables.wereUsed)
         await control?.close()
         control = nil
     }
@@ -222,7 +225,7 @@ struct SourceApplier {
     /// - Parameter listed: batches listed in all; those after each one are its backlog.
     private mutating func apply(_ keys: [String], backlog listed: Int, on control: ControlStore, stop: StopSignal,
                                 into report: inout ChangeApplier.Report) async throws {
-        let applier = BatchApplier(source: source, store: store, logger: logger)
+        let applier = BatchApplier(source: source, store: store, logger: logger, ownLoadTables: ownLoadTables)
         var next: BatchManifest? = try await keys.first.asyncMap { try await store.manifest(BatchManifest.self, at: $0) }
         var index = 0
         do {

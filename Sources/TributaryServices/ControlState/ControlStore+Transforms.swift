@@ -129,11 +129,14 @@ extension ControlStore {
         return times
     }
 
-    /// Rows of `stagingTable` were merged as of `lsn` (a table snapshot): models that took in the
-    /// table past that point take in again from just before it, so they see the merged rows.
     /// Every model's watermark of an STG table (`stg.<table>`), as `$1`: a query of one `pg_lsn`
     /// column, for `StagingChangeLog.prune`.
     static let watermarkPositions = "SELECT lsn FROM tributary.bl_watermarks WHERE input = $1"
+
+    /// `watermarkPositions` of one input, without a parameter: for a multi-statement string.
+    static func watermarkPositions(of input: String) -> String {
+        "SELECT lsn FROM tributary.bl_watermarks WHERE input = \(SQL.literal(input))"
+    }
 
     /// The oldest watermark any model holds of `input` (`stg.<table>`); a NULL one (a reload over
     /// an empty table) counts as the start. Nil when no model has one.
@@ -142,6 +145,8 @@ extension ControlStore {
             .optionalScalar(LSN.self)
     }
 
+    /// Rows of `stagingTable` were merged as of `lsn` (a table snapshot): models that took in the
+    /// table past that point take in again from just before it, so they see the merged rows.
     static func rewindWatermarks(of stagingTable: String, before lsn: LSN, on connection: isolated PostgresConnection) throws {
         try connection.query("""
             UPDATE tributary.bl_watermarks SET lsn = $2::pg_lsn - 1 WHERE input = $1 AND lsn >= $2::pg_lsn
