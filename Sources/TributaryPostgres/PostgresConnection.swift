@@ -27,6 +27,9 @@ public actor PostgresConnection {
     private var handle: OpaquePointer?
     /// The last replication read found a message: the stream is flowing (`nextReplicationMessage`).
     private var replicationFlowing = false
+    /// What this session asked of its server once and keeps for its life (how the server was
+    /// built, say), by question.
+    public var serverFacts: [String: Bool] = [:]
 
     private init(endpoint: String, executor: ThreadExecutor) {
         self.endpoint = endpoint

@@ -8,6 +8,21 @@ import TributaryPostgres
 /// equals a full reload, whatever the workload, failures and kills.
 @Suite(.clusterLoad) struct TransformIntegrationTests {
 
+    /// Whether the server has lz4 is asked once per session, not in each model run: what the
+    /// session remembers answers from then on (flipped, the answer flips), and a new session asks.
+    @Test func aSessionAsksItsServerForLZ4Once() async throws {
+        let clusters = try await TestClusters.shared()
+        let conninfo = "host=127.0.0.1 port=\(clusters.targetPort) dbname=postgres user=postgres password=\(TestClusters.password)"
+        let connection = try await PostgresConnection.connect(conninfo, name: "target")
+        let asked = try await connection.run { try TargetCatalog.hasLZ4(on: $0) }
+        try await connection.run { $0.serverFacts["lz4"] = !asked }
+        #expect(try await connection.run { try TargetCatalog.hasLZ4(on: $0) } == !asked)
+        let fresh = try await PostgresConnection.connect(conninfo, name: "target")
+        #expect(try await fresh.run { try TargetCatalog.hasLZ4(on: $0) } == asked)
+        await connection.close()
+        await fresh.close()
+    }
+
     func modelStatuses(_ fixture: PipelineFixture) async throws -> [ModelStatus] {
         let configuration = try fixture.configuration()
         return try await StatusReader(endpoints: try fixture.endpoints(), store: try fixture.store(), models: configuration.models)
