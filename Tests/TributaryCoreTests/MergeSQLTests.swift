@@ -32,7 +32,7 @@ import Testing
         intervals.columns[1].stagingType = "interval"
         #expect(MergeSQL(relation: intervals, stagingTable: "qvp_items", temporaryName: "tributary_changes_1").copyIn
                 == #"COPY "tributary_changes_1" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT text, HEADER match)"#)
-        #expect(sql.tombstoneOlderThan(LSN(0x30)) == #"UPDATE "stg"."qvp_items" SET "_deleted" = true, "_lsn" = '0/30'::pg_lsn WHERE "_lsn" < '0/30'::pg_lsn"#)
+        #expect(sql.tombstoneOlderThan(LSN(0x30)) == #"UPDATE "stg"."qvp_items" SET "_deleted" = true, "_lsn" = '0/2F'::pg_lsn WHERE "_lsn" < '0/30'::pg_lsn"#)
     }
 
     /// A verify's point splits a file: what committed at the point or later stays for the next apply.

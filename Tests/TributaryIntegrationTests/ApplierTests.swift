@@ -51,6 +51,43 @@ import TributaryPostgres
         }
     }
 
+    /// What a transaction writes after its own TRUNCATE lands: those changes share the truncate's
+    /// LSN, and were left out by the merge's LSN filter and turned away by the tombstones the
+    /// truncate wrote at that LSN. A key the truncate removed comes back, a new one goes in and is
+    /// updated, all in the truncating transaction; a second truncating transaction in the same
+    /// batch voids all of it but what came after it.
+    @Test func whatATransactionWritesAfterItsOwnTruncateLands() async throws {
+        var fixture = try await PipelineFixture.make("truncate-then", sources: [("qvp", ["public.accounts", "public.ledger"])])
+        fixture.snapshotYAML = "  jobs: 1\nbatch:\n  max_age: 10s\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute(RandomWorkload.schema)
+        _ = try await fixture.snapshot("qvp")
+        let apply = {
+            _ = try await fixture.replicateUntilCaughtUp("qvp", limits: fixture.configuration().target.batch)
+            _ = try await ChangeApplier(endpoints: try fixture.endpoints(), sources: try fixture.configuration().sources, store: try fixture.store(),
+                                        settings: .init(jobs: 1), logger: PipelineFixture.logger).applyOnce()
+        }
+        try await source.execute("""
+            BEGIN; TRUNCATE ledger; INSERT INTO ledger VALUES (1, 1, 'back after the truncate'), (500, 2, 'new after the truncate');
+            UPDATE ledger SET note = 'updated after the truncate' WHERE a = 500; COMMIT
+            """)
+        try await source.execute("INSERT INTO ledger VALUES (501, 1, 'next transaction')")
+        try await apply()
+        let target = try await fixture.connectTarget()
+        let live = "SELECT string_agg(a || '/' || b || ' ' || note, ', ' ORDER BY a, b) FROM "
+        #expect(try await target.query(live + "stg.qvp_ledger WHERE NOT _deleted").scalar
+                == "1/1 back after the truncate, 500/2 updated after the truncate, 501/1 next transaction")
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+
+        try await source.execute("""
+            BEGIN; INSERT INTO ledger VALUES (600, 1, 'before the second truncate'); TRUNCATE ledger;
+            INSERT INTO ledger VALUES (1, 1, 'after the second truncate'); COMMIT
+            """)
+        try await apply()
+        #expect(try await target.query(live + "stg.qvp_ledger WHERE NOT _deleted").scalar == "1/1 after the second truncate")
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+
     /// A file whose changes each have a key of their own is merged unsorted (`DistinctKeyCheck`),
     /// each change's key looked up in STG's primary key whatever the statistics say; a file where a
     /// key comes twice, or whose key's text is not canonical, is merged with the sort. Inserts,

@@ -138,10 +138,13 @@ public struct MergeSQL: Sendable {
         "SELECT _seq, _lsn FROM \(changes) WHERE _op = 'T' ORDER BY _seq DESC LIMIT 1"
     }
 
-    /// A TRUNCATE at `lsn` makes every older row a tombstone; tombstones keep the truncate's LSN so
-    /// that no older change can bring a row back.
+    /// A TRUNCATE at `lsn` makes every older row a tombstone. Tombstones take the LSN just below
+    /// the truncate's: no older change can bring a row back (every other commit record starts
+    /// bytes before it), while the changes its own transaction made after it, which share its
+    /// LSN, win over them under the merge's strict guard. At the truncate's own LSN, a key the
+    /// transaction inserted again after the TRUNCATE was turned away.
     public func tombstoneOlderThan(_ lsn: LSN) -> String {
-        "UPDATE \(target.sql) SET \(deleted) = true, \(self.lsn) = \(SQL.literal(lsn.description))::pg_lsn "
+        "UPDATE \(target.sql) SET \(deleted) = true, \(self.lsn) = \(SQL.literal(LSN(lsn.value - 1).description))::pg_lsn "
             + "WHERE \(self.lsn) < \(SQL.literal(lsn.description))::pg_lsn"
     }
 

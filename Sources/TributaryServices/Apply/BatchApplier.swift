@@ -208,7 +208,9 @@ struct BatchApplier {
             }
             folding = try connection.query(sql.hasUnchanged).scalar(Bool.self)
         }
-        try connection.execute(sql.merge(afterSequence: afterSequence, truncatedAt: truncatedAt, folding: folding))
+        // After the file's own TRUNCATE, its changes are picked by sequence: those of the truncating
+        // transaction share the truncate's LSN, which the LSN filter would leave out.
+        try connection.execute(sql.merge(afterSequence: afterSequence, truncatedAt: afterSequence == nil ? truncatedAt : nil, folding: folding))
         if let log {
             try connection.execute(log.append(fromChanges: sql.changes))
             try connection.query(log.prune(watermarks: ControlStore.watermarkPositions), [sql.target.description])
