@@ -33,6 +33,8 @@ import Testing
         #expect(MergeSQL(relation: intervals, stagingTable: "qvp_items", temporaryName: "tributary_changes_1").copyIn
                 == #"COPY "tributary_changes_1" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT text, HEADER match)"#)
         #expect(sql.tombstoneOlderThan(LSN(0x30)) == #"UPDATE "stg"."qvp_items" SET "_deleted" = true, "_lsn" = '0/2F'::pg_lsn WHERE "_lsn" < '0/30'::pg_lsn"#)
+        // A file can claim any LSN: one at 0/0 gives no tombstone below it, and no crash.
+        #expect(sql.tombstoneOlderThan(LSN(0)).contains(#""_lsn" = '0/0'::pg_lsn WHERE"#))
     }
 
     /// A verify's point splits a file: what committed at the point or later stays for the next apply.

@@ -144,7 +144,7 @@ public struct MergeSQL: Sendable {
     /// LSN, win over them under the merge's strict guard. At the truncate's own LSN, a key the
     /// transaction inserted again after the TRUNCATE was turned away.
     public func tombstoneOlderThan(_ lsn: LSN) -> String {
-        "UPDATE \(target.sql) SET \(deleted) = true, \(self.lsn) = \(SQL.literal(LSN(lsn.value - 1).description))::pg_lsn "
+        "UPDATE \(target.sql) SET \(deleted) = true, \(self.lsn) = \(SQL.literal(LSN(max(lsn.value, 1) - 1).description))::pg_lsn "
             + "WHERE \(self.lsn) < \(SQL.literal(lsn.description))::pg_lsn"
     }
 
