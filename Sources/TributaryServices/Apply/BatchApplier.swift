@@ -188,9 +188,11 @@ struct BatchApplier {
         }
         let log = if let lookedUp { lookedUp.changeLog } else { try changeLog(of: sql.target, key: sql.relation.key, on: connection) }
         var afterSequence: Int?
+        var ownTruncate: LSN?
         if truncates > 0, let point = try connection.query(sql.truncatePoint).first {
             afterSequence = try point.decode("_seq", as: Int.self)
             let lsn = try point.decode("_lsn", as: LSN.self)
+            ownTruncate = lsn
             if let log {
                 try connection.query(log.logging(sql.tombstoneOlderThan(lsn), at: lsn))
             } else {
@@ -208,9 +210,11 @@ struct BatchApplier {
             }
             folding = try connection.query(sql.hasUnchanged).scalar(Bool.self)
         }
-        // After the file's own TRUNCATE, its changes are picked by sequence: those of the truncating
-        // transaction share the truncate's LSN, which the LSN filter would leave out.
-        try connection.execute(sql.merge(afterSequence: afterSequence, truncatedAt: afterSequence == nil ? truncatedAt : nil, folding: folding))
+        // After the file's own TRUNCATE, when it is the table's newest, its changes are picked by
+        // sequence: those of the truncating transaction share the truncate's LSN, which the LSN
+        // filter would leave out. A newer one (a later batch applied first) still voids them all.
+        let voidBefore = truncatedAt == ownTruncate ? nil : truncatedAt
+        try connection.execute(sql.merge(afterSequence: afterSequence, truncatedAt: voidBefore, folding: folding))
         if let log {
             try connection.execute(log.append(fromChanges: sql.changes))
             try connection.query(log.prune(watermarks: ControlStore.watermarkPositions), [sql.target.description])
