@@ -34,6 +34,12 @@ public struct LSN: Sendable, Hashable, Comparable, CustomStringConvertible, Coda
 
     public static func < (lhs: LSN, rhs: LSN) -> Bool { lhs.value < rhs.value }
 
+    /// The position one byte before this one (0/0 stays 0/0): older than a commit that starts
+    /// here, newer than every commit that started before it (records start at least 8 bytes
+    /// apart). What a copy at a slot's consistent point, or a truncate's tombstones, are tagged
+    /// with, so that the commit at the point itself still wins under the merge's strict guard.
+    public var justBefore: LSN { LSN(max(value, 1) - 1) }
+
     public init(from decoder: any Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         guard let lsn = LSN(text) else {

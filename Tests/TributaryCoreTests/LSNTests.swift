@@ -16,6 +16,13 @@ import TributaryCore
         #expect(LSN(small.paddedHex) == small)
     }
 
+    /// What a copy at a consistent point is tagged with: below the point, above every LSN before it.
+    @Test func justBeforeIsOneByteBelow() throws {
+        #expect(try #require(LSN("1/0")).justBefore.description == "0/FFFFFFFF")
+        #expect(try #require(LSN("16/B374D848")).justBefore == LSN(0x16_B374_D847))
+        #expect(LSN.zero.justBefore == .zero, "no underflow at 0/0")
+    }
+
     @Test func rejectsGarbage() {
         #expect(LSN("") == nil)
         #expect(LSN("1/") == nil)

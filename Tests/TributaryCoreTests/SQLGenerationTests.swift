@@ -48,7 +48,7 @@ import TributaryCore
         #expect(SnapshotSQL.addKey(load, stagingTable: QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation)
                 == #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ADD CONSTRAINT "qvp_lines_pkey" PRIMARY KEY ("id")"#)
         #expect(SnapshotSQL.promote(load, to: QualifiedName(schema: "stg", name: "qvp_lines"), relation: relation, consistentPoint: LSN(0x16B3748)) == [
-            #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ADD COLUMN "_lsn" pg_lsn NOT NULL DEFAULT '0/16B3748', ADD COLUMN "_deleted" boolean NOT NULL DEFAULT false"#,
+            #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ADD COLUMN "_lsn" pg_lsn NOT NULL DEFAULT '0/16B3747', ADD COLUMN "_deleted" boolean NOT NULL DEFAULT false"#,
             #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" ALTER COLUMN "_lsn" DROP DEFAULT, RESET (autovacuum_enabled)"#,
             #"DROP TABLE IF EXISTS "stg"."qvp_lines""#,
             #"ALTER TABLE "tributary_load"."qvp_00000000016B3748_0" SET SCHEMA "stg""#,
@@ -67,19 +67,22 @@ import TributaryCore
     }
 
     /// The per-table snapshot's merge: copy rows win only over older, differing STG rows; older
-    /// rows the copy lacks become tombstones; nothing at all when STG saw a TRUNCATE after the copy.
+    /// rows the copy lacks become tombstones; nothing at all when STG saw a TRUNCATE at or after
+    /// the copy's point. What it writes is tagged just before the point, so that the commit at
+    /// the point itself, streamed and not in the copy, wins over it.
     @Test func tableSnapshotMerge() {
         let load = QualifiedName(schema: "tributary_load", name: "l"), stg = QualifiedName(schema: "stg", name: "qvp_t")
         let point = LSN("0/5000")!
         let statements = SnapshotSQL.mergeTableSnapshot(load, into: stg, columns: ["id", "v"], key: ["id"], consistentPoint: point, truncatedAt: nil)
         #expect(statements == [
-            #"INSERT INTO "stg"."qvp_t" AS s ("id", "v", "_lsn", "_deleted") SELECT "id", "v", '0/5000'::pg_lsn, false FROM "tributary_load"."l" "#
+            #"INSERT INTO "stg"."qvp_t" AS s ("id", "v", "_lsn", "_deleted") SELECT "id", "v", '0/4FFF'::pg_lsn, false FROM "tributary_load"."l" "#
                 + #"ON CONFLICT ("id") DO UPDATE SET "v" = excluded."v", "_lsn" = excluded."_lsn", "_deleted" = false "#
                 + #"WHERE s."_lsn" < excluded."_lsn" AND (s."_deleted" OR ROW(s."v")::text IS DISTINCT FROM ROW(excluded."v")::text)"#,
-            #"UPDATE "stg"."qvp_t" AS s SET "_deleted" = true, "_lsn" = '0/5000'::pg_lsn WHERE s."_lsn" < '0/5000'::pg_lsn AND NOT s."_deleted" "#
+            #"UPDATE "stg"."qvp_t" AS s SET "_deleted" = true, "_lsn" = '0/4FFF'::pg_lsn WHERE s."_lsn" < '0/4FFF'::pg_lsn AND NOT s."_deleted" "#
                 + #"AND NOT EXISTS (SELECT 1 FROM "tributary_load"."l" AS l WHERE l."id" = s."id")"#,
         ])
         #expect(SnapshotSQL.mergeTableSnapshot(load, into: stg, columns: ["id"], key: ["id"], consistentPoint: point, truncatedAt: LSN("0/6000")).isEmpty)
+        #expect(SnapshotSQL.mergeTableSnapshot(load, into: stg, columns: ["id"], key: ["id"], consistentPoint: point, truncatedAt: point).isEmpty)
         #expect(SnapshotSQL.mergeTableSnapshot(load, into: stg, columns: ["id"], key: ["id"], consistentPoint: point, truncatedAt: LSN("0/4000")).count == 2)
     }
 }

@@ -128,9 +128,11 @@ public struct MergeSQL: Sendable {
         "DELETE FROM \(changes) WHERE _lsn >= \(SQL.literal(lsn.description))::pg_lsn"
     }
 
-    /// Leaves out the changes that committed at or before `lsn` (a copy taken at `lsn` holds them).
-    public func dropChanges(through lsn: LSN) -> String {
-        "DELETE FROM \(changes) WHERE _lsn <= \(SQL.literal(lsn.description))::pg_lsn"
+    /// Leaves out the changes that committed before `lsn`: a copy at the consistent point `lsn`
+    /// holds them. A commit whose record starts at the point itself is not in the copy (its
+    /// exported snapshot sees only commits before the point) and is streamed: it stays.
+    public func dropChanges(before lsn: LSN) -> String {
+        "DELETE FROM \(changes) WHERE _lsn < \(SQL.literal(lsn.description))::pg_lsn"
     }
 
     /// The last TRUNCATE in the file: its sequence and LSN, or no row.
@@ -144,7 +146,7 @@ public struct MergeSQL: Sendable {
     /// LSN, win over them under the merge's strict guard. At the truncate's own LSN, a key the
     /// transaction inserted again after the TRUNCATE was turned away.
     public func tombstoneOlderThan(_ lsn: LSN) -> String {
-        "UPDATE \(target.sql) SET \(deleted) = true, \(self.lsn) = \(SQL.literal(LSN(max(lsn.value, 1) - 1).description))::pg_lsn "
+        "UPDATE \(target.sql) SET \(deleted) = true, \(self.lsn) = \(SQL.literal(lsn.justBefore.description))::pg_lsn "
             + "WHERE \(self.lsn) < \(SQL.literal(lsn.description))::pg_lsn"
     }
 

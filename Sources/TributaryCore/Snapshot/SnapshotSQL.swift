@@ -87,12 +87,13 @@ public enum SnapshotSQL {
     public static let hasKey = "SELECT 1 FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'"
 
     /// Turns a fully loaded load table with its key (`addKey`) into the STG table, in one
-    /// transaction: metadata columns, then the swap. Catalog changes only, so it is quick.
+    /// transaction: metadata columns, then the swap. Catalog changes only, so it is quick. The
+    /// copy's rows are tagged just before the consistent point (`StagingColumns.lsn`).
     public static func promote(_ loadTable: QualifiedName, to stagingTable: QualifiedName, relation: RelationSchema,
                                consistentPoint: LSN) -> [String] {
         let lsn = SQL.identifier(StagingColumns.lsn)
         return [
-            "ALTER TABLE \(loadTable.sql) ADD COLUMN \(lsn) pg_lsn NOT NULL DEFAULT \(SQL.literal(consistentPoint.description)), "
+            "ALTER TABLE \(loadTable.sql) ADD COLUMN \(lsn) pg_lsn NOT NULL DEFAULT \(SQL.literal(consistentPoint.justBefore.description)), "
                 + "ADD COLUMN \(SQL.identifier(StagingColumns.deleted)) boolean NOT NULL DEFAULT false",
             // Rows written later must say their LSN; the snapshot rows keep theirs.
             "ALTER TABLE \(loadTable.sql) ALTER COLUMN \(lsn) DROP DEFAULT, RESET (autovacuum_enabled)",
@@ -109,13 +110,15 @@ extension SnapshotSQL {
     /// transaction: a copy row replaces an STG row older than S_t that differs from it (a row equal
     /// to it keeps its older LSN: nothing changed); an STG row older than S_t that the copy lacks
     /// was deleted before S_t and becomes a tombstone; an STG row at or after S_t is newer than
-    /// the copy and stays. `columns` are the copy's, all present in STG. When STG recorded a
-    /// TRUNCATE at or after S_t, every row of the copy is older than it: nothing to merge.
+    /// the copy and stays. What it writes is tagged just before S_t (`StagingColumns.lsn`), so a
+    /// commit at S_t itself, which the copy does not hold, still applies over it. `columns` are the
+    /// copy's, all present in STG. When STG recorded a TRUNCATE at or after S_t, every row of the
+    /// copy is older than it: nothing to merge.
     public static func mergeTableSnapshot(_ loadTable: QualifiedName, into stagingTable: QualifiedName, columns: [String], key: [String],
                                           consistentPoint: LSN, truncatedAt: LSN?) -> [String] {
         if let truncatedAt, truncatedAt >= consistentPoint { return [] }
         let lsn = SQL.identifier(StagingColumns.lsn), deleted = SQL.identifier(StagingColumns.deleted)
-        let point = "\(SQL.literal(consistentPoint.description))::pg_lsn"
+        let point = "\(SQL.literal(consistentPoint.justBefore.description))::pg_lsn"
         let others = columns.filter { !key.contains($0) }
         let differs = others.isEmpty ? "false" : "ROW(\(others.map { "s.\(SQL.identifier($0))" }.joined(separator: ", ")))::text IS DISTINCT FROM "
             + "ROW(\(others.map { "excluded.\(SQL.identifier($0))" }.joined(separator: ", ")))::text"
@@ -134,7 +137,10 @@ extension SnapshotSQL {
 
 /// Metadata columns of every STG table (DESIGN.md §4).
 public enum StagingColumns {
-    /// Commit LSN of the change that wrote the row (the consistent point for snapshot rows).
+    /// Commit LSN of the change that wrote the row. A copy's rows take the position just before
+    /// its slot's consistent point (`LSN.justBefore`): the copy holds every commit that started
+    /// before the point, and the stream brings every commit from the point on, including one whose
+    /// record starts exactly there (about one slot in 150 on a busy source), which must win.
     public static let lsn = "_lsn"
     /// A tombstone: the row was deleted at `_lsn`; kept so an older change can never resurrect it.
     public static let deleted = "_deleted"

@@ -118,7 +118,8 @@ struct BatchApplier {
 
     /// Loads one file into a temporary table (or takes the load table a `BatchPreloader` filled)
     /// and merges it; with `before`, only its changes that committed before that LSN, with
-    /// `after`, only those after it. Returns the changes merged.
+    /// `copiedAt`, only those at or after it (a copy at that point holds the others). Returns the
+    /// changes merged.
     /// Between the file's load and its merge, STG follows the file's shape (`SchemaFollowing`):
     /// the first change's LSN is known then, and a file a table snapshot's copy covers is left out.
     /// A file of a table in `awaiting` (its STG table waits for its first copy) is kept for the
@@ -126,7 +127,7 @@ struct BatchApplier {
     /// - Parameter position: the file's place in its batch (deferred files replay in that order).
     /// - Parameter lookedUp: the STG table's lookups read with the batch's (`BatchLookups`); nil: looked up here.
     @discardableResult
-    static func apply(_ file: BatchFile, position: Int, path: String, loaded: QualifiedName?, before: LSN? = nil, after: LSN? = nil,
+    static func apply(_ file: BatchFile, position: Int, path: String, loaded: QualifiedName?, before: LSN? = nil, copiedAt: LSN? = nil,
                       schema: SchemaFollowing, lookedUp: BatchLookups.Table? = nil, awaiting: inout Set<String>,
                       on connection: isolated PostgresConnection) throws -> Int {
         if awaiting.contains(file.stagingTable) {
@@ -147,7 +148,7 @@ struct BatchApplier {
             return 0
         case .merge:
             return try merge(sql, stagingTable: file.stagingTable, rows: file.file.rows, deletes: file.deletes, truncates: file.truncates,
-                             before: before, after: after, lookedUp: lookedUp, on: connection)
+                             before: before, copiedAt: copiedAt, lookedUp: lookedUp, on: connection)
         }
     }
 
@@ -167,10 +168,11 @@ struct BatchApplier {
     }
 
     /// Truncates, key moves and unchanged-TOAST folding, then the LSN-guarded merge; with
-    /// `before`, the changes that committed at or after it are left out first. Returns the
+    /// `before`, the changes that committed at or after it are left out first, with `copiedAt`
+    /// those that committed before it (a copy at that consistent point holds them). Returns the
     /// changes merged.
     @discardableResult
-    static func merge(_ sql: MergeSQL, stagingTable: String, rows: Int, deletes: Int, truncates: Int, before: LSN? = nil, after: LSN? = nil,
+    static func merge(_ sql: MergeSQL, stagingTable: String, rows: Int, deletes: Int, truncates: Int, before: LSN? = nil, copiedAt: LSN? = nil,
                       lookedUp: BatchLookups.Table? = nil, on connection: isolated PostgresConnection) throws -> Int {
         var summary = try connection.query(sql.changeSummary).first!
         let count = try summary.decode(at: 0, as: Int.self)
@@ -180,9 +182,9 @@ struct BatchApplier {
             throw StorageError.corrupt(key: sql.target.description, reason: "\(count) changes in the temporary table, the batch has \(rows)")
         }
         var rows = rows
-        if before != nil || after != nil {
+        if before != nil || copiedAt != nil {
             if let before { try connection.execute(sql.dropChanges(from: before)) }
-            if let after { try connection.execute(sql.dropChanges(through: after)) }
+            if let copiedAt { try connection.execute(sql.dropChanges(before: copiedAt)) }
             summary = try connection.query(sql.changeSummary).first!
             rows = try summary.decode(at: 0, as: Int.self)
         }

@@ -198,7 +198,7 @@ struct TablePromotion: Sendable {
 
     /// A table whose STG table was created empty (it joined after the snapshot) kept the files the
     /// stream brought for it until this copy: they are merged over it now, in the order they were
-    /// staged, each with only its changes after the copy's point (the copy holds the others). On
+    /// staged, each with only its changes at or after the copy's point (the copy holds the others). On
     /// the copy's rows, an update that left a large value out as unchanged TOAST finds it.
     /// Waits for a batch deferring files to the table to commit first (`tablesAwaitingCopy`).
     /// Returns the changes merged.
@@ -223,7 +223,7 @@ struct TablePromotion: Sendable {
                 }
                 defer { local.release() }
                 var none = Set<String>()
-                merged += try BatchApplier.apply(file, position: position, path: local.path, loaded: nil, after: point,
+                merged += try BatchApplier.apply(file, position: position, path: local.path, loaded: nil, copiedAt: point,
                                                  schema: SchemaFollowing(source: waited.source, batchEnd: batchEnd, logger: logger),
                                                  awaiting: &none, on: connection)
             }
