@@ -202,6 +202,44 @@ import TributaryTestSupport
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
     }
 
+    /// A batch without files: its transactions changed only a table that is in the publication and
+    /// not in the configuration (an operator's `ALTER PUBLICATION`, or a table added while `run`
+    /// runs, whose first changes come before the replicator follows it). Its load was an empty
+    /// SQL string, which PostgreSQL answers with PGRES_EMPTY_QUERY: the applier stopped for good
+    /// and `drain` waited out its timeout. Applied one at a time (the merging connection's own
+    /// load tables) and loaded ahead (a backlog), it is recorded and the batches after it land.
+    @Test func batchesWithoutFilesApplyOneAtATimeAndLoadedAhead() async throws {
+        var fixture = try await PipelineFixture.make("nofiles", sources: [("qvp", ["public.accounts"])])
+        fixture.snapshotYAML = "  jobs: 1\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("""
+            CREATE TABLE accounts (id int PRIMARY KEY, note text);
+            CREATE TABLE unconfigured (id int PRIMARY KEY);
+            """)
+        _ = try await fixture.snapshot("qvp")
+        _ = try await fixture.load("qvp")
+        try await source.execute("ALTER PUBLICATION tributary_qvp ADD TABLE unconfigured")
+        let applier = ChangeApplier(endpoints: try fixture.endpoints(), sources: try fixture.configuration().sources, store: try fixture.store(),
+                                    settings: .init(jobs: 1), logger: PipelineFixture.logger)
+        // One batch alone, then a backlog of three: two without files, the last one loaded ahead
+        // while the first merges, and one with a file.
+        try await source.execute("INSERT INTO unconfigured VALUES (1)")
+        _ = try await fixture.replicateUntilCaughtUp("qvp")
+        _ = try await applier.applyOnce()
+        for statement in ["INSERT INTO unconfigured VALUES (2)", "INSERT INTO unconfigured VALUES (3)", "INSERT INTO accounts VALUES (1, 'after')"] {
+            try await source.execute(statement)
+            _ = try await fixture.replicateUntilCaughtUp("qvp")
+        }
+        let manifests = try await fixture.stagedChanges("qvp").manifests
+        #expect(manifests.map(\.files.count) == [0, 0, 0, 1], "\(manifests.map(\.files.count))")
+        let report = try await applier.applyOnce()
+        #expect(report.loadedAhead >= 1, "a batch without files was loaded ahead")
+        let target = try await fixture.connectTarget()
+        #expect(try await target.query("SELECT applied_lsn FROM tributary.sources WHERE source = 'qvp'").scalar == manifests.last!.endLSN.description)
+        #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches WHERE source = 'qvp'").scalar == "4")
+        #expect(try await target.query("SELECT note FROM stg.qvp_accounts WHERE id = 1").scalar == "after")
+    }
+
     /// A backlog of small batches, each loaded ahead while the one before merges, the applier
     /// SIGKILLed at seeded random moments (mostly inside a batch's transaction, with the next one
     /// loaded ahead); a row inserted with a large value and then updated around it in later batches

@@ -95,9 +95,11 @@ actor BatchPreloader {
     /// COPYs each file into its load table, in the caller's transaction. The tables are created
     /// once, then emptied in this transaction (which also replaces an earlier load of the same
     /// batch that its merge refused): all of the batch's load tables in one round trip, since a
-    /// wide batch has hundreds.
+    /// wide batch has hundreds. A batch without files (its transactions changed only tables that
+    /// are published and not configured) loads nothing: an empty statement is an error to libpq.
     static func load(_ files: [BatchFile], paths: [String], into tables: [QualifiedName], emptying: [LoadTableReuse.Emptying],
                      on connection: isolated PostgresConnection) throws {
+        guard !files.isEmpty else { return }
         let merges = files.enumerated().map { number, file in
             var sql = MergeSQL(file, loadTable: tables[number])
             sql.loadsFrozen = emptying[number] == .truncate
