@@ -50,6 +50,20 @@ import TributaryTestSupport
         #expect(atCommit.contains(.closeBatch))
     }
 
+    /// In the middle of a long step (a replay, a batch going to the store) only a status update
+    /// may happen, once per status interval, with the position already durable: no batch is
+    /// closed (a replay is inside a transaction even between its messages), no heartbeat sent.
+    @Test func aLongStepOnlySendsTheDurablePositionWhenAStatusIsDue() throws {
+        var machine = machine(ageMilliseconds: 500)
+        _ = try transaction(&machine, 200, rows: 1, at: 0)
+        #expect(try machine.handle(.busy, now: at(9_000)) == [], "no status before its interval")
+        #expect(try machine.handle(.busy, now: at(10_000)) == [.sendStatus(flushed: LSN(100))])
+        #expect(try machine.handle(.busy, now: at(15_000)) == [], "the interval starts again")
+        #expect(try machine.handle(.busy, now: at(20_000)) == [.sendStatus(flushed: LSN(100))])
+        #expect(machine.hasOpenBatch, "the batch, long past its age limit, is left to the next event between transactions")
+        #expect(try machine.handle(.idle, now: at(20_000)).contains(.closeBatch))
+    }
+
     @Test(arguments: ["rows", "bytes", "age"])
     func aBatchClosesAtEachLimit(_ limit: String) throws {
         var limits = BatchLimits()

@@ -81,9 +81,12 @@ import TributaryServices
     }
 
     /// One transaction of a million rows: pgoutput streams it before it commits, the replicator
-    /// spills it to disk, and the whole of it lands in one batch at its commit.
+    /// spills it to disk, and the whole of it lands in one batch at its commit. Its replay takes
+    /// seconds (over a minute on a loaded machine), and the server, here waiting 2 s for a reply
+    /// (`wal_sender_timeout`), is answered meanwhile: the connection stays.
     @Test func millionRowTransaction() async throws {
-        let fixture = try await PipelineFixture.make("million", sources: [("qvp", ["public.big"])])
+        let cluster = try await PrivateCluster.start("million", settings: ["wal_sender_timeout=2s"])
+        let fixture = try await PipelineFixture.make("million", sources: [("qvp", ["public.big"])], sourceCluster: cluster)
         let source = try await fixture.connectSource("qvp")
         try await source.execute("CREATE TABLE big (id int PRIMARY KEY, label text)")
         _ = try await fixture.snapshot("qvp")
@@ -100,6 +103,8 @@ import TributaryServices
         #expect(rows.first?["id"] == "1" && rows.last?["id"] == "1000000")
         #expect(rows.allSatisfy { $0.operation == "I" })
         #expect(rows.reduce(0) { $0 + Int($1["id"]!)! } == 500_000_500_000)
+        let log = try String(contentsOfFile: cluster.directory + "/postgres.log", encoding: .utf8)
+        #expect(!log.contains("terminating walsender process due to replication timeout"))
     }
 
     /// A transaction streamed in several chunks, with a column added between its rows: each row is

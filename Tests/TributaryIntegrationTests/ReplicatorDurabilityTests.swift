@@ -3,6 +3,7 @@ import Testing
 import TributaryCore
 import TributaryPostgres
 import TributaryServices
+import TributaryStorage
 
 /// The commit protocol under failure: kill -9 anywhere loses nothing, SIGTERM finishes cleanly,
 /// and an idle source's slot keeps advancing.
@@ -67,6 +68,34 @@ import TributaryServices
         }
     }
 
+    /// The server ends a replication connection that has not answered for `wal_sender_timeout`
+    /// (60 s by default), and the replicator then takes up the stream again from its last
+    /// acknowledged position: a step that outlasts the timeout each time starts over for ever. A
+    /// million-row transaction's replay on a loaded machine did (the connection was closed mid-
+    /// replay, "during standby status update"; `millionRowTransaction` covers the replay), and so
+    /// would a large batch going to a slow store. Here the timeout is 2 s and the store takes 5 s
+    /// for each batch's files: one run replicates it all, on one connection.
+    @Test func aLongReplayAndASlowStoreKeepTheConnection() async throws {
+        let cluster = try await PrivateCluster.start("busy", settings: ["wal_sender_timeout=2s"])
+        let fixture = try await PipelineFixture.make("busy", sources: [("qvp", ["public.big"])], sourceCluster: cluster)
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("CREATE TABLE big (id int PRIMARY KEY, label text)")
+        _ = try await fixture.snapshot("qvp")
+        try await source.execute("INSERT INTO big SELECT i, 'row ' || i FROM generate_series(1, 30000) i")
+        let end = try #require(LSN(try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!))
+        let configuration = try fixture.configuration()
+        var settings = Replicator.Settings(limits: configuration.target.batch, heartbeatInterval: .seconds(60), endLSN: end)
+        settings.statusInterval = .seconds(1)
+        let store = SlowStagingStore(base: try fixture.store(), filesDelay: .seconds(5))
+        let summary = try await Replicator(source: try configuration.sources(named: ["qvp"])[0], endpoints: try fixture.endpoints(), settings: settings,
+                                           store: store, workDirectory: configuration.target.workDirectory, logger: PipelineFixture.logger,
+                                           stop: StopSignal()).run()
+        #expect(summary.rows == 30_000)
+        #expect(try await fixture.stagedChanges("qvp").rows.count == 30_000)
+        let log = try String(contentsOfFile: cluster.directory + "/postgres.log", encoding: .utf8)
+        #expect(!log.contains("terminating walsender process due to replication timeout"))
+    }
+
     @Test func sigtermFinishesTheBatchAndAcknowledgesIt() async throws {
         let fixture = try await eventsFixture("sigterm")
         let workload = startWorkload(fixture)
@@ -128,4 +157,28 @@ import TributaryServices
     func waitFor(_ what: String, seconds: Double = 60, _ condition: () async throws -> Bool) async throws {
         try await eventually(what, seconds: seconds, condition)
     }
+}
+
+/// A store whose `put(files:)` takes `filesDelay` longer: a batch's data going over a slow link.
+struct SlowStagingStore: StagingStore {
+    let base: any StagingStore
+    let filesDelay: Duration
+
+    var description: String { "slow \(base)" }
+
+    func put(files: [(key: String, file: String)]) async throws {
+        try await Task.sleep(for: filesDelay)
+        try await base.put(files: files)
+    }
+
+    func put(key: String, file: String) async throws { try await base.put(key: key, file: file) }
+    func put(key: String, bytes: [UInt8]) async throws { try await base.put(key: key, bytes: bytes) }
+    func get(key: String) async throws -> [UInt8] { try await base.get(key: key) }
+    func fetch(key: String) async throws -> LocalObject { try await base.fetch(key: key) }
+    func fetch(keys: [String]) async throws -> [LocalObject] { try await base.fetch(keys: keys) }
+    func head(key: String) async throws -> StoredObject? { try await base.head(key: key) }
+    func list(prefix: String, startAfter: String?, endBefore: String?) async throws -> [StoredObject] {
+        try await base.list(prefix: prefix, startAfter: startAfter, endBefore: endBefore)
+    }
+    func delete(key: String) async throws { try await base.delete(key: key) }
 }

@@ -48,6 +48,12 @@ public struct ReplicationStateMachine: Sendable {
         /// Stop once everything before `lsn` is stored (a configured table was dropped on the
         /// source: its last changes come before the position where that was noticed).
         case stopAt(LSN)
+        /// A long step is under way and the stream is not read meanwhile: a streamed transaction's
+        /// replay, a batch going to the store. The server hears from the replicator only through
+        /// status updates, and ends the connection after `wal_sender_timeout` (60 s by default)
+        /// without one; the step then starts over on the next connection, as slowly, for ever.
+        /// Only a status update, when due, answers it: nothing else may happen in the middle of a step.
+        case busy
     }
 
     public enum Action: Sendable, Equatable {
@@ -130,6 +136,9 @@ public struct ReplicationStateMachine: Sendable {
 
     public mutating func handle(_ event: Event, now: Instant) throws -> [Action] {
         guard !isFinished else { return [] }
+        if case .busy = event {
+            return now - lastStatus >= settings.statusInterval ? [status(now)] : []
+        }
         var actions: [Action] = []
         switch event {
         case .message(let message):
@@ -160,6 +169,8 @@ public struct ReplicationStateMachine: Sendable {
             stopRequested = true
         case .stopAt(let lsn):
             endLSN = min(endLSN ?? lsn, lsn)
+        case .busy:
+            break
         }
         timers(now: now, into: &actions)
         return actions

@@ -279,7 +279,7 @@ private final class ReplicationSession: @unchecked Sendable {
             if spills[top] == nil { spills[top] = try TransactionSpill(topTransaction: top, directory: directory + "/spill") }
             try spills[top]!.append(xid: subtransaction, payload: payload)
         case .replayStream(let xid):
-            try await replay(xid)
+            try await replay(xid, on: connection)
         case .dropStream(let xid):
             spills.removeValue(forKey: xid)?.discard()
         case .abortSubtransaction(let xid, let subtransaction):
@@ -290,7 +290,7 @@ private final class ReplicationSession: @unchecked Sendable {
         case .idleCommit(let commit):
             await replicator.onIdle(commit.endLSN, PostgresTime.date(commit.commitTime))
         case .closeBatch:
-            let manifest = try await closeBatch()
+            let manifest = try await closeBatch(on: connection)
             try await feed(.batchStored(endLSN: manifest.endLSN), on: connection)
             // Acknowledged first: the applier's wake-up call and metrics must not delay the source.
             await replicator.onBatch(manifest)
@@ -378,17 +378,37 @@ private final class ReplicationSession: @unchecked Sendable {
     }
 
     /// A committed streamed transaction: its spilled messages, Relation messages included, so each
-    /// change meets the schema it was made under.
-    func replay(_ xid: UInt32) async throws {
+    /// change meets the schema it was made under. A replay of millions of changes takes minutes
+    /// on a loaded machine: the server is answered meanwhile (`ReplicationStateMachine.Event.busy`).
+    func replay(_ xid: UInt32, on connection: isolated PostgresConnection) async throws {
         guard let spill = spills.removeValue(forKey: xid) else { return }
+        var replayed = 0
         try await spill.replay { change in
             if case .relation(let relation) = change {
                 if try await registry.update(relation, commitLSN: batch.transactionCommitLSN) { batch.schemaChanged(relationOid: relation.oid) }
             } else {
                 try append(change)
             }
+            replayed += 1
+            if replayed % 4096 == 0 { try await feed(.busy, on: connection) }
         }
         spill.discard()
+    }
+
+    /// Runs `step`, which does not read the stream (a batch going to the store, slow for a large
+    /// batch or a slow link), while answering the server each second it is not done
+    /// (`ReplicationStateMachine.Event.busy`).
+    func answeringWhileBusy(on connection: isolated PostgresConnection, _ step: @escaping @Sendable () async throws -> Void) async throws {
+        enum Finished: Sendable { case step, tick }
+        try await withThrowingTaskGroup(of: Finished.self) { group in
+            group.addTask { try await step(); return .step }
+            while true {
+                group.addTask { try await Task.sleep(for: .seconds(1)); return .tick }
+                if try await group.next() == .step { break }
+                try await feed(.busy, on: connection)
+            }
+            group.cancelAll()
+        }
     }
 
     /// Its own transaction, so it arrives with a commit time: the lag clock's fresh timestamp.
@@ -407,12 +427,15 @@ private final class ReplicationSession: @unchecked Sendable {
     }
 
     /// Data files, then the manifest: only then may the state machine acknowledge the batch's end.
-    func closeBatch() async throws -> BatchManifest {
+    func closeBatch(on connection: isolated PostgresConnection) async throws -> BatchManifest {
         let started = ContinuousClock.now
         let (manifest, files) = try batch.seal(source: replicator.source.name, slot: replicator.source.slot)
-        try await replicator.store.put(files: files.map { (key: $0.key, file: $0.path) })
-        try await replicator.store.put(key: ObjectNaming.cdcManifest(source: manifest.source, endLSN: manifest.endLSN),
-                                       bytes: ManifestCoding.encode(manifest))
+        let store = replicator.store, uploads = files.map { (key: $0.key, file: $0.path) }
+        let manifestKey = ObjectNaming.cdcManifest(source: manifest.source, endLSN: manifest.endLSN), encoded = try ManifestCoding.encode(manifest)
+        try await answeringWhileBusy(on: connection) {
+            try await store.put(files: uploads)
+            try await store.put(key: manifestKey, bytes: encoded)
+        }
         recorded = max(recorded, manifest.endLSN)
         summary.batches += 1
         summary.transactions += manifest.transactions

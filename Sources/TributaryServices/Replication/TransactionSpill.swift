@@ -32,8 +32,9 @@ final class TransactionSpill {
     /// Replays the surviving messages in order, Relation messages included, so each change meets
     /// the schema it was made under; changes of aborted subtransactions are skipped. Each message
     /// is read straight into memory of its own, which its values then slice: a message holding a
-    /// value of hundreds of megabytes is in memory once.
-    func replay(_ body: (PgOutputMessage) async throws -> Void) async throws {
+    /// value of hundreds of megabytes is in memory once. Runs in the caller's isolation (the
+    /// replication connection's thread): its file reads block.
+    func replay(isolation: isolated (any Actor)? = #isolation, _ body: (PgOutputMessage) async throws -> Void) async throws {
         try output.close()
         var decoder = PgOutputDecoder(inStream: true)
         let input = try FileInput(path: path)
