@@ -5,16 +5,12 @@ import TributaryPostgres
 /// configured table dropped (no change for it will ever come again) and columns dropped (STG keeps
 /// them, as `schema_changes` allows, and new rows get NULL). Said by `status` and `verify`.
 public enum SourceDrift {
-    /// STG columns of `stagingTable` that the source table `described` no longer has, metadata
-    /// columns and columns deliberately not replicated left aside. Empty when STG has no such table.
-    public static func droppedColumns(of stagingTable: QualifiedName, described: SourceTable,
-                                      on target: PostgresConnection) async throws -> [String] {
-        let stagingColumns = try await target.query("""
-            SELECT a.attname FROM pg_attribute a
-            WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
-            """, [stagingTable.sql]).column(String.self)
+    /// Of `stagingColumns` (an STG table's, from `columns(of:on:)`; nil: no such table), those the
+    /// source table `described` no longer has, metadata columns and columns deliberately not
+    /// replicated left aside.
+    public static func droppedColumns(_ stagingColumns: [String]?, described: SourceTable) -> [String] {
         let known = Set(described.relation.columnNames + described.omittedColumns + [StagingColumns.lsn, StagingColumns.deleted])
-        return stagingColumns.filter { !known.contains($0) }
+        return (stagingColumns ?? []).filter { !known.contains($0) }
     }
 
     /// Warnings for `status`: configured tables gone from the source, and columns STG has that the
