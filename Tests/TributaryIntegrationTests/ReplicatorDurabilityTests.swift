@@ -82,14 +82,7 @@ import TributaryStorage
         try await source.execute("CREATE TABLE big (id int PRIMARY KEY, label text)")
         _ = try await fixture.snapshot("qvp")
         try await source.execute("INSERT INTO big SELECT i, 'row ' || i FROM generate_series(1, 30000) i")
-        let end = try #require(LSN(try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!))
-        let configuration = try fixture.configuration()
-        var settings = Replicator.Settings(limits: configuration.target.batch, heartbeatInterval: .seconds(60), endLSN: end)
-        settings.statusInterval = .seconds(1)
-        let store = SlowStagingStore(base: try fixture.store(), filesDelay: .seconds(5))
-        let summary = try await Replicator(source: try configuration.sources(named: ["qvp"])[0], endpoints: try fixture.endpoints(), settings: settings,
-                                           store: store, workDirectory: configuration.target.workDirectory, logger: PipelineFixture.logger,
-                                           stop: StopSignal()).run()
+        let summary = try await fixture.replicateUntilCaughtUp("qvp", store: SlowStagingStore(base: try fixture.store(), filesDelay: .seconds(5)))
         #expect(summary.rows == 30_000)
         #expect(try await fixture.stagedChanges("qvp").rows.count == 30_000)
         let log = try String(contentsOfFile: cluster.directory + "/postgres.log", encoding: .utf8)

@@ -40,16 +40,6 @@ extension ControlStore {
         return (relation, try row.decode(at: 1, as: LSN.self))
     }
 
-    /// The recorded shape of each of `stagingTables` that has one, in one query.
-    static func stagingRelations(_ stagingTables: [String], on connection: isolated PostgresConnection) throws -> [String: RelationSchema] {
-        var result: [String: RelationSchema] = [:]
-        for row in try connection.query("SELECT stg_table, relation::text FROM tributary.staging_relations WHERE stg_table = ANY($1::text[])",
-                                        [PostgresArray.literal(stagingTables)]).rows {
-            result[try row.decode(at: 0, as: String.self)] = try ManifestCoding.decode(RelationSchema.self, from: Array(try row.decode(at: 1, as: String.self).utf8))
-        }
-        return result
-    }
-
     /// `relation` is what `stagingTable` follows from `lsn` on (a newer position only: a batch
     /// older than a table snapshot's copy does not take it back).
     static func recordStagingRelation(_ relation: RelationSchema, stagingTable: String, source: String, at lsn: LSN,

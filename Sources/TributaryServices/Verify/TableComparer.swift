@@ -51,7 +51,7 @@ public struct TableComparer: Sendable {
         let described = try await SourceCatalog.describeIfPresent(selected, source: source, on: sourceConnection)
         // Every table's recorded shape and STG columns in one query each, not two queries a table:
         // at 600 tables those were 1,200 round trips before the first checksum.
-        let recordedShapes = try await targetConnection.run { try ControlStore.stagingRelations(selected.map(\.stagingTable), on: $0) }
+        let recordedShapes = try await ControlStore(targetConnection).stagingRelations(of: source.name)
         let stagingColumns = try await SourceDrift.columns(
             of: selected.map { QualifiedName(schema: StagingColumns.schema, name: $0.stagingTable).sql }, on: targetConnection)
         for (table, byName) in zip(selected, described) {
