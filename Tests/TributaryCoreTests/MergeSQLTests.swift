@@ -47,7 +47,7 @@ import Testing
         #expect(loaded.createLoadTable() == #"CREATE UNLOGGED TABLE IF NOT EXISTS "tributary_load"."qvp-0000000000000030-0" (_op text, _lsn pg_lsn, _seq bigint, _unchanged text[], "id" integer, "doc" text) WITH (autovacuum_enabled = false); TRUNCATE "tributary_load"."qvp-0000000000000030-0""#)
         #expect(loaded.copyIn == #"COPY "tributary_load"."qvp-0000000000000030-0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT binary, FREEZE)"#)
         #expect(loaded.changeSummary == #"SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM "tributary_load"."qvp-0000000000000030-0""#)
-        #expect(loaded.merge(afterSequence: nil, truncatedAt: nil, folding: false).contains(#"USING (SELECT DISTINCT ON ("id") * FROM "tributary_load"."qvp-0000000000000030-0" WHERE _op <> 'T' ORDER BY "id", _seq DESC)"#))
+        #expect(loaded.merge(afterSequence: nil, truncatedAt: nil, folding: false).contains(#"USING (SELECT DISTINCT ON ("id") * FROM "tributary_load"."qvp-0000000000000030-0" WHERE _op <> 'T' ORDER BY "id", _lsn DESC, _seq DESC)"#))
         #expect(sql.changeSummary == #"SELECT count(*), coalesce(bool_or(_unchanged IS NOT NULL), false) FROM "tributary_changes_0""#)
     }
 
@@ -93,7 +93,7 @@ import Testing
 
     @Test func newestChangeMerge() {
         #expect(sql.mergeStatement(afterSequence: 7, truncatedAt: LSN(0x30), folding: false) == """
-            MERGE INTO "stg"."qvp_items" AS t USING (SELECT DISTINCT ON ("id") * FROM "tributary_changes_0" WHERE _op <> 'T' AND _seq > 7 AND _lsn > '0/30'::pg_lsn ORDER BY "id", _seq DESC) AS s ON t."id" = s."id" \
+            MERGE INTO "stg"."qvp_items" AS t USING (SELECT DISTINCT ON ("id") * FROM "tributary_changes_0" WHERE _op <> 'T' AND _seq > 7 AND _lsn > '0/30'::pg_lsn ORDER BY "id", _lsn DESC, _seq DESC) AS s ON t."id" = s."id" \
             WHEN MATCHED AND s._lsn > t."_lsn" AND s._op = 'D' THEN UPDATE SET "_deleted" = true, "_lsn" = s._lsn \
             WHEN MATCHED AND s._lsn > t."_lsn" THEN UPDATE SET "doc" = s."doc", "_deleted" = false, "_lsn" = s._lsn \
             WHEN NOT MATCHED AND s._op = 'D' THEN INSERT ("id", "_lsn", "_deleted") VALUES (s."id", s._lsn, true) \
@@ -103,7 +103,7 @@ import Testing
 
     @Test func foldingMergeKeepsStoredValueWhenNothingCarriedIt() {
         let merge = sql.merge(afterSequence: nil, truncatedAt: nil, folding: true)
-        #expect(merge.contains(#"first_value("doc") OVER (PARTITION BY "id" ORDER BY (_op IN ('I', 'U') AND NOT coalesce('doc' = ANY (_unchanged), false)) DESC, _seq DESC) AS "doc""#))
+        #expect(merge.contains(#"first_value("doc") OVER (PARTITION BY "id" ORDER BY (_op IN ('I', 'U') AND NOT coalesce('doc' = ANY (_unchanged), false)) DESC, _lsn DESC, _seq DESC) AS "doc""#))
         #expect(merge.contains(#"bool_or((_op IN ('I', 'U') AND NOT coalesce('doc' = ANY (_unchanged), false))) OVER (PARTITION BY "id") AS _carried_0"#))
         #expect(merge.contains(#""doc" = CASE WHEN s._carried_0 THEN s."doc" ELSE t."doc" END"#))
         #expect(merge.contains("WHERE _newest = 1"))

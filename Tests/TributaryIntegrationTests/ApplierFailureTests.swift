@@ -44,9 +44,11 @@ import TributaryTestSupport
         let manifests = try await fixture.stagedChanges("qvp").manifests
         #expect(manifests.count > 10)
 
-        // In order, twice: the second run applies nothing. Every batch after the first was
-        // loaded ahead, on the second connection, while the one before it merged.
-        let applier = ChangeApplier(endpoints: try fixture.endpoints(), sources: configuration.sources, store: store, settings: .init(jobs: 1),
+        // In order, twice: the second run applies nothing. Batch by batch, every batch after the
+        // first was loaded ahead, on the second connection, while the one before it merged.
+        var settings = ChangeApplier.Settings(jobs: 1)
+        settings.grouping = nil
+        let applier = ChangeApplier(endpoints: try fixture.endpoints(), sources: configuration.sources, store: store, settings: settings,
                                     logger: PipelineFixture.logger)
         let first = try await applier.applyOnce()
         #expect(first.batches == manifests.count)
@@ -72,6 +74,88 @@ import TributaryTestSupport
             let shuffled = try await liveRows(shuffledTarget, table: table)
             #expect(inOrder == shuffled, "\(table) differs after a shuffled apply")
         }
+    }
+
+    /// Every STG row as text, `_lsn` included; of a tombstone, its key and `_lsn` (its other
+    /// values are what its table last held, or none when STG never held the row).
+    func allRows(_ connectionInfo: String, table: String, key: String) async throws -> [String] {
+        let connection = try await PostgresConnection.connect(connectionInfo, name: "target")
+        return try await connection.query("""
+            SELECT CASE WHEN _deleted THEN ROW(\(key), _lsn)::text ELSE s::text END AS r FROM stg.\(table) s ORDER BY r
+            """).rows.map { $0[0]! }
+    }
+
+    /// A backlog merged in groups (`BatchGroup`) gives exactly the STG that applying it batch by
+    /// batch gives, tombstones and LSNs included, over the random workload's every kind of change
+    /// (key moves, unchanged TOAST, bulk inserts; its TRUNCATEs end groups).
+    @Test func aBacklogMergedInGroupsGivesTheSTGOfOneBatchAtATime() async throws {
+        let fixture = try await replicatedFixture("grouped", rowsPerBatch: 10, largeValues: true)
+        let store = try fixture.store()
+        let configuration = try fixture.configuration()
+        let manifests = try await fixture.stagedChanges("qvp").manifests
+        #expect(manifests.count > 10)
+        let report = try await ChangeApplier(endpoints: try fixture.endpoints(), sources: configuration.sources, store: store,
+                                             settings: .init(jobs: 1), logger: PipelineFixture.logger).applyOnce()
+        #expect(report.batches == manifests.count)
+        #expect(report.grouped > manifests.count / 2 && report.groups < report.grouped / 2, "\(report.groups) groups of \(report.grouped) batches")
+        let target = try await fixture.connectTarget()
+        #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches WHERE source = 'qvp'").scalar == String(manifests.count))
+        #expect(try await target.query("SELECT applied_lsn FROM tributary.sources WHERE source = 'qvp'").scalar == manifests.last!.endLSN.description)
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+
+        let batchByBatch = try await fixture.clusters.makeDatabase("onebyone", onSource: false)
+        var batchByBatchConfiguration = configuration.target
+        batchByBatchConfiguration.connection = batchByBatch
+        _ = try await SnapshotLoader(target: TargetEndpoint(batchByBatchConfiguration, command: "test"), store: store, jobs: 1, sources: [],
+                                     logger: PipelineFixture.logger).load(source: "qvp")
+        let connection = try await PostgresConnection.connect(batchByBatch, name: "target")
+        let batchApplier = BatchApplier(source: configuration.sources[0], store: store, logger: PipelineFixture.logger)
+        for manifest in manifests { _ = try await batchApplier.apply(manifest, on: connection) }
+        for (table, key) in [("qvp_accounts", "id"), ("qvp_ledger", "a, b")] {
+            let grouped = try await allRows(fixture.target, table: table, key: key)
+            let oneByOne = try await allRows(batchByBatch, table: table, key: key)
+            let differences = Set(grouped).symmetricDifference(oneByOne).sorted().map { "\($0.prefix(40))…\($0.suffix(40)) (\($0.count))" }
+            #expect(differences.isEmpty && grouped.count == oneByOne.count, "\(table) differs between grouped and batch by batch: \(differences)")
+        }
+    }
+
+    /// Each batch numbers its changes from 1: in a group, a key's changes are ordered by commit
+    /// LSN first. A row inserted with a large value late in one batch (a high `_seq`), then
+    /// updated twice and moved to a new key early in the next (low `_seq`s, its large value left
+    /// out as unchanged): ordered by `_seq` alone, the insert would win and the move would find
+    /// no earlier change to take the value from.
+    @Test func aGroupOrdersAKeysChangesByCommitThenSequence() async throws {
+        var fixture = try await PipelineFixture.make("grouporder", sources: [("qvp", ["public.accounts"])])
+        fixture.snapshotYAML = "  jobs: 1\n"
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("""
+            CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric(12,2), doc text);
+            ALTER TABLE accounts ALTER COLUMN doc SET STORAGE EXTERNAL;
+            """)
+        _ = try await fixture.snapshot("qvp")
+        _ = try await fixture.load("qvp")
+        for transaction in [
+            "INSERT INTO accounts SELECT i, 'owner ' || i, 0, repeat(md5(i::text), 100) FROM generate_series(5000, 5019) i",
+            "UPDATE accounts SET balance = 7 WHERE id = 5019",
+            "UPDATE accounts SET balance = 8 WHERE id = 5019",
+            "UPDATE accounts SET id = 7000 WHERE id = 5018",
+            "INSERT INTO accounts SELECT i, 'filler', 0, NULL FROM generate_series(6000, 6019) i",
+        ] {
+            try await source.execute(transaction)
+        }
+        var limits = try fixture.configuration().target.batch
+        limits.rowsMax = 10
+        _ = try await fixture.replicateUntilCaughtUp("qvp", limits: limits)
+        let manifests = try await fixture.stagedChanges("qvp").manifests
+        #expect(manifests.count == 2, "the insert in one batch, the rest in the next")
+        let report = try await ChangeApplier(endpoints: try fixture.endpoints(), sources: try fixture.configuration().sources, store: try fixture.store(),
+                                             settings: .init(jobs: 1), logger: PipelineFixture.logger).applyOnce()
+        #expect(report.groups == 1 && report.grouped == 2)
+        let target = try await fixture.connectTarget()
+        #expect(try await target.query("SELECT balance FROM stg.qvp_accounts WHERE id = 5019 AND NOT _deleted").scalar == "8.00")
+        #expect(try await target.query("SELECT length(doc) FROM stg.qvp_accounts WHERE id = 7000 AND NOT _deleted").scalar == "3200")
+        #expect(try await target.query("SELECT _deleted FROM stg.qvp_accounts WHERE id = 5018").scalar == "t")
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
     }
 
     @Test func applierKilledDuringMergesFinishesCorrectly() async throws {
@@ -207,9 +291,10 @@ import TributaryTestSupport
     /// runs, whose first changes come before the replicator follows it). Its load was an empty
     /// SQL string, which PostgreSQL answers with PGRES_EMPTY_QUERY: the applier stopped for good
     /// and `drain` waited out its timeout. Applied one at a time (the merging connection's own
-    /// load tables) and loaded ahead (a backlog), it is recorded and the batches after it land.
-    @Test func batchesWithoutFilesApplyOneAtATimeAndLoadedAhead() async throws {
-        var fixture = try await PipelineFixture.make("nofiles", sources: [("qvp", ["public.accounts"])])
+    /// load tables), loaded ahead (a backlog, batch by batch) and merged together with others (a
+    /// backlog, grouped), it is recorded and the batches after it land.
+    @Test(arguments: [false, true]) func batchesWithoutFilesApplyOneAtATimeAndLoadedAhead(grouped: Bool) async throws {
+        var fixture = try await PipelineFixture.make(grouped ? "nofilesgrouped" : "nofiles", sources: [("qvp", ["public.accounts"])])
         fixture.snapshotYAML = "  jobs: 1\n"
         let source = try await fixture.connectSource("qvp")
         try await source.execute("""
@@ -219,8 +304,10 @@ import TributaryTestSupport
         _ = try await fixture.snapshot("qvp")
         _ = try await fixture.load("qvp")
         try await source.execute("ALTER PUBLICATION tributary_qvp ADD TABLE unconfigured")
+        var settings = ChangeApplier.Settings(jobs: 1)
+        if !grouped { settings.grouping = nil }
         let applier = ChangeApplier(endpoints: try fixture.endpoints(), sources: try fixture.configuration().sources, store: try fixture.store(),
-                                    settings: .init(jobs: 1), logger: PipelineFixture.logger)
+                                    settings: settings, logger: PipelineFixture.logger)
         // One batch alone, then a backlog of three: two without files, the last one loaded ahead
         // while the first merges, and one with a file.
         try await source.execute("INSERT INTO unconfigured VALUES (1)")
@@ -233,7 +320,11 @@ import TributaryTestSupport
         let manifests = try await fixture.stagedChanges("qvp").manifests
         #expect(manifests.map(\.files.count) == [0, 0, 0, 1], "\(manifests.map(\.files.count))")
         let report = try await applier.applyOnce()
-        #expect(report.loadedAhead >= 1, "a batch without files was loaded ahead")
+        if grouped {
+            #expect(report.grouped == 3 && report.groups == 1, "the backlog merged together")
+        } else {
+            #expect(report.loadedAhead >= 1, "a batch without files was loaded ahead")
+        }
         let target = try await fixture.connectTarget()
         #expect(try await target.query("SELECT applied_lsn FROM tributary.sources WHERE source = 'qvp'").scalar == manifests.last!.endLSN.description)
         #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches WHERE source = 'qvp'").scalar == "4")

@@ -164,15 +164,15 @@ public struct MergeSQL: Sendable {
         } + ["_unchanged = NULL"]
         return """
             UPDATE \(table) AS moved SET \(assignments.joined(separator: ", ")) FROM (\
-            SELECT u._seq AS _move, origin.* FROM \(table) AS u \
+            SELECT u._lsn AS _move_lsn, u._seq AS _move, origin.* FROM \(table) AS u \
             JOIN \(table) AS d ON d._op = 'D' AND d._lsn = u._lsn AND d._seq = u._seq - 1 \
             CROSS JOIN LATERAL (SELECT \(valueList.joined(separator: ", ")) FROM (\
-            SELECT \(valueList.map { "e.\($0)" }.joined(separator: ", ")), e._seq AS _order FROM \(table) AS e \
-            WHERE \(sameOldKey("e")) AND e._seq < d._seq AND e._op IN ('I', 'U') AND NOT coalesce(e._unchanged && u._unchanged, false) \
-            UNION ALL SELECT \(valueList.map { "s.\($0)" }.joined(separator: ", ")), -1 FROM \(target.sql) AS s \
-            WHERE \(sameOldKey("s")) AND NOT s.\(deleted)) AS candidates ORDER BY _order DESC LIMIT 1) AS origin \
+            SELECT \(valueList.map { "e.\($0)" }.joined(separator: ", ")), e._lsn AS _order_lsn, e._seq AS _order FROM \(table) AS e \
+            WHERE \(sameOldKey("e")) AND (e._lsn, e._seq) < (d._lsn, d._seq) AND e._op IN ('I', 'U') AND NOT coalesce(e._unchanged && u._unchanged, false) \
+            UNION ALL SELECT \(valueList.map { "s.\($0)" }.joined(separator: ", ")), '0/0'::pg_lsn, -1 FROM \(target.sql) AS s \
+            WHERE \(sameOldKey("s")) AND NOT s.\(deleted)) AS candidates ORDER BY _order_lsn DESC, _order DESC LIMIT 1) AS origin \
             WHERE u._op = 'U' AND u._unchanged IS NOT NULL) AS fill \
-            WHERE moved._seq = fill._move
+            WHERE moved._lsn = fill._move_lsn AND moved._seq = fill._move
             """
     }
 
@@ -244,11 +244,12 @@ public struct MergeSQL: Sendable {
         "_op <> 'T'" + (afterSequence.map { " AND _seq > \($0)" } ?? "")
     }
 
-    /// The newest change of each key.
+    /// The newest change of each key. Newest by (`_lsn`, `_seq`): commit order, then order within
+    /// the transaction, so also across the batches of a `BatchGroup` (each numbers its own `_seq`).
     func newestChanges(filter: String) -> String {
         let keyList = SQL.identifierList(keys)
         return "SELECT DISTINCT ON (\(keyList)) * FROM \(changes) WHERE \(filter) "
-            + "ORDER BY \(keyList), _seq DESC"
+            + "ORDER BY \(keyList), _lsn DESC, _seq DESC"
     }
 
     /// The newest change of each key, where a column the newest change left out as unchanged TOAST
@@ -261,11 +262,11 @@ public struct MergeSQL: Sendable {
         for (index, column) in values.enumerated() {
             let name = SQL.identifier(column.name)
             let carries = "(_op IN ('I', 'U') AND NOT coalesce(\(SQL.literal(column.name)) = ANY (_unchanged), false))"
-            columns.append("first_value(\(name)) OVER (\(partition) ORDER BY \(carries) DESC, _seq DESC) AS \(name)")
+            columns.append("first_value(\(name)) OVER (\(partition) ORDER BY \(carries) DESC, _lsn DESC, _seq DESC) AS \(name)")
             columns.append("bool_or(\(carries)) OVER (\(partition)) AS \(carried(index))")
             outer += [name, carried(index)]
         }
-        columns.append("row_number() OVER (\(partition) ORDER BY _seq DESC) AS _newest")
+        columns.append("row_number() OVER (\(partition) ORDER BY _lsn DESC, _seq DESC) AS _newest")
         return "SELECT \(outer.joined(separator: ", ")) FROM (SELECT \(columns.joined(separator: ", ")) "
             + "FROM \(self.changes) WHERE \(filter)) AS changes WHERE _newest = 1"
     }

@@ -36,6 +36,63 @@ struct BatchApplier {
         try await apply(batch.manifest, preloaded: batch, backlog: backlog, on: connection)
     }
 
+    /// Applies a `BatchGroup` in one target transaction, as one longer batch would be: each
+    /// table's files COPYed one after another into the merging connection's own load table for
+    /// it, one plain merge per table (`PlainMerge`), every batch claimed and recorded. Returns nil,
+    /// having changed nothing, when a table needs more than a plain merge (a shape to follow, a
+    /// copy to wait for) or a batch was recorded already: the batches then go one at a time.
+    /// - Parameter backlog: batches still to apply after the group, said to the BL runner.
+    func apply(_ group: BatchGroup, backlog: Int, on connection: PostgresConnection) async throws -> Outcome? {
+        guard let ownLoadTables, let first = group.manifests.first, let last = group.manifests.last else { return nil }
+        var locals: [LocalObject] = []
+        defer { locals.forEach { $0.release() } }
+        locals = try await store.fetch(keys: group.tables.flatMap { $0.files.map(\.file.key) })
+        var paths = locals.map(\.path)[...]
+        let parts = group.tables.map { table in
+            defer { paths = paths.dropFirst(table.files.count) }
+            return Array(zip(table.files, paths.prefix(table.files.count)))
+        }
+        let merged = group.tables.map(\.merged)
+        let own = ownLoadTables.plan(merged)
+        let sourceName = source.name
+        do {
+            let outcome = try await connection.run { connection in
+                try connection.transaction { connection in
+                    for manifest in group.manifests {
+                        guard try ControlStore.claimBatch(manifest, on: connection) else { throw NotPlain() }
+                    }
+                    try StagingTypeCheck.validate(merged.map(\.relation), manifest: "batches \(first.endLSN)-\(last.endLSN) of \(sourceName)",
+                                                  on: connection)
+                    let awaiting = try ControlStore.tablesAwaitingCopy(of: sourceName, on: connection)
+                    var lookups = try BatchLookups.read(merged, awaiting: awaiting, on: connection)
+                    let merges = try merged.enumerated().map { number, file in
+                        guard let lookedUp = lookups.take(file.stagingTable),
+                              let merge = PlainMerge(file, loadTable: own.tables[number], lookedUp: lookedUp, awaiting: awaiting) else { throw NotPlain() }
+                        return merge
+                    }
+                    try BatchPreloader.load(parts, into: own.tables, emptying: own.emptying, on: connection)
+                    try PlainMerge.run(merges, on: connection)
+                    for manifest in group.manifests { try ControlStore.recordApplied(manifest, on: connection) }
+                    try ControlStore.announceStagingChange(of: sourceName, backlog: backlog, on: connection)
+                    var outcome = Outcome(applied: true, rows: group.rows, batches: group.manifests.count)
+                    for file in merged {
+                        outcome.inserts += file.inserts
+                        outcome.updates += file.updates
+                        outcome.deletes += file.deletes
+                    }
+                    return outcome
+                }
+            }
+            ownLoadTables.loaded(merged, tables: own.tables, emptying: own.emptying)
+            return outcome
+        } catch is NotPlain {
+            return nil
+        }
+    }
+
+    /// A group's table needs more than a plain merge, or one of its batches was recorded already.
+    private struct NotPlain: Error {}
+
     /// Applies the changes of a batch that committed before `lsn` (a verify's point the batch
     /// runs across), without recording the batch: it is applied whole once the hold is lifted,
     /// and its changes before the point, applied again, are no newer than what STG holds then.

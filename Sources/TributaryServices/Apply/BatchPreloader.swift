@@ -111,6 +111,23 @@ actor BatchPreloader {
         }
     }
 
+    /// COPYs each table's files of a `BatchGroup`, one after another, into its load table, in the
+    /// caller's transaction, as `load` does a batch's.
+    /// - Parameter parts: per table, its files and their local paths, in batch order.
+    static func load(_ parts: [[(BatchFile, String)]], into tables: [QualifiedName], emptying: [LoadTableReuse.Emptying],
+                     on connection: isolated PostgresConnection) throws {
+        guard !parts.isEmpty else { return }
+        let merges = parts.enumerated().map { number, files in
+            var sql = MergeSQL(files[0].0, loadTable: tables[number])
+            sql.loadsFrozen = emptying[number] == .truncate
+            return sql
+        }
+        try connection.execute(merges.indices.map { merges[$0].createLoadTable(emptying: emptying[$0]) }.joined(separator: ";\n"))
+        for (number, files) in parts.enumerated() {
+            for (file, path) in files { try BatchApplier.load(file, path: path, with: merges[number], on: connection) }
+        }
+    }
+
     func close() async { await connection.close() }
 }
 

@@ -18,6 +18,9 @@ public struct ChangeApplier: Sendable {
         /// Batch by batch through a backlog, the next batch is COPYed on a second target
         /// connection while the current one merges (`BatchPreloader`).
         public var loadAhead = true
+        /// Through a backlog, consecutive batches merge together, up to these limits
+        /// (`BatchGroup`); nil: batch by batch.
+        public var grouping: BatchGroup.Limits? = BatchGroup.Limits()
         public init(jobs: Int) { self.jobs = jobs }
         public init(_ snapshot: SnapshotSettings, jobs: Int? = nil) {
             self.jobs = jobs ?? snapshot.jobs
@@ -31,12 +34,17 @@ public struct ChangeApplier: Sendable {
         public var rows = 0
         /// Batches whose files were loaded ahead, on the second connection.
         public var loadedAhead = 0
+        /// Batches merged together with others (`BatchGroup`), and the groups they formed.
+        public var grouped = 0
+        public var groups = 0
 
         mutating func add(_ other: Report) {
             snapshots += other.snapshots
             batches += other.batches
             rows += other.rows
             loadedAhead += other.loadedAhead
+            grouped += other.grouped
+            groups += other.groups
         }
     }
 
@@ -221,22 +229,39 @@ struct SourceApplier {
         return try await load()
     }
 
-    /// Applies `keys` in order, one target transaction each, the next loaded ahead while one merges.
+    /// Applies `keys` in order. Where two or more of them wait, they merge together
+    /// (`BatchGroup`), one target transaction per group; one at a time otherwise, each in a
+    /// transaction of its own with the next loaded ahead while it merges.
     /// - Parameter listed: batches listed in all; those after each one are its backlog.
     private mutating func apply(_ keys: [String], backlog listed: Int, on control: ControlStore, stop: StopSignal,
                                 into report: inout ChangeApplier.Report) async throws {
         let applier = BatchApplier(source: source, store: store, logger: logger, ownLoadTables: ownLoadTables)
-        var next: BatchManifest? = try await keys.first.asyncMap { try await store.manifest(BatchManifest.self, at: $0) }
+        var manifests = ManifestWindow(keys: keys, store: store, limits: settings.grouping)
         var index = 0
+        // After a group that did not merge plainly, its batches go one at a time.
+        var aloneUntil = 0
         do {
-            while let manifest = next, !stop.isRequested {
+            while index < keys.count, !stop.isRequested {
                 let started = ContinuousClock.now
+                manifests.forget(below: index)
+                if index >= aloneUntil, let group = try await manifests.group(at: index) {
+                    // A batch loaded ahead for the group's first is not used (its rows stay until its set's next load).
+                    _ = try await preload.take(group.manifests[0])
+                    if let outcome = try await applier.apply(group, backlog: listed - index - group.manifests.count, on: control.connection) {
+                        index += group.manifests.count
+                        record(outcome, loadedAhead: false, first: group.manifests[0], last: group.manifests[group.manifests.count - 1],
+                               since: started, into: &report)
+                        continue
+                    }
+                    aloneUntil = index + group.manifests.count
+                }
+                let manifest = try await manifests.manifest(at: index)
                 let loaded = try await preload.take(manifest)
                 index += 1
-                next = nil
-                if index < keys.count {
-                    next = try await store.manifest(BatchManifest.self, at: keys[index])
-                    if preload.enabled { try await preload.start(next!) }
+                if index < keys.count, preload.enabled {
+                    // Not the next batch when a group starts there: the group does not use it.
+                    let grouped = index >= aloneUntil ? try await manifests.group(at: index) != nil : false
+                    if !grouped { try await preload.start(try await manifests.manifest(at: index)) }
                 }
                 let outcome = if let loaded {
                     try await applier.apply(loaded, backlog: listed - index, on: control.connection)
@@ -244,24 +269,34 @@ struct SourceApplier {
                     try await applier.apply(manifest, backlog: listed - index, on: control.connection)
                 }
                 guard outcome.applied else { continue }
-                report.batches += outcome.batches
-                report.rows += outcome.rows
-                if loaded != nil { report.loadedAhead += outcome.batches }
-                PipelineMetrics.batchApplied(source: source.name, rows: outcome.rows, batches: outcome.batches)
-                logger.info("batch applied", metadata: [
-                    LogKey.batch: .string(manifest.endLSN.paddedHex), LogKey.loadedAhead: .stringConvertible(loaded != nil),
-                    LogKey.lsn: .string("\(manifest.firstCommitLSN)..\(manifest.endLSN)"),
-                    LogKey.inserts: .stringConvertible(outcome.inserts), LogKey.updates: .stringConvertible(outcome.updates),
-                    LogKey.deletes: .stringConvertible(outcome.deletes), LogKey.truncates: .stringConvertible(outcome.truncates),
-                    LogKey.seconds: .string(String(format: "%.3f", (ContinuousClock.now - started).seconds)),
-                ])
+                record(outcome, loadedAhead: loaded != nil, first: manifest, last: manifest, since: started, into: &report)
             }
         } catch {
             await preload.finish()
             throw error
         }
         // Stopped early: a batch loaded ahead and not merged goes.
-        if next != nil { await preload.finish() }
+        if index < keys.count { await preload.finish() }
+    }
+
+    private func record(_ outcome: BatchApplier.Outcome, loadedAhead: Bool, first: BatchManifest, last: BatchManifest,
+                        since started: ContinuousClock.Instant, into report: inout ChangeApplier.Report) {
+        report.batches += outcome.batches
+        report.rows += outcome.rows
+        if loadedAhead { report.loadedAhead += outcome.batches }
+        if outcome.batches > 1 {
+            report.grouped += outcome.batches
+            report.groups += 1
+        }
+        PipelineMetrics.batchApplied(source: source.name, rows: outcome.rows, batches: outcome.batches)
+        logger.info(outcome.batches > 1 ? "batches applied together" : "batch applied", metadata: [
+            LogKey.batch: .string(last.endLSN.paddedHex), LogKey.batches: .stringConvertible(outcome.batches),
+            LogKey.loadedAhead: .stringConvertible(loadedAhead),
+            LogKey.lsn: .string("\(first.firstCommitLSN)..\(last.endLSN)"),
+            LogKey.inserts: .stringConvertible(outcome.inserts), LogKey.updates: .stringConvertible(outcome.updates),
+            LogKey.deletes: .stringConvertible(outcome.deletes), LogKey.truncates: .stringConvertible(outcome.truncates),
+            LogKey.seconds: .string(String(format: "%.3f", (ContinuousClock.now - started).seconds)),
+        ])
     }
 
     /// Manifests of batches ending after `lsn`, in LSN order, from a start key: never a full rescan.
@@ -270,6 +305,45 @@ struct SourceApplier {
         try await store.list(prefix: ObjectNaming.cdcPrefix(source: source.name),
                              startAfter: ObjectNaming.cdcDirectory(source: source.name, endLSN: lsn) + "~")
             .map(\.key).filter { $0.hasSuffix("/" + ObjectNaming.manifestName) }
+    }
+}
+
+/// The manifests of one pass's batches, each read from the store once, and the group that
+/// those from a place on form.
+private struct ManifestWindow {
+    let keys: [String]
+    let store: any StagingStore
+    let limits: BatchGroup.Limits?
+    private var read: [Int: BatchManifest] = [:]
+
+    init(keys: [String], store: any StagingStore, limits: BatchGroup.Limits?) {
+        self.keys = keys
+        self.store = store
+        self.limits = limits
+    }
+
+    mutating func manifest(at index: Int) async throws -> BatchManifest {
+        if let manifest = read[index] { return manifest }
+        let manifest = try await store.manifest(BatchManifest.self, at: keys[index])
+        read[index] = manifest
+        return manifest
+    }
+
+    /// The pass is at `index`: the manifests before it are not asked for again.
+    mutating func forget(below index: Int) {
+        read = read.filter { $0.key >= index }
+    }
+
+    /// The group the batches from `index` on form; nil when grouping is off or fewer than two would.
+    mutating func group(at index: Int) async throws -> BatchGroup? {
+        guard let limits, keys.count - index >= 2 else { return nil }
+        var manifests: [BatchManifest] = []
+        // One more than a group needs would not change it; stop where a batch ends the group.
+        for place in index..<min(keys.count, index + limits.batches) {
+            manifests.append(try await manifest(at: place))
+            if manifests.count >= 2, BatchGroup.leading(manifests, limits: limits)?.manifests.count ?? 0 < manifests.count { break }
+        }
+        return BatchGroup.leading(manifests, limits: limits)
     }
 }
 
