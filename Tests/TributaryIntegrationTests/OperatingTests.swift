@@ -149,7 +149,8 @@ import TributaryServices
         try await fixture.waitUntilApplied(["qvp", "svp"])
         // Metrics: the stages' counters and the lag gauges, in Prometheus text.
         let scraped = try await TestProcess.run("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(metricsPort)/metrics"])
-        for line in ["tributary_batches_applied_total{source=\"qvp\"}", "tributary_batches_written_total{source=\"svp\"}",
+        for line in ["tributary_batches_applied_total{source=\"qvp\"}", "tributary_apply_transactions_total{source=\"qvp\"}",
+                     "tributary_batches_written_total{source=\"svp\"}",
                      "tributary_source_lag_bytes{source=\"qvp\"}", "tributary_staged_batches{source=\"svp\"}",
                      "tributary_source_state{source=\"qvp\",state=\"running\"} 1"] {
             #expect(scraped.standardOutput.contains(line), "\(line) in \(scraped.standardOutput)")

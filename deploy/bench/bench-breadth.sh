@@ -189,6 +189,13 @@ echo "INSERT INTO probe (committed_at) VALUES (clock_timestamp());" >"$work/prob
 objects_before=$(find "$work/staging" -type f | wc -l); bytes_before=$(du -sb "$work/staging" | cut -f1)
 on $target_port unipacc -c "SELECT pg_stat_statements_reset()" -o /dev/null
 batches_before=$(on $target_port unipacc -Atc "SELECT count(*) FROM tributary.applied_batches")
+apply_transactions() { # the target transactions that applied batches (a backlog merges several in one), from run's metrics
+  python3 -c '
+import sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1]).read().decode()
+print(int(sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("tributary_apply_transactions_total{"))))' $metrics_port
+}
+transactions_before=$(apply_transactions)
 load=()
 for index in 0 1; do
   db=$([ "$index" = 0 ] && echo qvp || echo svp)
@@ -217,6 +224,7 @@ objects_per_hour=$(( ($(find "$work/staging" -type f | wc -l) - objects_before) 
 mib_per_hour=$(echo "($(du -sb "$work/staging" | cut -f1) - $bytes_before) * 3600 / $seconds / 1048576" | bc)
 batches=$(( $(on $target_port unipacc -Atc "SELECT count(*) FROM tributary.applied_batches") - batches_before ))
 statements=$(on $target_port unipacc -Atc "SELECT sum(calls) FROM pg_stat_statements")
+transactions=$(( $(apply_transactions) - transactions_before ))
 latency() { # layer: p50 p99 count
   on $target_port unipacc -Atc "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l)::numeric, 3), round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l)::numeric, 3), count(*)
     FROM (SELECT extract(epoch FROM s.seen_at - p.committed_at) AS l FROM probe_seen s JOIN stg.qvp_probe p USING (id) WHERE s.layer = '$1') x" | tr '|' ' '
@@ -268,6 +276,7 @@ printf '%-44s %12.1f\n' "STG caught up after the workload's end (s)" "$catchup_s
 printf '%-44s %12s\n' "staged objects per hour" "$objects_per_hour"
 printf '%-44s %12s\n' "staged MiB per hour" "$mib_per_hour"
 printf '%-44s %12s\n' "target statements per applied batch" "$(( batches > 0 ? statements / batches : 0 )) ($statements over $batches)"
+printf '%-44s %12s\n' "apply transactions (batches each)" "$transactions ($(ratio "$batches" "$(( transactions > 0 ? transactions : 1 ))"))"
 printf '%-44s %12.2f  %s\n' "status (s)" "$status_seconds" "$(goal "$(echo "$status_seconds <= 1" | bc)" "<= 1 s")"
 printf '%-44s %12.2f  %s\n' "status --json (s)" "$status_json_seconds" "$(goal "$(echo "$status_json_seconds <= 1" | bc)" "<= 1 s")"
 printf '%-44s %12.2f\n' "count(*) over every source table (s)" "$count_seconds"

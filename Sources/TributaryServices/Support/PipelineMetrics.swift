@@ -9,8 +9,10 @@ public enum PipelineMetrics {
         Counter(label: "tributary_bytes_written_total", dimensions: [("source", source)]).increment(by: bytes)
     }
 
+    /// One target transaction applied `batches` (more than one: merged together while catching up).
     public static func batchApplied(source: String, rows: Int, batches: Int = 1) {
         Counter(label: "tributary_batches_applied_total", dimensions: [("source", source)]).increment(by: batches)
+        Counter(label: "tributary_apply_transactions_total", dimensions: [("source", source)]).increment()
         Counter(label: "tributary_rows_applied_total", dimensions: [("source", source)]).increment(by: rows)
     }
 
