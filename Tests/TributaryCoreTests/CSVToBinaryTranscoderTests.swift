@@ -306,6 +306,35 @@ import TributaryCore
         }
     }
 
+    /// Several files in one COPY: the first without a trailer, the middle ones bare, the last
+    /// without a header make one stream of all their tuples, in order; each file's header row is
+    /// still checked.
+    @Test func filesConvertedWithoutTheirFramingMakeOneStream() throws {
+        let batches = Self.changeBatches(quoted: false).filter { $0.relation.table.name == "float8" }
+        let relation = batches[0].relation
+        let files = [batches[0].csv, Array("_op,_lsn,_seq,_unchanged,id,x\nI,0/2,1,,7,\n".utf8), batches[0].csv]
+        for chunk in [1, 3, 1 << 20] {
+            var stream: [UInt8] = []
+            for (index, csv) in files.enumerated() {
+                var transcoder = try #require(CSVToBinaryTranscoder(changesOf: relation))
+                transcoder.writesFileHeader = index == 0
+                transcoder.writesFileTrailer = index == files.count - 1
+                stream += try convert(csv, with: transcoder, chunk: chunk)
+            }
+            let one = try tuples(try convertChanges(files[0], relation: relation))
+            let rows = try tuples(stream)
+            #expect(rows.count == 2 * one.count + 1)
+            #expect(Array(rows.prefix(one.count)) == one && Array(rows.suffix(one.count)) == one, "chunks of \(chunk)")
+            #expect(rows[one.count][4] == .bytes(Self.int(7, bytes: 8)))
+        }
+        var bare = try #require(CSVToBinaryTranscoder(changesOf: relation))
+        bare.writesFileHeader = false
+        bare.writesFileTrailer = false
+        #expect(throws: CSVToBinaryTranscoder.Failure.header(expected: ChangeColumns.all + ["id", "x"], found: ["_op", "_lsn", "_seq", "_unchanged", "id", "y"])) {
+            try convert(Array("_op,_lsn,_seq,_unchanged,id,y\nI,0/2,1,,7,\n".utf8), with: bare, chunk: 4)
+        }
+    }
+
     @Test func everyChunkingOfTheNewKindsGivesTheSameStream() throws {
         for quoted in [false, true] {
             for batch in Self.changeBatches(quoted: quoted) {

@@ -59,6 +59,11 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
     private var output: [UInt8] = []
     private var headerChecked = false
     private var started = false
+    /// Whether the output begins with the binary stream's header and ends with its trailer. Off
+    /// for the files after the first, and before the last, of one COPY that loads several staged
+    /// files (a `BatchGroup`'s of one table): one statement instead of one per file.
+    public var writesFileHeader = true
+    public var writesFileTrailer = true
 
     /// Nil when a column of `relation` has no binary form here: the table loads in text format.
     public init?(relation: RelationSchema) {
@@ -83,7 +88,7 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
     public mutating func transcode(_ input: UnsafeRawBufferPointer, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         if !started {
             started = true
-            try Self.fileHeader.withUnsafeBytes { try sink($0) }
+            if writesFileHeader { try Self.fileHeader.withUnsafeBytes { try sink($0) } }
         }
         var rest = input
         // Complete the carried record with the input up to each next line feed (one that ends it,
@@ -113,7 +118,7 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
             carry.removeFirst(consumed)
         }
         guard headerChecked else { throw Failure.header(expected: columnNames, found: nil) }
-        try Self.fileTrailer.withUnsafeBytes { try sink($0) }
+        if writesFileTrailer { try Self.fileTrailer.withUnsafeBytes { try sink($0) } }
     }
 
     /// Converts the whole records of `input` (the header first); returns the bytes consumed.

@@ -224,6 +224,28 @@ struct BatchApplier {
         }
     }
 
+    /// COPYs several files of one table (a `BatchGroup`'s, in batch order) into `sql`'s load
+    /// table: in binary format, in one COPY, each file's checksum verified on the way and the
+    /// rows counted together; in text format, whose header rows COPY checks, a COPY per file.
+    static func load(_ files: [(file: BatchFile, path: String)], with sql: MergeSQL, on connection: isolated PostgresConnection) throws {
+        guard sql.loadsBinary, files.count > 1 else {
+            for (file, path) in files { try load(file, path: path, with: sql, on: connection) }
+            return
+        }
+        let rows = try connection.copyIn(sql.copyIn) { send in
+            for (index, part) in files.enumerated() {
+                var rewriter = CSVToBinaryTranscoder(changesOf: part.file.relation)!
+                rewriter.writesFileHeader = index == 0
+                rewriter.writesFileTrailer = index == files.count - 1
+                try GzipFileReader.readForCOPY(path: part.path, key: part.file.file.key, expected: part.file.file, rewriter: rewriter, sink: send)
+            }
+        }
+        let expected = files.reduce(0) { $0 + $1.file.file.rows }
+        guard rows == expected else {
+            throw StorageError.corrupt(key: files.map(\.file.file.key).joined(separator: ", "), reason: "\(rows) rows, the manifests say \(expected)")
+        }
+    }
+
     /// Truncates, key moves and unchanged-TOAST folding, then the LSN-guarded merge; with
     /// `before`, the changes that committed at or after it are left out first, with `copiedAt`
     /// those that committed before it (a copy at that consistent point holds them). Returns the

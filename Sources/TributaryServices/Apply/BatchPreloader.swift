@@ -124,7 +124,7 @@ actor BatchPreloader {
         }
         try connection.execute(merges.indices.map { merges[$0].createLoadTable(emptying: emptying[$0]) }.joined(separator: ";\n"))
         for (number, files) in parts.enumerated() {
-            for (file, path) in files { try BatchApplier.load(file, path: path, with: merges[number], on: connection) }
+            try BatchApplier.load(files.map { (file: $0.0, path: $0.1) }, with: merges[number], on: connection)
         }
     }
 

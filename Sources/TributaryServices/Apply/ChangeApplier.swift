@@ -247,13 +247,20 @@ struct SourceApplier {
                 if index >= aloneUntil, let group = try await manifests.group(at: index) {
                     // A batch loaded ahead for the group's first is not used (its rows stay until its set's next load).
                     _ = try await preload.take(group.manifests[0])
-                    if let outcome = try await applier.apply(group, backlog: listed - index - group.manifests.count, on: control.connection) {
-                        index += group.manifests.count
-                        record(outcome, loadedAhead: false, first: group.manifests[0], last: group.manifests[group.manifests.count - 1],
-                               since: started, into: &report)
-                        continue
-                    }
                     aloneUntil = index + group.manifests.count
+                    do {
+                        if let outcome = try await applier.apply(group, backlog: listed - index - group.manifests.count, on: control.connection) {
+                            index += group.manifests.count
+                            record(outcome, loadedAhead: false, first: group.manifests[0], last: group.manifests[group.manifests.count - 1],
+                                   since: started, into: &report)
+                            continue
+                        }
+                    } catch let error as StorageError {
+                        // A damaged or missing file: the batches before its own still land, one at
+                        // a time, and its batch stops the source as it would have alone.
+                        logger.warning("a batch of a group cannot be read: applying them one at a time",
+                                       metadata: [LogKey.error: .string("\(error)")])
+                    }
                 }
                 let manifest = try await manifests.manifest(at: index)
                 let loaded = try await preload.take(manifest)
