@@ -131,6 +131,8 @@ struct SourceApplier {
     private var preload: LoadAhead
     /// The merging connection's own load tables, for a batch not loaded ahead.
     private let ownLoadTables: MergingLoadTables
+    /// Whether what a killed applier left in load tables went (at the first step under the lock).
+    private var leftoversDropped = false
 
     init(source: SourceConfiguration, endpoints: Endpoints, store: any StagingStore, settings: ChangeApplier.Settings, logger: Logger) {
         self.source = source
@@ -151,6 +153,14 @@ struct SourceApplier {
         guard lockHeld else { return machine.handle(.position(.init(lockHeld: false, paused: false, applied: nil, flushed: nil)), now: .now) }
         if control == nil { control = try await endpoints.target.openControl(migrate: false, .merging, for: "apply \(source.name)") }
         let control = control!
+        if !leftoversDropped {
+            // A killed applier's load tables, once the lock says none is in use: a backlog merged
+            // in one group leaves no load ahead to drop them, and an applier killed after its last
+            // batch left them to whichever process loads next.
+            let prefix = "\(source.name)-"
+            _ = try await control.connection.run { try TablePromotion.dropLoadTables(startingWith: prefix, on: $0) }
+            leftoversDropped = true
+        }
         if let snapshot = try await loadPendingSnapshots(control: control, onSnapshotStart: onSnapshotStart) {
             report.snapshots.append(snapshot)
         }
