@@ -65,20 +65,26 @@ import Testing
     @Test func aLoadTableEmptiedByADeleteLoadsItsRowsUnfrozen() {
         var loaded = MergeSQL(relation: sql.relation, stagingTable: "qvp_items", loadTable: QualifiedName(schema: "tributary_load", name: "qvp-0000000000000030-0"))
         loaded.loadsFrozen = false
-        #expect(loaded.createLoadTable(emptying: .delete).hasSuffix(#"WITH (autovacuum_enabled = false); DELETE FROM "tributary_load"."qvp-0000000000000030-0""#))
+        #expect(loaded.createLoadTable(emptying: .delete) == #"DELETE FROM "tributary_load"."qvp-0000000000000030-0""#)
         #expect(loaded.copyIn == #"COPY "tributary_load"."qvp-0000000000000030-0" ("_op", "_lsn", "_seq", "_unchanged", "id", "doc") FROM STDIN (FORMAT binary)"#)
     }
 
-    /// DELETE while the rows it leaves dead stay few; TRUNCATE for an unknown table, a large
-    /// load, and once the dead rows would pass the limit.
+    /// DELETE while the rows it leaves dead stay few; TRUNCATE for a large load, and once the dead
+    /// rows would pass the limit; CREATE (if it does not exist) and TRUNCATE for a table this
+    /// process has not loaded: only then is its definition sent.
     @Test func loadTablesAreTruncatedOnlyWhenTheirDeadRowsOrTheLoadGrowLarge() {
         var reuse = LoadTableReuse()
         let limit = LoadTableReuse.deadRowLimit
-        #expect(reuse.emptying("a", incomingRows: 3) == .truncate, "what a table holds is unknown until this process loaded it")
-        reuse.loaded("a", rows: 3, emptiedBy: .truncate)
+        #expect(reuse.emptying("a", incomingRows: 3) == .create, "whether the table exists and what it holds is unknown until this process loaded it")
+        reuse.loaded("a", rows: 3, emptiedBy: .create)
         #expect(reuse.emptying("a", incomingRows: 5) == .delete)
         #expect(reuse.emptying("a", incomingRows: limit) == .truncate, "a large load goes in frozen")
-        #expect(reuse.emptying("b", incomingRows: 5) == .truncate, "tables are told apart")
+        #expect(reuse.emptying("b", incomingRows: 5) == .create, "tables are told apart")
+        let table = MergeSQL(relation: sql.relation, stagingTable: "qvp_items", loadTable: QualifiedName(schema: "tributary_load", name: "t"))
+        #expect(table.createLoadTable(emptying: .create).hasPrefix(#"CREATE UNLOGGED TABLE IF NOT EXISTS "tributary_load"."t" ("#))
+        #expect(table.createLoadTable(emptying: .create).hasSuffix(#"; TRUNCATE "tributary_load"."t""#))
+        #expect(table.createLoadTable(emptying: .truncate) == #"TRUNCATE "tributary_load"."t""#)
+        #expect(LoadTableReuse.Emptying.create.truncates && LoadTableReuse.Emptying.truncate.truncates && !LoadTableReuse.Emptying.delete.truncates)
         var deadRows = 3
         reuse.loaded("a", rows: 400, emptiedBy: .delete)
         while reuse.emptying("a", incomingRows: 400) == .delete {

@@ -286,6 +286,42 @@ import TributaryTestSupport
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
     }
 
+    /// An applier creates its load tables once per process and then only empties them; closed
+    /// (a part reset: its load tables dropped), it creates them again at its next batch, and a
+    /// backlog loaded ahead after it leaves the merging connection's own tables in place.
+    @Test func anApplierClosedAndOpenedAgainCreatesItsLoadTablesAgain() async throws {
+        let fixture = try await replicatedFixture("reopen", steps: 60)
+        _ = try await fixture.load("qvp")
+        let configuration = try fixture.configuration()
+        var settings = ChangeApplier.Settings(jobs: 1)
+        settings.grouping = nil
+        var applier = SourceApplier(source: configuration.sources[0], endpoints: try fixture.endpoints(), store: try fixture.store(),
+                                    settings: settings, logger: PipelineFixture.logger)
+        let target = try await fixture.connectTarget()
+        let loadTables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'"
+        var report = ChangeApplier.Report()
+        _ = try await applier.step(lockHeld: true, stop: StopSignal(), into: &report)
+        #expect(report.batches == (try await fixture.stagedChanges("qvp").manifests.count))
+        #expect(try await target.query(loadTables).scalar != "0")
+        await applier.close()
+        #expect(try await target.query(loadTables).scalar == "0")
+        let source = try await fixture.connectSource("qvp")
+        try await source.execute("UPDATE accounts SET balance = balance + 1 WHERE id IN (SELECT id FROM accounts ORDER BY id LIMIT 3)")
+        _ = try await fixture.replicateUntilCaughtUp("qvp")
+        report = ChangeApplier.Report()
+        _ = try await applier.step(lockHeld: true, stop: StopSignal(), into: &report)
+        #expect(report.batches == 1 && report.loadedAhead == 0, "in the merging connection's own load tables")
+        for id in 1...3 {
+            try await source.execute("UPDATE accounts SET balance = balance + 1 WHERE id = (SELECT id FROM accounts ORDER BY id OFFSET \(id) LIMIT 1)")
+            _ = try await fixture.replicateUntilCaughtUp("qvp")
+        }
+        report = ChangeApplier.Report()
+        _ = try await applier.step(lockHeld: true, stop: StopSignal(), into: &report)
+        #expect(report.batches == 3 && report.loadedAhead == 2, "the first in the merging connection's own tables, the others loaded ahead: \(report)")
+        await applier.close()
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+
     /// A batch without files: its transactions changed only a table that is in the publication and
     /// not in the configuration (an operator's `ALTER PUBLICATION`, or a table added while `run`
     /// runs, whose first changes come before the replicator follows it). Its load was an empty

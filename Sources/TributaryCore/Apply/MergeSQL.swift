@@ -72,9 +72,13 @@ public struct MergeSQL: Sendable {
     /// per shape), emptied as `LoadTableReuse` decides: TRUNCATE (no new catalog rows, and COPY
     /// then loads it frozen: `copyIn` with `loadsFrozen`) or DELETE. Autovacuum is kept off it:
     /// its lock would hold the TRUNCATE up.
-    public func createLoadTable(emptying: LoadTableReuse.Emptying = .truncate) -> String {
-        "CREATE UNLOGGED TABLE IF NOT EXISTS \(temporary.sql) (\(changeColumns)) WITH (autovacuum_enabled = false); "
-            + (emptying == .truncate ? "TRUNCATE \(temporary.sql)" : "DELETE FROM \(temporary.sql)")
+    public func createLoadTable(emptying: LoadTableReuse.Emptying = .create) -> String {
+        switch emptying {
+        case .create:
+            "CREATE UNLOGGED TABLE IF NOT EXISTS \(temporary.sql) (\(changeColumns)) WITH (autovacuum_enabled = false); TRUNCATE \(temporary.sql)"
+        case .truncate: "TRUNCATE \(temporary.sql)"
+        case .delete: "DELETE FROM \(temporary.sql)"
+        }
     }
 
     /// Every change in the file has a key of its own (`BatchFile.distinctKeys`): `merge` takes the

@@ -102,7 +102,7 @@ actor BatchPreloader {
         guard !files.isEmpty else { return }
         let merges = files.enumerated().map { number, file in
             var sql = MergeSQL(file, loadTable: tables[number])
-            sql.loadsFrozen = emptying[number] == .truncate
+            sql.loadsFrozen = emptying[number].truncates
             return sql
         }
         try connection.execute(merges.indices.map { merges[$0].createLoadTable(emptying: emptying[$0]) }.joined(separator: ";\n"))
@@ -119,7 +119,7 @@ actor BatchPreloader {
         guard !parts.isEmpty else { return }
         let merges = parts.enumerated().map { number, files in
             var sql = MergeSQL(files[0].0, loadTable: tables[number])
-            sql.loadsFrozen = emptying[number] == .truncate
+            sql.loadsFrozen = emptying[number].truncates
             return sql
         }
         try connection.execute(merges.indices.map { merges[$0].createLoadTable(emptying: emptying[$0]) }.joined(separator: ";\n"))
@@ -163,6 +163,9 @@ final class MergingLoadTables: Sendable {
 
     /// Whether this process loaded any (they go when the applier closes).
     var wereUsed: Bool { reuse.withLock { $0 != nil } }
+
+    /// The tables were dropped: the next load creates them again.
+    func forget() { reuse.withLock { $0 = nil } }
 }
 
 /// The batch a `BatchPreloader` is loading ahead of the merging connection, for one source's
@@ -189,8 +192,10 @@ struct LoadAhead {
     /// Starts loading `manifest`, opening the second connection on the first call.
     mutating func start(_ manifest: BatchManifest) async throws {
         if preloader == nil {
-            // The second connection closes when the source is idle; the load tables stay for the next backlog.
-            preloader = try await BatchPreloader.connect(target: target, source: source, store: store, dropLeftovers: !used)
+            // The second connection closes when the source is idle; the load tables stay for the
+            // next backlog. What a killed applier left went at the applier's first step (here it
+            // would take the merging connection's own tables, which that one knows to exist).
+            preloader = try await BatchPreloader.connect(target: target, source: source, store: store, dropLeftovers: false)
             used = true
         }
         let preloader = preloader!

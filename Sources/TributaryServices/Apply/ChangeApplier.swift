@@ -220,6 +220,7 @@ struct SourceApplier {
 
     mutating func close() async {
         await preload.close(loadedOwn: ownLoadTables.wereUsed)
+        ownLoadTables.forget()
         await control?.close()
         control = nil
     }
