@@ -18,7 +18,8 @@ public final class GzipDecoder {
     }
 
     private let state: UnsafeMutablePointer<tributary_inflate>
-    private var output: [UInt8]
+    /// Not zeroed, as `GzipEncoder`'s: igzip writes what is read of it.
+    private let output: UnsafeMutableRawBufferPointer
     /// Between members: the previous one is complete and the next has not begun.
     private var atMemberBoundary = false
     private var sawInput = false
@@ -26,10 +27,13 @@ public final class GzipDecoder {
     public init() {
         guard let state = tributary_inflate_new() else { fatalError("out of memory for a gzip stream") }
         self.state = state
-        output = [UInt8](repeating: 0, count: 256 << 10)
+        output = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
     }
 
-    deinit { tributary_inflate_free(state) }
+    deinit {
+        tributary_inflate_free(state)
+        output.deallocate()
+    }
 
     public func decompress(_ input: UnsafeRawBufferPointer, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard input.count > 0 else { return }
@@ -44,15 +48,13 @@ public final class GzipDecoder {
                 atMemberBoundary = false
             }
             var consumed: UInt32 = 0, produced: UInt32 = 0, done: Int32 = 0
-            let status = output.withUnsafeMutableBytes { buffer in
-                tributary_inflate_run(state, input.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset,
-                                      UInt32(input.count - offset), buffer.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                                      capacity, &consumed, &produced, &done)
-            }
+            let status = tributary_inflate_run(state, input.baseAddress!.assumingMemoryBound(to: UInt8.self) + offset,
+                                               UInt32(input.count - offset), output.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                               capacity, &consumed, &produced, &done)
             guard status >= ISAL_DECOMP_OK else { throw Failure.corrupt(Self.describe(status)) }
             offset += Int(consumed)
             if produced > 0 {
-                try output.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[0..<Int(produced)])) }
+                try sink(UnsafeRawBufferPointer(start: output.baseAddress, count: Int(produced)))
             }
             if done != 0 {
                 atMemberBoundary = true
