@@ -66,7 +66,7 @@ struct ReplicationPart: Part {
             return .idle(until: .now + pollInterval)
         }
         // A slot someone else recreated (or consumed) is lost as surely as an invalidated one.
-        if let problem = await sessions.lostSlot(replicatedBefore: current.appliedLSN != nil, recorded: current.flushedLSN, store: store) {
+        if let problem = await sessions.lostSlot(replicatedBefore: current.appliedLSN != nil, recorded: current.flushedLSN != nil, store: store) {
             return slotLost(problem, context)
         }
         if lost != nil {
@@ -125,7 +125,7 @@ struct ReplicationPart: Part {
             return .again
         } catch {
             watcher.cancel()
-            if let problem = await sessions.lostSlot(replicatedBefore: current.appliedLSN != nil, recorded: nil, store: store) {
+            if let problem = await sessions.lostSlot(replicatedBefore: current.appliedLSN != nil, recorded: false, store: store) {
                 return slotLost(problem, context)
             }
             throw error
@@ -213,16 +213,23 @@ actor ReplicationSessions {
     }
 
     /// Why the slot can no longer serve this source (invalidated, dropped after the source was
-    /// replicated, or confirmed past anything tributary `recorded` or stored: recreated); nil when
+    /// replicated, or confirmed past anything tributary recorded or stored: recreated); nil when
     /// it can, or when the source cannot be asked (the usual retries decide).
-    func lostSlot(replicatedBefore: Bool, recorded: LSN?, store: any StagingStore) async -> String? {
+    /// - Parameter recorded: whether the control state holds a recorded position to compare with.
+    ///   It is read again after the slot: another process replicating the source (`run`, while
+    ///   this is a `verify` or `drain`) records a position and then confirms it, so a reading
+    ///   taken before the slot's could be behind it, and a slot it had just moved on looked
+    ///   recreated ("slot lost … resync", seen in bench-breadth's verify).
+    func lostSlot(replicatedBefore: Bool, recorded: Bool, store: any StagingStore) async -> String? {
         do {
             guard let slot = try await ReplicationSlot.find(source.slot, on: try await catalog()) else {
                 return replicatedBefore ? "replication slot \(source.slot) was dropped on \(source.name)" : nil
             }
             if slot.isLost { return "replication slot \(source.slot) lost WAL it still needed (max_slot_wal_keep_size)" }
-            guard replicatedBefore, let recorded else { return nil }
-            return try await SlotContinuityCheck.problem(slot, source: source, recorded: { recorded }, store: store)
+            guard replicatedBefore, recorded else { return nil }
+            let control = try await control(), name = source.name
+            return try await SlotContinuityCheck.problem(slot, source: source, recorded: { try? await control.state(of: name)?.flushedLSN },
+                                                         store: store)
         } catch {
             await dropCatalog(after: error)
             return nil
