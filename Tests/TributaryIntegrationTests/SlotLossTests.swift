@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TributaryCore
 import TributaryPostgres
-import TributaryServices
+@testable import TributaryServices
 
 /// A slot the source invalidated (max_slot_wal_keep_size) is never silent: check fails, status says
 /// `slot lost` with the recovery, run stops that source only, and `snapshot --resync` brings it back
@@ -91,8 +91,30 @@ import TributaryServices
         #expect(first.status == 0)
         #expect(try await fixture.tributary(["check"]).status == 0, "the slot tributary left is its own")
 
-        // Dropped and made anew by hand, with a change in between that no slot ever decoded.
+        // A replicator in another process (`run`, beside a `verify` or `drain`) records a position
+        // and then confirms it: the check reads what is recorded after the slot, so a slot moved
+        // on that way is not lost (read before it, it looked recreated). Confirmed past anything
+        // recorded, it is.
         let slot = fixture.source("qvp").slot
+        let sessions = ReplicationSessions(endpoints: try fixture.endpoints(), source: try fixture.configuration().sources[0])
+        let control = ControlStore(try await fixture.connectTarget())
+        // Decoding reads flushed WAL only: each change flushed at its commit.
+        try await source.execute("SET synchronous_commit = on")
+        for recordedFirst in [true, false] {
+            let before = try #require(try await control.state(of: "qvp")?.flushedLSN)
+            try await source.execute("INSERT INTO items VALUES (\(recordedFirst ? 100 : 101), 'moved on')")
+            let next = try #require(LSN(try await source.query("SELECT pg_current_wal_insert_lsn()").scalar ?? ""))
+            if recordedFirst { try await control.recordFlushed("qvp", at: next) }
+            try await source.query("SELECT count(*) FROM pg_logical_slot_get_binary_changes($1, $2::pg_lsn, NULL, 'proto_version', '1', 'publication_names', 'tributary_qvp')",
+                                   [slot, next.description])
+            let confirmed = try #require(LSN(try await source.query("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", [slot]).scalar ?? ""))
+            #expect(confirmed > before && confirmed <= next, "the slot moved on: \(before) \(confirmed) \(next)")
+            let problem = await sessions.lostSlot(replicatedBefore: true, recorded: true, store: try fixture.store())
+            #expect((problem == nil) == recordedFirst, "\(problem ?? "not lost")")
+        }
+        await sessions.close()
+
+        // Dropped and made anew by hand, with a change in between that no slot ever decoded.
         try await source.query("SELECT pg_drop_replication_slot($1)", [slot])
         try await source.execute("INSERT INTO items VALUES (3, 'in no stream'); UPDATE items SET note = 'changed unseen' WHERE id = 1")
         try await source.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot])
