@@ -16,8 +16,13 @@ public struct BatchGroup: Sendable, Equatable {
     public struct Limits: Sendable, Equatable {
         /// Batches in one group: each records a row, and a group is one transaction.
         public var batches = 20
-        /// Changes in one group (a batch larger than this still applies, alone).
+        /// Changes in one group.
         public var rows = 200_000
+        /// A batch of this many changes or more goes alone: it spreads its statements' cost over
+        /// enough changes already, and alone it keeps what a large batch gains, its next batch
+        /// COPYed on a second connection while it merges (42% of bench-apply's apply time was
+        /// COPY) and unsorted merges of files whose keys all differ.
+        public var batchRows = 10_000
 
         public init() {}
     }
@@ -26,17 +31,18 @@ public struct BatchGroup: Sendable, Equatable {
     public struct Table: Sendable, Equatable {
         public var files: [BatchFile]
         /// A file standing for all of them: their relation and table, the changes summed, the
-        /// first file's key (what an error names), unknown `distinctKeys` (keys may repeat across batches).
+        /// first file's key (what an error names); `distinctKeys` unknown for more than one file
+        /// (keys may repeat across batches).
         public var merged: BatchFile
 
         init(_ file: BatchFile) {
             files = [file]
             merged = file
-            merged.distinctKeys = nil
         }
 
         mutating func add(_ file: BatchFile) {
             files.append(file)
+            merged.distinctKeys = nil
             merged.file.rows += file.file.rows
             merged.file.bytes += file.file.bytes
             merged.file.uncompressedBytes += file.file.uncompressedBytes
@@ -57,7 +63,7 @@ public struct BatchGroup: Sendable, Equatable {
         var place: [String: Int] = [:]
         var rows = 0
         for manifest in manifests.prefix(limits.batches) {
-            guard groups(manifest), rows + manifest.rows <= limits.rows else { break }
+            guard groups(manifest), manifest.rows < limits.batchRows, rows + manifest.rows <= limits.rows else { break }
             guard manifest.files.allSatisfy({ file in place[file.stagingTable].map { group.tables[$0].merged.relation == file.relation } ?? true })
             else { break }
             for file in manifest.files {
