@@ -24,6 +24,16 @@ import TributaryTestSupport
         return fixture
     }
 
+    /// A second target database holding the fixture's snapshot of qvp; its connection string.
+    func secondTarget(_ name: String, of fixture: PipelineFixture) async throws -> String {
+        let database = try await fixture.clusters.makeDatabase(name, onSource: false)
+        var configuration = try fixture.configuration().target
+        configuration.connection = database
+        _ = try await SnapshotLoader(target: TargetEndpoint(configuration, command: "test"), store: try fixture.store(), jobs: 1, sources: [],
+                                     logger: PipelineFixture.logger).load(source: "qvp")
+        return database
+    }
+
     func liveRows(_ connectionInfo: String, table: String) async throws -> [String] {
         let connection = try await PostgresConnection.connect(connectionInfo, name: "target")
         let columns = try await connection.query("""
@@ -57,11 +67,7 @@ import TributaryTestSupport
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
 
         // A second target: the snapshot, then every batch in a shuffled order, many of them twice.
-        let shuffledTarget = try await fixture.clusters.makeDatabase("shuffled", onSource: false)
-        var shuffledConfiguration = configuration.target
-        shuffledConfiguration.connection = shuffledTarget
-        _ = try await SnapshotLoader(target: TargetEndpoint(shuffledConfiguration, command: "test"), store: store, jobs: 1, sources: [], logger: PipelineFixture.logger)
-            .load(source: "qvp")
+        let shuffledTarget = try await secondTarget("shuffled", of: fixture)
         var generator = SeededGenerator(seed: UInt64.random(in: 1...UInt64.max))
         let order = (manifests + manifests.filter { _ in Bool.random(using: &generator) }).shuffled(using: &generator)
         let connection = try await PostgresConnection.connect(shuffledTarget, name: "target")
@@ -103,11 +109,7 @@ import TributaryTestSupport
         #expect(try await target.query("SELECT applied_lsn FROM tributary.sources WHERE source = 'qvp'").scalar == manifests.last!.endLSN.description)
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
 
-        let batchByBatch = try await fixture.clusters.makeDatabase("onebyone", onSource: false)
-        var batchByBatchConfiguration = configuration.target
-        batchByBatchConfiguration.connection = batchByBatch
-        _ = try await SnapshotLoader(target: TargetEndpoint(batchByBatchConfiguration, command: "test"), store: store, jobs: 1, sources: [],
-                                     logger: PipelineFixture.logger).load(source: "qvp")
+        let batchByBatch = try await secondTarget("onebyone", of: fixture)
         let connection = try await PostgresConnection.connect(batchByBatch, name: "target")
         let batchApplier = BatchApplier(source: configuration.sources[0], store: store, logger: PipelineFixture.logger)
         for manifest in manifests { _ = try await batchApplier.apply(manifest, on: connection) }

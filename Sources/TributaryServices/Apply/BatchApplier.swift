@@ -50,7 +50,7 @@ struct BatchApplier {
         var paths = locals.map(\.path)[...]
         let parts = group.tables.map { table in
             defer { paths = paths.dropFirst(table.files.count) }
-            return Array(zip(table.files, paths.prefix(table.files.count)))
+            return zip(table.files, paths.prefix(table.files.count)).map { (file: $0, path: $1) }
         }
         let merged = group.tables.map(\.merged)
         let own = ownLoadTables.plan(merged)

@@ -99,32 +99,22 @@ actor BatchPreloader {
     /// are published and not configured) loads nothing: an empty statement is an error to libpq.
     static func load(_ files: [BatchFile], paths: [String], into tables: [QualifiedName], emptying: [LoadTableReuse.Emptying],
                      on connection: isolated PostgresConnection) throws {
-        guard !files.isEmpty else { return }
-        let merges = files.enumerated().map { number, file in
-            var sql = MergeSQL(file, loadTable: tables[number])
-            sql.loadsFrozen = emptying[number].truncates
-            return sql
-        }
-        try connection.execute(merges.indices.map { merges[$0].createLoadTable(emptying: emptying[$0]) }.joined(separator: ";\n"))
-        for (number, file) in files.enumerated() {
-            try BatchApplier.load(file, path: paths[number], with: merges[number], on: connection)
-        }
+        try load(zip(files, paths).map { [(file: $0, path: $1)] }, into: tables, emptying: emptying, on: connection)
     }
 
-    /// COPYs each table's files of a `BatchGroup`, one after another, into its load table, in the
-    /// caller's transaction, as `load` does a batch's.
-    /// - Parameter parts: per table, its files and their local paths, in batch order.
-    static func load(_ parts: [[(BatchFile, String)]], into tables: [QualifiedName], emptying: [LoadTableReuse.Emptying],
+    /// `load` of a `BatchGroup`: each table's files, in batch order, into its one load table.
+    /// - Parameter parts: per load table, its files and their local paths.
+    static func load(_ parts: [[(file: BatchFile, path: String)]], into tables: [QualifiedName], emptying: [LoadTableReuse.Emptying],
                      on connection: isolated PostgresConnection) throws {
         guard !parts.isEmpty else { return }
         let merges = parts.enumerated().map { number, files in
-            var sql = MergeSQL(files[0].0, loadTable: tables[number])
+            var sql = MergeSQL(files[0].file, loadTable: tables[number])
             sql.loadsFrozen = emptying[number].truncates
             return sql
         }
         try connection.execute(merges.indices.map { merges[$0].createLoadTable(emptying: emptying[$0]) }.joined(separator: ";\n"))
         for (number, files) in parts.enumerated() {
-            try BatchApplier.load(files.map { (file: $0.0, path: $0.1) }, with: merges[number], on: connection)
+            try BatchApplier.load(files, with: merges[number], on: connection)
         }
     }
 

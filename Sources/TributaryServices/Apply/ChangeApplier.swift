@@ -333,6 +333,9 @@ private struct ManifestWindow {
     let store: any StagingStore
     let limits: BatchGroup.Limits?
     private var read: [Int: BatchManifest] = [:]
+    /// The last group asked for: a batch applied alone asks whether one starts after it (not to
+    /// load it ahead for nothing), and the next step asks again.
+    private var asked: (index: Int, group: BatchGroup?)?
 
     init(keys: [String], store: any StagingStore, limits: BatchGroup.Limits?) {
         self.keys = keys
@@ -355,13 +358,16 @@ private struct ManifestWindow {
     /// The group the batches from `index` on form; nil when grouping is off or fewer than two would.
     mutating func group(at index: Int) async throws -> BatchGroup? {
         guard let limits, keys.count - index >= 2 else { return nil }
+        if let asked, asked.index == index { return asked.group }
         var manifests: [BatchManifest] = []
         // One more than a group needs would not change it; stop where a batch ends the group.
         for place in index..<min(keys.count, index + limits.batches) {
             manifests.append(try await manifest(at: place))
             if manifests.count >= 2, BatchGroup.leading(manifests, limits: limits)?.manifests.count ?? 0 < manifests.count { break }
         }
-        return BatchGroup.leading(manifests, limits: limits)
+        let group = BatchGroup.leading(manifests, limits: limits)
+        asked = (index, group)
+        return group
     }
 }
 
