@@ -17,6 +17,9 @@ public struct SourceApplyMachine: Sendable {
         /// How long the applier waits with nothing to do before it lists the store again (a
         /// replicator's NOTIFY wakes it sooner).
         public var pollInterval: Duration = .seconds(5)
+        /// How soon it looks again while a verify's hold waits for the replicator to confirm past
+        /// the point: that confirmation (a keepalive's) wakes no one, and the verify waits on it.
+        public var holdPollInterval: Duration = .milliseconds(100)
         /// Batches applied in one step: a stop or a pause is looked at between steps.
         public var batchesPerStep = 200
 
@@ -106,7 +109,7 @@ public struct SourceApplyMachine: Sendable {
             if !ends.isEmpty { return position.held == hold ? .idle(until: now + settings.pollInterval) : .applyBefore(hold: hold) }
             // Nothing stored after the applied position: the hold is reached once the replicator
             // has confirmed past it (then no transaction before it is still to come).
-            guard let flushed = position.flushed, flushed >= hold else { return .idle(until: now + settings.pollInterval) }
+            guard let flushed = position.flushed, flushed >= hold else { return .idle(until: now + settings.holdPollInterval) }
             return advanceOrWait(applied: applied, flushed: flushed, now: now)
         }
     }
