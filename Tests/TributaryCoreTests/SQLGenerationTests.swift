@@ -61,9 +61,30 @@ import TributaryCore
                 == #"CREATE TABLE IF NOT EXISTS "stg"."qvp_lines" ("id" bigint NOT NULL, "mood" text, "_lsn" pg_lsn NOT NULL, "_deleted" boolean NOT NULL DEFAULT false, PRIMARY KEY ("id")) WITH (fillfactor = 90)"#)
     }
 
+    /// By type where STG has the source's type (the enum STG keeps as text: by its text form, on both
+    /// sides); before PostgreSQL 14, the whole row's text form.
     @Test func checksum() {
-        #expect(ChecksumSQL.checksum(table: QualifiedName(schema: "stg", name: "qvp_lines"), columns: ["id", "mood"], excludeTombstones: true)
+        let stg = QualifiedName(schema: "stg", name: "qvp_lines")
+        #expect(ChecksumSQL.checksum(table: stg, columns: ["id", "mood"], hash: RowHash(columns: relation.columns, byRecord: true), excludeTombstones: true)
+                == #"SELECT count(*) AS rows, coalesce(sum(hash_record_extended(ROW("id", "mood"::text), 0)), 0) AS checksum FROM "stg"."qvp_lines" WHERE NOT "_deleted""#)
+        #expect(ChecksumSQL.checksum(table: stg, columns: ["id", "mood"], hash: RowHash(columns: relation.columns, byRecord: false), excludeTombstones: true)
                 == #"SELECT count(*) AS rows, coalesce(sum(hashtextextended(ROW("id", "mood")::text, 0)), 0) AS checksum FROM "stg"."qvp_lines" WHERE NOT "_deleted""#)
+    }
+
+    /// Only types whose equal values have one text form are hashed by type; text-like ones in "C".
+    @Test func rowHashTakesATypesOwnHashOnlyWhereItIsAsStrictAsText() {
+        func column(_ type: String, staging: String? = nil) -> ColumnSchema {
+            ColumnSchema(name: "c", sourceType: type, stagingType: staging ?? type, typeOid: 0, notNull: false)
+        }
+        let byType = ["integer", "bigint", "text", "character varying", "character varying(20)", "character(3)", "numeric(12,2)",
+                      "timestamp with time zone", "timestamp(3) without time zone", "time(3) without time zone", "date", "uuid", "bytea", "boolean"]
+        let byText = ["numeric", "interval", "double precision", "real", "jsonb", "json", "integer[]", "text[]", "time with time zone",
+                      "time(3) with time zone", "public.mood", "point", "xml"]
+        for type in byType { #expect(RowHash(columns: [column(type)], byRecord: true).byType == [true], "\(type)") }
+        for type in byText { #expect(RowHash(columns: [column(type)], byRecord: true).byType == [false], "\(type)") }
+        #expect(RowHash(columns: [column("integer", staging: "bigint")], byRecord: true).byType == [false], "a type STG does not share")
+        #expect(RowHash(columns: [column("character varying(20)"), column("integer")], byRecord: true).expression(["a", "b"])
+                == #"hash_record_extended(ROW("a" COLLATE "C", "b"), 0)"#)
     }
 
     /// The per-table snapshot's merge: copy rows win only over older, differing STG rows; older

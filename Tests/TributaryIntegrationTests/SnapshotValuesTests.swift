@@ -107,6 +107,36 @@ import TributaryPostgres
         #expect(comparisons.allSatisfy { $0.matches })
     }
 
+    /// `verify` hashes most columns by their type (not their text), and is no less strict for it: a
+    /// value changed by a microsecond or a trailing blank differs, and so does a value equal to the
+    /// source's whose text is not (`0.0` for `0`, `-0`, `24 hours` for `1 day`, an array's bounds).
+    @Test func verifyFindsEveryChangeOfValueOrOfText() async throws {
+        let fixture = try await PipelineFixture.make("verify-strict", sources: [("qvp", Self.tables)])
+        try await fixture.connectSource("qvp").execute(Self.awkwardSchema)
+        _ = try await fixture.snapshot("qvp")
+        _ = try await fixture.load("qvp")
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+        let lines = #"stg.qvp_sales_data_order_lines"#
+        let cases: [(table: String, change: String, back: String)] = [
+            (lines, #"tstz = tstz + interval '1 microsecond' WHERE "Order Id" = 3 AND line = 1"#, #"tstz = tstz - interval '1 microsecond' WHERE "Order Id" = 3 AND line = 1"#),
+            (lines, #"vc = 'comma,comma ' WHERE "Order Id" = 2 AND line = 1"#, #"vc = 'comma,comma' WHERE "Order Id" = 2 AND line = 1"#),
+            (lines, #"m = 'sad' WHERE "Order Id" = 1 AND line = 2"#, #"m = 'ok' WHERE "Order Id" = 1 AND line = 2"#),
+            (lines, #"n = 0.0 WHERE "Order Id" = 1 AND line = 2"#, #"n = 0 WHERE "Order Id" = 1 AND line = 2"#),
+            (lines, #"f8 = 0 WHERE "Order Id" = 2 AND line = 1"#, #"f8 = '-0' WHERE "Order Id" = 2 AND line = 1"#),
+            (lines, #"iv = '24 hours' WHERE "Order Id" = 3 AND line = 2"#, #"iv = '1 day' WHERE "Order Id" = 3 AND line = 2"#),
+            (lines, #"ints = '[0:2]={1,NULL,3}' WHERE "Order Id" = 2 AND line = 1"#, #"ints = '{1,NULL,3}' WHERE "Order Id" = 2 AND line = 1"#),
+            ("stg.qvp_plain_kinds", "ref = 'ffffffff-ffff-ffff-ffff-fffffffffffe' WHERE id = 1", "ref = 'ffffffff-ffff-ffff-ffff-ffffffffffff' WHERE id = 1"),
+        ]
+        let target = try await fixture.connectTarget()
+        for (table, change, back) in cases {
+            try await target.execute("UPDATE \(table) SET \(change)")
+            let differing = try await fixture.verify("qvp").filter { !$0.matches }.map(\.stagingTable)
+            #expect(differing == [table], "\(change)")
+            try await target.execute("UPDATE \(table) SET \(back)")
+        }
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+
     @Test func largeTablesSplitIntoRangesAndPartsLoadTheSameRows() async throws {
         var fixture = try await PipelineFixture.make("ranges", sources: [("qvp", ["public.wide"])])
         // Tiny ranges and parts: one table becomes many ranges and each range several parts.

@@ -47,6 +47,8 @@ public struct TableComparer: Sendable {
         try await sourceConnection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if let snapshot { try await sourceConnection.execute("SET TRANSACTION SNAPSHOT \(SQL.literal(snapshot))") }
         try await targetConnection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        let sourceHashesRecords = try await Self.hashesRecords(sourceConnection), targetHashesRecords = try await Self.hashesRecords(targetConnection)
+        let byRecord = sourceHashesRecords && targetHashesRecords
         var results: [Comparison] = []
         let described = try await SourceCatalog.describeIfPresent(selected, source: source, on: sourceConnection)
         // Every table's recorded shape and STG columns in one query each, not two queries a table:
@@ -70,12 +72,14 @@ public struct TableComparer: Sendable {
             let stagingNames = Self.stagingNames(of: described.relation, recorded: recorded)
             let stagingTable = QualifiedName(schema: StagingColumns.schema, name: table.stagingTable)
             let droppedOnSource = SourceDrift.droppedColumns(stagingColumns[stagingTable.sql] ?? nil, described: described)
+            let hash = RowHash(columns: described.relation.columns, byRecord: byRecord)
             // Both sides at once, each on its own server: the slower one sets the time, not the sum.
             async let stagingQuery = targetConnection.query(
-                ChecksumSQL.checksum(table: stagingTable, columns: described.relation.columnNames.map { stagingNames[$0] ?? $0 }, excludeTombstones: true))
+                ChecksumSQL.checksum(table: stagingTable, columns: described.relation.columnNames.map { stagingNames[$0] ?? $0 }, hash: hash,
+                                     excludeTombstones: true))
             let sourceSide: QueryResult
             do {
-                sourceSide = try await sourceConnection.query(ChecksumSQL.checksum(table: sourceTable, columns: columns, excludeTombstones: false))
+                sourceSide = try await sourceConnection.query(ChecksumSQL.checksum(table: sourceTable, columns: columns, hash: hash, excludeTombstones: false))
             } catch {
                 _ = try? await stagingQuery
                 throw error
@@ -95,7 +99,7 @@ public struct TableComparer: Sendable {
                         described.relation.columns.first { $0.name == name }.map(KeyColumn.init) ?? KeyColumn(name: name)
                     }
                     comparison.differingRanges = try await narrow(
-                        table: sourceTable, stagingTable: stagingTable, columns: columns, key: key, stagingNames: stagingNames,
+                        table: sourceTable, stagingTable: stagingTable, columns: columns, hash: hash, key: key, stagingNames: stagingNames,
                         source: sourceConnection, target: targetConnection, lower: nil, upper: nil, depth: 0)
                 }
             } catch let error as PostgresError where error.sqlState == PostgresError.undefinedTable || error.sqlState == PostgresError.undefinedColumn {
@@ -114,7 +118,8 @@ public struct TableComparer: Sendable {
 
     /// Splits the key range in buckets, compares each bucket's count and checksum, and descends into
     /// the ones that differ, three levels deep: a mismatch in a million rows is named to within a few hundred keys.
-    private func narrow(table: QualifiedName, stagingTable: QualifiedName, columns: [String], key: [KeyColumn], stagingNames: [String: String],
+    private func narrow(table: QualifiedName, stagingTable: QualifiedName, columns: [String], hash: RowHash, key: [KeyColumn],
+                        stagingNames: [String: String],
                         source: PostgresConnection, target: PostgresConnection,
                         lower: [String?]?, upper: [String?]?, depth: Int) async throws -> [String] {
         let buckets = 16
@@ -124,7 +129,7 @@ public struct TableComparer: Sendable {
         func sums(_ connection: PostgresConnection, _ name: QualifiedName, staging: Bool) async throws -> [String: String] {
             let sideColumns = staging ? columns.map { stagingNames[$0] ?? $0 } : columns
             let sideKey = staging ? key.map { KeyColumn(name: stagingNames[$0.name] ?? $0.name, nativeType: $0.nativeType) } : key
-            let result = try await connection.query(KeyRangeSQL.bucketChecksums(table: name, columns: sideColumns, key: sideKey, bounds: bounds,
+            let result = try await connection.query(KeyRangeSQL.bucketChecksums(table: name, columns: sideColumns, hash: hash, key: sideKey, bounds: bounds,
                                                                                lower: lower, upper: upper, excludeTombstones: staging))
             return Dictionary(uniqueKeysWithValues: try result.rows.map { row in
                 (try row.decode(at: 0, as: String.self),
@@ -138,7 +143,7 @@ public struct TableComparer: Sendable {
             let from = bucket == 0 ? lower : bounds[bucket - 1]
             let to = bucket == bounds.count ? upper : bounds[bucket]
             if depth < 2 && !bounds.isEmpty && ranges.count < 3 {
-                ranges += try await narrow(table: table, stagingTable: stagingTable, columns: columns, key: key, stagingNames: stagingNames,
+                ranges += try await narrow(table: table, stagingTable: stagingTable, columns: columns, hash: hash, key: key, stagingNames: stagingNames,
                                            source: source, target: target, lower: from, upper: to, depth: depth + 1)
             } else {
                 ranges.append(Self.describe(key: key, from: from, to: to))
@@ -146,6 +151,11 @@ public struct TableComparer: Sendable {
             if ranges.count >= 5 { break }
         }
         return ranges
+    }
+
+    /// The server has `hash_record_extended` (PostgreSQL 14 and later).
+    static func hashesRecords(_ connection: PostgresConnection) async throws -> Bool {
+        try await connection.query("SELECT current_setting('server_version_num')::int >= 140000").scalar(Bool.self)
     }
 
     /// Source column name → STG column name where they differ: a column renamed on the source that
