@@ -11,7 +11,8 @@ import TributaryStorage
 /// with an exported snapshot gives S and a snapshot that sees exactly the transactions committed
 /// before it; the source's applier (`run`'s, or this process's when nobody applies) is asked to
 /// hold STG at S (`SourceApplyMachine`), and once it says it does, the source under the snapshot
-/// and STG are compared, and the hold is lifted. The other sources go on meanwhile. A drained
+/// and STG are compared, and the hold is lifted. The other sources go on meanwhile (and are
+/// compared at the same time, each at its own point). A drained
 /// source is compared as it is (read-only since its drain); `hold: false` compares now-with-now,
 /// again up to `rechecks` times while rows may be in flight.
 public struct Verifier: Sendable {
@@ -80,18 +81,20 @@ public struct Verifier: Sendable {
 
     public func verify(_ sources: [SourceConfiguration], options: Options = Options()) async throws -> Outcome {
         var outcome = Outcome(tables: [], checks: [])
-        let comparer = TableComparer(endpoints: endpoints)
-        for source in sources {
-            if options.hold, let configuration, let store {
-                let held = try await compareAtAPoint(source, configuration: configuration, store: store, options: options)
-                outcome.tables += held.tables
-                outcome.checks += held.checks
-                outcome.points.append(held.point)
-            } else {
-                outcome.tables += try await compareNow(source, comparer: comparer, options: options)
-                outcome.checks += try await IndicatorChecker(endpoints: endpoints).run(source: source)
-                outcome.points.append(PointReport(source: source.name, note: "compared as it is now, rows in flight compared again"))
+        // The sources at once, each on its own servers: the target compares one source's STG while
+        // it waits for the other's hold, or for that source's side. Reported in their order.
+        let compared = try await withThrowingTaskGroup(of: (Int, SourceComparison).self) { group in
+            for (index, source) in sources.enumerated() {
+                group.addTask { (index, try await compare(source, options: options)) }
             }
+            var compared = [SourceComparison?](repeating: nil, count: sources.count)
+            for try await (index, comparison) in group { compared[index] = comparison }
+            return compared.compactMap { $0 }
+        }
+        for source in compared {
+            outcome.tables += source.tables
+            outcome.checks += source.checks
+            outcome.points.append(source.point)
         }
         if let configuration, options.tables.isEmpty {
             outcome.references = try await ReferenceCheck(endpoints: endpoints).run(configuration.models)
@@ -121,6 +124,17 @@ public struct Verifier: Sendable {
         }
     }
 
+    typealias SourceComparison = (tables: [TableComparer.Comparison], checks: [IndicatorChecker.Outcome], point: PointReport)
+
+    private func compare(_ source: SourceConfiguration, options: Options) async throws -> SourceComparison {
+        if options.hold, let configuration, let store {
+            return try await compareAtAPoint(source, configuration: configuration, store: store, options: options)
+        }
+        let tables = try await compareNow(source, comparer: TableComparer(endpoints: endpoints), options: options)
+        let checks = try await IndicatorChecker(endpoints: endpoints).run(source: source)
+        return (tables, checks, PointReport(source: source.name, note: "compared as it is now, rows in flight compared again"))
+    }
+
     /// Now on the source against now in STG; a differing table again while rows may be in flight.
     private func compareNow(_ source: SourceConfiguration, comparer: TableComparer, options: Options) async throws -> [TableComparer.Comparison] {
         var results = try await comparer.compare(source: source, tables: options.tables)
@@ -138,7 +152,7 @@ public struct Verifier: Sendable {
 
     /// The source and STG compared at one point S, STG held there meanwhile.
     private func compareAtAPoint(_ source: SourceConfiguration, configuration: Configuration, store: any StagingStore, options: Options)
-        async throws -> (tables: [TableComparer.Comparison], checks: [IndicatorChecker.Outcome], point: PointReport) {
+        async throws -> SourceComparison {
         let comparer = TableComparer(endpoints: endpoints)
         let state = try await endpoints.target.withControl(migrate: true, for: "verify") { control in try await control.state(of: source.name) }
         if let reason = Self.cannotHold(state) {
