@@ -49,7 +49,7 @@ struct OperationsServer: Service {
         }
         router.get("/status.json") { _, _ -> Response in
             let page = StatusPageData(status: await board.current(), history: board.history().samples)
-            return Self.text(try ManifestCoding.encode(page, pretty: true), contentType: "application/json")
+            return Self.text(try ReportCoding.encode(page), contentType: "application/json")
         }
         router.get("/healthz") { _, _ -> Response in
             let stalled = liveness.stalled

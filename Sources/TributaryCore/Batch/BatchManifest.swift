@@ -15,6 +15,11 @@ public struct BatchFile: Sendable, Hashable, Codable {
     /// sort. Absent when unknown (the key's type, or a manifest written before tributary checked).
     public var distinctKeys: Bool?
 
+    enum CodingKeys: String, CodingKey {
+        case relation, segment, file, inserts, updates, deletes, truncates
+        case stagingTable = "staging_table", distinctKeys = "distinct_keys"
+    }
+
     public init(relation: RelationSchema, stagingTable: String, segment: Int, file: StagedFile,
                 inserts: Int, updates: Int, deletes: Int, truncates: Int, distinctKeys: Bool? = nil) {
         self.relation = relation
@@ -48,10 +53,9 @@ public struct BatchManifest: VersionedManifest, Hashable {
     public var rows: Int
     public var files: [BatchFile]
 
-    // The coders' snake_case conversion would read `first_commit_lsn` back as `firstCommitLsn`.
     enum CodingKeys: String, CodingKey {
-        case format, source, slot, firstCommitTime, lastCommitTime, transactions, rows, files
-        case firstCommitLSN = "firstCommitLsn", endLSN = "endLsn"
+        case format, source, slot, transactions, rows, files
+        case firstCommitLSN = "first_commit_lsn", endLSN = "end_lsn", firstCommitTime = "first_commit_time", lastCommitTime = "last_commit_time"
     }
 
     public init(source: String, slot: String, firstCommitLSN: LSN, endLSN: LSN, firstCommitTime: Date, lastCommitTime: Date,

@@ -18,6 +18,12 @@ public struct ColumnSchema: Sendable, Hashable, Codable {
     /// (no `missingValue`), the existing rows got values no change in the stream carries.
     public var hasDefault: Bool?
 
+    enum CodingKeys: String, CodingKey {
+        case name, attnum
+        case sourceType = "source_type", stagingType = "staging_type", typeOid = "type_oid", notNull = "not_null"
+        case missingValue = "missing_value", hasDefault = "has_default"
+    }
+
     public init(name: String, sourceType: String, stagingType: String, typeOid: UInt32, notNull: Bool, missingValue: String? = nil,
                 attnum: Int? = nil, hasDefault: Bool? = nil) {
         self.name = name
@@ -54,6 +60,11 @@ public struct RelationSchema: Sendable, Hashable, Codable {
     /// between the message and a change that still uses it. Absent when not known (a streamed
     /// transaction's message), and then nothing is concluded from it.
     public var unidentifiedSince: LSN?
+
+    enum CodingKeys: String, CodingKey {
+        case table, columns, key, oid, announced, unidentified
+        case sourceName = "source_name", unidentifiedSince = "unidentified_since"
+    }
 
     public init(table: QualifiedName, columns: [ColumnSchema], key: [String], oid: UInt32? = nil, sourceName: QualifiedName? = nil,
                 announced: Bool? = nil, unidentified: String? = nil, unidentifiedSince: LSN? = nil) {

@@ -185,6 +185,11 @@ extension ControlStore {
             public var source: String
             public var point: String?
             public var heldSeconds: Double?
+
+            enum CodingKeys: String, CodingKey {
+                case source, point
+                case heldSeconds = "held_seconds"
+            }
         }
 
         public var finishedAt: Date

@@ -33,7 +33,7 @@ struct Status: AsyncParsableCommand {
                     print("tributary status, every \(watch.seconds) s (Ctrl-C to stop)\n")
                 }
                 if json {
-                    print(String(decoding: try ManifestCoding.encode(report, pretty: true), as: UTF8.self))
+                    print(String(decoding: try ReportCoding.encode(report), as: UTF8.self))
                 } else {
                     for status in report.sources { print(Self.line(status)) }
                     for model in report.models ?? [] { print(Self.line(model)) }
