@@ -78,7 +78,7 @@ import TributaryCore
         }
         let byType = ["integer", "bigint", "text", "character varying", "character varying(20)", "character(3)", "numeric(12,2)",
                       "timestamp with time zone", "timestamp(3) without time zone", "time(3) without time zone", "date", "uuid", "bytea", "boolean"]
-        let byText = ["numeric", "interval", "double precision", "real", "jsonb", "json", "integer[]", "text[]", "time with time zone",
+        let byText = ["numeric", "interval", "double precision", "real", "jsonb", "json", "integer[]", "text[]", "numeric(12,2)[]", "character varying(20)[]", "character(3)[]", "time with time zone",
                       "time(3) with time zone", "public.mood", "point", "xml"]
         for type in byType { #expect(RowHash(columns: [column(type)], byRecord: true).byType == [true], "\(type)") }
         for type in byText { #expect(RowHash(columns: [column(type)], byRecord: true).byType == [false], "\(type)") }

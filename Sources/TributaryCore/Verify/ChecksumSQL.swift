@@ -40,6 +40,7 @@ public struct RowHash: Sendable, Equatable {
     /// interval (`1 day` and `24 hours`), a float (0 and -0), jsonb (numbers as numeric) or an array
     /// (its lower bound is not hashed).
     static func hashesAsItCompares(_ type: String) -> Bool {
+        guard !type.hasSuffix("]") else { return false }
         let exact = ["smallint", "integer", "bigint", "boolean", "text", "uuid", "date", "bytea", "oid", "character varying",
                      "timestamp without time zone", "timestamp with time zone", "time without time zone"]
         if exact.contains(type) { return true }
