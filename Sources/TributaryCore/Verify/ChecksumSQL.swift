@@ -21,19 +21,33 @@ public enum ChecksumSQL {
 /// collation. Hashes depend on byte order, which is the same (little-endian) on every platform both
 /// sides run on.
 public struct RowHash: Sendable, Equatable {
-    /// Per column, in order: hashed by its own type's hash; false: by its text form.
-    public var byType: [Bool]
-    /// Text-like per column (hashed in collation "C").
-    var textLike: [Bool]
-    /// Both servers have `hash_record_extended`; false: the whole row's text form is hashed.
-    public var byRecord: Bool
+    /// How one column goes into the hash.
+    enum Form: Sendable, Equatable {
+        case text
+        case value
+        /// A text-like value, hashed byte for byte.
+        case valueInCollationC
+    }
+
+    /// Per column, in order; nil: the whole row's text form (a side before PostgreSQL 14, which
+    /// lacks `hash_record_extended`).
+    let forms: [Form]?
 
     /// - Parameter byRecord: both servers run PostgreSQL 14 or later.
     public init(columns: [ColumnSchema], byRecord: Bool) {
-        self.byRecord = byRecord
-        byType = columns.map { $0.sourceType == $0.stagingType && Self.hashesAsItCompares($0.sourceType) }
-        textLike = columns.map { Self.isTextLike($0.sourceType) }
+        forms = byRecord ? columns.map { column in
+            guard column.sourceType == column.stagingType, Self.hashesAsItCompares(column.sourceType) else { return .text }
+            return ["text", "character"].contains { column.sourceType.hasPrefix($0) } ? .valueInCollationC : .value
+        } : nil
     }
+
+    /// Every row by its whole text form, as a server before PostgreSQL 14 can hash it.
+    public static let wholeRowText = RowHash(forms: nil)
+
+    private init(forms: [Form]?) { self.forms = forms }
+
+    /// Per column: hashed by its own type's hash (false: by its text form).
+    public var byType: [Bool] { forms?.map { $0 != .text } ?? [] }
 
     /// Built-in types whose equal values have one text form each (in one time zone), so that their
     /// hash is as strict as their text. Not an unconstrained numeric (1.0 and 1.00 hash alike), an
@@ -48,28 +62,16 @@ public struct RowHash: Sendable, Equatable {
         return ["numeric(", "character varying(", "character(", "timestamp("].contains { type.hasPrefix($0) }
     }
 
-    static func isTextLike(_ type: String) -> Bool {
-        ["text", "character"].contains { type.hasPrefix($0) }
-    }
-
-    /// Every column by its text form: what a server before PostgreSQL 14 can compute.
-    public static func text(columns count: Int) -> RowHash {
-        RowHash(byType: Array(repeating: false, count: count), textLike: Array(repeating: false, count: count), byRecord: false)
-    }
-
-    init(byType: [Bool], textLike: [Bool], byRecord: Bool) {
-        self.byType = byType
-        self.textLike = textLike
-        self.byRecord = byRecord
-    }
-
     /// The hash of a row whose columns are `names` on this side (in the order the hash was made for).
     public func expression(_ names: [String]) -> String {
-        guard byRecord else { return "hashtextextended(ROW(\(SQL.identifierList(names)))::text, 0)" }
-        let values = names.enumerated().map { index, name in
+        guard let forms else { return "hashtextextended(ROW(\(SQL.identifierList(names)))::text, 0)" }
+        let values = zip(names, forms).map { name, form in
             let column = SQL.identifier(name)
-            guard index < byType.count, byType[index] else { return "\(column)::text" }
-            return textLike[index] ? "\(column) COLLATE \"C\"" : column
+            switch form {
+            case .text: return "\(column)::text"
+            case .value: return column
+            case .valueInCollationC: return "\(column) COLLATE \"C\""
+            }
         }
         return "hash_record_extended(ROW(\(values.joined(separator: ", "))), 0)"
     }
