@@ -6,8 +6,9 @@
 #   3. tributary   tributary snapshot, then tributary apply --once (through gzip files in a staging dir)
 #   4. tributary   tributary snapshot --apply: the same, loading parts while the snapshot runs, with
 #                  its peak RSS and the most local disk its work directory held
-#   5. resume      tributary snapshot --apply killed once half its parts are stored, then the rerun
-#                  that resumes it, against a whole snapshot --apply
+#   5. resume      tributary snapshot --apply killed once half its parts are stored, and once half
+#                  are loaded, each time then the rerun that resumes it, against a whole
+#                  snapshot --apply
 # Prints a table of wall times and ratios, and per method the cores it kept busy and the
 # CPU-seconds that makes (machine-wide, from /proc/stat): on two cores shared by both servers
 # and the client, a method is faster either by spending less CPU or by keeping both cores busier.
@@ -117,6 +118,7 @@ run_pgcopydb() {
   pgcopydb clone --source "$source_uri" --target "$(target_uri pgcopydb)" --table-jobs "$jobs" --index-jobs "$jobs" \
     --dir "$work/pgcopydb" --no-owner >"$work/pgcopydb.log" 2>&1 || { tail -20 "$work/pgcopydb.log" >&2; exit 1; }
   pgcopydb_times+=("$(echo "$(now) - $start" | bc)"); pgcopydb_busy+=("$(cores_busy_since "$ticks")")
+  start=$(now); on_target -d pgcopydb -c "VACUUM (FREEZE)"; pgcopydb_debt+=("$(echo "$(now) - $start" | bc)")
 }
 
 run_tributary() {
@@ -144,7 +146,7 @@ disk_watch() { # pid file
 
 run_pipelined() { # pipelined, or variant (with $variant's settings)
   local name=${1:-pipelined}
-  local -n times=${name}_times busy=${name}_busy rss=${name}_rss disk=${name}_disk
+  local -n times=${name}_times busy=${name}_busy rss=${name}_rss disk=${name}_disk debt=${name}_debt
   local settings=""; [ "$name" = pipelined ] || settings=$variant
   fresh_database "$name"
   write_config "$name" "$settings"
@@ -156,29 +158,37 @@ run_pipelined() { # pipelined, or variant (with $variant's settings)
   wait $pid; wait $watcher
   times+=("$(echo "$(now) - $start" | bc)"); busy+=("$(cores_busy_since "$ticks")")
   rss+=("$(( $(tail -n 1 "$work/rss") / 1024 ))"); disk+=("$(( $(cat "$work/disk") >> 20 ))")
+  # What the load leaves to vacuum (untimed above): rows not loaded frozen are frozen, and their
+  # pages marked all-visible, by a later (auto)vacuum that reads and rewrites them.
+  start=$(now); on_target -d "$name" -c "VACUUM (FREEZE)"; debt+=("$(echo "$(now) - $start" | bc)")
   "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
 }
 
-# snapshot --apply killed (SIGKILL) once half of its parts are stored, then a plain rerun, which
-# keeps the tables and ranges stored whole and copies the rest again (with $variant's settings
-# when given as "variant").
-run_resume() { # pipelined, or variant
-  local name=${1:-pipelined} settings=""; [ "$name" = pipelined ] || settings=$variant
+# snapshot --apply killed (SIGKILL) at half of its parts, then a plain rerun, which keeps the
+# tables and ranges stored whole (and what was loaded and committed) and does the rest (with
+# $variant's settings when given as "variant"). "Half" is counted two ways: parts stored, which the
+# copy reaches long before half the work is done (it runs far ahead of the load), and parts loaded
+# (from the debug log's "part loaded"), which is half the work.
+run_resume() { # stored|loaded, pipelined|variant
+  local by=$1 name=${2:-pipelined} settings=""; [ "$name" = pipelined ] || settings=$variant
   local manifests=("$work"/staging-"$name"/bench/snapshot/*/manifest.json) total
   total=$(grep -o '"key"' "${manifests[-1]}" | wc -l)
   fresh_database resumed
   write_config resumed "$settings"
   local first; first=$(now)
-  "$tributary" snapshot --apply --restart --config "$work/slots" --log-level warning >/dev/null 2>&1 &
+  "$tributary" snapshot --apply --restart --config "$work/slots" --log-level debug >/dev/null 2>"$work/killed.log" &
   local pid=$!
-  until [ "$(find "$work/staging-resumed" -name '*.csv.gz' 2>/dev/null | wc -l)" -ge $((total / 2)) ] || ! kill -0 $pid 2>/dev/null; do sleep 0.1; done
+  halfway() {
+    if [ "$by" = stored ]; then find "$work/staging-resumed" -name '*.csv.gz' 2>/dev/null | wc -l
+    else grep -c 'part loaded' "$work/killed.log" || true; fi
+  }
+  until [ "$(halfway)" -ge $((total / 2)) ] || ! kill -0 $pid 2>/dev/null; do sleep 0.1; done
   kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
-  # The copy runs ahead of the load: half the parts are stored long before half the work is done.
-  declare -g "${name}_killed_after=$(echo "$(now) - $first" | bc)"
+  declare -g "${name}_${by}_killed_after=$(echo "$(now) - $first" | bc)"
   local start; start=$(now)
   "$tributary" snapshot --apply --config "$work/slots" --log-level warning >"$work/resume.out"
-  declare -g "${name}_resume_seconds=$(echo "$(now) - $start" | bc)"
-  declare -g "${name}_resume_said=$(grep -o 'resumed a snapshot.*gzip)' "$work/resume.out" | head -1 || true)"
+  declare -g "${name}_${by}_resume_seconds=$(echo "$(now) - $start" | bc)"
+  declare -g "${name}_${by}_resume_said=$(grep -o 'resumed a snapshot.*gzip)' "$work/resume.out" | head -1 || true)"
   "$tributary" verify --config "$work/slots" | tail -1 | sed 's/^/    /' >&2
 }
 
@@ -186,8 +196,8 @@ run_resume() { # pipelined, or variant
 # methods take turns over several rounds and the median of each counts.
 # shellcheck disable=SC2034 # read by name in cpu() (local -n)
 declare -a pipe_busy=() pgcopydb_busy=() tributary_busy=() pipelined_busy=() variant_busy=()
-pipe_times=(); pgcopydb_times=(); snapshot_times=(); tributary_times=(); pipelined_times=(); pipelined_rss=(); pipelined_disk=()
-variant_times=(); variant_rss=(); variant_disk=()
+pipe_times=(); pgcopydb_times=(); pgcopydb_debt=(); snapshot_times=(); tributary_times=(); pipelined_times=(); pipelined_rss=(); pipelined_disk=(); pipelined_debt=()
+variant_times=(); variant_rss=(); variant_disk=(); variant_debt=()
 for round in $(seq 1 "$rounds"); do
   echo "round $round/$rounds: psql COPY pipe" >&2; run_pipe
   echo "round $round/$rounds: pgcopydb clone" >&2; run_pgcopydb
@@ -198,8 +208,10 @@ for round in $(seq 1 "$rounds"); do
     "snapshot --apply ${pipelined_times[-1]}${variant:+ with $variant ${variant_times[-1]}} snapshot+apply ${tributary_times[-1]}" >&2
 done
 
-echo "resume: snapshot --apply killed at half its parts, then the rerun" >&2; run_resume
-if [ -n "$variant" ]; then echo "resume with $variant" >&2; run_resume variant; fi
+for by in stored loaded; do
+  echo "resume: snapshot --apply killed at half its parts $by, then the rerun" >&2; run_resume $by
+  if [ -n "$variant" ]; then echo "resume with $variant" >&2; run_resume $by variant; fi
+done
 
 spread() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.1f-%.1f", lo, hi }'; }
 pipe_seconds=$(median "${pipe_times[@]}"); pgcopydb_seconds=$(median "${pgcopydb_times[@]}")
@@ -215,20 +227,28 @@ printf '\nsnapshot + load of %s rows (%s of tables): pgbench scale %s + wide %s 
 printf '%-38s %10s %12s %14s %s\n' "method" "seconds" "range" "vs pgcopydb" " cores   CPU-s (of $(nproc) cores, machine-wide)"
 printf '%-38s %10.1f %12s %14s %s\n' "psql COPY TO | COPY FROM pipe" "$pipe_seconds" "$(spread "${pipe_times[@]}")" "$(ratio "$pipe_seconds")x" "$(cpu pipe)"
 printf '%-38s %10.1f %12s %14s %s\n' "pgcopydb clone" "$pgcopydb_seconds" "$(spread "${pgcopydb_times[@]}")" "1.00x" "$(cpu pgcopydb)"
+printf '%-38s %10.1f %12s\n' "  then VACUUM (FREEZE) (s, untimed)" "$(median "${pgcopydb_debt[@]}")" "$(spread "${pgcopydb_debt[@]}")"
 printf '%-38s %10.1f %12s %14s %s\n' "tributary snapshot, apply --once" "$tributary_seconds" "$(spread "${tributary_times[@]}")" "$(ratio "$tributary_seconds")x" "$(cpu tributary)"
 printf '%-38s %10.1f %12s %14s\n' "  of which snapshot (staged $staged)" "$snapshot_seconds" "$(spread "${snapshot_times[@]}")" ""
 printf '%-38s %10.1f %12s %14s %s\n' "tributary snapshot --apply" "$pipelined_seconds" "$(spread "${pipelined_times[@]}")" "$(ratio "$pipelined_seconds")x" "$(cpu pipelined)"
 printf '%-38s %10s %12s\n' "  its peak RSS, most local disk (MiB)" "$(median "${pipelined_rss[@]}")" "$(median "${pipelined_disk[@]}")"
+printf '%-38s %10.1f %12s\n' "  then VACUUM (FREEZE) (s, untimed)" "$(median "${pipelined_debt[@]}")" "$(spread "${pipelined_debt[@]}")"
 if [ -n "$variant" ]; then
   variant_seconds=$(median "${variant_times[@]}")
   printf '%-38s %10.1f %12s %14s %s\n' "  the same with $variant" "$variant_seconds" "$(spread "${variant_times[@]}")" "$(ratio "$variant_seconds")x" "$(cpu variant)"
   printf '%-38s %10s %12s\n' "  its peak RSS, most local disk (MiB)" "$(median "${variant_rss[@]}")" "$(median "${variant_disk[@]}")"
+  printf '%-38s %10.1f %12s\n' "  then VACUUM (FREEZE) (s, untimed)" "$(median "${variant_debt[@]}")" "$(spread "${variant_debt[@]}")"
 fi
-resume_line() { # name, label, whole seconds
-  local -n seconds=$1_resume_seconds said=$1_resume_said killed=$1_killed_after
-  printf '%-38s %10.1f %12s %14s\n' "$2" "$seconds" "" "$(printf '%.2f' "$(echo "scale=4; $seconds / $3" | bc)")x of a whole snapshot --apply"
-  printf '  killed %.1f s into its run (%.2f of a whole one)\n' "$killed" "$(echo "scale=4; $killed / $3" | bc)"
-  [ -n "$said" ] && printf '  %s\n' "$said"
+# A rerun that redoes nothing takes the whole run less what the killed one did: "redone" is the
+# part of a whole run done twice (killed share + rerun - 1).
+resume_line() { # name, by, label, whole seconds
+  local -n seconds=$1_$2_resume_seconds said=$1_$2_resume_said killed=$1_$2_killed_after
+  printf '%-38s %10.1f %12s %14s\n' "$3" "$seconds" "" "$(printf '%.2f' "$(echo "scale=4; $seconds / $4" | bc)")x of a whole snapshot --apply"
+  printf '  killed %.1f s into its run (%.2f of a whole one); redone %.2f of a whole run\n' "$killed" \
+    "$(echo "scale=4; $killed / $4" | bc)" "$(echo "scale=4; ($killed + $seconds) / $4 - 1" | bc)"
+  if [ -n "$said" ]; then printf '  %s\n' "$said"; fi
 }
-resume_line pipelined "resume after a kill at half the parts" "$pipelined_seconds"
-if [ -n "$variant" ]; then resume_line variant "  the same with $variant" "$variant_seconds"; fi
+for by in stored loaded; do
+  resume_line pipelined $by "resume after a kill at half $by" "$pipelined_seconds"
+  if [ -n "$variant" ]; then resume_line variant $by "  the same with $variant" "$variant_seconds"; fi
+done
