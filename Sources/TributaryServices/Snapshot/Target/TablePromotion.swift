@@ -53,8 +53,11 @@ struct TablePromotion: Sendable {
         let built = try await connection.run { [maintenanceWorkMem] connection -> Int? in
             try connection.transaction { connection -> Int? in
                 guard try connection.query(SnapshotSQL.hasKey, [loadTable.sql]).isEmpty else { return nil }
-                // The sort behind the index stays in memory instead of spilling to disk.
-                try connection.execute("SET LOCAL maintenance_work_mem = '\(max(1, maintenanceWorkMem >> 10))kB'")
+                // The sort behind the index stays in memory instead of spilling to disk, and so
+                // does the grouping by key of a resumed table (at the default 4MB it spilled).
+                let memory = "'\(max(1, maintenanceWorkMem >> 10))kB'"
+                try connection.execute("SET LOCAL maintenance_work_mem = \(memory)")
+                if table.keysMayRepeat == true { try connection.execute("SET LOCAL work_mem = \(memory)") }
                 let removed = table.keysMayRepeat == true
                     ? try connection.query(SnapshotSQL.keepOneRowPerKey(loadTable, key: table.relation.key)).affectedRows : 0
                 try connection.execute(SnapshotSQL.addKey(loadTable, stagingTable: stagingTable, relation: table.relation))
