@@ -259,4 +259,40 @@ import TributaryTestSupport
         #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == "0",
                 "no load table is left behind")
     }
+
+    /// SIGTERM (systemd's stop, Kubernetes', Ctrl-C) ends `snapshot --apply` at a safe point instead
+    /// of where a kill would: the load workers commit their open frozen runs, so nothing they loaded
+    /// is loaded again, and the rerun takes the snapshot up from there.
+    @Test func aSnapshotStoppedBySIGTERMKeepsWhatItLoadedAndResumes() async throws {
+        var fixture = try await PipelineFixture.make("snapshot-stop", sources: [("qvp", ["public.t1", "public.t2"])])
+        fixture.snapshotYAML = "  jobs: 2\n  part_size: 256KiB\n  range_size: 4MiB\n"
+        let qvp = try await fixture.connectSource("qvp")
+        for (index, table) in ["t1", "t2"].enumerated() {
+            try await qvp.execute("""
+                CREATE TABLE \(table) (id int PRIMARY KEY, note text, n int);
+                INSERT INTO \(table) SELECT i, repeat(md5(i::text), 3), i FROM generate_series(1, \(300_000 * (index + 1))) i;
+                """)
+        }
+        try fixture.writeConfiguration()
+        let process = TestProcess(Paths.tributary, ["snapshot", "--apply", "--config", fixture.configurationDirectory, "--log-level", "debug"])
+        try process.start()
+        // Loaded parts sit in the workers' frozen runs (freeze_max 4GiB), uncommitted, until their tables are in.
+        func loaded() -> Int { process.errorSoFar().components(separatedBy: "part loaded").count - 1 }
+        while loaded() < 3 && !process.hasExited { try await Task.sleep(for: .milliseconds(5)) }
+        let seen = loaded()
+        process.kill(signal: SIGTERM)
+        let stopped = await process.wait()
+        #expect(!stopped.signalled && stopped.status == 75, "exit \(stopped.status): \(stopped.standardError.suffix(1500))")
+        #expect(stopped.standardError.contains("run the same tributary snapshot command again to resume it"), "\(stopped.standardError.suffix(800))")
+        let target = try await fixture.connectTarget()
+        let committed = Int(try await target.query("SELECT count(*) FROM tributary.snapshot_parts").scalar ?? "0") ?? 0
+        #expect(committed >= seen, "the \(seen) parts loaded before the stop were committed (\(committed) recorded)")
+        #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'stg'").scalar == "0",
+                "no table reached STG half loaded")
+
+        let rerun = try await fixture.tributary(["snapshot", "--apply"])
+        #expect(rerun.status == 0, "\(rerun.standardOutput)\(rerun.standardError.suffix(1500))")
+        #expect(rerun.standardOutput.contains("parts were loaded by an earlier run"), "\(rerun.standardOutput)")
+        for comparison in try await fixture.verify("qvp") { #expect(comparison.matches, "\(comparison)") }
+    }
 }

@@ -47,6 +47,9 @@ public struct TributaryError: Error, CustomStringConvertible, Sendable {
         public static let timedOut = Code("timed out")
         /// A part of a pipeline stopped for good.
         public static let stopped = Code("stopped")
+        /// A signal stopped a long command at a safe point before it was done; what it finished
+        /// is kept, and running it again takes it up (exit code 75, EX_TEMPFAIL: try again).
+        public static let interrupted = Code("interrupted", exitCode: 75)
         /// Anything else.
         public static let general = Code("general")
     }

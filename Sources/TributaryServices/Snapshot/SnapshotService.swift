@@ -30,6 +30,10 @@ public struct SnapshotService: Sendable {
     public let endpoints: Endpoints
     public let store: any StagingStore
     public let logger: Logger
+    /// `run` stops at the next safe point once this is requested (SIGTERM): copy workers within a
+    /// block of rows, load workers after the part in hand, committing what they loaded; then it
+    /// throws `interrupted`. A rerun takes the snapshot up from there.
+    public let stop = StopSignal()
 
     public init(configuration: Configuration, endpoints: Endpoints, store: any StagingStore, logger: Logger) {
         self.configuration = configuration
@@ -45,9 +49,12 @@ public struct SnapshotService: Sendable {
         let jobs = options.jobs ?? settings.jobs
         for source in sources {
             let started = ContinuousClock.now
-            let snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
+            if stop.isRequested { throw Snapshotter.interrupted(source.name) }
+            var snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
                                           workDirectory: configuration.target.workDirectory, logger: logger)
-            let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs, settings: settings, sources: [source], logger: logger)
+            snapshotter.stop = stop
+            var loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs, settings: settings, sources: [source], logger: logger)
+            loader.stop = stop
             let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs,
                                                   handoffDirectory: "\(configuration.target.workDirectory)/handoff/\(source.name)",
                                                   handoffBytes: settings.applyCacheBytes) : nil
@@ -55,17 +62,20 @@ public struct SnapshotService: Sendable {
             do {
                 outcome = try await snapshotter.run(options: options, observer: eager, onStart: onProgress)
             } catch {
+                if stop.isRequested { await eager?.stopRequested() }
                 try? await eager?.finish()
-                throw error
+                throw stop.isRequested ? Snapshotter.interrupted(source.name) : error
             }
             await onEvent(outcome.alreadyComplete ? .alreadyComplete(outcome.manifest)
                           : .copied(outcome.manifest, resumed: outcome.resumed, seconds: (ContinuousClock.now - started).seconds))
             guard let eager else { continue }
+            if stop.isRequested { await eager.stopRequested() }
             do {
                 try await eager.finish()
             } catch {
                 logger.warning("loading while copying stopped: \(error); loading the remaining parts now")
             }
+            if stop.isRequested { throw Snapshotter.interrupted(source.name) }
             if let report = try await loader.load(source: source.name) {
                 await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
             }

@@ -8,8 +8,9 @@ struct Snapshot: AsyncParsableCommand {
         abstract: "Create each source's replication slot with an exported snapshot and copy every table into the staging store.",
         discussion: """
             A source whose slot exists and whose snapshot is complete is refused unless --restart, which drops the slot and \
-            takes a new snapshot. A snapshot that was killed (or failed) resumes on a plain rerun: tables whose parts were all \
-            stored are kept, the others are copied again under a temporary slot of their own. --table copies some tables of a \
+            takes a new snapshot. A snapshot that was killed (or failed) resumes on a plain rerun: the tables and ranges it \
+            stored whole are kept, and the parts it loaded; the rest is copied again. SIGTERM or SIGINT stops it \
+            within a block or part, keeping what it stored and loaded, and exits 75: rerun to resume. --table copies some tables of a \
             source that has its snapshot, consistently with its stream, while tributary run goes on: a table added to the \
             source's YAML (it joins the publication), or one whose STG copy is suspect; it is merged into STG by LSN. \
             --group K/N spreads the bulk over N processes: each makes sure of the slot (the first makes it with an empty \
@@ -88,13 +89,23 @@ struct Snapshot: AsyncParsableCommand {
                 }
                 return
             }
+            let service = SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store,
+                                          logger: logger)
+            // A stop (systemd, Kubernetes, Ctrl-C) keeps what a kill would lose: the parts stored,
+            // and the loads of open frozen runs, which commit. A second signal exits at once.
+            let stop = service.stop
+            let signals = SignalHandlers.install([SIGTERM, SIGINT]) { signal in
+                if stop.isRequested { Foundation.exit(128 + signal) }
+                logger.notice("signal \(signal): stopping after the block or part in hand; what is stored and loaded is kept (signal again to exit at once)")
+                stop.request()
+            }
+            defer { _ = signals }
             try await display.around {
-                try await SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store, logger: logger)
-                    .run(try configuration.sources(named: sources), options: .init(restart: restart, jobs: jobs), apply: apply,
-                         onProgress: display.start) { event in
-                        display.stop()
-                        print(Self.line(event, store: store))
-                    }
+                try await service.run(try configuration.sources(named: sources), options: .init(restart: restart, jobs: jobs), apply: apply,
+                                      onProgress: display.start) { event in
+                    display.stop()
+                    print(Self.line(event, store: store))
+                }
             }
         }
     }

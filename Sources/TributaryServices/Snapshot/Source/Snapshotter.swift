@@ -29,6 +29,9 @@ public struct Snapshotter: Sendable {
     public let store: any StagingStore
     public let workDirectory: String
     public let logger: Logger
+    /// When requested, each copy worker stops within a block of rows and throws `interrupted`;
+    /// the parts stored by then are kept (a rerun resumes) and no manifest is written.
+    public var stop: StopSignal?
 
     public init(source: SourceConfiguration, endpoints: Endpoints, settings: SnapshotSettings, store: any StagingStore, workDirectory: String,
                 logger: Logger) {
@@ -275,12 +278,13 @@ public struct Snapshotter: Sendable {
         let upload = Task { try await uploader.run(store: store, observer: observer, progress: progress) }
         do {
             while let item = await queue.take() {
+                if let stop, stop.isRequested { throw Self.interrupted(source.name) }
                 let table = tables[item.tableIndex]
                 let counter = progress.tables[item.tableIndex]
-                let parts = try await connection.run { [source, settings] connection -> [StagedFile] in
+                let parts = try await connection.run { [source, settings, stop] connection -> [StagedFile] in
                     var parts: [StagedFile] = []
                     try Self.copy(item: item, table: table, source: source.name, consistentPoint: consistentPoint, scope: scope,
-                                  settings: settings, directory: directory, counter: counter, on: connection) { part in
+                                  settings: settings, directory: directory, counter: counter, stop: stop, on: connection) { part in
                         try uploader.submit(part)
                         parts.append(part.file)
                     }
@@ -303,7 +307,7 @@ public struct Snapshotter: Sendable {
     /// size limit; each finished part goes to `onPart` at once. Runs on the connection's thread, so
     /// the per-row loop never hops.
     static func copy(item: SnapshotWorkItem, table: SourceTable, source: String, consistentPoint: LSN, scope: SnapshotScope = .full,
-                     settings: SnapshotSettings, directory: String, counter: TransferProgress.Table,
+                     settings: SnapshotSettings, directory: String, counter: TransferProgress.Table, stop: StopSignal? = nil,
                      on connection: isolated PostgresConnection, onPart: (LocalPart) throws -> Void) throws {
         var partCount = 0
         var header: [UInt8]?
@@ -333,6 +337,7 @@ public struct Snapshotter: Sendable {
         // the per-call cost of gzip and the hash.
         let blockBytes = max(4096, min(256 * 1024, settings.partBytesMax / 8))
         try connection.copyOut(sql, blockBytes: blockBytes) { rows, count in
+            if let stop, stop.isRequested { throw Self.interrupted(source) }
             guard header != nil else {
                 // COPY sends the header row first (alone), even for an empty table; every part repeats it.
                 header = Array(rows)
@@ -350,5 +355,13 @@ public struct Snapshotter: Sendable {
         }
         guard header != nil else { throw TributaryError(.corrupt, "\(source): COPY of \(table.name) sent no header row") }
         try finishPart()
+    }
+
+    /// What a copy stopped by `stop` throws.
+    static func interrupted(_ source: String) -> TributaryError {
+        TributaryError(.interrupted, """
+            the snapshot of \(source) was stopped before it was complete: the parts it stored (and loaded) are kept; \
+            run the same tributary snapshot command again to resume it
+            """, context: [LogKey.source: source])
     }
 }

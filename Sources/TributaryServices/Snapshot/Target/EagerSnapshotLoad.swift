@@ -50,7 +50,7 @@ public final class EagerSnapshotLoad: SnapshotObserver {
                 (try await loader.begin(header, control: control).loadTables,
                  try await control.loadedParts(header.source, snapshot: header.consistentPoint))
             }
-            let queue = PartLoadQueue(tables: header.tables.count, frozenRunBytes: loader.settings.freezeBytesMax)
+            let queue = PartLoadQueue(tables: header.tables.count, frozenRunBytes: loader.settings.freezeBytesMax, stop: loader.stop)
             // Without the local copies the load still works, through the store.
             let handoff = handoffDirectory.flatMap { handoffBytes > 0 ? try? PartHandoff(directory: $0, bytes: handoffBytes) : nil }
             let run = Started(header: header, loadTables: loadTables, queue: queue, handoff: handoff, loaded: loaded)
@@ -84,6 +84,12 @@ public final class EagerSnapshotLoad: SnapshotObserver {
     public func tableCopied(tableIndex: Int) async {
         guard let run = started.withLock({ $0 }) else { return }
         await run.queue.complete(table: tableIndex)
+    }
+
+    /// The loader's stop was requested: workers waiting for parts end now, the others after the
+    /// part in hand.
+    public func stopRequested() async {
+        if let run = started.withLock({ $0 }) { await run.queue.stopRequested() }
     }
 
     /// Waits for the work handed over so far; throws what stopped the eager load, if anything did.

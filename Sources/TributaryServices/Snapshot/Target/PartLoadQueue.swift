@@ -15,10 +15,16 @@ actor PartLoadQueue {
     private var schedule: PartLoadSchedule<QueuedPart>
     private var waiters: [(worker: Int, continuation: CheckedContinuation<Job?, Never>)] = []
     private var closed = false
+    /// Once requested, every worker gets nil for its next job: it ends after the part in hand and
+    /// commits its frozen run, so what it loaded is kept.
+    private let stop: StopSignal?
 
-    init(tables: Int, frozenRunBytes: Int) {
+    init(tables: Int, frozenRunBytes: Int, stop: StopSignal? = nil) {
         schedule = PartLoadSchedule(tables: tables, frozenRunBytes: frozenRunBytes)
+        self.stop = stop
     }
+
+    private var isStopped: Bool { stop?.isRequested == true }
 
     func add(table: Int, part: QueuedPart) {
         schedule.add(table: table, part: part, bytes: part.file.uncompressedBytes)
@@ -35,6 +41,9 @@ actor PartLoadQueue {
 
     func skip(table: Int) { schedule.skip(table: table) }
 
+    /// Workers waiting for parts look at the stop request now.
+    func stopRequested() { wake() }
+
     /// No more parts or tables: workers with nothing to do get nil.
     func close() {
         closed = true
@@ -42,6 +51,7 @@ actor PartLoadQueue {
     }
 
     func next(worker: Int) async -> Job? {
+        if isStopped { return nil }
         if let job = schedule.next(worker: worker) {
             // Taking a job can end a run or make a backlog that a waiting worker may now share.
             wake()
@@ -59,6 +69,11 @@ actor PartLoadQueue {
 
     /// Every waiter is asked again: what one cannot take (another's run) another may.
     private func wake() {
+        if isStopped {
+            for waiter in waiters { waiter.continuation.resume(returning: nil) }
+            waiters.removeAll()
+            return
+        }
         var index = 0
         while index < waiters.count {
             if let job = schedule.next(worker: waiters[index].worker) {

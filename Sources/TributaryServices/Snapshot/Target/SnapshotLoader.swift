@@ -43,6 +43,9 @@ public struct SnapshotLoader: Sendable {
     /// The sources whose tables it loads: a table that waited for its copy merges the files the
     /// stream brought meanwhile, following their shape as its source's configuration says.
     public let sources: [SourceConfiguration]
+    /// When requested, load workers end after the part in hand, committing what they loaded, and
+    /// the load throws `interrupted` before promoting anything.
+    public var stop: StopSignal?
 
     public init(target: TargetEndpoint, store: any StagingStore, jobs: Int, settings: SnapshotSettings = .init(),
                 sources: [SourceConfiguration], logger: Logger) {
@@ -139,6 +142,7 @@ public struct SnapshotLoader: Sendable {
         await onStart(progress)
         log.info("loading snapshot", metadata: [LogKey.parts: .stringConvertible(partsToLoad), LogKey.alreadyLoaded: .stringConvertible(loaded.count)])
         try await runWorkers(queue: queue, manifest: manifest, loadTables: loadTables, progress: progress)
+        if let stop, stop.isRequested { throw Snapshotter.interrupted(source) }
         try await promotion.promoteAll(manifest, loadTables: loadTables, except: finished, jobs: jobs, logger: log)
         // Every table of the manifest is in STG now: what is left under its prefix is a killed run's.
         let leftovers = try await control.connection.run { [manifest] in
@@ -168,7 +172,7 @@ public struct SnapshotLoader: Sendable {
     /// tables and builds each key as soon as its table is in, overlapping the loads of other tables.
     private func schedule(_ manifest: SnapshotManifest, finished: Set<String>, loaded: Set<String>) async
         -> (PartLoadQueue, TransferProgress, Int) {
-        let queue = PartLoadQueue(tables: manifest.tables.count, frozenRunBytes: settings.freezeBytesMax)
+        let queue = PartLoadQueue(tables: manifest.tables.count, frozenRunBytes: settings.freezeBytesMax, stop: stop)
         var partsPerTable = Array(repeating: 0, count: manifest.tables.count)
         for (index, table) in manifest.tables.enumerated() {
             guard !finished.contains(table.stagingTable) else {
