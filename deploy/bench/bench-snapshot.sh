@@ -6,9 +6,9 @@
 #   3. tributary   tributary snapshot, then tributary apply --once (through gzip files in a staging dir)
 #   4. tributary   tributary snapshot --apply: the same, loading parts while the snapshot runs, with
 #                  its peak RSS and the most local disk its work directory held
-#   5. resume      tributary snapshot --apply killed once half its parts are stored, and once half
-#                  are loaded, each time then the rerun that resumes it, against a whole
-#                  snapshot --apply
+#   5. resume      tributary snapshot --apply killed once half its parts are stored, once half are
+#                  loaded, and stopped by SIGTERM once half are loaded, each time then the rerun
+#                  that resumes it, against a whole snapshot --apply
 # Prints a table of wall times and ratios, and per method the cores it kept busy and the
 # CPU-seconds that makes (machine-wide, from /proc/stat): on two cores shared by both servers
 # and the client, a method is faster either by spending less CPU or by keeping both cores busier.
@@ -168,8 +168,9 @@ run_pipelined() { # pipelined, or variant (with $variant's settings)
 # tables and ranges stored whole (and what was loaded and committed) and does the rest (with
 # $variant's settings when given as "variant"). "Half" is counted two ways: parts stored, which the
 # copy reaches long before half the work is done (it runs far ahead of the load), and parts loaded
-# (from the debug log's "part loaded"), which is half the work.
-run_resume() { # stored|loaded, pipelined|variant
+# (from the debug log's "part loaded"), which is half the work. "stopped": at half loaded too, but
+# by SIGTERM (systemd's or Kubernetes' stop, Ctrl-C), on which the load commits its frozen runs.
+run_resume() { # stored|loaded|stopped, pipelined|variant
   local by=$1 name=${2:-pipelined} settings=""; [ "$name" = pipelined ] || settings=$variant
   local manifests=("$work"/staging-"$name"/bench/snapshot/*/manifest.json) total
   total=$(grep -o '"key"' "${manifests[-1]}" | wc -l)
@@ -183,7 +184,8 @@ run_resume() { # stored|loaded, pipelined|variant
     else grep -c 'part loaded' "$work/killed.log" || true; fi
   }
   until [ "$(halfway)" -ge $((total / 2)) ] || ! kill -0 $pid 2>/dev/null; do sleep 0.1; done
-  kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+  if [ "$by" = stopped ]; then kill -TERM $pid 2>/dev/null || true; else kill -9 $pid 2>/dev/null || true; fi
+  wait $pid 2>/dev/null || true
   declare -g "${name}_${by}_killed_after=$(echo "$(now) - $first" | bc)"
   local start; start=$(now)
   "$tributary" snapshot --apply --config "$work/slots" --log-level warning >"$work/resume.out"
@@ -208,8 +210,8 @@ for round in $(seq 1 "$rounds"); do
     "snapshot --apply ${pipelined_times[-1]}${variant:+ with $variant ${variant_times[-1]}} snapshot+apply ${tributary_times[-1]}" >&2
 done
 
-for by in stored loaded; do
-  echo "resume: snapshot --apply killed at half its parts $by, then the rerun" >&2; run_resume $by
+for by in stored loaded stopped; do
+  echo "resume: snapshot --apply killed or stopped at half its parts ($by), then the rerun" >&2; run_resume $by
   if [ -n "$variant" ]; then echo "resume with $variant" >&2; run_resume $by variant; fi
 done
 
@@ -248,7 +250,8 @@ resume_line() { # name, by, label, whole seconds
     "$(echo "scale=4; $killed / $4" | bc)" "$(echo "scale=4; ($killed + $seconds) / $4 - 1" | bc)"
   if [ -n "$said" ]; then printf '  %s\n' "$said"; fi
 }
-for by in stored loaded; do
-  resume_line pipelined $by "resume after a kill at half $by" "$pipelined_seconds"
+resume_label() { case $1 in stored|loaded) echo "resume after a kill at half $1" ;; stopped) echo "resume after SIGTERM at half loaded" ;; esac; }
+for by in stored loaded stopped; do
+  resume_line pipelined $by "$(resume_label $by)" "$pipelined_seconds"
   if [ -n "$variant" ]; then resume_line variant $by "  the same with $variant" "$variant_seconds"; fi
 done
