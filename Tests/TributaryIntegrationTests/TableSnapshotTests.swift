@@ -263,8 +263,10 @@ import TributaryTestSupport
     /// SIGTERM (systemd's stop, Kubernetes', Ctrl-C) ends `snapshot --apply` at a safe point instead
     /// of where a kill would: the load workers commit their open frozen runs, so nothing they loaded
     /// is loaded again, and the rerun takes the snapshot up from there.
-    @Test func aSnapshotStoppedBySIGTERMKeepsWhatItLoadedAndResumes() async throws {
-        var fixture = try await PipelineFixture.make("snapshot-stop", sources: [("qvp", ["public.t1", "public.t2"])])
+    /// `--group 1/1` too: its load of the group's table snapshot commits the same way.
+    @Test(arguments: [[], ["--group", "1/1"]])
+    func aSnapshotStoppedBySIGTERMKeepsWhatItLoadedAndResumes(_ options: [String]) async throws {
+        var fixture = try await PipelineFixture.make("snapshot-stop\(options.isEmpty ? "" : "-group")", sources: [("qvp", ["public.t1", "public.t2"])])
         fixture.snapshotYAML = "  jobs: 2\n  part_size: 256KiB\n  range_size: 4MiB\n"
         let qvp = try await fixture.connectSource("qvp")
         for (index, table) in ["t1", "t2"].enumerated() {
@@ -274,7 +276,8 @@ import TributaryTestSupport
                 """)
         }
         try fixture.writeConfiguration()
-        let process = TestProcess(Paths.tributary, ["snapshot", "--apply", "--config", fixture.configurationDirectory, "--log-level", "debug"])
+        let process = TestProcess(Paths.tributary, ["snapshot", "--apply"] + options
+                                  + ["--config", fixture.configurationDirectory, "--log-level", "debug"])
         try process.start()
         // Loaded parts sit in the workers' frozen runs (freeze_max 4GiB), uncommitted, until their tables are in.
         func loaded() -> Int { process.errorSoFar().components(separatedBy: "part loaded").count - 1 }
@@ -290,7 +293,7 @@ import TributaryTestSupport
         #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'stg'").scalar == "0",
                 "no table reached STG half loaded")
 
-        let rerun = try await fixture.tributary(["snapshot", "--apply"])
+        let rerun = try await fixture.tributary(["snapshot", "--apply"] + options)
         #expect(rerun.status == 0, "\(rerun.standardOutput)\(rerun.standardError.suffix(1500))")
         #expect(rerun.standardOutput.contains("parts were loaded by an earlier run"), "\(rerun.standardOutput)")
         for comparison in try await fixture.verify("qvp") { #expect(comparison.matches, "\(comparison)") }

@@ -30,7 +30,7 @@ public struct SnapshotService: Sendable {
     public let endpoints: Endpoints
     public let store: any StagingStore
     public let logger: Logger
-    /// `run` stops at the next safe point once this is requested (SIGTERM): copy workers within a
+    /// `run` and `runGroup` stop at the next safe point once this is requested (SIGTERM): copy workers within a
     /// block of rows, load workers after the part in hand, committing what they loaded; then it
     /// throws `interrupted`. A rerun takes the snapshot up from there.
     public let stop = StopSignal()
@@ -111,9 +111,11 @@ public struct SnapshotService: Sendable {
                          onEvent: @Sendable (Event) async -> Void) async throws {
         let settings = configuration.target.snapshot
         for source in sources {
+            if stop.isRequested { throw Snapshotter.interrupted(source.name) }
             let started = ContinuousClock.now
-            let snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
+            var snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
                                           workDirectory: configuration.target.workDirectory, logger: logger)
+            snapshotter.stop = stop
             let slot = try await snapshotter.run(options: .init(jobs: jobs, slotOnly: true))
             let covered = try await tablesWithACopy(source: source.name, after: slot.manifest)
             let wanted = group.members(of: source.tables.map(\.table)).filter { !covered.contains($0) }
@@ -125,8 +127,9 @@ public struct SnapshotService: Sendable {
                                        covered: group.members(of: source.tables).count - wanted.count,
                                        seconds: (ContinuousClock.now - started).seconds))
             guard apply else { continue }
-            let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs ?? settings.jobs, settings: settings,
+            var loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs ?? settings.jobs, settings: settings,
                                         sources: [source], logger: logger)
+            loader.stop = stop
             if let report = try await loader.load(source: source.name) {
                 await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
             }

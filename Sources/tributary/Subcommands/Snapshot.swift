@@ -1,5 +1,7 @@
 import ArgumentParser
+import Dispatch
 import Foundation
+import Logging
 import TributaryCore
 import TributaryServices
 
@@ -69,12 +71,16 @@ struct Snapshot: AsyncParsableCommand {
             }
             if let group {
                 let group = try BulkGroup(parsing: group)
+                let service = SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store,
+                                              logger: logger)
+                let signals = Self.stopGracefully(service.stop, logger: logger)
+                defer { _ = signals }
                 try await display.around {
-                    try await SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store, logger: logger)
-                        .runGroup(group, of: try configuration.sources(named: sources), jobs: jobs, apply: apply, onProgress: display.start) { event in
-                            display.stop()
-                            print(Self.line(event, store: store))
-                        }
+                    try await service.runGroup(group, of: try configuration.sources(named: sources), jobs: jobs, apply: apply,
+                                               onProgress: display.start) { event in
+                        display.stop()
+                        print(Self.line(event, store: store))
+                    }
                 }
                 return
             }
@@ -91,14 +97,7 @@ struct Snapshot: AsyncParsableCommand {
             }
             let service = SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store,
                                           logger: logger)
-            // A stop (systemd, Kubernetes, Ctrl-C) keeps what a kill would lose: the parts stored,
-            // and the loads of open frozen runs, which commit. A second signal exits at once.
-            let stop = service.stop
-            let signals = SignalHandlers.install([SIGTERM, SIGINT]) { signal in
-                if stop.isRequested { Foundation.exit(128 + signal) }
-                logger.notice("signal \(signal): stopping after the block or part in hand; what is stored and loaded is kept (signal again to exit at once)")
-                stop.request()
-            }
+            let signals = Self.stopGracefully(service.stop, logger: logger)
             defer { _ = signals }
             try await display.around {
                 try await service.run(try configuration.sources(named: sources), options: .init(restart: restart, jobs: jobs), apply: apply,
@@ -107,6 +106,17 @@ struct Snapshot: AsyncParsableCommand {
                     print(Self.line(event, store: store))
                 }
             }
+        }
+    }
+
+    /// A stop (systemd, Kubernetes, Ctrl-C) keeps what a kill would lose: the parts stored, and the
+    /// loads of open frozen runs, which commit. A second signal exits at once. Only for the paths
+    /// that look at `stop`: elsewhere the signals keep their default action.
+    static func stopGracefully(_ stop: StopSignal, logger: Logger) -> [any DispatchSourceSignal] {
+        SignalHandlers.install([SIGTERM, SIGINT]) { signal in
+            if stop.isRequested { Foundation.exit(128 + signal) }
+            logger.notice("signal \(signal): stopping after the block or part in hand; what is stored and loaded is kept (signal again to exit at once)")
+            stop.request()
         }
     }
 
