@@ -30,7 +30,7 @@ public struct SnapshotService: Sendable {
     public let endpoints: Endpoints
     public let store: any StagingStore
     public let logger: Logger
-    /// `run` and `runGroup` stop at the next safe point once this is requested (SIGTERM): copy workers within a
+    /// Every command here stops at the next safe point once this is requested (SIGTERM): copy workers within a
     /// block of rows, load workers after the part in hand, committing what they loaded; then it
     /// throws `interrupted`. A rerun takes the snapshot up from there.
     public let stop = StopSignal()
@@ -50,11 +50,8 @@ public struct SnapshotService: Sendable {
         for source in sources {
             let started = ContinuousClock.now
             if stop.isRequested { throw Snapshotter.interrupted(source.name) }
-            var snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
-                                          workDirectory: configuration.target.workDirectory, logger: logger)
-            snapshotter.stop = stop
-            var loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs, settings: settings, sources: [source], logger: logger)
-            loader.stop = stop
+            let snapshotter = snapshotter(source)
+            let loader = loader(source, jobs: jobs)
             let eager = apply ? EagerSnapshotLoad(loader: loader, jobs: jobs,
                                                   handoffDirectory: "\(configuration.target.workDirectory)/handoff/\(source.name)",
                                                   handoffBytes: settings.applyCacheBytes) : nil
@@ -88,15 +85,10 @@ public struct SnapshotService: Sendable {
                        onProgress: @escaping @Sendable (TransferProgress) async -> Void,
                        onEvent: @Sendable (Event) async -> Void) async throws {
         let started = ContinuousClock.now
-        let settings = configuration.target.snapshot
-        let (point, manifest) = try await TableSnapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
-                                                           workDirectory: configuration.target.workDirectory, logger: logger)
-            .resyncAll(jobs: jobs, onStart: onProgress)
+        let (point, manifest) = try await TableSnapshotter(snapshotter: snapshotter(source)).resyncAll(jobs: jobs, onStart: onProgress)
         await onEvent(.resynced(manifest, slotPoint: point, seconds: (ContinuousClock.now - started).seconds))
         guard apply else { return }
-        let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs ?? settings.jobs, settings: settings,
-                                    sources: [source], logger: logger)
-        if let report = try await loader.load(source: source.name) {
+        if let report = try await loader(source, jobs: jobs ?? configuration.target.snapshot.jobs).load(source: source.name) {
             await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
         }
     }
@@ -113,9 +105,7 @@ public struct SnapshotService: Sendable {
         for source in sources {
             if stop.isRequested { throw Snapshotter.interrupted(source.name) }
             let started = ContinuousClock.now
-            var snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
-                                          workDirectory: configuration.target.workDirectory, logger: logger)
-            snapshotter.stop = stop
+            let snapshotter = snapshotter(source)
             let slot = try await snapshotter.run(options: .init(jobs: jobs, slotOnly: true))
             let covered = try await tablesWithACopy(source: source.name, after: slot.manifest)
             let wanted = group.members(of: source.tables.map(\.table)).filter { !covered.contains($0) }
@@ -127,10 +117,7 @@ public struct SnapshotService: Sendable {
                                        covered: group.members(of: source.tables).count - wanted.count,
                                        seconds: (ContinuousClock.now - started).seconds))
             guard apply else { continue }
-            var loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs ?? settings.jobs, settings: settings,
-                                        sources: [source], logger: logger)
-            loader.stop = stop
-            if let report = try await loader.load(source: source.name) {
+            if let report = try await loader(source, jobs: jobs ?? settings.jobs).load(source: source.name) {
                 await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
             }
         }
@@ -155,16 +142,27 @@ public struct SnapshotService: Sendable {
                           onProgress: @escaping @Sendable (TransferProgress) async -> Void,
                           onEvent: @Sendable (Event) async -> Void) async throws {
         let started = ContinuousClock.now
-        let settings = configuration.target.snapshot
-        let manifest = try await TableSnapshotter(source: source, endpoints: endpoints, settings: settings, store: store,
-                                                  workDirectory: configuration.target.workDirectory, logger: logger)
-            .run(tables: tables, jobs: jobs, onStart: onProgress)
+        let manifest = try await TableSnapshotter(snapshotter: snapshotter(source)).run(tables: tables, jobs: jobs, onStart: onProgress)
         await onEvent(.tablesCopied(manifest, seconds: (ContinuousClock.now - started).seconds))
         guard apply else { return }
-        let loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs ?? settings.jobs, settings: settings,
-                                    sources: [source], logger: logger)
-        if let report = try await loader.load(source: source.name) {
+        if let report = try await loader(source, jobs: jobs ?? configuration.target.snapshot.jobs).load(source: source.name) {
             await onEvent(.loaded(report, seconds: (ContinuousClock.now - started).seconds))
         }
+    }
+
+    /// The copy of `source`, stopping on `stop`.
+    private func snapshotter(_ source: SourceConfiguration) -> Snapshotter {
+        var snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: configuration.target.snapshot, store: store,
+                                      workDirectory: configuration.target.workDirectory, logger: logger)
+        snapshotter.stop = stop
+        return snapshotter
+    }
+
+    /// The load of `source`'s snapshots into STG, stopping on `stop`.
+    private func loader(_ source: SourceConfiguration, jobs: Int) -> SnapshotLoader {
+        var loader = SnapshotLoader(target: endpoints.target, store: store, jobs: jobs, settings: configuration.target.snapshot,
+                                    sources: [source], logger: logger)
+        loader.stop = stop
+        return loader
     }
 }

@@ -58,60 +58,34 @@ struct Snapshot: AsyncParsableCommand {
             let logger = global.makeLogger("snapshot")
             let store = try global.openStagingStore(configuration.target, command: "snapshot")
             let display = ProgressDisplay(logger: logger)
-            if resync {
-                let source = try configuration.sources(named: sources)[0]
-                try await display.around {
-                    try await SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store, logger: logger)
-                        .resync(source, jobs: jobs, apply: apply, onProgress: display.start) { event in
-                            display.stop()
-                            print(Self.line(event, store: store))
-                        }
-                }
-                return
-            }
-            if let group {
-                let group = try BulkGroup(parsing: group)
-                let service = SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store,
-                                              logger: logger)
-                let signals = Self.stopGracefully(service.stop, logger: logger)
-                defer { _ = signals }
-                try await display.around {
-                    try await service.runGroup(group, of: try configuration.sources(named: sources), jobs: jobs, apply: apply,
-                                               onProgress: display.start) { event in
-                        display.stop()
-                        print(Self.line(event, store: store))
-                    }
-                }
-                return
-            }
-            if !tables.isEmpty {
-                let (source, names) = try Self.resolve(tables, sources: sources, in: configuration)
-                try await display.around {
-                    try await SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store, logger: logger)
-                        .runTables(names, of: source, jobs: jobs, apply: apply, onProgress: display.start) { event in
-                            display.stop()
-                            print(Self.line(event, store: store))
-                        }
-                }
-                return
-            }
             let service = SnapshotService(configuration: configuration, endpoints: Endpoints(configuration, command: "snapshot"), store: store,
                                           logger: logger)
             let signals = Self.stopGracefully(service.stop, logger: logger)
             defer { _ = signals }
+            let onEvent: @Sendable (SnapshotService.Event) async -> Void = { event in
+                display.stop()
+                print(Self.line(event, store: store))
+            }
             try await display.around {
-                try await service.run(try configuration.sources(named: sources), options: .init(restart: restart, jobs: jobs), apply: apply,
-                                      onProgress: display.start) { event in
-                    display.stop()
-                    print(Self.line(event, store: store))
+                if resync {
+                    try await service.resync(try configuration.sources(named: sources)[0], jobs: jobs, apply: apply, onProgress: display.start,
+                                             onEvent: onEvent)
+                } else if let group {
+                    try await service.runGroup(try BulkGroup(parsing: group), of: try configuration.sources(named: sources), jobs: jobs,
+                                               apply: apply, onProgress: display.start, onEvent: onEvent)
+                } else if !tables.isEmpty {
+                    let (source, names) = try Self.resolve(tables, sources: sources, in: configuration)
+                    try await service.runTables(names, of: source, jobs: jobs, apply: apply, onProgress: display.start, onEvent: onEvent)
+                } else {
+                    try await service.run(try configuration.sources(named: sources), options: .init(restart: restart, jobs: jobs), apply: apply,
+                                          onProgress: display.start, onEvent: onEvent)
                 }
             }
         }
     }
 
     /// A stop (systemd, Kubernetes, Ctrl-C) keeps what a kill would lose: the parts stored, and the
-    /// loads of open frozen runs, which commit. A second signal exits at once. Only for the paths
-    /// that look at `stop`: elsewhere the signals keep their default action.
+    /// loads of open frozen runs, which commit. A second signal exits at once.
     static func stopGracefully(_ stop: StopSignal, logger: Logger) -> [any DispatchSourceSignal] {
         SignalHandlers.install([SIGTERM, SIGINT]) { signal in
             if stop.isRequested { Foundation.exit(128 + signal) }
