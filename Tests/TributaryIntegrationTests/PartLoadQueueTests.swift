@@ -24,8 +24,9 @@ import TributaryCore
         try await Task.sleep(for: .milliseconds(50))
         #expect(outcome.load(ordering: .relaxed) == 0, "worker 1 waits while the run holds table 0")
 
+        // A part of another table arrives after the stop: the waiting worker is woken, and gets no job.
         stop.request()
-        await queue.stopRequested()
+        await queue.add(table: 1, part: Self.part("t1-0"))
         for _ in 0..<200 where outcome.load(ordering: .relaxed) == 0 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(outcome.load(ordering: .relaxed) == 1, "a waiting worker ends at once")
         // Worker 0 finishes the part in hand; its next job is none, though table 0 has a part left.

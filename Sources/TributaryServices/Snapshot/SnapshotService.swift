@@ -59,14 +59,13 @@ public struct SnapshotService: Sendable {
             do {
                 outcome = try await snapshotter.run(options: options, observer: eager, onStart: onProgress)
             } catch {
-                if stop.isRequested { await eager?.stopRequested() }
+                // Its workers end after the part in hand: the queue hands out nothing once stopped.
                 try? await eager?.finish()
                 throw stop.isRequested ? Snapshotter.interrupted(source.name) : error
             }
             await onEvent(outcome.alreadyComplete ? .alreadyComplete(outcome.manifest)
                           : .copied(outcome.manifest, resumed: outcome.resumed, seconds: (ContinuousClock.now - started).seconds))
             guard let eager else { continue }
-            if stop.isRequested { await eager.stopRequested() }
             do {
                 try await eager.finish()
             } catch {

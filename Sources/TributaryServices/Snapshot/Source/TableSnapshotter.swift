@@ -13,11 +13,7 @@ import TributaryStorage
 public struct TableSnapshotter: Sendable {
     let snapshotter: Snapshotter
 
-    public init(source: SourceConfiguration, endpoints: Endpoints, settings: SnapshotSettings, store: any StagingStore, workDirectory: String,
-                logger: Logger) {
-        snapshotter = Snapshotter(source: source, endpoints: endpoints, settings: settings, store: store, workDirectory: workDirectory, logger: logger)
-    }
-
+    /// Copies with `snapshotter`'s source, settings and store, and stops on its `stop`.
     init(snapshotter: Snapshotter) { self.snapshotter = snapshotter }
 
     var source: SourceConfiguration { snapshotter.source }

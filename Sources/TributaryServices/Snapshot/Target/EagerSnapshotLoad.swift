@@ -86,12 +86,6 @@ public final class EagerSnapshotLoad: SnapshotObserver {
         await run.queue.complete(table: tableIndex)
     }
 
-    /// The loader's stop was requested: workers waiting for parts end now, the others after the
-    /// part in hand.
-    public func stopRequested() async {
-        if let run = started.withLock({ $0 }) { await run.queue.stopRequested() }
-    }
-
     /// Waits for the work handed over so far; throws what stopped the eager load, if anything did.
     public func finish() async throws {
         if let run = started.withLock({ $0 }) { await run.queue.close() }

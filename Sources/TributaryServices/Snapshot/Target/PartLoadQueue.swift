@@ -41,9 +41,6 @@ actor PartLoadQueue {
 
     func skip(table: Int) { schedule.skip(table: table) }
 
-    /// Workers waiting for parts look at the stop request now.
-    func stopRequested() { wake() }
-
     /// No more parts or tables: workers with nothing to do get nil.
     func close() {
         closed = true

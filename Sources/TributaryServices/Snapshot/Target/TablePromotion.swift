@@ -57,9 +57,11 @@ struct TablePromotion: Sendable {
                 // does the grouping by key of a resumed table (at the default 4MB it spilled).
                 let memory = "'\(max(1, maintenanceWorkMem >> 10))kB'"
                 try connection.execute("SET LOCAL maintenance_work_mem = \(memory)")
-                if table.keysMayRepeat == true { try connection.execute("SET LOCAL work_mem = \(memory)") }
-                let removed = table.keysMayRepeat == true
-                    ? try connection.query(SnapshotSQL.keepOneRowPerKey(loadTable, key: table.relation.key)).affectedRows : 0
+                var removed = 0
+                if table.keysMayRepeat == true {
+                    try connection.execute("SET LOCAL work_mem = \(memory)")
+                    removed = try connection.query(SnapshotSQL.keepOneRowPerKey(loadTable, key: table.relation.key)).affectedRows
+                }
                 try connection.execute(SnapshotSQL.addKey(loadTable, stagingTable: stagingTable, relation: table.relation))
                 // Statistics now, so the first merges and BL queries get good plans; they move with the table.
                 try connection.execute("ANALYZE \(loadTable.sql)")
