@@ -24,6 +24,7 @@
 #               end by native logical replication and by tributary replicate + apply, where native
 #               apply rather than decoding is the limit; both must end equal. The same backlog
 #               read by pg_recvlogical (a slot made before it): how fast the source decodes it.
+#               No window holds a vacuum: each copy is vacuumed outside them (printed apart).
 # Every timed step also records the CPU-seconds it cost, from /proc: the source cluster's (its
 # walsender, and every other process of it), the target cluster's (native's apply worker, or
 # tributary's backends) and tributary's own processes'; a second table sets them per change against
@@ -309,10 +310,11 @@ ALTER PUBLICATION native_pub ADD TABLE wide;
 INSERT INTO marker VALUES (2, now());
 SQL
 pg_dump -s -t wide -h 127.0.0.1 -p $source_port -U postgres bench | on_target -d native -o /dev/null
-# Autovacuum is off on the wide table, on the source and in both copies: a vacuum of the rows one
-# method updated would otherwise run in whichever window came next (the order alternates, so
-# tributary's window held native's in two rounds of three), and be charged to it. Each copy is
-# vacuumed right after its method's window instead, and that CPU printed on its own.
+# Autovacuum is off on the wide table, on the source and in both copies: a vacuum of a round's
+# updated rows would otherwise run in whichever window came next and be charged to it (the
+# source's in the first method's, native's in odd rounds; on the target, one copy's in the other
+# method's window, as the order alternates), 2.0-2.5 CPU-s each. The source's copy is vacuumed
+# before the windows, each target copy right after its own, and that CPU printed on its own.
 on_target -d native -c "ALTER TABLE wide SET (autovacuum_enabled = off)"
 on_target -d native -c "ALTER SUBSCRIPTION native_sub ENABLE"
 wait_for_marker native marker 2
