@@ -97,6 +97,9 @@ static inline ptrdiff_t encode(uint8_t kind, const uint8_t *value, size_t length
     }
 }
 
+/// Whether a field of `kind` is left out of the tuple.
+static inline int skips(uint8_t kind) { return kind == TRIBUTARY_BINARY_SKIP || kind == TRIBUTARY_BINARY_SKIP_INSERT; }
+
 ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *kinds, int32_t columns,
                                   const uint8_t *input, size_t count, int final, size_t records, uint8_t *out,
                                   size_t capacity, size_t *written) {
@@ -104,6 +107,8 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
     size_t used = 0;
     *written = 0;
     state->out_of_room = 0;
+    int32_t kept = 0;
+    for (int32_t column = 0; column < columns; column++) kept += !skips(kinds[column]);
     for (; input < end && records > 0; records--) {
         // Room for the record's field count and, per field, its length and a value no longer than
         // its CSV text or 16 bytes (for a displaced kind, its unquoted text too, behind the room
@@ -136,6 +141,14 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
             if (q == end && !final) goto incomplete;
             size_t span = (size_t)(q - field_start);
             if (field == columns) { state->failure = TRIBUTARY_BINARY_FIELD_COUNT; state->column = field; return -1; }
+            if (skips(kinds[field])) {
+                // Nothing of it is written: an insert's `_op` is checked in its CSV form (`I` is
+                // never quoted by the replicator's writer).
+                if (kinds[field] == TRIBUTARY_BINARY_SKIP_INSERT && (quoted || span != 1 || *field_start != 'I')) {
+                    state->failure = TRIBUTARY_BINARY_BAD_VALUE; state->column = field; return -1;
+                }
+                goto next_field;
+            }
             int displaced = tributary_kind_is_displaced(kinds[field]);
             size_t room = span == 0 ? 0 : displaced ? tributary_displaced_offset(span) + span : (span > 16 ? span : 16);
             if (capacity - used < 4 + room) { state->out_of_room = 1; goto incomplete; }
@@ -175,6 +188,7 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
                 tributary_put32(out + used, (uint32_t)binary);
                 used += 4 + (size_t)binary;
             }
+        next_field:
             field += 1;
             p = q;
             if (p == end) { complete = final; break; }
@@ -190,8 +204,8 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
         }
         if (!complete) goto incomplete;
         if (field != columns) { state->failure = TRIBUTARY_BINARY_FIELD_COUNT; state->column = field; return -1; }
-        out[record] = (uint8_t)((uint16_t)columns >> 8);
-        out[record + 1] = (uint8_t)columns;
+        out[record] = (uint8_t)((uint16_t)kept >> 8);
+        out[record + 1] = (uint8_t)kept;
         state->rows += 1;
         input = p;
         *written = used;

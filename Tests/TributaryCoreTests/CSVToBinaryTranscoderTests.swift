@@ -399,6 +399,62 @@ import TributaryCore
         #expect(failure("id\n1\n", relation) == .header(expected: ["_op", "_lsn", "_seq", "_unchanged", "id"], found: nil))
     }
 
+    /// The change batches with every change an insert, as `init(insertsOf:)` converts them.
+    static func insertBatches(quoted: Bool) -> [(relation: RelationSchema, csv: [UInt8], expected: [[Field]])] {
+        changeBatches(quoted: quoted).map { batch in
+            let lines = String(decoding: batch.csv, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+            let csv = ([String(lines[0])] + lines.dropFirst().map { $0.isEmpty ? "" : "I" + $0.dropFirst() }).joined(separator: "\n")
+            // `_op`, `_seq` and `_unchanged` left out: `_lsn`, then the columns.
+            return (batch.relation, Array(csv.utf8), batch.expected.map { [$0[1]] + $0.dropFirst(4) })
+        }
+    }
+
+    func convertInserts(_ csv: [UInt8], relation: RelationSchema, chunk: Int = 1 << 20) throws -> [UInt8] {
+        try convert(csv, with: try #require(CSVToBinaryTranscoder(insertsOf: relation)), chunk: chunk)
+    }
+
+    /// Inserts COPYed straight into STG: every kind, in every chunking from one byte up, gives the
+    /// tuples of the change batch's conversion without `_op`, `_seq` and `_unchanged`.
+    @Test func insertsKeepOnlyTheLSNOfTheirMetadata() throws {
+        for quoted in [false, true] {
+            for batch in Self.insertBatches(quoted: quoted) {
+                let whole = try convertInserts(batch.csv, relation: batch.relation)
+                let rows = try tuples(whole)
+                #expect(rows == batch.expected, "\(batch.relation.table.name)\(quoted ? ", quoted" : "")")
+                for chunk in 1...batch.csv.count where try convertInserts(batch.csv, relation: batch.relation, chunk: chunk) != whole {
+                    Issue.record("\(batch.relation.table.name): chunks of \(chunk) bytes give another stream")
+                    break
+                }
+            }
+        }
+    }
+
+    /// A file taken for inserts holds nothing else: any other `_op` stops it as a bad value,
+    /// naming its line; `_lsn`, the field count and the header are checked as ever.
+    @Test func anythingButAnInsertIsRefusedAsOne() throws {
+        let relation = RelationSchema(table: QualifiedName(schema: "public", name: "t"), columns: [Self.column("id", "bigint")], key: ["id"])
+        func failure(_ rows: String) -> CSVToBinaryTranscoder.Failure? {
+            do {
+                _ = try convertInserts(Array(("_op,_lsn,_seq,_unchanged,id\nI,0/1,1,,1\n" + rows).utf8), relation: relation)
+                return nil
+            } catch let failure as CSVToBinaryTranscoder.Failure {
+                return failure
+            } catch {
+                return nil
+            }
+        }
+        for op in ["U", "D", "T", "\"I\"", "II", "", "i", "I "] {
+            #expect(failure("\(op),0/2,2,,2\n") == .badValue(line: 3, column: "_op"), "\(op)")
+        }
+        #expect(failure("I,0/2/3,2,,2\n") == .badValue(line: 3, column: "_lsn"))
+        #expect(failure("I,0/2,2,,2,3\n") == .fieldCount(line: 3, fields: 5, expected: 5))
+        #expect(failure("I,0/2,2,,2\n") == nil)
+        var transcoder = try #require(CSVToBinaryTranscoder(insertsOf: relation))
+        #expect(throws: CSVToBinaryTranscoder.Failure.header(expected: ChangeColumns.all + ["id"], found: ["_op", "_lsn", "_seq", "_unchanged", "key"])) {
+            try Array("_op,_lsn,_seq,_unchanged,key\nI,0/1,1,,1\n".utf8).withUnsafeBytes { try transcoder.transcode($0) { _ in } }
+        }
+    }
+
     @Test func typeModifiersKeepTheKindAndArraysDoNot() {
         let kinds = RelationSchema(table: QualifiedName(schema: "public", name: "t"),
                                    columns: ["numeric(12,2)", "timestamp(3) with time zone", "timestamp(0) without time zone", "time(6) without time zone",

@@ -61,6 +61,12 @@ enum {
     /// A one-dimensional text[] whose every element is quoted, as Tributary writes `_unchanged`;
     /// not for source columns, whose arrays may have NULLs, unquoted elements and bounds.
     TRIBUTARY_BINARY_QUOTED_TEXT_ARRAY = 16,
+    /// Read and left out of the tuple (a change's `_seq` and `_unchanged`, which an insert COPYed
+    /// straight into its STG table has no column for).
+    TRIBUTARY_BINARY_SKIP = 17,
+    /// Left out like `TRIBUTARY_BINARY_SKIP`, and must be `I`: a change's `_op` where every change
+    /// is to be an insert (anything else is refused as a bad value).
+    TRIBUTARY_BINARY_SKIP_INSERT = 18,
 };
 
 /// Why `tributary_csv_to_binary` stopped.
@@ -87,8 +93,9 @@ typedef struct tributary_binary_state {
 /// smaller `out` takes the records that fit: `out_of_room`).
 static inline size_t tributary_csv_binary_capacity(size_t count) { return count * 22 + 64; }
 
-/// Converts the complete CSV records at the start of `input` into COPY binary tuples of `columns`
-/// fields, the `kinds` given (no file header or trailer). Returns the input bytes consumed (whole
+/// Converts the complete CSV records at the start of `input` (`columns` fields each) into COPY
+/// binary tuples, the `kinds` given, without the fields of the skipping kinds (no file header or
+/// trailer). Returns the input bytes consumed (whole
 /// records, at most `records` of them, as many as `capacity` has room for; the caller passes the
 /// rest again with more data or room) and sets `*written`; or -1 with `state->failure` set.
 /// `final`: no data follows, so a last record needs no line feed.

@@ -80,6 +80,16 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
         columnNames = ChangeColumns.all + relation.columnNames
     }
 
+    /// For a change batch of `relation` whose every change is an insert, COPYed straight into its
+    /// STG table (`MergeSQL.copyInserts`): each tuple is `_lsn`, then the columns; `_op` must be `I`
+    /// (anything else stops the load as a corrupt file), `_seq` and `_unchanged` are read and left
+    /// out. Nil as `init(changesOf:)`.
+    public init?(insertsOf relation: RelationSchema) {
+        guard let kinds = relation.binaryKinds else { return nil }
+        self.kinds = [TRIBUTARY_BINARY_SKIP_INSERT, TRIBUTARY_BINARY_LSN, TRIBUTARY_BINARY_SKIP, TRIBUTARY_BINARY_SKIP].map { UInt8($0) } + kinds
+        columnNames = ChangeColumns.all + relation.columnNames
+    }
+
     /// `_op` text, `_lsn` pg_lsn, `_seq` bigint, `_unchanged` text[] as `ChangeRowEncoder` writes it.
     static let changeKinds = [TRIBUTARY_BINARY_TEXT, TRIBUTARY_BINARY_LSN, TRIBUTARY_BINARY_INT8,
                               TRIBUTARY_BINARY_QUOTED_TEXT_ARRAY].map { UInt8($0) }
