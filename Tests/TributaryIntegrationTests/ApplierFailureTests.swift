@@ -205,13 +205,16 @@ import TributaryTestSupport
         // STG as the applier finds it: the snapshot in (a batch of a table without an STG table waits for its copy).
         _ = try await fixture.load("qvp")
 
-        let preloader = try await BatchPreloader.connect(target: try fixture.endpoints().target, source: "qvp", store: store)
+        // Every file loaded ahead, none left for the merging transaction to COPY straight into STG (`DirectInsertTests`).
+        let preloader = try await BatchPreloader.connect(target: try fixture.endpoints().target, source: "qvp", store: store,
+                                                         directExclusions: Self.excludingAll(manifests))
         let loaded = try await preloader.load(victim, set: 0)
         #expect(try await target.query("SELECT count(*) FROM pg_tables WHERE schemaname = 'tributary_load'").scalar == String(victim.files.count))
-        for table in loaded.tables { try await target.execute("TRUNCATE \(table.sql)") }
+        let tables = loaded.tables.compactMap { $0 }
+        for table in tables { try await target.execute("TRUNCATE \(table.sql)") }
         let applier = BatchApplier(source: configuration.sources[0], store: store, logger: PipelineFixture.logger)
         await #expect(throws: PreloadedBatchLost.self) { try await applier.apply(loaded, on: target) }
-        #expect(TemporaryFailure.matches(PreloadedBatchLost(table: loaded.tables[0], rows: 0, expected: 1)))
+        #expect(TemporaryFailure.matches(PreloadedBatchLost(table: tables[0], rows: 0, expected: 1)))
         #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches").scalar == "0")
 
         // Loaded again and left behind (the applier killed): the next loading connection drops it.
@@ -251,7 +254,7 @@ import TributaryTestSupport
 
         let preloader = try await BatchPreloader.connect(target: try fixture.endpoints().target, source: "qvp", store: store)
         let emptied = try await preloader.load(manifests[last], set: 0)
-        try await target.execute("TRUNCATE \(emptied.tables[0].sql)")
+        try await target.execute("TRUNCATE \(try #require(emptied.tables[0]).sql)")
         await #expect(throws: PreloadedBatchLost.self) { try await applier.apply(emptied, on: target) }
         #expect(try await target.query("SELECT count(*) FROM tributary.applied_batches").scalar == String(last))
 
@@ -260,6 +263,13 @@ import TributaryTestSupport
         await preloader.close()
         for manifest in manifests[(last + 1)...] { _ = try await applier.apply(manifest, on: target) }
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+
+    /// Exclusions of every STG table the batches write: their files all go through load tables.
+    static func excludingAll(_ manifests: [BatchManifest]) -> DirectInsertExclusions {
+        let exclusions = DirectInsertExclusions()
+        for file in manifests.flatMap(\.files) { exclusions.exclude(file.stagingTable) }
+        return exclusions
     }
 
     /// A batch no preloader loaded (the applier keeping up, a batch at a time) is COPYed into the
@@ -276,7 +286,8 @@ import TributaryTestSupport
         try await ControlStore(target).migrate()
         _ = try await fixture.load("qvp")
         let own = MergingLoadTables(source: "qvp")
-        let applier = BatchApplier(source: configuration.sources[0], store: store, logger: PipelineFixture.logger, ownLoadTables: own)
+        let applier = BatchApplier(source: configuration.sources[0], store: store, logger: PipelineFixture.logger, ownLoadTables: own,
+                                   directExclusions: Self.excludingAll(manifests))
         var files = 0
         for manifest in manifests {
             #expect(try await applier.apply(manifest, on: target).applied)

@@ -62,6 +62,7 @@ public enum LogKey {
     public static let keptObjects = "kept_objects"
     public static let alreadyLoaded = "already_loaded"
     public static let loadedAhead = "loaded_ahead"
+    public static let insertedDirectly = "inserted_directly"
     public static let handedOver = "handed_over"
     public static let frozen = "frozen"
     public static let after = "after"

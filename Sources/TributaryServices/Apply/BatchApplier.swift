@@ -17,6 +17,8 @@ struct BatchApplier {
         /// Batches applied (a replayed one is not).
         var batches = 0
         var inserts = 0, updates = 0, deletes = 0, truncates = 0
+        /// Inserts COPYed straight into STG (`DirectInsert`).
+        var insertedDirectly = 0
     }
 
     let source: SourceConfiguration
@@ -24,6 +26,8 @@ struct BatchApplier {
     let logger: Logger
     /// Where a batch no preloader loaded is loaded (nil: temporary tables, a file at a time).
     var ownLoadTables: MergingLoadTables?
+    /// Tables whose insert-only files go through load tables all the same.
+    var directExclusions = DirectInsertExclusions()
 
     /// - Parameter backlog: batches still to apply after this one, said to the BL runner.
     func apply(_ manifest: BatchManifest, backlog: Int = 0, on connection: PostgresConnection) async throws -> Outcome {
@@ -120,57 +124,108 @@ struct BatchApplier {
 
     private func apply(_ manifest: BatchManifest, preloaded: PreloadedBatch?, backlog: Int,
                        on connection: PostgresConnection) async throws -> Outcome {
-        // Files are fetched before the transaction opens, so no transaction waits on the store.
+        // Files no preloader loaded are fetched before the transaction opens, so no transaction
+        // waits on the store.
+        let unloaded = manifest.files.indices.filter { preloaded?.tables[$0] == nil }
         var locals: [LocalObject] = []
         defer { locals.forEach { $0.release() } }
-        if preloaded == nil {
-            locals = try await store.fetch(keys: manifest.files.map(\.file.key))
-        }
+        locals = try await store.fetch(keys: unloaded.map { manifest.files[$0].file.key })
+        var fetched = Array(repeating: "", count: manifest.files.count)
+        for (number, local) in zip(unloaded, locals) { fetched[number] = local.path }
+        let paths = fetched
+        let candidates = Set(DirectInsert.candidates(in: manifest.files, excluding: directExclusions.contains)).intersection(unloaded)
         let schema = SchemaFollowing(source: source, batchEnd: manifest.endLSN, logger: logger)
         let sourceName = source.name
-        let paths = locals.map(\.path)
-        let own = preloaded == nil ? ownLoadTables?.plan(manifest.files) : nil
-        let outcome = try await connection.run { connection in
+        let own = ownLoadTables?.plan(manifest.files)
+        let directExclusions = directExclusions
+        let (outcome, ownLoaded) = try await connection.run { connection in
             try connection.transaction { connection in
                 var outcome = Outcome(applied: false, rows: 0)
-                if try ControlStore.claimBatch(manifest, on: connection) {
-                    try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
-                    outcome = Outcome(applied: true, rows: manifest.rows, batches: 1)
-                    var preloaded = preloaded
-                    if let own {
-                        try BatchPreloader.load(manifest.files, paths: paths, into: own.tables, emptying: own.emptying, on: connection)
-                        preloaded = PreloadedBatch(manifest: manifest, tables: own.tables)
+                var ownLoaded: [Int] = []
+                guard try ControlStore.claimBatch(manifest, on: connection) else { return (outcome, ownLoaded) }
+                try StagingTypeCheck.validate(manifest.files.map(\.relation), manifest: "batch \(manifest.endLSN) of \(sourceName)", on: connection)
+                outcome = Outcome(applied: true, rows: manifest.rows, batches: 1)
+                var awaiting = try ControlStore.tablesAwaitingCopy(of: sourceName, on: connection)
+                var lookups = try BatchLookups.read(manifest.files, awaiting: awaiting, on: connection)
+                var direct = Set<Int>()
+                for number in candidates.sorted() {
+                    let file = manifest.files[number]
+                    guard let lookedUp = lookups.table(file.stagingTable) else { continue }
+                    guard lookedUp.changeLog == nil else {
+                        directExclusions.exclude(file.stagingTable)
+                        continue
                     }
-                    var awaiting = try ControlStore.tablesAwaitingCopy(of: sourceName, on: connection)
-                    var lookups = try BatchLookups.read(manifest.files, awaiting: awaiting, on: connection)
-                    let filesPerTable = Dictionary(manifest.files.map { ($0.stagingTable, 1) }, uniquingKeysWith: +)
-                    var together: [PlainMerge] = []
-                    // In file order: a table whose schema changed inside the batch has a segment per
-                    // shape, each followed and merged in turn. Plain merges of tables with one file
-                    // each go last, together (their order among other tables' merges is free).
-                    for (number, file) in manifest.files.enumerated() {
-                        let lookedUp = lookups.take(file.stagingTable)
-                        if let loaded = preloaded?.tables[number], let lookedUp, filesPerTable[file.stagingTable] == 1,
-                           let plain = PlainMerge(file, loadTable: loaded, lookedUp: lookedUp, awaiting: awaiting) {
-                            together.append(plain)
-                        } else {
-                            try Self.apply(file, position: number, path: preloaded == nil ? paths[number] : "", loaded: preloaded?.tables[number],
-                                           schema: schema, lookedUp: lookedUp, awaiting: &awaiting, on: connection)
-                        }
-                        outcome.inserts += file.inserts
-                        outcome.updates += file.updates
-                        outcome.deletes += file.deletes
-                        outcome.truncates += file.truncates
+                    guard DirectInsert.applies(to: file, firstCommit: manifest.firstCommitLSN, recorded: lookedUp.recorded?.relation,
+                                               truncatedAt: lookedUp.truncatedAt, logged: false, awaiting: awaiting.contains(file.stagingTable))
+                    else { continue }
+                    if try Self.insertDirectly(file, path: paths[number], on: connection) {
+                        direct.insert(number)
+                    } else {
+                        directExclusions.exclude(file.stagingTable)
                     }
-                    try PlainMerge.run(together, on: connection)
-                    try ControlStore.recordApplied(manifest, on: connection)
-                    try ControlStore.announceStagingChange(of: sourceName, backlog: backlog, on: connection)
                 }
-                return outcome
+                var tables = preloaded?.tables ?? Array(repeating: nil, count: manifest.files.count)
+                if let own {
+                    ownLoaded = unloaded.filter { !direct.contains($0) }
+                    try BatchPreloader.load(ownLoaded.map { manifest.files[$0] }, paths: ownLoaded.map { paths[$0] },
+                                            into: ownLoaded.map { own.tables[$0] }, emptying: ownLoaded.map { own.emptying[$0] }, on: connection)
+                    for number in ownLoaded { tables[number] = own.tables[number] }
+                }
+                let filesPerTable = Dictionary(manifest.files.map { ($0.stagingTable, 1) }, uniquingKeysWith: +)
+                var together: [PlainMerge] = []
+                // In file order: a table whose schema changed inside the batch has a segment per
+                // shape, each followed and merged in turn. Plain merges of tables with one file
+                // each go last, together (their order among other tables' merges is free).
+                for (number, file) in manifest.files.enumerated() {
+                    let lookedUp = lookups.take(file.stagingTable)
+                    outcome.inserts += file.inserts
+                    outcome.updates += file.updates
+                    outcome.deletes += file.deletes
+                    outcome.truncates += file.truncates
+                    if direct.contains(number) {
+                        outcome.insertedDirectly += file.inserts
+                    } else if let loaded = tables[number], let lookedUp, filesPerTable[file.stagingTable] == 1,
+                              let plain = PlainMerge(file, loadTable: loaded, lookedUp: lookedUp, awaiting: awaiting) {
+                        together.append(plain)
+                    } else {
+                        try Self.apply(file, position: number, path: tables[number] == nil ? paths[number] : "", loaded: tables[number],
+                                       schema: schema, lookedUp: lookedUp, awaiting: &awaiting, on: connection)
+                    }
+                }
+                try PlainMerge.run(together, on: connection)
+                try ControlStore.recordApplied(manifest, on: connection)
+                try ControlStore.announceStagingChange(of: sourceName, backlog: backlog, on: connection)
+                return (outcome, ownLoaded)
             }
         }
-        if let own, outcome.applied { ownLoadTables?.loaded(manifest.files, tables: own.tables, emptying: own.emptying) }
+        if let own, outcome.applied {
+            ownLoadTables?.loaded(ownLoaded.map { manifest.files[$0] }, tables: ownLoaded.map { own.tables[$0] },
+                                  emptying: ownLoaded.map { own.emptying[$0] })
+        }
         return outcome
+    }
+
+    /// COPYs a file of inserts straight into its STG table (`DirectInsert`), under a savepoint, its
+    /// checksum and row count verified. False, with nothing of it kept, when STG held one of its
+    /// keys: the file then goes through a load table. Any other failure fails the batch, as a
+    /// load's does.
+    static func insertDirectly(_ file: BatchFile, path: String, on connection: isolated PostgresConnection) throws -> Bool {
+        let stagingTable = QualifiedName(schema: StagingColumns.schema, name: file.stagingTable)
+        try connection.execute("SAVEPOINT tributary_direct_insert")
+        do {
+            let rows = try connection.copyIn(DirectInsert.copy(into: stagingTable, relation: file.relation)) { send in
+                try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file,
+                                               rewriter: CSVToBinaryTranscoder(insertsOf: file.relation)!, sink: send)
+            }
+            guard rows == file.file.rows else {
+                throw StorageError.corrupt(key: file.file.key, reason: "\(rows) rows, the manifest says \(file.file.rows)")
+            }
+        } catch let error as PostgresError where error.sqlState == DirectInsert.uniqueViolation {
+            try connection.execute("ROLLBACK TO SAVEPOINT tributary_direct_insert; RELEASE SAVEPOINT tributary_direct_insert")
+            return false
+        }
+        try connection.execute("RELEASE SAVEPOINT tributary_direct_insert")
+        return true
     }
 
     /// Loads one file into a temporary table (or takes the load table a `BatchPreloader` filled)

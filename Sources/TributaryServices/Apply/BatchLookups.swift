@@ -76,6 +76,9 @@ struct BatchLookups {
         }
     }
 
+    /// The table's lookups, left for `take`.
+    func table(_ stagingTable: String) -> Table? { tables[stagingTable] }
+
     /// The table's lookups for its first file of the batch; nil for a later one (a schema change
     /// inside the batch gives a table a file per shape), which looks up again what the earlier
     /// files may have changed (its shape, a truncation, an STG table created empty).

@@ -6,11 +6,11 @@ import TributaryPostgres
 import TributaryStorage
 
 /// One batch's files, each COPYed into a load table of its own and committed, waiting for the
-/// merging connection.
+/// merging connection; but those that may go straight into STG (`DirectInsert`), left to it.
 struct PreloadedBatch: Sendable {
     var manifest: BatchManifest
-    /// Per file of the manifest, in its order.
-    var tables: [QualifiedName]
+    /// Per file of the manifest, in its order; nil for a file left to the merging connection.
+    var tables: [QualifiedName?]
 }
 
 /// A load table without the rows it was loaded with: the target restarted (an unlogged table
@@ -41,17 +41,21 @@ actor BatchPreloader {
     let connection: PostgresConnection
     let source: String
     let store: any StagingStore
+    /// Tables whose insert-only files are loaded here all the same.
+    let directExclusions: DirectInsertExclusions
     /// What this connection's loads left in each load table, to empty it the cheap way.
     private var reuse = LoadTableReuse()
 
-    private init(connection: PostgresConnection, source: String, store: any StagingStore) {
+    private init(connection: PostgresConnection, source: String, store: any StagingStore, directExclusions: DirectInsertExclusions) {
         self.connection = connection
         self.source = source
         self.store = store
+        self.directExclusions = directExclusions
     }
 
     /// - Parameter dropLeftovers: drop the source's load tables first (a killed applier's).
-    static func connect(target: TargetEndpoint, source: String, store: any StagingStore, dropLeftovers: Bool = true) async throws -> BatchPreloader {
+    static func connect(target: TargetEndpoint, source: String, store: any StagingStore, directExclusions: DirectInsertExclusions = DirectInsertExclusions(),
+                        dropLeftovers: Bool = true) async throws -> BatchPreloader {
         let connection = try await target.connect(.apply, for: "load ahead \(source)")
         do {
             if dropLeftovers { _ = try await connection.run { try TablePromotion.dropLoadTables(startingWith: "\(source)-", on: $0) } }
@@ -59,7 +63,7 @@ actor BatchPreloader {
             await connection.close()
             throw error
         }
-        return BatchPreloader(connection: connection, source: source, store: store)
+        return BatchPreloader(connection: connection, source: source, store: store, directExclusions: directExclusions)
     }
 
     /// The load table of each file of a batch loaded into `set` (0 or 1).
@@ -73,23 +77,29 @@ actor BatchPreloader {
         }
     }
 
-    /// Fetches the batch's files and COPYs each into its load table of `set`, in one transaction.
+    /// Fetches the batch's files and COPYs each into its load table of `set`, in one transaction;
+    /// not those that may go straight into STG, which only the batch's own transaction can do.
     func load(_ manifest: BatchManifest, set: Int) async throws -> PreloadedBatch {
+        let left = Set(DirectInsert.candidates(in: manifest.files, excluding: directExclusions.contains))
+        let loading = manifest.files.indices.filter { !left.contains($0) }
+        let files = loading.map { manifest.files[$0] }
         var locals: [LocalObject] = []
         defer { locals.forEach { $0.release() } }
-        locals = try await store.fetch(keys: manifest.files.map(\.file.key))
+        locals = try await store.fetch(keys: files.map(\.file.key))
         let paths = locals.map(\.path)
-        let tables = Self.loadTables(source: source, files: manifest.files, set: set)
-        let emptying = zip(tables, manifest.files).map { reuse.emptying($0.description, incomingRows: $1.file.rows) }
+        let tables = Self.loadTables(source: source, files: files, set: set)
+        let emptying = zip(tables, files).map { reuse.emptying($0.description, incomingRows: $1.file.rows) }
         try await connection.run { connection in
             try connection.transaction { connection in
-                try Self.load(manifest.files, paths: paths, into: tables, emptying: emptying, on: connection)
+                try Self.load(files, paths: paths, into: tables, emptying: emptying, on: connection)
             }
         }
-        for (number, file) in manifest.files.enumerated() {
-            reuse.loaded(tables[number].description, rows: file.file.rows, emptiedBy: emptying[number])
+        var preloaded = PreloadedBatch(manifest: manifest, tables: Array(repeating: nil, count: manifest.files.count))
+        for (index, number) in loading.enumerated() {
+            reuse.loaded(tables[index].description, rows: files[index].file.rows, emptiedBy: emptying[index])
+            preloaded.tables[number] = tables[index]
         }
-        return PreloadedBatch(manifest: manifest, tables: tables)
+        return preloaded
     }
 
     /// COPYs each file into its load table, in the caller's transaction. The tables are created
@@ -165,6 +175,7 @@ struct LoadAhead {
     let source: String
     let store: any StagingStore
     let enabled: Bool
+    let directExclusions: DirectInsertExclusions
     private var preloader: BatchPreloader?
     private var ahead: (endLSN: LSN, task: Task<PreloadedBatch, any Error>)?
     /// The set of load tables the next batch loaded ahead takes.
@@ -172,11 +183,12 @@ struct LoadAhead {
     /// Whether this process has loaded ahead (and dropped a killed applier's load tables first).
     private var used = false
 
-    init(target: TargetEndpoint, source: String, store: any StagingStore, enabled: Bool) {
+    init(target: TargetEndpoint, source: String, store: any StagingStore, enabled: Bool, directExclusions: DirectInsertExclusions) {
         self.target = target
         self.source = source
         self.store = store
         self.enabled = enabled
+        self.directExclusions = directExclusions
     }
 
     /// Starts loading `manifest`, opening the second connection on the first call.
@@ -185,7 +197,8 @@ struct LoadAhead {
             // The second connection closes when the source is idle; the load tables stay for the
             // next backlog. What a killed applier left went at the applier's first step (here it
             // would take the merging connection's own tables, which that one knows to exist).
-            preloader = try await BatchPreloader.connect(target: target, source: source, store: store, dropLeftovers: false)
+            preloader = try await BatchPreloader.connect(target: target, source: source, store: store, directExclusions: directExclusions,
+                                                         dropLeftovers: false)
             used = true
         }
         let preloader = preloader!

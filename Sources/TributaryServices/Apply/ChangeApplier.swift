@@ -37,6 +37,8 @@ public struct ChangeApplier: Sendable {
         /// Batches merged together with others (`BatchGroup`), and the groups they formed.
         public var grouped = 0
         public var groups = 0
+        /// Inserts COPYed straight into STG, no load table or merge (`DirectInsert`).
+        public var insertedDirectly = 0
 
         mutating func add(_ other: Report) {
             snapshots += other.snapshots
@@ -45,6 +47,7 @@ public struct ChangeApplier: Sendable {
             loadedAhead += other.loadedAhead
             grouped += other.grouped
             groups += other.groups
+            insertedDirectly += other.insertedDirectly
         }
     }
 
@@ -131,6 +134,8 @@ struct SourceApplier {
     private var preload: LoadAhead
     /// The merging connection's own load tables, for a batch not loaded ahead.
     private let ownLoadTables: MergingLoadTables
+    /// Tables whose insert-only files no longer go straight into STG.
+    private let directExclusions: DirectInsertExclusions
     /// Whether what a killed applier left in load tables went (at the first step under the lock).
     private var leftoversDropped = false
 
@@ -141,7 +146,9 @@ struct SourceApplier {
         self.settings = settings
         self.logger = logger.with(source: source.name)
         machine = SourceApplyMachine(settings: settings.schedule)
-        preload = LoadAhead(target: endpoints.target, source: source.name, store: store, enabled: settings.loadAhead)
+        directExclusions = DirectInsertExclusions()
+        preload = LoadAhead(target: endpoints.target, source: source.name, store: store, enabled: settings.loadAhead,
+                            directExclusions: directExclusions)
         ownLoadTables = MergingLoadTables(source: source.name)
     }
 
@@ -246,7 +253,7 @@ struct SourceApplier {
     /// - Parameter listed: batches listed in all; those after each one are its backlog.
     private mutating func apply(_ keys: [String], backlog listed: Int, on control: ControlStore, stop: StopSignal,
                                 into report: inout ChangeApplier.Report) async throws {
-        let applier = BatchApplier(source: source, store: store, logger: logger, ownLoadTables: ownLoadTables)
+        let applier = BatchApplier(source: source, store: store, logger: logger, ownLoadTables: ownLoadTables, directExclusions: directExclusions)
         var manifests = ManifestWindow(keys: keys, store: store, limits: settings.grouping)
         var index = 0
         // After a group that did not merge plainly, its batches go one at a time.
@@ -302,6 +309,7 @@ struct SourceApplier {
         report.batches += outcome.batches
         report.rows += outcome.rows
         if loadedAhead { report.loadedAhead += outcome.batches }
+        report.insertedDirectly += outcome.insertedDirectly
         if outcome.batches > 1 {
             report.grouped += outcome.batches
             report.groups += 1
@@ -313,6 +321,7 @@ struct SourceApplier {
             LogKey.lsn: .string("\(first.firstCommitLSN)..\(last.endLSN)"),
             LogKey.inserts: .stringConvertible(outcome.inserts), LogKey.updates: .stringConvertible(outcome.updates),
             LogKey.deletes: .stringConvertible(outcome.deletes), LogKey.truncates: .stringConvertible(outcome.truncates),
+            LogKey.insertedDirectly: .stringConvertible(outcome.insertedDirectly),
             LogKey.seconds: .string(String(format: "%.3f", (ContinuousClock.now - started).seconds)),
         ])
     }
