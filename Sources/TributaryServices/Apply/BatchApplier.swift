@@ -151,12 +151,11 @@ struct BatchApplier {
                 for number in candidates.sorted() {
                     let file = manifest.files[number]
                     guard let lookedUp = lookups.table(file.stagingTable) else { continue }
-                    guard lookedUp.changeLog == nil else {
-                        directExclusions.exclude(file.stagingTable)
-                        continue
-                    }
+                    let logged = lookedUp.changeLog != nil
+                    // A table a BL model logs stays logged: the preloader loads its files again.
+                    if logged { directExclusions.exclude(file.stagingTable) }
                     guard DirectInsert.applies(to: file, firstCommit: manifest.firstCommitLSN, recorded: lookedUp.recorded?.relation,
-                                               truncatedAt: lookedUp.truncatedAt, logged: false, awaiting: awaiting.contains(file.stagingTable))
+                                               truncatedAt: lookedUp.truncatedAt, logged: logged, awaiting: awaiting.contains(file.stagingTable))
                     else { continue }
                     if try Self.insertDirectly(file, path: paths[number], on: connection) {
                         direct.insert(number)
