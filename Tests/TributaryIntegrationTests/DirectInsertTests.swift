@@ -41,6 +41,13 @@ import TributaryPostgres
                              settings: settings, logger: PipelineFixture.logger)
     }
 
+    /// One step of the applier over what is staged: the batches it applied, and how.
+    func step(_ applier: inout SourceApplier) async throws -> ChangeApplier.Report {
+        var report = ChangeApplier.Report()
+        _ = try await applier.step(lockHeld: true, stop: StopSignal(), into: &report)
+        return report
+    }
+
     var relation: RelationSchema {
         RelationSchema(table: QualifiedName(schema: "public", name: "events"),
                        columns: ["id", "amount", "at", "doc", "note"].map { ColumnSchema(name: $0, sourceType: "", stagingType: "", typeOid: 0, notNull: false) },
@@ -58,16 +65,14 @@ import TributaryPostgres
         bounds.append(try await Self.insertEvents(1, 1500, on: source))
         bounds.append(try await Self.insertEvents(1501, 1200, on: source))
         _ = try await fixture.replicateUntilCaughtUp("qvp")
-        var report = ChangeApplier.Report()
-        _ = try await applier.step(lockHeld: true, stop: StopSignal(), into: &report)
+        var report = try await step(&applier)
         #expect(report.batches == 1 && report.loadedAhead == 0 && report.insertedDirectly == 2700, "\(report)")
 
         for (first, count) in [(2701, 1000), (3701, 1100), (4801, 1300)] {
             bounds.append(try await Self.insertEvents(first, count, on: source))
             _ = try await fixture.replicateUntilCaughtUp("qvp")
         }
-        report = ChangeApplier.Report()
-        _ = try await applier.step(lockHeld: true, stop: StopSignal(), into: &report)
+        report = try await step(&applier)
         #expect(report.batches == 3 && report.loadedAhead == 2 && report.insertedDirectly == 3400, "\(report)")
 
         // Each transaction's rows carry one LSN, its commit's: between the positions around it.
@@ -93,9 +98,7 @@ import TributaryPostgres
         var applier = try applier(fixture)
         func step() async throws -> ChangeApplier.Report {
             _ = try await fixture.replicateUntilCaughtUp("qvp")
-            var report = ChangeApplier.Report()
-            _ = try await applier.step(lockHeld: true, stop: StopSignal(), into: &report)
-            return report
+            return try await self.step(&applier)
         }
         _ = try await Self.insertEvents(1, 1500, on: source)
         #expect(try await step().insertedDirectly == 1500)
@@ -133,8 +136,7 @@ import TributaryPostgres
         var applier = try applier(fixture)
         _ = try await Self.insertEvents(1, 1500, on: source)
         _ = try await fixture.replicateUntilCaughtUp("qvp")
-        var report = ChangeApplier.Report()
-        _ = try await applier.step(lockHeld: true, stop: StopSignal(), into: &report)
+        let report = try await step(&applier)
         #expect(report.batches == 1 && report.insertedDirectly == 0, "\(report)")
         #expect(try await target.query("SELECT count(DISTINCT k) FROM \(log.log.sql), unnest(id) k").scalar == "1500")
         await applier.close()

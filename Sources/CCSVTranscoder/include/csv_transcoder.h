@@ -95,9 +95,9 @@ static inline size_t tributary_csv_binary_capacity(size_t count) { return count 
 
 /// Converts the complete CSV records at the start of `input` (`columns` fields each) into COPY
 /// binary tuples, the `kinds` given, without the fields of the skipping kinds (no file header or
-/// trailer). Returns the input bytes consumed (whole
-/// records, at most `records` of them, as many as `capacity` has room for; the caller passes the
-/// rest again with more data or room) and sets `*written`; or -1 with `state->failure` set.
+/// trailer). Returns the input bytes consumed (whole records, at most `records` of them, as many
+/// as `capacity` has room for; the caller passes the rest again with more data or room) and sets
+/// `*written`; or -1 with `state->failure` set.
 /// `final`: no data follows, so a last record needs no line feed.
 ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *kinds, int32_t columns,
                                   const uint8_t *input, size_t count, int final, size_t records, uint8_t *out,

@@ -81,7 +81,7 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
     }
 
     /// For a change batch of `relation` whose every change is an insert, COPYed straight into its
-    /// STG table (`MergeSQL.copyInserts`): each tuple is `_lsn`, then the columns; `_op` must be `I`
+    /// STG table (`DirectInsert.copy`): each tuple is `_lsn`, then the columns; `_op` must be `I`
     /// (anything else stops the load as a corrupt file), `_seq` and `_unchanged` are read and left
     /// out. Nil as `init(changesOf:)`.
     public init?(insertsOf relation: RelationSchema) {
