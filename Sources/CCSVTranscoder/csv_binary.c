@@ -98,7 +98,18 @@ static inline ptrdiff_t encode(uint8_t kind, const uint8_t *value, size_t length
 }
 
 /// Whether a field of `kind` is left out of the tuple.
-static inline int skips(uint8_t kind) { return kind == TRIBUTARY_BINARY_SKIP || kind == TRIBUTARY_BINARY_SKIP_INSERT; }
+static inline int skips(uint8_t kind) { return kind >= TRIBUTARY_BINARY_SKIP && kind <= TRIBUTARY_BINARY_SKIP_NULL; }
+
+/// Whether a left-out field holds what its kind requires, read in its CSV form: the replicator's
+/// writer never quotes `I` or `U`, and writes a NULL as nothing.
+static inline int skipped_field_holds(uint8_t kind, const uint8_t *field, size_t span, int quoted) {
+    switch (kind) {
+    case TRIBUTARY_BINARY_SKIP_INSERT: return !quoted && span == 1 && *field == 'I';
+    case TRIBUTARY_BINARY_SKIP_UPSERT: return !quoted && span == 1 && (*field == 'I' || *field == 'U');
+    case TRIBUTARY_BINARY_SKIP_NULL: return span == 0;
+    default: return 1;
+    }
+}
 
 ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *kinds, int32_t columns,
                                   const uint8_t *input, size_t count, int final, size_t records, uint8_t *out,
@@ -142,9 +153,7 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
             size_t span = (size_t)(q - field_start);
             if (field == columns) { state->failure = TRIBUTARY_BINARY_FIELD_COUNT; state->column = field; return -1; }
             if (skips(kinds[field])) {
-                // Nothing of it is written: an insert's `_op` is checked in its CSV form (`I` is
-                // never quoted by the replicator's writer).
-                if (kinds[field] == TRIBUTARY_BINARY_SKIP_INSERT && (quoted || span != 1 || *field_start != 'I')) {
+                if (!skipped_field_holds(kinds[field], field_start, span, quoted)) {
                     state->failure = TRIBUTARY_BINARY_BAD_VALUE; state->column = field; return -1;
                 }
                 goto next_field;

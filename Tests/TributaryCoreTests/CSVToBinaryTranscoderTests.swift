@@ -455,6 +455,84 @@ import TributaryCore
         }
     }
 
+    /// Change batches of inserts and updates that keep no stored value (`_unchanged` empty), as
+    /// `init(upsertsOf:)` converts them: `_lsn`, then the columns; `init(keysOf:)`: `_lsn`, then the key.
+    static func upsertBatches(quoted: Bool) -> [(relation: RelationSchema, csv: [UInt8], rows: [[Field]], keys: [[Field]])] {
+        vectorTypes.keys.sorted().map { kind in
+            let relation = RelationSchema(table: QualifiedName(schema: "public", name: kind),
+                                          columns: [column("x", vectorTypes[kind]!), column("id", "bigint")], key: ["id"])
+            var csv = "_op,_lsn,_seq,_unchanged,x,id\n"
+            var rows: [[Field]] = [], keys: [[Field]] = []
+            let lsn = Field.bytes(Self.bytes(hex: "00000016b374d848"))
+            for (index, vector) in vectors.filter({ $0.kind == kind }).enumerated() {
+                csv += "\(index % 2 == 0 ? "I" : "U"),\(field("16/B374D848", quoted: quoted)),\(index),,\(field(vector.text, quoted: quoted)),\(index)\n"
+                rows.append([lsn, .bytes(Self.bytes(hex: vector.hex)), .bytes(Self.int(Int64(index), bytes: 8))])
+                keys.append([lsn, .bytes(Self.int(Int64(index), bytes: 8))])
+            }
+            csv += "U,16/B374D848,99,,,-1\n"
+            rows.append([lsn, .null, .bytes(Self.int(-1, bytes: 8))])
+            keys.append([lsn, .bytes(Self.int(-1, bytes: 8))])
+            return (relation, Array(csv.utf8), rows, keys)
+        }
+    }
+
+    /// Inserts and updates COPYed straight into STG, and their keys before them: every kind, in
+    /// every chunking from one byte up, gives the same tuples.
+    @Test func upsertsKeepOnlyTheLSNAndTheirKeysOnlyTheKey() throws {
+        for quoted in [false, true] {
+            for batch in Self.upsertBatches(quoted: quoted) {
+                let name = "\(batch.relation.table.name)\(quoted ? ", quoted" : "")"
+                for (transcoder, expected) in [(CSVToBinaryTranscoder(upsertsOf: batch.relation), batch.rows),
+                                               (CSVToBinaryTranscoder(keysOf: batch.relation), batch.keys)] {
+                    let transcoder = try #require(transcoder)
+                    let whole = try convert(batch.csv, with: transcoder, chunk: 1 << 20)
+                    #expect(try tuples(whole) == expected, "\(name)")
+                    for chunk in 1...batch.csv.count where try convert(batch.csv, with: transcoder, chunk: chunk) != whole {
+                        Issue.record("\(name): chunks of \(chunk) bytes give another stream")
+                        break
+                    }
+                }
+            }
+        }
+    }
+
+    /// The keys of a key of several columns come in the relation's order, whatever the key's.
+    @Test func aKeyOfSeveralColumnsComesInTheRelationsOrder() throws {
+        let relation = RelationSchema(table: QualifiedName(schema: "public", name: "t"),
+                                      columns: [Self.column("a", "text"), Self.column("note", "text"), Self.column("b", "integer")], key: ["b", "a"])
+        #expect(DirectInsert.keyColumns(of: relation) == ["a", "b"])
+        let csv = Array("_op,_lsn,_seq,_unchanged,a,note,b\nU,0/1,1,,\"x,y\",n,7\n".utf8)
+        #expect(try tuples(try convert(csv, with: try #require(CSVToBinaryTranscoder(keysOf: relation)), chunk: 3))
+                == [[.bytes(Self.bytes(hex: "0000000000000001")), .bytes(Array("x,y".utf8)), .bytes(Self.int(7, bytes: 4))]])
+    }
+
+    /// A file taken for inserts and updates holds nothing else, and no change in it keeps a stored
+    /// value: anything else stops it as a bad value, in the keys' pass as in the rows'.
+    @Test func anythingButAnUpsertThatKeepsNoValueIsRefused() throws {
+        let relation = RelationSchema(table: QualifiedName(schema: "public", name: "t"), columns: [Self.column("id", "bigint")], key: ["id"])
+        for make in [CSVToBinaryTranscoder.init(upsertsOf:), CSVToBinaryTranscoder.init(keysOf:)] {
+            func failure(_ rows: String) -> CSVToBinaryTranscoder.Failure? {
+                do {
+                    _ = try convert(Array(("_op,_lsn,_seq,_unchanged,id\nI,0/1,1,,1\nU,0/1,2,,2\n" + rows).utf8), with: try #require(make(relation)), chunk: 5)
+                    return nil
+                } catch let failure as CSVToBinaryTranscoder.Failure {
+                    return failure
+                } catch {
+                    return nil
+                }
+            }
+            for op in ["D", "T", "\"U\"", "\"I\"", "UU", "IU", "", "u", "U "] {
+                #expect(failure("\(op),0/2,3,,3\n") == .badValue(line: 4, column: "_op"), "\(op)")
+            }
+            for unchanged in ["\"{\"\"doc\"\"}\"", "\"\"", "x"] {
+                #expect(failure("U,0/2,3,\(unchanged),3\n") == .badValue(line: 4, column: "_unchanged"), "\(unchanged)")
+            }
+            #expect(failure("U,0/2/3,3,,3\n") == .badValue(line: 4, column: "_lsn"))
+            #expect(failure("U,0/2,3,,3,4\n") == .fieldCount(line: 4, fields: 5, expected: 5))
+            #expect(failure("U,0/2,3,,3\n") == nil)
+        }
+    }
+
     @Test func typeModifiersKeepTheKindAndArraysDoNot() {
         let kinds = RelationSchema(table: QualifiedName(schema: "public", name: "t"),
                                    columns: ["numeric(12,2)", "timestamp(3) with time zone", "timestamp(0) without time zone", "time(6) without time zone",

@@ -4,9 +4,10 @@ import TributaryCore
 import TributaryPostgres
 @testable import TributaryServices
 
-/// Files of inserts only, each of its own key, COPYed straight into STG (`DirectInsert`): STG ends
-/// as the merge would have left it, whichever connection loaded the batch, and where STG holds a
-/// key already, or a BL model logs the table, the file is merged as any other.
+/// Files of inserts and updates, each of its own key, COPYed straight into STG (`DirectInsert`): STG
+/// ends as the merge would have left it, whichever connection loaded the batch, and where STG holds
+/// a key already (as new as its change, for an update), an update keeps a stored value, STG has a
+/// column of its own, or a BL model logs the table, the file is merged as any other.
 @Suite(.clusterLoad) struct DirectInsertTests {
     static let schema = """
         CREATE TABLE events (id bigint PRIMARY KEY, amount numeric(12,2), at timestamptz, doc jsonb, note text);
@@ -121,6 +122,72 @@ import TributaryPostgres
 
         _ = try await Self.insertEvents(5000, 1500, on: source)
         #expect(try await step().insertedDirectly == 0, "the table goes through load tables from then on")
+        await applier.close()
+        try await expectSTGEqualsSource(relation, stagingTable: "qvp_events", source: source, target: target)
+        #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })
+    }
+
+    /// Updates replace their keys' rows straight: the older rows deleted, the new ones COPYed in,
+    /// inserts with them. Where the merge would keep something of the row (a TOAST value pgoutput
+    /// did not send, a column only STG has) the file is merged instead, and where STG's row is as
+    /// new as the change (a copy's), the COPY fails on the key and the merge's LSN guard keeps it.
+    @Test func updatesReplaceOlderRowsStraightAndWhatTheMergeWouldKeepIsKept() async throws {
+        let fixture = try await fixture("direct-updates")
+        let source = try await fixture.connectSource("qvp"), target = try await fixture.connectTarget()
+        var applier = try applier(fixture)
+        func step() async throws -> ChangeApplier.Report {
+            _ = try await fixture.replicateUntilCaughtUp("qvp")
+            return try await self.step(&applier)
+        }
+        func lastFile() async throws -> BatchFile { try await fixture.stagedChanges("qvp").manifests.last!.files[0] }
+        _ = try await Self.insertEvents(1, 1500, on: source)
+        #expect(try await step().insertedDirectly == 1500)
+
+        // 1,200 updates with a note TOAST keeps out of line, and 300 inserts, in one transaction.
+        let before = LSN(try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!)!
+        try await source.execute("""
+            BEGIN;
+            UPDATE events SET amount = amount + 1, note = (SELECT string_agg(md5((id * 1000 + k)::text), '') FROM generate_series(1, 200) k)
+                WHERE id BETWEEN 1 AND 1200;
+            INSERT INTO events SELECT i, i, now(), '{}', 'new' FROM generate_series(1501, 1800) i;
+            COMMIT
+            """)
+        let after = LSN(try await source.query("SELECT pg_current_wal_insert_lsn()").scalar!)!
+        var report = try await step()
+        #expect(try await lastFile().unchangedRows == 0 && report.insertedDirectly == 1500, "\(report)")
+        let lsns = try await target.query("SELECT DISTINCT _lsn FROM stg.qvp_events WHERE id BETWEEN 1 AND 1200 OR id > 1500").column(String.self)
+        let lsn = try #require(lsns.count == 1 ? LSN(lsns[0]) : nil, "\(lsns)")
+        #expect(before < lsn && lsn < after)
+        #expect(try await target.query("SELECT count(*) FROM stg.qvp_events WHERE _deleted OR length(note) = 6400").scalar == "1200")
+        try await expectSTGEqualsSource(relation, stagingTable: "qvp_events", source: source, target: target)
+
+        // The note unchanged: pgoutput does not send it, and the merge keeps STG's.
+        try await source.execute("UPDATE events SET amount = amount + 1 WHERE id BETWEEN 1 AND 1100")
+        report = try await step()
+        #expect(try await lastFile().unchangedRows == 1100 && report.batches == 1 && report.insertedDirectly == 0, "\(report)")
+        try await expectSTGEqualsSource(relation, stagingTable: "qvp_events", source: source, target: target)
+
+        // A column only STG has keeps its values through the merge's update.
+        try await target.execute("ALTER TABLE stg.qvp_events ADD COLUMN kept text; UPDATE stg.qvp_events SET kept = 'was ' || id")
+        try await source.execute("UPDATE events SET note = 'short' WHERE id BETWEEN 1 AND 1100")
+        report = try await step()
+        #expect(try await lastFile().unchangedRows == 0 && report.batches == 1 && report.insertedDirectly == 0, "\(report)")
+        #expect(try await target.query("SELECT count(*) FROM stg.qvp_events WHERE kept = 'was ' || id").scalar == "1801")
+        _ = try await Self.insertEvents(2001, 1000, on: source)
+        #expect(try await step().insertedDirectly == 1000, "an insert gets the column's default, as the merge's would")
+        try await target.execute("ALTER TABLE stg.qvp_events DROP COLUMN kept")
+
+        // A row as new as the change (as a table copy's would be) is not deleted: the COPY fails on
+        // its key, the savepoint is rolled back, and the merge leaves that row alone.
+        try await target.execute("UPDATE stg.qvp_events SET _lsn = 'FFFFFFFF/0' WHERE id = 5")
+        try await source.execute("UPDATE events SET amount = amount + 100 WHERE id BETWEEN 1 AND 1100")
+        report = try await step()
+        #expect(report.batches == 1 && report.insertedDirectly == 0, "\(report)")
+        let amounts = try await target.query("SELECT string_agg(amount::text, ',' ORDER BY id) FROM stg.qvp_events WHERE id IN (5, 6)").scalar
+        #expect(amounts == "8.25,109.50", "row 5 kept its amount before both updates; row 6 took them")
+        try await target.execute("UPDATE stg.qvp_events SET _lsn = '0/1' WHERE id = 5")
+        try await source.execute("UPDATE events SET note = note WHERE id = 5")
+        #expect(try await step().batches == 1)
         await applier.close()
         try await expectSTGEqualsSource(relation, stagingTable: "qvp_events", source: source, target: target)
         #expect(try await fixture.verify("qvp").allSatisfy { $0.matches })

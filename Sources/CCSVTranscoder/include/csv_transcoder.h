@@ -67,6 +67,12 @@ enum {
     /// Left out like `TRIBUTARY_BINARY_SKIP`, and must be `I`: a change's `_op` where every change
     /// is to be an insert (anything else is refused as a bad value).
     TRIBUTARY_BINARY_SKIP_INSERT = 18,
+    /// Left out, and must be `I` or `U`: a change's `_op` where every change is to be an insert
+    /// or an update.
+    TRIBUTARY_BINARY_SKIP_UPSERT = 19,
+    /// Left out, and must be empty (NULL): a change's `_unchanged` where no change is to keep a
+    /// stored value.
+    TRIBUTARY_BINARY_SKIP_NULL = 20,
 };
 
 /// Why `tributary_csv_to_binary` stopped.

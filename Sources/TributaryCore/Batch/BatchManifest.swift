@@ -14,14 +14,17 @@ public struct BatchFile: Sendable, Hashable, Codable {
     /// Every change in the file has a key of its own (`DistinctKeyCheck`): the merge needs no
     /// sort. Absent when unknown (the key's type, or a manifest written before tributary checked).
     public var distinctKeys: Bool?
+    /// Changes that keep a stored value (`_unchanged`: TOAST pgoutput did not send). Absent in a
+    /// manifest written before tributary counted them.
+    public var unchangedRows: Int?
 
     enum CodingKeys: String, CodingKey {
         case relation, segment, file, inserts, updates, deletes, truncates
-        case stagingTable = "staging_table", distinctKeys = "distinct_keys"
+        case stagingTable = "staging_table", distinctKeys = "distinct_keys", unchangedRows = "unchanged_rows"
     }
 
     public init(relation: RelationSchema, stagingTable: String, segment: Int, file: StagedFile,
-                inserts: Int, updates: Int, deletes: Int, truncates: Int, distinctKeys: Bool? = nil) {
+                inserts: Int, updates: Int, deletes: Int, truncates: Int, distinctKeys: Bool? = nil, unchangedRows: Int? = nil) {
         self.relation = relation
         self.stagingTable = stagingTable
         self.segment = segment
@@ -31,6 +34,7 @@ public struct BatchFile: Sendable, Hashable, Codable {
         self.deletes = deletes
         self.truncates = truncates
         self.distinctKeys = distinctKeys
+        self.unchangedRows = unchangedRows
     }
 }
 

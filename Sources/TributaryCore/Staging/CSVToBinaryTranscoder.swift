@@ -90,6 +90,28 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
         columnNames = ChangeColumns.all + relation.columnNames
     }
 
+    /// As `init(insertsOf:)`, for a change batch of inserts and updates that keep no stored value:
+    /// `_op` must be `I` or `U`, and `_unchanged` empty.
+    public init?(upsertsOf relation: RelationSchema) {
+        guard let kinds = relation.binaryKinds else { return nil }
+        self.kinds = Self.upsertKinds + kinds
+        columnNames = ChangeColumns.all + relation.columnNames
+    }
+
+    /// The keys of such a batch (`init(upsertsOf:)`): each tuple is `_lsn`, then the key columns in
+    /// the relation's order (`DirectInsert.keyColumns`); everything else is read, checked as
+    /// there, and left out.
+    public init?(keysOf relation: RelationSchema) {
+        guard let kinds = relation.binaryKinds else { return nil }
+        let key = Set(relation.key)
+        self.kinds = Self.upsertKinds + zip(relation.columnNames, kinds).map { key.contains($0) ? $1 : UInt8(TRIBUTARY_BINARY_SKIP) }
+        columnNames = ChangeColumns.all + relation.columnNames
+    }
+
+    /// `_op` an insert or update, `_lsn`, `_seq` left out, `_unchanged` empty.
+    private static let upsertKinds = [TRIBUTARY_BINARY_SKIP_UPSERT, TRIBUTARY_BINARY_LSN, TRIBUTARY_BINARY_SKIP,
+                                      TRIBUTARY_BINARY_SKIP_NULL].map { UInt8($0) }
+
     /// `_op` text, `_lsn` pg_lsn, `_seq` bigint, `_unchanged` text[] as `ChangeRowEncoder` writes it.
     static let changeKinds = [TRIBUTARY_BINARY_TEXT, TRIBUTARY_BINARY_LSN, TRIBUTARY_BINARY_INT8,
                               TRIBUTARY_BINARY_QUOTED_TEXT_ARRAY].map { UInt8($0) }

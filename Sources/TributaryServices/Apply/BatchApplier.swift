@@ -17,7 +17,7 @@ struct BatchApplier {
         /// Batches applied (a replayed one is not).
         var batches = 0
         var inserts = 0, updates = 0, deletes = 0, truncates = 0
-        /// Inserts COPYed straight into STG (`DirectInsert`).
+        /// Inserts and updates COPYed straight into STG (`DirectInsert`).
         var insertedDirectly = 0
     }
 
@@ -155,7 +155,8 @@ struct BatchApplier {
                     // A table a BL model logs stays logged: the preloader loads its files again.
                     if logged { directExclusions.exclude(file.stagingTable) }
                     guard DirectInsert.applies(to: file, firstCommit: manifest.firstCommitLSN, recorded: lookedUp.recorded?.relation,
-                                               truncatedAt: lookedUp.truncatedAt, logged: logged, awaiting: awaiting.contains(file.stagingTable))
+                                               truncatedAt: lookedUp.truncatedAt, logged: logged, awaiting: awaiting.contains(file.stagingTable),
+                                               stagingColumns: lookedUp.columns)
                     else { continue }
                     if try Self.insertDirectly(file, path: paths[number], on: connection) {
                         direct.insert(number)
@@ -182,7 +183,7 @@ struct BatchApplier {
                     outcome.deletes += file.deletes
                     outcome.truncates += file.truncates
                     if direct.contains(number) {
-                        outcome.insertedDirectly += file.inserts
+                        outcome.insertedDirectly += file.inserts + file.updates
                     } else if let loaded = tables[number], let lookedUp, filesPerTable[file.stagingTable] == 1,
                               let plain = PlainMerge(file, loadTable: loaded, lookedUp: lookedUp, awaiting: awaiting) {
                         together.append(plain)
@@ -204,17 +205,29 @@ struct BatchApplier {
         return outcome
     }
 
-    /// COPYs a file of inserts straight into its STG table (`DirectInsert`), under a savepoint, its
-    /// checksum and row count verified. False, with nothing of it kept, when STG held one of its
-    /// keys: the file then goes through a load table. Any other failure fails the batch, as a
-    /// load's does.
+    /// COPYs a file of inserts and updates straight into its STG table (`DirectInsert`), under a
+    /// savepoint, its checksum and row count verified; with updates, the STG rows of its keys are
+    /// deleted first (their keys read from the file in a first pass). False, with nothing of it
+    /// kept, when STG held one of its keys as new as its change (or, for inserts only, at all): the
+    /// file then goes through a load table. Any other failure fails the batch, as a load's does.
     static func insertDirectly(_ file: BatchFile, path: String, on connection: isolated PostgresConnection) throws -> Bool {
         let stagingTable = QualifiedName(schema: StagingColumns.schema, name: file.stagingTable)
         try connection.execute("SAVEPOINT tributary_direct_insert")
         do {
+            if DirectInsert.deletesFirst(file) {
+                try connection.execute(DirectInsert.createKeys(like: stagingTable, relation: file.relation))
+                let keys = try connection.copyIn(DirectInsert.copyKeys) { send in
+                    try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file,
+                                                   rewriter: CSVToBinaryTranscoder(keysOf: file.relation)!, sink: send)
+                }
+                guard keys == file.file.rows else {
+                    throw StorageError.corrupt(key: file.file.key, reason: "\(keys) rows, the manifest says \(file.file.rows)")
+                }
+                try connection.execute(DirectInsert.deleteOlder(from: stagingTable, relation: file.relation))
+            }
+            let transcoder = DirectInsert.deletesFirst(file) ? CSVToBinaryTranscoder(upsertsOf: file.relation)! : CSVToBinaryTranscoder(insertsOf: file.relation)!
             let rows = try connection.copyIn(DirectInsert.copy(into: stagingTable, relation: file.relation)) { send in
-                try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file,
-                                               rewriter: CSVToBinaryTranscoder(insertsOf: file.relation)!, sink: send)
+                try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file, rewriter: transcoder, sink: send)
             }
             guard rows == file.file.rows else {
                 throw StorageError.corrupt(key: file.file.key, reason: "\(rows) rows, the manifest says \(file.file.rows)")

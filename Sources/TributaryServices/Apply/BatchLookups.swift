@@ -15,6 +15,8 @@ struct BatchLookups {
         var truncatedAt: LSN?
         /// A BL model reads the table: its changes are logged.
         var changeLog: StagingChangeLog?
+        /// The STG table's columns, `_lsn` and `_deleted` included (0: no table yet).
+        var columns = 0
     }
 
     private var tables: [String: Table]
@@ -36,15 +38,18 @@ struct BatchLookups {
         }
         let rows = try connection.query("""
             SELECT n.stg_table, r.relation::text AS relation, r.lsn AS recorded_at, t.lsn AS truncated_at,
-                   to_regclass(n.log) IS NOT NULL AS logged
-            FROM unnest($1::text[], $2::text[]) AS n(stg_table, log)
+                   to_regclass(n.log) IS NOT NULL AS logged,
+                   (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = to_regclass(n.qualified) AND a.attnum > 0
+                      AND NOT a.attisdropped)::int AS columns
+            FROM unnest($1::text[], $2::text[], $3::text[]) AS n(stg_table, log, qualified)
             LEFT JOIN tributary.staging_relations r USING (stg_table)
             LEFT JOIN tributary.truncations t USING (stg_table)
-            """, [PostgresArray.literal(names), PostgresArray.literal(qualified.map { StagingChangeLog.name(of: $0).sql })])
+            """, [PostgresArray.literal(names), PostgresArray.literal(qualified.map { StagingChangeLog.name(of: $0).sql }),
+                  PostgresArray.literal(qualified.map(\.sql))])
         var tables: [String: Table] = [:]
         for row in rows.rows {
             let name = try row.decode("stg_table", as: String.self)
-            var table = Table(truncatedAt: try row.decodeIfPresent("truncated_at", as: LSN.self))
+            var table = Table(truncatedAt: try row.decodeIfPresent("truncated_at", as: LSN.self), columns: try row.decode("columns", as: Int.self))
             if let json = try row.decodeIfPresent("relation", as: String.self), let lsn = try row.decodeIfPresent("recorded_at", as: LSN.self) {
                 table.recorded = (try recordedRelations.decode(json), lsn)
             }

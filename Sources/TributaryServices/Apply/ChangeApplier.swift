@@ -37,7 +37,7 @@ public struct ChangeApplier: Sendable {
         /// Batches merged together with others (`BatchGroup`), and the groups they formed.
         public var grouped = 0
         public var groups = 0
-        /// Inserts COPYed straight into STG, no load table or merge (`DirectInsert`).
+        /// Inserts and updates COPYed straight into STG, no load table or merge (`DirectInsert`).
         public var insertedDirectly = 0
 
         mutating func add(_ other: Report) {

@@ -14,6 +14,7 @@ final class BatchBuilder {
         let encoder: ChangeRowEncoder
         var counts: [ChangeOperation: Int] = [:]
         var rows = 0
+        var unchangedRows = 0
         var keys: DistinctKeyCheck
 
         init(relation: RelationSchema, stagingTable: String, index: Int, writer: GzipFileWriter, encoder: ChangeRowEncoder) {
@@ -73,6 +74,7 @@ final class BatchBuilder {
             try segment.encoder.write(operation, values, lsn: transactionLSNText, sequence: sequence, line: &line) { try segment.writer.write($0) }
             segment.counts[operation, default: 0] += 1
             segment.keys.record(operation, values)
+            if values.contains(.unchanged) { segment.unchangedRows += 1 }
             segment.rows += 1
             rows += 1
         }
@@ -108,7 +110,7 @@ final class BatchBuilder {
                                  sha256: summary.sha256),
                 inserts: segment.counts[.insert] ?? 0, updates: segment.counts[.update] ?? 0,
                 deletes: segment.counts[.delete] ?? 0, truncates: segment.counts[.truncate] ?? 0,
-                distinctKeys: segment.keys.holds))
+                distinctKeys: segment.keys.holds, unchangedRows: segment.unchangedRows))
         }
         let manifest = BatchManifest(
             source: source, slot: slot, firstCommitLSN: firstCommitLSN ?? endLSN, endLSN: endLSN,
