@@ -138,3 +138,27 @@ int tributary_csv_needs_quotes(const uint8_t *value, size_t count) {
     }
     return 0;
 }
+
+size_t tributary_csv_write_field(uint8_t *out, const uint8_t *value, size_t count) {
+    int dot = count == 2 && value[0] == '\\' && value[1] == '.';
+    if (count > 0 && !dot && !tributary_csv_needs_quotes(value, count)) {
+        memcpy(out, value, count);
+        return count;
+    }
+    // Quoted: a run at a time up to each quote, which is doubled.
+    uint8_t *p = out;
+    *p++ = QUOTE;
+    const uint8_t *rest = value, *end = value + count;
+    const uint8_t *found;
+    while (rest < end && (found = memchr(rest, QUOTE, (size_t)(end - rest))) != NULL) {
+        size_t run = (size_t)(found - rest) + 1;
+        memcpy(p, rest, run);
+        p += run;
+        *p++ = QUOTE;
+        rest = found + 1;
+    }
+    memcpy(p, rest, (size_t)(end - rest));
+    p += end - rest;
+    *p++ = QUOTE;
+    return (size_t)(p - out);
+}

@@ -140,6 +140,28 @@ import TributaryCore
         }
     }
 
+    /// Rows are written in one pass of C (`tributary_csv_write_field`), byte for byte as
+    /// `CSVEncoding` builds them field by field: every value that must be quoted and every one
+    /// that must not, quotes in runs and at the SIMD scan's 16-byte edges, NULLs, sequences of
+    /// every length.
+    @Test func rowsWrittenInOnePassAreTheRowsBuiltFieldByField() throws {
+        let texts = ["", "\\.", "\\.x", "x\\.", "a\"b", "\"", "\"\"\"", ",", "a,b", "x\ny", "\r", "\r\n", "plain", "é ü 日本",
+                     String(repeating: "\"", count: 40), String(repeating: "a", count: 15) + "\"", String(repeating: "a", count: 16) + ",",
+                     String(repeating: "b", count: 33), "{\"k\": [1, \"two\"], \"s\": \"a\\\"b\"}"]
+        let encoder = try ChangeRowEncoder(columnNames: ["id", "v", "w"], key: ["id"])
+        for (index, text) in texts.enumerated() {
+            for (sequence, other) in [(0, PgOutputMessage.TupleValue.null), (9, .text(ByteSlice(copying: texts[(index + 1) % texts.count].utf8))),
+                                      (1_234_567_890_123, .text(ByteSlice(copying: "7".utf8)))] {
+                let values: [PgOutputMessage.TupleValue] = [.text(ByteSlice(copying: String(index).utf8)), .text(ByteSlice(copying: text.utf8)), other]
+                var built: [UInt8] = [], line: [UInt8] = [], written: [UInt8] = []
+                try encoder.append(.insert, values, lsn: Array("1A/2B3C".utf8), sequence: sequence, to: &built)
+                try encoder.write(.insert, values, lsn: Array("1A/2B3C".utf8), sequence: sequence, line: &line) { written += $0 }
+                #expect(written == built, "\(text.debugDescription), sequence \(sequence)")
+                #expect(line.isEmpty, "the row never went through the line")
+            }
+        }
+    }
+
     /// A row with a value of a megabyte or more is written in pieces, byte for byte as it would be
     /// built whole: unquoted, quoted (a comma and quotes inside), beside small values and NULLs.
     @Test func aRowWithAHugeValueIsWrittenInPiecesExactlyAsWhole() throws {

@@ -114,4 +114,11 @@ ptrdiff_t tributary_csv_to_binary(tributary_binary_state *state, const uint8_t *
 /// of its time on wide rows). Does not look at `\.` or emptiness, which the caller knows.
 int tributary_csv_needs_quotes(const uint8_t *value, size_t count);
 
+/// Writes `value` as one CSV field to `out`, which has room for `2 * count + 2` bytes: as it is,
+/// or quoted (with its quotes doubled) when empty, when it holds a comma, quote, CR or LF, or
+/// when it is `\.` (which alone on a line would end COPY's data). Returns the bytes written.
+/// In one pass of C because the replicator writes every value of every change so: field by field
+/// in Swift, appending was a fifth of its CPU on wide rows.
+size_t tributary_csv_write_field(uint8_t *out, const uint8_t *value, size_t count);
+
 #endif

@@ -1,3 +1,5 @@
+import CCSVTranscoder
+
 /// The metadata columns that lead every CDC file's rows (DESIGN.md §3).
 public enum ChangeColumns {
     /// I, U, D, or T (a truncate of the table at this position).
@@ -72,16 +74,25 @@ public struct ChangeRowEncoder: Sendable {
     /// value of hundreds of megabytes is never built whole (memory stays the value plus a little).
     public static let streamedValueBytes = 1 << 20
 
-    /// Writes one CSV row to `sink`, through `line` (emptied first, kept for its capacity); a value
-    /// of `streamedValueBytes` or more is written in pieces without being copied into it.
+    /// Writes one CSV row to `sink`; a value of `streamedValueBytes` or more is written in pieces,
+    /// through `line` (emptied first, kept for its capacity), without being copied into it.
     /// - Parameter lsn: the commit LSN's text form, made once per transaction.
     public func write(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
                       line: inout [UInt8], sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        line.removeAll(keepingCapacity: true)
-        try withoutActuallyEscaping(sink) { try appendRow(operation, values, lsn: lsn, sequence: sequence, to: &line, streamingTo: $0) }
-        try line.withUnsafeBytes(sink)
-        // A line that held a large quoted value gives its memory back.
-        if line.capacity > 4 * Self.streamedValueBytes { line = [] }
+        let bound = try Self.bound(values, lsn: lsn, columns: columnNames.count)
+        guard bound < Self.streamedValueBytes else {
+            line.removeAll(keepingCapacity: true)
+            try withoutActuallyEscaping(sink) { try appendRow(operation, values, lsn: lsn, sequence: sequence, to: &line, streamingTo: $0) }
+            try line.withUnsafeBytes(sink)
+            // A line that held a large quoted value gives its memory back.
+            if line.capacity > 4 * Self.streamedValueBytes { line = [] }
+            return
+        }
+        // On the stack for rows of up to a few kilobytes: no allocation per row.
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bound) { buffer in
+            let written = writeRow(operation, values, lsn: lsn, sequence: sequence, into: buffer.baseAddress!)
+            try sink(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<written]))
+        }
     }
 
     /// Appends one CSV row.
@@ -89,6 +100,67 @@ public struct ChangeRowEncoder: Sendable {
     public func append(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
                        to line: inout [UInt8]) throws {
         try appendRow(operation, values, lsn: lsn, sequence: sequence, to: &line, streamingTo: nil)
+    }
+
+    /// Bytes a row of `values` takes at most: each value quoted with every byte a quote, the
+    /// metadata fields at their longest, the separators and the line feed.
+    private static func bound(_ values: [PgOutputMessage.TupleValue], lsn: [UInt8], columns: Int) throws -> Int {
+        var bound = 1 + 1 + lsn.count + 1 + 20 + 1 + 1
+        var unchanged = false
+        for value in values {
+            switch value {
+            case .null: bound += 1
+            case .unchanged: bound += 1; unchanged = true
+            case .text(let bytes): bound += 2 * bytes.count + 3
+            case .binary: throw Failure(description: "a binary tuple value arrived, but Tributary asks pgoutput for text only")
+            }
+        }
+        // `_unchanged` names columns: rare, and bounded by all their names quoted, twice over.
+        return unchanged ? .max : bound
+    }
+
+    /// Writes the row of a `bound` into `out` (room for `bound` bytes); returns the bytes written.
+    private func writeRow(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
+                          into out: UnsafeMutablePointer<UInt8>) -> Int {
+        var at = 0
+        out[at] = operation.rawValue.utf8.first!
+        out[at + 1] = UInt8(ascii: ",")
+        at += 2
+        lsn.withUnsafeBufferPointer { (out + at).update(from: $0.baseAddress!, count: $0.count) }
+        at += lsn.count
+        out[at] = UInt8(ascii: ",")
+        at += 1
+        at += Self.writeDecimal(sequence, into: out + at)
+        // `_unchanged` empty: a row with unchanged values goes through `appendRow`.
+        out[at] = UInt8(ascii: ",")
+        at += 1
+        for value in values {
+            out[at] = UInt8(ascii: ",")
+            at += 1
+            if case .text(let bytes) = value {
+                // The storage outlives the call: `values` holds it.
+                let base = bytes.storage.bytes.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) + bytes.startIndex }
+                at += tributary_csv_write_field(out + at, base ?? UnsafePointer(out), bytes.count)
+            }
+        }
+        out[at] = 10
+        return at + 1
+    }
+
+    /// A non-negative integer's digits; returns how many.
+    private static func writeDecimal(_ value: Int, into out: UnsafeMutablePointer<UInt8>) -> Int {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        return withUnsafeMutableBytes(of: &digits) { digits in
+            var rest = value.magnitude, count = 0
+            repeat {
+                digits[19 - count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            } while rest > 0
+            (out).update(from: digits.baseAddress!.assumingMemoryBound(to: UInt8.self) + 20 - count, count: count)
+            return count
+        }
     }
 
     /// The row into `line`; with a `sink`, a value of `streamedValueBytes` or more goes to it

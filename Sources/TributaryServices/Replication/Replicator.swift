@@ -191,6 +191,11 @@ private final class ReplicationSession: @unchecked Sendable {
     /// Where the stream ends because a configured table was dropped (set between events).
     var dropStop: LSN?
     var lastDropCheck = ContinuousClock.now
+    /// When the loop last told `Liveness` it came round: at most every `beatInterval`, since a
+    /// beat per message (a lock, the clock and a dictionary lookup by name) was 5% of the
+    /// replicator's CPU on wide rows, and a stall is judged in tens of seconds.
+    var lastBeat = ContinuousClock.now - .seconds(1)
+    static let beatInterval = Duration.milliseconds(100)
     /// The newest position stored (a batch's manifest) or recorded in the control state: a
     /// confirmation past it is recorded first.
     var recorded: LSN
@@ -213,14 +218,18 @@ private final class ReplicationSession: @unchecked Sendable {
     func run(on connection: isolated PostgresConnection) async throws -> Replicator.Summary {
         let part = Replicator.part(replicator.source.name), liveness = replicator.settings.liveness
         while !machine.isFinished {
-            liveness.beat(part)
+            let now = ContinuousClock.now
+            if now - lastBeat >= Self.beatInterval {
+                liveness.beat(part)
+                lastBeat = now
+            }
             if replicator.stop.isRequested && !stopReported {
                 stopReported = true
                 try await feed(.stopRequested, on: connection)
                 continue
             }
-            if ContinuousClock.now - lastDropCheck >= replicator.settings.dropCheckInterval {
-                lastDropCheck = .now
+            if now - lastDropCheck >= replicator.settings.dropCheckInterval {
+                lastDropCheck = now
                 try await checkDroppedTables()
             }
             if let stop = dropStop {
