@@ -73,6 +73,10 @@ import Testing
 
     @Test func updatesDeleteTheOlderRowsOfTheirKeysFirstByTheKeysIndex() {
         #expect(!DirectInsert.deletesFirst(Self.file("a")) && DirectInsert.deletesFirst(Self.file("a", updates: 1)))
+        var large = Self.file("a", updates: 1)
+        #expect(DirectInsert.holdsRows(large) && !DirectInsert.holdsRows(Self.file("a")), "inserts are read once anyway")
+        large.file.uncompressedBytes = DirectInsert.rowsHeldBytes + 1
+        #expect(!DirectInsert.holdsRows(large), "a file of a huge transaction is read twice, not held")
         let relation = RelationSchema(table: QualifiedName(schema: "public", name: "t"),
                                       columns: ["x", "b", "note", "a"].map { ColumnSchema(name: $0, sourceType: "text", stagingType: "text", typeOid: 25, notNull: false) },
                                       key: ["a", "b"])

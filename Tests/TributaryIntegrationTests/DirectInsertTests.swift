@@ -35,9 +35,10 @@ import TributaryPostgres
         return fixture
     }
 
-    func applier(_ fixture: PipelineFixture) throws -> SourceApplier {
+    func applier(_ fixture: PipelineFixture, rowsHeld: Int = DirectInsert.rowsHeldBytes) throws -> SourceApplier {
         var settings = ChangeApplier.Settings(jobs: 1)
         settings.grouping = nil
+        settings.directRowsHeldBytes = rowsHeld
         return SourceApplier(source: try fixture.configuration().sources[0], endpoints: try fixture.endpoints(), store: try fixture.store(),
                              settings: settings, logger: PipelineFixture.logger)
     }
@@ -131,10 +132,12 @@ import TributaryPostgres
     /// inserts with them. Where the merge would keep something of the row (a TOAST value pgoutput
     /// did not send, a column only STG has) the file is merged instead, and where STG's row is as
     /// new as the change (a copy's), the COPY fails on the key and the merge's LSN guard keeps it.
-    @Test func updatesReplaceOlderRowsStraightAndWhatTheMergeWouldKeepIsKept() async throws {
-        let fixture = try await fixture("direct-updates")
+    /// Each file read once, its rows held while its keys go first, and (`rowsHeld` 0) read twice.
+    @Test(arguments: [DirectInsert.rowsHeldBytes, 0])
+    func updatesReplaceOlderRowsStraightAndWhatTheMergeWouldKeepIsKept(rowsHeld: Int) async throws {
+        let fixture = try await fixture(rowsHeld == 0 ? "direct-updates-twice" : "direct-updates-once")
         let source = try await fixture.connectSource("qvp"), target = try await fixture.connectTarget()
-        var applier = try applier(fixture)
+        var applier = try applier(fixture, rowsHeld: rowsHeld)
         func step() async throws -> ChangeApplier.Report {
             _ = try await fixture.replicateUntilCaughtUp("qvp")
             return try await self.step(&applier)

@@ -71,6 +71,18 @@ public enum DirectInsert {
         "COPY \(stagingTable.sql) (\(SQL.identifierList([StagingColumns.lsn] + relation.columnNames))) FROM STDIN (FORMAT binary)"
     }
 
+    /// A file of updates of at most this much CSV is read once: its rows' binary tuples are kept
+    /// in memory while its keys are COPYed and their rows deleted, then COPYed from there. A
+    /// larger one (a transaction of millions of rows) is read twice: inflated and parsed again,
+    /// which on bench-apply's wide rows costs about what its first read does. A batch is 64 MiB
+    /// of CSV by default (`batch.max_bytes`); the rows' binary tuples are about the CSV's size.
+    public static let rowsHeldBytes = 64 << 20
+
+    /// Whether the file's rows are kept from the pass that reads its keys.
+    public static func holdsRows(_ file: BatchFile, upTo limit: Int = rowsHeldBytes) -> Bool {
+        deletesFirst(file) && file.file.uncompressedBytes <= limit
+    }
+
     /// The table a file's keys go into before its rows (`deletesFirst`), dropped at the batch's end.
     public static let keysTable = QualifiedName(schema: "pg_temp", name: "tributary_direct_keys")
 

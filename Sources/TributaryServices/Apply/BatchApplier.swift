@@ -28,6 +28,8 @@ struct BatchApplier {
     var ownLoadTables: MergingLoadTables?
     /// Tables whose insert-only files go through load tables all the same.
     var directExclusions = DirectInsertExclusions()
+    /// `ChangeApplier.Settings.directRowsHeldBytes`.
+    var directRowsHeldBytes = DirectInsert.rowsHeldBytes
 
     /// - Parameter backlog: batches still to apply after this one, said to the BL runner.
     func apply(_ manifest: BatchManifest, backlog: Int = 0, on connection: PostgresConnection) async throws -> Outcome {
@@ -158,7 +160,7 @@ struct BatchApplier {
                                                truncatedAt: lookedUp.truncatedAt, logged: logged, awaiting: awaiting.contains(file.stagingTable),
                                                stagingColumns: lookedUp.columns)
                     else { continue }
-                    if try Self.insertDirectly(file, path: paths[number], on: connection) {
+                    if try Self.insertDirectly(file, path: paths[number], holdingRowsUpTo: directRowsHeldBytes, on: connection) {
                         direct.insert(number)
                     } else {
                         directExclusions.exclude(file.stagingTable)
@@ -207,18 +209,24 @@ struct BatchApplier {
 
     /// COPYs a file of inserts and updates straight into its STG table (`DirectInsert`), under a
     /// savepoint, its checksum and row count verified; with updates, the STG rows of its keys are
-    /// deleted first (their keys read from the file in a first pass). False, with nothing of it
+    /// deleted first (their keys read from the file in a first pass, which keeps its rows for the
+    /// COPY up to `limit` bytes of CSV, `DirectInsert.holdsRows`). False, with nothing of it
     /// kept, when STG held one of its keys as new as its change (or, for inserts only, at all): the
     /// file then goes through a load table. Any other failure fails the batch, as a load's does.
-    static func insertDirectly(_ file: BatchFile, path: String, on connection: isolated PostgresConnection) throws -> Bool {
+    static func insertDirectly(_ file: BatchFile, path: String, holdingRowsUpTo limit: Int, on connection: isolated PostgresConnection) throws -> Bool {
         let stagingTable = QualifiedName(schema: StagingColumns.schema, name: file.stagingTable)
         try connection.execute("SAVEPOINT tributary_direct_insert")
         do {
+            var held: [[UInt8]]?
             if DirectInsert.deletesFirst(file) {
                 try connection.execute(DirectInsert.createKeys(like: stagingTable, relation: file.relation))
                 let keys = try connection.copyIn(DirectInsert.copyKeys) { send in
-                    try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file,
-                                                   rewriter: CSVToBinaryTranscoder(keysOf: file.relation)!, sink: send)
+                    if DirectInsert.holdsRows(file, upTo: limit) {
+                        held = try Self.readKeys(of: file, path: path, sink: send)
+                    } else {
+                        try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file,
+                                                       rewriter: CSVToBinaryTranscoder(keysOf: file.relation)!, sink: send)
+                    }
                 }
                 guard keys == file.file.rows else {
                     throw StorageError.corrupt(key: file.file.key, reason: "\(keys) rows, the manifest says \(file.file.rows)")
@@ -227,7 +235,11 @@ struct BatchApplier {
             }
             let transcoder = DirectInsert.deletesFirst(file) ? CSVToBinaryTranscoder(upsertsOf: file.relation)! : CSVToBinaryTranscoder(insertsOf: file.relation)!
             let rows = try connection.copyIn(DirectInsert.copy(into: stagingTable, relation: file.relation)) { send in
-                try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file, rewriter: transcoder, sink: send)
+                if let held {
+                    for piece in held { try piece.withUnsafeBytes(send) }
+                } else {
+                    try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file, rewriter: transcoder, sink: send)
+                }
             }
             guard rows == file.file.rows else {
                 throw StorageError.corrupt(key: file.file.key, reason: "\(rows) rows, the manifest says \(file.file.rows)")
@@ -238,6 +250,28 @@ struct BatchApplier {
         }
         try connection.execute("RELEASE SAVEPOINT tributary_direct_insert")
         return true
+    }
+
+    /// Reads a file of updates once (`DirectInsert.holdsRows`), checked as `GzipFileReader.readForCOPY`
+    /// checks it: its keys go to `sink`, and its rows' binary tuples are returned, in pieces.
+    static func readKeys(of file: BatchFile, path: String, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> [[UInt8]] {
+        var keys = CSVToBinaryTranscoder(keysOf: file.relation)!, rows = CSVToBinaryTranscoder(upsertsOf: file.relation)!
+        var held: [[UInt8]] = []
+        func hold(_ piece: UnsafeRawBufferPointer) {
+            // The transcoder hands its output over in pieces of up to 4 MiB: kept as they come.
+            held.append(Array(piece))
+        }
+        do {
+            try GzipFileReader.read(path: path, key: file.file.key, expected: file.file) { chunk in
+                try keys.transcode(chunk, sink: sink)
+                try rows.transcode(chunk, sink: hold)
+            }
+            try keys.finish(sink: sink)
+            try rows.finish(sink: hold)
+        } catch let failure as CSVToBinaryTranscoder.Failure {
+            throw StorageError.corrupt(key: file.file.key, reason: failure.description)
+        }
+        return held
     }
 
     /// Loads one file into a temporary table (or takes the load table a `BatchPreloader` filled)

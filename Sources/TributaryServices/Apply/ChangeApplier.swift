@@ -21,6 +21,9 @@ public struct ChangeApplier: Sendable {
         /// Through a backlog, consecutive batches merge together, up to these limits
         /// (`BatchGroup`); nil: batch by batch.
         public var grouping: BatchGroup.Limits? = BatchGroup.Limits()
+        /// A file of updates COPYed straight into STG with at most this much CSV is read once,
+        /// its rows held in memory meanwhile (`DirectInsert.holdsRows`); a larger one twice.
+        public var directRowsHeldBytes = DirectInsert.rowsHeldBytes
         public init(jobs: Int) { self.jobs = jobs }
         public init(_ snapshot: SnapshotSettings, jobs: Int? = nil) {
             self.jobs = jobs ?? snapshot.jobs
@@ -253,7 +256,8 @@ struct SourceApplier {
     /// - Parameter listed: batches listed in all; those after each one are its backlog.
     private mutating func apply(_ keys: [String], backlog listed: Int, on control: ControlStore, stop: StopSignal,
                                 into report: inout ChangeApplier.Report) async throws {
-        let applier = BatchApplier(source: source, store: store, logger: logger, ownLoadTables: ownLoadTables, directExclusions: directExclusions)
+        let applier = BatchApplier(source: source, store: store, logger: logger, ownLoadTables: ownLoadTables, directExclusions: directExclusions,
+                                   directRowsHeldBytes: settings.directRowsHeldBytes)
         var manifests = ManifestWindow(keys: keys, store: store, limits: settings.grouping)
         var index = 0
         // After a group that did not merge plainly, its batches go one at a time.
