@@ -98,6 +98,7 @@ public enum DirectInsert {
             + SQL.identifierList([StagingColumns.lsn] + keyColumns(of: relation)) + " FROM \(stagingTable.sql) WITH NO DATA"
     }
 
+    /// The COPY of a file's keys into `keysTable` (binary, from `CSVToBinaryTranscoder(keysOf:)`).
     public static let copyKeys = "COPY \(keysTable.sql) FROM STDIN (FORMAT binary)"
 
     /// Deletes the STG rows of the file's keys that are older than the key's change, by the

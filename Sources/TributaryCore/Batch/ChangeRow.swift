@@ -79,7 +79,7 @@ public struct ChangeRowEncoder: Sendable {
     /// - Parameter lsn: the commit LSN's text form, made once per transaction.
     public func write(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
                       line: inout [UInt8], sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let bound = try Self.bound(values, lsn: lsn, columns: columnNames.count)
+        let bound = try Self.bound(values, lsn: lsn)
         guard bound < Self.streamedValueBytes else {
             line.removeAll(keepingCapacity: true)
             try withoutActuallyEscaping(sink) { try appendRow(operation, values, lsn: lsn, sequence: sequence, to: &line, streamingTo: $0) }
@@ -88,7 +88,7 @@ public struct ChangeRowEncoder: Sendable {
             if line.capacity > 4 * Self.streamedValueBytes { line = [] }
             return
         }
-        // On the stack for rows of up to a few kilobytes: no allocation per row.
+        // Into a temporary buffer (on the stack where it has room), not an array grown field by field.
         try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bound) { buffer in
             let written = writeRow(operation, values, lsn: lsn, sequence: sequence, into: buffer.baseAddress!)
             try sink(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<written]))
@@ -103,8 +103,9 @@ public struct ChangeRowEncoder: Sendable {
     }
 
     /// Bytes a row of `values` takes at most: each value quoted with every byte a quote, the
-    /// metadata fields at their longest, the separators and the line feed.
-    private static func bound(_ values: [PgOutputMessage.TupleValue], lsn: [UInt8], columns: Int) throws -> Int {
+    /// metadata fields at their longest, the separators and the line feed. `.max` for a row with
+    /// unchanged values (rare), which `appendRow` writes with its `_unchanged`.
+    private static func bound(_ values: [PgOutputMessage.TupleValue], lsn: [UInt8]) throws -> Int {
         var bound = 1 + 1 + lsn.count + 1 + 20 + 1 + 1
         var unchanged = false
         for value in values {
@@ -115,11 +116,11 @@ public struct ChangeRowEncoder: Sendable {
             case .binary: throw Failure(description: "a binary tuple value arrived, but Tributary asks pgoutput for text only")
             }
         }
-        // `_unchanged` names columns: rare, and bounded by all their names quoted, twice over.
         return unchanged ? .max : bound
     }
 
-    /// Writes the row of a `bound` into `out` (room for `bound` bytes); returns the bytes written.
+    /// Writes a row with no unchanged values into `out`, which has room for its `bound`; returns
+    /// the bytes written.
     private func writeRow(_ operation: ChangeOperation, _ values: [PgOutputMessage.TupleValue], lsn: [UInt8], sequence: Int,
                           into out: UnsafeMutablePointer<UInt8>) -> Int {
         var at = 0
@@ -131,7 +132,7 @@ public struct ChangeRowEncoder: Sendable {
         out[at] = UInt8(ascii: ",")
         at += 1
         at += Self.writeDecimal(sequence, into: out + at)
-        // `_unchanged` empty: a row with unchanged values goes through `appendRow`.
+        // `_unchanged`, empty.
         out[at] = UInt8(ascii: ",")
         at += 1
         for value in values {
@@ -158,7 +159,7 @@ public struct ChangeRowEncoder: Sendable {
                 rest /= 10
                 count += 1
             } while rest > 0
-            (out).update(from: digits.baseAddress!.assumingMemoryBound(to: UInt8.self) + 20 - count, count: count)
+            out.update(from: digits.baseAddress!.assumingMemoryBound(to: UInt8.self) + 20 - count, count: count)
             return count
         }
     }

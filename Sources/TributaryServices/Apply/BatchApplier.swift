@@ -26,7 +26,7 @@ struct BatchApplier {
     let logger: Logger
     /// Where a batch no preloader loaded is loaded (nil: temporary tables, a file at a time).
     var ownLoadTables: MergingLoadTables?
-    /// Tables whose insert-only files go through load tables all the same.
+    /// Tables whose files of inserts and updates go through load tables all the same.
     var directExclusions = DirectInsertExclusions()
     /// `ChangeApplier.Settings.directRowsHeldBytes`.
     var directRowsHeldBytes = DirectInsert.rowsHeldBytes
@@ -233,11 +233,11 @@ struct BatchApplier {
                 }
                 try connection.execute(DirectInsert.deleteOlder(from: stagingTable, relation: file.relation))
             }
-            let transcoder = DirectInsert.deletesFirst(file) ? CSVToBinaryTranscoder(upsertsOf: file.relation)! : CSVToBinaryTranscoder(insertsOf: file.relation)!
             let rows = try connection.copyIn(DirectInsert.copy(into: stagingTable, relation: file.relation)) { send in
                 if let held {
                     for piece in held { try piece.withUnsafeBytes(send) }
                 } else {
+                    let transcoder = DirectInsert.deletesFirst(file) ? CSVToBinaryTranscoder(upsertsOf: file.relation)! : CSVToBinaryTranscoder(insertsOf: file.relation)!
                     try GzipFileReader.readForCOPY(path: path, key: file.file.key, expected: file.file, rewriter: transcoder, sink: send)
                 }
             }

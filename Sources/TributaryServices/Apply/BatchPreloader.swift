@@ -41,7 +41,7 @@ actor BatchPreloader {
     let connection: PostgresConnection
     let source: String
     let store: any StagingStore
-    /// Tables whose insert-only files are loaded here all the same.
+    /// Tables whose files of inserts and updates are loaded here all the same.
     let directExclusions: DirectInsertExclusions
     /// What this connection's loads left in each load table, to empty it the cheap way.
     private var reuse = LoadTableReuse()

@@ -137,7 +137,7 @@ struct SourceApplier {
     private var preload: LoadAhead
     /// The merging connection's own load tables, for a batch not loaded ahead.
     private let ownLoadTables: MergingLoadTables
-    /// Tables whose insert-only files no longer go straight into STG.
+    /// Tables whose files of inserts and updates no longer go straight into STG.
     private let directExclusions: DirectInsertExclusions
     /// Whether what a killed applier left in load tables went (at the first step under the lock).
     private var leftoversDropped = false

@@ -1,7 +1,7 @@
 import Synchronization
 
-/// The STG tables of a source whose insert-only files this process no longer tries to COPY
-/// straight in (`DirectInsert`): one such COPY met a key STG held (a source that deletes and
+/// The STG tables of a source whose files of inserts and updates this process no longer tries to
+/// COPY straight in (`DirectInsert`): one such COPY met a key STG held (a source that deletes and
 /// inserts the same keys would have every later one rolled back too), or a BL model logs the
 /// table's changes. Their files go through load tables, and the preloader loads them again
 /// instead of leaving them to the merging connection. For the process's life: a model dropped
