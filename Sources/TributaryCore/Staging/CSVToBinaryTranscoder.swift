@@ -75,9 +75,7 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
     /// For a change batch of `relation` (`_op,_lsn,_seq,_unchanged`, then its columns); nil when
     /// a column of it has no binary form here: the batch loads in text format.
     public init?(changesOf relation: RelationSchema) {
-        guard let kinds = relation.binaryKinds else { return nil }
-        self.kinds = Self.changeKinds + kinds
-        columnNames = ChangeColumns.all + relation.columnNames
+        self.init(changesOf: relation, metadata: Self.changeKinds)
     }
 
     /// For a change batch of `relation` whose every change is an insert, COPYed straight into its
@@ -85,28 +83,36 @@ public struct CSVToBinaryTranscoder: COPYRewriter {
     /// (anything else stops the load as a corrupt file), `_seq` and `_unchanged` are read and left
     /// out. Nil as `init(changesOf:)`.
     public init?(insertsOf relation: RelationSchema) {
-        guard let kinds = relation.binaryKinds else { return nil }
-        self.kinds = [TRIBUTARY_BINARY_SKIP_INSERT, TRIBUTARY_BINARY_LSN, TRIBUTARY_BINARY_SKIP, TRIBUTARY_BINARY_SKIP].map { UInt8($0) } + kinds
-        columnNames = ChangeColumns.all + relation.columnNames
+        self.init(changesOf: relation, metadata: Self.insertKinds)
     }
 
     /// As `init(insertsOf:)`, for a change batch of inserts and updates that keep no stored value:
     /// `_op` must be `I` or `U`, and `_unchanged` empty.
     public init?(upsertsOf relation: RelationSchema) {
-        guard let kinds = relation.binaryKinds else { return nil }
-        self.kinds = Self.upsertKinds + kinds
-        columnNames = ChangeColumns.all + relation.columnNames
+        self.init(changesOf: relation, metadata: Self.upsertKinds)
     }
 
     /// The keys of such a batch (`init(upsertsOf:)`): each tuple is `_lsn`, then the key columns in
     /// the relation's order (`DirectInsert.keyColumns`); everything else is read, checked as
     /// there, and left out.
     public init?(keysOf relation: RelationSchema) {
-        guard let kinds = relation.binaryKinds else { return nil }
         let key = Set(relation.key)
-        self.kinds = Self.upsertKinds + zip(relation.columnNames, kinds).map { key.contains($0) ? $1 : UInt8(TRIBUTARY_BINARY_SKIP) }
+        self.init(changesOf: relation, metadata: Self.upsertKinds) { kinds in
+            zip(relation.columnNames, kinds).map { key.contains($0) ? $1 : UInt8(TRIBUTARY_BINARY_SKIP) }
+        }
+    }
+
+    /// A change batch's conversion: the kinds of its four metadata fields, then its columns' kinds
+    /// as `columns` makes them of the relation's.
+    private init?(changesOf relation: RelationSchema, metadata: [UInt8], columns: ([UInt8]) -> [UInt8] = { $0 }) {
+        guard let kinds = relation.binaryKinds else { return nil }
+        self.kinds = metadata + columns(kinds)
         columnNames = ChangeColumns.all + relation.columnNames
     }
+
+    /// `_op` an insert, `_lsn`, `_seq` and `_unchanged` left out.
+    private static let insertKinds = [TRIBUTARY_BINARY_SKIP_INSERT, TRIBUTARY_BINARY_LSN, TRIBUTARY_BINARY_SKIP,
+                                      TRIBUTARY_BINARY_SKIP].map { UInt8($0) }
 
     /// `_op` an insert or update, `_lsn`, `_seq` left out, `_unchanged` empty.
     private static let upsertKinds = [TRIBUTARY_BINARY_SKIP_UPSERT, TRIBUTARY_BINARY_LSN, TRIBUTARY_BINARY_SKIP,
